@@ -1,0 +1,571 @@
+//! Loading a root module: `*.tf` / `*.tofu` files parsed with hcl-rs into the blocks the stand-in
+//! understands. Anything outside that subset is a clear diagnostic, never silent success.
+
+use crate::ui::Diag;
+use hcl::{Block, Body, Expression};
+use std::path::{Path, PathBuf};
+
+pub struct VarDecl {
+    pub name: String,
+    pub type_expr: Option<String>,
+    pub default: Option<Expression>,
+    pub sensitive: bool,
+    pub validations: Vec<(Expression, Expression)>,
+}
+
+pub struct Provisioner {
+    pub command: Expression,
+    pub environment: Option<Expression>,
+    pub working_dir: Option<Expression>,
+    pub interpreter: Option<Expression>,
+    pub when_destroy: bool,
+    pub on_failure_continue: bool,
+}
+
+pub struct ResourceDecl {
+    pub name: String,
+    pub input: Option<Expression>,
+    pub triggers_replace: Option<Expression>,
+    pub count: Option<Expression>,
+    pub for_each: Option<Expression>,
+    pub provisioners: Vec<Provisioner>,
+    /// Names of other `terraform_data` resources this one depends on (directly or via locals).
+    pub deps: Vec<String>,
+    pub text: String,
+}
+
+pub struct OutputDecl {
+    pub name: String,
+    pub value: Expression,
+    pub sensitive: bool,
+}
+
+pub struct BackendDecl {
+    pub kind: String,
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+}
+
+pub struct Module {
+    pub dir: PathBuf,
+    /// File name and source of every configuration file, kept so a saved plan can carry them.
+    pub files: Vec<(String, String)>,
+    pub backend: Option<BackendDecl>,
+    pub required_version: Option<String>,
+    pub variables: Vec<VarDecl>,
+    pub locals: Vec<(String, Expression)>,
+    pub resources: Vec<ResourceDecl>,
+    pub outputs: Vec<OutputDecl>,
+}
+
+/// Reads the configuration files of `dir` (`.tofu` wins over a `.tf` of the same stem).
+pub fn read_files(dir: &Path) -> Result<Vec<(String, String)>, Diag> {
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        Diag::error(
+            "Failed to read module directory",
+            format!(
+                "Module directory {} does not exist or cannot be read: {e}",
+                dir.display()
+            ),
+        )
+    })?;
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| (n.ends_with(".tf") || n.ends_with(".tofu")) && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let tofu_stems: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".tofu").map(str::to_string))
+        .collect();
+    names.retain(|n| match n.strip_suffix(".tf") {
+        Some(stem) => !tofu_stems.iter().any(|s| s == stem),
+        None => true,
+    });
+    let mut files = Vec::new();
+    for n in names {
+        let src = std::fs::read_to_string(dir.join(&n)).map_err(|e| {
+            Diag::error(
+                "Failed to read file",
+                format!("The file {n:?} could not be read: {e}"),
+            )
+        })?;
+        files.push((n, src));
+    }
+    Ok(files)
+}
+
+fn unsupported(what: &str, detail: &str) -> Diag {
+    Diag::error(
+        format!("Unsupported {what}"),
+        format!(
+            "{detail}\n\nThe tofu stand-in (tofu-double) implements only the built-in provider \
+             (resource \"terraform_data\"), variables, locals, outputs and local-exec provisioners. \
+             Run this configuration with real OpenTofu."
+        ),
+    )
+}
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+fn literal_bool(e: Option<&Expression>) -> bool {
+    matches!(e, Some(Expression::Bool(true)))
+}
+
+/// Renders an expression back to HCL text (for type constraints and dependency scanning).
+pub fn expr_text(e: &Expression) -> String {
+    hcl::format::to_string(e).unwrap_or_default()
+}
+
+/// Finds `prefix.NAME` references in HCL text.
+pub fn refs(text: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let pat = format!("{prefix}.");
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(i) = text[start..].find(&pat) {
+        let at = start + i;
+        let before_ok = at == 0 || {
+            let c = bytes[at - 1] as char;
+            !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+        };
+        let mut end = at + pat.len();
+        while end < bytes.len() {
+            let c = bytes[end] as char;
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if before_ok && end > at + pat.len() {
+            let name = text[at + pat.len()..end].to_string();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        start = end.max(at + 1);
+    }
+    out
+}
+
+/// Parses and checks a module from its files.
+pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag>> {
+    let mut m = Module {
+        dir: dir.to_path_buf(),
+        files: Vec::new(),
+        backend: None,
+        required_version: None,
+        variables: Vec::new(),
+        locals: Vec::new(),
+        resources: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let mut diags = Vec::new();
+    for (name, src) in &files {
+        let body = match hcl::parse(src) {
+            Ok(b) => b,
+            Err(e) => {
+                diags.push(Diag::error(
+                    "Invalid configuration syntax",
+                    format!("{name}: {e}"),
+                ));
+                continue;
+            }
+        };
+        for s in body.attributes() {
+            diags.push(Diag::error(
+                "Unsupported argument",
+                format!(
+                    "{name}: an argument named {:?} is not expected here.",
+                    s.key()
+                ),
+            ));
+        }
+        for b in body.blocks() {
+            if let Err(d) = load_block(&mut m, name, b) {
+                diags.push(d);
+            }
+        }
+    }
+    m.files = files;
+    if diags.is_empty() {
+        resolve_deps(&mut m);
+        Ok(m)
+    } else {
+        Err(diags)
+    }
+}
+
+fn label(b: &Block, i: usize) -> String {
+    b.labels()
+        .get(i)
+        .map(|l| l.as_str().to_string())
+        .unwrap_or_default()
+}
+
+fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    match b.identifier() {
+        "terraform" => {
+            if let Some(Expression::String(v)) = attr(b.body(), "required_version") {
+                m.required_version = Some(v.clone());
+            }
+            for inner in b.body().blocks() {
+                match inner.identifier() {
+                    "backend" => {
+                        let kind = label(inner, 0);
+                        if kind != "local" && kind != "http" {
+                            return Err(unsupported(
+                                "backend type",
+                                &format!("{file}: backend {kind:?} needs network access to a cloud store."),
+                            ));
+                        }
+                        if m.backend.is_some() {
+                            return Err(Diag::error(
+                                "Duplicate backend configuration",
+                                "A module may have only one backend configuration.",
+                            ));
+                        }
+                        let mut attrs = serde_json::Map::new();
+                        for a in inner.body().attributes() {
+                            let v = crate::eval::eval_static(a.expr()).map_err(|e| {
+                                Diag::error(
+                                    "Variables not allowed",
+                                    format!("{file}: backend attribute {:?}: {e}", a.key()),
+                                )
+                            })?;
+                            attrs.insert(a.key().to_string(), v);
+                        }
+                        m.backend = Some(BackendDecl { kind, attrs });
+                    }
+                    "required_providers" => {
+                        for a in inner.body().attributes() {
+                            if a.key() != "terraform" {
+                                return Err(unsupported(
+                                    "provider",
+                                    &format!(
+                                        "{file}: provider {:?} would be installed from a registry.",
+                                        a.key()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    "encryption" | "cloud" => {
+                        return Err(unsupported(
+                            "terraform block",
+                            &format!(
+                                "{file}: terraform {{ {} }} is not implemented.",
+                                inner.identifier()
+                            ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        "variable" => {
+            let body = b.body();
+            let mut validations = Vec::new();
+            for v in body.blocks().filter(|x| x.identifier() == "validation") {
+                if let (Some(c), Some(msg)) =
+                    (attr(v.body(), "condition"), attr(v.body(), "error_message"))
+                {
+                    validations.push((c.clone(), msg.clone()));
+                }
+            }
+            m.variables.push(VarDecl {
+                name: label(b, 0),
+                type_expr: attr(body, "type").map(expr_text),
+                default: attr(body, "default").cloned(),
+                sensitive: literal_bool(attr(body, "sensitive")),
+                validations,
+            });
+            Ok(())
+        }
+        "locals" => {
+            for a in b.body().attributes() {
+                m.locals.push((a.key().to_string(), a.expr().clone()));
+            }
+            Ok(())
+        }
+        "output" => {
+            let value = attr(b.body(), "value").cloned().ok_or_else(|| {
+                Diag::error(
+                    "Missing required argument",
+                    format!(
+                        "{file}: output {:?} needs a \"value\" argument.",
+                        label(b, 0)
+                    ),
+                )
+            })?;
+            m.outputs.push(OutputDecl {
+                name: label(b, 0),
+                value,
+                sensitive: literal_bool(attr(b.body(), "sensitive")),
+            });
+            Ok(())
+        }
+        "resource" => {
+            let typ = label(b, 0);
+            let name = label(b, 1);
+            if typ != "terraform_data" {
+                return Err(unsupported(
+                    "resource type",
+                    &format!("{file}: resource \"{typ}\" \"{name}\" belongs to a provider that is not built in."),
+                ));
+            }
+            let body = b.body();
+            let mut provisioners = Vec::new();
+            for p in body.blocks() {
+                match p.identifier() {
+                    "provisioner" if label(p, 0) == "local-exec" => {
+                        let pb = p.body();
+                        let command = attr(pb, "command").cloned().ok_or_else(|| {
+                            Diag::error(
+                                "Missing required argument",
+                                format!("{file}: local-exec in terraform_data.{name} needs \"command\"."),
+                            )
+                        })?;
+                        let when = attr(pb, "when").map(expr_text).unwrap_or_default();
+                        let on_failure = attr(pb, "on_failure").map(expr_text).unwrap_or_default();
+                        provisioners.push(Provisioner {
+                            command,
+                            environment: attr(pb, "environment").cloned(),
+                            working_dir: attr(pb, "working_dir").cloned(),
+                            interpreter: attr(pb, "interpreter").cloned(),
+                            when_destroy: when.trim() == "destroy",
+                            on_failure_continue: on_failure.trim() == "continue",
+                        });
+                    }
+                    "provisioner" => {
+                        return Err(unsupported(
+                            "provisioner",
+                            &format!("{file}: provisioner {:?} in terraform_data.{name}.", label(p, 0)),
+                        ))
+                    }
+                    "lifecycle" | "connection" => {}
+                    other => {
+                        return Err(Diag::error(
+                            "Unsupported block type",
+                            format!("{file}: blocks of type {other:?} are not expected in terraform_data.{name}."),
+                        ))
+                    }
+                }
+            }
+            for a in body.attributes() {
+                if ![
+                    "input",
+                    "triggers_replace",
+                    "count",
+                    "for_each",
+                    "depends_on",
+                    "provider",
+                ]
+                .contains(&a.key())
+                {
+                    return Err(Diag::error(
+                        "Unsupported argument",
+                        format!("{file}: an argument named {:?} is not expected in terraform_data.{name}.", a.key()),
+                    ));
+                }
+            }
+            if attr(body, "count").is_some() && attr(body, "for_each").is_some() {
+                return Err(Diag::error(
+                    "Invalid combination of \"count\" and \"for_each\"",
+                    format!("{file}: terraform_data.{name} may not use both."),
+                ));
+            }
+            if m.resources.iter().any(|r| r.name == name) {
+                return Err(Diag::error(
+                    "Duplicate resource \"terraform_data\" configuration",
+                    format!("A terraform_data resource named {name:?} was already declared."),
+                ));
+            }
+            let text = hcl::format::to_string(body).unwrap_or_default();
+            m.resources.push(ResourceDecl {
+                name,
+                input: attr(body, "input").cloned(),
+                triggers_replace: attr(body, "triggers_replace").cloned(),
+                count: attr(body, "count").cloned(),
+                for_each: attr(body, "for_each").cloned(),
+                provisioners,
+                deps: Vec::new(),
+                text,
+            });
+            Ok(())
+        }
+        "provider" => Err(unsupported(
+            "provider",
+            &format!("{file}: provider {:?} is not built in.", label(b, 0)),
+        )),
+        "data" => Err(unsupported(
+            "data source",
+            &format!("{file}: data \"{}\" \"{}\".", label(b, 0), label(b, 1)),
+        )),
+        "module" => Err(unsupported(
+            "module call",
+            &format!(
+                "{file}: module {:?}: child modules are not implemented.",
+                label(b, 0)
+            ),
+        )),
+        "moved" | "import" | "removed" | "check" => Err(unsupported(
+            "block",
+            &format!("{file}: {} blocks are not implemented.", b.identifier()),
+        )),
+        other => Err(Diag::error(
+            "Unsupported block type",
+            format!("{file}: blocks of type {other:?} are not expected here."),
+        )),
+    }
+}
+
+/// Computes each resource's dependencies on other resources, directly or through locals.
+fn resolve_deps(m: &mut Module) {
+    let local_texts: Vec<(String, String)> = m
+        .locals
+        .iter()
+        .map(|(n, e)| (n.clone(), expr_text(e)))
+        .collect();
+    let names: Vec<String> = m.resources.iter().map(|r| r.name.clone()).collect();
+    for r in &mut m.resources {
+        let mut deps = Vec::new();
+        let mut seen_locals: Vec<String> = Vec::new();
+        let mut texts = vec![r.text.clone()];
+        while let Some(t) = texts.pop() {
+            for d in refs(&t, "terraform_data") {
+                if d != r.name && names.contains(&d) && !deps.contains(&d) {
+                    deps.push(d);
+                }
+            }
+            for l in refs(&t, "local") {
+                if !seen_locals.contains(&l) {
+                    if let Some((_, lt)) = local_texts.iter().find(|(n, _)| *n == l) {
+                        texts.push(lt.clone());
+                    }
+                    seen_locals.push(l);
+                }
+            }
+        }
+        r.deps = deps;
+    }
+}
+
+/// Orders resources so that each comes after those it depends on (file order otherwise).
+pub fn topo_order(m: &Module) -> Result<Vec<usize>, Diag> {
+    let mut order = Vec::new();
+    let mut state = vec![0u8; m.resources.len()];
+    fn visit(m: &Module, i: usize, st: &mut [u8], out: &mut Vec<usize>) -> Result<(), Diag> {
+        if st[i] == 2 {
+            return Ok(());
+        }
+        if st[i] == 1 {
+            return Err(Diag::error(
+                "Cycle in resource dependencies",
+                format!("terraform_data.{} depends on itself.", m.resources[i].name),
+            ));
+        }
+        st[i] = 1;
+        for d in &m.resources[i].deps {
+            if let Some(j) = m.resources.iter().position(|r| &r.name == d) {
+                visit(m, j, st, out)?;
+            }
+        }
+        st[i] = 2;
+        out.push(i);
+        Ok(())
+    }
+    for i in 0..m.resources.len() {
+        visit(m, i, &mut state, &mut order)?;
+    }
+    Ok(order)
+}
+
+/// Checks `required_version` against the stand-in's version (`>=`, `>`, `<=`, `<`, `=`, `!=`,
+/// `~>`, comma-separated).
+pub fn version_allowed(constraint: &str, version: &str) -> bool {
+    fn parse(v: &str) -> Vec<u64> {
+        v.trim()
+            .trim_start_matches('v')
+            .split(['.', '-'])
+            .take(3)
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    }
+    let have = parse(version);
+    constraint.split(',').all(|c| {
+        let c = c.trim();
+        let (op, v) = ["~>", ">=", "<=", "!=", ">", "<", "="]
+            .iter()
+            .find_map(|op| c.strip_prefix(op).map(|rest| (*op, rest)))
+            .unwrap_or(("=", c));
+        let want = parse(v);
+        let cmp = |a: &[u64], b: &[u64]| {
+            let n = a.len().max(b.len());
+            (0..n)
+                .map(|i| a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0)))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        match op {
+            ">=" => cmp(&have, &want).is_ge(),
+            ">" => cmp(&have, &want).is_gt(),
+            "<=" => cmp(&have, &want).is_le(),
+            "<" => cmp(&have, &want).is_lt(),
+            "!=" => cmp(&have, &want).is_ne(),
+            "~>" => {
+                let parts = v.trim().split('.').count();
+                let prefix = parts.saturating_sub(1).max(1);
+                cmp(&have, &want).is_ge()
+                    && have[..prefix.min(have.len())] == want[..prefix.min(want.len())]
+            }
+            _ => cmp(&have, &want).is_eq(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_references() {
+        assert_eq!(
+            refs(
+                "x = terraform_data.a.id + local.b\ny = \"${terraform_data.c_d.output}\"",
+                "terraform_data"
+            ),
+            vec!["a", "c_d"]
+        );
+        assert_eq!(refs("var.region", "local"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn version_constraints() {
+        assert!(version_allowed(">= 1.6", "1.9.0"));
+        assert!(version_allowed(">= 1.6, < 2.0", "1.9.0"));
+        assert!(!version_allowed(">= 1.10", "1.9.0"));
+        assert!(version_allowed("~> 1.9", "1.9.0"));
+        assert!(!version_allowed("~> 1.8.0", "1.9.0"));
+    }
+
+    #[test]
+    fn rejects_other_providers_clearly() {
+        let err = load(
+            Path::new("."),
+            vec![(
+                "main.tf".into(),
+                "resource \"aws_instance\" \"x\" {}\n".into(),
+            )],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err[0].summary, "Unsupported resource type");
+        assert!(err[0].detail.contains("aws_instance"));
+    }
+}

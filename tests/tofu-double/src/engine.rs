@@ -1,0 +1,1537 @@
+//! Planning and applying: input variables, the walk over `terraform_data` resources in dependency
+//! order (plan mode computes actions; apply mode also carries them out), local-exec provisioners,
+//! outputs, the plan JSON (`show -json`) and the fault hooks tests use.
+
+use crate::config::{self, Module, Provisioner, ResourceDecl};
+use crate::eval::{self, Scope, UNKNOWN};
+use crate::signals;
+use crate::state::{self, Instance, Resource, StateFile, StateOutput};
+use crate::ui::{self, Diag, Ui};
+use serde_json::{json, Map, Value};
+use std::io::BufRead;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Normal,
+    Destroy,
+    RefreshOnly,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    fn actions(self) -> Value {
+        match self {
+            Action::NoOp => json!(["no-op"]),
+            Action::Create => json!(["create"]),
+            Action::Update => json!(["update"]),
+            Action::Replace => json!(["delete", "create"]),
+            Action::Delete => json!(["delete"]),
+        }
+    }
+    fn ui(self) -> &'static str {
+        match self {
+            Action::NoOp => "noop",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One instance's attribute values (`id` may be unknown while planning).
+#[derive(Clone, Debug)]
+pub struct Vals {
+    pub id: Value,
+    pub input: Option<Value>,
+    pub triggers: Option<Value>,
+}
+
+impl Vals {
+    pub fn object(&self) -> Value {
+        json!({
+            "id": self.id,
+            "input": self.input.clone().unwrap_or(Value::Null),
+            "output": self.input.clone().unwrap_or(Value::Null),
+            "triggers_replace": self.triggers.clone().unwrap_or(Value::Null),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub name: String,
+    pub key: Option<Value>,
+    pub action: Action,
+    pub before: Option<Vals>,
+    pub after: Option<Vals>,
+    pub reason: Option<&'static str>,
+}
+
+impl Change {
+    pub fn addr(&self) -> String {
+        addr(&self.name, &self.key)
+    }
+}
+
+pub fn addr(name: &str, key: &Option<Value>) -> String {
+    match key {
+        None => format!("terraform_data.{name}"),
+        Some(Value::String(k)) => format!("terraform_data.{name}[{k:?}]"),
+        Some(k) => format!("terraform_data.{name}[{k}]"),
+    }
+}
+
+fn res_obj(name: &str, key: &Option<Value>) -> Value {
+    let a = addr(name, key);
+    json!({
+        "addr": a, "module": "", "resource": a, "implied_provider": "terraform",
+        "resource_type": "terraform_data", "resource_name": name,
+        "resource_key": key.clone().unwrap_or(Value::Null),
+    })
+}
+
+/// An instance as recorded in state.
+#[derive(Clone, Debug)]
+struct Rec {
+    name: String,
+    key: Option<Value>,
+    vals: Vals,
+    tainted: bool,
+    each: Option<String>,
+}
+
+fn records(st: &Option<StateFile>) -> Vec<Rec> {
+    let mut out = Vec::new();
+    for r in st.iter().flat_map(|s| s.resources.iter()) {
+        if r.mode != "managed" || r.typ != "terraform_data" {
+            continue;
+        }
+        for i in &r.instances {
+            let a = &i.attributes;
+            out.push(Rec {
+                name: r.name.clone(),
+                key: i.index_key.clone(),
+                vals: Vals {
+                    id: a.get("id").cloned().unwrap_or(Value::Null),
+                    input: state::unwrap_dynamic(a.get("input")),
+                    triggers: state::unwrap_dynamic(a.get("triggers_replace")),
+                },
+                tainted: i.status.as_deref() == Some("tainted"),
+                each: r.each.clone(),
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Variables
+
+/// Collects input variables with OpenTofu's precedence: `TF_VAR_*`, `terraform.tfvars`,
+/// `terraform.tfvars.json`, `*.auto.tfvars(.json)` in lexical order, then `-var`/`-var-file`
+/// in argument order.
+pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, Value>, Vec<Diag>> {
+    let mut raw: Map<String, Value> = Map::new();
+    let mut diags = Vec::new();
+    let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
+    for (k, v) in std::env::vars() {
+        if let Some(n) = k.strip_prefix("TF_VAR_") {
+            if let Some(d) = decl(n) {
+                match eval::parse_raw_var(&v, d.type_expr.as_deref()) {
+                    Ok(x) => {
+                        raw.insert(n.to_string(), x);
+                    }
+                    Err(e) => diags.push(bad_value(n, &e)),
+                }
+            }
+        }
+    }
+    let mut files: Vec<String> = Vec::new();
+    for f in ["terraform.tfvars", "terraform.tfvars.json"] {
+        if m.dir.join(f).is_file() {
+            files.push(f.to_string());
+        }
+    }
+    let mut autos: Vec<String> = std::fs::read_dir(&m.dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".auto.tfvars") || n.ends_with(".auto.tfvars.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    autos.sort();
+    files.extend(autos);
+    for f in files {
+        match read_var_file(&m.dir.join(&f)) {
+            Ok(vals) => {
+                for (k, v) in vals {
+                    if decl(&k).is_some() {
+                        raw.insert(k, v);
+                    }
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    for (kind, v) in cli {
+        if kind == "var" {
+            let Some((k, val)) = v.split_once('=') else {
+                diags.push(Diag::error(
+                    "Invalid -var option",
+                    format!("The given -var option {v:?} is not correctly specified. It must be a variable name and value separated by an equals sign, like -var=\"key=value\"."),
+                ));
+                continue;
+            };
+            match decl(k) {
+                None => diags.push(undeclared(k)),
+                Some(d) => match eval::parse_raw_var(val, d.type_expr.as_deref()) {
+                    Ok(x) => {
+                        raw.insert(k.to_string(), x);
+                    }
+                    Err(e) => diags.push(bad_value(k, &e)),
+                },
+            }
+        } else {
+            let p = std::path::Path::new(v);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                m.dir.join(p)
+            };
+            match read_var_file(&p) {
+                Ok(vals) => {
+                    for (k, x) in vals {
+                        if decl(&k).is_none() {
+                            diags.push(undeclared(&k));
+                        } else {
+                            raw.insert(k, x);
+                        }
+                    }
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    let mut out = Map::new();
+    for d in &m.variables {
+        let v = match raw.remove(&d.name) {
+            Some(v) => v,
+            None => match &d.default {
+                Some(e) => match eval::eval_static(e) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        diags.push(bad_value(&d.name, &e));
+                        continue;
+                    }
+                },
+                None => {
+                    diags.push(Diag::error(
+                        "No value for required variable",
+                        format!("The root module input variable {:?} is not set, and has no default value. Use a -var or -var-file command line argument to provide a value for this variable.", d.name),
+                    ));
+                    continue;
+                }
+            },
+        };
+        let v = match &d.type_expr {
+            Some(t) => match eval::convert(v, t) {
+                Ok(v) => v,
+                Err(e) => {
+                    diags.push(bad_value(&d.name, &e));
+                    continue;
+                }
+            },
+            None => v,
+        };
+        out.insert(d.name.clone(), v);
+    }
+    // Validation rules see only their own variable.
+    for d in &m.variables {
+        for (cond, msg) in &d.validations {
+            let Some(v) = out.get(&d.name) else { continue };
+            let vars = Map::from_iter([(d.name.clone(), v.clone())]);
+            let empty = Map::new();
+            let scope = Scope {
+                vars: &vars,
+                locals: &empty,
+                resources: &empty,
+                module_dir: ".",
+                cwd: ".",
+                workspace: "default",
+            };
+            let ctx = scope.context();
+            match eval::eval(cond, &ctx) {
+                Ok(Value::Bool(true)) => {}
+                Ok(_) => diags.push(Diag::error(
+                    "Invalid value for variable",
+                    format!(
+                        "{}\n\nThis was checked by the validation rule at var.{}.",
+                        eval::eval(msg, &ctx)
+                            .ok()
+                            .and_then(|m| m.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        d.name
+                    ),
+                )),
+                Err(e) => diags.push(Diag::error("Invalid validation condition", e)),
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+fn undeclared(k: &str) -> Diag {
+    Diag::error(
+        "Value for undeclared variable",
+        format!("A variable named {k:?} was assigned on the command line, but the root module does not declare a variable of that name. To use this value, add a \"variable\" block to the configuration."),
+    )
+}
+
+fn bad_value(k: &str, e: &str) -> Diag {
+    Diag::error(
+        "Invalid value for input variable",
+        format!("The value given for variable {k:?} is not suitable: {e}."),
+    )
+}
+
+fn read_var_file(p: &std::path::Path) -> Result<Map<String, Value>, Diag> {
+    let src = std::fs::read_to_string(p).map_err(|e| {
+        Diag::error(
+            "Failed to read variables file",
+            format!(
+                "Given variables file {} does not exist or cannot be read: {e}",
+                p.display()
+            ),
+        )
+    })?;
+    if p.to_string_lossy().ends_with(".json") {
+        return serde_json::from_str::<Map<String, Value>>(&src)
+            .map_err(|e| Diag::error("Invalid variables file", format!("{}: {e}", p.display())));
+    }
+    let body = hcl::parse(&src)
+        .map_err(|e| Diag::error("Invalid variables file", format!("{}: {e}", p.display())))?;
+    let mut out = Map::new();
+    for a in body.attributes() {
+        let v = eval::eval_static(a.expr())
+            .map_err(|e| Diag::error("Variables not allowed", format!("{}: {e}", p.display())))?;
+        out.insert(a.key().to_string(), v);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The walk
+
+pub struct Walk<'a> {
+    pub module: &'a Module,
+    pub vars: &'a Map<String, Value>,
+    pub mode: Mode,
+    pub prior: &'a Option<StateFile>,
+    pub workspace: String,
+    pub ui: &'a Ui,
+    pub apply: bool,
+}
+
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    pub outputs: Map<String, Value>,
+    /// Records after apply (only meaningful when `apply`).
+    recs: Vec<Rec>,
+    pub error: Option<Diag>,
+    pub interrupted: bool,
+}
+
+fn hook(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+impl Walk<'_> {
+    fn dir(&self) -> String {
+        self.module.dir.to_string_lossy().into_owned()
+    }
+
+    fn scope_ctx(&self, resources: &Map<String, Value>) -> hcl::eval::Context<'static> {
+        let dir = self.dir();
+        let locals = eval::eval_locals(
+            &self.module.locals,
+            self.vars,
+            resources,
+            &dir,
+            &self.workspace,
+        );
+        Scope {
+            vars: self.vars,
+            locals: &locals,
+            resources,
+            module_dir: &dir,
+            cwd: &dir,
+            workspace: &self.workspace,
+        }
+        .context()
+    }
+
+    /// Expands `count` / `for_each` into instance keys with their `count`/`each` bindings.
+    fn expand(
+        &self,
+        r: &ResourceDecl,
+        resources: &Map<String, Value>,
+    ) -> Result<(Vec<(Option<Value>, Value)>, Option<String>), Diag> {
+        let ctx = self.scope_ctx(resources);
+        let at = format!("terraform_data.{}", r.name);
+        if let Some(c) = &r.count {
+            let v = eval::eval(c, &ctx)
+                .map_err(|e| Diag::error("Invalid count argument", e).with_address(at.clone()))?;
+            if eval::is_unknown(&v) {
+                return Err(Diag::error("Invalid count argument", "The \"count\" value depends on resource attributes that cannot be determined until apply.").with_address(at));
+            }
+            let n = v.as_f64().ok_or_else(|| {
+                Diag::error(
+                    "Invalid count argument",
+                    "The given \"count\" argument value is unsuitable: number required.",
+                )
+                .with_address(at.clone())
+            })?;
+            return Ok((
+                (0..n as i64)
+                    .map(|i| (Some(json!(i)), json!({"count": {"index": i}})))
+                    .collect(),
+                Some("list".into()),
+            ));
+        }
+        if let Some(f) = &r.for_each {
+            let v = eval::eval(f, &ctx).map_err(|e| {
+                Diag::error("Invalid for_each argument", e).with_address(at.clone())
+            })?;
+            if eval::is_unknown(&v) {
+                return Err(Diag::error("Invalid for_each argument", "The \"for_each\" value depends on resource attributes that cannot be determined until apply.").with_address(at));
+            }
+            let items: Vec<(String, Value)> = match v {
+                Value::Object(o) => o.into_iter().collect(),
+                Value::Array(a) => a
+                    .into_iter()
+                    .map(|x| match x {
+                        Value::String(s) => Ok((s.clone(), Value::String(s))),
+                        _ => Err(Diag::error("Invalid for_each argument", "The given \"for_each\" argument value is unsuitable: a set of strings or a map is required.").with_address(at.clone())),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(Diag::error("Invalid for_each argument", "The given \"for_each\" argument value is unsuitable: a map or set of strings is required.").with_address(at)),
+            };
+            let mut items = items;
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            return Ok((
+                items
+                    .into_iter()
+                    .map(|(k, v)| (Some(json!(k)), json!({"each": {"key": k, "value": v}})))
+                    .collect(),
+                Some("map".into()),
+            ));
+        }
+        Ok((vec![(None, json!({}))], None))
+    }
+
+    fn bind(
+        resources: &mut Map<String, Value>,
+        name: &str,
+        key: &Option<Value>,
+        obj: Value,
+        each: &Option<String>,
+    ) {
+        match (key, each.as_deref()) {
+            (None, _) => {
+                resources.insert(name.to_string(), obj);
+            }
+            (Some(Value::Number(n)), Some("list")) => {
+                let e = resources
+                    .entry(name.to_string())
+                    .or_insert_with(|| json!([]));
+                if let Value::Array(a) = e {
+                    let i = n.as_u64().unwrap_or(0) as usize;
+                    while a.len() <= i {
+                        a.push(Value::Null);
+                    }
+                    a[i] = obj;
+                }
+            }
+            (Some(k), _) => {
+                let e = resources
+                    .entry(name.to_string())
+                    .or_insert_with(|| json!({}));
+                if let Value::Object(o) = e {
+                    o.insert(
+                        k.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| k.to_string()),
+                        obj,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Plans (and, when `apply`, carries out) every change.
+    pub fn run(&self) -> Outcome {
+        let mut recs = records(self.prior);
+        let mut changes = Vec::new();
+        let mut resources: Map<String, Value> = Map::new();
+        let mut out = Outcome {
+            changes: Vec::new(),
+            outputs: Map::new(),
+            recs: Vec::new(),
+            error: None,
+            interrupted: false,
+        };
+        let order = match config::topo_order(self.module) {
+            Ok(o) => o,
+            Err(d) => {
+                out.error = Some(d);
+                return out;
+            }
+        };
+        let fail_at = hook("TOFU_DOUBLE_FAIL_AT");
+        let crash_at = hook("TOFU_DOUBLE_CRASH_AT");
+        let delay = hook("TOFU_DOUBLE_RESOURCE_DELAY")
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(Duration::from_secs_f64);
+
+        if self.mode == Mode::Destroy {
+            // Everything in state goes, dependents first.
+            let mut doomed = recs.clone();
+            let pos = |n: &str| {
+                order
+                    .iter()
+                    .position(|&i| self.module.resources[i].name == n)
+                    .unwrap_or(usize::MAX)
+            };
+            doomed.sort_by_key(|r| std::cmp::Reverse(pos(&r.name)));
+            for r in doomed {
+                changes.push(Change {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    action: Action::Delete,
+                    before: Some(r.vals.clone()),
+                    after: None,
+                    reason: None,
+                });
+            }
+            if self.apply {
+                for c in &changes {
+                    if let Err(stop) =
+                        self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
+                    {
+                        out.interrupted = stop.is_none();
+                        out.error = stop.or_else(|| Some(halted()));
+                        break;
+                    }
+                }
+            }
+            out.changes = changes;
+            out.recs = recs;
+            return out;
+        }
+
+        // Desired instances in dependency order.
+        let mut desired: Vec<(String, Option<Value>)> = Vec::new();
+        let mut planned: Vec<(Change, usize, Value)> = Vec::new();
+        for &i in &order {
+            let r = &self.module.resources[i];
+            let (keys, each) = match self.expand(r, &resources) {
+                Ok(k) => k,
+                Err(d) => {
+                    out.error = Some(d);
+                    return out;
+                }
+            };
+            for (key, extra) in keys {
+                desired.push((r.name.clone(), key.clone()));
+                let prior = recs
+                    .iter()
+                    .find(|x| x.name == r.name && x.key == key)
+                    .cloned();
+                let mut ctx = self.scope_ctx(&resources);
+                if let Value::Object(o) = &extra {
+                    for (k, v) in o {
+                        ctx.declare_var(k.as_str(), eval::to_hcl(v));
+                    }
+                }
+                let a = addr(&r.name, &key);
+                let input = match r.input.as_ref().map(|e| eval::eval(e, &ctx)).transpose() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
+                        return out;
+                    }
+                };
+                let triggers = match r
+                    .triggers_replace
+                    .as_ref()
+                    .map(|e| eval::eval(e, &ctx))
+                    .transpose()
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
+                        return out;
+                    }
+                };
+                let norm = |v: Option<Value>| v.filter(|x| !x.is_null());
+                let (input, triggers) = (norm(input), norm(triggers));
+                let (action, reason) = match &prior {
+                    _ if self.mode == Mode::RefreshOnly => (Action::NoOp, None),
+                    None => (Action::Create, None),
+                    Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
+                    Some(p) if p.vals.triggers != triggers => {
+                        (Action::Replace, Some("replace_by_triggers"))
+                    }
+                    Some(p) if p.vals.input != input => (Action::Update, None),
+                    Some(_) => (Action::NoOp, None),
+                };
+                let after = match (action, &prior) {
+                    (Action::NoOp, Some(p)) => Some(p.vals.clone()),
+                    (Action::Update, Some(p)) => Some(Vals {
+                        id: p.vals.id.clone(),
+                        input: input.clone(),
+                        triggers: triggers.clone(),
+                    }),
+                    _ => Some(Vals {
+                        id: json!(UNKNOWN),
+                        input: input.clone(),
+                        triggers: triggers.clone(),
+                    }),
+                };
+                let change = Change {
+                    name: r.name.clone(),
+                    key: key.clone(),
+                    action,
+                    before: prior.as_ref().map(|p| p.vals.clone()),
+                    after,
+                    reason,
+                };
+                let obj = if self.apply {
+                    if let Err(stop) = self.execute_with_ctx(
+                        &change, &mut recs, r, &extra, &resources, &fail_at, &crash_at, delay,
+                        &each,
+                    ) {
+                        out.interrupted = stop.is_none();
+                        out.error = stop.or_else(|| Some(halted()));
+                        changes.push(change);
+                        out.changes = changes;
+                        out.recs = recs;
+                        return out;
+                    }
+                    recs.iter()
+                        .find(|x| x.name == r.name && x.key == key)
+                        .map(|x| x.vals.object())
+                        .unwrap_or(Value::Null)
+                } else {
+                    change
+                        .after
+                        .as_ref()
+                        .map(Vals::object)
+                        .unwrap_or(Value::Null)
+                };
+                Self::bind(&mut resources, &r.name, &key, obj.clone(), &each);
+                planned.push((change, i, obj));
+            }
+        }
+        // Orphans: in state, no longer in configuration.
+        let mut orphans = Vec::new();
+        if self.mode != Mode::RefreshOnly {
+            for r in recs.clone() {
+                if !desired.iter().any(|(n, k)| *n == r.name && *k == r.key) {
+                    orphans.push(Change {
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        action: Action::Delete,
+                        before: Some(r.vals.clone()),
+                        after: None,
+                        reason: Some("delete_because_no_resource_config"),
+                    });
+                }
+            }
+        }
+        if self.apply {
+            for c in &orphans {
+                if let Err(stop) =
+                    self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
+                {
+                    out.interrupted = stop.is_none();
+                    out.error = stop.or_else(|| Some(halted()));
+                    break;
+                }
+            }
+        }
+        changes.extend(planned.into_iter().map(|(c, _, _)| c));
+        changes.extend(orphans);
+        // Outputs.
+        let ctx = self.scope_ctx(&resources);
+        for o in &self.module.outputs {
+            match eval::eval(&o.value, &ctx) {
+                Ok(v) => {
+                    out.outputs.insert(o.name.clone(), v);
+                }
+                Err(e) => {
+                    if out.error.is_none() {
+                        out.error = Some(
+                            Diag::error("Invalid output value", e)
+                                .with_address(format!("output.{}", o.name)),
+                        );
+                    }
+                }
+            }
+        }
+        out.changes = changes;
+        out.recs = recs;
+        out
+    }
+
+    fn execute(
+        &self,
+        c: &Change,
+        recs: &mut Vec<Rec>,
+        resources: &Map<String, Value>,
+        fail_at: &Option<String>,
+        crash_at: &Option<String>,
+        delay: Option<Duration>,
+    ) -> Result<(), Option<Diag>> {
+        let decl = self.module.resources.iter().find(|r| r.name == c.name);
+        let each = recs
+            .iter()
+            .find(|r| r.name == c.name)
+            .and_then(|r| r.each.clone());
+        match decl {
+            Some(d) => self.execute_with_ctx(
+                c,
+                recs,
+                d,
+                &json!({}),
+                resources,
+                fail_at,
+                crash_at,
+                delay,
+                &each,
+            ),
+            None => {
+                let empty = ResourceDecl {
+                    name: c.name.clone(),
+                    input: None,
+                    triggers_replace: None,
+                    count: None,
+                    for_each: None,
+                    provisioners: vec![],
+                    deps: vec![],
+                    text: String::new(),
+                };
+                self.execute_with_ctx(
+                    c,
+                    recs,
+                    &empty,
+                    &json!({}),
+                    resources,
+                    fail_at,
+                    crash_at,
+                    delay,
+                    &each,
+                )
+            }
+        }
+    }
+
+    /// Carries out one change. `Err(None)` = stopped by an interrupt before/while working.
+    #[allow(clippy::too_many_arguments)]
+    fn execute_with_ctx(
+        &self,
+        c: &Change,
+        recs: &mut Vec<Rec>,
+        r: &ResourceDecl,
+        extra: &Value,
+        resources: &Map<String, Value>,
+        fail_at: &Option<String>,
+        crash_at: &Option<String>,
+        delay: Option<Duration>,
+        each: &Option<String>,
+    ) -> Result<(), Option<Diag>> {
+        if c.action == Action::NoOp {
+            return Ok(());
+        }
+        if signals::interrupted() {
+            return Err(None);
+        }
+        let a = c.addr();
+        let ro = res_obj(&c.name, &c.key);
+        if crash_at.as_deref() == Some(a.as_str()) {
+            eprintln!("panic: injected crash at {a} (TOFU_DOUBLE_CRASH_AT)\n\nOpenTofu crashed! This is always indicative of a bug within OpenTofu.");
+            crate::trace_exit(11);
+            std::process::exit(11);
+        }
+        let phases: Vec<Action> = match c.action {
+            Action::Replace => vec![Action::Delete, Action::Create],
+            x => vec![x],
+        };
+        for phase in phases {
+            let (verb, done) = match phase {
+                Action::Create => ("Creating...", "Creation complete"),
+                Action::Update => ("Modifying...", "Modifications complete"),
+                _ => ("Destroying...", "Destruction complete"),
+            };
+            let idv = c
+                .before
+                .as_ref()
+                .map(|b| b.id.clone())
+                .filter(|_| phase != Action::Create);
+            let mut start_hook = json!({"resource": ro, "action": phase.ui()});
+            if let Some(id) = &idv {
+                start_hook["id_key"] = json!("id");
+                start_hook["id_value"] = id.clone();
+            }
+            let suffix = idv
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(|i| format!(" [id={i}]"))
+                .unwrap_or_default();
+            self.ui.line(
+                "info",
+                "apply_start",
+                &format!("{a}: {verb}{suffix}"),
+                json!({"hook": start_hook}),
+            );
+            self.ui.human(&format!("{a}: {verb}{suffix}"));
+            let started = Instant::now();
+            if phase == Action::Delete {
+                if let Some(before) = &c.before {
+                    for p in r.provisioners.iter().filter(|p| p.when_destroy) {
+                        self.provision(&a, &ro, p, before, extra, resources)
+                            .map_err(Some)?;
+                    }
+                }
+            }
+            if let Some(d) = delay {
+                let end = started + d;
+                let mut next_progress = started + Duration::from_secs(10);
+                while Instant::now() < end {
+                    if signals::interrupted() {
+                        self.errored(&a, &ro, phase, started);
+                        return Err(None);
+                    }
+                    if Instant::now() >= next_progress {
+                        let el = started.elapsed().as_secs();
+                        let still = match phase {
+                            Action::Create => "Still creating...",
+                            Action::Update => "Still modifying...",
+                            _ => "Still destroying...",
+                        };
+                        self.ui.line("info", "apply_progress", &format!("{a}: {still} [{el}s elapsed]"), json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}));
+                        next_progress += Duration::from_secs(10);
+                    }
+                    std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+                }
+            }
+            if fail_at.as_deref() == Some(a.as_str()) {
+                self.errored(&a, &ro, phase, started);
+                return Err(Some(
+                    Diag::error(
+                        "Injected failure",
+                        format!("TOFU_DOUBLE_FAIL_AT={a} made this resource fail."),
+                    )
+                    .with_address(a.clone()),
+                ));
+            }
+            let el = started.elapsed().as_secs();
+            match phase {
+                Action::Delete => {
+                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
+                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s"), json!({"hook": {"resource": ro, "action": "delete", "elapsed_seconds": el}}));
+                    self.ui.human(&format!("{a}: {done} after {el}s"));
+                }
+                _ => {
+                    let after = c.after.clone().unwrap_or(Vals {
+                        id: Value::Null,
+                        input: None,
+                        triggers: None,
+                    });
+                    let id = if phase == Action::Create {
+                        json!(uuid::Uuid::new_v4().to_string())
+                    } else {
+                        after.id.clone()
+                    };
+                    let vals = Vals {
+                        id: id.clone(),
+                        input: after.input.clone(),
+                        triggers: after.triggers.clone(),
+                    };
+                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
+                    recs.push(Rec {
+                        name: c.name.clone(),
+                        key: c.key.clone(),
+                        vals: vals.clone(),
+                        tainted: false,
+                        each: each.clone(),
+                    });
+                    let ids = id.as_str().unwrap_or_default().to_string();
+                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
+                    self.ui
+                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
+                    if phase == Action::Create {
+                        for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
+                            if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
+                                if let Some(rec) =
+                                    recs.iter_mut().find(|x| x.name == c.name && x.key == c.key)
+                                {
+                                    rec.tainted = true;
+                                }
+                                return Err(Some(d));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn errored(&self, a: &str, ro: &Value, phase: Action, started: Instant) {
+        let el = started.elapsed().as_secs();
+        let verb = match phase {
+            Action::Create => "Creation",
+            Action::Update => "Modifications",
+            _ => "Destruction",
+        };
+        self.ui.line(
+            "error",
+            "apply_errored",
+            &format!("{a}: {verb} errored after {el}s"),
+            json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}),
+        );
+    }
+
+    /// Runs one local-exec provisioner, streaming its output.
+    fn provision(
+        &self,
+        a: &str,
+        ro: &Value,
+        p: &Provisioner,
+        me: &Vals,
+        extra: &Value,
+        resources: &Map<String, Value>,
+    ) -> Result<(), Diag> {
+        let mut ctx = self.scope_ctx(resources);
+        ctx.declare_var("self", eval::to_hcl(&me.object()));
+        if let Value::Object(o) = extra {
+            for (k, v) in o {
+                ctx.declare_var(k.as_str(), eval::to_hcl(v));
+            }
+        }
+        let perr =
+            |e: String| Diag::error("local-exec provisioner error", e).with_address(a.to_string());
+        let command = eval::eval(&p.command, &ctx).map_err(perr)?;
+        let command = command
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| command.to_string());
+        let interpreter: Vec<String> = match &p.interpreter {
+            Some(e) => eval::eval(e, &ctx)
+                .map_err(perr)?
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => vec!["/bin/sh".into(), "-c".into()],
+        };
+        let env: Map<String, Value> = match &p.environment {
+            Some(e) => eval::eval(e, &ctx)
+                .map_err(perr)?
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            None => Map::new(),
+        };
+        let wd = match &p.working_dir {
+            Some(e) => eval::eval(e, &ctx)
+                .map_err(perr)?
+                .as_str()
+                .map(str::to_string),
+            None => None,
+        };
+        self.ui.line(
+            "info",
+            "provision_start",
+            &format!("{a}: Provisioning with 'local-exec'..."),
+            json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
+        );
+        self.ui.human(&format!(
+            "{a}: Provisioning with 'local-exec'...\n{a} (local-exec): Executing: {:?}",
+            [interpreter.clone(), vec![command.clone()]].concat()
+        ));
+        let Some((prog, args)) = interpreter.split_first() else {
+            return Err(perr("empty interpreter".into()));
+        };
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(
+                k,
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            );
+        }
+        if let Some(w) = wd {
+            cmd.current_dir(w);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| perr(format!("Error running command '{command}': {e}")))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut status = None;
+        let mut exited_at: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(line) => {
+                    self.ui.line("info", "provision_progress", &format!("{a} (local-exec): {line}"), json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": line}}));
+                    self.ui.human(&format!("{a} (local-exec): {line}"));
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
+                Err(_) => {}
+            }
+            if status.is_none() {
+                if signals::interrupted() && !killed {
+                    let _ = child.kill();
+                    killed = true;
+                }
+                if let Ok(Some(s)) = child.try_wait() {
+                    status = Some(s);
+                    exited_at = Some(Instant::now());
+                }
+            } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+                // A background child still holds the pipe: stop reading, as Go's WaitDelay does.
+                break;
+            }
+        }
+        let status = status.unwrap_or_else(|| child.wait().expect("wait"));
+        if status.success() && !killed {
+            self.ui.line(
+                "info",
+                "provision_complete",
+                &format!("{a}: (local-exec) Provisioning complete"),
+                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
+            );
+            Ok(())
+        } else {
+            self.ui.line(
+                "error",
+                "provision_errored",
+                &format!("{a}: (local-exec) Provisioning errored"),
+                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
+            );
+            if p.on_failure_continue && !killed {
+                return Ok(());
+            }
+            let why = if killed {
+                "signal: killed".to_string()
+            } else {
+                format!("exit status {}", status.code().unwrap_or(-1))
+            };
+            Err(perr(format!(
+                "Error running command '{command}': {why}. Output: "
+            )))
+        }
+    }
+}
+
+fn halted() -> Diag {
+    Diag::error("execution halted", "")
+}
+
+/// The state an apply leaves: prior serial/lineage carried, serial + 1 only when content changed.
+pub fn new_state(
+    prior: &Option<StateFile>,
+    out: &Outcome,
+    m: &Module,
+    mode: Mode,
+) -> Option<StateFile> {
+    let order: Vec<&str> = m.resources.iter().map(|r| r.name.as_str()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for r in &out.recs {
+        if !names.contains(&r.name) {
+            names.push(r.name.clone());
+        }
+    }
+    names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+    let resources = names
+        .iter()
+        .map(|n| {
+            let mut insts: Vec<&Rec> = out.recs.iter().filter(|r| &r.name == n).collect();
+            insts.sort_by(|a, b| {
+                a.key
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .cmp(&b.key.as_ref().map(|k| k.to_string()))
+            });
+            let deps: Vec<String> = m
+                .resources
+                .iter()
+                .find(|r| &r.name == n)
+                .map(|r| {
+                    r.deps
+                        .iter()
+                        .map(|d| format!("terraform_data.{d}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Resource {
+                module: None,
+                mode: "managed".into(),
+                typ: "terraform_data".into(),
+                name: n.clone(),
+                each: insts.first().and_then(|r| r.each.clone()),
+                provider: state::PROVIDER.into(),
+                instances: insts
+                    .iter()
+                    .map(|r| Instance {
+                        index_key: r.key.clone(),
+                        status: r.tainted.then(|| "tainted".to_string()),
+                        schema_version: 0,
+                        attributes: json!({
+                            "id": r.vals.id,
+                            "input": state::wrap_dynamic(&r.vals.input),
+                            "output": state::wrap_dynamic(&r.vals.input),
+                            "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
+                        }),
+                        sensitive_attributes: vec![],
+                        dependencies: deps.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let outputs = if mode == Mode::Destroy {
+        Default::default()
+    } else {
+        m.outputs
+            .iter()
+            .filter_map(|o| {
+                let v = out.outputs.get(&o.name)?;
+                Some((
+                    o.name.clone(),
+                    StateOutput {
+                        value: v.clone(),
+                        typ: eval::cty_type(v),
+                        sensitive: o.sensitive,
+                    },
+                ))
+            })
+            .collect()
+    };
+    let mut st = StateFile {
+        version: 4,
+        terraform_version: ui::VERSION.into(),
+        serial: prior.as_ref().map(|p| p.serial).unwrap_or(0),
+        lineage: prior
+            .as_ref()
+            .map(|p| p.lineage.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        outputs,
+        resources,
+        check_results: None,
+    };
+    match prior {
+        Some(p) if p.same_content(&st) => None,
+        None if st.resources.is_empty() && st.outputs.is_empty() => None,
+        _ => {
+            st.serial += 1;
+            Some(st)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting a plan
+
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+}
+
+pub fn summary(changes: &[Change]) -> Summary {
+    let mut s = Summary {
+        add: 0,
+        change: 0,
+        remove: 0,
+    };
+    for c in changes {
+        match c.action {
+            Action::Create => s.add += 1,
+            Action::Update => s.change += 1,
+            Action::Replace => {
+                s.add += 1;
+                s.remove += 1
+            }
+            Action::Delete => s.remove += 1,
+            Action::NoOp => {}
+        }
+    }
+    s
+}
+
+/// Output changes between prior state and planned values.
+pub fn output_changes(
+    m: &Module,
+    prior: &Option<StateFile>,
+    outputs: &Map<String, Value>,
+    mode: Mode,
+) -> Vec<(String, &'static str, Option<Value>, Option<Value>, bool)> {
+    let mut out = Vec::new();
+    let before = |n: &str| {
+        prior
+            .as_ref()
+            .and_then(|p| p.outputs.get(n))
+            .map(|o| o.value.clone())
+    };
+    for o in &m.outputs {
+        let b = before(&o.name);
+        let a = if mode == Mode::Destroy {
+            None
+        } else {
+            outputs.get(&o.name).cloned()
+        };
+        let action = match (&b, &a) {
+            (None, Some(_)) => "create",
+            (Some(_), None) => "delete",
+            (Some(x), Some(y)) if x != y => "update",
+            (None, None) => continue,
+            _ => "no-op",
+        };
+        out.push((o.name.clone(), action, b, a, o.sensitive));
+    }
+    if let Some(p) = prior {
+        for (n, o) in &p.outputs {
+            if !m.outputs.iter().any(|d| &d.name == n) {
+                out.push((
+                    n.clone(),
+                    "delete",
+                    Some(o.value.clone()),
+                    None,
+                    o.sensitive,
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn has_changes(
+    changes: &[Change],
+    outs: &[(String, &'static str, Option<Value>, Option<Value>, bool)],
+) -> bool {
+    changes.iter().any(|c| c.action != Action::NoOp) || outs.iter().any(|o| o.1 != "no-op")
+}
+
+fn rc_values(v: &Vals) -> (Value, Value) {
+    eval::split_unknown(&v.object())
+}
+
+/// The state in `show -json` shape (`jsonstate`, format 1.0).
+pub fn state_json(st: &Option<StateFile>) -> Value {
+    let Some(st) = st else {
+        return json!({"format_version": "1.0"});
+    };
+    let outputs: Map<String, Value> = st
+        .outputs
+        .iter()
+        .map(|(k, o)| {
+            (
+                k.clone(),
+                json!({"sensitive": o.sensitive, "value": o.value, "type": o.typ}),
+            )
+        })
+        .collect();
+    let mut resources = Vec::new();
+    for r in &st.resources {
+        for i in &r.instances {
+            let a = addr(&r.name, &i.index_key);
+            let mut x = json!({
+                "address": a, "mode": r.mode, "type": r.typ, "name": r.name,
+                "provider_name": "terraform.io/builtin/terraform", "schema_version": i.schema_version,
+                "values": {
+                    "id": i.attributes.get("id").cloned().unwrap_or(Value::Null),
+                    "input": state::unwrap_dynamic(i.attributes.get("input")).unwrap_or(Value::Null),
+                    "output": state::unwrap_dynamic(i.attributes.get("output")).unwrap_or(Value::Null),
+                    "triggers_replace": state::unwrap_dynamic(i.attributes.get("triggers_replace")).unwrap_or(Value::Null),
+                },
+                "sensitive_values": {},
+            });
+            if let Some(k) = &i.index_key {
+                x["index"] = k.clone();
+            }
+            if i.status.as_deref() == Some("tainted") {
+                x["tainted"] = json!(true);
+            }
+            resources.push(x);
+        }
+    }
+    json!({"format_version": "1.0", "terraform_version": st.terraform_version, "values": {"outputs": outputs, "root_module": {"resources": resources}}})
+}
+
+/// The plan in `show -json` shape (`jsonplan`, format 1.2).
+pub fn plan_json(
+    m: &Module,
+    vars: &Map<String, Value>,
+    prior: &Option<StateFile>,
+    out: &Outcome,
+    mode: Mode,
+    errored: bool,
+) -> Value {
+    let mut doc = Map::new();
+    doc.insert("format_version".into(), json!("1.2"));
+    doc.insert("terraform_version".into(), json!(ui::VERSION));
+    if !vars.is_empty() {
+        doc.insert(
+            "variables".into(),
+            Value::Object(
+                vars.iter()
+                    .map(|(k, v)| (k.clone(), json!({"value": v})))
+                    .collect(),
+            ),
+        );
+    }
+    let outs = output_changes(m, prior, &out.outputs, mode);
+    let mut pv_outputs = Map::new();
+    for (n, _, _, a, sens) in &outs {
+        if let Some(a) = a {
+            let mut o = json!({"sensitive": sens});
+            if !eval::is_unknown(a) {
+                o["value"] = a.clone();
+                o["type"] = eval::cty_type(a);
+            }
+            pv_outputs.insert(n.clone(), o);
+        }
+    }
+    let mut pv_res = Vec::new();
+    let mut rcs = Vec::new();
+    for c in &out.changes {
+        let a = c.addr();
+        if let Some(after) = &c.after {
+            let (vals, _) = rc_values(after);
+            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": {}});
+            if let Some(k) = &c.key {
+                r["index"] = k.clone();
+            }
+            pv_res.push(r);
+        }
+        let (before, before_s) = match &c.before {
+            Some(b) => (rc_values(b).0, json!({})),
+            None => (Value::Null, json!(false)),
+        };
+        let (after, after_unknown, after_s) = match &c.after {
+            Some(x) => {
+                let (v, u) = rc_values(x);
+                let u = if c.action == Action::Create || c.action == Action::Replace {
+                    let mut u = if u.is_object() { u } else { json!({}) };
+                    if x.input.as_ref().is_some_and(eval::is_unknown) || x.input.is_none() {
+                        u["output"] = json!(true);
+                    }
+                    u
+                } else {
+                    u
+                };
+                (v, u, json!({}))
+            }
+            None => (Value::Null, json!(false), json!(false)),
+        };
+        let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
+        if c.action == Action::Replace && c.reason == Some("replace_by_triggers") {
+            change["replace_paths"] = json!([["triggers_replace"]]);
+        }
+        let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
+        if let Some(k) = &c.key {
+            rc["index"] = k.clone();
+        }
+        if let Some(r) = c.reason {
+            rc["action_reason"] = json!(r);
+        }
+        rcs.push(rc);
+    }
+    doc.insert(
+        "planned_values".into(),
+        json!({"outputs": pv_outputs, "root_module": {"resources": pv_res}}),
+    );
+    if !rcs.is_empty() {
+        doc.insert("resource_changes".into(), Value::Array(rcs));
+    }
+    if !outs.is_empty() {
+        let oc: Map<String, Value> = outs
+            .iter()
+            .map(|(n, act, b, a, s)| {
+                let (after, unk) = match a {
+                    Some(v) if eval::is_unknown(v) => (Value::Null, json!(true)),
+                    Some(v) => (v.clone(), json!(false)),
+                    None => (Value::Null, json!(false)),
+                };
+                (n.clone(), json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after": after, "after_unknown": unk, "before_sensitive": s, "after_sensitive": s}))
+            })
+            .collect();
+        doc.insert("output_changes".into(), Value::Object(oc));
+    }
+    if prior.is_some() {
+        doc.insert("prior_state".into(), state_json(prior));
+    }
+    let cfg_resources: Vec<Value> = m
+        .resources
+        .iter()
+        .map(|r| json!({"address": format!("terraform_data.{}", r.name), "mode": "managed", "type": "terraform_data", "name": r.name, "provider_config_key": "terraform", "schema_version": 0}))
+        .collect();
+    let cfg_outputs: Map<String, Value> = m
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), json!({"sensitive": o.sensitive})))
+        .collect();
+    let cfg_vars: Map<String, Value> = m
+        .variables
+        .iter()
+        .map(|v| {
+            (
+                v.name.clone(),
+                if v.sensitive {
+                    json!({"sensitive": true})
+                } else {
+                    json!({})
+                },
+            )
+        })
+        .collect();
+    doc.insert("configuration".into(), json!({"provider_config": {"terraform": {"name": "terraform", "full_name": "terraform.io/builtin/terraform"}}, "root_module": {"resources": cfg_resources, "outputs": cfg_outputs, "variables": cfg_vars}}));
+    doc.insert(
+        "timestamp".into(),
+        json!(ui::rfc3339_secs(SystemTime::now())),
+    );
+    doc.insert("errored".into(), json!(errored));
+    Value::Object(doc)
+}
+
+/// Emits the plan's `planned_change` lines, its summary and output actions.
+pub fn report_plan(
+    ui: &Ui,
+    changes: &[Change],
+    outs: &[(String, &'static str, Option<Value>, Option<Value>, bool)],
+    mode: Mode,
+    with_summary: bool,
+) {
+    for c in changes.iter().filter(|c| c.action != Action::NoOp) {
+        let a = c.addr();
+        let verb = match c.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            _ => "delete",
+        };
+        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": c.action.ui()});
+        if let Some(r) = c.reason {
+            ch["reason"] = json!(match r {
+                "replace_because_tainted" => "tainted",
+                "replace_by_triggers" => "replace_by_triggers",
+                x => x,
+            });
+        }
+        ui.line(
+            "info",
+            "planned_change",
+            &format!("{a}: Plan to {verb}"),
+            json!({"change": ch}),
+        );
+        let sym = match c.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            _ => "-",
+        };
+        ui.human(&format!(
+            "  {sym} {a} will be {}",
+            match c.action {
+                Action::Create => "created",
+                Action::Update => "updated in-place",
+                Action::Replace => "replaced",
+                _ => "destroyed",
+            }
+        ));
+    }
+    if !with_summary {
+        return;
+    }
+    let s = summary(changes);
+    let op = if mode == Mode::Destroy {
+        "destroy"
+    } else {
+        "plan"
+    };
+    let msg = format!(
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.remove
+    );
+    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": 0, "operation": op}}));
+    if has_changes(changes, outs) {
+        ui.human(&format!("\n{msg}"));
+    } else {
+        ui.human("\nNo changes. Your infrastructure matches the configuration.");
+    }
+    let changed: Map<String, Value> = outs
+        .iter()
+        .filter(|o| o.1 != "no-op")
+        .map(|(n, act, _, _, s)| (n.clone(), json!({"sensitive": s, "action": act})))
+        .collect();
+    if !changed.is_empty() {
+        ui.line(
+            "info",
+            "outputs",
+            &format!("Outputs: {}", changed.len()),
+            json!({"outputs": changed}),
+        );
+    }
+}
