@@ -1,0 +1,1376 @@
+//! The store: runs, tasks, leases, outbox, transitions, events, blobs, agents and state versions,
+//! on SQLite (one file, WAL, the default) or PostgreSQL (by URL), through one set of SQL.
+//!
+//! Every multi-row change is one transaction, and every state change is a compare-and-set
+//! (`UPDATE ... WHERE state = <expected>`), so two coordinators on one PostgreSQL, or a late
+//! report racing the lease reaper, can never both win.
+
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::runs::{self, Phase, RunKind, RunState};
+use base64::Engine;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Row};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tofuflow_proto::v1;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// A run as stored.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub id: String,
+    pub workspace: String,
+    pub pool: String,
+    pub kind: RunKind,
+    pub state: RunState,
+    pub bundle_digest: String,
+    pub variables: BTreeMap<String, String>,
+    pub var_files: Vec<(String, Vec<u8>)>,
+    pub auto_approve: bool,
+    pub submitted_by: String,
+    pub commit: String,
+    pub pipeline_id: String,
+    pub traceparent: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub has_changes: bool,
+    pub add: i64,
+    pub change: i64,
+    pub destroy: i64,
+    pub outputs: String,
+    pub error: String,
+    pub plan_digest: String,
+    pub plan_json_digest: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub id: String,
+    pub run_id: String,
+    pub phase: Phase,
+    pub attempt: u32,
+    pub state: String,
+    pub pool: String,
+    pub agent_id: String,
+    pub epoch: i64,
+    pub lease_expires_ms: i64,
+    pub cancel_requested: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// What a user submits.
+pub struct NewRun {
+    pub workspace: String,
+    pub pool: String,
+    pub kind: RunKind,
+    pub bundle_digest: String,
+    pub variables: BTreeMap<String, String>,
+    pub var_files: Vec<(String, Vec<u8>)>,
+    pub auto_approve: bool,
+    pub actor: String,
+    pub commit: String,
+    pub pipeline_id: String,
+    pub traceparent: String,
+}
+
+pub struct OutboxRow {
+    pub id: i64,
+    pub task_id: String,
+    pub attempt: u32,
+    pub pool: String,
+    pub payload: Vec<u8>,
+    pub traceparent: String,
+}
+
+pub struct ClaimGrant {
+    pub epoch: i64,
+    pub task: Task,
+    pub run: Run,
+    /// The state-backend password for this lease (only its hash is stored).
+    pub token: String,
+}
+
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub pools: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: i64,
+    pub state: String,
+    pub last_seen_ms: i64,
+    pub running: i64,
+}
+
+pub struct LogRow {
+    pub phase_order: i64,
+    pub attempt: i64,
+    pub seq: i64,
+    pub unix_ms: i64,
+    pub stream: i64,
+    pub line: String,
+}
+
+pub struct StateVersion {
+    pub version: i64,
+    pub serial: i64,
+    pub lineage: String,
+    pub sha256: String,
+    pub size: i64,
+    pub data: Vec<u8>,
+    pub run_id: String,
+    pub actor: String,
+    pub created_ms: i64,
+}
+
+pub struct StateLock {
+    pub lock_id: String,
+    pub info: String,
+    pub task_id: String,
+    pub epoch: i64,
+}
+
+/// Knobs the store's decisions depend on.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub lease_ttl_ms: i64,
+    pub max_plan_attempts: u32,
+    pub queue_timeout_ms: i64,
+    pub approval_timeout_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
+    Ok(row.try_get::<String, _>(c)?)
+}
+fn i(row: &sqlx::any::AnyRow, c: &str) -> Result<i64> {
+    Ok(row.try_get::<i64, _>(c)?)
+}
+
+fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run> {
+    let vf: Vec<(String, String)> = serde_json::from_str(&s(r, "var_files")?).unwrap_or_default();
+    Ok(Run {
+        id: s(r, "id")?,
+        workspace: s(r, "workspace")?,
+        pool: s(r, "pool")?,
+        kind: RunKind::from_str(&s(r, "kind")?).map_err(Error::Internal)?,
+        state: RunState::from_str(&s(r, "state")?).map_err(Error::Internal)?,
+        bundle_digest: s(r, "bundle_digest")?,
+        variables: serde_json::from_str(&s(r, "variables")?).unwrap_or_default(),
+        var_files: vf
+            .into_iter()
+            .map(|(n, c)| {
+                (
+                    n,
+                    base64::engine::general_purpose::STANDARD
+                        .decode(c)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        auto_approve: i(r, "auto_approve")? != 0,
+        submitted_by: s(r, "submitted_by")?,
+        commit: s(r, "commit_sha")?,
+        pipeline_id: s(r, "pipeline_id")?,
+        traceparent: s(r, "traceparent")?,
+        created_ms: i(r, "created_ms")?,
+        updated_ms: i(r, "updated_ms")?,
+        has_changes: i(r, "has_changes")? != 0,
+        add: i(r, "add_count")?,
+        change: i(r, "change_count")?,
+        destroy: i(r, "destroy_count")?,
+        outputs: s(r, "outputs")?,
+        error: s(r, "error")?,
+        plan_digest: s(r, "plan_digest")?,
+        plan_json_digest: s(r, "plan_json_digest")?,
+    })
+}
+
+fn task_from_row(r: &sqlx::any::AnyRow) -> Result<Task> {
+    Ok(Task {
+        id: s(r, "id")?,
+        run_id: s(r, "run_id")?,
+        phase: Phase::from_str(&s(r, "phase")?).map_err(Error::Internal)?,
+        attempt: i(r, "attempt")? as u32,
+        state: s(r, "state")?,
+        pool: s(r, "pool")?,
+        agent_id: s(r, "agent_id")?,
+        epoch: i(r, "epoch")?,
+        lease_expires_ms: i(r, "lease_expires_ms")?,
+        cancel_requested: i(r, "cancel_requested")? != 0,
+    })
+}
+
+async fn get_run_c(c: &mut AnyConnection, id: &str) -> Result<Run> {
+    let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no run with id {id:?}: list runs with `tofuflow run list`")))?;
+    run_from_row(&row)
+}
+
+async fn get_task_c(c: &mut AnyConnection, id: &str) -> Result<Option<Task>> {
+    let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+/// Moves a run from `from` to `to`, recording who and why. An illegal transition is a bug.
+async fn transition(
+    c: &mut AnyConnection,
+    run_id: &str,
+    from: RunState,
+    to: RunState,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    if !runs::allowed(from, to) {
+        return Err(Error::Internal(format!(
+            "illegal run transition {from} -> {to} for run {run_id}"
+        )));
+    }
+    let r = sqlx::query("UPDATE runs SET state = $1, updated_ms = $2 WHERE id = $3 AND state = $4")
+        .bind(to.as_str())
+        .bind(now)
+        .bind(run_id)
+        .bind(from.as_str())
+        .execute(&mut *c)
+        .await?;
+    if r.rows_affected() != 1 {
+        return Err(Error::Conflict(format!("run {run_id} is no longer {from}")));
+    }
+    note(c, run_id, from, to, actor, reason, now).await
+}
+
+/// Records an audit row (also used for events that do not change state, such as a cancel
+/// request on a running task).
+async fn note(
+    c: &mut AnyConnection,
+    run_id: &str,
+    from: RunState,
+    to: RunState,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run_id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(actor)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Queues a task attempt for publishing (the outbox publisher sends it after commit).
+#[allow(clippy::too_many_arguments)]
+async fn enqueue(
+    c: &mut AnyConnection,
+    run: &Run,
+    task_id: &str,
+    attempt: u32,
+    phase: Phase,
+    now: i64,
+    deadline_ms: i64,
+) -> Result<()> {
+    let env = v1::TaskEnvelope {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        task_id: task_id.to_string(),
+        attempt,
+        run_id: run.id.clone(),
+        phase: match phase {
+            Phase::Plan => v1::Phase::Plan,
+            Phase::Apply => v1::Phase::Apply,
+        } as i32,
+        pool: run.pool.clone(),
+        workspace: run.workspace.clone(),
+        bundle_digest: run.bundle_digest.clone(),
+        deadline_unix_ms: deadline_ms,
+    };
+    sqlx::query(
+        "INSERT INTO outbox (task_id, attempt, pool, payload, traceparent, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(task_id)
+    .bind(attempt as i64)
+    .bind(&run.pool)
+    .bind(env.encode_to_vec())
+    .bind(&run.traceparent)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+async fn new_task(c: &mut AnyConnection, run: &Run, phase: Phase, now: i64, policy: &Policy) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO tasks (id, run_id, phase, attempt, state, pool, created_ms) VALUES ($1, $2, $3, 1, 'queued', $4, $5)",
+    )
+    .bind(&id)
+    .bind(&run.id)
+    .bind(phase.as_str())
+    .bind(&run.pool)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    enqueue(c, run, &id, 1, phase, now, now + policy.queue_timeout_ms).await?;
+    sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
+        .bind(now + policy.queue_timeout_ms)
+        .bind(&run.id)
+        .execute(&mut *c)
+        .await?;
+    Ok(id)
+}
+
+/// Releases a state lock held by a task's lease (the fence: its lock ID is now worthless).
+async fn release_task_lock(c: &mut AnyConnection, task_id: &str) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM state_locks WHERE task_id = $1")
+        .bind(task_id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected())
+}
+
+impl Store {
+    /// Connects (creating a SQLite file on first start) and applies migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
+        let url = if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.contains('?') {
+                url.to_string()
+            } else {
+                format!("sqlite://{path}?mode=rwc")
+            }
+        } else {
+            url.to_string()
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(|e| {
+            Error::InvalidInput(format!(
+                "bad database URL {url:?}: {e} (use sqlite://PATH or postgres://USER@HOST/DB)"
+            ))
+        })?;
+        // SQLite takes one writer at a time: one connection avoids SQLITE_BUSY on upgrades.
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 10 } else { 1 })
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "cannot open the database at {url}: {e}; for PostgreSQL check that it is running and the database exists"
+                ))
+            })?;
+        if !postgres {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout = 10000").execute(&pool).await?;
+        }
+        let store = Store {
+            pool,
+            postgres,
+            changes: tokio::sync::broadcast::channel(1024).0,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut c = self.pool.acquire().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
+            .execute(&mut *c)
+            .await?;
+        if self.postgres {
+            // Two coordinators starting together must not both migrate.
+            sqlx::query("SELECT pg_advisory_lock(7700)").execute(&mut *c).await?;
+        }
+        let result = async {
+            for (version, sql) in schema::MIGRATIONS {
+                let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *c).await?;
+                for stmt in schema::render(sql, self.postgres).split(';') {
+                    if !stmt.trim().is_empty() {
+                        sqlx::query(stmt).execute(&mut *tx).await?;
+                    }
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7700)").execute(&mut *c).await?;
+        }
+        result
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// A receiver of run ids whose state or logs changed (in this process).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, run_id: &str) {
+        let _ = self.changes.send(run_id.to_string());
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- runs --------------------------------------------------------------------------------
+
+    /// Creates a run and its plan task, and queues the task, in one transaction.
+    pub async fn submit(&self, n: NewRun, policy: &Policy) -> Result<Run> {
+        let now = now_ms();
+        let id = uuid::Uuid::new_v4().to_string();
+        let vf: Vec<(String, String)> = n
+            .var_files
+            .iter()
+            .map(|(name, c)| (name.clone(), base64::engine::general_purpose::STANDARD.encode(c)))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&id)
+        .bind(&n.workspace)
+        .bind(&n.pool)
+        .bind(n.kind.as_str())
+        .bind(&n.bundle_digest)
+        .bind(serde_json::to_string(&n.variables).unwrap_or_default())
+        .bind(serde_json::to_string(&vf).unwrap_or_default())
+        .bind(n.auto_approve as i64)
+        .bind(&n.actor)
+        .bind(&n.commit)
+        .bind(&n.pipeline_id)
+        .bind(&n.traceparent)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let run = get_run_c(&mut tx, &id).await?;
+        new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
+        sqlx::query(
+            "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, '', 'queued', $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(&n.actor)
+        .bind(format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.changed(&id);
+        Ok(run)
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Run> {
+        let mut c = self.pool.acquire().await?;
+        get_run_c(&mut c, id).await
+    }
+
+    pub async fn transitions(&self, run_id: &str) -> Result<Vec<Transition>> {
+        let rows = sqlx::query("SELECT * FROM transitions WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Transition {
+                    from: s(r, "from_state")?,
+                    to: s(r, "to_state")?,
+                    actor: s(r, "actor")?,
+                    reason: s(r, "reason")?,
+                    at_ms: i(r, "at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn plan_attempts(&self, run_id: &str) -> Result<u32> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM task_attempts WHERE run_id = $1 AND phase = 'plan'")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(i(&row, "n")? as u32)
+    }
+
+    pub async fn list_runs(&self, workspace: &str, state: &str, limit: i64) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ($1 = '' OR workspace = $2) AND ($3 = '' OR state = $4) ORDER BY created_ms DESC, id DESC LIMIT $5",
+        )
+        .bind(workspace)
+        .bind(workspace)
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    pub async fn tasks_of(&self, run_id: &str) -> Result<Vec<Task>> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE run_id = $1 ORDER BY created_ms")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Every attempt ever claimed for a run's phase (the "executions" the fault tests count).
+    pub async fn attempts_of(&self, run_id: &str, phase: Phase) -> Result<Vec<(u32, String, String)>> {
+        let rows = sqlx::query("SELECT attempt, agent_id, outcome FROM task_attempts WHERE run_id = $1 AND phase = $2 ORDER BY attempt")
+            .bind(run_id)
+            .bind(phase.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((i(r, "attempt")? as u32, s(r, "agent_id")?, s(r, "outcome")?)))
+            .collect()
+    }
+
+    // ---- claim, heartbeat, reports -------------------------------------------------------------
+
+    /// Grants a lease on (task, attempt) if it is current and unclaimed. Exactly one claim of an
+    /// attempt can win; a duplicate delivery or a stale attempt is refused with the reason.
+    pub async fn claim(&self, agent_id: &str, task_id: &str, attempt: u32, policy: &Policy) -> Result<std::result::Result<ClaimGrant, String>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some(task) = get_task_c(&mut tx, task_id).await? else {
+            return Ok(Err(format!("unknown task {task_id}")));
+        };
+        if let Err(why) = runs::claim_decision(attempt, task.attempt, &task.state) {
+            return Ok(Err(why));
+        }
+        let run = get_run_c(&mut tx, &task.run_id).await?;
+        let (from, to) = match task.phase {
+            Phase::Plan => (RunState::Queued, RunState::Planning),
+            Phase::Apply => (RunState::Approved, RunState::Applying),
+        };
+        if run.state != from {
+            return Ok(Err(format!("run {} is {}", run.id, run.state)));
+        }
+        let epoch = i(
+            &sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value")
+                .fetch_one(&mut *tx)
+                .await?,
+            "value",
+        )?;
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let r = sqlx::query(
+            "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4 WHERE id = $5 AND attempt = $6 AND state = 'queued'",
+        )
+        .bind(agent_id)
+        .bind(epoch)
+        .bind(now + policy.lease_ttl_ms)
+        .bind(sha256_hex(token.as_bytes()))
+        .bind(task_id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(Err("task attempt was claimed by someone else".into()));
+        }
+        sqlx::query("INSERT INTO task_attempts (task_id, attempt, run_id, phase, agent_id, epoch, claimed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(task_id)
+            .bind(attempt as i64)
+            .bind(&run.id)
+            .bind(task.phase.as_str())
+            .bind(agent_id)
+            .bind(epoch)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        transition(&mut tx, &run.id, from, to, agent_id, &format!("{} attempt {attempt} claimed by agent {agent_id}", task.phase.as_str()), now).await?;
+        let task = get_task_c(&mut tx, task_id).await?.ok_or_else(|| Error::Internal("task vanished".into()))?;
+        let run = get_run_c(&mut tx, &run.id).await?;
+        tx.commit().await?;
+        self.changed(&run.id);
+        Ok(Ok(ClaimGrant { epoch, task, run, token }))
+    }
+
+    /// Renews the leases an agent still holds; returns (tasks to cancel, leases that are gone).
+    pub async fn heartbeat(&self, agent_id: &str, leases: &[(String, u32, i64)], draining: bool, policy: &Policy) -> Result<(Vec<String>, Vec<String>)> {
+        let now = now_ms();
+        let mut c = self.pool.acquire().await?;
+        sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2 WHERE id = $3")
+            .bind(now)
+            .bind(if draining { "draining" } else { "active" })
+            .bind(agent_id)
+            .execute(&mut *c)
+            .await?;
+        let mut cancel = Vec::new();
+        let mut lost = Vec::new();
+        for (task_id, attempt, epoch) in leases {
+            let r = sqlx::query(
+                "UPDATE tasks SET lease_expires_ms = $1 WHERE id = $2 AND attempt = $3 AND epoch = $4 AND state = 'running' AND agent_id = $5",
+            )
+            .bind(now + policy.lease_ttl_ms)
+            .bind(task_id)
+            .bind(*attempt as i64)
+            .bind(*epoch)
+            .bind(agent_id)
+            .execute(&mut *c)
+            .await?;
+            if r.rows_affected() == 0 {
+                lost.push(task_id.clone());
+                continue;
+            }
+            if let Some(t) = get_task_c(&mut c, task_id).await? {
+                if t.cancel_requested {
+                    cancel.push(task_id.clone());
+                }
+            }
+        }
+        Ok((cancel, lost))
+    }
+
+    /// Checks that (task, attempt, epoch) is the live lease; returns the task.
+    pub async fn check_lease(&self, task_id: &str, attempt: u32, epoch: i64) -> Result<Task> {
+        let mut c = self.pool.acquire().await?;
+        let t = get_task_c(&mut c, task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
+        if t.attempt != attempt || t.epoch != epoch || t.state != "running" {
+            return Err(Error::Conflict(format!(
+                "stale lease: task {task_id} attempt {attempt} epoch {epoch} is not the live lease (current attempt {}, epoch {}, state {})",
+                t.attempt, t.epoch, t.state
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
+    pub async fn add_events(&self, task_id: &str, attempt: u32, epoch: i64, events: &[v1::Event]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let t = get_task_c(&mut tx, task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
+        // Late lines of a finished attempt are still welcome; lines of a fenced one are not.
+        let live = t.attempt == attempt && t.epoch == epoch && ["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str());
+        if !live {
+            return Err(Error::Conflict(format!(
+                "stale lease: events for task {task_id} attempt {attempt} epoch {epoch} rejected (current attempt {}, epoch {}, state {})",
+                t.attempt, t.epoch, t.state
+            )));
+        }
+        let order = if t.phase == Phase::Plan { 0 } else { 1 };
+        let mut stored = 0;
+        for e in events {
+            let r = sqlx::query(
+                "INSERT INTO events (task_id, attempt, seq, run_id, phase_order, unix_ms, stream, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id, attempt, seq) DO NOTHING",
+            )
+            .bind(task_id)
+            .bind(attempt as i64)
+            .bind(e.seq as i64)
+            .bind(&t.run_id)
+            .bind(order)
+            .bind(e.unix_ms)
+            .bind(e.stream as i64)
+            .bind(&e.line)
+            .execute(&mut *tx)
+            .await?;
+            stored += r.rows_affected();
+        }
+        tx.commit().await?;
+        self.changed(&t.run_id);
+        Ok(stored)
+    }
+
+    pub async fn logs(&self, run_id: &str, offset: i64) -> Result<Vec<LogRow>> {
+        let rows = sqlx::query("SELECT phase_order, attempt, seq, unix_ms, stream, line FROM events WHERE run_id = $1 ORDER BY phase_order, attempt, seq LIMIT 5000 OFFSET $2")
+            .bind(run_id)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogRow {
+                    phase_order: i(r, "phase_order")?,
+                    attempt: i(r, "attempt")?,
+                    seq: i(r, "seq")?,
+                    unix_ms: i(r, "unix_ms")?,
+                    stream: i(r, "stream")?,
+                    line: s(r, "line")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_artifact(&self, task_id: &str, attempt: u32, epoch: i64, kind: v1::ArtifactKind, digest: &str) -> Result<()> {
+        let t = self.check_lease(task_id, attempt, epoch).await?;
+        let col = match kind {
+            v1::ArtifactKind::PlanFile => "plan_digest",
+            v1::ArtifactKind::PlanJson => "plan_json_digest",
+            v1::ArtifactKind::Unspecified => return Err(Error::InvalidInput("artifact kind is required".into())),
+        };
+        if t.phase != Phase::Plan {
+            return Err(Error::InvalidInput("only plan tasks upload plan artifacts".into()));
+        }
+        sqlx::query(&format!("UPDATE runs SET {col} = $1 WHERE id = $2"))
+            .bind(digest)
+            .bind(&t.run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a task's result and moves the run on. Idempotent for a retried completion.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete(&self, req: &v1::CompleteRequest, policy: &Policy) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let t = get_task_c(&mut tx, &req.task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("unknown task {}", req.task_id)))?;
+        let same_lease = t.attempt == req.attempt && t.epoch == req.epoch as i64;
+        if same_lease && ["succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
+            return Ok(()); // a retry of a completion we already have
+        }
+        if !same_lease || t.state != "running" {
+            return Err(Error::Conflict(format!(
+                "stale lease: completion for task {} attempt {} epoch {} rejected (current attempt {}, epoch {}, state {})",
+                req.task_id, req.attempt, req.epoch, t.attempt, t.epoch, t.state
+            )));
+        }
+        let outcome = v1::Outcome::try_from(req.outcome).unwrap_or(v1::Outcome::Unspecified);
+        let tstate = match outcome {
+            v1::Outcome::Succeeded => "succeeded",
+            v1::Outcome::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        sqlx::query("UPDATE tasks SET state = $1, finished_ms = $2, exit_code = $3, error = $4, token_sha256 = '' WHERE id = $5 AND attempt = $6 AND state = 'running'")
+            .bind(tstate)
+            .bind(now)
+            .bind(req.exit_code as i64)
+            .bind(&req.error)
+            .bind(&req.task_id)
+            .bind(req.attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE task_attempts SET ended_ms = $1, outcome = $2 WHERE task_id = $3 AND attempt = $4")
+            .bind(now)
+            .bind(tstate)
+            .bind(&req.task_id)
+            .bind(req.attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+        release_task_lock(&mut tx, &req.task_id).await?;
+        let run = get_run_c(&mut tx, &t.run_id).await?;
+        let actor = &req.agent_id;
+        match (t.phase, outcome) {
+            (Phase::Plan, v1::Outcome::Succeeded) => {
+                let sm = req.summary.clone().unwrap_or_default();
+                sqlx::query("UPDATE runs SET has_changes = $1, add_count = $2, change_count = $3, destroy_count = $4 WHERE id = $5")
+                    .bind(req.has_changes as i64)
+                    .bind(sm.add as i64)
+                    .bind(sm.change as i64)
+                    .bind(sm.destroy as i64)
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await?;
+                let summary = format!("plan: {} to add, {} to change, {} to destroy", sm.add, sm.change, sm.destroy);
+                match runs::after_plan(run.kind, req.has_changes, run.auto_approve) {
+                    runs::AfterPlan::NoChanges => {
+                        transition(&mut tx, &run.id, RunState::Planning, RunState::PlannedNoChanges, actor, "plan found no changes", now).await?;
+                    }
+                    next => {
+                        transition(&mut tx, &run.id, RunState::Planning, RunState::Planned, actor, &summary, now).await?;
+                        match next {
+                            runs::AfterPlan::AutoApprove => {
+                                transition(&mut tx, &run.id, RunState::Planned, RunState::Approved, &run.submitted_by, "auto-approved at submit", now).await?;
+                                new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
+                            }
+                            runs::AfterPlan::AwaitApproval => {
+                                transition(&mut tx, &run.id, RunState::Planned, RunState::AwaitingApproval, "coordinator", "waiting for `tofuflow run approve`", now).await?;
+                                sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
+                                    .bind(now + policy.approval_timeout_ms)
+                                    .bind(&run.id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            (Phase::Apply, v1::Outcome::Succeeded) => {
+                sqlx::query("UPDATE runs SET outputs = $1 WHERE id = $2")
+                    .bind(&req.outputs_json)
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await?;
+                transition(&mut tx, &run.id, RunState::Applying, RunState::Applied, actor, "apply complete", now).await?;
+            }
+            (phase, v1::Outcome::Cancelled) => {
+                let from = if phase == Phase::Plan { RunState::Planning } else { RunState::Applying };
+                transition(&mut tx, &run.id, from, RunState::Cancelled, actor, &format!("{} cancelled: {}", phase.as_str(), req.error), now).await?;
+            }
+            (phase, _) => {
+                let from = if phase == Phase::Plan { RunState::Planning } else { RunState::Applying };
+                let why = if req.error.is_empty() { format!("{} failed (exit {})", phase.as_str(), req.exit_code) } else { req.error.clone() };
+                sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
+                transition(&mut tx, &run.id, from, RunState::Failed, actor, &why, now).await?;
+            }
+        }
+        tx.commit().await?;
+        self.changed(&run.id);
+        Ok(())
+    }
+
+    // ---- user actions ----------------------------------------------------------------------
+
+    pub async fn approve(&self, run_id: &str, actor: &str, reason: &str, policy: &Policy) -> Result<Run> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let run = get_run_c(&mut tx, run_id).await?;
+        if run.state != RunState::AwaitingApproval {
+            return Err(Error::Conflict(format!("run {run_id} is {}, not awaiting_approval: only a planned run waiting for approval can be approved", run.state)));
+        }
+        if run.plan_digest.is_empty() {
+            return Err(Error::Internal(format!("run {run_id} has no saved plan")));
+        }
+        let why = if reason.is_empty() { "approved".to_string() } else { format!("approved: {reason}") };
+        transition(&mut tx, run_id, RunState::AwaitingApproval, RunState::Approved, actor, &why, now).await?;
+        new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
+        let run = get_run_c(&mut tx, run_id).await?;
+        tx.commit().await?;
+        self.changed(run_id);
+        Ok(run)
+    }
+
+    pub async fn reject(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let run = get_run_c(&mut tx, run_id).await?;
+        if run.state != RunState::AwaitingApproval {
+            return Err(Error::Conflict(format!("run {run_id} is {}, not awaiting_approval", run.state)));
+        }
+        let why = if reason.is_empty() { "rejected".to_string() } else { format!("rejected: {reason}") };
+        transition(&mut tx, run_id, RunState::AwaitingApproval, RunState::Rejected, actor, &why, now).await?;
+        let run = get_run_c(&mut tx, run_id).await?;
+        tx.commit().await?;
+        self.changed(run_id);
+        Ok(run)
+    }
+
+    /// Cancels a run: at once when nothing runs; by asking the agent (next heartbeat) when a task
+    /// is running.
+    pub async fn cancel(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let run = get_run_c(&mut tx, run_id).await?;
+        if runs::is_terminal(run.state, run.kind) {
+            return Err(Error::Conflict(format!("run {run_id} already ended as {}", run.state)));
+        }
+        let why = if reason.is_empty() { format!("cancelled by {actor}") } else { format!("cancelled by {actor}: {reason}") };
+        match run.state {
+            RunState::Planning | RunState::Applying => {
+                sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE run_id = $1 AND state = 'running'")
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                note(&mut tx, run_id, run.state, run.state, actor, &format!("cancel requested: {why}"), now).await?;
+            }
+            state => {
+                sqlx::query("UPDATE tasks SET state = 'cancelled', finished_ms = $1 WHERE run_id = $2 AND state = 'queued'")
+                    .bind(now)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                transition(&mut tx, run_id, state, RunState::Cancelled, actor, &why, now).await?;
+            }
+        }
+        let run = get_run_c(&mut tx, run_id).await?;
+        tx.commit().await?;
+        self.changed(run_id);
+        Ok(run)
+    }
+
+    /// An agent could not use a message for (task, attempt): fail the run with the reason.
+    pub async fn reject_task(&self, task_id: &str, attempt: u32, reason: &str, actor: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some(t) = get_task_c(&mut tx, task_id).await? else { return Ok(false) };
+        if t.attempt != attempt || t.state != "queued" {
+            return Ok(false);
+        }
+        let run = get_run_c(&mut tx, &t.run_id).await?;
+        self.fail_queued(&mut tx, &t, &run, reason, actor, now).await?;
+        tx.commit().await?;
+        self.changed(&run.id);
+        Ok(true)
+    }
+
+    async fn fail_queued(&self, c: &mut AnyConnection, t: &Task, run: &Run, reason: &str, actor: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET state = 'failed', error = $1, finished_ms = $2 WHERE id = $3 AND attempt = $4 AND state = 'queued'")
+            .bind(reason)
+            .bind(now)
+            .bind(&t.id)
+            .bind(t.attempt as i64)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(reason).bind(&run.id).execute(&mut *c).await?;
+        let from = run.state;
+        if runs::allowed(from, RunState::Failed) {
+            transition(c, &run.id, from, RunState::Failed, actor, reason, now).await?;
+        }
+        Ok(())
+    }
+
+    // ---- outbox ------------------------------------------------------------------------------
+
+    pub async fn unsent(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query("SELECT id, task_id, attempt, pool, payload, traceparent FROM outbox WHERE sent_ms = 0 ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: i(r, "id")?,
+                    task_id: s(r, "task_id")?,
+                    attempt: i(r, "attempt")? as u32,
+                    pool: s(r, "pool")?,
+                    payload: r.try_get::<Vec<u8>, _>("payload")?,
+                    traceparent: s(r, "traceparent")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_sent(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE outbox SET sent_ms = $1, publish_attempts = publish_attempts + 1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_publish_failed(&self, id: i64, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The broker returned the message (`mandatory`): no queue is bound for its pool.
+    pub async fn unroutable(&self, row: &OutboxRow) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE outbox SET sent_ms = $1, last_error = 'unroutable' WHERE id = $2")
+            .bind(now)
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(t) = get_task_c(&mut tx, &row.task_id).await? {
+            if t.attempt == row.attempt && t.state == "queued" {
+                let run = get_run_c(&mut tx, &t.run_id).await?;
+                let why = format!(
+                    "no queue is bound for pool {:?}: start an agent with `--pool {}` (it declares the queue), or list the pool in the coordinator's --pools",
+                    row.pool, row.pool
+                );
+                self.fail_queued(&mut tx, &t, &run, &why, "coordinator", now).await?;
+                tx.commit().await?;
+                self.changed(&run.id);
+                return Ok(());
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_ms = 0").fetch_one(&self.pool).await?;
+        let t = sqlx::query("SELECT COUNT(*) AS n FROM outbox").fetch_one(&self.pool).await?;
+        Ok((i(&r, "n")?, i(&t, "n")?))
+    }
+
+    // ---- the reaper --------------------------------------------------------------------------
+
+    /// Handles expired leases and overdue runs; returns what it did, one line each.
+    pub async fn reap(&self, policy: &Policy) -> Result<Vec<String>> {
+        let now = now_ms();
+        let mut done = Vec::new();
+        let expired = sqlx::query("SELECT * FROM tasks WHERE state = 'running' AND lease_expires_ms < $1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in expired {
+            let t = task_from_row(&row)?;
+            let mut tx = self.pool.begin().await?;
+            let since = now - t.lease_expires_ms + policy.lease_ttl_ms;
+            let lost = format!("agent {} stopped renewing its lease ({} ms without a heartbeat)", t.agent_id, since);
+            sqlx::query("UPDATE task_attempts SET ended_ms = $1, outcome = 'lost' WHERE task_id = $2 AND attempt = $3")
+                .bind(now)
+                .bind(&t.id)
+                .bind(t.attempt as i64)
+                .execute(&mut *tx)
+                .await?;
+            let released = release_task_lock(&mut tx, &t.id).await?;
+            let run = get_run_c(&mut tx, &t.run_id).await?;
+            match runs::on_lease_expiry(t.phase, t.attempt, policy.max_plan_attempts) {
+                runs::LeaseExpiry::Redispatch { next_attempt } => {
+                    let r = sqlx::query("UPDATE tasks SET attempt = $1, state = 'queued', agent_id = '', epoch = 0, lease_expires_ms = 0, token_sha256 = '' WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_expires_ms < $4")
+                        .bind(next_attempt as i64)
+                        .bind(&t.id)
+                        .bind(t.attempt as i64)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if r.rows_affected() != 1 {
+                        continue; // renewed or finished meanwhile
+                    }
+                    enqueue(&mut tx, &run, &t.id, next_attempt, t.phase, now, now + policy.queue_timeout_ms).await?;
+                    transition(&mut tx, &run.id, RunState::Planning, RunState::Queued, "coordinator", &format!("{lost}; plan re-dispatched as attempt {next_attempt}"), now).await?;
+                    done.push(format!("run {} plan re-dispatched as attempt {next_attempt}", run.id));
+                }
+                runs::LeaseExpiry::GiveUp => {
+                    let r = sqlx::query("UPDATE tasks SET state = 'lost', token_sha256 = '' WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_expires_ms < $3")
+                        .bind(&t.id)
+                        .bind(t.attempt as i64)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if r.rows_affected() != 1 {
+                        continue;
+                    }
+                    let why = format!("{lost}; gave up after {} plan attempts", t.attempt);
+                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
+                    transition(&mut tx, &run.id, RunState::Planning, RunState::Failed, "coordinator", &why, now).await?;
+                    done.push(format!("run {} failed: plan lost {} times", run.id, t.attempt));
+                }
+                runs::LeaseExpiry::Interrupt => {
+                    let r = sqlx::query("UPDATE tasks SET state = 'lost', token_sha256 = '' WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_expires_ms < $3")
+                        .bind(&t.id)
+                        .bind(t.attempt as i64)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if r.rows_affected() != 1 {
+                        continue;
+                    }
+                    let why = format!(
+                        "{lost} during apply; the apply is not retried because part of it may have happened{}. Submit a new run to plan against the current state",
+                        if released > 0 { "; its state lock was released" } else { "" }
+                    );
+                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
+                    transition(&mut tx, &run.id, RunState::Applying, RunState::Interrupted, "coordinator", &why, now).await?;
+                    done.push(format!("run {} interrupted: apply lost its agent", run.id));
+                }
+            }
+            tx.commit().await?;
+            self.changed(&run.id);
+        }
+        // Runs past their deadline: nobody claimed the task, or nobody approved.
+        let overdue = sqlx::query("SELECT * FROM runs WHERE state IN ('queued', 'approved', 'awaiting_approval') AND deadline_ms > 0 AND deadline_ms < $1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in overdue {
+            let run = run_from_row(&row)?;
+            let mut tx = self.pool.begin().await?;
+            let why = if run.state == RunState::AwaitingApproval {
+                "nobody approved the plan before the approval timeout".to_string()
+            } else {
+                format!("no agent of pool {:?} claimed the task before the queue timeout: is an agent running for that pool?", run.pool)
+            };
+            sqlx::query("UPDATE tasks SET state = 'expired', finished_ms = $1 WHERE run_id = $2 AND state = 'queued'")
+                .bind(now)
+                .bind(&run.id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
+            match transition(&mut tx, &run.id, run.state, RunState::Expired, "coordinator", &why, now).await {
+                Ok(()) => {
+                    tx.commit().await?;
+                    self.changed(&run.id);
+                    done.push(format!("run {} expired", run.id));
+                }
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    // ---- blobs -------------------------------------------------------------------------------
+
+    /// Stores a blob under its SHA-256; returns true if it was already there.
+    pub async fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
+        let digest = format!("sha256:{}", sha256_hex(data));
+        let r = sqlx::query("INSERT INTO blobs (digest, size, data, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
+            .bind(&digest)
+            .bind(data.len() as i64)
+            .bind(data.to_vec())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok((digest, r.rows_affected() == 0))
+    }
+
+    pub async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let row = sqlx::query("SELECT data FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no blob {digest}: upload the bundle first")))?;
+        Ok(row.try_get::<Vec<u8>, _>("data")?)
+    }
+
+    pub async fn has_blob(&self, digest: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT digest FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    // ---- agents ------------------------------------------------------------------------------
+
+    pub async fn register_agent(&self, id: &str, name: &str, pools: &[String], labels: &BTreeMap<String, String>, capacity: u32) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, pools = excluded.pools, labels = excluded.labels, capacity = excluded.capacity, state = 'active', last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(serde_json::to_string(pools).unwrap_or_default())
+        .bind(serde_json::to_string(labels).unwrap_or_default())
+        .bind(capacity as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>> {
+        let rows = sqlx::query("SELECT a.*, (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = a.id AND t.state = 'running') AS running FROM agents a ORDER BY a.name, a.id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Agent {
+                    id: s(r, "id")?,
+                    name: s(r, "name")?,
+                    pools: serde_json::from_str(&s(r, "pools")?).unwrap_or_default(),
+                    labels: serde_json::from_str(&s(r, "labels")?).unwrap_or_default(),
+                    capacity: i(r, "capacity")?,
+                    state: s(r, "state")?,
+                    last_seen_ms: i(r, "last_seen_ms")?,
+                    running: i(r, "running")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- state backend -----------------------------------------------------------------------
+
+    /// The task a state-backend credential belongs to, if it is a live lease.
+    pub async fn task_for_token(&self, task_id: &str, token: &str) -> Result<Option<(Task, String)>> {
+        let mut c = self.pool.acquire().await?;
+        let Some(t) = get_task_c(&mut c, task_id).await? else { return Ok(None) };
+        if t.state != "running" || t.lease_expires_ms < now_ms() {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT token_sha256 FROM tasks WHERE id = $1").bind(task_id).fetch_one(&mut *c).await?;
+        let stored = s(&row, "token_sha256")?;
+        if stored.is_empty() || stored != sha256_hex(token.as_bytes()) {
+            return Ok(None);
+        }
+        let run = get_run_c(&mut c, &t.run_id).await?;
+        Ok(Some((t, run.workspace)))
+    }
+
+    pub async fn latest_state(&self, workspace: &str) -> Result<Option<StateVersion>> {
+        let row = sqlx::query("SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
+            .bind(workspace)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StateVersion {
+                version: i(&r, "version")?,
+                serial: i(&r, "serial")?,
+                lineage: s(&r, "lineage")?,
+                sha256: s(&r, "sha256")?,
+                size: i(&r, "size")?,
+                data: r.try_get::<Vec<u8>, _>("data")?,
+                run_id: s(&r, "run_id")?,
+                actor: s(&r, "actor")?,
+                created_ms: i(&r, "created_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn state_lock(&self, workspace: &str) -> Result<Option<StateLock>> {
+        let row = sqlx::query("SELECT * FROM state_locks WHERE workspace = $1").bind(workspace).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok(StateLock { lock_id: s(&r, "lock_id")?, info: s(&r, "info")?, task_id: s(&r, "task_id")?, epoch: i(&r, "epoch")? })).transpose()
+    }
+
+    /// Takes the workspace lock for a task's lease; `Err(holder)` if someone else has it.
+    pub async fn lock_state(&self, workspace: &str, lock_id: &str, info: &str, task: &Task) -> Result<std::result::Result<(), StateLock>> {
+        let r = sqlx::query("INSERT INTO state_locks (workspace, lock_id, info, task_id, epoch, owner, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace) DO NOTHING")
+            .bind(workspace)
+            .bind(lock_id)
+            .bind(info)
+            .bind(&task.id)
+            .bind(task.epoch)
+            .bind(&task.agent_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let held = self.state_lock(workspace).await?;
+        match held {
+            Some(h) if h.lock_id == lock_id && h.task_id == task.id && h.epoch == task.epoch => Ok(Ok(())),
+            Some(h) => Ok(Err(h)),
+            None => Box::pin(self.lock_state(workspace, lock_id, info, task)).await,
+        }
+    }
+
+    pub async fn unlock_state(&self, workspace: &str, lock_id: &str, task_id: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM state_locks WHERE workspace = $1 AND lock_id = $2 AND task_id = $3")
+            .bind(workspace)
+            .bind(lock_id)
+            .bind(task_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Stores a new state version if it passes the checks the `http` client never makes.
+    /// Returns the version number, or the existing one for an identical retry.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_state(&self, workspace: &str, data: &[u8], serial: i64, lineage: &str, lock_id: Option<&str>, task: &Task, actor: &str) -> Result<i64> {
+        let now = now_ms();
+        let sha = sha256_hex(data);
+        let mut tx = self.pool.begin().await?;
+        let lock = sqlx::query("SELECT lock_id, task_id, epoch FROM state_locks WHERE workspace = $1").bind(workspace).fetch_optional(&mut *tx).await?;
+        if let Some(l) = lock {
+            let held_by = s(&l, "lock_id")?;
+            if lock_id != Some(held_by.as_str()) || s(&l, "task_id")? != task.id || i(&l, "epoch")? != task.epoch {
+                return Err(Error::Conflict(format!(
+                    "state of workspace {workspace:?} is locked with ID {held_by}; this write carries {} and is rejected",
+                    lock_id.map(|x| format!("ID {x}")).unwrap_or_else(|| "no lock ID".into())
+                )));
+            }
+        } else if lock_id.is_some() {
+            return Err(Error::Conflict(format!("write with lock ID {} rejected: workspace {workspace:?} is not locked (the lock was released or fenced)", lock_id.unwrap_or_default())));
+        }
+        let cur = sqlx::query("SELECT version, serial, lineage, sha256 FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
+            .bind(workspace)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let next = match &cur {
+            Some(c) => {
+                let (v, cs, cl, csha) = (i(c, "version")?, i(c, "serial")?, s(c, "lineage")?, s(c, "sha256")?);
+                if cl != lineage {
+                    return Err(Error::Conflict(format!("lineage mismatch: workspace {workspace:?} holds lineage {cl}, the write has {lineage}")));
+                }
+                if serial < cs {
+                    return Err(Error::Conflict(format!("stale serial: workspace {workspace:?} is at serial {cs}, the write has {serial}")));
+                }
+                if serial == cs {
+                    if csha == sha {
+                        return Ok(v); // identical retry
+                    }
+                    return Err(Error::Conflict(format!("serial {serial} already stored with different content for workspace {workspace:?}")));
+                }
+                v + 1
+            }
+            None => 1,
+        };
+        sqlx::query("INSERT INTO state_versions (workspace, version, serial, lineage, sha256, size, data, run_id, attempt, actor, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            .bind(workspace)
+            .bind(next)
+            .bind(serial)
+            .bind(lineage)
+            .bind(&sha)
+            .bind(data.len() as i64)
+            .bind(data.to_vec())
+            .bind(&task.run_id)
+            .bind(task.attempt as i64)
+            .bind(actor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn state_version_count(&self, workspace: &str) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM state_versions WHERE workspace = $1").bind(workspace).fetch_one(&self.pool).await?;
+        i(&r, "n")
+    }
+
+    /// Counts for `/metrics`.
+    pub async fn run_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((s(r, "state")?, i(r, "n")?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

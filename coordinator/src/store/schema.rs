@@ -1,0 +1,156 @@
+//! Migrations: one list, written once in portable SQL; `{BLOB}` and `{AUTOID}` are the only
+//! words that differ between SQLite and PostgreSQL.
+
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  workspace TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  state TEXT NOT NULL,
+  bundle_digest TEXT NOT NULL,
+  variables TEXT NOT NULL,
+  var_files TEXT NOT NULL,
+  auto_approve BIGINT NOT NULL,
+  submitted_by TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  pipeline_id TEXT NOT NULL,
+  traceparent TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  has_changes BIGINT NOT NULL DEFAULT 0,
+  add_count BIGINT NOT NULL DEFAULT 0,
+  change_count BIGINT NOT NULL DEFAULT 0,
+  destroy_count BIGINT NOT NULL DEFAULT 0,
+  outputs TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  plan_digest TEXT NOT NULL DEFAULT '',
+  plan_json_digest TEXT NOT NULL DEFAULT '',
+  deadline_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_workspace ON runs (workspace, created_ms);
+CREATE INDEX runs_by_state ON runs (state, deadline_ms);
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  agent_id TEXT NOT NULL DEFAULT '',
+  epoch BIGINT NOT NULL DEFAULT 0,
+  lease_expires_ms BIGINT NOT NULL DEFAULT 0,
+  cancel_requested BIGINT NOT NULL DEFAULT 0,
+  created_ms BIGINT NOT NULL,
+  finished_ms BIGINT NOT NULL DEFAULT 0,
+  exit_code BIGINT NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  token_sha256 TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX tasks_by_run ON tasks (run_id);
+CREATE INDEX tasks_by_lease ON tasks (state, lease_expires_ms);
+CREATE TABLE task_attempts (
+  task_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  run_id TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  claimed_ms BIGINT NOT NULL,
+  ended_ms BIGINT NOT NULL DEFAULT 0,
+  outcome TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE outbox (
+  id {AUTOID},
+  task_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  pool TEXT NOT NULL,
+  payload {BLOB} NOT NULL,
+  traceparent TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  sent_ms BIGINT NOT NULL DEFAULT 0,
+  publish_attempts BIGINT NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_unsent ON outbox (sent_ms, id);
+CREATE TABLE transitions (
+  id {AUTOID},
+  run_id TEXT NOT NULL,
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  at_ms BIGINT NOT NULL
+);
+CREATE INDEX transitions_by_run ON transitions (run_id, id);
+CREATE TABLE events (
+  task_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  seq BIGINT NOT NULL,
+  run_id TEXT NOT NULL,
+  phase_order BIGINT NOT NULL,
+  unix_ms BIGINT NOT NULL,
+  stream BIGINT NOT NULL,
+  line TEXT NOT NULL,
+  PRIMARY KEY (task_id, attempt, seq)
+);
+CREATE INDEX events_by_run ON events (run_id, phase_order, attempt, seq);
+CREATE TABLE blobs (
+  digest TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  data {BLOB} NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  pools TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  capacity BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  registered_ms BIGINT NOT NULL,
+  last_seen_ms BIGINT NOT NULL
+);
+CREATE TABLE counters (
+  name TEXT PRIMARY KEY,
+  value BIGINT NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('epoch', 0);
+CREATE TABLE state_versions (
+  workspace TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  serial BIGINT NOT NULL,
+  lineage TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size BIGINT NOT NULL,
+  data {BLOB} NOT NULL,
+  run_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY (workspace, version)
+);
+CREATE TABLE state_locks (
+  workspace TEXT PRIMARY KEY,
+  lock_id TEXT NOT NULL,
+  info TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  owner TEXT NOT NULL,
+  created_ms BIGINT NOT NULL
+)
+"#,
+)];
+
+/// Renders a migration for one backend.
+pub fn render(sql: &str, postgres: bool) -> String {
+    let (blob, autoid) = if postgres {
+        ("BYTEA", "BIGSERIAL PRIMARY KEY")
+    } else {
+        ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    };
+    sql.replace("{BLOB}", blob).replace("{AUTOID}", autoid)
+}
