@@ -2,6 +2,140 @@
 //! RabbitMQ through an outbox, grants leases to agents over gRPC, reaps expired leases, and serves
 //! OpenTofu's `http` state backend, health and metrics over HTTP.
 
+pub mod api;
+pub mod config;
 pub mod error;
+pub mod http;
+pub mod leases;
+pub mod queue;
 pub mod runs;
 pub mod store;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tofuflow_proto::v1::agent_service_server::AgentServiceServer;
+use tofuflow_proto::v1::user_service_server::UserServiceServer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// Runs the coordinator until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
+    for p in &cfg.pools {
+        queue::valid_pool(p)?;
+    }
+    let store = store::Store::connect(&cfg.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} for gRPC: {e} (is another coordinator running? use --grpc-listen)", cfg.grpc_listen))?;
+    let http_l = tokio::net::TcpListener::bind(&cfg.http_listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} for HTTP: {e} (use --http-listen)",
+                cfg.http_listen
+            )
+        })?;
+    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;
+    let public_http_url = cfg
+        .public_http_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let policy = cfg.policy();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let amqp_ready = Arc::new(AtomicBool::new(false));
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(queue::run_publisher(
+        store.clone(),
+        cfg.amqp_url.clone(),
+        cfg.pools.clone(),
+        wake.clone(),
+        amqp_ready.clone(),
+        shutdown.child_token(),
+    ));
+    tracker.spawn(leases::run_reaper(
+        store.clone(),
+        policy.clone(),
+        cfg.reap_interval,
+        wake.clone(),
+        shutdown.child_token(),
+    ));
+
+    let shared = api::Shared {
+        store: store.clone(),
+        policy,
+        heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
+        public_http_url,
+        max_bundle_bytes: cfg.max_bundle_bytes,
+        wake,
+    };
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServiceServer<api::agent::AgentApi>>()
+        .await;
+    health
+        .set_serving::<UserServiceServer<api::user::UserApi>>()
+        .await;
+    let max = tofuflow_proto::MAX_MESSAGE_BYTES;
+    let agent_svc = AgentServiceServer::new(api::agent::AgentApi {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(max);
+    let user_svc =
+        UserServiceServer::new(api::user::UserApi { shared }).max_decoding_message_size(max);
+    let sd = shutdown.clone();
+    tracker.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .add_service(health_svc)
+            .add_service(agent_svc)
+            .add_service(user_svc)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                sd.cancelled_owned(),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+    let app = http::App { store, amqp_ready };
+    let sd = shutdown.clone();
+    tracker.spawn(async move {
+        let r = axum::serve(http_l, http::router(app))
+            .with_graceful_shutdown(sd.cancelled_owned())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %redact_db(&cfg.database_url), "coordinator listening");
+    if let Some(path) = &cfg.ready_file {
+        let tmp = path.with_extension("tmp");
+        let body = serde_json::json!({"grpc": grpc_addr.to_string(), "http": http_addr.to_string(), "pid": std::process::id()});
+        std::fs::write(&tmp, body.to_string())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))?;
+    }
+    tracker.close();
+    shutdown.cancelled().await;
+    tracing::info!("coordinator shutting down");
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some coordinator tasks did not stop within 10s");
+    }
+    Ok(())
+}
+
+fn redact_db(url: &str) -> String {
+    queue::redact(url)
+}

@@ -6,6 +6,9 @@ pub mod v1 {
     tonic::include_proto!("tofuflow.v1");
 }
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -84,7 +87,9 @@ mod tests {
         assert!(valid_traceparent(&tp));
         let child = child_traceparent(&tp, [3; 8]).unwrap();
         assert_eq!(&child[3..35], &tp[3..35]);
-        assert!(!valid_traceparent("00-00000000000000000000000000000000-0202020202020202-01"));
+        assert!(!valid_traceparent(
+            "00-00000000000000000000000000000000-0202020202020202-01"
+        ));
         assert!(!valid_traceparent("nope"));
     }
 

@@ -121,7 +121,10 @@ pub fn allowed(from: RunState, to: RunState) -> bool {
     matches!(
         (from, to),
         (Queued, Planning | Cancelled | Failed | Expired)
-            | (Planning, Queued | Planned | PlannedNoChanges | Failed | Cancelled)
+            | (
+                Planning,
+                Queued | Planned | PlannedNoChanges | Failed | Cancelled
+            )
             | (Planned, AwaitingApproval | Approved | Cancelled)
             | (AwaitingApproval, Approved | Rejected | Cancelled | Expired)
             | (Approved, Applying | Cancelled | Failed | Expired)
@@ -254,7 +257,17 @@ mod tests {
     #[test]
     fn happy_path_is_legal() {
         use RunState::*;
-        for w in [Queued, Planning, Planned, AwaitingApproval, Approved, Applying, Applied].windows(2) {
+        for w in [
+            Queued,
+            Planning,
+            Planned,
+            AwaitingApproval,
+            Approved,
+            Applying,
+            Applied,
+        ]
+        .windows(2)
+        {
             assert!(allowed(w[0], w[1]), "{} -> {}", w[0], w[1]);
         }
         assert!(!allowed(Applying, Queued), "an apply is never re-queued");
@@ -263,16 +276,32 @@ mod tests {
 
     #[test]
     fn decisions() {
-        assert_eq!(after_plan(RunKind::PlanAndApply, false, true), AfterPlan::NoChanges);
+        assert_eq!(
+            after_plan(RunKind::PlanAndApply, false, true),
+            AfterPlan::NoChanges
+        );
         assert_eq!(after_plan(RunKind::PlanOnly, true, true), AfterPlan::Stop);
-        assert_eq!(after_plan(RunKind::Destroy, true, true), AfterPlan::AutoApprove);
-        assert_eq!(after_plan(RunKind::PlanAndApply, true, false), AfterPlan::AwaitApproval);
-        assert_eq!(on_lease_expiry(Phase::Plan, 1, 3), LeaseExpiry::Redispatch { next_attempt: 2 });
+        assert_eq!(
+            after_plan(RunKind::Destroy, true, true),
+            AfterPlan::AutoApprove
+        );
+        assert_eq!(
+            after_plan(RunKind::PlanAndApply, true, false),
+            AfterPlan::AwaitApproval
+        );
+        assert_eq!(
+            on_lease_expiry(Phase::Plan, 1, 3),
+            LeaseExpiry::Redispatch { next_attempt: 2 }
+        );
         assert_eq!(on_lease_expiry(Phase::Plan, 3, 3), LeaseExpiry::GiveUp);
         assert_eq!(on_lease_expiry(Phase::Apply, 1, 3), LeaseExpiry::Interrupt);
         assert!(claim_decision(1, 1, "queued").is_ok());
-        assert!(claim_decision(1, 2, "queued").unwrap_err().contains("stale"));
-        assert!(claim_decision(2, 2, "running").unwrap_err().contains("already running"));
+        assert!(claim_decision(1, 2, "queued")
+            .unwrap_err()
+            .contains("stale"));
+        assert!(claim_decision(2, 2, "running")
+            .unwrap_err()
+            .contains("already running"));
         for s in ALL_STATES {
             assert_eq!(s.as_str().parse::<RunState>().unwrap(), s);
         }

@@ -234,7 +234,11 @@ async fn get_run_c(c: &mut AnyConnection, id: &str) -> Result<Run> {
         .bind(id)
         .fetch_optional(&mut *c)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("no run with id {id:?}: list runs with `tofuflow run list`")))?;
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no run with id {id:?}: list runs with `tofuflow run list`"
+            ))
+        })?;
     run_from_row(&row)
 }
 
@@ -338,7 +342,13 @@ async fn enqueue(
     Ok(())
 }
 
-async fn new_task(c: &mut AnyConnection, run: &Run, phase: Phase, now: i64, policy: &Policy) -> Result<String> {
+async fn new_task(
+    c: &mut AnyConnection,
+    run: &Run,
+    phase: Phase,
+    now: i64,
+    policy: &Policy,
+) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO tasks (id, run_id, phase, attempt, state, pool, created_ms) VALUES ($1, $2, $3, 1, 'queued', $4, $5)",
@@ -399,8 +409,12 @@ impl Store {
                 ))
             })?;
         if !postgres {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-            sqlx::query("PRAGMA busy_timeout = 10000").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA busy_timeout = 10000")
+                .execute(&pool)
+                .await?;
         }
         let store = Store {
             pool,
@@ -418,7 +432,9 @@ impl Store {
             .await?;
         if self.postgres {
             // Two coordinators starting together must not both migrate.
-            sqlx::query("SELECT pg_advisory_lock(7700)").execute(&mut *c).await?;
+            sqlx::query("SELECT pg_advisory_lock(7700)")
+                .execute(&mut *c)
+                .await?;
         }
         let result = async {
             for (version, sql) in schema::MIGRATIONS {
@@ -446,7 +462,9 @@ impl Store {
         }
         .await;
         if self.postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7700)").execute(&mut *c).await?;
+            sqlx::query("SELECT pg_advisory_unlock(7700)")
+                .execute(&mut *c)
+                .await?;
         }
         result
     }
@@ -478,7 +496,12 @@ impl Store {
         let vf: Vec<(String, String)> = n
             .var_files
             .iter()
-            .map(|(name, c)| (name.clone(), base64::engine::general_purpose::STANDARD.encode(c)))
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(c),
+                )
+            })
             .collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -541,10 +564,12 @@ impl Store {
     }
 
     pub async fn plan_attempts(&self, run_id: &str) -> Result<u32> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM task_attempts WHERE run_id = $1 AND phase = 'plan'")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM task_attempts WHERE run_id = $1 AND phase = 'plan'",
+        )
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(i(&row, "n")? as u32)
     }
 
@@ -571,7 +596,11 @@ impl Store {
     }
 
     /// Every attempt ever claimed for a run's phase (the "executions" the fault tests count).
-    pub async fn attempts_of(&self, run_id: &str, phase: Phase) -> Result<Vec<(u32, String, String)>> {
+    pub async fn attempts_of(
+        &self,
+        run_id: &str,
+        phase: Phase,
+    ) -> Result<Vec<(u32, String, String)>> {
         let rows = sqlx::query("SELECT attempt, agent_id, outcome FROM task_attempts WHERE run_id = $1 AND phase = $2 ORDER BY attempt")
             .bind(run_id)
             .bind(phase.as_str())
@@ -586,7 +615,13 @@ impl Store {
 
     /// Grants a lease on (task, attempt) if it is current and unclaimed. Exactly one claim of an
     /// attempt can win; a duplicate delivery or a stale attempt is refused with the reason.
-    pub async fn claim(&self, agent_id: &str, task_id: &str, attempt: u32, policy: &Policy) -> Result<std::result::Result<ClaimGrant, String>> {
+    pub async fn claim(
+        &self,
+        agent_id: &str,
+        task_id: &str,
+        attempt: u32,
+        policy: &Policy,
+    ) -> Result<std::result::Result<ClaimGrant, String>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
@@ -604,12 +639,18 @@ impl Store {
             return Ok(Err(format!("run {} is {}", run.id, run.state)));
         }
         let epoch = i(
-            &sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value")
-                .fetch_one(&mut *tx)
-                .await?,
+            &sqlx::query(
+                "UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await?,
             "value",
         )?;
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let r = sqlx::query(
             "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4 WHERE id = $5 AND attempt = $6 AND state = 'queued'",
         )
@@ -634,16 +675,41 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        transition(&mut tx, &run.id, from, to, agent_id, &format!("{} attempt {attempt} claimed by agent {agent_id}", task.phase.as_str()), now).await?;
-        let task = get_task_c(&mut tx, task_id).await?.ok_or_else(|| Error::Internal("task vanished".into()))?;
+        transition(
+            &mut tx,
+            &run.id,
+            from,
+            to,
+            agent_id,
+            &format!(
+                "{} attempt {attempt} claimed by agent {agent_id}",
+                task.phase.as_str()
+            ),
+            now,
+        )
+        .await?;
+        let task = get_task_c(&mut tx, task_id)
+            .await?
+            .ok_or_else(|| Error::Internal("task vanished".into()))?;
         let run = get_run_c(&mut tx, &run.id).await?;
         tx.commit().await?;
         self.changed(&run.id);
-        Ok(Ok(ClaimGrant { epoch, task, run, token }))
+        Ok(Ok(ClaimGrant {
+            epoch,
+            task,
+            run,
+            token,
+        }))
     }
 
     /// Renews the leases an agent still holds; returns (tasks to cancel, leases that are gone).
-    pub async fn heartbeat(&self, agent_id: &str, leases: &[(String, u32, i64)], draining: bool, policy: &Policy) -> Result<(Vec<String>, Vec<String>)> {
+    pub async fn heartbeat(
+        &self,
+        agent_id: &str,
+        leases: &[(String, u32, i64)],
+        draining: bool,
+        policy: &Policy,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let now = now_ms();
         let mut c = self.pool.acquire().await?;
         sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2 WHERE id = $3")
@@ -694,13 +760,21 @@ impl Store {
     }
 
     /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
-    pub async fn add_events(&self, task_id: &str, attempt: u32, epoch: i64, events: &[v1::Event]) -> Result<u64> {
+    pub async fn add_events(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        epoch: i64,
+        events: &[v1::Event],
+    ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let t = get_task_c(&mut tx, task_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
         // Late lines of a finished attempt are still welcome; lines of a fenced one are not.
-        let live = t.attempt == attempt && t.epoch == epoch && ["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str());
+        let live = t.attempt == attempt
+            && t.epoch == epoch
+            && ["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str());
         if !live {
             return Err(Error::Conflict(format!(
                 "stale lease: events for task {task_id} attempt {attempt} epoch {epoch} rejected (current attempt {}, epoch {}, state {})",
@@ -750,15 +824,26 @@ impl Store {
             .collect()
     }
 
-    pub async fn set_artifact(&self, task_id: &str, attempt: u32, epoch: i64, kind: v1::ArtifactKind, digest: &str) -> Result<()> {
+    pub async fn set_artifact(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        epoch: i64,
+        kind: v1::ArtifactKind,
+        digest: &str,
+    ) -> Result<()> {
         let t = self.check_lease(task_id, attempt, epoch).await?;
         let col = match kind {
             v1::ArtifactKind::PlanFile => "plan_digest",
             v1::ArtifactKind::PlanJson => "plan_json_digest",
-            v1::ArtifactKind::Unspecified => return Err(Error::InvalidInput("artifact kind is required".into())),
+            v1::ArtifactKind::Unspecified => {
+                return Err(Error::InvalidInput("artifact kind is required".into()))
+            }
         };
         if t.phase != Phase::Plan {
-            return Err(Error::InvalidInput("only plan tasks upload plan artifacts".into()));
+            return Err(Error::InvalidInput(
+                "only plan tasks upload plan artifacts".into(),
+            ));
         }
         sqlx::query(&format!("UPDATE runs SET {col} = $1 WHERE id = $2"))
             .bind(digest)
@@ -822,20 +907,59 @@ impl Store {
                     .bind(&run.id)
                     .execute(&mut *tx)
                     .await?;
-                let summary = format!("plan: {} to add, {} to change, {} to destroy", sm.add, sm.change, sm.destroy);
+                let summary = format!(
+                    "plan: {} to add, {} to change, {} to destroy",
+                    sm.add, sm.change, sm.destroy
+                );
                 match runs::after_plan(run.kind, req.has_changes, run.auto_approve) {
                     runs::AfterPlan::NoChanges => {
-                        transition(&mut tx, &run.id, RunState::Planning, RunState::PlannedNoChanges, actor, "plan found no changes", now).await?;
+                        transition(
+                            &mut tx,
+                            &run.id,
+                            RunState::Planning,
+                            RunState::PlannedNoChanges,
+                            actor,
+                            "plan found no changes",
+                            now,
+                        )
+                        .await?;
                     }
                     next => {
-                        transition(&mut tx, &run.id, RunState::Planning, RunState::Planned, actor, &summary, now).await?;
+                        transition(
+                            &mut tx,
+                            &run.id,
+                            RunState::Planning,
+                            RunState::Planned,
+                            actor,
+                            &summary,
+                            now,
+                        )
+                        .await?;
                         match next {
                             runs::AfterPlan::AutoApprove => {
-                                transition(&mut tx, &run.id, RunState::Planned, RunState::Approved, &run.submitted_by, "auto-approved at submit", now).await?;
+                                transition(
+                                    &mut tx,
+                                    &run.id,
+                                    RunState::Planned,
+                                    RunState::Approved,
+                                    &run.submitted_by,
+                                    "auto-approved at submit",
+                                    now,
+                                )
+                                .await?;
                                 new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
                             }
                             runs::AfterPlan::AwaitApproval => {
-                                transition(&mut tx, &run.id, RunState::Planned, RunState::AwaitingApproval, "coordinator", "waiting for `tofuflow run approve`", now).await?;
+                                transition(
+                                    &mut tx,
+                                    &run.id,
+                                    RunState::Planned,
+                                    RunState::AwaitingApproval,
+                                    "coordinator",
+                                    "waiting for `tofuflow run approve`",
+                                    now,
+                                )
+                                .await?;
                                 sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
                                     .bind(now + policy.approval_timeout_ms)
                                     .bind(&run.id)
@@ -853,16 +977,50 @@ impl Store {
                     .bind(&run.id)
                     .execute(&mut *tx)
                     .await?;
-                transition(&mut tx, &run.id, RunState::Applying, RunState::Applied, actor, "apply complete", now).await?;
+                transition(
+                    &mut tx,
+                    &run.id,
+                    RunState::Applying,
+                    RunState::Applied,
+                    actor,
+                    "apply complete",
+                    now,
+                )
+                .await?;
             }
             (phase, v1::Outcome::Cancelled) => {
-                let from = if phase == Phase::Plan { RunState::Planning } else { RunState::Applying };
-                transition(&mut tx, &run.id, from, RunState::Cancelled, actor, &format!("{} cancelled: {}", phase.as_str(), req.error), now).await?;
+                let from = if phase == Phase::Plan {
+                    RunState::Planning
+                } else {
+                    RunState::Applying
+                };
+                transition(
+                    &mut tx,
+                    &run.id,
+                    from,
+                    RunState::Cancelled,
+                    actor,
+                    &format!("{} cancelled: {}", phase.as_str(), req.error),
+                    now,
+                )
+                .await?;
             }
             (phase, _) => {
-                let from = if phase == Phase::Plan { RunState::Planning } else { RunState::Applying };
-                let why = if req.error.is_empty() { format!("{} failed (exit {})", phase.as_str(), req.exit_code) } else { req.error.clone() };
-                sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
+                let from = if phase == Phase::Plan {
+                    RunState::Planning
+                } else {
+                    RunState::Applying
+                };
+                let why = if req.error.is_empty() {
+                    format!("{} failed (exit {})", phase.as_str(), req.exit_code)
+                } else {
+                    req.error.clone()
+                };
+                sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+                    .bind(&why)
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await?;
                 transition(&mut tx, &run.id, from, RunState::Failed, actor, &why, now).await?;
             }
         }
@@ -873,7 +1031,13 @@ impl Store {
 
     // ---- user actions ----------------------------------------------------------------------
 
-    pub async fn approve(&self, run_id: &str, actor: &str, reason: &str, policy: &Policy) -> Result<Run> {
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        actor: &str,
+        reason: &str,
+        policy: &Policy,
+    ) -> Result<Run> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let run = get_run_c(&mut tx, run_id).await?;
@@ -883,8 +1047,21 @@ impl Store {
         if run.plan_digest.is_empty() {
             return Err(Error::Internal(format!("run {run_id} has no saved plan")));
         }
-        let why = if reason.is_empty() { "approved".to_string() } else { format!("approved: {reason}") };
-        transition(&mut tx, run_id, RunState::AwaitingApproval, RunState::Approved, actor, &why, now).await?;
+        let why = if reason.is_empty() {
+            "approved".to_string()
+        } else {
+            format!("approved: {reason}")
+        };
+        transition(
+            &mut tx,
+            run_id,
+            RunState::AwaitingApproval,
+            RunState::Approved,
+            actor,
+            &why,
+            now,
+        )
+        .await?;
         new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
         let run = get_run_c(&mut tx, run_id).await?;
         tx.commit().await?;
@@ -897,10 +1074,26 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let run = get_run_c(&mut tx, run_id).await?;
         if run.state != RunState::AwaitingApproval {
-            return Err(Error::Conflict(format!("run {run_id} is {}, not awaiting_approval", run.state)));
+            return Err(Error::Conflict(format!(
+                "run {run_id} is {}, not awaiting_approval",
+                run.state
+            )));
         }
-        let why = if reason.is_empty() { "rejected".to_string() } else { format!("rejected: {reason}") };
-        transition(&mut tx, run_id, RunState::AwaitingApproval, RunState::Rejected, actor, &why, now).await?;
+        let why = if reason.is_empty() {
+            "rejected".to_string()
+        } else {
+            format!("rejected: {reason}")
+        };
+        transition(
+            &mut tx,
+            run_id,
+            RunState::AwaitingApproval,
+            RunState::Rejected,
+            actor,
+            &why,
+            now,
+        )
+        .await?;
         let run = get_run_c(&mut tx, run_id).await?;
         tx.commit().await?;
         self.changed(run_id);
@@ -914,16 +1107,34 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let run = get_run_c(&mut tx, run_id).await?;
         if runs::is_terminal(run.state, run.kind) {
-            return Err(Error::Conflict(format!("run {run_id} already ended as {}", run.state)));
+            return Err(Error::Conflict(format!(
+                "run {run_id} already ended as {}",
+                run.state
+            )));
         }
-        let why = if reason.is_empty() { format!("cancelled by {actor}") } else { format!("cancelled by {actor}: {reason}") };
+        let why = if reason.is_empty() {
+            format!("cancelled by {actor}")
+        } else {
+            format!("cancelled by {actor}: {reason}")
+        };
         match run.state {
             RunState::Planning | RunState::Applying => {
-                sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE run_id = $1 AND state = 'running'")
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                note(&mut tx, run_id, run.state, run.state, actor, &format!("cancel requested: {why}"), now).await?;
+                sqlx::query(
+                    "UPDATE tasks SET cancel_requested = 1 WHERE run_id = $1 AND state = 'running'",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                note(
+                    &mut tx,
+                    run_id,
+                    run.state,
+                    run.state,
+                    actor,
+                    &format!("cancel requested: {why}"),
+                    now,
+                )
+                .await?;
             }
             state => {
                 sqlx::query("UPDATE tasks SET state = 'cancelled', finished_ms = $1 WHERE run_id = $2 AND state = 'queued'")
@@ -931,7 +1142,16 @@ impl Store {
                     .bind(run_id)
                     .execute(&mut *tx)
                     .await?;
-                transition(&mut tx, run_id, state, RunState::Cancelled, actor, &why, now).await?;
+                transition(
+                    &mut tx,
+                    run_id,
+                    state,
+                    RunState::Cancelled,
+                    actor,
+                    &why,
+                    now,
+                )
+                .await?;
             }
         }
         let run = get_run_c(&mut tx, run_id).await?;
@@ -941,21 +1161,38 @@ impl Store {
     }
 
     /// An agent could not use a message for (task, attempt): fail the run with the reason.
-    pub async fn reject_task(&self, task_id: &str, attempt: u32, reason: &str, actor: &str) -> Result<bool> {
+    pub async fn reject_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        reason: &str,
+        actor: &str,
+    ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let Some(t) = get_task_c(&mut tx, task_id).await? else { return Ok(false) };
+        let Some(t) = get_task_c(&mut tx, task_id).await? else {
+            return Ok(false);
+        };
         if t.attempt != attempt || t.state != "queued" {
             return Ok(false);
         }
         let run = get_run_c(&mut tx, &t.run_id).await?;
-        self.fail_queued(&mut tx, &t, &run, reason, actor, now).await?;
+        self.fail_queued(&mut tx, &t, &run, reason, actor, now)
+            .await?;
         tx.commit().await?;
         self.changed(&run.id);
         Ok(true)
     }
 
-    async fn fail_queued(&self, c: &mut AnyConnection, t: &Task, run: &Run, reason: &str, actor: &str, now: i64) -> Result<()> {
+    async fn fail_queued(
+        &self,
+        c: &mut AnyConnection,
+        t: &Task,
+        run: &Run,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE tasks SET state = 'failed', error = $1, finished_ms = $2 WHERE id = $3 AND attempt = $4 AND state = 'queued'")
             .bind(reason)
             .bind(now)
@@ -963,7 +1200,11 @@ impl Store {
             .bind(t.attempt as i64)
             .execute(&mut *c)
             .await?;
-        sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(reason).bind(&run.id).execute(&mut *c).await?;
+        sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+            .bind(reason)
+            .bind(&run.id)
+            .execute(&mut *c)
+            .await?;
         let from = run.state;
         if runs::allowed(from, RunState::Failed) {
             transition(c, &run.id, from, RunState::Failed, actor, reason, now).await?;
@@ -993,11 +1234,13 @@ impl Store {
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE outbox SET sent_ms = $1, publish_attempts = publish_attempts + 1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET sent_ms = $1, publish_attempts = publish_attempts + 1 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -1026,7 +1269,8 @@ impl Store {
                     "no queue is bound for pool {:?}: start an agent with `--pool {}` (it declares the queue), or list the pool in the coordinator's --pools",
                     row.pool, row.pool
                 );
-                self.fail_queued(&mut tx, &t, &run, &why, "coordinator", now).await?;
+                self.fail_queued(&mut tx, &t, &run, &why, "coordinator", now)
+                    .await?;
                 tx.commit().await?;
                 self.changed(&run.id);
                 return Ok(());
@@ -1037,8 +1281,12 @@ impl Store {
     }
 
     pub async fn outbox_stats(&self) -> Result<(i64, i64)> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_ms = 0").fetch_one(&self.pool).await?;
-        let t = sqlx::query("SELECT COUNT(*) AS n FROM outbox").fetch_one(&self.pool).await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_ms = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        let t = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
         Ok((i(&r, "n")?, i(&t, "n")?))
     }
 
@@ -1048,15 +1296,19 @@ impl Store {
     pub async fn reap(&self, policy: &Policy) -> Result<Vec<String>> {
         let now = now_ms();
         let mut done = Vec::new();
-        let expired = sqlx::query("SELECT * FROM tasks WHERE state = 'running' AND lease_expires_ms < $1")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+        let expired =
+            sqlx::query("SELECT * FROM tasks WHERE state = 'running' AND lease_expires_ms < $1")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
         for row in expired {
             let t = task_from_row(&row)?;
             let mut tx = self.pool.begin().await?;
             let since = now - t.lease_expires_ms + policy.lease_ttl_ms;
-            let lost = format!("agent {} stopped renewing its lease ({} ms without a heartbeat)", t.agent_id, since);
+            let lost = format!(
+                "agent {} stopped renewing its lease ({} ms without a heartbeat)",
+                t.agent_id, since
+            );
             sqlx::query("UPDATE task_attempts SET ended_ms = $1, outcome = 'lost' WHERE task_id = $2 AND attempt = $3")
                 .bind(now)
                 .bind(&t.id)
@@ -1077,9 +1329,30 @@ impl Store {
                     if r.rows_affected() != 1 {
                         continue; // renewed or finished meanwhile
                     }
-                    enqueue(&mut tx, &run, &t.id, next_attempt, t.phase, now, now + policy.queue_timeout_ms).await?;
-                    transition(&mut tx, &run.id, RunState::Planning, RunState::Queued, "coordinator", &format!("{lost}; plan re-dispatched as attempt {next_attempt}"), now).await?;
-                    done.push(format!("run {} plan re-dispatched as attempt {next_attempt}", run.id));
+                    enqueue(
+                        &mut tx,
+                        &run,
+                        &t.id,
+                        next_attempt,
+                        t.phase,
+                        now,
+                        now + policy.queue_timeout_ms,
+                    )
+                    .await?;
+                    transition(
+                        &mut tx,
+                        &run.id,
+                        RunState::Planning,
+                        RunState::Queued,
+                        "coordinator",
+                        &format!("{lost}; plan re-dispatched as attempt {next_attempt}"),
+                        now,
+                    )
+                    .await?;
+                    done.push(format!(
+                        "run {} plan re-dispatched as attempt {next_attempt}",
+                        run.id
+                    ));
                 }
                 runs::LeaseExpiry::GiveUp => {
                     let r = sqlx::query("UPDATE tasks SET state = 'lost', token_sha256 = '' WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_expires_ms < $3")
@@ -1092,9 +1365,25 @@ impl Store {
                         continue;
                     }
                     let why = format!("{lost}; gave up after {} plan attempts", t.attempt);
-                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
-                    transition(&mut tx, &run.id, RunState::Planning, RunState::Failed, "coordinator", &why, now).await?;
-                    done.push(format!("run {} failed: plan lost {} times", run.id, t.attempt));
+                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+                        .bind(&why)
+                        .bind(&run.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    transition(
+                        &mut tx,
+                        &run.id,
+                        RunState::Planning,
+                        RunState::Failed,
+                        "coordinator",
+                        &why,
+                        now,
+                    )
+                    .await?;
+                    done.push(format!(
+                        "run {} failed: plan lost {} times",
+                        run.id, t.attempt
+                    ));
                 }
                 runs::LeaseExpiry::Interrupt => {
                     let r = sqlx::query("UPDATE tasks SET state = 'lost', token_sha256 = '' WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_expires_ms < $3")
@@ -1110,8 +1399,21 @@ impl Store {
                         "{lost} during apply; the apply is not retried because part of it may have happened{}. Submit a new run to plan against the current state",
                         if released > 0 { "; its state lock was released" } else { "" }
                     );
-                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
-                    transition(&mut tx, &run.id, RunState::Applying, RunState::Interrupted, "coordinator", &why, now).await?;
+                    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+                        .bind(&why)
+                        .bind(&run.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    transition(
+                        &mut tx,
+                        &run.id,
+                        RunState::Applying,
+                        RunState::Interrupted,
+                        "coordinator",
+                        &why,
+                        now,
+                    )
+                    .await?;
                     done.push(format!("run {} interrupted: apply lost its agent", run.id));
                 }
             }
@@ -1136,8 +1438,22 @@ impl Store {
                 .bind(&run.id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE runs SET error = $1 WHERE id = $2").bind(&why).bind(&run.id).execute(&mut *tx).await?;
-            match transition(&mut tx, &run.id, run.state, RunState::Expired, "coordinator", &why, now).await {
+            sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+                .bind(&why)
+                .bind(&run.id)
+                .execute(&mut *tx)
+                .await?;
+            match transition(
+                &mut tx,
+                &run.id,
+                run.state,
+                RunState::Expired,
+                "coordinator",
+                &why,
+                now,
+            )
+            .await
+            {
                 Ok(()) => {
                     tx.commit().await?;
                     self.changed(&run.id);
@@ -1184,7 +1500,14 @@ impl Store {
 
     // ---- agents ------------------------------------------------------------------------------
 
-    pub async fn register_agent(&self, id: &str, name: &str, pools: &[String], labels: &BTreeMap<String, String>, capacity: u32) -> Result<()> {
+    pub async fn register_agent(
+        &self,
+        id: &str,
+        name: &str,
+        pools: &[String],
+        labels: &BTreeMap<String, String>,
+        capacity: u32,
+    ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7) \
@@ -1225,13 +1548,22 @@ impl Store {
     // ---- state backend -----------------------------------------------------------------------
 
     /// The task a state-backend credential belongs to, if it is a live lease.
-    pub async fn task_for_token(&self, task_id: &str, token: &str) -> Result<Option<(Task, String)>> {
+    pub async fn task_for_token(
+        &self,
+        task_id: &str,
+        token: &str,
+    ) -> Result<Option<(Task, String)>> {
         let mut c = self.pool.acquire().await?;
-        let Some(t) = get_task_c(&mut c, task_id).await? else { return Ok(None) };
+        let Some(t) = get_task_c(&mut c, task_id).await? else {
+            return Ok(None);
+        };
         if t.state != "running" || t.lease_expires_ms < now_ms() {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT token_sha256 FROM tasks WHERE id = $1").bind(task_id).fetch_one(&mut *c).await?;
+        let row = sqlx::query("SELECT token_sha256 FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_one(&mut *c)
+            .await?;
         let stored = s(&row, "token_sha256")?;
         if stored.is_empty() || stored != sha256_hex(token.as_bytes()) {
             return Ok(None);
@@ -1241,10 +1573,12 @@ impl Store {
     }
 
     pub async fn latest_state(&self, workspace: &str) -> Result<Option<StateVersion>> {
-        let row = sqlx::query("SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
-            .bind(workspace)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workspace)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(StateVersion {
                 version: i(&r, "version")?,
@@ -1262,12 +1596,29 @@ impl Store {
     }
 
     pub async fn state_lock(&self, workspace: &str) -> Result<Option<StateLock>> {
-        let row = sqlx::query("SELECT * FROM state_locks WHERE workspace = $1").bind(workspace).fetch_optional(&self.pool).await?;
-        row.map(|r| Ok(StateLock { lock_id: s(&r, "lock_id")?, info: s(&r, "info")?, task_id: s(&r, "task_id")?, epoch: i(&r, "epoch")? })).transpose()
+        let row = sqlx::query("SELECT * FROM state_locks WHERE workspace = $1")
+            .bind(workspace)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StateLock {
+                lock_id: s(&r, "lock_id")?,
+                info: s(&r, "info")?,
+                task_id: s(&r, "task_id")?,
+                epoch: i(&r, "epoch")?,
+            })
+        })
+        .transpose()
     }
 
     /// Takes the workspace lock for a task's lease; `Err(holder)` if someone else has it.
-    pub async fn lock_state(&self, workspace: &str, lock_id: &str, info: &str, task: &Task) -> Result<std::result::Result<(), StateLock>> {
+    pub async fn lock_state(
+        &self,
+        workspace: &str,
+        lock_id: &str,
+        info: &str,
+        task: &Task,
+    ) -> Result<std::result::Result<(), StateLock>> {
         let r = sqlx::query("INSERT INTO state_locks (workspace, lock_id, info, task_id, epoch, owner, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace) DO NOTHING")
             .bind(workspace)
             .bind(lock_id)
@@ -1283,34 +1634,59 @@ impl Store {
         }
         let held = self.state_lock(workspace).await?;
         match held {
-            Some(h) if h.lock_id == lock_id && h.task_id == task.id && h.epoch == task.epoch => Ok(Ok(())),
+            Some(h) if h.lock_id == lock_id && h.task_id == task.id && h.epoch == task.epoch => {
+                Ok(Ok(()))
+            }
             Some(h) => Ok(Err(h)),
             None => Box::pin(self.lock_state(workspace, lock_id, info, task)).await,
         }
     }
 
-    pub async fn unlock_state(&self, workspace: &str, lock_id: &str, task_id: &str) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM state_locks WHERE workspace = $1 AND lock_id = $2 AND task_id = $3")
-            .bind(workspace)
-            .bind(lock_id)
-            .bind(task_id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
+    pub async fn unlock_state(
+        &self,
+        workspace: &str,
+        lock_id: &str,
+        task_id: &str,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "DELETE FROM state_locks WHERE workspace = $1 AND lock_id = $2 AND task_id = $3",
+        )
+        .bind(workspace)
+        .bind(lock_id)
+        .bind(task_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
             == 1)
     }
 
     /// Stores a new state version if it passes the checks the `http` client never makes.
     /// Returns the version number, or the existing one for an identical retry.
     #[allow(clippy::too_many_arguments)]
-    pub async fn write_state(&self, workspace: &str, data: &[u8], serial: i64, lineage: &str, lock_id: Option<&str>, task: &Task, actor: &str) -> Result<i64> {
+    pub async fn write_state(
+        &self,
+        workspace: &str,
+        data: &[u8],
+        serial: i64,
+        lineage: &str,
+        lock_id: Option<&str>,
+        task: &Task,
+        actor: &str,
+    ) -> Result<i64> {
         let now = now_ms();
         let sha = sha256_hex(data);
         let mut tx = self.pool.begin().await?;
-        let lock = sqlx::query("SELECT lock_id, task_id, epoch FROM state_locks WHERE workspace = $1").bind(workspace).fetch_optional(&mut *tx).await?;
+        let lock =
+            sqlx::query("SELECT lock_id, task_id, epoch FROM state_locks WHERE workspace = $1")
+                .bind(workspace)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(l) = lock {
             let held_by = s(&l, "lock_id")?;
-            if lock_id != Some(held_by.as_str()) || s(&l, "task_id")? != task.id || i(&l, "epoch")? != task.epoch {
+            if lock_id != Some(held_by.as_str())
+                || s(&l, "task_id")? != task.id
+                || i(&l, "epoch")? != task.epoch
+            {
                 return Err(Error::Conflict(format!(
                     "state of workspace {workspace:?} is locked with ID {held_by}; this write carries {} and is rejected",
                     lock_id.map(|x| format!("ID {x}")).unwrap_or_else(|| "no lock ID".into())
@@ -1325,7 +1701,12 @@ impl Store {
             .await?;
         let next = match &cur {
             Some(c) => {
-                let (v, cs, cl, csha) = (i(c, "version")?, i(c, "serial")?, s(c, "lineage")?, s(c, "sha256")?);
+                let (v, cs, cl, csha) = (
+                    i(c, "version")?,
+                    i(c, "serial")?,
+                    s(c, "lineage")?,
+                    s(c, "sha256")?,
+                );
                 if cl != lineage {
                     return Err(Error::Conflict(format!("lineage mismatch: workspace {workspace:?} holds lineage {cl}, the write has {lineage}")));
                 }
@@ -1361,14 +1742,21 @@ impl Store {
     }
 
     pub async fn state_version_count(&self, workspace: &str) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM state_versions WHERE workspace = $1").bind(workspace).fetch_one(&self.pool).await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM state_versions WHERE workspace = $1")
+            .bind(workspace)
+            .fetch_one(&self.pool)
+            .await?;
         i(&r, "n")
     }
 
     /// Counts for `/metrics`.
     pub async fn run_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((s(r, "state")?, i(r, "n")?))).collect()
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((s(r, "state")?, i(r, "n")?)))
+            .collect()
     }
 }
 

@@ -4,7 +4,12 @@
 use super::*;
 
 fn policy() -> Policy {
-    Policy { lease_ttl_ms: 60_000, max_plan_attempts: 3, queue_timeout_ms: 3_600_000, approval_timeout_ms: 3_600_000 }
+    Policy {
+        lease_ttl_ms: 60_000,
+        max_plan_attempts: 3,
+        queue_timeout_ms: 3_600_000,
+        approval_timeout_ms: 3_600_000,
+    }
 }
 
 fn new_run(ws: &str, auto: bool) -> NewRun {
@@ -33,11 +38,17 @@ impl Drop for PgDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
                 }
             })
         })
@@ -48,24 +59,34 @@ impl Drop for PgDb {
 async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
     use sqlx::Connection;
     let dir = tempdir::Dir::new();
-    let sqlite = Store::connect(&format!("sqlite://{}/t.db", dir.path())).await.unwrap();
-    let admin = std::env::var("TOFUFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let sqlite = Store::connect(&format!("sqlite://{}/t.db", dir.path()))
+        .await
+        .unwrap();
+    let admin = std::env::var("TOFUFLOW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("tofuflow_store_{}", uuid::Uuid::new_v4().simple());
     let mut c = sqlx::PgConnection::connect(&admin)
         .await
         .expect("PostgreSQL must be running for the store suite (see README: Tests)");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut c)
+        .await
+        .unwrap();
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let pg = Store::connect(&url).await.unwrap();
     let guard = PgDb { admin, name };
-    vec![("sqlite", sqlite, None, dir), ("postgres", pg, Some(guard), tempdir::Dir::new())]
+    vec![
+        ("sqlite", sqlite, None, dir),
+        ("postgres", pg, Some(guard), tempdir::Dir::new()),
+    ]
 }
 
 mod tempdir {
     pub struct Dir(std::path::PathBuf);
     impl Dir {
         pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!("tofuflow-test-{}", uuid::Uuid::new_v4().simple()));
+            let p = std::env::temp_dir()
+                .join(format!("tofuflow-test-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }
@@ -88,7 +109,11 @@ fn complete(t: &Task, epoch: i64, outcome: v1::Outcome, changes: bool) -> v1::Co
         epoch: epoch as u64,
         outcome: outcome as i32,
         has_changes: changes,
-        summary: Some(v1::ChangeSummary { add: 2, change: 0, destroy: 0 }),
+        summary: Some(v1::ChangeSummary {
+            add: 2,
+            change: 0,
+            destroy: 0,
+        }),
         outputs_json: "{\"a\":{\"value\":1}}".into(),
         error: String::new(),
         exit_code: 0,
@@ -110,13 +135,29 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
         assert_eq!(g.run.state, RunState::Planning);
         let dup = st.claim("a2", &env.task_id, 1, &p).await.unwrap();
-        assert!(dup.is_err(), "{name}: a duplicate delivery must not be claimed twice");
-        let (cancel, lost) = st.heartbeat("a1", &[(env.task_id.clone(), 1, g.epoch)], false, &p).await.unwrap();
+        assert!(
+            dup.is_err(),
+            "{name}: a duplicate delivery must not be claimed twice"
+        );
+        let (cancel, lost) = st
+            .heartbeat("a1", &[(env.task_id.clone(), 1, g.epoch)], false, &p)
+            .await
+            .unwrap();
         assert!(cancel.is_empty() && lost.is_empty());
-        st.set_artifact(&env.task_id, 1, g.epoch, v1::ArtifactKind::PlanFile, "sha256:plan").await.unwrap();
+        st.set_artifact(
+            &env.task_id,
+            1,
+            g.epoch,
+            v1::ArtifactKind::PlanFile,
+            "sha256:plan",
+        )
+        .await
+        .unwrap();
         let c = complete(&g.task, g.epoch, v1::Outcome::Succeeded, true);
         st.complete(&c, &p).await.unwrap();
-        st.complete(&c, &p).await.expect("a retried completion is absorbed");
+        st.complete(&c, &p)
+            .await
+            .expect("a retried completion is absorbed");
         let r = st.get_run(&run.id).await.unwrap();
         assert_eq!(r.state, RunState::AwaitingApproval, "{name}");
         assert_eq!((r.add, r.has_changes), (2, true));
@@ -124,24 +165,52 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         assert!(st.reject("nope", "bob", "").await.is_err());
         let r = st.approve(&run.id, "bob", "lgtm", &p).await.unwrap();
         assert_eq!(r.state, RunState::Approved);
-        assert!(st.approve(&run.id, "bob", "", &p).await.is_err(), "{name}: approving twice is refused");
+        assert!(
+            st.approve(&run.id, "bob", "", &p).await.is_err(),
+            "{name}: approving twice is refused"
+        );
         let out = st.unsent(10).await.unwrap();
         assert_eq!(out.len(), 1);
         let env2 = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
         assert_eq!(env2.phase, v1::Phase::Apply as i32);
         let g2 = st.claim("a2", &env2.task_id, 1, &p).await.unwrap().unwrap();
         assert!(g2.epoch > g.epoch, "{name}: epochs only grow");
-        st.complete(&complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, true), &p).await.unwrap();
+        st.complete(
+            &complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, true),
+            &p,
+        )
+        .await
+        .unwrap();
         let r = st.get_run(&run.id).await.unwrap();
         assert_eq!(r.state, RunState::Applied);
         assert!(r.outputs.contains("value"));
-        let tr: Vec<String> = st.transitions(&run.id).await.unwrap().into_iter().map(|t| t.to).collect();
+        let tr: Vec<String> = st
+            .transitions(&run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to)
+            .collect();
         assert_eq!(
             tr,
-            ["queued", "planning", "planned", "awaiting_approval", "approved", "applying", "applied"],
+            [
+                "queued",
+                "planning",
+                "planned",
+                "awaiting_approval",
+                "approved",
+                "applying",
+                "applied"
+            ],
             "{name}"
         );
-        let who: Vec<String> = st.transitions(&run.id).await.unwrap().into_iter().map(|t| t.actor).collect();
+        let who: Vec<String> = st
+            .transitions(&run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.actor)
+            .collect();
         assert_eq!(who[4], "bob", "{name}: approval records the approver");
     }
 }
@@ -151,7 +220,8 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
     for (name, st, _g, _d) in stores().await {
         let mut p = policy();
         let run = st.submit(new_run("w", false), &p).await.unwrap();
-        let env = v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
         p.lease_ttl_ms = -1; // the lease is born expired
         let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
         let did = st.reap(&p).await.unwrap();
@@ -161,16 +231,53 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         let rows = st.unsent(10).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}: attempt 2 is queued for publishing");
         assert_eq!(rows[1].attempt, 2);
-        let late = [v1::Event { seq: 1, unix_ms: 1, stream: 1, line: "late".into() }];
-        assert!(matches!(st.add_events(&env.task_id, 1, g.epoch, &late).await, Err(Error::Conflict(_))), "{name}");
-        assert!(matches!(st.complete(&complete(&g.task, g.epoch, v1::Outcome::Succeeded, false), &p).await, Err(Error::Conflict(_))));
-        assert!(st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(), "attempt 1 is stale");
+        let late = [v1::Event {
+            seq: 1,
+            unix_ms: 1,
+            stream: 1,
+            line: "late".into(),
+        }];
+        assert!(
+            matches!(
+                st.add_events(&env.task_id, 1, g.epoch, &late).await,
+                Err(Error::Conflict(_))
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            st.complete(
+                &complete(&g.task, g.epoch, v1::Outcome::Succeeded, false),
+                &p
+            )
+            .await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            "attempt 1 is stale"
+        );
         p.lease_ttl_ms = 60_000;
         let g2 = st.claim("a2", &env.task_id, 2, &p).await.unwrap().unwrap();
-        st.add_events(&env.task_id, 2, g2.epoch, &late).await.unwrap();
-        assert_eq!(st.add_events(&env.task_id, 2, g2.epoch, &late).await.unwrap(), 0, "retried lines are absorbed");
-        st.complete(&complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, false), &p).await.unwrap();
-        assert_eq!(st.get_run(&run.id).await.unwrap().state, RunState::PlannedNoChanges);
+        st.add_events(&env.task_id, 2, g2.epoch, &late)
+            .await
+            .unwrap();
+        assert_eq!(
+            st.add_events(&env.task_id, 2, g2.epoch, &late)
+                .await
+                .unwrap(),
+            0,
+            "retried lines are absorbed"
+        );
+        st.complete(
+            &complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, false),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            st.get_run(&run.id).await.unwrap().state,
+            RunState::PlannedNoChanges
+        );
         assert_eq!(st.attempts_of(&run.id, Phase::Plan).await.unwrap().len(), 2);
     }
 }
@@ -180,26 +287,63 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
     for (name, st, _g, _d) in stores().await {
         let mut p = policy();
         let run = st.submit(new_run("w2", true), &p).await.unwrap();
-        let env = v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
-        st.mark_sent(st.unsent(1).await.unwrap()[0].id).await.unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        st.mark_sent(st.unsent(1).await.unwrap()[0].id)
+            .await
+            .unwrap();
         let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
-        st.set_artifact(&env.task_id, 1, g.epoch, v1::ArtifactKind::PlanFile, "sha256:plan").await.unwrap();
-        st.complete(&complete(&g.task, g.epoch, v1::Outcome::Succeeded, true), &p).await.unwrap();
-        assert_eq!(st.get_run(&run.id).await.unwrap().state, RunState::Approved, "{name}: auto-approved");
+        st.set_artifact(
+            &env.task_id,
+            1,
+            g.epoch,
+            v1::ArtifactKind::PlanFile,
+            "sha256:plan",
+        )
+        .await
+        .unwrap();
+        st.complete(
+            &complete(&g.task, g.epoch, v1::Outcome::Succeeded, true),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            st.get_run(&run.id).await.unwrap().state,
+            RunState::Approved,
+            "{name}: auto-approved"
+        );
         let row2 = st.unsent(1).await.unwrap().remove(0);
         let env2 = v1::TaskEnvelope::decode(row2.payload.as_slice()).unwrap();
         st.mark_sent(row2.id).await.unwrap();
         p.lease_ttl_ms = -1;
         let g2 = st.claim("a1", &env2.task_id, 1, &p).await.unwrap().unwrap();
-        assert!(st.lock_state("w2", "L1", "{}", &g2.task).await.unwrap().is_ok());
+        assert!(st
+            .lock_state("w2", "L1", "{}", &g2.task)
+            .await
+            .unwrap()
+            .is_ok());
         st.reap(&p).await.unwrap();
         let r = st.get_run(&run.id).await.unwrap();
         assert_eq!(r.state, RunState::Interrupted, "{name}");
         assert!(r.error.contains("not retried"), "{}", r.error);
-        assert!(st.state_lock("w2").await.unwrap().is_none(), "{name}: the dead lease's lock is released");
-        assert!(st.unsent(5).await.unwrap().is_empty(), "{name}: nothing is re-dispatched for an apply");
+        assert!(
+            st.state_lock("w2").await.unwrap().is_none(),
+            "{name}: the dead lease's lock is released"
+        );
+        assert!(
+            st.unsent(5).await.unwrap().is_empty(),
+            "{name}: nothing is re-dispatched for an apply"
+        );
         let st_json = br#"{"version":4,"serial":1,"lineage":"L"}"#;
-        assert!(matches!(st.write_state("w2", st_json, 1, "L", Some("L1"), &g2.task, "a1").await, Err(Error::Conflict(_))), "fenced write");
+        assert!(
+            matches!(
+                st.write_state("w2", st_json, 1, "L", Some("L1"), &g2.task, "a1")
+                    .await,
+                Err(Error::Conflict(_))
+            ),
+            "fenced write"
+        );
     }
 }
 
@@ -208,18 +352,61 @@ async fn state_writes_are_checked() {
     for (name, st, _g, _d) in stores().await {
         let p = policy();
         st.submit(new_run("w3", false), &p).await.unwrap();
-        let env = v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
         let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
         let t = &g.task;
-        assert_eq!(st.write_state("w3", b"one", 1, "L", None, t, "a").await.unwrap(), 1, "{name}");
-        assert_eq!(st.write_state("w3", b"one", 1, "L", None, t, "a").await.unwrap(), 1, "identical retry: no new version");
-        assert!(st.write_state("w3", b"two", 1, "L", None, t, "a").await.is_err(), "same serial, other content");
-        assert!(st.write_state("w3", b"two", 2, "M", None, t, "a").await.is_err(), "foreign lineage");
-        assert!(st.write_state("w3", b"two", 0, "L", None, t, "a").await.is_err(), "lower serial");
+        assert_eq!(
+            st.write_state("w3", b"one", 1, "L", None, t, "a")
+                .await
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            st.write_state("w3", b"one", 1, "L", None, t, "a")
+                .await
+                .unwrap(),
+            1,
+            "identical retry: no new version"
+        );
+        assert!(
+            st.write_state("w3", b"two", 1, "L", None, t, "a")
+                .await
+                .is_err(),
+            "same serial, other content"
+        );
+        assert!(
+            st.write_state("w3", b"two", 2, "M", None, t, "a")
+                .await
+                .is_err(),
+            "foreign lineage"
+        );
+        assert!(
+            st.write_state("w3", b"two", 0, "L", None, t, "a")
+                .await
+                .is_err(),
+            "lower serial"
+        );
         assert!(st.lock_state("w3", "K", "{}", t).await.unwrap().is_ok());
-        assert!(st.write_state("w3", b"two", 2, "L", None, t, "a").await.is_err(), "locked: needs the lock ID");
-        assert!(st.write_state("w3", b"two", 2, "L", Some("X"), t, "a").await.is_err(), "locked: wrong lock ID");
-        assert_eq!(st.write_state("w3", b"two", 2, "L", Some("K"), t, "a").await.unwrap(), 2);
+        assert!(
+            st.write_state("w3", b"two", 2, "L", None, t, "a")
+                .await
+                .is_err(),
+            "locked: needs the lock ID"
+        );
+        assert!(
+            st.write_state("w3", b"two", 2, "L", Some("X"), t, "a")
+                .await
+                .is_err(),
+            "locked: wrong lock ID"
+        );
+        assert_eq!(
+            st.write_state("w3", b"two", 2, "L", Some("K"), t, "a")
+                .await
+                .unwrap(),
+            2
+        );
         assert_eq!(st.latest_state("w3").await.unwrap().unwrap().data, b"two");
         assert!(!st.unlock_state("w3", "X", &t.id).await.unwrap());
         assert!(st.unlock_state("w3", "K", &t.id).await.unwrap());
@@ -236,16 +423,34 @@ async fn unroutable_task_fails_its_run_and_cancel_works_before_claim() {
         st.unroutable(&row).await.unwrap();
         let r = st.get_run(&run.id).await.unwrap();
         assert_eq!(r.state, RunState::Failed, "{name}");
-        assert!(r.error.contains("no queue is bound for pool"), "{}", r.error);
+        assert!(
+            r.error.contains("no queue is bound for pool"),
+            "{}",
+            r.error
+        );
 
         let run = st.submit(new_run("w5", false), &p).await.unwrap();
-        let r = st.cancel(&run.id, "carol", "changed my mind").await.unwrap();
+        let r = st
+            .cancel(&run.id, "carol", "changed my mind")
+            .await
+            .unwrap();
         assert_eq!(r.state, RunState::Cancelled);
-        let env = v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
-        assert!(st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(), "{name}: a cancelled run's task is never claimed");
-        assert!(st.cancel(&run.id, "carol", "").await.is_err(), "cancelling twice is refused");
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        assert!(
+            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            "{name}: a cancelled run's task is never claimed"
+        );
+        assert!(
+            st.cancel(&run.id, "carol", "").await.is_err(),
+            "cancelling twice is refused"
+        );
         let (d1, existed) = st.put_blob(b"bundle").await.unwrap();
         let (d2, existed2) = st.put_blob(b"bundle").await.unwrap();
-        assert_eq!((d1 == d2, existed, existed2), (true, false, true), "{name}: content-addressed, stored once");
+        assert_eq!(
+            (d1 == d2, existed, existed2),
+            (true, false, true),
+            "{name}: content-addressed, stored once"
+        );
     }
 }

@@ -78,14 +78,16 @@ impl StateFile {
         })?;
         match v.get("version").and_then(Value::as_u64) {
             Some(4) => {}
-            other => return Err(Diag::error(
-                "Unsupported state file format",
-                format!(
+            other => {
+                return Err(Diag::error(
+                    "Unsupported state file format",
+                    format!(
                     "The state file uses format version {}, which is not supported by OpenTofu {}.",
                     other.map(|x| x.to_string()).unwrap_or("(missing)".into()),
                     ui::VERSION
                 ),
-            )),
+                ))
+            }
         }
         serde_json::from_value(v).map_err(|e| {
             Diag::error(

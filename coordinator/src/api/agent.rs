@@ -1,0 +1,306 @@
+//! The gRPC service agents call: register, heartbeat, claim, fetch blobs, report events, upload
+//! artifacts, complete, reject a task.
+
+use super::{status, Shared};
+use crate::runs::Phase;
+use crate::store::ClaimGrant;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use tofuflow_proto::v1::{self, agent_service_server::AgentService};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct AgentApi {
+    pub shared: Shared,
+}
+
+fn check_protocol(v: u32) -> Result<(), Status> {
+    if v != tofuflow_proto::PROTOCOL_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "protocol version {v} is not supported (coordinator speaks {}): run agents and coordinator of the same release",
+            tofuflow_proto::PROTOCOL_VERSION
+        )));
+    }
+    Ok(())
+}
+
+impl AgentApi {
+    fn spec(&self, g: &ClaimGrant) -> v1::TaskSpec {
+        let run = &g.run;
+        let address = format!(
+            "{}/state/{}",
+            self.shared.public_http_url.trim_end_matches('/'),
+            run.workspace
+        );
+        v1::TaskSpec {
+            run_id: run.id.clone(),
+            task_id: g.task.id.clone(),
+            attempt: g.task.attempt,
+            phase: match g.task.phase {
+                Phase::Plan => v1::Phase::Plan,
+                Phase::Apply => v1::Phase::Apply,
+            } as i32,
+            workspace: run.workspace.clone(),
+            bundle_digest: run.bundle_digest.clone(),
+            destroy: run.kind == crate::runs::RunKind::Destroy,
+            variables: run.variables.clone().into_iter().collect(),
+            var_files: run
+                .var_files
+                .iter()
+                .map(|(n, c)| v1::VarFile {
+                    name: n.clone(),
+                    content: c.clone(),
+                })
+                .collect(),
+            plan_digest: if g.task.phase == Phase::Apply {
+                run.plan_digest.clone()
+            } else {
+                String::new()
+            },
+            backend: Some(v1::StateBackend {
+                address: address.clone(),
+                lock_address: address.clone(),
+                unlock_address: address,
+                username: g.task.id.clone(),
+                password: g.token.clone(),
+            }),
+            traceparent: run.traceparent.clone(),
+            env: Default::default(),
+        }
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    #[tracing::instrument(skip_all, fields(agent = %req.get_ref().name))]
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        check_protocol(r.protocol_version)?;
+        if r.pools.is_empty() {
+            return Err(Status::invalid_argument(
+                "an agent needs at least one pool (--pool NAME)",
+            ));
+        }
+        for p in &r.pools {
+            crate::queue::valid_pool(p).map_err(Status::invalid_argument)?;
+        }
+        let id = if r.agent_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            r.agent_id.clone()
+        };
+        let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
+        self.shared
+            .store
+            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity)
+            .await
+            .map_err(status)?;
+        tracing::info!(agent_id = %id, pools = ?r.pools, capacity = r.capacity, "agent registered");
+        Ok(Response::new(v1::RegisterResponse {
+            agent_id: id,
+            heartbeat_interval_ms: self.shared.heartbeat_interval_ms,
+            lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        check_protocol(r.protocol_version)?;
+        let leases: Vec<(String, u32, i64)> = r
+            .leases
+            .iter()
+            .map(|l| (l.task_id.clone(), l.attempt, l.epoch as i64))
+            .collect();
+        let (cancel, lost) = self
+            .shared
+            .store
+            .heartbeat(&r.agent_id, &leases, r.draining, &self.shared.policy)
+            .await
+            .map_err(status)?;
+        if !lost.is_empty() {
+            tracing::warn!(agent_id = %r.agent_id, ?lost, "heartbeat for leases that are gone");
+        }
+        Ok(Response::new(v1::HeartbeatResponse {
+            cancel_task_ids: cancel,
+            lost_task_ids: lost,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %req.get_ref().task_id, attempt = req.get_ref().attempt, agent_id = %req.get_ref().agent_id))]
+    async fn claim(
+        &self,
+        req: Request<v1::ClaimRequest>,
+    ) -> Result<Response<v1::ClaimResponse>, Status> {
+        let r = req.into_inner();
+        match self
+            .shared
+            .store
+            .claim(&r.agent_id, &r.task_id, r.attempt, &self.shared.policy)
+            .await
+            .map_err(status)?
+        {
+            Ok(g) => {
+                tracing::info!(run_id = %g.run.id, epoch = g.epoch, "lease granted");
+                Ok(Response::new(v1::ClaimResponse {
+                    granted: true,
+                    reason: String::new(),
+                    epoch: g.epoch as u64,
+                    lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
+                    spec: Some(self.spec(&g)),
+                }))
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "claim refused");
+                Ok(Response::new(v1::ClaimResponse {
+                    granted: false,
+                    reason,
+                    ..Default::default()
+                }))
+            }
+        }
+    }
+
+    type FetchBlobStream = ChunkStream;
+
+    async fn fetch_blob(
+        &self,
+        req: Request<v1::FetchBlobRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let r = req.into_inner();
+        // Only a live lease may read, and only the blobs of its own run.
+        let t = self
+            .shared
+            .store
+            .check_lease(&r.task_id, r.attempt, r.epoch as i64)
+            .await
+            .map_err(status)?;
+        let run = self.shared.store.get_run(&t.run_id).await.map_err(status)?;
+        if r.digest != run.bundle_digest && r.digest != run.plan_digest {
+            return Err(Status::permission_denied(format!(
+                "blob {} does not belong to run {}",
+                r.digest, run.id
+            )));
+        }
+        let data = self
+            .shared
+            .store
+            .get_blob(&r.digest)
+            .await
+            .map_err(status)?;
+        let chunks: Vec<Result<v1::Chunk, Status>> = data
+            .chunks(tofuflow_proto::CHUNK_BYTES)
+            .map(|c| Ok(v1::Chunk { data: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn report_events(
+        &self,
+        req: Request<Streaming<v1::EventBatch>>,
+    ) -> Result<Response<v1::ReportEventsResponse>, Status> {
+        let mut s = req.into_inner();
+        let mut stored = 0;
+        while let Some(batch) = s.next().await {
+            let b = batch?;
+            if b.events.len() > 10_000 {
+                return Err(Status::invalid_argument(
+                    "too many events in one batch (max 10000)",
+                ));
+            }
+            stored += self
+                .shared
+                .store
+                .add_events(&b.task_id, b.attempt, b.epoch as i64, &b.events)
+                .await
+                .map_err(status)?;
+        }
+        Ok(Response::new(v1::ReportEventsResponse { stored }))
+    }
+
+    async fn upload_artifact(
+        &self,
+        req: Request<Streaming<v1::ArtifactChunk>>,
+    ) -> Result<Response<v1::UploadArtifactResponse>, Status> {
+        let mut s = req.into_inner();
+        let mut head: Option<v1::ArtifactChunk> = None;
+        let mut data = Vec::new();
+        while let Some(c) = s.next().await {
+            let c = c?;
+            data.extend_from_slice(&c.data);
+            if data.len() as u64 > self.shared.max_bundle_bytes {
+                return Err(Status::resource_exhausted(
+                    "artifact larger than the coordinator's --max-bundle-bytes",
+                ));
+            }
+            if head.is_none() {
+                head = Some(c);
+            }
+        }
+        let head = head.ok_or_else(|| Status::invalid_argument("empty artifact upload"))?;
+        self.shared
+            .store
+            .check_lease(&head.task_id, head.attempt, head.epoch as i64)
+            .await
+            .map_err(status)?;
+        let (digest, _) = self.shared.store.put_blob(&data).await.map_err(status)?;
+        let kind = v1::ArtifactKind::try_from(head.kind).unwrap_or(v1::ArtifactKind::Unspecified);
+        self.shared
+            .store
+            .set_artifact(
+                &head.task_id,
+                head.attempt,
+                head.epoch as i64,
+                kind,
+                &digest,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::UploadArtifactResponse {
+            digest,
+            size: data.len() as u64,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %req.get_ref().task_id, attempt = req.get_ref().attempt))]
+    async fn complete(
+        &self,
+        req: Request<v1::CompleteRequest>,
+    ) -> Result<Response<v1::CompleteResponse>, Status> {
+        let r = req.into_inner();
+        self.shared
+            .store
+            .complete(&r, &self.shared.policy)
+            .await
+            .map_err(status)?;
+        self.shared.wake.notify_one();
+        tracing::info!(outcome = r.outcome, "task completed");
+        Ok(Response::new(v1::CompleteResponse {}))
+    }
+
+    async fn reject_task(
+        &self,
+        req: Request<v1::RejectTaskRequest>,
+    ) -> Result<Response<v1::RejectTaskResponse>, Status> {
+        let r = req.into_inner();
+        let reason = format!(
+            "agent {} could not use the task message: {}",
+            r.agent_id, r.reason
+        );
+        let failed = self
+            .shared
+            .store
+            .reject_task(&r.task_id, r.attempt, &reason, &r.agent_id)
+            .await
+            .map_err(status)?;
+        tracing::warn!(task_id = %r.task_id, attempt = r.attempt, failed, reason = %r.reason, "task message rejected by agent");
+        Ok(Response::new(v1::RejectTaskResponse {}))
+    }
+}

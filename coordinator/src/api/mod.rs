@@ -1,0 +1,27 @@
+//! The two gRPC services (agents, users) over shared coordinator state, and the conversions
+//! between stored runs and their wire form.
+
+pub mod agent;
+pub mod user;
+
+use crate::error::Error;
+use crate::store::{Policy, Store};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tonic::Status;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: Store,
+    pub policy: Policy,
+    pub heartbeat_interval_ms: u32,
+    pub public_http_url: String,
+    pub max_bundle_bytes: u64,
+    /// Wakes the outbox publisher after a commit that queued a task.
+    pub wake: Arc<Notify>,
+}
+
+pub fn status(e: Error) -> Status {
+    e.into()
+}

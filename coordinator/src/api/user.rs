@@ -1,0 +1,475 @@
+//! The gRPC service users (the CLI) call: bundles, runs, approvals, logs, agents.
+
+use super::{status, Shared};
+use crate::runs::{self, RunKind};
+use crate::store::{self, NewRun};
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+use tofuflow_proto::v1::{self, user_service_server::UserService};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct UserApi {
+    pub shared: Shared,
+}
+
+/// Workspace names appear in URLs (`/state/{workspace}`) and logs: keep them plain.
+pub fn valid_workspace(ws: &str) -> Result<(), String> {
+    let ok_chars = ws
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ws.is_empty()
+        || ws.len() > 200
+        || !ok_chars
+        || ws.starts_with('/')
+        || ws.ends_with('/')
+        || ws.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(format!(
+            "invalid workspace {ws:?}: use up to 200 letters, digits, '-', '_', '.', with '/' between parts (e.g. ml/gpu-a100)"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_var_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn kind_to_pb(k: RunKind) -> v1::RunKind {
+    match k {
+        RunKind::PlanAndApply => v1::RunKind::PlanAndApply,
+        RunKind::PlanOnly => v1::RunKind::PlanOnly,
+        RunKind::Destroy => v1::RunKind::Destroy,
+    }
+}
+
+pub fn run_to_pb(
+    r: &store::Run,
+    transitions: Vec<store::Transition>,
+    plan_attempts: u32,
+) -> v1::Run {
+    v1::Run {
+        id: r.id.clone(),
+        workspace: r.workspace.clone(),
+        pool: r.pool.clone(),
+        kind: kind_to_pb(r.kind) as i32,
+        state: r.state.as_str().to_string(),
+        bundle_digest: r.bundle_digest.clone(),
+        auto_approve: r.auto_approve,
+        submitted_by: r.submitted_by.clone(),
+        commit: r.commit.clone(),
+        pipeline_id: r.pipeline_id.clone(),
+        created_unix_ms: r.created_ms,
+        updated_unix_ms: r.updated_ms,
+        summary: Some(v1::ChangeSummary {
+            add: r.add as u32,
+            change: r.change as u32,
+            destroy: r.destroy as u32,
+        }),
+        has_changes: r.has_changes,
+        outputs_json: r.outputs.clone(),
+        error: r.error.clone(),
+        plan_digest: r.plan_digest.clone(),
+        transitions: transitions
+            .into_iter()
+            .map(|t| v1::Transition {
+                from_state: t.from,
+                to_state: t.to,
+                actor: t.actor,
+                reason: t.reason,
+                unix_ms: t.at_ms,
+            })
+            .collect(),
+        variables: r.variables.clone().into_iter().collect(),
+        plan_attempts,
+        traceparent: r.traceparent.clone(),
+    }
+}
+
+fn require_actor(a: &str) -> Result<(), Status> {
+    if a.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "actor is required: who is doing this? (tofuflow sends $USER or --user)",
+        ));
+    }
+    Ok(())
+}
+
+type RunStream = Pin<Box<dyn Stream<Item = Result<v1::Run, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<v1::LogLine, Status>> + Send>>;
+
+impl UserApi {
+    async fn full_run(&self, id: &str) -> Result<v1::Run, Status> {
+        let r = self.shared.store.get_run(id).await.map_err(status)?;
+        let t = self.shared.store.transitions(id).await.map_err(status)?;
+        let n = self.shared.store.plan_attempts(id).await.map_err(status)?;
+        Ok(run_to_pb(&r, t, n))
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn upload_bundle(
+        &self,
+        req: Request<Streaming<v1::Chunk>>,
+    ) -> Result<Response<v1::UploadBundleResponse>, Status> {
+        let mut s = req.into_inner();
+        let mut data = Vec::new();
+        while let Some(c) = s.next().await {
+            data.extend_from_slice(&c?.data);
+            if data.len() as u64 > self.shared.max_bundle_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "bundle larger than {} bytes: remove build output and .terraform/ from the module directory, or raise the coordinator's --max-bundle-bytes",
+                    self.shared.max_bundle_bytes
+                )));
+            }
+        }
+        if data.is_empty() {
+            return Err(Status::invalid_argument("empty bundle"));
+        }
+        let (digest, existed) = self.shared.store.put_blob(&data).await.map_err(status)?;
+        Ok(Response::new(v1::UploadBundleResponse {
+            digest,
+            size: data.len() as u64,
+            existed,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %req.get_ref().workspace, pool = %req.get_ref().pool))]
+    async fn submit_run(
+        &self,
+        req: Request<v1::SubmitRunRequest>,
+    ) -> Result<Response<v1::Run>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        let pool = if r.pool.is_empty() {
+            "default".to_string()
+        } else {
+            r.pool.clone()
+        };
+        crate::queue::valid_pool(&pool).map_err(Status::invalid_argument)?;
+        if !self
+            .shared
+            .store
+            .has_blob(&r.bundle_digest)
+            .await
+            .map_err(status)?
+        {
+            return Err(Status::failed_precondition(format!(
+                "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
+                r.bundle_digest
+            )));
+        }
+        for k in r.variables.keys() {
+            if !valid_var_name(k) {
+                return Err(Status::invalid_argument(format!("invalid variable name {k:?}: use letters, digits, '_' and '-', starting with a letter")));
+            }
+        }
+        if r.var_files.len() > 32 {
+            return Err(Status::invalid_argument("at most 32 var files"));
+        }
+        for f in &r.var_files {
+            if f.name.is_empty()
+                || f.name.contains('/')
+                || f.name.starts_with('.')
+                || f.content.len() > 1024 * 1024
+            {
+                return Err(Status::invalid_argument(format!(
+                    "invalid var file {:?}: a plain file name and at most 1 MiB",
+                    f.name
+                )));
+            }
+        }
+        let kind = match v1::RunKind::try_from(r.kind).unwrap_or(v1::RunKind::Unspecified) {
+            v1::RunKind::PlanOnly => RunKind::PlanOnly,
+            v1::RunKind::Destroy => RunKind::Destroy,
+            _ => RunKind::PlanAndApply,
+        };
+        let traceparent = if tofuflow_proto::valid_traceparent(&r.traceparent) {
+            r.traceparent.clone()
+        } else {
+            let id = uuid::Uuid::new_v4();
+            let span = uuid::Uuid::new_v4();
+            tofuflow_proto::new_traceparent(
+                *id.as_bytes(),
+                span.as_bytes()[..8].try_into().unwrap_or([1; 8]),
+            )
+        };
+        let run = self
+            .shared
+            .store
+            .submit(
+                NewRun {
+                    workspace: r.workspace.clone(),
+                    pool,
+                    kind,
+                    bundle_digest: r.bundle_digest.clone(),
+                    variables: r.variables.into_iter().collect::<BTreeMap<_, _>>(),
+                    var_files: r
+                        .var_files
+                        .into_iter()
+                        .map(|f| (f.name, f.content))
+                        .collect(),
+                    auto_approve: r.auto_approve,
+                    actor: r.actor.clone(),
+                    commit: r.commit.clone(),
+                    pipeline_id: r.pipeline_id.clone(),
+                    traceparent,
+                },
+                &self.shared.policy,
+            )
+            .await
+            .map_err(status)?;
+        self.shared.wake.notify_one();
+        tracing::info!(run_id = %run.id, actor = %r.actor, "run submitted");
+        Ok(Response::new(self.full_run(&run.id).await?))
+    }
+
+    async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
+        Ok(Response::new(
+            self.full_run(&req.into_inner().run_id).await?,
+        ))
+    }
+
+    async fn list_runs(
+        &self,
+        req: Request<v1::ListRunsRequest>,
+    ) -> Result<Response<v1::ListRunsResponse>, Status> {
+        let r = req.into_inner();
+        if !r.state.is_empty() {
+            r.state
+                .parse::<runs::RunState>()
+                .map_err(Status::invalid_argument)?;
+        }
+        let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) } as i64;
+        let list = self
+            .shared
+            .store
+            .list_runs(&r.workspace, &r.state, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::ListRunsResponse {
+            runs: list.iter().map(|x| run_to_pb(x, vec![], 0)).collect(),
+        }))
+    }
+
+    type WatchRunStream = RunStream;
+
+    async fn watch_run(
+        &self,
+        req: Request<v1::GetRunRequest>,
+    ) -> Result<Response<RunStream>, Status> {
+        let id = req.into_inner().run_id;
+        let first = self.full_run(&id).await?;
+        let this = UserApi {
+            shared: self.shared.clone(),
+        };
+        let mut changes = self.shared.store.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut last = first.state.clone();
+            let mut last_n = first.transitions.len();
+            if tx.send(Ok(first.clone())).await.is_err() {
+                return;
+            }
+            let kind = first.kind;
+            let mut done = is_done(&last, kind);
+            while !done {
+                tokio::select! {
+                    c = changes.recv() => if let Ok(rid) = c { if rid != id { continue; } },
+                    _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
+                    _ = tx.closed() => return,
+                }
+                let Ok(r) = this.full_run(&id).await else {
+                    continue;
+                };
+                if r.state != last || r.transitions.len() != last_n {
+                    last = r.state.clone();
+                    last_n = r.transitions.len();
+                    done = is_done(&last, kind);
+                    if tx.send(Ok(r)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type RunLogsStream = LogStream;
+
+    async fn run_logs(
+        &self,
+        req: Request<v1::RunLogsRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        let r = req.into_inner();
+        let run = self.shared.store.get_run(&r.run_id).await.map_err(status)?;
+        let store = self.shared.store.clone();
+        let mut changes = store.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut offset = 0i64;
+            loop {
+                let ended = store
+                    .get_run(&run.id)
+                    .await
+                    .map(|x| runs::is_terminal(x.state, x.kind))
+                    .unwrap_or(true);
+                let rows = match store.logs(&run.id, offset).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                let n = rows.len();
+                for l in rows {
+                    let line = v1::LogLine {
+                        phase: if l.phase_order == 0 {
+                            "plan".into()
+                        } else {
+                            "apply".into()
+                        },
+                        attempt: l.attempt as u32,
+                        seq: l.seq as u64,
+                        unix_ms: l.unix_ms,
+                        stream: l.stream as i32,
+                        line: l.line,
+                    };
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+                offset += n as i64;
+                if n > 0 {
+                    continue;
+                }
+                if !r.follow || ended {
+                    return;
+                }
+                tokio::select! {
+                    _ = changes.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn approve_run(
+        &self,
+        req: Request<v1::RunActionRequest>,
+    ) -> Result<Response<v1::Run>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        self.shared
+            .store
+            .approve(&r.run_id, &r.actor, &r.reason, &self.shared.policy)
+            .await
+            .map_err(status)?;
+        self.shared.wake.notify_one();
+        tracing::info!(run_id = %r.run_id, actor = %r.actor, "run approved");
+        Ok(Response::new(self.full_run(&r.run_id).await?))
+    }
+
+    async fn reject_run(
+        &self,
+        req: Request<v1::RunActionRequest>,
+    ) -> Result<Response<v1::Run>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        self.shared
+            .store
+            .reject(&r.run_id, &r.actor, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.full_run(&r.run_id).await?))
+    }
+
+    async fn cancel_run(
+        &self,
+        req: Request<v1::RunActionRequest>,
+    ) -> Result<Response<v1::Run>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        self.shared
+            .store
+            .cancel(&r.run_id, &r.actor, &r.reason)
+            .await
+            .map_err(status)?;
+        tracing::info!(run_id = %r.run_id, actor = %r.actor, "run cancel requested");
+        Ok(Response::new(self.full_run(&r.run_id).await?))
+    }
+
+    async fn list_agents(
+        &self,
+        _req: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        let agents = self.shared.store.agents().await.map_err(status)?;
+        Ok(Response::new(v1::ListAgentsResponse {
+            agents: agents
+                .into_iter()
+                .map(|a| v1::Agent {
+                    id: a.id,
+                    name: a.name,
+                    pools: a.pools,
+                    labels: a.labels.into_iter().collect(),
+                    capacity: a.capacity as u32,
+                    state: a.state,
+                    last_seen_unix_ms: a.last_seen_ms,
+                    running: a.running as u32,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn is_done(state: &str, kind: i32) -> bool {
+    let k = match v1::RunKind::try_from(kind).unwrap_or(v1::RunKind::Unspecified) {
+        v1::RunKind::PlanOnly => RunKind::PlanOnly,
+        v1::RunKind::Destroy => RunKind::Destroy,
+        _ => RunKind::PlanAndApply,
+    };
+    state
+        .parse::<runs::RunState>()
+        .map(|s| runs::is_terminal(s, k))
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_names() {
+        assert!(valid_workspace("ml/gpu-a100").is_ok());
+        assert!(valid_workspace("prod.eu-west-1").is_ok());
+        for bad in [
+            "",
+            "/x",
+            "x/",
+            "a//b",
+            "../etc",
+            "a/../b",
+            "a b",
+            "x?y",
+            &"a".repeat(201),
+        ] {
+            assert!(valid_workspace(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Configuration: flags that also read `TOFUFLOW_*` environment variables, over an optional TOML
+//! file, over defaults that work on one machine with a local RabbitMQ.
+
+use clap::Parser;
+use std::time::Duration;
+
+fn dur(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s or 5m: {e}"))
+}
+
+/// tofuflow-coordinator: keeps runs, leases and state; publishes tasks to RabbitMQ.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tofuflow-coordinator", version)]
+pub struct Config {
+    /// TOML file with any of these settings (flag names with '-' replaced by '_').
+    #[arg(long, env = "TOFUFLOW_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Address of the gRPC API (agents and users). Port 0 picks a free port.
+    #[arg(long, env = "TOFUFLOW_GRPC_LISTEN", default_value = "127.0.0.1:7700")]
+    pub grpc_listen: String,
+
+    /// Address of the HTTP side: OpenTofu state backend, /healthz, /readyz, /metrics.
+    #[arg(long, env = "TOFUFLOW_HTTP_LISTEN", default_value = "127.0.0.1:7701")]
+    pub http_listen: String,
+
+    /// URL agents use to reach the HTTP side (state backend). Default: http://<http-listen>.
+    #[arg(long, env = "TOFUFLOW_PUBLIC_HTTP_URL")]
+    pub public_http_url: Option<String>,
+
+    /// sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "TOFUFLOW_DATABASE_URL",
+        default_value = "sqlite://tofuflow.db"
+    )]
+    pub database_url: String,
+
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "TOFUFLOW_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Pools whose queues are declared at start (agents declare their own too).
+    #[arg(
+        long,
+        env = "TOFUFLOW_POOLS",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub pools: Vec<String>,
+
+    /// How long a lease lives without a heartbeat.
+    #[arg(long, env = "TOFUFLOW_LEASE_TTL", value_parser = dur, default_value = "30s")]
+    pub lease_ttl: Duration,
+
+    /// How often agents heartbeat (told to them at registration).
+    #[arg(long, env = "TOFUFLOW_HEARTBEAT_INTERVAL", value_parser = dur, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+
+    /// How often expired leases and overdue runs are looked for.
+    #[arg(long, env = "TOFUFLOW_REAP_INTERVAL", value_parser = dur, default_value = "1s")]
+    pub reap_interval: Duration,
+
+    /// Plan attempts before a run whose agents keep dying fails.
+    #[arg(long, env = "TOFUFLOW_MAX_PLAN_ATTEMPTS", default_value_t = 3)]
+    pub max_plan_attempts: u32,
+
+    /// How long a task may wait in its queue for an agent before the run expires.
+    #[arg(long, env = "TOFUFLOW_QUEUE_TIMEOUT", value_parser = dur, default_value = "24h")]
+    pub queue_timeout: Duration,
+
+    /// How long a plan waits for approval before the run expires.
+    #[arg(long, env = "TOFUFLOW_APPROVAL_TIMEOUT", value_parser = dur, default_value = "72h")]
+    pub approval_timeout: Duration,
+
+    /// Largest bundle accepted from `run submit`, in bytes.
+    #[arg(long, env = "TOFUFLOW_MAX_BUNDLE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_bundle_bytes: u64,
+
+    /// Write {"grpc": ADDR, "http": ADDR} here once listening (for scripts and tests).
+    #[arg(long, env = "TOFUFLOW_READY_FILE")]
+    pub ready_file: Option<std::path::PathBuf>,
+
+    /// Log format: text or json. Levels come from TOFUFLOW_LOG (default info).
+    #[arg(long, env = "TOFUFLOW_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn toml_scalar(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Config {
+    /// Parses flags/env, then fills values not given there from the TOML file.
+    pub fn load() -> Result<Config, String> {
+        let cli = Config::parse();
+        let Some(path) = cli.config.clone() else {
+            return Ok(cli);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+        // Rebuild the argument list: file values first, then the real command line (which wins).
+        let mut args = vec!["tofuflow-coordinator".to_string()];
+        for (k, v) in table {
+            // The environment beats the file: leave keys whose variable is set to clap.
+            if std::env::var_os(format!("TOFUFLOW_{}", k.to_ascii_uppercase())).is_some() {
+                continue;
+            }
+            let flag = format!("--{}", k.replace('_', "-"));
+            match v {
+                toml::Value::Array(items) => {
+                    let joined: Vec<String> = items.iter().map(|i| toml_scalar(i)).collect();
+                    args.push(flag);
+                    args.push(joined.join(","));
+                }
+                toml::Value::String(s) => {
+                    args.push(flag);
+                    args.push(s);
+                }
+                other => {
+                    args.push(flag);
+                    args.push(toml_scalar(&other));
+                }
+            }
+        }
+        args.extend(std::env::args().skip(1));
+        Config::try_parse_from(args).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+
+    pub fn policy(&self) -> crate::store::Policy {
+        crate::store::Policy {
+            lease_ttl_ms: self.lease_ttl.as_millis() as i64,
+            max_plan_attempts: self.max_plan_attempts,
+            queue_timeout_ms: self.queue_timeout.as_millis() as i64,
+            approval_timeout_ms: self.approval_timeout.as_millis() as i64,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The AMQP side of the wire contract: broker object names and limits, and their declaration
+//! (run by the coordinator and by every agent; idempotent, so either may come first).
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Names and limits of the broker objects.
+pub const TASK_EXCHANGE: &str = "tofuflow.tasks";
+pub const DEAD_EXCHANGE: &str = "tofuflow.dead";
+pub const DEAD_QUEUE: &str = "tofuflow.dead";
+pub const DELIVERY_LIMIT: i64 = 5;
+
+pub fn pool_queue(pool: &str) -> String {
+    format!("tofuflow.pool.{pool}")
+}
+
+/// Adds a heartbeat to an AMQP URL unless it sets one (dead TCP peers are noticed in seconds).
+pub fn with_heartbeat(url: &str, secs: u64) -> String {
+    if url.contains("heartbeat=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&heartbeat={secs}")
+    } else {
+        format!("{url}?heartbeat={secs}")
+    }
+}
+
+pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let props =
+        ConnectionProperties::default().with_connection_name(LongString::from(name.to_string()));
+    Connection::connect(&with_heartbeat(url, 10), props).await
+}
+
+/// Declares the exchanges and dead-letter queue, and the queue of each pool (idempotent; the
+/// agent runs the same code, so either side may come first).
+pub async fn declare(ch: &Channel, pools: &[String]) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        TASK_EXCHANGE.into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        DEAD_EXCHANGE.into(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    let qopts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut dargs = FieldTable::default();
+    dargs.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(DEAD_QUEUE.into(), qopts, dargs).await?;
+    ch.queue_bind(
+        DEAD_QUEUE.into(),
+        DEAD_EXCHANGE.into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    for pool in pools {
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(DEAD_EXCHANGE.into()),
+        );
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        let q = pool_queue(pool);
+        ch.queue_declare(q.as_str().into(), qopts, args).await?;
+        ch.queue_bind(
+            q.as_str().into(),
+            TASK_EXCHANGE.into(),
+            pool.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Checks that a pool name is usable as a routing key and queue name.
+pub fn valid_pool(pool: &str) -> Result<(), String> {
+    if pool.is_empty()
+        || pool.len() > 100
+        || !pool
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "invalid pool {pool:?}: use 1-100 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(())
+}
+
+/// Hides the password of a URL for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        assert_eq!(
+            redact("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f", 10),
+            "amqp://h/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/v?heartbeat=5", 10),
+            "amqp://h/v?heartbeat=5"
+        );
+        assert!(valid_pool("gpu-a100").is_ok());
+        assert!(valid_pool("a.b").is_err());
+        assert!(valid_pool("").is_err());
+        assert_eq!(pool_queue("gpu"), "tofuflow.pool.gpu");
+    }
+}
