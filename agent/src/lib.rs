@@ -1,1 +1,156 @@
+//! The tofuflow agent: registers with the coordinator, takes tasks of its pools from RabbitMQ,
+//! runs `tofu` for them in throw-away working directories, and reports everything back.
 
+pub mod bundle;
+pub mod config;
+pub mod consumer;
+pub mod labels;
+pub mod lease;
+pub mod report;
+pub mod runner;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tofuflow_proto::v1::{self, agent_service_client::AgentServiceClient};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::{Channel, Endpoint};
+
+pub use config::Config;
+
+/// A gRPC channel to the coordinator with deadlines and keepalive (half-open links are noticed
+/// in seconds).
+pub fn coordinator_channel(url: &str) -> Result<Channel, String> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Runs the agent until `shutdown`; then drains: no new tasks, running ones get `drain_grace`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
+    if cfg.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    for p in &cfg.pools {
+        tofuflow_proto::amqp::valid_pool(p)?;
+    }
+    let labels = labels::detect(&cfg.tofu_bin, &cfg.labels)?;
+    std::fs::create_dir_all(cfg.work_root.join("work"))
+        .map_err(|e| format!("cannot create work root {}: {e}", cfg.work_root.display()))?;
+    let work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
+    let mut cfg = cfg;
+    cfg.work_root = work_root;
+    let cfg = Arc::new(cfg);
+    let client = AgentServiceClient::new(coordinator_channel(&cfg.coordinator)?)
+        .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
+
+    // Register (retrying while the coordinator starts).
+    let name = cfg.name.clone().unwrap_or_else(labels::hostname);
+    let req = v1::RegisterRequest {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        agent_id: String::new(),
+        name: name.clone(),
+        pools: cfg.pools.clone(),
+        labels: labels.clone().into_iter().collect(),
+        capacity: cfg.concurrency,
+    };
+    let started = std::time::Instant::now();
+    let reg = loop {
+        let mut c = client.clone();
+        match c.register(req.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(60) => {
+                tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
+        }
+    };
+    let agent_id = reg.agent_id.clone();
+    tracing::info!(%agent_id, %name, pools = ?cfg.pools, concurrency = cfg.concurrency, tofu = %labels.get("tofu_version").cloned().unwrap_or_default(), "agent registered");
+
+    let leases = lease::Leases::default();
+    let draining = Arc::new(AtomicBool::new(false));
+    let free = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency as usize));
+    let tracker = TaskTracker::new();
+    let hb_stop = CancellationToken::new();
+    tracker.spawn(lease::heartbeat_loop(
+        client.clone(),
+        agent_id.clone(),
+        leases.clone(),
+        Duration::from_millis(reg.heartbeat_interval_ms.max(100) as u64),
+        Duration::from_millis(reg.lease_ttl_ms.max(1000) as u64),
+        draining.clone(),
+        free.clone(),
+        hb_stop.clone(),
+    ));
+    let amqp = Arc::new(consumer::Amqp::new(cfg.amqp_url.clone(), cfg.pools.clone()));
+    // Connect once up front so a wrong AMQP URL fails loudly at start.
+    amqp.channel().await?.close(200, "probe".into()).await.ok();
+    let intake_stop = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let runner = runner::Runner {
+        cfg: cfg.clone(),
+        client: client.clone(),
+        agent_id: agent_id.clone(),
+    };
+    let slots = TaskTracker::new();
+    for i in 0..cfg.concurrency {
+        slots.spawn(
+            consumer::Slot {
+                index: i,
+                amqp: amqp.clone(),
+                runner: runner.clone(),
+                leases: leases.clone(),
+                pools: cfg.pools.clone(),
+                free: free.clone(),
+                intake_stop: intake_stop.clone(),
+                hard_stop: hard_stop.clone(),
+            }
+            .run(),
+        );
+    }
+    slots.close();
+    if let Some(path) = &cfg.ready_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::json!({"agent_id": agent_id, "pid": std::process::id()}).to_string(),
+        )
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))?;
+    }
+
+    shutdown.cancelled().await;
+    // Drain: stop intake, say so, give running tasks the grace period, then cancel them.
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    intake_stop.cancel();
+    tracing::info!(
+        running = leases.len(),
+        grace_s = cfg.drain_grace.as_secs(),
+        "draining: no new tasks; waiting for running ones"
+    );
+    if tokio::time::timeout(cfg.drain_grace, slots.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain grace over: cancelling running tasks");
+        hard_stop.cancel();
+        slots.wait().await;
+    }
+    hb_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    amqp.close().await;
+    tracing::info!("agent stopped");
+    Ok(())
+}

@@ -1,1 +1,478 @@
-fn main() {}
+//! `tofuflow`: the user command line. Talks only gRPC to the coordinator.
+//!
+//! Exit codes: 0 success (or a run that ended well / waits for approval), 1 usage or connection
+//! error, 2 a run that ended unsuccessfully (failed, cancelled, rejected, interrupted, expired).
+
+mod bundle;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tofuflow_proto::v1::{self, user_service_client::UserServiceClient};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(
+    name = "tofuflow",
+    version,
+    about = "Run OpenTofu across a fleet: submit, approve, watch and inspect runs"
+)]
+struct Cli {
+    /// gRPC URL of the coordinator.
+    #[arg(
+        long,
+        global = true,
+        env = "TOFUFLOW_COORDINATOR",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    coordinator: String,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    output: Format,
+    /// Who you are, recorded on every action (default: $USER).
+    #[arg(long, global = true, env = "TOFUFLOW_USER")]
+    user: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Submit, inspect and act on runs.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Inspect agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+}
+
+#[derive(Subcommand)]
+enum RunCmd {
+    /// Pack a module directory, upload it and start a run.
+    Submit {
+        /// The module directory.
+        dir: PathBuf,
+        /// Workspace (one state per workspace), e.g. ml/gpu-a100.
+        #[arg(short = 'w', long)]
+        workspace: String,
+        /// Pool of agents to run on.
+        #[arg(long, default_value = "default")]
+        pool: String,
+        /// A variable, NAME=VALUE (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A .tfvars file (repeatable).
+        #[arg(long = "var-file", value_name = "FILE")]
+        var_files: Vec<PathBuf>,
+        /// Apply without waiting for `run approve` when the plan has changes.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Only plan.
+        #[arg(long, conflicts_with_all = ["destroy", "auto_approve"])]
+        plan_only: bool,
+        /// Plan and apply a destroy.
+        #[arg(long)]
+        destroy: bool,
+        /// Wait until the run ends or waits for approval, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Commit the module comes from (audit).
+        #[arg(long, env = "TOFUFLOW_COMMIT")]
+        commit: Option<String>,
+        /// Pipeline or DAG run id (audit).
+        #[arg(long, env = "TOFUFLOW_PIPELINE_ID")]
+        pipeline: Option<String>,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(short = 'w', long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show a run: state, plan summary, outputs, history.
+    Show { run_id: String },
+    /// Print a run's log.
+    Logs {
+        run_id: String,
+        /// Keep following until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Print tofu's raw JSON lines instead of their messages.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Approve a planned run: its saved plan is applied.
+    Approve {
+        run_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Reject a planned run.
+    Reject {
+        run_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Cancel a run (a running tofu gets SIGINT, then SIGKILL after the agent's grace period).
+    Cancel {
+        run_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Wait until a run ends or waits for approval.
+    Wait { run_id: String },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// List registered agents.
+    List,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn explain(coordinator: &str, s: tonic::Status) -> String {
+    match s.code() {
+        tonic::Code::Unavailable => format!(
+            "cannot reach the coordinator at {coordinator}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {}",
+            s.message()
+        ),
+        _ => s.message().to_string(),
+    }
+}
+
+async fn client(url: &str) -> Result<UserServiceClient<Channel>, String> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the coordinator at {url}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {e}"))?;
+    Ok(UserServiceClient::new(ch).max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES))
+}
+
+fn actor(cli_user: &Option<String>) -> String {
+    cli_user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Exit code for a run's state.
+fn code_for(state: &str) -> u8 {
+    match state {
+        "applied" | "planned" | "planned_no_changes" | "awaiting_approval" => 0,
+        "failed" | "cancelled" | "rejected" | "interrupted" | "expired" => 2,
+        _ => 0,
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, String> {
+    let url = cli.coordinator.clone();
+    let mut c = client(&url).await?;
+    let ex = |s: tonic::Status| explain(&url, s);
+    let json = cli.output == Format::Json;
+    let who = actor(&cli.user);
+    match cli.cmd {
+        Cmd::Run(RunCmd::Submit {
+            dir,
+            workspace,
+            pool,
+            vars,
+            var_files,
+            auto_approve,
+            plan_only,
+            destroy,
+            wait,
+            commit,
+            pipeline,
+        }) => {
+            let mut variables = std::collections::HashMap::new();
+            for v in &vars {
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--var {v:?} must look like NAME=VALUE"))?;
+                variables.insert(k.to_string(), val.to_string());
+            }
+            let mut files = Vec::new();
+            for f in &var_files {
+                let content = std::fs::read(f)
+                    .map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "vars.tfvars".into());
+                files.push(v1::VarFile { name, content });
+            }
+            let data = bundle::pack(&dir)?;
+            let size = data.len();
+            let chunks: Vec<v1::Chunk> = data
+                .chunks(tofuflow_proto::CHUNK_BYTES)
+                .map(|c| v1::Chunk { data: c.to_vec() })
+                .collect();
+            let up = c
+                .upload_bundle(tokio_stream::iter(chunks))
+                .await
+                .map_err(ex)?
+                .into_inner();
+            if !json {
+                eprintln!(
+                    "bundle {} ({size} bytes{})",
+                    up.digest,
+                    if up.existed { ", already stored" } else { "" }
+                );
+            }
+            let kind = if plan_only {
+                v1::RunKind::PlanOnly
+            } else if destroy {
+                v1::RunKind::Destroy
+            } else {
+                v1::RunKind::PlanAndApply
+            };
+            let run = c
+                .submit_run(v1::SubmitRunRequest {
+                    workspace,
+                    bundle_digest: up.digest,
+                    pool,
+                    kind: kind as i32,
+                    variables,
+                    var_files: files,
+                    auto_approve,
+                    actor: who,
+                    commit: commit.unwrap_or_default(),
+                    pipeline_id: pipeline.unwrap_or_default(),
+                    traceparent: std::env::var("TRACEPARENT").unwrap_or_default(),
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            if wait {
+                if !json {
+                    eprintln!(
+                        "run {} submitted; waiting (Ctrl-C stops waiting, not the run)",
+                        run.id
+                    );
+                }
+                let r = wait_for(&mut c, &run.id, json, &url).await?;
+                output::print_run(&r, json);
+                return Ok(code_for(&r.state));
+            }
+            if json {
+                output::print_run(&run, true);
+            } else {
+                println!("{}", run.id);
+                eprintln!(
+                    "run {} is {}: follow it with `tofuflow run logs -f {}`",
+                    run.id, run.state, run.id
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Run(RunCmd::List {
+            workspace,
+            state,
+            limit,
+        }) => {
+            let r = c
+                .list_runs(v1::ListRunsRequest {
+                    workspace: workspace.unwrap_or_default(),
+                    state: state.unwrap_or_default(),
+                    limit,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_runs(&r.runs, json);
+            Ok(0)
+        }
+        Cmd::Run(RunCmd::Show { run_id }) => {
+            let r = c
+                .get_run(v1::GetRunRequest { run_id })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_run(&r, json);
+            Ok(code_for(&r.state))
+        }
+        Cmd::Run(RunCmd::Logs {
+            run_id,
+            follow,
+            raw,
+        }) => {
+            let mut s = c
+                .run_logs(v1::RunLogsRequest { run_id, follow })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            let mut last: Option<(String, u32)> = None;
+            while let Some(l) = s.next().await {
+                let l = l.map_err(ex)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"phase": l.phase, "attempt": l.attempt, "seq": l.seq, "unix_ms": l.unix_ms, "stream": l.stream, "line": l.line})
+                    );
+                    continue;
+                }
+                let key = (l.phase.clone(), l.attempt);
+                if last.as_ref() != Some(&key) {
+                    println!("── {} (attempt {}) ──", l.phase, l.attempt);
+                    last = Some(key);
+                }
+                println!(
+                    "{}",
+                    if raw {
+                        l.line
+                    } else {
+                        output::render_line(&l.line)
+                    }
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Run(RunCmd::Approve {
+            run_id,
+            reason,
+            wait,
+        }) => {
+            let r = c
+                .approve_run(v1::RunActionRequest {
+                    run_id: run_id.clone(),
+                    actor: who,
+                    reason,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            let r = if wait {
+                wait_for(&mut c, &run_id, json, &url).await?
+            } else {
+                r
+            };
+            output::print_run(&r, json);
+            Ok(code_for(&r.state))
+        }
+        Cmd::Run(RunCmd::Reject { run_id, reason }) => {
+            let r = c
+                .reject_run(v1::RunActionRequest {
+                    run_id,
+                    actor: who,
+                    reason,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_run(&r, json);
+            Ok(0)
+        }
+        Cmd::Run(RunCmd::Cancel {
+            run_id,
+            reason,
+            wait,
+        }) => {
+            let r = c
+                .cancel_run(v1::RunActionRequest {
+                    run_id: run_id.clone(),
+                    actor: who,
+                    reason,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            let r = if wait {
+                wait_for(&mut c, &run_id, json, &url).await?
+            } else {
+                r
+            };
+            output::print_run(&r, json);
+            Ok(0)
+        }
+        Cmd::Run(RunCmd::Wait { run_id }) => {
+            let r = wait_for(&mut c, &run_id, json, &url).await?;
+            output::print_run(&r, json);
+            Ok(code_for(&r.state))
+        }
+        Cmd::Agent(AgentCmd::List) => {
+            let r = c
+                .list_agents(v1::ListAgentsRequest {})
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_agents(&r.agents, json);
+            Ok(0)
+        }
+    }
+}
+
+/// Follows a run until it ends or waits for approval, printing each transition.
+async fn wait_for(
+    c: &mut UserServiceClient<Channel>,
+    run_id: &str,
+    quiet: bool,
+    url: &str,
+) -> Result<v1::Run, String> {
+    let mut s = c
+        .watch_run(v1::GetRunRequest {
+            run_id: run_id.to_string(),
+        })
+        .await
+        .map_err(|e| explain(url, e))?
+        .into_inner();
+    let mut seen = 0;
+    let mut last = None;
+    while let Some(r) = s.next().await {
+        let r = r.map_err(|e| explain(url, e))?;
+        if !quiet {
+            for t in r.transitions.iter().skip(seen) {
+                eprintln!(
+                    "  {}  {:>18} → {:<18} {}",
+                    output::hms(t.unix_ms),
+                    if t.from_state.is_empty() {
+                        "·"
+                    } else {
+                        &t.from_state
+                    },
+                    t.to_state,
+                    t.reason
+                );
+            }
+        }
+        seen = r.transitions.len();
+        let waiting = r.state == "awaiting_approval";
+        last = Some(r);
+        if waiting {
+            if !quiet {
+                eprintln!("plan waits for approval: `tofuflow run approve {run_id}` (or reject)");
+            }
+            break;
+        }
+    }
+    last.ok_or_else(|| "the coordinator closed the watch without an answer".into())
+}

@@ -1,0 +1,127 @@
+//! Spawning tofu: its own process group, stdin closed, a cleared environment, output read line by
+//! line into the event stream; cancel = SIGINT to the group, a grace period, SIGKILL to the group.
+//! After tofu exits, anything left in its group (background children of local-exec) is killed.
+#![allow(unsafe_code)] // pre_exec for PR_SET_PDEATHSIG
+
+use crate::report::LineSink;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tofuflow_proto::v1::LogStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+pub struct Finished {
+    pub code: i32,
+    /// Set when the process was stopped by us.
+    pub cancelled: bool,
+    pub killed_by: Option<String>,
+    pub stdout: String,
+}
+
+fn signal_group(pgid: i32, sig: Signal) {
+    match killpg(Pid::from_raw(pgid), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pgid, ?sig, error = %e, "cannot signal process group"),
+    }
+}
+
+/// Runs `bin args` in `dir` with exactly `env`. With `capture`, stdout is returned instead of
+/// streamed (for `show -json` / `output -json`, whose output is data, not log).
+pub async fn run(
+    bin: &str,
+    args: &[String],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    sink: &LineSink,
+    capture: bool,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> Result<Finished, String> {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    // If the agent dies, tofu gets SIGTERM (it saves state and unlocks, as on SIGINT) instead of
+    // running on unsupervised. This forces the fork path; the benchmark measures the cost.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        format!("cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)")
+    })?;
+    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let s1 = sink.clone();
+    let out_task = tokio::spawn(async move {
+        let mut captured = String::new();
+        if capture {
+            let mut r = BufReader::new(out);
+            let _ = r.read_to_string(&mut captured).await;
+        } else {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                s1.line(LogStream::Stdout, l);
+            }
+        }
+        captured
+    });
+    let s2 = sink.clone();
+    let err_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(err).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            s2.line(LogStream::Stderr, l);
+        }
+    });
+    let mut cancelled = false;
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = cancel.cancelled() => {
+            cancelled = true;
+            sink.line(LogStream::System, format!("tofuflow: cancelling: SIGINT to tofu (process group {pgid}), SIGKILL in {}s", grace.as_secs()));
+            signal_group(pgid, Signal::SIGINT);
+            tokio::select! {
+                s = child.wait() => s,
+                _ = tokio::time::sleep(grace) => {
+                    sink.line(LogStream::System, "tofuflow: tofu did not stop within the grace period: SIGKILL".to_string());
+                    signal_group(pgid, Signal::SIGKILL);
+                    child.wait().await
+                }
+            }
+        }
+    }
+    .map_err(|e| format!("waiting for tofu failed: {e}"))?;
+    // Nothing of the task outlives it: background children in its group go too.
+    signal_group(pgid, Signal::SIGKILL);
+    let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let _ = tokio::time::timeout(Duration::from_secs(5), err_task).await;
+    use std::os::unix::process::ExitStatusExt;
+    let killed_by = status.signal().map(|s| {
+        Signal::try_from(s)
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_else(|_| s.to_string())
+    });
+    Ok(Finished {
+        code: status.code().unwrap_or(-1),
+        cancelled,
+        killed_by,
+        stdout,
+    })
+}

@@ -1,0 +1,202 @@
+//! Human tables and JSON for runs and agents.
+
+use tofuflow_proto::v1;
+
+pub fn hms(ms: i64) -> String {
+    let s = (ms / 1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+fn date(ms: i64) -> String {
+    // Civil date from days since the epoch (UTC).
+    let days = (ms / 1000).div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {} UTC", hms(ms))
+}
+
+fn kind(k: i32) -> &'static str {
+    match v1::RunKind::try_from(k).unwrap_or(v1::RunKind::Unspecified) {
+        v1::RunKind::PlanOnly => "plan_only",
+        v1::RunKind::Destroy => "destroy",
+        _ => "plan_and_apply",
+    }
+}
+
+pub fn run_json(r: &v1::Run) -> serde_json::Value {
+    let outputs: serde_json::Value =
+        serde_json::from_str(&r.outputs_json).unwrap_or(serde_json::Value::Null);
+    let s = r.summary.clone().unwrap_or_default();
+    serde_json::json!({
+        "id": r.id, "workspace": r.workspace, "pool": r.pool, "kind": kind(r.kind), "state": r.state,
+        "bundle_digest": r.bundle_digest, "plan_digest": r.plan_digest, "auto_approve": r.auto_approve,
+        "submitted_by": r.submitted_by, "commit": r.commit, "pipeline_id": r.pipeline_id,
+        "created_unix_ms": r.created_unix_ms, "updated_unix_ms": r.updated_unix_ms,
+        "has_changes": r.has_changes, "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
+        "outputs": outputs, "error": r.error, "variables": r.variables, "plan_attempts": r.plan_attempts,
+        "traceparent": r.traceparent,
+        "transitions": r.transitions.iter().map(|t| serde_json::json!({"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "unix_ms": t.unix_ms})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn print_run(r: &v1::Run, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(r)).unwrap_or_default()
+        );
+        return;
+    }
+    let s = r.summary.clone().unwrap_or_default();
+    println!("Run        {}", r.id);
+    println!("Workspace  {}", r.workspace);
+    println!("State      {}", r.state);
+    println!("Kind       {}   pool {}", kind(r.kind), r.pool);
+    let mut audit = format!("{} at {}", r.submitted_by, date(r.created_unix_ms));
+    if !r.commit.is_empty() {
+        audit.push_str(&format!(", commit {}", r.commit));
+    }
+    if !r.pipeline_id.is_empty() {
+        audit.push_str(&format!(", pipeline {}", r.pipeline_id));
+    }
+    println!("Submitted  {audit}");
+    if r.has_changes || s.add + s.change + s.destroy > 0 {
+        println!(
+            "Plan       {} to add, {} to change, {} to destroy",
+            s.add, s.change, s.destroy
+        );
+    }
+    if !r.error.is_empty() {
+        println!("Error      {}", r.error);
+    }
+    if let Ok(serde_json::Value::Object(outs)) =
+        serde_json::from_str::<serde_json::Value>(&r.outputs_json)
+    {
+        if !outs.is_empty() {
+            println!("Outputs");
+            let w = outs.keys().map(|k| k.len()).max().unwrap_or(0);
+            for (k, o) in &outs {
+                let sensitive = o
+                    .get("sensitive")
+                    .and_then(|x| x.as_bool())
+                    .unwrap_or(false);
+                let v = if sensitive {
+                    "(sensitive)".to_string()
+                } else {
+                    o.get("value").map(|v| v.to_string()).unwrap_or_default()
+                };
+                println!("  {k:w$} = {v}");
+            }
+        }
+    }
+    if !r.transitions.is_empty() {
+        println!("History");
+        for t in &r.transitions {
+            let from = if t.from_state.is_empty() {
+                "·"
+            } else {
+                &t.from_state
+            };
+            println!(
+                "  {}  {from:>18} → {:<18} {:<12} {}",
+                hms(t.unix_ms),
+                t.to_state,
+                t.actor,
+                t.reason
+            );
+        }
+    }
+}
+
+pub fn print_runs(runs: &[v1::Run], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs.iter().map(run_json).collect::<Vec<_>>())
+                .unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  CREATED",
+        "RUN", "WORKSPACE", "STATE", "KIND", "BY"
+    );
+    for r in runs {
+        println!(
+            "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  {}",
+            r.id,
+            r.workspace,
+            r.state,
+            kind(r.kind),
+            r.submitted_by,
+            date(r.created_unix_ms)
+        );
+    }
+}
+
+pub fn print_agents(agents: &[v1::Agent], json: bool) {
+    if json {
+        let v: Vec<_> = agents
+            .iter()
+            .map(|a| serde_json::json!({"id": a.id, "name": a.name, "pools": a.pools, "labels": a.labels, "capacity": a.capacity, "running": a.running, "state": a.state, "last_seen_unix_ms": a.last_seen_unix_ms}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:<36}  {:<16}  {:<12}  {:<8}  {:<9}  {:<6}  LAST SEEN",
+        "AGENT", "NAME", "POOLS", "STATE", "RUNNING", "GPUS"
+    );
+    for a in agents {
+        let gpus = a
+            .labels
+            .get("gpu_count")
+            .cloned()
+            .unwrap_or_else(|| "0".into());
+        println!(
+            "{:<36}  {:<16}  {:<12}  {:<8}  {:>3}/{:<5}  {:<6}  {}",
+            a.id,
+            a.name,
+            a.pools.join(","),
+            a.state,
+            a.running,
+            a.capacity,
+            gpus,
+            date(a.last_seen_unix_ms)
+        );
+    }
+}
+
+/// Shows the message of a tofu `-json` line, or the line itself.
+pub fn render_line(line: &str) -> String {
+    if line.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(m) = v.get("@message").and_then(|m| m.as_str()) {
+                return m.to_string();
+            }
+        }
+    }
+    line.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering() {
+        assert_eq!(
+            render_line(r#"{"@message":"Plan: 1 to add","type":"change_summary"}"#),
+            "Plan: 1 to add"
+        );
+        assert_eq!(render_line("plain"), "plain");
+        assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+}
