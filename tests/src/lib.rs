@@ -16,7 +16,12 @@ pub fn bin_dir() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    for b in ["tofuflow-coordinator", "tofuflow-agent", "tofuflow", "tofu-double"] {
+    for b in [
+        "tofuflow-coordinator",
+        "tofuflow-agent",
+        "tofuflow",
+        "tofu-double",
+    ] {
         assert!(
             dir.join(b).is_file(),
             "{} is missing: build the binaries first with `cargo build --workspace --bins` (the README's test command does)",
@@ -27,7 +32,10 @@ pub fn bin_dir() -> PathBuf {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn example(name: &str) -> PathBuf {
@@ -45,22 +53,37 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl must be installed (RabbitMQ runs on this machine)");
-    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed (RabbitMQ runs on this machine)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("TOFUFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TOFUFLOW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,11 +105,17 @@ impl Agent {
     }
     /// SIGKILL: the agent vanishes as a spot node would.
     pub fn kill(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.child.wait();
     }
     pub fn terminate(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let end = Instant::now() + timeout;
@@ -153,10 +182,18 @@ impl Cluster {
             Db::Postgres => {
                 use sqlx::Connection;
                 let name = format!("tofuflow_e2e_{}", &id[..12]);
-                let mut c = sqlx::PgConnection::connect(&pg_admin_url()).await.expect("PostgreSQL must be running for this test");
-                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.unwrap();
+                let mut c = sqlx::PgConnection::connect(&pg_admin_url())
+                    .await
+                    .expect("PostgreSQL must be running for this test");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
                 let base = pg_admin_url();
-                (format!("{}/{name}", base.rsplit_once('/').unwrap().0), Some(name))
+                (
+                    format!("{}/{name}", base.rsplit_once('/').unwrap().0),
+                    Some(name),
+                )
             }
         };
         let mut c = Cluster {
@@ -189,13 +226,24 @@ impl Cluster {
     pub async fn start_coordinator(&mut self) {
         let ready = self.dir.join("coordinator.ready");
         let _ = std::fs::remove_file(&ready);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("coordinator.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("coordinator.log"))
+            .unwrap();
         let child = Command::new(self.bins.join("tofuflow-coordinator"))
             .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--database-url", &self.db_url, "--amqp-url", &self.amqp_url])
             .args(["--pools", &self.pools.join(",")])
-            .args(["--lease-ttl", "3s", "--heartbeat-interval", "500ms", "--reap-interval", "200ms"])
+            .args([
+                "--lease-ttl",
+                "3s",
+                "--heartbeat-interval",
+                "500ms",
+                "--reap-interval",
+                "200ms",
+            ])
             .args(&self.extra_coordinator_args)
             .arg("--ready-file")
             .arg(&ready)
@@ -207,15 +255,24 @@ impl Cluster {
             .expect("start coordinator");
         self.coordinator = Some(child);
         let r = ready.clone();
-        wait_for("the coordinator to be ready", Duration::from_secs(30), || {
-            let r = r.clone();
-            async move { r.exists().then_some(()) }
-        })
+        wait_for(
+            "the coordinator to be ready",
+            Duration::from_secs(30),
+            || {
+                let r = r.clone();
+                async move { r.exists().then_some(()) }
+            },
+        )
         .await;
         let url = format!("{}/readyz", self.http_url());
         wait_for("/readyz", Duration::from_secs(30), || {
             let url = url.clone();
-            async move { http_get(&url).ok().filter(|(code, _)| *code == 200).map(|_| ()) }
+            async move {
+                http_get(&url)
+                    .ok()
+                    .filter(|(code, _)| *code == 200)
+                    .map(|_| ())
+            }
         })
         .await;
     }
@@ -239,26 +296,35 @@ impl Cluster {
         let work_root = self.dir.join(&name);
         let ready = self.dir.join(format!("{name}.ready"));
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let pools = if opts.pools.is_empty() { vec!["default".to_string()] } else { opts.pools.clone() };
+        let pools = if opts.pools.is_empty() {
+            vec!["default".to_string()]
+        } else {
+            opts.pools.clone()
+        };
         let mut cmd = Command::new(self.bins.join("tofuflow-agent"));
-        cmd.args(["--coordinator", &self.grpc_url(), "--amqp-url", &self.amqp_url])
-            .args(["--pool", &pools.join(",")])
-            .args(["--concurrency", &opts.concurrency.max(1).to_string()])
-            .arg("--tofu-bin")
-            .arg(self.bins.join("tofu-double"))
-            .arg("--work-root")
-            .arg(&work_root)
-            .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
-            .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
-            .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("TOFUFLOW_LOG", "info,tofuflow_agent=debug")
-            .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
-            .envs(&opts.env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args([
+            "--coordinator",
+            &self.grpc_url(),
+            "--amqp-url",
+            &self.amqp_url,
+        ])
+        .args(["--pool", &pools.join(",")])
+        .args(["--concurrency", &opts.concurrency.max(1).to_string()])
+        .arg("--tofu-bin")
+        .arg(self.bins.join("tofu-double"))
+        .arg("--work-root")
+        .arg(&work_root)
+        .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
+        .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
+        .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("TOFUFLOW_LOG", "info,tofuflow_agent=debug")
+        .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
+        .envs(&opts.env)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
         let child = cmd.spawn().expect("start agent");
         let r = ready.clone();
         let id: String = wait_for("the agent to register", Duration::from_secs(30), || {
@@ -266,16 +332,29 @@ impl Cluster {
             async move {
                 let s = std::fs::read_to_string(&r).ok()?;
                 let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-                v.get("agent_id").and_then(|x| x.as_str()).map(str::to_string)
+                v.get("agent_id")
+                    .and_then(|x| x.as_str())
+                    .map(str::to_string)
             }
         })
         .await;
-        self.agents.push(Agent { id, name, child, work_root });
+        self.agents.push(Agent {
+            id,
+            name,
+            child,
+            work_root,
+        });
         n
     }
 
     pub async fn client(&self) -> UserServiceClient<tonic::transport::Channel> {
-        UserServiceClient::new(tonic::transport::Endpoint::from_shared(self.grpc_url()).unwrap().connect().await.expect("connect to coordinator"))
+        UserServiceClient::new(
+            tonic::transport::Endpoint::from_shared(self.grpc_url())
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to coordinator"),
+        )
     }
 
     /// Runs the `tofuflow` CLI against this cluster.
@@ -289,24 +368,51 @@ impl Cluster {
     }
 
     pub async fn run(&self, id: &str) -> v1::Run {
-        self.client().await.get_run(v1::GetRunRequest { run_id: id.into() }).await.expect("get run").into_inner()
+        self.client()
+            .await
+            .get_run(v1::GetRunRequest { run_id: id.into() })
+            .await
+            .expect("get run")
+            .into_inner()
     }
 
     /// Waits until the run is in one of `states`; panics (with the run) if it ends elsewhere.
     pub async fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> v1::Run {
-        let terminal = ["applied", "planned_no_changes", "failed", "cancelled", "rejected", "interrupted", "expired"];
+        let terminal = [
+            "applied",
+            "planned_no_changes",
+            "failed",
+            "cancelled",
+            "rejected",
+            "interrupted",
+            "expired",
+        ];
         let end = Instant::now() + timeout;
         loop {
-            let r = self.client().await.get_run(v1::GetRunRequest { run_id: id.into() }).await.map(|r| r.into_inner());
+            let r = self
+                .client()
+                .await
+                .get_run(v1::GetRunRequest { run_id: id.into() })
+                .await
+                .map(|r| r.into_inner());
             if let Ok(r) = r {
                 if states.contains(&r.state.as_str()) {
                     return r;
                 }
                 if terminal.contains(&r.state.as_str()) {
-                    panic!("run {id} ended {} (error: {:?}) while waiting for {states:?}\n{}", r.state, r.error, self.logs_tail());
+                    panic!(
+                        "run {id} ended {} (error: {:?}) while waiting for {states:?}\n{}",
+                        r.state,
+                        r.error,
+                        self.logs_tail()
+                    );
                 }
             }
-            assert!(Instant::now() < end, "timed out waiting for run {id} to be {states:?}\n{}", self.logs_tail());
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for run {id} to be {states:?}\n{}",
+                self.logs_tail()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -316,7 +422,11 @@ impl Cluster {
         let mut args = vec!["run", "submit", module.to_str().unwrap(), "-w", workspace];
         args.extend_from_slice(extra);
         let out = self.cli(&args);
-        assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -333,16 +443,28 @@ impl Cluster {
     pub fn tofu_starts(&self, run_id: &str, cmd: &str) -> usize {
         self.tofu_trace()
             .iter()
-            .filter(|e| e["event"] == "start" && e["args"][0] == cmd && e["cwd"].as_str().is_some_and(|c| c.contains(run_id)))
+            .filter(|e| {
+                e["event"] == "start"
+                    && e["args"][0] == cmd
+                    && e["cwd"].as_str().is_some_and(|c| c.contains(run_id))
+            })
             .count()
     }
 
     pub fn logs_tail(&self) -> String {
         let mut s = String::new();
-        for f in ["coordinator.log", "agent-0.log", "agent-1.log", "agent-2.log"] {
+        for f in [
+            "coordinator.log",
+            "agent-0.log",
+            "agent-1.log",
+            "agent-2.log",
+        ] {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
                 let lines: Vec<&str> = t.lines().collect();
-                s.push_str(&format!("--- {f} (last 25 lines)\n{}\n", lines[lines.len().saturating_sub(25)..].join("\n")));
+                s.push_str(&format!(
+                    "--- {f} (last 25 lines)\n{}\n",
+                    lines[lines.len().saturating_sub(25)..].join("\n")
+                ));
             }
         }
         s
@@ -350,7 +472,9 @@ impl Cluster {
 
     /// Opens a direct AMQP channel on this cluster's vhost.
     pub async fn amqp(&self) -> lapin::Channel {
-        let c = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("amqp");
+        let c = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .expect("amqp");
         c.create_channel().await.expect("channel")
     }
 
@@ -358,7 +482,14 @@ impl Cluster {
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let ch = self.amqp().await;
         let q = ch
-            .queue_declare(queue.into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, lapin::types::FieldTable::default())
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
             .await
             .expect("queue exists");
         q.message_count()
@@ -370,15 +501,26 @@ impl Drop for Cluster {
         self.agents.clear();
         self.kill_coordinator();
         // Stray tofu processes of this cluster (their working dirs are under self.dir).
-        let _ = Command::new("pkill").args(["-KILL", "-f", &self.dir.display().to_string()]).status();
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.dir.display().to_string()])
+            .status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
         if let Some(name) = self.pg_name.take() {
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sqlx::Connection;
                     if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await;
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut c)
+                        .await;
                     }
                 })
             })
@@ -399,11 +541,22 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n", if path.is_empty() { "/" } else { path })?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -411,7 +564,9 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
 pub fn pids_matching(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             if cmd.contains(needle) && pid != std::process::id() as i32 {

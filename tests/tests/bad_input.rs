@@ -7,10 +7,38 @@ async fn cli_errors_name_the_problem() {
     let c = Cluster::start(Db::Sqlite).await;
     let gpu = example("gpu-pool");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", "submit", gpu.to_str().unwrap(), "-w", "../etc"], "invalid workspace"),
-        (vec!["run", "submit", gpu.to_str().unwrap(), "-w", "ok", "--pool", "a.b"], "invalid pool"),
-        (vec!["run", "submit", gpu.to_str().unwrap(), "-w", "ok", "--var", "novalue"], "must look like NAME=VALUE"),
-        (vec!["run", "submit", "/nonexistent", "-w", "ok"], "cannot read module directory"),
+        (
+            vec!["run", "submit", gpu.to_str().unwrap(), "-w", "../etc"],
+            "invalid workspace",
+        ),
+        (
+            vec![
+                "run",
+                "submit",
+                gpu.to_str().unwrap(),
+                "-w",
+                "ok",
+                "--pool",
+                "a.b",
+            ],
+            "invalid pool",
+        ),
+        (
+            vec![
+                "run",
+                "submit",
+                gpu.to_str().unwrap(),
+                "-w",
+                "ok",
+                "--var",
+                "novalue",
+            ],
+            "must look like NAME=VALUE",
+        ),
+        (
+            vec!["run", "submit", "/nonexistent", "-w", "ok"],
+            "cannot read module directory",
+        ),
         (vec!["run", "show", "no-such-run"], "no run with id"),
         (vec!["run", "list", "--state", "bogus"], "unknown run state"),
     ];
@@ -21,11 +49,19 @@ async fn cli_errors_name_the_problem() {
         assert!(err.contains(want), "{args:?}: expected {want:?} in {err}");
     }
     let out = c.cli(&["run", "list", "-o", "json"]);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]), "nothing was stored");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([]),
+        "nothing was stored"
+    );
 
-    let out = std::process::Command::new(tofuflow_e2e::bin_dir().join("tofuflow")).args(["run", "list", "--coordinator", "http://127.0.0.1:1"]).output().unwrap();
+    let out = std::process::Command::new(tofuflow_e2e::bin_dir().join("tofuflow"))
+        .args(["run", "list", "--coordinator", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the coordinator at http://127.0.0.1:1"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot reach the coordinator at http://127.0.0.1:1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,7 +72,9 @@ async fn a_module_the_stand_in_cannot_run_fails_with_its_diagnostic() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("main.tf"), "variable \"n\" {\n  type = number\n}\n\nresource \"terraform_data\" \"x\" {\n  input = var.n\n}\n").unwrap();
     let id = c.submit(&dir, "w/bad", &[]);
-    let r = c.wait_state(&id, &["failed"], std::time::Duration::from_secs(60)).await;
+    let r = c
+        .wait_state(&id, &["failed"], std::time::Duration::from_secs(60))
+        .await;
     assert!(r.error.contains("tofu plan failed (exit 1)"), "{}", r.error);
     let out = c.cli(&["run", "logs", &id]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("No value for required variable"));

@@ -11,32 +11,76 @@ async fn run_goes_plan_approve_apply_and_show_prints_outputs() {
     c.agent(AgentOpts::default()).await;
     let gpu = example("gpu-pool");
 
-    let out = c.cli(&["run", "submit", gpu.to_str().unwrap(), "-w", "ml/gpu-a100", "--var", "gpu_count=3", "--var", "region=us-east-1", "--wait", "--commit", "abc123"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c.cli(&[
+        "run",
+        "submit",
+        gpu.to_str().unwrap(),
+        "-w",
+        "ml/gpu-a100",
+        "--var",
+        "gpu_count=3",
+        "--var",
+        "region=us-east-1",
+        "--wait",
+        "--commit",
+        "abc123",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(shown.contains("awaiting_approval"), "{shown}");
-    assert!(shown.contains("4 to add, 0 to change, 0 to destroy"), "{shown}");
-    let id = shown.lines().find_map(|l| l.strip_prefix("Run")).unwrap().trim().to_string();
+    assert!(
+        shown.contains("4 to add, 0 to change, 0 to destroy"),
+        "{shown}"
+    );
+    let id = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Run"))
+        .unwrap()
+        .trim()
+        .to_string();
 
     let out = c.cli(&["run", "approve", &id, "--wait", "--reason", "ticket-42"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = c.cli(&["run", "show", &id]);
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success());
     assert!(shown.contains("State      applied"), "{shown}");
-    assert!(shown.contains("pool_name = \"gpu-a100-us-east-1\""), "{shown}");
+    assert!(
+        shown.contains("pool_name = \"gpu-a100-us-east-1\""),
+        "{shown}"
+    );
     assert!(shown.contains("gpu_total = 3"), "{shown}");
-    assert!(shown.contains("tester       approved: ticket-42"), "the approver and reason are recorded:\n{shown}");
+    assert!(
+        shown.contains("tester       approved: ticket-42"),
+        "the approver and reason are recorded:\n{shown}"
+    );
     assert!(shown.contains("commit abc123"), "{shown}");
 
     let out = c.cli(&["run", "show", &id, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outputs"]["node_ids"]["value"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["outputs"]["node_ids"]["value"].as_array().unwrap().len(),
+        3
+    );
     assert_eq!(v["plan_attempts"], 1);
 
     let out = c.cli(&["run", "logs", &id]);
     let logs = String::from_utf8_lossy(&out.stdout).to_string();
-    for want in ["── plan (attempt 1) ──", "Plan: 4 to add, 0 to change, 0 to destroy.", "── apply (attempt 1) ──", "node 2 of gpu-a100-us-east-1 ready", "Apply complete! Resources: 4 added, 0 changed, 0 destroyed."] {
+    for want in [
+        "── plan (attempt 1) ──",
+        "Plan: 4 to add, 0 to change, 0 to destroy.",
+        "── apply (attempt 1) ──",
+        "node 2 of gpu-a100-us-east-1 ready",
+        "Apply complete! Resources: 4 added, 0 changed, 0 destroyed.",
+    ] {
         assert!(logs.contains(want), "log lacks {want:?}:\n{logs}");
     }
     assert_eq!(c.tofu_starts(&id, "apply"), 1);
@@ -50,13 +94,31 @@ async fn auto_approve_skips_the_wait_and_an_unchanged_plan_ends_planned_no_chang
     let id = c.submit(&gpu, "fleet/eu", &["--auto-approve"]);
     let r = c.wait_state(&id, &["applied"], T).await;
     let states: Vec<&str> = r.transitions.iter().map(|t| t.to_state.as_str()).collect();
-    assert_eq!(states, ["queued", "planning", "planned", "approved", "applying", "applied"]);
+    assert_eq!(
+        states,
+        ["queued", "planning", "planned", "approved", "applying", "applied"]
+    );
 
     // Same module, same variables: nothing to do.
-    let out = c.cli(&["run", "submit", gpu.to_str().unwrap(), "-w", "fleet/eu", "--auto-approve", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c.cli(&[
+        "run",
+        "submit",
+        gpu.to_str().unwrap(),
+        "-w",
+        "fleet/eu",
+        "--auto-approve",
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("State      planned_no_changes"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already stored"), "the identical bundle is stored once");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already stored"),
+        "the identical bundle is stored once"
+    );
 
     // A destroy run removes everything (and runs the destroy-time provisioners).
     let id = c.submit(&gpu, "fleet/eu", &["--destroy", "--auto-approve"]);
@@ -75,7 +137,11 @@ async fn plan_only_stops_at_planned_and_reject_is_final() {
     c.wait_state(&id, &["planned"], T).await;
     let out = c.cli(&["run", "approve", &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not awaiting_approval"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not awaiting_approval"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let id = c.submit(&gpu, "w/rejected", &[]);
     c.wait_state(&id, &["awaiting_approval"], T).await;
@@ -83,7 +149,15 @@ async fn plan_only_stops_at_planned_and_reject_is_final() {
     assert!(out.status.success());
     let r = c.run(&id).await;
     assert_eq!(r.state, "rejected");
-    assert_eq!(c.tofu_starts(&id, "apply"), 0, "a rejected plan is never applied");
+    assert_eq!(
+        c.tofu_starts(&id, "apply"),
+        0,
+        "a rejected plan is never applied"
+    );
     let out = c.cli(&["run", "show", &id]);
-    assert_eq!(out.status.code(), Some(2), "run show exits 2 for a run that did not succeed");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "run show exits 2 for a run that did not succeed"
+    );
 }

@@ -461,11 +461,6 @@ fn mode_of(f: &args::Flags, json: bool) -> Result<Mode, Failure> {
     }
 }
 
-fn interrupt_notice(ui: &Ui) {
-    ui.log("Interrupt received.\nPlease wait for OpenTofu to exit or data loss may occur.\nGracefully shutting down...");
-    ui.log("Stopping operation...");
-}
-
 /// The saved plan file (opaque to everyone but the stand-in).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PlanFile {
@@ -484,6 +479,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     let f = parse_flags(a, PLAN_FLAGS)?;
     let json = f.bool("json");
     let ui = Ui { json };
+    signals::notice_on_interrupt(json);
     ui.version_line();
     let mode = mode_of(&f, json)?;
     if let Some(out) = f.value("out") {
@@ -508,7 +504,6 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     let result = (|| {
         let prior = be.read().map_err(|d| fail(json, d))?;
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "plan") {
-            interrupt_notice(&ui);
             return Err(fail(json, Diag::error("execution halted", "")));
         }
         let walk = Walk {
@@ -590,6 +585,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
         return Ok(1);
     }
+    signals::notice_on_interrupt(json);
     ui.version_line();
     let (m, vars, mode, saved) = match &plan_path {
         Some(p) => {
@@ -654,7 +650,6 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             }
         }
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "apply") {
-            interrupt_notice(&ui);
             return Err(fail(json, Diag::error("execution halted", "")));
         }
         let planner = Walk {
@@ -682,9 +677,6 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             apply: true,
         };
         let out = walk.run();
-        if out.interrupted {
-            interrupt_notice(&ui);
-        }
         // Persist whatever was done, even on failure or interrupt.
         let persisted = match engine::new_state(&prior, &out, &m, mode) {
             Some(st) => {

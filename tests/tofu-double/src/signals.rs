@@ -51,3 +51,16 @@ pub fn sleep(d: std::time::Duration) -> bool {
     }
     !interrupted()
 }
+
+/// Prints OpenTofu's interrupt notice as soon as the first signal arrives (as `RunOperation`
+/// does), in the command's output format.
+pub fn notice_on_interrupt(json: bool) {
+    std::thread::spawn(move || {
+        while !interrupted() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let ui = crate::ui::Ui { json };
+        ui.log("Interrupt received.\nPlease wait for OpenTofu to exit or data loss may occur.\nGracefully shutting down...");
+        ui.log("Stopping operation...");
+    });
+}
