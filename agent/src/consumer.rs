@@ -93,7 +93,7 @@ pub struct Slot {
 }
 
 enum Got {
-    Task(v1::TaskSpec, u64),
+    Task(Box<v1::TaskSpec>, u64),
     Nothing,
 }
 
@@ -121,7 +121,7 @@ impl Slot {
                     });
                     self.leases.insert(&spec.task_id, held.clone());
                     let task_id = spec.task_id.clone();
-                    self.runner.run(spec, epoch, &held).await;
+                    self.runner.run(*spec, epoch, &held).await;
                     self.leases.remove(&task_id);
                     watcher.abort();
                     drop(permit);
@@ -248,7 +248,7 @@ impl Slot {
                 match (r.granted, r.spec) {
                     (true, Some(spec)) => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
-                        Ok(Got::Task(spec, r.epoch))
+                        Ok(Got::Task(Box::new(spec), r.epoch))
                     }
                     _ => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, reason = %r.reason, redelivered = d.redelivered, "claim refused; message dropped");

@@ -63,6 +63,7 @@ fn stop(h: &Held, why: StopReason) {
 }
 
 /// Heartbeats until `shutdown`; `draining` is reported once set.
+#[allow(clippy::too_many_arguments)]
 pub async fn heartbeat_loop(
     mut client: AgentServiceClient<Channel>,
     agent_id: String,

@@ -33,7 +33,7 @@ fn kind(k: i32) -> &'static str {
 pub fn run_json(r: &v1::Run) -> serde_json::Value {
     let outputs: serde_json::Value =
         serde_json::from_str(&r.outputs_json).unwrap_or(serde_json::Value::Null);
-    let s = r.summary.clone().unwrap_or_default();
+    let s = r.summary.unwrap_or_default();
     serde_json::json!({
         "id": r.id, "workspace": r.workspace, "pool": r.pool, "kind": kind(r.kind), "state": r.state,
         "bundle_digest": r.bundle_digest, "plan_digest": r.plan_digest, "auto_approve": r.auto_approve,
@@ -54,7 +54,7 @@ pub fn print_run(r: &v1::Run, json: bool) {
         );
         return;
     }
-    let s = r.summary.clone().unwrap_or_default();
+    let s = r.summary.unwrap_or_default();
     println!("Run        {}", r.id);
     println!("Workspace  {}", r.workspace);
     println!("State      {}", r.state);

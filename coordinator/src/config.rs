@@ -122,7 +122,7 @@ impl Config {
             let flag = format!("--{}", k.replace('_', "-"));
             match v {
                 toml::Value::Array(items) => {
-                    let joined: Vec<String> = items.iter().map(|i| toml_scalar(i)).collect();
+                    let joined: Vec<String> = items.iter().map(toml_scalar).collect();
                     args.push(flag);
                     args.push(joined.join(","));
                 }

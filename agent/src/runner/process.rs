@@ -31,6 +31,7 @@ fn signal_group(pgid: i32, sig: Signal) {
 
 /// Runs `bin args` in `dir` with exactly `env`. With `capture`, stdout is returned instead of
 /// streamed (for `show -json` / `output -json`, whose output is data, not log).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     bin: &str,
     args: &[String],

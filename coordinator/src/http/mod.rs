@@ -126,26 +126,20 @@ async fn authenticate(app: &App, headers: &HeaderMap, workspace: &str) -> Result
     }
 }
 
-fn lock_id_of(body: &[u8]) -> Result<Option<String>, Response> {
+/// The lock ID in a LockInfo body (`None` for an empty body); the error is a 400 message.
+fn lock_id_of(body: &[u8]) -> Result<Option<String>, String> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(None);
     }
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        text(
-            StatusCode::BAD_REQUEST,
-            format!("lock info is not JSON: {e}"),
-        )
-    })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("lock info is not JSON: {e}"))?;
     let id = v
         .get("ID")
         .and_then(|x| x.as_str())
         .unwrap_or_default()
         .to_string();
     if id.is_empty() || id.len() > 255 {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            "lock info needs an ID of 1-255 characters",
-        ));
+        return Err("lock info needs an ID of 1-255 characters".into());
     }
     Ok(Some(id))
 }
@@ -234,7 +228,7 @@ async fn state(
                 Ok(None) => {
                     return text(StatusCode::BAD_REQUEST, "LOCK needs the lock info as body")
                 }
-                Err(r) => return r,
+                Err(m) => return text(StatusCode::BAD_REQUEST, m),
             };
             match app
                 .store
@@ -263,7 +257,7 @@ async fn state(
             let id = match lock_id_of(&body) {
                 Ok(Some(id)) => id,
                 Ok(None) => held.lock_id.clone(),
-                Err(r) => return r,
+                Err(m) => return text(StatusCode::BAD_REQUEST, m),
             };
             match app.store.unlock_state(&workspace, &id, &task.id).await {
                 Ok(true) => StatusCode::OK.into_response(),

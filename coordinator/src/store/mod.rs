@@ -898,7 +898,7 @@ impl Store {
         let actor = &req.agent_id;
         match (t.phase, outcome) {
             (Phase::Plan, v1::Outcome::Succeeded) => {
-                let sm = req.summary.clone().unwrap_or_default();
+                let sm = req.summary.unwrap_or_default();
                 sqlx::query("UPDATE runs SET has_changes = $1, add_count = $2, change_count = $3, destroy_count = $4 WHERE id = $5")
                     .bind(req.has_changes as i64)
                     .bind(sm.add as i64)

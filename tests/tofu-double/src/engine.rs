@@ -11,6 +11,11 @@ use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::time::{Duration, Instant, SystemTime};
 
+/// One output's planned change: name, action, before, after, sensitive.
+pub type OutputChange = (String, &'static str, Option<Value>, Option<Value>, bool);
+/// Instance keys of a resource with their `count`/`each` bindings, and the `each` mode.
+type Expansion = (Vec<(Option<Value>, Value)>, Option<String>);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -387,11 +392,7 @@ impl Walk<'_> {
     }
 
     /// Expands `count` / `for_each` into instance keys with their `count`/`each` bindings.
-    fn expand(
-        &self,
-        r: &ResourceDecl,
-        resources: &Map<String, Value>,
-    ) -> Result<(Vec<(Option<Value>, Value)>, Option<String>), Diag> {
+    fn expand(&self, r: &ResourceDecl, resources: &Map<String, Value>) -> Result<Expansion, Diag> {
         let ctx = self.scope_ctx(resources);
         let at = format!("terraform_data.{}", r.name);
         if let Some(c) = &r.count {
@@ -1227,7 +1228,7 @@ pub fn output_changes(
     prior: &Option<StateFile>,
     outputs: &Map<String, Value>,
     mode: Mode,
-) -> Vec<(String, &'static str, Option<Value>, Option<Value>, bool)> {
+) -> Vec<OutputChange> {
     let mut out = Vec::new();
     let before = |n: &str| {
         prior
@@ -1267,10 +1268,7 @@ pub fn output_changes(
     out
 }
 
-pub fn has_changes(
-    changes: &[Change],
-    outs: &[(String, &'static str, Option<Value>, Option<Value>, bool)],
-) -> bool {
+pub fn has_changes(changes: &[Change], outs: &[OutputChange]) -> bool {
     changes.iter().any(|c| c.action != Action::NoOp) || outs.iter().any(|o| o.1 != "no-op")
 }
 
@@ -1460,7 +1458,7 @@ pub fn plan_json(
 pub fn report_plan(
     ui: &Ui,
     changes: &[Change],
-    outs: &[(String, &'static str, Option<Value>, Option<Value>, bool)],
+    outs: &[OutputChange],
     mode: Mode,
     with_summary: bool,
 ) {

@@ -168,6 +168,7 @@ fn lock_error(holder: &Value, msg: &str) -> Diag {
     )
 }
 
+#[allow(clippy::large_enum_variant)] // one per process
 pub enum Backend {
     Local {
         path: PathBuf,
