@@ -771,6 +771,7 @@ impl Walk<'_> {
             return Ok(());
         }
         if signals::interrupted() {
+            signals::announce();
             return Err(None);
         }
         let a = c.addr();
@@ -826,6 +827,7 @@ impl Walk<'_> {
                 let mut next_progress = started + Duration::from_secs(10);
                 while Instant::now() < end {
                     if signals::interrupted() {
+                        signals::announce();
                         self.errored(&a, &ro, phase, started);
                         return Err(None);
                     }
@@ -1043,6 +1045,7 @@ impl Walk<'_> {
             }
             if status.is_none() {
                 if signals::interrupted() && !killed {
+                    signals::announce();
                     let _ = child.kill();
                     killed = true;
                 }

@@ -43,6 +43,7 @@ pub fn sleep(d: std::time::Duration) -> bool {
     let end = std::time::Instant::now() + d;
     while std::time::Instant::now() < end {
         if interrupted() {
+            announce();
             return false;
         }
         std::thread::sleep(
@@ -52,15 +53,29 @@ pub fn sleep(d: std::time::Duration) -> bool {
     !interrupted()
 }
 
-/// Prints OpenTofu's interrupt notice as soon as the first signal arrives (as `RunOperation`
-/// does), in the command's output format.
+static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints OpenTofu's interrupt notice once, in the command's output format. Called by the
+/// watcher thread and by any code that notices the interrupt first (before it acts on it).
+pub fn announce() {
+    if !interrupted() || ANNOUNCED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let ui = crate::ui::Ui {
+        json: JSON.load(Ordering::SeqCst),
+    };
+    ui.log("Interrupt received.\nPlease wait for OpenTofu to exit or data loss may occur.\nGracefully shutting down...");
+    ui.log("Stopping operation...");
+}
+
+/// Announces the first signal as soon as it arrives (as OpenTofu's `RunOperation` does).
 pub fn notice_on_interrupt(json: bool) {
+    JSON.store(json, Ordering::SeqCst);
     std::thread::spawn(move || {
         while !interrupted() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let ui = crate::ui::Ui { json };
-        ui.log("Interrupt received.\nPlease wait for OpenTofu to exit or data loss may occur.\nGracefully shutting down...");
-        ui.log("Stopping operation...");
+        announce();
     });
 }
