@@ -640,11 +640,16 @@ impl Walk<'_> {
                         .map(|x| x.vals.object())
                         .unwrap_or(Value::Null)
                 } else {
-                    change
+                    // While planning, a changing resource's computed `output` is unknown.
+                    let mut o = change
                         .after
                         .as_ref()
                         .map(Vals::object)
-                        .unwrap_or(Value::Null)
+                        .unwrap_or(Value::Null);
+                    if change.action != Action::NoOp && o.is_object() {
+                        o["output"] = eval::unknown_like(&o["input"]);
+                    }
+                    o
                 };
                 Self::bind(&mut resources, &r.name, &key, obj.clone(), &each);
                 planned.push((change, i, obj));
@@ -979,9 +984,18 @@ impl Walk<'_> {
             &format!("{a}: Provisioning with 'local-exec'..."),
             json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
         );
-        self.ui.human(&format!(
-            "{a}: Provisioning with 'local-exec'...\n{a} (local-exec): Executing: {:?}",
+        let executing = format!(
+            "Executing: {:?}",
             [interpreter.clone(), vec![command.clone()]].concat()
+        );
+        self.ui.line(
+            "info",
+            "provision_progress",
+            &format!("{a}: (local-exec): {executing}"),
+            json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": executing}}),
+        );
+        self.ui.human(&format!(
+            "{a}: Provisioning with 'local-exec'...\n{a} (local-exec): {executing}"
         ));
         let Some((prog, args)) = interpreter.split_first() else {
             return Err(perr("empty interpreter".into()));
@@ -1036,7 +1050,7 @@ impl Walk<'_> {
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(line) => {
-                    self.ui.line("info", "provision_progress", &format!("{a} (local-exec): {line}"), json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": line}}));
+                    self.ui.line("info", "provision_progress", &format!("{a}: (local-exec): {line}"), json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": line}}));
                     self.ui.human(&format!("{a} (local-exec): {line}"));
                     continue;
                 }
@@ -1373,17 +1387,23 @@ pub fn plan_json(
         };
         let (after, after_unknown, after_s) = match &c.after {
             Some(x) => {
-                let (v, u) = rc_values(x);
-                let u = if c.action == Action::Create || c.action == Action::Replace {
-                    let mut u = if u.is_object() { u } else { json!({}) };
-                    if x.input.as_ref().is_some_and(eval::is_unknown) || x.input.is_none() {
-                        u["output"] = json!(true);
+                // `output` is computed: unknown until apply whenever the resource changes.
+                let mut planned = x.object();
+                if c.action != Action::NoOp {
+                    planned["output"] = json!(UNKNOWN);
+                }
+                let (v, u) = eval::split_unknown(&planned);
+                let mut sens = serde_json::Map::new();
+                for k in ["input", "output", "triggers_replace"] {
+                    if x.input
+                        .as_ref()
+                        .is_some_and(|i| i.is_object() || i.is_array())
+                        && k != "triggers_replace"
+                    {
+                        sens.insert(k.into(), json!({}));
                     }
-                    u
-                } else {
-                    u
-                };
-                (v, u, json!({}))
+                }
+                (v, u, Value::Object(sens))
             }
             None => (Value::Null, json!(false), json!(false)),
         };

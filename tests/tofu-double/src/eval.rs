@@ -28,28 +28,73 @@ pub fn is_unknown(v: &Value) -> bool {
     }
 }
 
-/// Replaces unknown leaves with `null` and returns the `after_unknown` mirror.
-pub fn split_unknown(v: &Value) -> (Value, Value) {
+/// A value of the same shape as `v` whose every leaf is unknown (so traversals like
+/// `terraform_data.x.output.name` still evaluate, to an unknown).
+pub fn unknown_like(v: &Value) -> Value {
     match v {
-        Value::String(s) if s.contains(UNKNOWN) => (Value::Null, Value::Bool(true)),
-        Value::Array(a) => {
-            let (vals, unk): (Vec<_>, Vec<_>) = a.iter().map(split_unknown).unzip();
-            (Value::Array(vals), Value::Array(unk))
-        }
-        Value::Object(o) => {
-            let mut vals = serde_json::Map::new();
-            let mut unk = serde_json::Map::new();
-            for (k, x) in o {
-                let (a, b) = split_unknown(x);
-                vals.insert(k.clone(), a);
-                if b != Value::Bool(false) && b != json!({}) && b != json!([]) {
-                    unk.insert(k.clone(), b);
-                }
-            }
-            (Value::Object(vals), Value::Object(unk))
-        }
-        other => (other.clone(), Value::Bool(false)),
+        Value::Array(a) => Value::Array(a.iter().map(unknown_like).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), unknown_like(x)))
+                .collect(),
+        ),
+        _ => Value::String(UNKNOWN.to_string()),
     }
+}
+
+/// Splits a planned value into its known part and the `after_unknown` mirror, as `jsonplan`
+/// does: unknown object attributes are left out of the known part (unknown list elements become
+/// `null`), and the mirror has `true` at each unknown leaf.
+pub fn split_unknown(v: &Value) -> (Value, Value) {
+    fn go(v: &Value) -> (Option<Value>, Value) {
+        match v {
+            Value::String(s) if s.contains(UNKNOWN) => (None, Value::Bool(true)),
+            Value::Array(a) => {
+                let (vals, unk): (Vec<_>, Vec<_>) = a.iter().map(go).unzip();
+                let any = unk
+                    .iter()
+                    .any(|u| u != &Value::Bool(false) && u != &json!({}) && u != &json!([]));
+                let unk = if any {
+                    Value::Array(
+                        unk.into_iter()
+                            .map(|u| {
+                                if u == Value::Bool(false) {
+                                    json!(false)
+                                } else {
+                                    u
+                                }
+                            })
+                            .collect(),
+                    )
+                } else {
+                    json!([])
+                };
+                (
+                    Some(Value::Array(
+                        vals.into_iter().map(|x| x.unwrap_or(Value::Null)).collect(),
+                    )),
+                    unk,
+                )
+            }
+            Value::Object(o) => {
+                let mut vals = serde_json::Map::new();
+                let mut unk = serde_json::Map::new();
+                for (k, x) in o {
+                    let (a, b) = go(x);
+                    if let Some(a) = a {
+                        vals.insert(k.clone(), a);
+                    }
+                    if b != Value::Bool(false) && b != json!({}) && b != json!([]) {
+                        unk.insert(k.clone(), b);
+                    }
+                }
+                (Some(Value::Object(vals)), Value::Object(unk))
+            }
+            other => (Some(other.clone()), Value::Bool(false)),
+        }
+    }
+    let (a, b) = go(v);
+    (a.unwrap_or(Value::Null), b)
 }
 
 /// The cty type of a JSON value as OpenTofu writes it in state and outputs.
@@ -568,8 +613,15 @@ mod tests {
         let v = json!({"id": UNKNOWN, "input": "a"});
         assert!(is_unknown(&v));
         let (after, unk) = split_unknown(&v);
-        assert_eq!(after, json!({"id": null, "input": "a"}));
+        assert_eq!(
+            after,
+            json!({"input": "a"}),
+            "unknown attributes are left out"
+        );
         assert_eq!(unk, json!({"id": true}));
+        let (after, unk) = split_unknown(&json!({"input": {"pool": UNKNOWN, "gpu": "a100"}}));
+        assert_eq!(after, json!({"input": {"gpu": "a100"}}));
+        assert_eq!(unk, json!({"input": {"pool": true}}));
         assert_eq!(
             cty_type(&json!({"a": [1, "x"]})),
             json!(["object", {"a": ["tuple", ["number", "string"]]}])

@@ -92,7 +92,10 @@ fn attr_key(line: &(i32, String)) -> Option<(&str, &str)> {
         && key
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '"');
-    ok.then_some((key, rest))
+    // A value that continues on the next lines (`x = {`) is not aligned with its neighbours.
+    let (opens, closes, _, heredoc) = scan(rest);
+    let single_line = opens <= closes && heredoc.is_none();
+    (ok && single_line).then_some((key, rest))
 }
 
 /// Counts bracket opens/closes outside strings and comments; returns a heredoc terminator if the
@@ -161,5 +164,8 @@ mod tests {
         );
         let good = "variable \"a\" {\n  type    = string\n  default = \"x\"\n}\n";
         assert_eq!(format(good), good);
+        // As `terraform fmt` leaves it: a multi-line value is not aligned with its neighbours.
+        let multi = "locals {\n  pool_name = \"x\"\n  labels = {\n    a = 1\n  }\n}\n";
+        assert_eq!(format(multi), multi);
     }
 }
