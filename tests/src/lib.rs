@@ -247,7 +247,11 @@ impl Cluster {
             .args(&self.extra_coordinator_args)
             .arg("--ready-file")
             .arg(&ready)
-            .env("TOFUFLOW_LOG", "info,tofuflow_coordinator=debug")
+            .env(
+                "TOFUFLOW_LOG",
+                std::env::var("TOFUFLOW_E2E_LOG")
+                    .unwrap_or_else(|_| "info,tofuflow_coordinator=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -319,7 +323,11 @@ impl Cluster {
         .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
         .arg("--ready-file")
         .arg(&ready)
-        .env("TOFUFLOW_LOG", "info,tofuflow_agent=debug")
+        .env(
+            "TOFUFLOW_LOG",
+            std::env::var("TOFUFLOW_E2E_LOG")
+                .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
+        )
         .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
         .envs(&opts.env)
         .stdin(Stdio::null())

@@ -45,6 +45,7 @@ impl Client {
     }
 
     fn send_once(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Response, String> {
+        crate::ui::tf_log("DEBUG", &format!("[http backend] {method} {url}"));
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             format!("unsupported URL {url:?}: the stand-in speaks plain http only")
         })?;

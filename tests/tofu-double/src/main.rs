@@ -96,6 +96,19 @@ fn run(argv: Vec<String>) -> i32 {
         return 127;
     }
     let cmd = rest.remove(0);
+    ui::tf_log(
+        "INFO",
+        &format!("OpenTofu version: {} (tofu-double)", ui::VERSION),
+    );
+    ui::tf_log(
+        "INFO",
+        &format!(
+            "CLI args: {:?}",
+            std::iter::once(cmd.as_str())
+                .chain(rest.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+        ),
+    );
     let (words, rest): (Vec<&str>, Vec<String>) = if cmd == "state" && !rest.is_empty() {
         let sub = rest[0].clone();
         let words = vec![

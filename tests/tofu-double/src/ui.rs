@@ -207,3 +207,45 @@ mod tests {
         assert_eq!(rfc3339_secs(leap), "2000-02-29T00:00:00Z");
     }
 }
+
+/// `TF_LOG` (TRACE, DEBUG, INFO, WARN, ERROR, JSON; `off` or unset = silent) to stderr, or appended
+/// to `TF_LOG_PATH` (honoured only when `TF_LOG` is set, as in OpenTofu).
+pub fn tf_log(level: &str, msg: &str) {
+    let Ok(setting) = std::env::var("TF_LOG") else {
+        return;
+    };
+    let rank = |l: &str| match l.to_ascii_uppercase().as_str() {
+        "TRACE" | "JSON" => 0,
+        "DEBUG" => 1,
+        "INFO" => 2,
+        "WARN" => 3,
+        "ERROR" => 4,
+        _ => 9,
+    };
+    if setting.is_empty() || setting.eq_ignore_ascii_case("off") || rank(level) < rank(&setting) {
+        return;
+    }
+    let ts = rfc3339_micros(SystemTime::now());
+    let line = if setting.eq_ignore_ascii_case("json") {
+        format!(
+            "{}\n",
+            json!({"@level": level.to_ascii_lowercase(), "@message": msg, "@timestamp": ts})
+        )
+    } else {
+        format!("{ts} [{}] {msg}\n", level.to_ascii_uppercase())
+    };
+    match std::env::var("TF_LOG_PATH") {
+        Ok(p) if !p.is_empty() => {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        _ => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}

@@ -428,8 +428,31 @@ fn variables_follow_opentofus_precedence_and_cli_args_env() {
     let missing = tofu(&d2, &["plan", "-input=false"], &[]);
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("No value for required variable"));
-    let ok = tofu(&d, &["-chdir=.", "plan", "-json"], &[]);
+    let ok = tofu(&d, &["-chdir=.", "plan", "-json"], &[("TF_LOG", "info")]);
     assert_eq!(ok.code, 0);
+    assert!(
+        ok.stderr.contains("[INFO] CLI args:"),
+        "TF_LOG writes to stderr: {}",
+        ok.stderr
+    );
+    let log = d.join("tofu.log");
+    let quiet = tofu(
+        &d,
+        &["plan"],
+        &[("TF_LOG", "debug"), ("TF_LOG_PATH", log.to_str().unwrap())],
+    );
+    assert!(
+        !quiet.stderr.contains("[INFO]")
+            && std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("OpenTofu version")
+    );
+    assert!(
+        !tofu(&d, &["plan"], &[("TF_LOG_PATH", log.to_str().unwrap())])
+            .stderr
+            .contains("[INFO]"),
+        "TF_LOG_PATH alone does nothing"
+    );
     let auto = tofu(&d, &["apply", "-json"], &[]);
     assert!(
         auto.stdout.contains("Plan file or auto-approve required"),
