@@ -369,6 +369,18 @@ async fn new_task(
     Ok(id)
 }
 
+/// "name (id)" for an agent, as the audit trail shows it.
+async fn agent_label(c: &mut AnyConnection, agent_id: &str) -> Result<String> {
+    let row = sqlx::query("SELECT name FROM agents WHERE id = $1")
+        .bind(agent_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(match row {
+        Some(r) => format!("{} ({agent_id})", s(&r, "name")?),
+        None => agent_id.to_string(),
+    })
+}
+
 /// Releases a state lock held by a task's lease (the fence: its lock ID is now worthless).
 async fn release_task_lock(c: &mut AnyConnection, task_id: &str) -> Result<u64> {
     Ok(sqlx::query("DELETE FROM state_locks WHERE task_id = $1")
@@ -675,6 +687,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let who = agent_label(&mut tx, agent_id).await?;
         transition(
             &mut tx,
             &run.id,
@@ -682,7 +695,7 @@ impl Store {
             to,
             agent_id,
             &format!(
-                "{} attempt {attempt} claimed by agent {agent_id}",
+                "{} attempt {attempt} claimed by agent {who}",
                 task.phase.as_str()
             ),
             now,
@@ -1307,7 +1320,8 @@ impl Store {
             let since = now - t.lease_expires_ms + policy.lease_ttl_ms;
             let lost = format!(
                 "agent {} stopped renewing its lease ({} ms without a heartbeat)",
-                t.agent_id, since
+                agent_label(&mut tx, &t.agent_id).await?,
+                since
             );
             sqlx::query("UPDATE task_attempts SET ended_ms = $1, outcome = 'lost' WHERE task_id = $2 AND attempt = $3")
                 .bind(now)

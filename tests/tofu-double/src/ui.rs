@@ -192,22 +192,6 @@ impl Ui {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = UNIX_EPOCH + Duration::from_micros(1_716_658_361_123_456);
-        assert_eq!(rfc3339_micros(t), "2024-05-25T17:32:41.123456Z");
-        assert_eq!(rfc3339_secs(t), "2024-05-25T17:32:41Z");
-        assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339_secs(leap), "2000-02-29T00:00:00Z");
-    }
-}
-
 /// `TF_LOG` (TRACE, DEBUG, INFO, WARN, ERROR, JSON; `off` or unset = silent) to stderr, or appended
 /// to `TF_LOG_PATH` (honoured only when `TF_LOG` is set, as in OpenTofu).
 pub fn tf_log(level: &str, msg: &str) {
@@ -247,5 +231,21 @@ pub fn tf_log(level: &str, msg: &str) {
         _ => {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_716_658_361_123_456);
+        assert_eq!(rfc3339_micros(t), "2024-05-25T17:32:41.123456Z");
+        assert_eq!(rfc3339_secs(t), "2024-05-25T17:32:41Z");
+        assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339_secs(leap), "2000-02-29T00:00:00Z");
     }
 }

@@ -368,8 +368,7 @@ fn saved_plans_refuse_a_moved_state_and_destroy_runs_destroy_provisioners() {
         .any(|l| l["hook"]["output"] == "draining node 1 of gpu-a100-eu-west-1"));
     let cs = lines
         .iter()
-        .filter(|l| l["type"] == "change_summary")
-        .last()
+        .rfind(|l| l["type"] == "change_summary")
         .unwrap();
     assert_eq!(cs["@message"], "Destroy complete! Resources: 3 destroyed.");
     assert_eq!(cs["changes"]["operation"], "destroy");
@@ -398,8 +397,7 @@ fn variables_follow_opentofus_precedence_and_cli_args_env() {
         assert_eq!(o.code, 0, "{}", o.stderr);
         o.lines()
             .into_iter()
-            .filter(|l| l["type"] == "outputs")
-            .last()
+            .rfind(|l| l["type"] == "outputs")
             .map(|l| l["outputs"]["n"]["value"].clone())
             .unwrap_or(Value::Null)
     };
@@ -580,10 +578,13 @@ fn sigint_stops_after_the_resource_in_progress_saves_state_and_exits_1() {
     );
 }
 
+/// A recorded request: method, path with query, Authorization, Content-MD5.
+type Request = (String, String, String, String);
+
 /// A recording `http` backend (the reference server's rules: 409 + holder on a held lock).
 struct Server {
     addr: String,
-    log: Arc<Mutex<Vec<(String, String, String, String)>>>, // method, path+query, auth, content-md5
+    log: Arc<Mutex<Vec<Request>>>,
     state: Arc<Mutex<Option<Vec<u8>>>>,
     lock: Arc<Mutex<Option<String>>>,
 }
