@@ -27,6 +27,7 @@ use tofuflow_proto::v1;
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// One AMQP connection shared by the slots, re-established when it breaks.
 pub struct Amqp {
@@ -121,7 +122,9 @@ impl Slot {
                     });
                     self.leases.insert(&spec.task_id, held.clone());
                     let task_id = spec.task_id.clone();
-                    self.runner.run(*spec, epoch, &held).await;
+                    let span = tracing::info_span!("task", run_id = %spec.run_id, task_id = %spec.task_id, attempt = spec.attempt, workspace = %spec.workspace, agent_id = %self.runner.agent_id);
+                    tofuflow_proto::telemetry::set_parent(&span, &spec.traceparent);
+                    self.runner.run(*spec, epoch, &held).instrument(span).await;
                     self.leases.remove(&task_id);
                     watcher.abort();
                     drop(permit);
@@ -230,12 +233,26 @@ impl Slot {
             }
         };
         let mut c = self.runner.client.clone();
+        // The run's trace rides in the AMQP header and goes on in the claim's gRPC metadata.
+        let traceparent = d.properties.headers().as_ref().and_then(|h| {
+            h.inner()
+                .iter()
+                .find(|(k, _)| k.as_str() == "traceparent")
+                .and_then(|(_, v)| match v {
+                    lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                    _ => None,
+                })
+        });
+        let req = v1::ClaimRequest {
+            agent_id: self.runner.agent_id.clone(),
+            task_id: env.task_id.clone(),
+            attempt: env.attempt,
+        };
         let claim = c
-            .claim(v1::ClaimRequest {
-                agent_id: self.runner.agent_id.clone(),
-                task_id: env.task_id.clone(),
-                attempt: env.attempt,
-            })
+            .claim(tofuflow_proto::telemetry::with_trace(
+                req,
+                traceparent.as_deref(),
+            ))
             .await;
         match claim {
             Ok(r) => {

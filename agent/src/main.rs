@@ -7,16 +7,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() {
     let cfg = tofuflow_agent::Config::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOFUFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cfg.log_format == "json" {
-        b.json().init();
-    } else {
-        b.with_ansi(false).init();
-    }
+    let _telemetry = match tofuflow_proto::telemetry::init("tofuflow-agent", &cfg.log_format) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
     tokio::spawn(async move {

@@ -8,6 +8,8 @@ pub mod v1 {
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
 pub const PROTOCOL_VERSION: u32 = 1;

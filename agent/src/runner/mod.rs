@@ -138,10 +138,14 @@ impl Runner {
         env.insert("TMPDIR".into(), wd.join("tmp").display().to_string());
         env.insert("TF_IN_AUTOMATION".into(), "1".into());
         env.insert("TF_INPUT".into(), "0".into());
-        let span: [u8; 8] = uuid::Uuid::new_v4().as_bytes()[..8]
+        // tofu joins the run's trace: as a child of this task's span when spans are exported,
+        // else of the run's trace with a fresh span id.
+        let fresh: [u8; 8] = uuid::Uuid::new_v4().as_bytes()[..8]
             .try_into()
             .unwrap_or([7; 8]);
-        if let Some(tp) = tofuflow_proto::child_traceparent(&spec.traceparent, span) {
+        let tp = tofuflow_proto::telemetry::traceparent_of(&tracing::Span::current())
+            .or_else(|| tofuflow_proto::child_traceparent(&spec.traceparent, fresh));
+        if let Some(tp) = tp {
             env.insert("TRACEPARENT".into(), tp);
         }
         if let Some(dir) = &self.cfg.plugin_cache_dir {
@@ -244,7 +248,6 @@ impl Runner {
 
     /// Runs a task to its end and reports the result. Never panics on task errors: every path
     /// ends in a Complete (or the coordinator has already fenced this attempt).
-    #[tracing::instrument(skip_all, fields(task_id = %spec.task_id, attempt = spec.attempt, run_id = %spec.run_id, workspace = %spec.workspace))]
     pub async fn run(&self, spec: v1::TaskSpec, epoch: u64, held: &Held) {
         let reporter = Reporter::start(
             self.client.clone(),

@@ -139,6 +139,9 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::ClaimRequest>,
     ) -> Result<Response<v1::ClaimResponse>, Status> {
+        if let Some(tp) = tofuflow_proto::telemetry::from_metadata(req.metadata()) {
+            tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &tp);
+        }
         let r = req.into_inner();
         match self
             .shared

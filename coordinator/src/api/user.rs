@@ -149,6 +149,8 @@ impl UserService for UserApi {
         req: Request<v1::SubmitRunRequest>,
     ) -> Result<Response<v1::Run>, Status> {
         let r = req.into_inner();
+        // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
+        tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &r.traceparent);
         require_actor(&r.actor)?;
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let pool = if r.pool.is_empty() {
@@ -194,7 +196,10 @@ impl UserService for UserApi {
             v1::RunKind::Destroy => RunKind::Destroy,
             _ => RunKind::PlanAndApply,
         };
-        let traceparent = if tofuflow_proto::valid_traceparent(&r.traceparent) {
+        let exported = tofuflow_proto::telemetry::traceparent_of(&tracing::Span::current());
+        let traceparent = if let Some(tp) = exported {
+            tp
+        } else if tofuflow_proto::valid_traceparent(&r.traceparent) {
             r.traceparent.clone()
         } else {
             let id = uuid::Uuid::new_v4();
