@@ -52,6 +52,50 @@ enum Cmd {
     /// Inspect agents.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Inspect, pull, roll back and lock the state the coordinator keeps per workspace.
+    #[command(subcommand)]
+    State(StateCmd),
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// List a workspace's state versions (newest first), its lock and its audit trail.
+    List { workspace: String },
+    /// Show one version: serial, lineage, digest, who wrote it, and what it holds.
+    Show {
+        workspace: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Print one version's state file (the latest by default) to stdout.
+    Pull {
+        workspace: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Make version N the current state again (a new version with N's exact content; refused
+    /// while locked).
+    Rollback {
+        workspace: String,
+        #[arg(long)]
+        to: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lock a workspace by hand: runs cannot take its state until it is unlocked.
+    Lock {
+        workspace: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Release your lock; with --force, release anyone's (an admin action, recorded).
+    Unlock {
+        workspace: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -419,6 +463,91 @@ async fn run(cli: Cli) -> Result<u8, String> {
             output::print_run(&r, json);
             Ok(code_for(&r.state))
         }
+        Cmd::State(StateCmd::List { workspace }) => {
+            let r = c
+                .list_state_versions(v1::StateRequest {
+                    workspace,
+                    version: 0,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_state_list(&r, json);
+            Ok(0)
+        }
+        Cmd::State(StateCmd::Show { workspace, version }) => {
+            let (info, data) = pull(&mut c, &workspace, version, &url).await?;
+            output::print_state(&info, &data, json);
+            Ok(0)
+        }
+        Cmd::State(StateCmd::Pull { workspace, version }) => {
+            let (_, data) = pull(&mut c, &workspace, version, &url).await?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&data)
+                .map_err(|e| e.to_string())?;
+            Ok(0)
+        }
+        Cmd::State(StateCmd::Rollback {
+            workspace,
+            to,
+            reason,
+        }) => {
+            let v = c
+                .rollback_state(v1::RollbackStateRequest {
+                    workspace: workspace.clone(),
+                    to_version: to,
+                    actor: who,
+                    reason,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            if json {
+                println!("{}", output::version_json(&v));
+            } else {
+                println!("workspace {workspace}: version {} now holds the content of version {to} (serial {})", v.version, v.serial);
+            }
+            Ok(0)
+        }
+        Cmd::State(StateCmd::Lock { workspace, reason }) => {
+            let l = c
+                .lock_state(v1::StateLockRequest {
+                    workspace: workspace.clone(),
+                    actor: who,
+                    reason,
+                    force: false,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            println!(
+                "workspace {workspace} locked by {} (lock {})",
+                l.owner, l.lock_id
+            );
+            Ok(0)
+        }
+        Cmd::State(StateCmd::Unlock {
+            workspace,
+            force,
+            reason,
+        }) => {
+            let l = c
+                .unlock_state(v1::StateLockRequest {
+                    workspace: workspace.clone(),
+                    actor: who,
+                    reason,
+                    force,
+                })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            println!(
+                "workspace {workspace} unlocked (the lock was {}'s)",
+                l.owner
+            );
+            Ok(0)
+        }
         Cmd::Agent(AgentCmd::List) => {
             let r = c
                 .list_agents(v1::ListAgentsRequest {})
@@ -429,6 +558,33 @@ async fn run(cli: Cli) -> Result<u8, String> {
             Ok(0)
         }
     }
+}
+
+/// Downloads one state version.
+async fn pull(
+    c: &mut UserServiceClient<Channel>,
+    workspace: &str,
+    version: Option<i64>,
+    url: &str,
+) -> Result<(v1::StateVersionInfo, Vec<u8>), String> {
+    let mut s = c
+        .get_state(v1::StateRequest {
+            workspace: workspace.to_string(),
+            version: version.unwrap_or(0),
+        })
+        .await
+        .map_err(|e| explain(url, e))?
+        .into_inner();
+    let mut info = None;
+    let mut data = Vec::new();
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.map_err(|e| explain(url, e))?;
+        if info.is_none() {
+            info = chunk.info;
+        }
+        data.extend_from_slice(&chunk.data);
+    }
+    Ok((info.unwrap_or_default(), data))
 }
 
 /// Follows a run until it ends or waits for approval, printing each transition.

@@ -174,6 +174,124 @@ pub fn print_agents(agents: &[v1::Agent], json: bool) {
     }
 }
 
+pub fn version_json(v: &v1::StateVersionInfo) -> serde_json::Value {
+    serde_json::json!({"version": v.version, "serial": v.serial, "lineage": v.lineage, "sha256": v.sha256, "size": v.size, "run_id": v.run_id, "attempt": v.attempt, "actor": v.actor, "created_unix_ms": v.created_unix_ms})
+}
+
+pub fn print_state_list(l: &v1::StateVersionList, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "versions": l.versions.iter().map(version_json).collect::<Vec<_>>(),
+            "lock": if l.lock_info.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&l.lock_info).unwrap_or(serde_json::Value::Null) },
+            "events": l.events.iter().map(|e| serde_json::json!({"version": e.version, "action": e.action, "actor": e.actor, "reason": e.reason, "unix_ms": e.unix_ms})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    if !l.lock_owner.is_empty() {
+        println!("LOCKED by {}", l.lock_owner);
+    }
+    println!(
+        "{:>7}  {:>6}  {:<36}  {:>8}  {:<24}  {:<36}  WRITTEN BY",
+        "VERSION", "SERIAL", "LINEAGE", "BYTES", "WRITTEN", "RUN"
+    );
+    for v in &l.versions {
+        println!(
+            "{:>7}  {:>6}  {:<36}  {:>8}  {:<24}  {:<36}  {}",
+            v.version,
+            v.serial,
+            v.lineage,
+            v.size,
+            date(v.created_unix_ms),
+            if v.run_id.is_empty() { "-" } else { &v.run_id },
+            v.actor
+        );
+    }
+    if !l.events.is_empty() {
+        println!("Audit");
+        for e in &l.events {
+            println!(
+                "  {}  {:<12} v{:<5} {:<12} {}",
+                date(e.unix_ms),
+                e.action,
+                e.version,
+                e.actor,
+                e.reason
+            );
+        }
+    }
+}
+
+pub fn print_state(v: &v1::StateVersionInfo, data: &[u8], json: bool) {
+    let st: serde_json::Value = serde_json::from_slice(data).unwrap_or(serde_json::Value::Null);
+    let resources: Vec<String> = st["resources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    format!(
+                        "{}{}.{} ({} instance{})",
+                        r["module"]
+                            .as_str()
+                            .map(|m| format!("{m}."))
+                            .unwrap_or_default(),
+                        r["type"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        r["instances"].as_array().map(|i| i.len()).unwrap_or(0),
+                        if r["instances"].as_array().map(|i| i.len()).unwrap_or(0) == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let outputs: Vec<String> = st["outputs"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    if json {
+        let mut j = version_json(v);
+        j["resources"] = serde_json::json!(resources);
+        j["outputs"] = serde_json::json!(outputs);
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        return;
+    }
+    println!("Version    {}", v.version);
+    println!("Serial     {}", v.serial);
+    println!("Lineage    {}", v.lineage);
+    println!("SHA-256    {}", v.sha256);
+    println!("Size       {} bytes", v.size);
+    println!(
+        "Written    {} by {}{}",
+        date(v.created_unix_ms),
+        v.actor,
+        if v.run_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (run {} attempt {})", v.run_id, v.attempt)
+        }
+    );
+    println!(
+        "Resources  {}",
+        if resources.is_empty() {
+            "none".to_string()
+        } else {
+            resources.join(", ")
+        }
+    );
+    println!(
+        "Outputs    {}",
+        if outputs.is_empty() {
+            "none".to_string()
+        } else {
+            outputs.join(", ")
+        }
+    );
+}
+
 /// Shows the message of a tofu `-json` line, or the line itself.
 pub fn render_line(line: &str) -> String {
     if line.starts_with('{') {

@@ -81,6 +81,24 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_MAX_BUNDLE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
 
+    /// Base64 of a 32-byte key: stored state is encrypted with AES-256-GCM under it.
+    #[arg(long, env = "TOFUFLOW_STATE_KEY", hide_env_values = true)]
+    pub state_key: Option<String>,
+
+    /// Previous state keys (comma-separated base64), readable only; versions under them are
+    /// re-encrypted with --state-key at start.
+    #[arg(
+        long,
+        env = "TOFUFLOW_OLD_STATE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub old_state_keys: Vec<String>,
+
+    /// State versions kept per workspace (the newest N; 0 keeps all).
+    #[arg(long, env = "TOFUFLOW_STATE_VERSIONS_KEEP", default_value_t = 100)]
+    pub state_versions_keep: i64,
+
     /// Write {"grpc": ADDR, "http": ADDR} here once listening (for scripts and tests).
     #[arg(long, env = "TOFUFLOW_READY_FILE")]
     pub ready_file: Option<std::path::PathBuf>,
@@ -138,6 +156,26 @@ impl Config {
         }
         args.extend(std::env::args().skip(1));
         Config::try_parse_from(args).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+
+    /// The state encryption keys from config.
+    pub fn keys(&self) -> Result<crate::store::crypt::Keys, String> {
+        let current = self
+            .state_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(crate::store::crypt::Key::from_base64)
+            .transpose()?;
+        let old = self
+            .old_state_keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .map(|k| crate::store::crypt::Key::from_base64(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        if current.is_none() && !old.is_empty() {
+            return Err("--old-state-keys needs --state-key (the key to rotate to)".into());
+        }
+        Ok(crate::store::crypt::Keys { current, old })
     }
 
     pub fn policy(&self) -> crate::store::Policy {

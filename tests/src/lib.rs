@@ -584,3 +584,127 @@ pub fn pids_matching(needle: &str) -> Vec<i32> {
     }
     out
 }
+
+/// One HTTP/1.1 request as OpenTofu's `http` backend client sends it (Basic auth, JSON body with
+/// `Content-MD5`); returns status and body.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<&[u8]>,
+    extra_headers: &[(&str, &str)],
+) -> (u16, String) {
+    use base64::Engine;
+    use md5::Digest;
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ));
+    }
+    for (k, v) in extra_headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+        if !extra_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-md5"))
+        {
+            req.push_str(&format!(
+                "Content-MD5: {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+            ));
+        }
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // Undo chunked transfer encoding if the server used it.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n.min(tail.len())]);
+            rest = tail.get(n + 2..).unwrap_or("");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+/// Takes the next task off a pool's queue and claims it, as an agent would (without running
+/// anything): returns the claim's task spec, with its state-backend credential.
+pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> (v1::TaskSpec, u64, String) {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    use prost::Message;
+    let ch = c.amqp().await;
+    let d = wait_for("a task message", Duration::from_secs(30), || {
+        let ch = ch.clone();
+        async move {
+            ch.basic_get(
+                format!("tofuflow.pool.{pool}").as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await
+            .ok()
+            .flatten()
+        }
+    })
+    .await;
+    let env = v1::TaskEnvelope::decode(d.delivery.data.as_slice()).expect("envelope");
+    d.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let chan = tonic::transport::Endpoint::from_shared(c.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut a = v1::agent_service_client::AgentServiceClient::new(chan);
+    let reg = a
+        .register(v1::RegisterRequest {
+            protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+            name: agent_name.into(),
+            pools: vec![pool.into()],
+            capacity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let r = a
+        .claim(v1::ClaimRequest {
+            agent_id: reg.agent_id.clone(),
+            task_id: env.task_id,
+            attempt: env.attempt,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.granted, "claim refused: {}", r.reason);
+    (r.spec.unwrap(), r.epoch, reg.agent_id)
+}

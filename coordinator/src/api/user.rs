@@ -105,6 +105,7 @@ fn require_actor(a: &str) -> Result<(), Status> {
 
 type RunStream = Pin<Box<dyn Stream<Item = Result<v1::Run, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<v1::LogLine, Status>> + Send>>;
+type StateStream = Pin<Box<dyn Stream<Item = Result<v1::StateChunk, Status>> + Send>>;
 
 impl UserApi {
     async fn full_run(&self, id: &str) -> Result<v1::Run, Status> {
@@ -440,6 +441,160 @@ impl UserService for UserApi {
                 })
                 .collect(),
         }))
+    }
+    async fn list_state_versions(
+        &self,
+        req: Request<v1::StateRequest>,
+    ) -> Result<Response<v1::StateVersionList>, Status> {
+        let r = req.into_inner();
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        let st = &self.shared.store;
+        let versions = st.list_state_versions(&r.workspace).await.map_err(status)?;
+        let events = st.state_events(&r.workspace).await.map_err(status)?;
+        let lock = st.state_lock(&r.workspace).await.map_err(status)?;
+        let (lock_owner, lock_info) = match lock {
+            Some(l) => (
+                serde_json::from_str::<serde_json::Value>(&l.info)
+                    .ok()
+                    .and_then(|v| v.get("Who").and_then(|w| w.as_str()).map(str::to_string))
+                    .unwrap_or(l.task_id),
+                l.info,
+            ),
+            None => (String::new(), String::new()),
+        };
+        Ok(Response::new(v1::StateVersionList {
+            versions: versions.into_iter().map(version_to_pb).collect(),
+            events: events
+                .into_iter()
+                .map(|e| v1::StateEventInfo {
+                    version: e.version,
+                    action: e.action,
+                    actor: e.actor,
+                    reason: e.reason,
+                    unix_ms: e.at_ms,
+                })
+                .collect(),
+            lock_owner,
+            lock_info,
+        }))
+    }
+
+    type GetStateStream = StateStream;
+
+    async fn get_state(
+        &self,
+        req: Request<v1::StateRequest>,
+    ) -> Result<Response<StateStream>, Status> {
+        let r = req.into_inner();
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        let (meta, data) = self
+            .shared
+            .store
+            .state_version(&r.workspace, (r.version > 0).then_some(r.version))
+            .await
+            .map_err(status)?;
+        let mut chunks: Vec<Result<v1::StateChunk, Status>> = data
+            .chunks(tofuflow_proto::CHUNK_BYTES)
+            .map(|c| {
+                Ok(v1::StateChunk {
+                    info: None,
+                    data: c.to_vec(),
+                })
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Ok(v1::StateChunk::default()));
+        }
+        if let Some(Ok(first)) = chunks.first_mut() {
+            first.info = Some(version_to_pb(meta));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn rollback_state(
+        &self,
+        req: Request<v1::RollbackStateRequest>,
+    ) -> Result<Response<v1::StateVersionInfo>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        let v = self
+            .shared
+            .store
+            .rollback_state(&r.workspace, r.to_version, &r.actor, &r.reason)
+            .await
+            .map_err(status)?;
+        tracing::warn!(workspace = %r.workspace, to = r.to_version, new_version = v, actor = %r.actor, "state rolled back");
+        let (meta, _) = self
+            .shared
+            .store
+            .state_version(&r.workspace, Some(v))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(version_to_pb(meta)))
+    }
+
+    async fn lock_state(
+        &self,
+        req: Request<v1::StateLockRequest>,
+    ) -> Result<Response<v1::StateLockInfo>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        match self
+            .shared
+            .store
+            .lock_state_human(&r.workspace, &r.actor, &r.reason)
+            .await
+            .map_err(status)?
+        {
+            Ok(id) => Ok(Response::new(v1::StateLockInfo {
+                lock_id: id,
+                owner: r.actor,
+                info: String::new(),
+            })),
+            Err(held) => Err(Status::failed_precondition(format!(
+                "workspace {:?} is already locked: {}",
+                r.workspace, held.info
+            ))),
+        }
+    }
+
+    async fn unlock_state(
+        &self,
+        req: Request<v1::StateLockRequest>,
+    ) -> Result<Response<v1::StateLockInfo>, Status> {
+        let r = req.into_inner();
+        require_actor(&r.actor)?;
+        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        let owner = self
+            .shared
+            .store
+            .unlock_state_human(&r.workspace, &r.actor, r.force, &r.reason)
+            .await
+            .map_err(status)?;
+        if r.force {
+            tracing::warn!(workspace = %r.workspace, actor = %r.actor, previous_owner = %owner, "state lock force-released");
+        }
+        Ok(Response::new(v1::StateLockInfo {
+            lock_id: String::new(),
+            owner,
+            info: String::new(),
+        }))
+    }
+}
+
+fn version_to_pb(m: store::StateVersionMeta) -> v1::StateVersionInfo {
+    v1::StateVersionInfo {
+        version: m.version,
+        serial: m.serial,
+        lineage: m.lineage,
+        sha256: m.sha256,
+        size: m.size,
+        run_id: m.run_id,
+        attempt: m.attempt,
+        actor: m.actor,
+        created_unix_ms: m.created_ms,
     }
 }
 

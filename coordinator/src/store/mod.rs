@@ -5,6 +5,7 @@
 //! (`UPDATE ... WHERE state = <expected>`), so two coordinators on one PostgreSQL, or a late
 //! report racing the lease reaper, can never both win.
 
+pub mod crypt;
 pub mod schema;
 
 use crate::error::{Error, Result};
@@ -166,6 +167,33 @@ pub struct Store {
     pool: AnyPool,
     postgres: bool,
     changes: tokio::sync::broadcast::Sender<String>,
+    keys: std::sync::Arc<crypt::Keys>,
+    /// State versions kept per workspace (the newest N; 0 keeps all).
+    keep_versions: i64,
+}
+
+/// A state version's metadata (no content).
+#[derive(Clone, Debug)]
+pub struct StateVersionMeta {
+    pub version: i64,
+    pub serial: i64,
+    pub lineage: String,
+    pub sha256: String,
+    pub size: i64,
+    pub run_id: String,
+    pub attempt: i64,
+    pub actor: String,
+    pub created_ms: i64,
+}
+
+/// An entry of a workspace's state audit trail.
+#[derive(Clone, Debug)]
+pub struct StateEvent {
+    pub version: i64,
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -432,6 +460,8 @@ impl Store {
             pool,
             postgres,
             changes: tokio::sync::broadcast::channel(1024).0,
+            keys: Default::default(),
+            keep_versions: 0,
         };
         store.migrate().await?;
         Ok(store)
@@ -1586,6 +1616,260 @@ impl Store {
         Ok(Some((t, run.workspace)))
     }
 
+    /// Sets the encryption keys and rotates every stored state version under the current key
+    /// (plaintext or an old key → current). Returns how many versions were rewritten.
+    pub async fn set_keys(&mut self, keys: crypt::Keys, keep_versions: i64) -> Result<u64> {
+        self.keys = std::sync::Arc::new(keys);
+        self.keep_versions = keep_versions;
+        let rows = sqlx::query("SELECT workspace, version, data FROM state_versions")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for r in rows {
+            let data = r.try_get::<Vec<u8>, _>("data")?;
+            if !self.keys.needs_rotation(&data) {
+                continue;
+            }
+            let ws = s(&r, "workspace")?;
+            let plain = self.keys.decrypt(&ws, &data).map_err(Error::Internal)?;
+            let fresh = self.keys.encrypt(&ws, &plain).map_err(Error::Internal)?;
+            sqlx::query(
+                "UPDATE state_versions SET data = $1 WHERE workspace = $2 AND version = $3",
+            )
+            .bind(fresh)
+            .bind(&ws)
+            .bind(i(&r, "version")?)
+            .execute(&self.pool)
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn open(&self, workspace: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        self.keys
+            .decrypt(workspace, &stored)
+            .map_err(Error::Internal)
+    }
+
+    pub async fn list_state_versions(&self, workspace: &str) -> Result<Vec<StateVersionMeta>> {
+        let rows = sqlx::query("SELECT version, serial, lineage, sha256, size, run_id, attempt, actor, created_ms FROM state_versions WHERE workspace = $1 ORDER BY version DESC")
+            .bind(workspace)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StateVersionMeta {
+                    version: i(r, "version")?,
+                    serial: i(r, "serial")?,
+                    lineage: s(r, "lineage")?,
+                    sha256: s(r, "sha256")?,
+                    size: i(r, "size")?,
+                    run_id: s(r, "run_id")?,
+                    attempt: i(r, "attempt")?,
+                    actor: s(r, "actor")?,
+                    created_ms: i(r, "created_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One version's content (the latest when `version` is `None`).
+    pub async fn state_version(
+        &self,
+        workspace: &str,
+        version: Option<i64>,
+    ) -> Result<(StateVersionMeta, Vec<u8>)> {
+        let row = match version {
+            Some(v) => sqlx::query("SELECT * FROM state_versions WHERE workspace = $1 AND version = $2").bind(workspace).bind(v).fetch_optional(&self.pool).await?,
+            None => sqlx::query("SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1").bind(workspace).fetch_optional(&self.pool).await?,
+        }
+        .ok_or_else(|| {
+            Error::NotFound(match version {
+                Some(v) => format!("workspace {workspace:?} has no state version {v}: list them with `tofuflow state list {workspace}`"),
+                None => format!("workspace {workspace:?} has no state yet"),
+            })
+        })?;
+        let meta = StateVersionMeta {
+            version: i(&row, "version")?,
+            serial: i(&row, "serial")?,
+            lineage: s(&row, "lineage")?,
+            sha256: s(&row, "sha256")?,
+            size: i(&row, "size")?,
+            run_id: s(&row, "run_id")?,
+            attempt: i(&row, "attempt")?,
+            actor: s(&row, "actor")?,
+            created_ms: i(&row, "created_ms")?,
+        };
+        let data = self.open(workspace, row.try_get::<Vec<u8>, _>("data")?)?;
+        Ok((meta, data))
+    }
+
+    async fn state_event(
+        &self,
+        c: &mut AnyConnection,
+        workspace: &str,
+        version: i64,
+        action: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO state_events (workspace, version, action, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(workspace)
+            .bind(version)
+            .bind(action)
+            .bind(actor)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn state_events(&self, workspace: &str) -> Result<Vec<StateEvent>> {
+        let rows = sqlx::query("SELECT version, action, actor, reason, at_ms FROM state_events WHERE workspace = $1 ORDER BY id")
+            .bind(workspace)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StateEvent {
+                    version: i(r, "version")?,
+                    action: s(r, "action")?,
+                    actor: s(r, "actor")?,
+                    reason: s(r, "reason")?,
+                    at_ms: i(r, "at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes version `to`'s content the newest version again (byte for byte), recording who and
+    /// why. Refused while the state is locked.
+    pub async fn rollback_state(
+        &self,
+        workspace: &str,
+        to: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<i64> {
+        let (meta, data) = self.state_version(workspace, Some(to)).await?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(l) = sqlx::query("SELECT owner FROM state_locks WHERE workspace = $1")
+            .bind(workspace)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Err(Error::Conflict(format!(
+                "workspace {workspace:?} is locked by {}: wait for it, or unlock it first",
+                s(&l, "owner")?
+            )));
+        }
+        let next = i(&sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM state_versions WHERE workspace = $1").bind(workspace).fetch_one(&mut *tx).await?, "v")?;
+        let stored = self
+            .keys
+            .encrypt(workspace, &data)
+            .map_err(Error::Internal)?;
+        sqlx::query("INSERT INTO state_versions (workspace, version, serial, lineage, sha256, size, data, run_id, attempt, actor, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9)")
+            .bind(workspace)
+            .bind(next)
+            .bind(meta.serial)
+            .bind(&meta.lineage)
+            .bind(&meta.sha256)
+            .bind(meta.size)
+            .bind(stored)
+            .bind(actor)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        let why = if reason.is_empty() {
+            format!("rollback to version {to}")
+        } else {
+            format!("rollback to version {to}: {reason}")
+        };
+        self.state_event(&mut tx, workspace, next, "rollback", actor, &why)
+            .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// A lock taken by a person (not by a run's lease). Runs wait or fail while it is held.
+    pub async fn lock_state_human(
+        &self,
+        workspace: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<String, StateLock>> {
+        let id = format!("human-{}", uuid::Uuid::new_v4());
+        let info = serde_json::json!({"ID": id, "Operation": "tofuflow state lock", "Info": reason, "Who": actor, "Version": "", "Created": "", "Path": ""}).to_string();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("INSERT INTO state_locks (workspace, lock_id, info, task_id, epoch, owner, created_ms) VALUES ($1, $2, $3, '', 0, $4, $5) ON CONFLICT (workspace) DO NOTHING")
+            .bind(workspace)
+            .bind(&id)
+            .bind(&info)
+            .bind(actor)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            drop(tx);
+            return Ok(Err(self
+                .state_lock(workspace)
+                .await?
+                .ok_or_else(|| Error::Conflict("lock vanished; retry".into()))?));
+        }
+        self.state_event(&mut tx, workspace, 0, "lock", actor, reason)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// Releases a person's lock; `force` (an admin's choice, recorded) releases anyone's lock,
+    /// including a run's.
+    pub async fn unlock_state_human(
+        &self,
+        workspace: &str,
+        actor: &str,
+        force: bool,
+        reason: &str,
+    ) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let Some(l) =
+            sqlx::query("SELECT lock_id, owner, task_id FROM state_locks WHERE workspace = $1")
+                .bind(workspace)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Err(Error::Conflict(format!(
+                "workspace {workspace:?} is not locked"
+            )));
+        };
+        let (owner, task) = (s(&l, "owner")?, s(&l, "task_id")?);
+        if !force && (owner != actor || !task.is_empty()) {
+            return Err(Error::PermissionDenied(format!(
+                "the lock on {workspace:?} belongs to {}{}: only its owner can unlock it; an admin can with --force (recorded)",
+                owner,
+                if task.is_empty() { String::new() } else { format!(" (task {task})") }
+            )));
+        }
+        sqlx::query("DELETE FROM state_locks WHERE workspace = $1")
+            .bind(workspace)
+            .execute(&mut *tx)
+            .await?;
+        let action = if force { "force-unlock" } else { "unlock" };
+        self.state_event(
+            &mut tx,
+            workspace,
+            0,
+            action,
+            actor,
+            &format!("{reason} (lock of {owner})"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(owner)
+    }
+
     pub async fn latest_state(&self, workspace: &str) -> Result<Option<StateVersion>> {
         let row = sqlx::query(
             "SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1",
@@ -1600,7 +1884,7 @@ impl Store {
                 lineage: s(&r, "lineage")?,
                 sha256: s(&r, "sha256")?,
                 size: i(&r, "size")?,
-                data: r.try_get::<Vec<u8>, _>("data")?,
+                data: self.open(workspace, r.try_get::<Vec<u8>, _>("data")?)?,
                 run_id: s(&r, "run_id")?,
                 actor: s(&r, "actor")?,
                 created_ms: i(&r, "created_ms")?,
@@ -1744,13 +2028,33 @@ impl Store {
             .bind(lineage)
             .bind(&sha)
             .bind(data.len() as i64)
-            .bind(data.to_vec())
+            .bind(self.keys.encrypt(workspace, data).map_err(Error::Internal)?)
             .bind(&task.run_id)
             .bind(task.attempt as i64)
             .bind(actor)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        self.state_event(
+            &mut tx,
+            workspace,
+            next,
+            "write",
+            actor,
+            &format!(
+                "serial {serial} by run {} attempt {}",
+                task.run_id, task.attempt
+            ),
+        )
+        .await?;
+        if self.keep_versions > 0 {
+            // Retention: the newest N versions stay; the latest is never removed.
+            sqlx::query("DELETE FROM state_versions WHERE workspace = $1 AND version <= $2")
+                .bind(workspace)
+                .bind(next - self.keep_versions)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(next)
     }

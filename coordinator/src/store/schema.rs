@@ -1,9 +1,10 @@
 //! Migrations: one list, written once in portable SQL; `{BLOB}` and `{AUTOID}` are the only
 //! words that differ between SQLite and PostgreSQL.
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE runs (
   id TEXT PRIMARY KEY,
   workspace TEXT NOT NULL,
@@ -143,7 +144,23 @@ CREATE TABLE state_locks (
   created_ms BIGINT NOT NULL
 )
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE state_events (
+  id {AUTOID},
+  workspace TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  action TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  at_ms BIGINT NOT NULL
+);
+CREATE INDEX state_events_by_workspace ON state_events (workspace, id)
+"#,
+    ),
+];
 
 /// Renders a migration for one backend.
 pub fn render(sql: &str, postgres: bool) -> String {

@@ -1,0 +1,380 @@
+//! The coordinator as OpenTofu's `http` state backend: OpenTofu's exact request sequences, every
+//! rejection, credentials that live and die with a task's lease, and locks fenced by leases —
+//! on SQLite and PostgreSQL.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use tofuflow_e2e::{claim_next, example, http_request, wait_for, Cluster, Db};
+
+fn lock_info(id: &str, op: &str) -> Vec<u8> {
+    json!({"ID": id, "Operation": op, "Info": "", "Who": "agent@host", "Version": "1.9.0", "Created": "2024-05-25T17:32:41.123456789Z", "Path": ""}).to_string().into_bytes()
+}
+
+fn state(serial: u64, lineage: &str, marker: &str) -> Vec<u8> {
+    serde_json::to_vec_pretty(&json!({"version": 4, "terraform_version": "1.9.0", "serial": serial, "lineage": lineage, "outputs": {"m": {"value": marker, "type": "string"}}, "resources": [], "check_results": null})).unwrap()
+}
+
+async fn conformance(db: Db) {
+    let c = Cluster::start(db).await;
+    let id = c.submit(&example("gpu-pool"), "conf/ws", &["--plan-only"]);
+    let (spec, _epoch, _agent) = claim_next(&c, "default", "fake-agent").await;
+    assert_eq!(spec.run_id, id);
+    let b = spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let url = b.address.clone();
+    assert!(url.ends_with("/state/conf/ws"), "{url}");
+    let st = |code: u16, what: &str, got: (u16, String)| {
+        assert_eq!(got.0, code, "{db:?} {what}: {}", got.1)
+    };
+
+    // Who may talk to it.
+    st(
+        401,
+        "no credentials",
+        http_request("GET", &url, None, None, &[]),
+    );
+    st(
+        403,
+        "wrong password",
+        http_request("GET", &url, Some((&b.username, "nope")), None, &[]),
+    );
+    st(
+        403,
+        "someone else's workspace",
+        http_request(
+            "GET",
+            &format!("{}/state/conf/other", c.http_url()),
+            auth,
+            None,
+            &[],
+        ),
+    );
+
+    // plan: LOCK GET UNLOCK.
+    st(
+        200,
+        "plan LOCK",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("plan-1", "OperationTypePlan")),
+            &[],
+        ),
+    );
+    st(
+        204,
+        "plan GET (no state)",
+        http_request("GET", &url, auth, None, &[]),
+    );
+    st(
+        200,
+        "plan UNLOCK",
+        http_request(
+            "UNLOCK",
+            &url,
+            auth,
+            Some(&lock_info("plan-1", "OperationTypePlan")),
+            &[],
+        ),
+    );
+
+    // apply: LOCK GET GET POST?ID= UNLOCK.
+    let s1 = state(1, "L1", "first");
+    st(
+        200,
+        "apply LOCK",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("apply-1", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    st(204, "apply GET", http_request("GET", &url, auth, None, &[]));
+    st(
+        204,
+        "apply GET before first write",
+        http_request("GET", &url, auth, None, &[]),
+    );
+    st(
+        200,
+        "apply POST?ID=",
+        http_request("POST", &format!("{url}?ID=apply-1"), auth, Some(&s1), &[]),
+    );
+    st(
+        200,
+        "identical retry",
+        http_request("POST", &format!("{url}?ID=apply-1"), auth, Some(&s1), &[]),
+    );
+
+    // Every rejection, while locked by apply-1.
+    let (code, holder) = http_request(
+        "LOCK",
+        &url,
+        auth,
+        Some(&lock_info("other", "OperationTypeApply")),
+        &[],
+    );
+    assert_eq!(code, 423, "{db:?} a second LOCK");
+    assert_eq!(
+        serde_json::from_str::<Value>(&holder).unwrap()["ID"],
+        "apply-1",
+        "the body is the holder's LockInfo"
+    );
+    let s2 = state(2, "L1", "second");
+    st(
+        409,
+        "write without the lock ID",
+        http_request("POST", &url, auth, Some(&s2), &[]),
+    );
+    st(
+        409,
+        "write with a wrong lock ID",
+        http_request("POST", &format!("{url}?ID=other"), auth, Some(&s2), &[]),
+    );
+    let (code, msg) = http_request(
+        "POST",
+        &format!("{url}?ID=apply-1"),
+        auth,
+        Some(&state(2, "FOREIGN", "x")),
+        &[],
+    );
+    assert!(
+        code == 409 && msg.contains("lineage"),
+        "{db:?} foreign lineage: {code} {msg}"
+    );
+    let (code, msg) = http_request(
+        "POST",
+        &format!("{url}?ID=apply-1"),
+        auth,
+        Some(&state(0, "L1", "x")),
+        &[],
+    );
+    assert!(
+        code == 409 && msg.contains("serial"),
+        "{db:?} lower serial: {code} {msg}"
+    );
+    let (code, msg) = http_request(
+        "POST",
+        &format!("{url}?ID=apply-1"),
+        auth,
+        Some(&state(1, "L1", "changed")),
+        &[],
+    );
+    assert!(
+        code == 409 && msg.contains("different content"),
+        "{db:?} same serial, other content: {code} {msg}"
+    );
+    st(
+        400,
+        "Content-MD5 mismatch",
+        http_request(
+            "POST",
+            &format!("{url}?ID=apply-1"),
+            auth,
+            Some(&s2),
+            &[("Content-MD5", "AAAAAAAAAAAAAAAAAAAAAA==")],
+        ),
+    );
+    st(
+        400,
+        "not JSON",
+        http_request(
+            "POST",
+            &format!("{url}?ID=apply-1"),
+            auth,
+            Some(b"{nope"),
+            &[],
+        ),
+    );
+    let (code, cur) = http_request(
+        "UNLOCK",
+        &url,
+        auth,
+        Some(&lock_info("other", "OperationTypeApply")),
+        &[],
+    );
+    assert_eq!(code, 409, "{db:?} UNLOCK with a wrong ID");
+    assert_eq!(
+        serde_json::from_str::<Value>(&cur).unwrap()["ID"],
+        "apply-1",
+        "the body is the current lock"
+    );
+    st(403, "DELETE", http_request("DELETE", &url, auth, None, &[]));
+    st(
+        200,
+        "the good write",
+        http_request("POST", &format!("{url}?ID=apply-1"), auth, Some(&s2), &[]),
+    );
+    st(
+        200,
+        "apply UNLOCK",
+        http_request(
+            "UNLOCK",
+            &url,
+            auth,
+            Some(&lock_info("apply-1", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    st(
+        409,
+        "UNLOCK when not locked",
+        http_request(
+            "UNLOCK",
+            &url,
+            auth,
+            Some(&lock_info("apply-1", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    let (code, body) = http_request("GET", &url, auth, None, &[]);
+    assert_eq!(
+        (code, body.into_bytes()),
+        (200, s2.clone()),
+        "{db:?} GET returns the last write byte for byte"
+    );
+
+    // force-unlock: OpenTofu 1.10+ sends an ID-only body, 1.9 sends none.
+    st(
+        200,
+        "LOCK",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("f1", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    let id_only = json!({"ID": "f1", "Operation": "", "Info": "", "Who": "", "Version": "", "Created": "0001-01-01T00:00:00Z", "Path": ""}).to_string();
+    st(
+        200,
+        "force-unlock (1.10+)",
+        http_request("UNLOCK", &url, auth, Some(id_only.as_bytes()), &[]),
+    );
+    st(
+        200,
+        "LOCK",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("f2", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    st(
+        200,
+        "force-unlock (1.9, no body)",
+        http_request("UNLOCK", &url, auth, None, &[]),
+    );
+
+    // state push: LOCK GET POST?ID= UNLOCK with a higher serial.
+    st(
+        200,
+        "push LOCK",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("push-1", "state-push")),
+            &[],
+        ),
+    );
+    st(200, "push GET", http_request("GET", &url, auth, None, &[]));
+    st(
+        200,
+        "push POST",
+        http_request(
+            "POST",
+            &format!("{url}?ID=push-1"),
+            auth,
+            Some(&state(3, "L1", "pushed")),
+            &[],
+        ),
+    );
+    st(
+        200,
+        "push UNLOCK",
+        http_request(
+            "UNLOCK",
+            &url,
+            auth,
+            Some(&lock_info("push-1", "state-push")),
+            &[],
+        ),
+    );
+
+    let out = c.cli(&["state", "list", "conf/ws", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(
+        versions.len(),
+        3,
+        "{db:?} one version per accepted write, none for the retry"
+    );
+    assert_eq!(versions[0]["serial"], 3);
+    assert_eq!(
+        versions[2]["run_id"],
+        id.as_str(),
+        "each version names its run"
+    );
+
+    // The lease dies (this fake agent never heartbeats): the lock goes, the credential is dead.
+    st(
+        200,
+        "LOCK before the lease dies",
+        http_request(
+            "LOCK",
+            &url,
+            auth,
+            Some(&lock_info("doomed", "OperationTypeApply")),
+            &[],
+        ),
+    );
+    wait_for("the lease to expire", Duration::from_secs(30), || async {
+        let r = c.run(&id).await;
+        (r.state == "queued"
+            && r.transitions
+                .iter()
+                .any(|t| t.reason.contains("re-dispatched")))
+        .then_some(())
+    })
+    .await;
+    st(
+        403,
+        "late write of the fenced attempt",
+        http_request(
+            "POST",
+            &format!("{url}?ID=doomed"),
+            auth,
+            Some(&state(4, "L1", "late")),
+            &[],
+        ),
+    );
+    let v: Value =
+        serde_json::from_slice(&c.cli(&["state", "list", "conf/ws", "-o", "json"]).stdout).unwrap();
+    assert_eq!(
+        v["lock"],
+        Value::Null,
+        "{db:?} the dead lease's lock was released"
+    );
+    assert_eq!(
+        v["versions"].as_array().unwrap().len(),
+        3,
+        "{db:?} nothing written by the fenced attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_backend_conformance_on_sqlite() {
+    conformance(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_backend_conformance_on_postgres() {
+    conformance(Db::Postgres).await;
+}
