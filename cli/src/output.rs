@@ -297,7 +297,21 @@ pub fn render_line(line: &str) -> String {
     if line.starts_with('{') {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             if let Some(m) = v.get("@message").and_then(|m| m.as_str()) {
-                return m.to_string();
+                // A diagnostic's detail is where OpenTofu explains (e.g. who holds a lock).
+                let detail = v
+                    .pointer("/diagnostic/detail")
+                    .and_then(|d| d.as_str())
+                    .filter(|d| !d.is_empty());
+                return match detail {
+                    Some(d) => format!(
+                        "{m}\n{}",
+                        d.lines()
+                            .map(|l| format!("    {l}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                    None => m.to_string(),
+                };
             }
         }
     }
@@ -315,6 +329,12 @@ mod tests {
             "Plan: 1 to add"
         );
         assert_eq!(render_line("plain"), "plain");
+        assert_eq!(
+            render_line(
+                r#"{"@message":"Error: Error acquiring the state lock","diagnostic":{"detail":"Lock Info:\n  ID: x"},"type":"diagnostic"}"#
+            ),
+            "Error: Error acquiring the state lock\n    Lock Info:\n      ID: x"
+        );
         assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 }

@@ -26,9 +26,24 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     for p in &cfg.pools {
         queue::valid_pool(p)?;
     }
-    let store = store::Store::connect(&cfg.database_url)
+    let keys = cfg.keys()?;
+    let mut store = store::Store::connect(&cfg.database_url)
         .await
         .map_err(|e| e.to_string())?;
+    let encrypted = keys.current.is_some();
+    let rotated = store
+        .set_keys(keys, cfg.state_versions_keep)
+        .await
+        .map_err(|e| e.to_string())?;
+    if rotated > 0 {
+        tracing::info!(
+            versions = rotated,
+            "state versions re-encrypted under the current --state-key"
+        );
+    }
+    if !encrypted {
+        tracing::warn!("state is stored unencrypted: set --state-key (TOFUFLOW_STATE_KEY) to encrypt it at rest");
+    }
     let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
         .await
         .map_err(|e| format!("cannot listen on {} for gRPC: {e} (is another coordinator running? use --grpc-listen)", cfg.grpc_listen))?;

@@ -17,6 +17,13 @@ pub struct Key {
     cipher: Aes256Gcm,
 }
 
+impl std::fmt::Debug for Key {
+    /// Shows the key id only, never key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", self.id_hex())
+    }
+}
+
 impl Key {
     /// Parses a base64-encoded 32-byte key.
     pub fn from_base64(b64: &str) -> Result<Key, String> {
