@@ -27,6 +27,10 @@ pub struct Config {
     )]
     pub coordinator: String,
 
+    /// Agent token the coordinator expects (its --agent-token).
+    #[arg(long, env = "TOFUFLOW_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     /// RabbitMQ URL.
     #[arg(
         long,

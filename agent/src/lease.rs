@@ -7,9 +7,8 @@ use crate::runner::{Held, StopReason};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tofuflow_proto::v1::{self, agent_service_client::AgentServiceClient};
+use tofuflow_proto::v1;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 #[derive(Default, Clone)]
 pub struct Leases {
@@ -65,7 +64,7 @@ fn stop(h: &Held, why: StopReason) {
 /// Heartbeats until `shutdown`; `draining` is reported once set.
 #[allow(clippy::too_many_arguments)]
 pub async fn heartbeat_loop(
-    mut client: AgentServiceClient<Channel>,
+    mut client: crate::Client,
     agent_id: String,
     leases: Leases,
     every: Duration,

@@ -19,6 +19,11 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use config::Config;
 
+/// The agent's gRPC client to the coordinator (with its agent token on every call).
+pub type Client = AgentServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, tofuflow_proto::auth::Bearer>,
+>;
+
 /// A gRPC channel to the coordinator with deadlines and keepalive (half-open links are noticed
 /// in seconds).
 pub fn coordinator_channel(url: &str) -> Result<Channel, String> {
@@ -47,8 +52,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let mut cfg = cfg;
     cfg.work_root = work_root;
     let cfg = Arc::new(cfg);
-    let client = AgentServiceClient::new(coordinator_channel(&cfg.coordinator)?)
-        .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
+    let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
+    let client =
+        AgentServiceClient::with_interceptor(coordinator_channel(&cfg.coordinator)?, bearer)
+            .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
 
     // Register (retrying while the coordinator starts).
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
@@ -72,6 +79,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
+            Err(s) if s.code() == tonic::Code::Unauthenticated => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
             Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
         }
     };

@@ -5,9 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tofuflow_proto::v1::{self, agent_service_client::AgentServiceClient};
+use tofuflow_proto::v1;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 pub struct Reporter {
     tx: Option<mpsc::UnboundedSender<v1::Event>>,
@@ -23,12 +22,7 @@ fn now_ms() -> i64 {
 }
 
 impl Reporter {
-    pub fn start(
-        client: AgentServiceClient<Channel>,
-        task_id: String,
-        attempt: u32,
-        epoch: u64,
-    ) -> Reporter {
+    pub fn start(client: crate::Client, task_id: String, attempt: u32, epoch: u64) -> Reporter {
         let (tx, mut rx) = mpsc::unbounded_channel::<v1::Event>();
         let handle = tokio::spawn(async move {
             let mut pending: Vec<v1::Event> = Vec::new();

@@ -31,7 +31,10 @@ struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     output: Format,
-    /// Who you are, recorded on every action (default: $USER).
+    /// Your user token (when the coordinator has a --users-file; it then decides who you are).
+    #[arg(long, global = true, env = "TOFUFLOW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Who you are, recorded on every action (default: $USER; ignored when tokens are in use).
     #[arg(long, global = true, env = "TOFUFLOW_USER")]
     user: Option<String>,
     #[command(subcommand)]
@@ -210,14 +213,21 @@ fn explain(coordinator: &str, s: tonic::Status) -> String {
     }
 }
 
-async fn client(url: &str) -> Result<UserServiceClient<Channel>, String> {
+type Client = UserServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, tofuflow_proto::auth::Bearer>,
+>;
+
+async fn client(url: &str, token: Option<&str>) -> Result<Client, String> {
     let ch = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
         .map_err(|e| format!("cannot reach the coordinator at {url}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {e}"))?;
-    Ok(UserServiceClient::new(ch).max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES))
+    Ok(
+        UserServiceClient::with_interceptor(ch, tofuflow_proto::auth::Bearer::new(token)?)
+            .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES),
+    )
 }
 
 fn actor(cli_user: &Option<String>) -> String {
@@ -240,7 +250,7 @@ fn code_for(state: &str) -> u8 {
 
 async fn run(cli: Cli) -> Result<u8, String> {
     let url = cli.coordinator.clone();
-    let mut c = client(&url).await?;
+    let mut c = client(&url, cli.token.as_deref()).await?;
     let ex = |s: tonic::Status| explain(&url, s);
     let json = cli.output == Format::Json;
     let who = actor(&cli.user);
@@ -562,7 +572,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
 
 /// Downloads one state version.
 async fn pull(
-    c: &mut UserServiceClient<Channel>,
+    c: &mut Client,
     workspace: &str,
     version: Option<i64>,
     url: &str,
@@ -588,12 +598,7 @@ async fn pull(
 }
 
 /// Follows a run until it ends or waits for approval, printing each transition.
-async fn wait_for(
-    c: &mut UserServiceClient<Channel>,
-    run_id: &str,
-    quiet: bool,
-    url: &str,
-) -> Result<v1::Run, String> {
+async fn wait_for(c: &mut Client, run_id: &str, quiet: bool, url: &str) -> Result<v1::Run, String> {
     let mut s = c
         .watch_run(v1::GetRunRequest {
             run_id: run_id.to_string(),

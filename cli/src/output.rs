@@ -196,12 +196,17 @@ pub fn print_state_list(l: &v1::StateVersionList, json: bool) {
         "VERSION", "SERIAL", "LINEAGE", "BYTES", "WRITTEN", "RUN"
     );
     for v in &l.versions {
+        let size = if v.size < 0 {
+            "deleted".to_string()
+        } else {
+            v.size.to_string()
+        };
         println!(
             "{:>7}  {:>6}  {:<36}  {:>8}  {:<24}  {:<36}  {}",
             v.version,
             v.serial,
             v.lineage,
-            v.size,
+            size,
             date(v.created_unix_ms),
             if v.run_id.is_empty() { "-" } else { &v.run_id },
             v.actor

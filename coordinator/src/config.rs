@@ -81,6 +81,20 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_MAX_BUNDLE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
 
+    /// Token(s) agents must present (comma-separated). Unset: any caller may act as an agent.
+    #[arg(
+        long,
+        env = "TOFUFLOW_AGENT_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub agent_token: Vec<String>,
+
+    /// TOML file of users: [[users]] name, role (viewer|operator|admin), token_sha256. Unset:
+    /// the user API is open and names are taken as declared.
+    #[arg(long, env = "TOFUFLOW_USERS_FILE")]
+    pub users_file: Option<std::path::PathBuf>,
+
     /// Base64 of a 32-byte key: stored state is encrypted with AES-256-GCM under it.
     #[arg(long, env = "TOFUFLOW_STATE_KEY", hide_env_values = true)]
     pub state_key: Option<String>,

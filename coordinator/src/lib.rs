@@ -3,6 +3,7 @@
 //! OpenTofu's `http` state backend, health and metrics over HTTP.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -25,6 +26,15 @@ pub use config::Config;
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     for p in &cfg.pools {
         queue::valid_pool(p)?;
+    }
+    let auth = auth::Auth::load(&cfg.agent_token, cfg.users_file.as_deref())?;
+    if auth.agents_open() {
+        tracing::warn!("the agent API is open: set --agent-token (TOFUFLOW_AGENT_TOKEN) so only your agents can claim tasks and their credentials");
+    }
+    if auth.users_open() {
+        tracing::warn!(
+            "the user API is open and trusts declared names: set --users-file for tokens and roles"
+        );
     }
     let keys = cfg.keys()?;
     let mut store = store::Store::connect(&cfg.database_url)
@@ -88,6 +98,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
         public_http_url,
         max_bundle_bytes: cfg.max_bundle_bytes,
+        users_open: auth.users_open(),
         wake,
     };
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -98,12 +109,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         .set_serving::<UserServiceServer<api::user::UserApi>>()
         .await;
     let max = tofuflow_proto::MAX_MESSAGE_BYTES;
-    let agent_svc = AgentServiceServer::new(api::agent::AgentApi {
-        shared: shared.clone(),
-    })
-    .max_decoding_message_size(max);
-    let user_svc =
-        UserServiceServer::new(api::user::UserApi { shared }).max_decoding_message_size(max);
+    let (a1, a2) = (auth.clone(), auth.clone());
+    let agent_svc = tonic::service::interceptor::InterceptedService::new(
+        AgentServiceServer::new(api::agent::AgentApi {
+            shared: shared.clone(),
+        })
+        .max_decoding_message_size(max),
+        move |req| a1.check_agent(req),
+    );
+    let user_svc = tonic::service::interceptor::InterceptedService::new(
+        UserServiceServer::new(api::user::UserApi { shared }).max_decoding_message_size(max),
+        move |req| a2.check_user(req),
+    );
     let sd = shutdown.clone();
     tracker.spawn(async move {
         let r = tonic::transport::Server::builder()

@@ -8,6 +8,7 @@ pub mod v1 {
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod auth;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

@@ -162,6 +162,8 @@ pub struct Cluster {
     bins: PathBuf,
     pub pools: Vec<String>,
     pub extra_coordinator_args: Vec<String>,
+    /// Given to agents as TOFUFLOW_AGENT_TOKEN when set.
+    pub agent_token: Option<String>,
 }
 
 impl Cluster {
@@ -210,6 +212,7 @@ impl Cluster {
             bins,
             pools: pools.iter().map(|s| s.to_string()).collect(),
             extra_coordinator_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent_token: None,
         };
         c.start_coordinator().await;
         c
@@ -330,6 +333,11 @@ impl Cluster {
         )
         .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
         .envs(&opts.env)
+        .envs(
+            self.agent_token
+                .iter()
+                .map(|t| ("TOFUFLOW_AGENT_TOKEN", t.as_str())),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);

@@ -202,7 +202,6 @@ async fn conformance(db: Db) {
         "apply-1",
         "the body is the current lock"
     );
-    st(403, "DELETE", http_request("DELETE", &url, auth, None, &[]));
     st(
         200,
         "the good write",
@@ -323,6 +322,42 @@ async fn conformance(db: Db) {
         "each version names its run"
     );
 
+    // DELETE: gone for readers, kept in history, and a rollback brings it back.
+    assert!(c
+        .cli(&["state", "lock", "conf/ws", "--reason", "hold"])
+        .status
+        .success());
+    st(
+        409,
+        "DELETE while someone else holds the lock",
+        http_request("DELETE", &url, auth, None, &[]),
+    );
+    assert!(c.cli(&["state", "unlock", "conf/ws"]).status.success());
+    st(200, "DELETE", http_request("DELETE", &url, auth, None, &[]));
+    st(
+        204,
+        "GET after DELETE",
+        http_request("GET", &url, auth, None, &[]),
+    );
+    st(
+        200,
+        "DELETE again (idempotent)",
+        http_request("DELETE", &url, auth, None, &[]),
+    );
+    let v: Value =
+        serde_json::from_slice(&c.cli(&["state", "list", "conf/ws", "-o", "json"]).stdout).unwrap();
+    assert_eq!(v["versions"][0]["size"], -1, "{db:?} a tombstone version");
+    assert!(c
+        .cli(&["state", "rollback", "conf/ws", "--to", "3"])
+        .status
+        .success());
+    let (code, body) = http_request("GET", &url, auth, None, &[]);
+    assert_eq!(
+        (code, body.into_bytes()),
+        (200, state(3, "L1", "pushed")),
+        "{db:?} rolled back over the deletion"
+    );
+
     // The lease dies (this fake agent never heartbeats): the lock goes, the credential is dead.
     st(
         200,
@@ -364,7 +399,7 @@ async fn conformance(db: Db) {
     );
     assert_eq!(
         v["versions"].as_array().unwrap().len(),
-        3,
+        5,
         "{db:?} nothing written by the fenced attempt"
     );
 }

@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tofuflow_proto::v1::{self, agent_service_client::AgentServiceClient};
+use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// Why a running task was asked to stop.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +34,7 @@ pub struct Held {
 #[derive(Clone)]
 pub struct Runner {
     pub cfg: Arc<Config>,
-    pub client: AgentServiceClient<Channel>,
+    pub client: crate::Client,
     pub agent_id: String,
 }
 

@@ -18,6 +18,8 @@ pub struct Shared {
     pub heartbeat_interval_ms: u32,
     pub public_http_url: String,
     pub max_bundle_bytes: u64,
+    /// True when no users file is configured (names are taken as declared).
+    pub users_open: bool,
     /// Wakes the outbox publisher after a commit that queued a task.
     pub wake: Arc<Notify>,
 }

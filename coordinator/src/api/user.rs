@@ -1,6 +1,7 @@
 //! The gRPC service users (the CLI) call: bundles, runs, approvals, logs, agents.
 
 use super::{status, Shared};
+use crate::auth::Role;
 use crate::runs::{self, RunKind};
 use crate::store::{self, NewRun};
 use std::collections::BTreeMap;
@@ -94,20 +95,21 @@ pub fn run_to_pb(
     }
 }
 
-fn require_actor(a: &str) -> Result<(), Status> {
-    if a.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "actor is required: who is doing this? (tofuflow sends $USER or --user)",
-        ));
-    }
-    Ok(())
-}
-
 type RunStream = Pin<Box<dyn Stream<Item = Result<v1::Run, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<v1::LogLine, Status>> + Send>>;
 type StateStream = Pin<Box<dyn Stream<Item = Result<v1::StateChunk, Status>> + Send>>;
 
 impl UserApi {
+    /// Who is calling, checked against the role the action needs (see auth::actor).
+    fn who<T>(
+        &self,
+        req: &Request<T>,
+        claimed: Option<&str>,
+        need: Role,
+    ) -> Result<String, Status> {
+        crate::auth::actor(req, self.shared.users_open, claimed, need)
+    }
+
     async fn full_run(&self, id: &str) -> Result<v1::Run, Status> {
         let r = self.shared.store.get_run(id).await.map_err(status)?;
         let t = self.shared.store.transitions(id).await.map_err(status)?;
@@ -122,6 +124,7 @@ impl UserService for UserApi {
         &self,
         req: Request<Streaming<v1::Chunk>>,
     ) -> Result<Response<v1::UploadBundleResponse>, Status> {
+        self.who(&req, None, Role::Operator)?;
         let mut s = req.into_inner();
         let mut data = Vec::new();
         while let Some(c) = s.next().await {
@@ -149,10 +152,11 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::SubmitRunRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let r = req.into_inner();
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
         tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &r.traceparent);
-        require_actor(&r.actor)?;
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let pool = if r.pool.is_empty() {
             "default".to_string()
@@ -241,6 +245,7 @@ impl UserService for UserApi {
     }
 
     async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         Ok(Response::new(
             self.full_run(&req.into_inner().run_id).await?,
         ))
@@ -250,6 +255,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::ListRunsRequest>,
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
         if !r.state.is_empty() {
             r.state
@@ -274,6 +280,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::GetRunRequest>,
     ) -> Result<Response<RunStream>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let id = req.into_inner().run_id;
         let first = self.full_run(&id).await?;
         let this = UserApi {
@@ -319,6 +326,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunLogsRequest>,
     ) -> Result<Response<LogStream>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
         let run = self.shared.store.get_run(&r.run_id).await.map_err(status)?;
         let store = self.shared.store.clone();
@@ -380,8 +388,9 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         self.shared
             .store
             .approve(&r.run_id, &r.actor, &r.reason, &self.shared.policy)
@@ -396,8 +405,9 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         self.shared
             .store
             .reject(&r.run_id, &r.actor, &r.reason)
@@ -410,8 +420,9 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         self.shared
             .store
             .cancel(&r.run_id, &r.actor, &r.reason)
@@ -423,8 +434,9 @@ impl UserService for UserApi {
 
     async fn list_agents(
         &self,
-        _req: Request<v1::ListAgentsRequest>,
+        req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let agents = self.shared.store.agents().await.map_err(status)?;
         Ok(Response::new(v1::ListAgentsResponse {
             agents: agents
@@ -446,6 +458,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateRequest>,
     ) -> Result<Response<v1::StateVersionList>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let st = &self.shared.store;
@@ -485,6 +498,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateRequest>,
     ) -> Result<Response<StateStream>, Status> {
+        self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let (meta, data) = self
@@ -515,8 +529,9 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RollbackStateRequest>,
     ) -> Result<Response<v1::StateVersionInfo>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let v = self
             .shared
@@ -538,8 +553,9 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateLockRequest>,
     ) -> Result<Response<v1::StateLockInfo>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         match self
             .shared
@@ -564,8 +580,17 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateLockRequest>,
     ) -> Result<Response<v1::StateLockInfo>, Status> {
-        let r = req.into_inner();
-        require_actor(&r.actor)?;
+        let actor = self.who(
+            &req,
+            Some(&req.get_ref().actor),
+            if req.get_ref().force {
+                Role::Admin
+            } else {
+                Role::Operator
+            },
+        )?;
+        let mut r = req.into_inner();
+        r.actor = actor;
         valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
         let owner = self
             .shared

@@ -270,10 +270,18 @@ async fn state(
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
-        "DELETE" => text(
-            StatusCode::FORBIDDEN,
-            "deleting state through the backend is not allowed: state versions are kept",
-        ),
+        "DELETE" => match app
+            .store
+            .delete_state(&workspace, &task, &task.agent_id)
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(%workspace, task_id = %task.id, "state deleted (a tombstone version; history kept)");
+                StatusCode::OK.into_response()
+            }
+            Err(Error::Conflict(m)) => text(StatusCode::CONFLICT, m),
+            Err(e) => text(e.http_status(), e.to_string()),
+        },
         m => text(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {m} is not part of the http backend protocol"),

@@ -1621,9 +1621,10 @@ impl Store {
     pub async fn set_keys(&mut self, keys: crypt::Keys, keep_versions: i64) -> Result<u64> {
         self.keys = std::sync::Arc::new(keys);
         self.keep_versions = keep_versions;
-        let rows = sqlx::query("SELECT workspace, version, data FROM state_versions")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT workspace, version, data FROM state_versions WHERE size >= 0")
+                .fetch_all(&self.pool)
+                .await?;
         let mut n = 0;
         for r in rows {
             let data = r.try_get::<Vec<u8>, _>("data")?;
@@ -1701,6 +1702,12 @@ impl Store {
             actor: s(&row, "actor")?,
             created_ms: i(&row, "created_ms")?,
         };
+        if meta.size < 0 {
+            return Err(Error::NotFound(format!(
+                "workspace {workspace:?} version {} is a deletion, not a state: pick an earlier version (`tofuflow state list {workspace}`)",
+                meta.version
+            )));
+        }
         let data = self.open(workspace, row.try_get::<Vec<u8>, _>("data")?)?;
         Ok((meta, data))
     }
@@ -1877,20 +1884,21 @@ impl Store {
         .bind(workspace)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StateVersion {
-                version: i(&r, "version")?,
-                serial: i(&r, "serial")?,
-                lineage: s(&r, "lineage")?,
-                sha256: s(&r, "sha256")?,
-                size: i(&r, "size")?,
-                data: self.open(workspace, r.try_get::<Vec<u8>, _>("data")?)?,
-                run_id: s(&r, "run_id")?,
-                actor: s(&r, "actor")?,
-                created_ms: i(&r, "created_ms")?,
+        row.filter(|r| i(r, "size").map(|n| n >= 0).unwrap_or(true))
+            .map(|r| {
+                Ok(StateVersion {
+                    version: i(&r, "version")?,
+                    serial: i(&r, "serial")?,
+                    lineage: s(&r, "lineage")?,
+                    sha256: s(&r, "sha256")?,
+                    size: i(&r, "size")?,
+                    data: self.open(workspace, r.try_get::<Vec<u8>, _>("data")?)?,
+                    run_id: s(&r, "run_id")?,
+                    actor: s(&r, "actor")?,
+                    created_ms: i(&r, "created_ms")?,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     pub async fn state_lock(&self, workspace: &str) -> Result<Option<StateLock>> {
@@ -1993,11 +2001,13 @@ impl Store {
         } else if lock_id.is_some() {
             return Err(Error::Conflict(format!("write with lock ID {} rejected: workspace {workspace:?} is not locked (the lock was released or fenced)", lock_id.unwrap_or_default())));
         }
-        let cur = sqlx::query("SELECT version, serial, lineage, sha256 FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
+        let cur = sqlx::query("SELECT version, serial, lineage, sha256, size FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
             .bind(workspace)
             .fetch_optional(&mut *tx)
             .await?;
         let next = match &cur {
+            // After a DELETE (a tombstone) the next write starts a new state.
+            Some(c) if i(c, "size")? < 0 => i(c, "version")? + 1,
             Some(c) => {
                 let (v, cs, cl, csha) = (
                     i(c, "version")?,
@@ -2057,6 +2067,51 @@ impl Store {
         }
         tx.commit().await?;
         Ok(next)
+    }
+
+    /// OpenTofu's DELETE: the state is gone for readers (a tombstone version), its history is
+    /// kept and can be rolled back to. Refused while someone else holds the lock.
+    pub async fn delete_state(&self, workspace: &str, task: &Task, actor: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(l) = sqlx::query("SELECT task_id, owner FROM state_locks WHERE workspace = $1")
+            .bind(workspace)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            if s(&l, "task_id")? != task.id {
+                return Err(Error::Conflict(format!(
+                    "state of workspace {workspace:?} is locked by {}; it cannot be deleted now",
+                    s(&l, "owner")?
+                )));
+            }
+        }
+        let cur = sqlx::query("SELECT version, size FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1").bind(workspace).fetch_optional(&mut *tx).await?;
+        let next = match &cur {
+            None => return Ok(()),
+            Some(c) if i(c, "size")? < 0 => return Ok(()), // already deleted
+            Some(c) => i(c, "version")? + 1,
+        };
+        sqlx::query("INSERT INTO state_versions (workspace, version, serial, lineage, sha256, size, data, run_id, attempt, actor, created_ms) VALUES ($1, $2, 0, '', '', -1, $3, $4, $5, $6, $7)")
+            .bind(workspace)
+            .bind(next)
+            .bind(Vec::<u8>::new())
+            .bind(&task.run_id)
+            .bind(task.attempt as i64)
+            .bind(actor)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        self.state_event(
+            &mut tx,
+            workspace,
+            next,
+            "delete",
+            actor,
+            &format!("DELETE by run {} attempt {}", task.run_id, task.attempt),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn state_version_count(&self, workspace: &str) -> Result<i64> {

@@ -1,0 +1,229 @@
+//! Who may call the coordinator. Agents present a shared agent token; users present personal
+//! tokens that map to a name and a role (viewer < operator < admin). Only SHA-256 hashes of
+//! tokens are configured. With neither configured the API is open (the coordinator warns), and
+//! users' names are taken as they declare them.
+
+use std::collections::HashMap;
+use tonic::{Request, Status};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("unknown role {s:?}: use viewer, operator or admin")),
+        }
+    }
+}
+
+/// The authenticated caller of a user-API request (in the request's extensions).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Default)]
+pub struct Auth {
+    agent_tokens: Vec<String>,
+    users: Option<HashMap<String, User>>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<UserEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct UserEntry {
+    name: String,
+    role: String,
+    token_sha256: String,
+}
+
+fn hash(token: &str) -> String {
+    crate::store::sha256_hex(token.as_bytes())
+}
+
+impl Auth {
+    pub fn load(
+        agent_tokens: &[String],
+        users_file: Option<&std::path::Path>,
+    ) -> Result<Auth, String> {
+        let agent_tokens = agent_tokens
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(hash)
+            .collect();
+        let users = match users_file {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read users file {}: {e}", p.display()))?;
+                let f: UsersFile = toml::from_str(&text)
+                    .map_err(|e| format!("users file {} is not valid: {e}", p.display()))?;
+                let mut m = HashMap::new();
+                for u in f.users {
+                    let role = u.role.parse()?;
+                    let h = u.token_sha256.trim().to_ascii_lowercase();
+                    if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return Err(format!("user {:?}: token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)", u.name));
+                    }
+                    m.insert(h, User { name: u.name, role });
+                }
+                if m.is_empty() {
+                    return Err(format!("users file {} lists no [[users]]", p.display()));
+                }
+                Some(m)
+            }
+        };
+        Ok(Auth {
+            agent_tokens,
+            users,
+        })
+    }
+
+    pub fn agents_open(&self) -> bool {
+        self.agent_tokens.is_empty()
+    }
+
+    pub fn users_open(&self) -> bool {
+        self.users.is_none()
+    }
+
+    /// Checks the agent token of an agent-API call.
+    pub fn check_agent(&self, req: Request<()>) -> Result<Request<()>, Status> {
+        if self.agent_tokens.is_empty() {
+            return Ok(req);
+        }
+        match tofuflow_proto::auth::bearer(req.metadata()) {
+            None => Err(Status::unauthenticated("agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token")),
+            Some(t) if self.agent_tokens.contains(&hash(&t)) => Ok(req),
+            Some(_) => Err(Status::unauthenticated("invalid agent token")),
+        }
+    }
+
+    /// Checks a user token and attaches the user to the request.
+    pub fn check_user(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(users) = &self.users else {
+            return Ok(req);
+        };
+        let user = match tofuflow_proto::auth::bearer(req.metadata()) {
+            None => {
+                return Err(Status::unauthenticated(
+                    "a user token is required: pass --token or set TOFUFLOW_TOKEN",
+                ))
+            }
+            Some(t) => users
+                .get(&hash(&t))
+                .cloned()
+                .ok_or_else(|| Status::unauthenticated("invalid user token"))?,
+        };
+        req.extensions_mut().insert(user);
+        Ok(req)
+    }
+}
+
+/// The name to record for a user-API action needing `need`: the authenticated user when users
+/// are configured (their own claim is ignored), else the name the caller declared.
+/// `claimed` is `None` for calls that name nobody (reads, bundle uploads).
+pub fn actor<T>(
+    req: &Request<T>,
+    open: bool,
+    claimed: Option<&str>,
+    need: Role,
+) -> Result<String, Status> {
+    if open {
+        return match claimed {
+            Some(c) if c.trim().is_empty() => Err(Status::invalid_argument(
+                "actor is required: who is doing this? (tofuflow sends $USER or --user)",
+            )),
+            Some(c) => Ok(c.to_string()),
+            None => Ok(String::new()),
+        };
+    }
+    let u = req
+        .extensions()
+        .get::<User>()
+        .ok_or_else(|| Status::unauthenticated("no authenticated user"))?;
+    if u.role < need {
+        return Err(Status::permission_denied(
+            format!(
+                "{} is a {:?}; this needs the {:?} role",
+                u.name, u.role, need
+            )
+            .to_lowercase(),
+        ));
+    }
+    Ok(u.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_token(t: &str) -> Request<()> {
+        let mut r = Request::new(());
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        r
+    }
+
+    #[test]
+    fn tokens_and_roles() {
+        let dir = std::env::temp_dir().join(format!("tofuflow-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("users.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[[users]]\nname = \"vera\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n",
+                hash("v-token")
+            ),
+        )
+        .unwrap();
+        let a = Auth::load(&["agent-secret".into()], Some(&f)).unwrap();
+        assert!(a.check_agent(Request::new(())).is_err());
+        assert_eq!(
+            a.check_agent(with_token("forged")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(a.check_agent(with_token("agent-secret")).is_ok());
+        assert_eq!(
+            a.check_user(with_token("forged")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        let req = a.check_user(with_token("v-token")).unwrap();
+        assert_eq!(
+            actor(&req, false, Some("someone-else"), Role::Viewer).unwrap(),
+            "vera",
+            "the token decides who, not the claim"
+        );
+        assert_eq!(
+            actor(&req, false, None, Role::Operator).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            actor(&Request::new(()), true, Some("bob"), Role::Admin).unwrap(),
+            "bob"
+        );
+        std::fs::write(
+            &f,
+            "[[users]]\nname = \"x\"\nrole = \"root\"\ntoken_sha256 = \"00\"\n",
+        )
+        .unwrap();
+        assert!(Auth::load(&[], Some(&f)).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
