@@ -54,7 +54,7 @@ pub struct Config {
     pub pools: Vec<String>,
 
     /// How long a lease lives without a heartbeat.
-    #[arg(long, env = "TOFUFLOW_LEASE_TTL", value_parser = dur, default_value = "30s")]
+    #[arg(long, env = "TOFUFLOW_LEASE_TTL", value_parser = dur, default_value = "15s")]
     pub lease_ttl: Duration,
 
     /// How often agents heartbeat (told to them at registration).

@@ -146,6 +146,8 @@ pub struct AgentOpts {
     pub env: BTreeMap<String, String>,
     pub cancel_grace: Option<&'static str>,
     pub drain_grace: Option<&'static str>,
+    /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
+    pub coordinator_url: Option<String>,
 }
 
 pub struct Cluster {
@@ -243,7 +245,7 @@ impl Cluster {
                 "--lease-ttl",
                 "3s",
                 "--heartbeat-interval",
-                "500ms",
+                "1s",
                 "--reap-interval",
                 "200ms",
             ])
@@ -308,39 +310,38 @@ impl Cluster {
         } else {
             opts.pools.clone()
         };
+        let coordinator = opts
+            .coordinator_url
+            .clone()
+            .unwrap_or_else(|| self.grpc_url());
         let mut cmd = Command::new(self.bins.join("tofuflow-agent"));
-        cmd.args([
-            "--coordinator",
-            &self.grpc_url(),
-            "--amqp-url",
-            &self.amqp_url,
-        ])
-        .args(["--pool", &pools.join(",")])
-        .args(["--concurrency", &opts.concurrency.max(1).to_string()])
-        .arg("--tofu-bin")
-        .arg(self.bins.join("tofu-double"))
-        .arg("--work-root")
-        .arg(&work_root)
-        .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
-        .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
-        .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
-        .arg("--ready-file")
-        .arg(&ready)
-        .env(
-            "TOFUFLOW_LOG",
-            std::env::var("TOFUFLOW_E2E_LOG")
-                .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
-        )
-        .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
-        .envs(&opts.env)
-        .envs(
-            self.agent_token
-                .iter()
-                .map(|t| ("TOFUFLOW_AGENT_TOKEN", t.as_str())),
-        )
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+        cmd.args(["--coordinator", &coordinator, "--amqp-url", &self.amqp_url])
+            .args(["--pool", &pools.join(",")])
+            .args(["--concurrency", &opts.concurrency.max(1).to_string()])
+            .arg("--tofu-bin")
+            .arg(self.bins.join("tofu-double"))
+            .arg("--work-root")
+            .arg(&work_root)
+            .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
+            .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
+            .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
+            .arg("--ready-file")
+            .arg(&ready)
+            .env(
+                "TOFUFLOW_LOG",
+                std::env::var("TOFUFLOW_E2E_LOG")
+                    .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
+            )
+            .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
+            .envs(&opts.env)
+            .envs(
+                self.agent_token
+                    .iter()
+                    .map(|t| ("TOFUFLOW_AGENT_TOKEN", t.as_str())),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         let child = cmd.spawn().expect("start agent");
         let r = ready.clone();
         let id: String = wait_for("the agent to register", Duration::from_secs(30), || {
@@ -715,4 +716,60 @@ pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> (v1::TaskS
         .into_inner();
     assert!(r.granted, "claim refused: {}", r.reason);
     (r.spec.unwrap(), r.epoch, reg.agent_id)
+}
+
+/// A TCP proxy the test controls, to cut and restore a link (agent ↔ coordinator, agent ↔
+/// broker) without touching either end.
+pub struct Proxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+        let (c2, k2) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in l.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                k2.lock()
+                    .unwrap()
+                    .extend([inbound.try_clone().unwrap(), outbound.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    /// Drops every connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
