@@ -72,6 +72,10 @@ pub struct Config {
     #[arg(long = "pass-env", env = "TOFUFLOW_PASS_ENV", value_delimiter = ',')]
     pub pass_env: Vec<String>,
 
+    /// How long tofu waits for a state lock another run holds (`-lock-timeout`) before failing.
+    #[arg(long, env = "TOFUFLOW_LOCK_TIMEOUT", value_parser = dur, default_value = "5m")]
+    pub lock_timeout: Duration,
+
     /// Time tofu gets after SIGINT before SIGKILL when a task is cancelled.
     #[arg(long, env = "TOFUFLOW_CANCEL_GRACE", value_parser = dur, default_value = "30s")]
     pub cancel_grace: Duration,

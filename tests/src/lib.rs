@@ -146,6 +146,8 @@ pub struct AgentOpts {
     pub env: BTreeMap<String, String>,
     pub cancel_grace: Option<&'static str>,
     pub drain_grace: Option<&'static str>,
+    /// The agent's `--lock-timeout` (default 3s).
+    pub lock_timeout: Option<&'static str>,
     /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
     pub coordinator_url: Option<String>,
 }
@@ -325,6 +327,7 @@ impl Cluster {
             .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
             .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
             .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
+            .args(["--lock-timeout", opts.lock_timeout.unwrap_or("3s")])
             .arg("--ready-file")
             .arg(&ready)
             .env(

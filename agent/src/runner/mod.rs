@@ -472,6 +472,7 @@ impl Runner {
                     "-no-color".into(),
                     "-json".into(),
                     "-detailed-exitcode".into(),
+                    format!("-lock-timeout={}s", self.cfg.lock_timeout.as_secs()),
                     format!("-out={}", plan_file.display()),
                 ];
                 if spec.destroy {
@@ -553,6 +554,7 @@ impl Runner {
                 let fin = tofu(
                     vec![
                         "apply".into(),
+                        format!("-lock-timeout={}s", self.cfg.lock_timeout.as_secs()),
                         "-input=false".into(),
                         "-no-color".into(),
                         "-json".into(),

@@ -170,14 +170,14 @@ async fn state(
     }
     match method.as_str() {
         "GET" => match app.store.latest_state(&workspace).await {
-            Ok(Some(v)) => {
-                let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&v.data));
+            Ok(Some(data)) => {
+                let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&data));
                 (
                     [
                         ("content-type", "application/json"),
                         ("content-md5", md5.as_str()),
                     ],
-                    v.data,
+                    data,
                 )
                     .into_response()
             }

@@ -134,18 +134,6 @@ pub struct LogRow {
     pub line: String,
 }
 
-pub struct StateVersion {
-    pub version: i64,
-    pub serial: i64,
-    pub lineage: String,
-    pub sha256: String,
-    pub size: i64,
-    pub data: Vec<u8>,
-    pub run_id: String,
-    pub actor: String,
-    pub created_ms: i64,
-}
-
 pub struct StateLock {
     pub lock_id: String,
     pub info: String,
@@ -239,6 +227,20 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         error: s(r, "error")?,
         plan_digest: s(r, "plan_digest")?,
         plan_json_digest: s(r, "plan_json_digest")?,
+    })
+}
+
+fn version_meta(r: &sqlx::any::AnyRow) -> Result<StateVersionMeta> {
+    Ok(StateVersionMeta {
+        version: i(r, "version")?,
+        serial: i(r, "serial")?,
+        lineage: s(r, "lineage")?,
+        sha256: s(r, "sha256")?,
+        size: i(r, "size")?,
+        run_id: s(r, "run_id")?,
+        attempt: i(r, "attempt")?,
+        actor: s(r, "actor")?,
+        created_ms: i(r, "created_ms")?,
     })
 }
 
@@ -1658,21 +1660,7 @@ impl Store {
             .bind(workspace)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StateVersionMeta {
-                    version: i(r, "version")?,
-                    serial: i(r, "serial")?,
-                    lineage: s(r, "lineage")?,
-                    sha256: s(r, "sha256")?,
-                    size: i(r, "size")?,
-                    run_id: s(r, "run_id")?,
-                    attempt: i(r, "attempt")?,
-                    actor: s(r, "actor")?,
-                    created_ms: i(r, "created_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(version_meta).collect()
     }
 
     /// One version's content (the latest when `version` is `None`).
@@ -1691,17 +1679,7 @@ impl Store {
                 None => format!("workspace {workspace:?} has no state yet"),
             })
         })?;
-        let meta = StateVersionMeta {
-            version: i(&row, "version")?,
-            serial: i(&row, "serial")?,
-            lineage: s(&row, "lineage")?,
-            sha256: s(&row, "sha256")?,
-            size: i(&row, "size")?,
-            run_id: s(&row, "run_id")?,
-            attempt: i(&row, "attempt")?,
-            actor: s(&row, "actor")?,
-            created_ms: i(&row, "created_ms")?,
-        };
+        let meta = version_meta(&row)?;
         if meta.size < 0 {
             return Err(Error::NotFound(format!(
                 "workspace {workspace:?} version {} is a deletion, not a state: pick an earlier version (`tofuflow state list {workspace}`)",
@@ -1877,28 +1855,13 @@ impl Store {
         Ok(owner)
     }
 
-    pub async fn latest_state(&self, workspace: &str) -> Result<Option<StateVersion>> {
-        let row = sqlx::query(
-            "SELECT * FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1",
-        )
-        .bind(workspace)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.filter(|r| i(r, "size").map(|n| n >= 0).unwrap_or(true))
-            .map(|r| {
-                Ok(StateVersion {
-                    version: i(&r, "version")?,
-                    serial: i(&r, "serial")?,
-                    lineage: s(&r, "lineage")?,
-                    sha256: s(&r, "sha256")?,
-                    size: i(&r, "size")?,
-                    data: self.open(workspace, r.try_get::<Vec<u8>, _>("data")?)?,
-                    run_id: s(&r, "run_id")?,
-                    actor: s(&r, "actor")?,
-                    created_ms: i(&r, "created_ms")?,
-                })
-            })
-            .transpose()
+    /// The current state's content, if there is one (none yet, or deleted).
+    pub async fn latest_state(&self, workspace: &str) -> Result<Option<Vec<u8>>> {
+        match self.state_version(workspace, None).await {
+            Ok((_, data)) => Ok(Some(data)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn state_lock(&self, workspace: &str) -> Result<Option<StateLock>> {

@@ -1,0 +1,220 @@
+//! The fault suite: many runs driven while faults are injected — agents SIGKILLed at any point of
+//! plan or apply, the coordinator SIGKILLed and restarted, RabbitMQ restarted — then the promises
+//! are checked from the store, the queues and the state versions:
+//! every run ends in an explained state, no apply runs twice, no fenced write is accepted, no
+//! message is stranded, the dead-letter queue holds exactly the poison messages (none here).
+//!
+//! CI drives 24 runs; `TOFUFLOW_SOAK=200` drives more. This restarts the local broker, so it
+//! lives in its own test binary (cargo runs test binaries one at a time).
+
+use sqlx::{Connection, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use tofuflow_e2e::{example, http_get, AgentOpts, Cluster, Db};
+use tofuflow_proto::v1;
+
+struct BrokerBack;
+
+impl Drop for BrokerBack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
+fn rabbitmqctl(arg: &str) {
+    let o = std::process::Command::new("rabbitmqctl")
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "rabbitmqctl {arg}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
+    let runs: usize = std::env::var("TOFUFLOW_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let mut c = Cluster::start(Db::Sqlite).await;
+    // Plans and applies take a moment, so faults land in the middle of them.
+    let slow = || AgentOpts {
+        env: BTreeMap::from([(
+            "TOFU_DOUBLE_SLEEP_BEFORE".to_string(),
+            "plan:0.4,apply:0.4".to_string(),
+        )]),
+        // Runs on one workspace queue for its lock rather than fail at once.
+        lock_timeout: Some("60s"),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        c.agent(slow()).await;
+    }
+    let _broker = BrokerBack;
+    let gpu = example("gpu-pool");
+    let mut ids = Vec::new();
+    let mut faults: HashMap<&'static str, usize> = HashMap::new();
+    let started = Instant::now();
+    let mut submitted = 0;
+    let mut finished_at_last_fault = 0;
+    let terminal = [
+        "applied",
+        "planned_no_changes",
+        "failed",
+        "cancelled",
+        "rejected",
+        "interrupted",
+        "expired",
+    ];
+    loop {
+        // Keep up to 6 runs in flight, across 8 workspaces.
+        let mut done = 0;
+        let mut client = c.client().await;
+        for id in &ids {
+            if let Ok(r) = client
+                .get_run(v1::GetRunRequest {
+                    run_id: String::clone(id),
+                })
+                .await
+            {
+                if terminal.contains(&r.into_inner().state.as_str()) {
+                    done += 1;
+                }
+            }
+        }
+        if done == runs {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "runs stuck: {done}/{runs} ended\n{}",
+            c.logs_tail()
+        );
+        while submitted < runs && submitted - done < 6 {
+            let ws = format!("chaos/ws{}", next(8));
+            let n = (1 + next(3)).to_string();
+            ids.push(c.submit(
+                &gpu,
+                &ws,
+                &["--auto-approve", "--var", &format!("gpu_count={n}")],
+            ));
+            submitted += 1;
+        }
+        // One fault each time another run has ended (paced by progress, not by the clock).
+        // One fault per 4 runs that end (paced by progress, not by the clock).
+        while finished_at_last_fault + 4 <= done {
+            finished_at_last_fault += 4;
+            match next(6) {
+                0..=2 => {
+                    let victim = next(c.agents.len());
+                    if c.agents[victim].alive() {
+                        c.agents[victim].kill();
+                        *faults.entry("agent SIGKILL").or_default() += 1;
+                        c.agent(slow()).await;
+                    }
+                }
+                3 => {
+                    c.restart_coordinator().await;
+                    *faults.entry("coordinator SIGKILL + restart").or_default() += 1;
+                }
+                4 => {
+                    rabbitmqctl("stop_app");
+                    rabbitmqctl("start_app");
+                    *faults.entry("RabbitMQ restart").or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval of the driver loop
+    }
+
+    // The promises, checked from what was stored.
+    let mut client = c.client().await;
+    let mut outcome: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for id in &ids {
+        let r = client
+            .get_run(v1::GetRunRequest { run_id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        *outcome.entry(r.state.clone()).or_default() += 1;
+        if ["failed", "interrupted", "expired"].contains(&r.state.as_str()) {
+            assert!(
+                !r.error.is_empty(),
+                "run {id} ended {} without a reason",
+                r.state
+            );
+            let logs = String::from_utf8_lossy(&c.cli(&["run", "logs", id]).stdout).to_string();
+            let why = [
+                "Saved plan is stale",
+                "Error acquiring the state lock",
+                "stopped renewing its lease",
+                "agent shut down",
+                "fenced",
+            ]
+            .into_iter()
+            .find(|k| logs.contains(k) || r.error.contains(k))
+            .unwrap_or("other");
+            *reasons.entry(format!("{}: {why}", r.state)).or_default() += 1;
+        }
+        assert!(
+            c.tofu_starts(id, "apply") <= 1,
+            "run {id}: apply executed {} times",
+            c.tofu_starts(id, "apply")
+        );
+    }
+    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
+    let applies_twice = sqlx::query("SELECT run_id FROM task_attempts WHERE phase = 'apply' GROUP BY run_id HAVING COUNT(*) > 1").fetch_all(&mut db).await.unwrap();
+    assert!(applies_twice.is_empty(), "an apply was claimed twice");
+    // No state version was accepted from an attempt after it was fenced.
+    let late = sqlx::query("SELECT v.workspace, v.version FROM state_versions v JOIN tasks t ON t.run_id = v.run_id JOIN task_attempts a ON a.task_id = t.id AND a.attempt = v.attempt WHERE a.phase = 'apply' AND a.outcome = 'lost' AND v.created_ms > a.ended_ms")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        late.is_empty(),
+        "{} state writes accepted after their lease was fenced",
+        late.len()
+    );
+    let running =
+        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state IN ('queued', 'running')")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get::<i64, _>("n");
+    assert_eq!(running, 0, "no task is left open");
+    let metrics = http_get(&format!("{}/metrics", c.http_url())).unwrap().1;
+    assert!(
+        metrics.contains("tofuflow_outbox_unsent 0"),
+        "nothing stranded in the outbox"
+    );
+    assert_eq!(
+        c.queue_depth("tofuflow.pool.default").await,
+        0,
+        "no message stranded in the queue"
+    );
+    assert_eq!(
+        c.queue_depth("tofuflow.dead").await,
+        0,
+        "the dead-letter queue holds exactly the poison messages: none were sent"
+    );
+    let injected: usize = faults.values().sum();
+    eprintln!("chaos: {runs} runs driven, {injected} faults injected {faults:?}, outcomes {outcome:?}, reasons {reasons:?}, lost 0, duplicate applies 0, in {:.0}s", started.elapsed().as_secs_f64());
+    assert!(
+        injected >= runs / 8,
+        "enough faults were injected ({injected})"
+    );
+}
