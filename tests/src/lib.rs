@@ -146,6 +146,8 @@ pub struct AgentOpts {
     pub env: BTreeMap<String, String>,
     pub cancel_grace: Option<&'static str>,
     pub drain_grace: Option<&'static str>,
+    /// Reach RabbitMQ through this URL instead (e.g. a `Proxy`).
+    pub amqp_url: Option<String>,
     /// The agent's `--lock-timeout` (default 3s).
     pub lock_timeout: Option<&'static str>,
     /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
@@ -316,8 +318,12 @@ impl Cluster {
             .coordinator_url
             .clone()
             .unwrap_or_else(|| self.grpc_url());
+        let amqp = opts
+            .amqp_url
+            .clone()
+            .unwrap_or_else(|| self.amqp_url.clone());
         let mut cmd = Command::new(self.bins.join("tofuflow-agent"));
-        cmd.args(["--coordinator", &coordinator, "--amqp-url", &self.amqp_url])
+        cmd.args(["--coordinator", &coordinator, "--amqp-url", &amqp])
             .args(["--pool", &pools.join(",")])
             .args(["--concurrency", &opts.concurrency.max(1).to_string()])
             .arg("--tofu-bin")

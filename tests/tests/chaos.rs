@@ -35,12 +35,26 @@ fn rabbitmqctl(arg: &str) {
     );
 }
 
+/// The two variants restart the broker: they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
-async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
+async fn runs_under_random_faults_end_explained_and_never_apply_twice_on_sqlite() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos(Db::Sqlite, 24).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_under_random_faults_end_explained_and_never_apply_twice_on_postgres() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos(Db::Postgres, 12).await;
+}
+
+async fn chaos(db: Db, default_runs: usize) {
     let runs: usize = std::env::var("TOFUFLOW_SOAK")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(default_runs);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: usize| {
         rng ^= rng << 13;
@@ -48,7 +62,7 @@ async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
         rng ^= rng << 17;
         (rng % n as u64) as usize
     };
-    let mut c = Cluster::start(Db::Sqlite).await;
+    let mut c = Cluster::start(db).await;
     // Plans and applies take a moment, so faults land in the middle of them.
     let slow = || AgentOpts {
         env: BTreeMap::from([(
@@ -176,12 +190,13 @@ async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
             c.tofu_starts(id, "apply")
         );
     }
-    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-    let applies_twice = sqlx::query("SELECT run_id FROM task_attempts WHERE phase = 'apply' GROUP BY run_id HAVING COUNT(*) > 1").fetch_all(&mut db).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&c.db_url).await.unwrap();
+    let applies_twice = sqlx::query("SELECT run_id FROM task_attempts WHERE phase = 'apply' GROUP BY run_id HAVING COUNT(*) > 1").fetch_all(&mut conn).await.unwrap();
     assert!(applies_twice.is_empty(), "an apply was claimed twice");
     // No state version was accepted from an attempt after it was fenced.
     let late = sqlx::query("SELECT v.workspace, v.version FROM state_versions v JOIN tasks t ON t.run_id = v.run_id JOIN task_attempts a ON a.task_id = t.id AND a.attempt = v.attempt WHERE a.phase = 'apply' AND a.outcome = 'lost' AND v.created_ms > a.ended_ms")
-        .fetch_all(&mut db)
+        .fetch_all(&mut conn)
         .await
         .unwrap();
     assert!(
@@ -191,7 +206,7 @@ async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
     );
     let running =
         sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state IN ('queued', 'running')")
-            .fetch_one(&mut db)
+            .fetch_one(&mut conn)
             .await
             .unwrap()
             .get::<i64, _>("n");
@@ -212,7 +227,7 @@ async fn runs_under_random_faults_end_explained_and_never_apply_twice() {
         "the dead-letter queue holds exactly the poison messages: none were sent"
     );
     let injected: usize = faults.values().sum();
-    eprintln!("chaos: {runs} runs driven, {injected} faults injected {faults:?}, outcomes {outcome:?}, reasons {reasons:?}, lost 0, duplicate applies 0, in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!("chaos ({db:?}): {runs} runs driven, {injected} faults injected {faults:?}, outcomes {outcome:?}, reasons {reasons:?}, lost 0, duplicate applies 0, in {:.0}s", started.elapsed().as_secs_f64());
     assert!(
         injected >= runs / 8,
         "enough faults were injected ({injected})"

@@ -128,3 +128,34 @@ async fn a_cut_longer_than_the_lease_stops_the_task_and_redispatches_within_thre
         "the cut-off agent's late reports changed nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_between_agent_and_broker_heals_by_itself() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    let proxy = Proxy::start("127.0.0.1:5672".to_string());
+    let via_proxy = c
+        .amqp_url
+        .replace("127.0.0.1:5672", &format!("127.0.0.1:{}", proxy.port));
+    let a = c
+        .agent(AgentOpts {
+            amqp_url: Some(via_proxy),
+            ..Default::default()
+        })
+        .await;
+    let gpu = example("gpu-pool");
+    let before = c.submit(&gpu, "amqp/before", &["--plan-only"]);
+    c.wait_state(&before, &["planned"], T).await;
+    proxy.cut();
+    // Submitted while the agent cannot reach the broker: it waits in its queue.
+    let during = c.submit(&gpu, "amqp/during", &["--plan-only"]);
+    tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself
+    assert_eq!(c.run(&during).await.state, "queued");
+    proxy.restore();
+    let r = c.wait_state(&during, &["planned"], T).await;
+    assert_eq!(
+        r.transitions[1].actor, c.agents[a].id,
+        "the same agent, reconnected by itself"
+    );
+    assert_eq!(r.plan_attempts, 1);
+    assert!(c.agents[a].alive());
+}
