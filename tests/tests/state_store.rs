@@ -26,9 +26,9 @@ fn pull(c: &Cluster, ws: &str, version: Option<i64>) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_runs_on_one_workspace_never_both_apply() {
+async fn two_runs_on_one_workspace_take_turns_and_never_apply_together() {
     let mut c = Cluster::start(Db::Sqlite).await;
-    // Apply holds the lock a while, so the two applies overlap.
+    // Apply holds the lock a while, so the two runs would overlap if they could.
     let slow = BTreeMap::from([("TOFU_DOUBLE_SLEEP_AFTER".to_string(), "apply:2".to_string())]);
     c.agent(AgentOpts {
         env: slow.clone(),
@@ -51,41 +51,66 @@ async fn two_runs_on_one_workspace_never_both_apply() {
         "shared/ws",
         &["--auto-approve", "--var", "gpu_count=3"],
     );
-    let end = ["applied", "failed"];
-    let ra = c.wait_state(&a, &end, T).await;
-    let rb = c.wait_state(&b, &end, T).await;
-    let applied: Vec<&tofuflow_proto::v1::Run> = [&ra, &rb]
-        .into_iter()
-        .filter(|r| r.state == "applied")
-        .collect();
     assert_eq!(
-        applied.len(),
-        1,
-        "exactly one applies: {} / {} ({} | {})",
-        ra.state,
-        rb.state,
-        ra.error,
-        rb.error
+        c.run(&b).await.state,
+        "pending",
+        "the second run waits for the first"
     );
-    let loser = if ra.state == "failed" { &ra } else { &rb };
-    let logs = String::from_utf8_lossy(&c.cli(&["run", "logs", &loser.id]).stdout).to_string();
+    let ra = c.wait_state(&a, &["applied"], T).await;
+    let rb = c.wait_state(&b, &["applied"], T).await;
+    let a_done = ra.transitions.last().unwrap().unix_ms;
+    let b_started = rb
+        .transitions
+        .iter()
+        .find(|t| t.from_state == "pending")
+        .expect("b waited")
+        .unix_ms;
+    assert!(b_started >= a_done, "b started only after a applied");
     assert!(
-        logs.contains("Error acquiring the state lock") || logs.contains("Saved plan is stale"),
-        "the loser says why (the holder's lock or a stale plan):\n{logs}"
+        rb.transitions[0]
+            .reason
+            .contains(&format!("waits for run {a}")),
+        "{}",
+        rb.transitions[0].reason
     );
-    if logs.contains("Error acquiring the state lock") {
-        assert!(
-            logs.contains("OperationTypeApply"),
-            "with the holder's lock info:\n{logs}"
-        );
-    }
+    assert_eq!(
+        rb.summary.unwrap().add,
+        1,
+        "b planned against a's state (2 nodes → 3)"
+    );
+    assert_eq!(
+        (c.tofu_starts(&a, "apply"), c.tofu_starts(&b, "apply")),
+        (1, 1)
+    );
     let v: Value =
         serde_json::from_slice(&c.cli(&["state", "list", "shared/ws", "-o", "json"]).stdout)
             .unwrap();
+    let serials: Vec<i64> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["serial"].as_i64().unwrap())
+        .collect();
+    assert_eq!(serials, [2, 1], "two applies, one after the other");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_queued_behind_a_rejected_plan_goes_ahead_and_the_rejected_plan_never_applies() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    let gpu = example("gpu-pool");
+    let first = c.submit(&gpu, "race/ws", &["--var", "gpu_count=2"]);
+    c.wait_state(&first, &["awaiting_approval"], T).await;
+    // Another run queues behind it; reject the first so the second goes ahead and applies.
+    let second = c.submit(&gpu, "race/ws", &["--auto-approve", "--var", "gpu_count=3"]);
+    assert!(c.cli(&["run", "reject", &first]).status.success());
+    c.wait_state(&second, &["applied"], T).await;
+    let logs = String::from_utf8_lossy(&c.cli(&["run", "logs", &second]).stdout).to_string();
+    assert!(logs.contains("Apply complete!"), "{logs}");
     assert_eq!(
-        v["versions"].as_array().unwrap().len(),
-        1,
-        "one apply, one state version"
+        c.tofu_starts(&first, "apply"),
+        0,
+        "a rejected plan never applies"
     );
 }
 

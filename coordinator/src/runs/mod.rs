@@ -7,6 +7,8 @@ use std::str::FromStr;
 /// The state of a run (see DESIGN.md "Run states").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunState {
+    /// Waits for another run on its workspace to finish (runs that apply take turns).
+    Pending,
     Queued,
     Planning,
     Planned,
@@ -22,7 +24,8 @@ pub enum RunState {
     Expired,
 }
 
-pub const ALL_STATES: [RunState; 13] = [
+pub const ALL_STATES: [RunState; 14] = [
+    RunState::Pending,
     RunState::Queued,
     RunState::Planning,
     RunState::Planned,
@@ -41,6 +44,7 @@ pub const ALL_STATES: [RunState; 13] = [
 impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Pending => "pending",
             RunState::Queued => "queued",
             RunState::Planning => "planning",
             RunState::Planned => "planned",
@@ -120,7 +124,8 @@ pub fn allowed(from: RunState, to: RunState) -> bool {
     use RunState::*;
     matches!(
         (from, to),
-        (Queued, Planning | Cancelled | Failed | Expired)
+        (Pending, Queued | Cancelled | Expired)
+            | (Queued, Planning | Cancelled | Failed | Expired)
             | (
                 Planning,
                 Queued | Planned | PlannedNoChanges | Failed | Cancelled
@@ -158,6 +163,16 @@ impl FromStr for Phase {
         }
     }
 }
+
+/// States in which a run that may apply holds its workspace (the next one waits `pending`).
+pub const HOLDS_WORKSPACE: [&str; 6] = [
+    "queued",
+    "planning",
+    "planned",
+    "awaiting_approval",
+    "approved",
+    "applying",
+];
 
 /// What a successful plan leads to.
 #[derive(Debug, PartialEq, Eq)]

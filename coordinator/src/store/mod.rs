@@ -399,6 +399,27 @@ async fn new_task(
     Ok(id)
 }
 
+/// The run (that may apply) holding `workspace`, if any; with `count_pending`, waiting runs count
+/// too (a new run queues behind them).
+async fn workspace_holder(
+    c: &mut AnyConnection,
+    workspace: &str,
+    count_pending: bool,
+) -> Result<Option<String>> {
+    let states = runs::HOLDS_WORKSPACE
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pending = if count_pending { ", 'pending'" } else { "" };
+    let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind <> 'plan_only' AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
+    let row = sqlx::query(&sql)
+        .bind(workspace)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| s(&r, "id")).transpose()
+}
+
 /// "name (id)" for an agent, as the audit trail shows it.
 async fn agent_label(c: &mut AnyConnection, agent_id: &str) -> Result<String> {
     let row = sqlx::query("SELECT name FROM agents WHERE id = $1")
@@ -548,14 +569,26 @@ impl Store {
             })
             .collect();
         let mut tx = self.pool.begin().await?;
+        // Runs that may apply take turns on a workspace: the next one waits `pending`.
+        let holder = if n.kind == RunKind::PlanOnly {
+            None
+        } else {
+            workspace_holder(&mut tx, &n.workspace, true).await?
+        };
+        let state = if holder.is_some() {
+            RunState::Pending
+        } else {
+            RunState::Queued
+        };
         sqlx::query(
-            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&id)
         .bind(&n.workspace)
         .bind(&n.pool)
         .bind(n.kind.as_str())
+        .bind(state.as_str())
         .bind(&n.bundle_digest)
         .bind(serde_json::to_string(&n.variables).unwrap_or_default())
         .bind(serde_json::to_string(&vf).unwrap_or_default())
@@ -566,16 +599,24 @@ impl Store {
         .bind(&n.traceparent)
         .bind(now)
         .bind(now)
+        .bind(now + policy.queue_timeout_ms)
         .execute(&mut *tx)
         .await?;
         let run = get_run_c(&mut tx, &id).await?;
-        new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
+        let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
+        match &holder {
+            None => {
+                new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
+            }
+            Some(h) => why.push_str(&format!("; waits for run {h} on workspace {}", n.workspace)),
+        }
         sqlx::query(
-            "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, '', 'queued', $2, $3, $4)",
+            "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, '', $2, $3, $4, $5)",
         )
         .bind(&id)
+        .bind(state.as_str())
         .bind(&n.actor)
-        .bind(format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool))
+        .bind(why)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -1466,8 +1507,42 @@ impl Store {
             tx.commit().await?;
             self.changed(&run.id);
         }
+        // Pending runs start, oldest first, once their workspace is free.
+        let pending =
+            sqlx::query("SELECT * FROM runs WHERE state = 'pending' ORDER BY created_ms, id")
+                .fetch_all(&self.pool)
+                .await?;
+        for row in pending {
+            let run = run_from_row(&row)?;
+            let mut tx = self.pool.begin().await?;
+            if workspace_holder(&mut tx, &run.workspace, false)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            match transition(
+                &mut tx,
+                &run.id,
+                RunState::Pending,
+                RunState::Queued,
+                "coordinator",
+                &format!("workspace {} is free: starting", run.workspace),
+                now,
+            )
+            .await
+            {
+                Ok(()) => {}
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
+            tx.commit().await?;
+            self.changed(&run.id);
+            done.push(format!("run {} started: its workspace is free", run.id));
+        }
         // Runs past their deadline: nobody claimed the task, or nobody approved.
-        let overdue = sqlx::query("SELECT * FROM runs WHERE state IN ('queued', 'approved', 'awaiting_approval') AND deadline_ms > 0 AND deadline_ms < $1")
+        let overdue = sqlx::query("SELECT * FROM runs WHERE state IN ('pending', 'queued', 'approved', 'awaiting_approval') AND deadline_ms > 0 AND deadline_ms < $1")
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
@@ -1476,6 +1551,11 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let why = if run.state == RunState::AwaitingApproval {
                 "nobody approved the plan before the approval timeout".to_string()
+            } else if run.state == RunState::Pending {
+                format!(
+                    "waited longer than the queue timeout for workspace {} to be free",
+                    run.workspace
+                )
             } else {
                 format!("no agent of pool {:?} claimed the task before the queue timeout: is an agent running for that pool?", run.pool)
             };

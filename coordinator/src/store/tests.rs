@@ -526,7 +526,18 @@ async fn check_invariants(st: &Store, step: usize, seed: u64) {
             ctx(&format!("illegal transition {from} -> {to}"))
         );
     }
-    // 5. Fencing tokens are unique.
+    // 5. Runs that may apply take turns: at most one holds a workspace; pending runs have no task.
+    let holds = runs::HOLDS_WORKSPACE
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT workspace, COUNT(*) AS n FROM runs WHERE kind <> 'plan_only' AND state IN ({holds}) GROUP BY workspace HAVING COUNT(*) > 1");
+    let crowded = sqlx::query(&sql).fetch_all(&st.pool).await.unwrap();
+    assert!(crowded.is_empty(), "{}", ctx("two runs hold one workspace"));
+    let n = i(&q("SELECT COUNT(*) AS n FROM tasks t JOIN runs r ON r.id = t.run_id WHERE r.state = 'pending'").fetch_one(&st.pool).await.unwrap(), "n").unwrap();
+    assert_eq!(n, 0, "{}", ctx("a pending run has a task"));
+    // 6. Fencing tokens are unique.
     let dup =
         q("SELECT epoch, COUNT(*) AS n FROM task_attempts GROUP BY epoch HAVING COUNT(*) > 1")
             .fetch_all(&st.pool)
@@ -537,7 +548,7 @@ async fn check_invariants(st: &Store, step: usize, seed: u64) {
 
 #[tokio::test]
 async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_the_invariants() {
-    let (mut applied, mut interrupted, mut redispatched) = (0i64, 0i64, 0i64);
+    let (mut applied, mut interrupted, mut redispatched, mut waited) = (0i64, 0i64, 0i64, 0i64);
     for round in 0..6u64 {
         for (name, mut st, _g, d) in stores().await {
             let seed = 0x5eed_0000_0000_0001 ^ (name.len() as u64) ^ (round << 20);
@@ -548,13 +559,16 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
             let mut leases: Vec<(String, u32, i64, String)> = Vec::new();
             let (mut granted, mut refused, mut fenced) = (0, 0, 0);
             for step in 0..300 {
+                // Some leases are born expired, some runs time out (queue or approval).
                 let p = Policy {
                     lease_ttl_ms: if rng.below(4) == 0 { -1 } else { 60_000 },
+                    queue_timeout_ms: if rng.below(6) == 0 { -1 } else { 3_600_000 },
+                    approval_timeout_ms: if rng.below(4) == 0 { -1 } else { 3_600_000 },
                     ..policy()
                 };
                 match rng.below(10) {
                     0 | 1 => {
-                        let mut n = new_run(&format!("ws{}", rng.below(3)), rng.below(2) == 0);
+                        let mut n = new_run(&format!("ws{}", rng.below(5)), rng.below(2) == 0);
                         n.kind = [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy]
                             [rng.below(3)];
                         runs_.push(st.submit(n, &p).await.unwrap().id);
@@ -668,8 +682,50 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                 "SELECT COUNT(*) AS n FROM task_attempts WHERE phase = 'plan' AND attempt > 1",
             )
             .await;
+            waited += count("SELECT COUNT(*) AS n FROM transitions WHERE from_state = 'pending' AND to_state = 'queued'").await;
         }
     }
     // The sequences reached every path that matters, so the invariants were tested on them.
-    assert!(applied > 0 && interrupted > 0 && redispatched > 0, "coverage: applied {applied}, interrupted {interrupted}, re-dispatched plans {redispatched}");
+    assert!(
+        applied > 0 && interrupted > 0 && redispatched > 0 && waited > 0,
+        "coverage: applied {applied}, interrupted {interrupted}, re-dispatched plans {redispatched}, pending runs started {waited}"
+    );
+}
+
+#[tokio::test]
+async fn runs_that_apply_take_turns_on_a_workspace() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let a = st.submit(new_run("turns", false), &p).await.unwrap();
+        let b = st.submit(new_run("turns", false), &p).await.unwrap();
+        let mut plan_only = new_run("turns", false);
+        plan_only.kind = RunKind::PlanOnly;
+        let c = st.submit(plan_only, &p).await.unwrap();
+        assert_eq!(
+            (a.state, b.state, c.state),
+            (RunState::Queued, RunState::Pending, RunState::Queued),
+            "{name}: plan-only runs do not wait"
+        );
+        st.reap(&p).await.unwrap();
+        assert_eq!(
+            st.get_run(&b.id).await.unwrap().state,
+            RunState::Pending,
+            "{name}: still held by {}",
+            a.id
+        );
+        st.cancel(&a.id, "carol", "").await.unwrap();
+        st.reap(&p).await.unwrap();
+        assert_eq!(
+            st.get_run(&b.id).await.unwrap().state,
+            RunState::Queued,
+            "{name}: started once the workspace was free"
+        );
+        let t = st.transitions(&b.id).await.unwrap();
+        assert!(
+            t[0].reason.contains(&format!("waits for run {}", a.id)),
+            "{:?}",
+            t[0]
+        );
+        assert!(t[1].reason.contains("is free"), "{:?}", t[1]);
+    }
 }
