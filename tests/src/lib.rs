@@ -782,3 +782,25 @@ impl Proxy {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Starts the local broker again however a test that stops it ends.
+pub struct BrokerBack;
+
+impl Drop for BrokerBack {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+/// Runs `rabbitmqctl ARG` (stop_app, start_app) and insists it worked.
+pub fn broker_ctl(arg: &str) {
+    let o = Command::new("rabbitmqctl")
+        .arg(arg)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        o.status.success(),
+        "rabbitmqctl {arg}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -6,30 +6,7 @@
 //! binaries one after another, never two at once).
 
 use std::time::Duration;
-use tofuflow_e2e::{example, http_get, wait_for, AgentOpts, Cluster, Db};
-
-/// Starts the broker again however the test ends.
-struct BrokerBack;
-
-impl Drop for BrokerBack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
-fn rabbitmqctl(arg: &str) {
-    let o = std::process::Command::new("rabbitmqctl")
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "rabbitmqctl {arg}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use tofuflow_e2e::{broker_ctl, example, http_get, wait_for, AgentOpts, BrokerBack, Cluster, Db};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_load_loses_no_task_and_runs_none_twice() {
@@ -41,7 +18,7 @@ async fn broker_restart_mid_load_loses_no_task_and_runs_none_twice() {
         .await;
 
     let _guard = BrokerBack;
-    rabbitmqctl("stop_app");
+    broker_ctl("stop_app");
     let ready = format!("{}/readyz", c.http_url());
     wait_for(
         "/readyz to report the broker gone",
@@ -61,7 +38,7 @@ async fn broker_restart_mid_load_loses_no_task_and_runs_none_twice() {
     let during = c.submit(&gpu, "broker/during", &["--auto-approve"]);
     assert_eq!(c.run(&during).await.state, "queued");
     let down_at = std::time::Instant::now();
-    rabbitmqctl("start_app");
+    broker_ctl("start_app");
     let r = c
         .wait_state(&during, &["applied"], Duration::from_secs(120))
         .await;

@@ -10,30 +10,8 @@
 use sqlx::{Connection, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use tofuflow_e2e::{example, http_get, AgentOpts, Cluster, Db};
+use tofuflow_e2e::{broker_ctl, example, http_get, AgentOpts, BrokerBack, Cluster, Db};
 use tofuflow_proto::v1;
-
-struct BrokerBack;
-
-impl Drop for BrokerBack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
-fn rabbitmqctl(arg: &str) {
-    let o = std::process::Command::new("rabbitmqctl")
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "rabbitmqctl {arg}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// The two variants restart the broker: they take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -144,8 +122,8 @@ async fn chaos(db: Db, default_runs: usize) {
                     *faults.entry("coordinator SIGKILL + restart").or_default() += 1;
                 }
                 4 => {
-                    rabbitmqctl("stop_app");
-                    rabbitmqctl("start_app");
+                    broker_ctl("stop_app");
+                    broker_ctl("start_app");
                     *faults.entry("RabbitMQ restart").or_default() += 1;
                 }
                 _ => {}

@@ -46,6 +46,19 @@ struct Done {
     cancelled: bool,
 }
 
+impl Done {
+    /// tofu was stopped (cancel, lease lost or shutdown) with exit `code`.
+    fn cancelled(code: i32, has_changes: bool) -> Done {
+        Done {
+            has_changes,
+            summary: Default::default(),
+            outputs_json: String::new(),
+            exit_code: code,
+            cancelled: true,
+        }
+    }
+}
+
 /// The backend a module declares, if any (`backend "s3" {` → "s3").
 pub fn declared_backend(dir: &Path) -> Option<String> {
     let rd = std::fs::read_dir(dir).ok()?;
@@ -449,13 +462,7 @@ impl Runner {
         };
         let fin = tofu(init, false).await?;
         if fin.cancelled {
-            return Ok(Done {
-                has_changes: false,
-                summary: Default::default(),
-                outputs_json: String::new(),
-                exit_code: fin.code,
-                cancelled: true,
-            });
+            return Ok(Done::cancelled(fin.code, false));
         }
         if fin.code != 0 {
             return Err(format!(
@@ -481,13 +488,7 @@ impl Runner {
                 args.extend(var_args);
                 let fin = tofu(args, false).await?;
                 if fin.cancelled {
-                    return Ok(Done {
-                        has_changes: false,
-                        summary: Default::default(),
-                        outputs_json: String::new(),
-                        exit_code: fin.code,
-                        cancelled: true,
-                    });
+                    return Ok(Done::cancelled(fin.code, false));
                 }
                 let has_changes = match fin.code {
                     0 => false,
@@ -564,13 +565,7 @@ impl Runner {
                 )
                 .await?;
                 if fin.cancelled {
-                    return Ok(Done {
-                        has_changes: true,
-                        summary: Default::default(),
-                        outputs_json: String::new(),
-                        exit_code: fin.code,
-                        cancelled: true,
-                    });
+                    return Ok(Done::cancelled(fin.code, true));
                 }
                 if fin.code != 0 {
                     return Err(format!(

@@ -672,14 +672,6 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    pub async fn tasks_of(&self, run_id: &str) -> Result<Vec<Task>> {
-        let rows = sqlx::query("SELECT * FROM tasks WHERE run_id = $1 ORDER BY created_ms")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(task_from_row).collect()
-    }
-
     /// Every attempt ever claimed for a run's phase (the "executions" the fault tests count).
     pub async fn attempts_of(
         &self,
