@@ -76,6 +76,31 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_LOCK_TIMEOUT", value_parser = dur, default_value = "5m")]
     pub lock_timeout: Duration,
 
+    /// Longest a task may run; then tofu is interrupted and the task fails as timed out.
+    #[arg(long, env = "TOFUFLOW_TASK_TIMEOUT", value_parser = dur, default_value = "12h")]
+    pub task_timeout: Duration,
+
+    /// CPU seconds each process of a task may use (RLIMIT_CPU; 0 = no limit).
+    #[arg(long, env = "TOFUFLOW_LIMIT_CPU", default_value_t = 0)]
+    pub limit_cpu: u64,
+
+    /// Address space per process of a task, in bytes (RLIMIT_AS; 0 = no limit). Go programs
+    /// (tofu, providers) reserve large virtual ranges: leave room.
+    #[arg(long, env = "TOFUFLOW_LIMIT_MEMORY", default_value_t = 0)]
+    pub limit_memory: u64,
+
+    /// Open files per process of a task (RLIMIT_NOFILE; 0 = as inherited).
+    #[arg(long, env = "TOFUFLOW_LIMIT_NOFILE", default_value_t = 0)]
+    pub limit_nofile: u64,
+
+    /// Largest file a task may write, in bytes (RLIMIT_FSIZE; 0 = no limit).
+    #[arg(long, env = "TOFUFLOW_LIMIT_FSIZE", default_value_t = 0)]
+    pub limit_fsize: u64,
+
+    /// Processes of the task's user (RLIMIT_NPROC; 0 = no limit; not enforced for root).
+    #[arg(long, env = "TOFUFLOW_LIMIT_NPROC", default_value_t = 0)]
+    pub limit_nproc: u64,
+
     /// Time tofu gets after SIGINT before SIGKILL when a task is cancelled.
     #[arg(long, env = "TOFUFLOW_CANCEL_GRACE", value_parser = dur, default_value = "30s")]
     pub cancel_grace: Duration,

@@ -146,6 +146,8 @@ pub struct AgentOpts {
     pub env: BTreeMap<String, String>,
     pub cancel_grace: Option<&'static str>,
     pub drain_grace: Option<&'static str>,
+    /// More agent flags.
+    pub args: Vec<&'static str>,
     /// Reach RabbitMQ through this URL instead (e.g. a `Proxy`).
     pub amqp_url: Option<String>,
     /// The agent's `--lock-timeout` (default 3s).
@@ -334,6 +336,7 @@ impl Cluster {
             .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
             .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
             .args(["--lock-timeout", opts.lock_timeout.unwrap_or("3s")])
+            .args(&opts.args)
             .arg("--ready-file")
             .arg(&ready)
             .env(

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopReason {
     UserCancel,
+    Timeout(Duration),
     LeaseLost(String),
     Shutdown,
 }
@@ -277,9 +278,20 @@ impl Runner {
             spec.workspace
         ));
         let wd = self.cfg.work_root.join("work").join(&spec.run_id);
+        // The task timeout stops tofu like a cancel, and the task then fails as timed out.
+        let timeout = self.cfg.task_timeout;
+        let (cancel, reason) = (held.cancel.clone(), held.reason.clone());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Ok(mut r) = reason.lock() {
+                r.get_or_insert(StopReason::Timeout(timeout));
+            }
+            cancel.cancel();
+        });
         let result = self
             .execute(&spec, epoch, &wd, &reporter, &held.cancel)
             .await;
+        timer.abort();
         let stop = held.reason.lock().map(|r| r.clone()).unwrap_or(None);
         let mut req = v1::CompleteRequest {
             agent_id: self.agent_id.clone(),
@@ -289,6 +301,15 @@ impl Runner {
             ..Default::default()
         };
         match result {
+            Ok(d) if d.cancelled && matches!(stop, Some(StopReason::Timeout(_))) => {
+                // A distinct result: failed, and saying so.
+                req.outcome = v1::Outcome::Failed as i32;
+                req.exit_code = d.exit_code;
+                req.error = format!(
+                    "timed out after {} (--task-timeout); tofu was interrupted",
+                    humantime::format_duration(self.cfg.task_timeout)
+                );
+            }
             Ok(d) if d.cancelled => {
                 req.outcome = v1::Outcome::Cancelled as i32;
                 req.exit_code = d.exit_code;
@@ -300,7 +321,7 @@ impl Runner {
                         "the agent shut down before the task finished".into()
                     }
                     Some(StopReason::LeaseLost(why)) => format!("stopped: {why}"),
-                    None => "cancelled".into(),
+                    Some(StopReason::Timeout(_)) | None => "cancelled".into(),
                 };
             }
             Ok(d) => {
@@ -453,12 +474,24 @@ impl Runner {
         let env = self.env(spec, wd, managed);
         let sink = rep.handle();
         let grace = self.cfg.cancel_grace;
+        let limits = process::Limits {
+            cpu_secs: self.cfg.limit_cpu,
+            memory_bytes: self.cfg.limit_memory,
+            nofile: self.cfg.limit_nofile,
+            fsize_bytes: self.cfg.limit_fsize,
+            nproc: self.cfg.limit_nproc,
+        };
         let bin = &self.cfg.tofu_bin;
         let tofu = |args: Vec<String>, capture: bool| {
             let shown: Vec<&str> = args.iter().map(String::as_str).collect();
             rep.system(format!("$ tofu {}", shown.join(" ")));
             let (env, sink, module) = (&env, &sink, &module);
-            async move { process::run(bin, &args, module, env, sink, capture, cancel, grace).await }
+            async move {
+                process::run(
+                    bin, &args, module, env, sink, capture, cancel, grace, limits,
+                )
+                .await
+            }
         };
         let fin = tofu(init, false).await?;
         if fin.cancelled {
@@ -497,7 +530,7 @@ impl Runner {
                         return Err(format!(
                             "tofu plan failed (exit {c}{}): see the run's log",
                             fin.killed_by
-                                .map(|s| format!(", killed by {s}"))
+                                .map(|s| format!(", {}", process::explain_signal(&s)))
                                 .unwrap_or_default()
                         ))
                     }
@@ -572,7 +605,7 @@ impl Runner {
                         "tofu apply failed (exit {}{}): see the run's log",
                         fin.code,
                         fin.killed_by
-                            .map(|s| format!(", killed by {s}"))
+                            .map(|s| format!(", {}", process::explain_signal(&s)))
                             .unwrap_or_default()
                     ));
                 }

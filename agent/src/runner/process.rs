@@ -14,6 +14,27 @@ use tofuflow_proto::v1::LogStream;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+/// Resource limits for everything a task starts (0 = leave as inherited).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub cpu_secs: u64,
+    pub memory_bytes: u64,
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+    pub nproc: u64,
+}
+
+/// What a signal that ended a task's process means, in the user's words.
+pub fn explain_signal(sig: &str) -> String {
+    match sig {
+        "SIGXCPU" => "killed for CPU time: the --limit-cpu limit was reached".into(),
+        "SIGXFSZ" => "killed for file size: the --limit-fsize limit was reached".into(),
+        "SIGKILL" => "killed (SIGKILL: out of memory, the CPU hard limit, or a forced stop)".into(),
+        "SIGSEGV" | "SIGBUS" | "SIGABRT" => format!("crashed ({sig})"),
+        other => format!("killed by {other}"),
+    }
+}
+
 pub struct Finished {
     pub code: i32,
     /// Set when the process was stopped by us.
@@ -41,6 +62,7 @@ pub async fn run(
     capture: bool,
     cancel: &CancellationToken,
     grace: Duration,
+    limits: Limits,
 ) -> Result<Finished, String> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(args)
@@ -50,13 +72,36 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(false);
-    // If the agent dies, tofu gets SIGTERM (it saves state and unlocks, as on SIGINT) instead of
-    // running on unsupervised. This forces the fork path; the benchmark measures the cost.
+    // In the child, before exec (only async-signal-safe system calls here):
+    // - a new session, so it has no terminal to steal and its process group can be killed whole;
+    // - no_new_privs, so setuid binaries cannot raise its privileges;
+    // - the parent-death signal: if the agent dies, tofu gets SIGTERM (it saves state and
+    //   unlocks, as on SIGINT) instead of running on unsupervised;
+    // - resource limits (CPU soft limit sends SIGXCPU, the hard one 5 s later SIGKILL) and no
+    //   core dumps (a dump of tofu would hold state and credentials).
+    // This forces the fork path instead of posix_spawn; the benchmark measures the cost.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            use nix::sys::resource::{setrlimit, Resource};
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
+            if limits.cpu_secs > 0 {
+                setrlimit(Resource::RLIMIT_CPU, limits.cpu_secs, limits.cpu_secs + 5)
+                    .map_err(std::io::Error::from)?;
+            }
+            for (res, v) in [
+                (Resource::RLIMIT_AS, limits.memory_bytes),
+                (Resource::RLIMIT_NOFILE, limits.nofile),
+                (Resource::RLIMIT_FSIZE, limits.fsize_bytes),
+                (Resource::RLIMIT_NPROC, limits.nproc),
+            ] {
+                if v > 0 {
+                    setrlimit(res, v, v).map_err(std::io::Error::from)?;
+                }
+            }
             Ok(())
         });
     }

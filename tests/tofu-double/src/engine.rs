@@ -1091,10 +1091,25 @@ impl Walk<'_> {
             if p.on_failure_continue && !killed {
                 return Ok(());
             }
-            let why = if killed {
-                "signal: killed".to_string()
-            } else {
-                format!("exit status {}", status.code().unwrap_or(-1))
+            use std::os::unix::process::ExitStatusExt;
+            // Go's exec error text, as real OpenTofu prints it.
+            let why = match (killed, status.signal()) {
+                (true, _) => "signal: killed".to_string(),
+                (false, Some(sig)) => format!(
+                    "signal: {}",
+                    match sig {
+                        9 => "killed",
+                        11 => "segmentation fault",
+                        15 => "terminated",
+                        24 => "CPU time limit exceeded",
+                        25 => "file size limit exceeded",
+                        n =>
+                            return Err(perr(format!(
+                                "Error running command '{command}': signal {n}"
+                            ))),
+                    }
+                ),
+                (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
             };
             Err(perr(format!(
                 "Error running command '{command}': {why}. Output: "
