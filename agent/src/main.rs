@@ -2,7 +2,6 @@
 //! signal exits at once.
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() {
@@ -14,27 +13,10 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let shutdown = CancellationToken::new();
-    let sd = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received: draining (send again to exit at once)");
-        sd.cancel();
-        wait_for_signal().await;
-        std::process::exit(130);
-    });
+    let shutdown = tofuflow_proto::telemetry::stop_on_signals("draining");
     if let Err(e) = tofuflow_agent::run(cfg, shutdown).await {
         tracing::error!(error = %e, "agent failed");
         eprintln!("error: {e}");
         std::process::exit(1);
-    }
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

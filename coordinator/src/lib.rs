@@ -148,7 +148,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %redact_db(&cfg.database_url), "coordinator listening");
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %queue::redact(&cfg.database_url), "coordinator listening");
     if let Some(path) = &cfg.ready_file {
         let tmp = path.with_extension("tmp");
         let body = serde_json::json!({"grpc": grpc_addr.to_string(), "http": http_addr.to_string(), "pid": std::process::id()});
@@ -166,8 +166,4 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         tracing::warn!("some coordinator tasks did not stop within 10s");
     }
     Ok(())
-}
-
-fn redact_db(url: &str) -> String {
-    queue::redact(url)
 }

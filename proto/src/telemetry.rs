@@ -114,3 +114,26 @@ pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<String> {
         .map(str::to_string)
         .filter(|t| crate::valid_traceparent(t))
 }
+
+/// Returns a token cancelled on the first SIGINT or SIGTERM (`what` says what that starts); a
+/// second signal exits the process at once with status 130.
+pub fn stop_on_signals(what: &'static str) -> tokio_util::sync::CancellationToken {
+    async fn signal() {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        tracing::info!("signal received: {what} (send again to exit at once)");
+        t.cancel();
+        signal().await;
+        std::process::exit(130);
+    });
+    token
+}

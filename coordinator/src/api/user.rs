@@ -296,10 +296,12 @@ impl UserService for UserApi {
             }
             let kind = first.kind;
             let mut done = is_done(&last, kind);
+            // Changes made by another coordinator are only seen by polling: keep a steady tick.
+            let mut tick = tokio::time::interval(Duration::from_millis(1000));
             while !done {
                 tokio::select! {
-                    c = changes.recv() => if let Ok(rid) = c { if rid != id { continue; } },
-                    _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
+                    c = changes.recv() => if let Ok(ch) = c { if ch.run_id != id || !ch.state { continue; } },
+                    _ = tick.tick() => {}
                     _ = tx.closed() => return,
                 }
                 let Ok(r) = this.full_run(&id).await else {

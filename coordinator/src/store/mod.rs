@@ -31,6 +31,14 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// What changed about a run (for watchers in this process).
+#[derive(Clone, Debug)]
+pub struct RunChange {
+    pub run_id: String,
+    /// The run itself (state, transitions); false when only log lines were added.
+    pub state: bool,
+}
+
 /// A run as stored.
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -154,7 +162,7 @@ pub struct Policy {
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
-    changes: tokio::sync::broadcast::Sender<String>,
+    changes: tokio::sync::broadcast::Sender<RunChange>,
     keys: std::sync::Arc<crypt::Keys>,
     /// State versions kept per workspace (the newest N; 0 keeps all).
     keep_versions: i64,
@@ -539,12 +547,22 @@ impl Store {
     }
 
     /// A receiver of run ids whose state or logs changed (in this process).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RunChange> {
         self.changes.subscribe()
     }
 
     fn changed(&self, run_id: &str) {
-        let _ = self.changes.send(run_id.to_string());
+        let _ = self.changes.send(RunChange {
+            run_id: run_id.to_string(),
+            state: true,
+        });
+    }
+
+    fn logs_added(&self, run_id: &str) {
+        let _ = self.changes.send(RunChange {
+            run_id: run_id.to_string(),
+            state: false,
+        });
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -878,7 +896,7 @@ impl Store {
             stored += r.rows_affected();
         }
         tx.commit().await?;
-        self.changed(&t.run_id);
+        self.logs_added(&t.run_id);
         Ok(stored)
     }
 
