@@ -15,9 +15,23 @@ fn label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("label {s:?} must look like key=value"))
 }
 
+fn pool_network(s: &str) -> Result<(String, crate::sandbox::Network), String> {
+    use clap::ValueEnum;
+    let (p, m) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--pool-network {s:?} must look like POOL=MODE"))?;
+    let mode = crate::sandbox::Network::from_str(m.trim(), true)
+        .map_err(|_| format!("--pool-network {s:?}: mode must be host, none or allow-list"))?;
+    Ok((p.trim().to_string(), mode))
+}
+
 /// tofuflow-agent: takes tasks of its pools from RabbitMQ and runs tofu for them.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "tofuflow-agent", version)]
+#[command(
+    name = "tofuflow-agent",
+    version,
+    after_help = "Subcommand: `tofuflow-agent check [FLAGS]` prints the isolation this host gives tasks under FLAGS, and exits 1 when the configuration asks for more than the host has."
+)]
 pub struct Config {
     /// gRPC URL of the coordinator.
     #[arg(
@@ -84,8 +98,9 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_LIMIT_CPU", default_value_t = 0)]
     pub limit_cpu: u64,
 
-    /// Address space per process of a task, in bytes (RLIMIT_AS; 0 = no limit). Go programs
-    /// (tofu, providers) reserve large virtual ranges: leave room.
+    /// Memory of a task in bytes (0 = no limit): for all its processes together when the host
+    /// has a memory cgroup (the kernel's OOM killer stops it there, and the run says so), else
+    /// address space per process (RLIMIT_AS; Go programs reserve large virtual ranges: leave room).
     #[arg(long, env = "TOFUFLOW_LIMIT_MEMORY", default_value_t = 0)]
     pub limit_memory: u64,
 
@@ -97,7 +112,8 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_LIMIT_FSIZE", default_value_t = 0)]
     pub limit_fsize: u64,
 
-    /// Processes of the task's user (RLIMIT_NPROC; 0 = no limit; not enforced for root).
+    /// Processes of a task (0 = no limit): a pids cgroup for the whole task when the host has
+    /// one (reaching it stops the task), and RLIMIT_NPROC for its run user (not enforced for root).
     #[arg(long, env = "TOFUFLOW_LIMIT_NPROC", default_value_t = 0)]
     pub limit_nproc: u64,
 
@@ -121,7 +137,53 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
+    /// Task isolation: `auto` uses namespaces when the host allows them, `required` refuses to
+    /// start without them, `off` keeps process isolation only. See `tofuflow-agent check`.
+    #[arg(long, env = "TOFUFLOW_SANDBOX", value_enum, default_value = "auto")]
+    pub sandbox: crate::sandbox::Mode,
+
+    /// Network of tasks: host, none (loopback and the state backend only) or allow-list
+    /// (only --allow-host destinations, through the agent's proxy). none and allow-list need a
+    /// network namespace: the agent refuses to start without one.
+    #[arg(long, env = "TOFUFLOW_NETWORK", value_enum, default_value = "host")]
+    pub network: crate::sandbox::Network,
+
+    /// Network mode of one pool, overriding --network (POOL=MODE, repeatable).
+    #[arg(long = "pool-network", env = "TOFUFLOW_POOL_NETWORK", value_delimiter = ',', value_parser = pool_network)]
+    pub pool_network: Vec<(String, crate::sandbox::Network)>,
+
+    /// Destinations allow-list tasks may reach: HOST, HOST:PORT, *.DOMAIN or *.DOMAIN:PORT
+    /// (repeatable or comma-separated). The state backend is always allowed.
+    #[arg(
+        long = "allow-host",
+        env = "TOFUFLOW_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+
+    /// The user tasks run as: `auto` (when the agent runs as root: UID/GID 64000+slot, else the
+    /// agent's user), `agent` (the agent's own user), or UID[:GID] / a user name.
+    #[arg(long, env = "TOFUFLOW_RUN_USER", default_value = "auto")]
+    pub run_user: String,
+
+    /// Extra host path visible in the sandbox: SRC[:DST][:ro|rw] (repeatable; read-only by
+    /// default).
+    #[arg(long = "sandbox-bind", value_parser = crate::sandbox::parse_bind)]
+    pub sandbox_binds: Vec<crate::sandbox::ExtraBind>,
+
     /// Log format: text or json. Levels come from TOFUFLOW_LOG (default info).
     #[arg(long, env = "TOFUFLOW_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+impl Config {
+    /// The network mode of tasks from `pool`.
+    pub fn network_for(&self, pool: &str) -> crate::sandbox::Network {
+        self.pool_network
+            .iter()
+            .rev()
+            .find(|(p, _)| p == pool)
+            .map(|(_, m)| *m)
+            .unwrap_or(self.network)
+    }
 }

@@ -94,7 +94,7 @@ pub struct Slot {
 }
 
 enum Got {
-    Task(Box<v1::TaskSpec>, u64),
+    Task(Box<v1::TaskSpec>, u64, String),
     Nothing,
 }
 
@@ -103,7 +103,7 @@ impl Slot {
         let mut backoff = Duration::from_millis(200);
         while !self.intake_stop.is_cancelled() {
             match self.take_one().await {
-                Ok(Got::Task(spec, epoch)) => {
+                Ok(Got::Task(spec, epoch, pool)) => {
                     backoff = Duration::from_millis(200);
                     let permit = self.free.clone().try_acquire_owned().ok();
                     let held = Arc::new(Held {
@@ -124,7 +124,10 @@ impl Slot {
                     let task_id = spec.task_id.clone();
                     let span = tracing::info_span!("task", run_id = %spec.run_id, task_id = %spec.task_id, attempt = spec.attempt, workspace = %spec.workspace, agent_id = %self.runner.agent_id);
                     tofuflow_proto::telemetry::set_parent(&span, &spec.traceparent);
-                    self.runner.run(*spec, epoch, &held).instrument(span).await;
+                    self.runner
+                        .run(*spec, epoch, &held, self.index, &pool)
+                        .instrument(span)
+                        .await;
                     self.leases.remove(&task_id);
                     watcher.abort();
                     drop(permit);
@@ -265,7 +268,7 @@ impl Slot {
                 match (r.granted, r.spec) {
                     (true, Some(spec)) => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
-                        Ok(Got::Task(Box::new(spec), r.epoch))
+                        Ok(Got::Task(Box::new(spec), r.epoch, env.pool.clone()))
                     }
                     _ => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, reason = %r.reason, redelivered = d.redelivered, "claim refused; message dropped");

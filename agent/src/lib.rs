@@ -8,6 +8,7 @@ pub mod labels;
 pub mod lease;
 pub mod report;
 pub mod runner;
+pub mod sandbox;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -37,20 +38,80 @@ pub fn coordinator_channel(url: &str) -> Result<Channel, String> {
         .connect_lazy())
 }
 
-/// Runs the agent until `shutdown`; then drains: no new tasks, running ones get `drain_grace`.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
+/// Checks the configuration, makes the work root and detects the sandbox (before any thread
+/// starts: the probes fork).
+pub fn prepare(cfg: &Config) -> Result<sandbox::Sandbox, String> {
+    let sb = detect(cfg)?;
+    match sb.unmet(cfg) {
+        Some(e) => Err(e),
+        None => Ok(sb),
+    }
+}
+
+fn detect(cfg: &Config) -> Result<sandbox::Sandbox, String> {
     if cfg.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
     for p in &cfg.pools {
         tofuflow_proto::amqp::valid_pool(p)?;
     }
-    let labels = labels::detect(&cfg.tofu_bin, &cfg.labels)?;
+    for h in &cfg.allow_hosts {
+        sandbox::gateway::parse_rule(h)?;
+    }
     std::fs::create_dir_all(cfg.work_root.join("work"))
         .map_err(|e| format!("cannot create work root {}: {e}", cfg.work_root.display()))?;
-    let work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
+    let mut c = cfg.clone();
+    c.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
+    sandbox::Sandbox::new(&c)
+}
+
+/// `tofuflow-agent check`: prints the isolation tasks get here; 0 when the configuration can be
+/// met, 1 (with the reason) when not.
+pub fn check(cfg: &Config) -> i32 {
+    match detect(cfg) {
+        Ok(sb) => {
+            print!("{}", sb.report(cfg));
+            match sb.unmet(cfg) {
+                None => {
+                    println!("ok: the agent can start with this configuration");
+                    0
+                }
+                Some(e) => {
+                    println!("error: {e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            println!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Runs the agent until `shutdown`; then drains: no new tasks, running ones get `drain_grace`.
+pub async fn run(
+    cfg: Config,
+    sandbox: sandbox::Sandbox,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let mut cfg = cfg;
-    cfg.work_root = work_root;
+    cfg.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
+    let mut labels = labels::detect(&cfg.tofu_bin, &cfg.labels)?;
+    for (k, v) in sandbox.features.labels() {
+        labels.entry(k).or_insert(v);
+    }
+    for p in &cfg.pools {
+        labels
+            .entry(format!("network.{p}"))
+            .or_insert_with(|| cfg.network_for(p).name().to_string());
+    }
+    if !sandbox.namespaces {
+        tracing::warn!(reason = %sandbox.features.namespaces.as_ref().err().cloned().unwrap_or_default(), "tasks run without namespaces (process isolation only): see `tofuflow-agent check`");
+    }
+    if sandbox.run_user.is_none() && sandbox.features.root {
+        tracing::warn!("tasks run as root (--run-user agent)");
+    }
     let cfg = Arc::new(cfg);
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
     let client =
@@ -107,6 +168,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let intake_stop = CancellationToken::new();
     let hard_stop = CancellationToken::new();
     let runner = runner::Runner {
+        sandbox: Arc::new(sandbox),
         cfg: cfg.clone(),
         client: client.clone(),
         agent_id: agent_id.clone(),

@@ -184,6 +184,20 @@ impl Cluster {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("tofuflow-e2e-{}", &id[..12]));
         std::fs::create_dir_all(&dir).unwrap();
+        // The stand-in's invocation trace: shared by every task's run user, and visible inside
+        // the sandbox (--sandbox-bind).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let t = dir.join("trace");
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o777)).unwrap();
+            std::fs::write(t.join("tofu-trace.jsonl"), b"").unwrap();
+            std::fs::set_permissions(
+                t.join("tofu-trace.jsonl"),
+                std::fs::Permissions::from_mode(0o666),
+            )
+            .unwrap();
+        }
         let vhost = format!("tofuflow-test-{}", &id[..12]);
         rabbitmqctl(&["add_vhost", &vhost]);
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
@@ -336,6 +350,8 @@ impl Cluster {
             .args(["--cancel-grace", opts.cancel_grace.unwrap_or("5s")])
             .args(["--drain-grace", opts.drain_grace.unwrap_or("30s")])
             .args(["--lock-timeout", opts.lock_timeout.unwrap_or("3s")])
+            .arg("--sandbox-bind")
+            .arg(format!("{}:rw", self.dir.join("trace").display()))
             .args(&opts.args)
             .arg("--ready-file")
             .arg(&ready)
@@ -344,7 +360,7 @@ impl Cluster {
                 std::env::var("TOFUFLOW_E2E_LOG")
                     .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
             )
-            .env("TOFU_DOUBLE_TRACE", self.dir.join("tofu-trace.jsonl"))
+            .env("TOFU_DOUBLE_TRACE", self.dir.join("trace/tofu-trace.jsonl"))
             .envs(&opts.env)
             .envs(
                 self.agent_token
@@ -461,7 +477,7 @@ impl Cluster {
 
     /// Lines of the stand-in's trace (one JSON object per tofu invocation start/exit).
     pub fn tofu_trace(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("tofu-trace.jsonl"))
+        std::fs::read_to_string(self.dir.join("trace/tofu-trace.jsonl"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -472,11 +488,7 @@ impl Cluster {
     pub fn tofu_starts(&self, run_id: &str, cmd: &str) -> usize {
         self.tofu_trace()
             .iter()
-            .filter(|e| {
-                e["event"] == "start"
-                    && e["args"][0] == cmd
-                    && e["cwd"].as_str().is_some_and(|c| c.contains(run_id))
-            })
+            .filter(|e| e["event"] == "start" && e["args"][0] == cmd && e["run"] == run_id)
             .count()
     }
 

@@ -55,11 +55,7 @@ async fn cancel_during_long_apply_interrupts_tofu_and_leaves_no_process() {
     let exits: Vec<_> = c
         .tofu_trace()
         .into_iter()
-        .filter(|e| {
-            e["event"] == "exit"
-                && e["args"][0] == "apply"
-                && e["cwd"].as_str().unwrap_or("").contains(&id)
-        })
+        .filter(|e| e["event"] == "exit" && e["args"][0] == "apply" && e["run"] == id.as_str())
         .collect();
     assert_eq!(exits.len(), 1, "tofu apply exited on its own after SIGINT");
     assert_eq!(exits[0]["code"], 1);

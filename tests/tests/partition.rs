@@ -112,8 +112,8 @@ async fn a_cut_longer_than_the_lease_stops_the_task_and_redispatches_within_thre
                     e["event"] == "exit"
                         && e["args"][0] == "plan"
                         && e["code"] == 1
-                        && e["cwd"].as_str().unwrap_or("").contains(&cid)
-                        && e["cwd"].as_str().unwrap_or("").contains("agent-0")
+                        && e["run"] == cid.as_str()
+                        && e["agent"] == "agent-0"
                 })
                 .then_some(())
         }

@@ -7,8 +7,9 @@ pub mod process;
 use crate::bundle;
 use crate::config::Config;
 use crate::report::Reporter;
+use crate::sandbox::{self, cgroup::TaskCgroup, gateway, Network, Sandbox};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tofuflow_proto::v1;
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub enum StopReason {
     UserCancel,
     Timeout(Duration),
+    /// The task's pids cgroup refused a fork: a runaway (fork bomb) is stopped.
+    ProcessLimit(u64),
     LeaseLost(String),
     Shutdown,
 }
@@ -34,9 +37,17 @@ pub struct Held {
 
 #[derive(Clone)]
 pub struct Runner {
+    pub sandbox: Arc<Sandbox>,
     pub cfg: Arc<Config>,
     pub client: crate::Client,
     pub agent_id: String,
+}
+
+/// Per-task settings beyond the spec.
+struct TaskCtx<'a> {
+    slot: u32,
+    network: Network,
+    cgroup: Option<&'a TaskCgroup>,
 }
 
 struct Done {
@@ -89,6 +100,74 @@ pub fn declared_backend(dir: &Path) -> Option<String> {
     None
 }
 
+/// A backend URL as the task uses it, and the host:port the gateway must reach for it.
+/// `isolated` (no host network): a loopback URL stays as it is (the sandbox relays the same
+/// port); a plain-http one is pointed at the task's loopback; https goes through the proxy.
+pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let (auth, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = match auth.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || auth.starts_with('[') => {
+            (h.to_string(), p.parse().unwrap_or(default))
+        }
+        _ => (auth.to_string(), default),
+    };
+    let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+    if !isolated {
+        return (url.to_string(), None);
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let target = Some((host, port));
+    if scheme == "http" && !loopback {
+        (format!("http://127.0.0.1:{port}{path}"), target)
+    } else {
+        (url.to_string(), target)
+    }
+}
+
+/// Hands the working directory to the run user (no link is followed).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    let (u, g) = (
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    );
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        dir,
+        u,
+        g,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| format!("cannot hand {} to the run user: {e}", dir.display()))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for e in rd.flatten() {
+        let p = e.path();
+        let ft = e.file_type().map_err(|e| e.to_string())?;
+        if ft.is_dir() {
+            chown_tree(&p, uid, gid)?;
+        } else {
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                u,
+                g,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| format!("cannot hand {} to the run user: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Counts a plan's changes from `show -json` output.
 pub fn summarize(plan_json: &str) -> Result<v1::ChangeSummary, String> {
     let v: serde_json::Value = serde_json::from_str(plan_json)
@@ -136,19 +215,37 @@ fn env_allowed(name: &str, pass: &[String]) -> bool {
 }
 
 impl Runner {
+    /// The task's environment; `wd` is the working directory as tofu sees it.
     fn env(
         &self,
         spec: &v1::TaskSpec,
         wd: &Path,
         managed_backend: bool,
+        proxy_port: Option<u16>,
     ) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = std::env::vars()
             .filter(|(k, _)| env_allowed(k, &self.cfg.pass_env))
             .collect();
+        if self.sandbox.namespaces {
+            // The agent's PATH may name directories the sandbox does not have.
+            env.insert(
+                "PATH".into(),
+                "/tofuflow/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
+        }
         env.entry("PATH".into())
             .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
         env.insert("HOME".into(), wd.join("home").display().to_string());
         env.insert("TMPDIR".into(), wd.join("tmp").display().to_string());
+        if let Some(port) = proxy_port {
+            let url = format!("http://127.0.0.1:{port}");
+            for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+                env.insert(k.into(), url.clone());
+            }
+            for k in ["NO_PROXY", "no_proxy"] {
+                env.insert(k.into(), "localhost,127.0.0.1,::1".into());
+            }
+        }
         env.insert("TF_IN_AUTOMATION".into(), "1".into());
         env.insert("TF_INPUT".into(), "0".into());
         // tofu joins the run's trace: as a child of this task's span when spans are exported,
@@ -161,8 +258,19 @@ impl Runner {
         if let Some(tp) = tp {
             env.insert("TRACEPARENT".into(), tp);
         }
-        if let Some(dir) = &self.cfg.plugin_cache_dir {
-            env.insert("TF_PLUGIN_CACHE_DIR".into(), dir.display().to_string());
+        match (&self.cfg.plugin_cache_dir, self.sandbox.namespaces) {
+            // In the sandbox the cache is read-only: a filesystem mirror (tofurc written by
+            // execute); providers missing from it are installed into the task's own directory.
+            (Some(_), true) => {
+                env.insert(
+                    "TF_CLI_CONFIG_FILE".into(),
+                    wd.join("tofuflow.tofurc").display().to_string(),
+                );
+            }
+            (Some(dir), false) => {
+                env.insert("TF_PLUGIN_CACHE_DIR".into(), dir.display().to_string());
+            }
+            (None, _) => {}
         }
         if managed_backend {
             if let Some(b) = &spec.backend {
@@ -172,6 +280,31 @@ impl Runner {
         }
         for (k, v) in &spec.env {
             env.insert(k.clone(), v.clone());
+        }
+        // Who and what this is, for scripts run by the module (local-exec) and for tracing.
+        let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
+        for (k, v) in [
+            ("TOFUFLOW_RUN_ID", spec.run_id.clone()),
+            ("TOFUFLOW_TASK_ID", spec.task_id.clone()),
+            ("TOFUFLOW_ATTEMPT", spec.attempt.to_string()),
+            ("TOFUFLOW_WORKSPACE", spec.workspace.clone()),
+            (
+                "TOFUFLOW_PHASE",
+                phase
+                    .as_str_name()
+                    .trim_start_matches("PHASE_")
+                    .to_lowercase(),
+            ),
+            ("TOFUFLOW_AGENT_ID", self.agent_id.clone()),
+            (
+                "TOFUFLOW_AGENT_NAME",
+                self.cfg
+                    .name
+                    .clone()
+                    .unwrap_or_else(crate::labels::hostname),
+            ),
+        ] {
+            env.insert(k.into(), v);
         }
         env
     }
@@ -261,7 +394,7 @@ impl Runner {
 
     /// Runs a task to its end and reports the result. Never panics on task errors: every path
     /// ends in a Complete (or the coordinator has already fenced this attempt).
-    pub async fn run(&self, spec: v1::TaskSpec, epoch: u64, held: &Held) {
+    pub async fn run(&self, spec: v1::TaskSpec, epoch: u64, held: &Held, slot: u32, pool: &str) {
         let reporter = Reporter::start(
             self.client.clone(),
             spec.task_id.clone(),
@@ -288,10 +421,58 @@ impl Runner {
             }
             cancel.cancel();
         });
+        // The task's cgroup: limits for all its processes together, and afterwards the record
+        // of which limit it hit.
+        let cgroup = match &self.sandbox.cgroups {
+            Some(c) => match c.create(
+                &format!("tofuflow-{}", spec.task_id),
+                self.cfg.limit_memory,
+                self.cfg.limit_nproc,
+            ) {
+                Ok(cg) => Some(Arc::new(cg)),
+                Err(e) => {
+                    reporter.system(format!(
+                        "tofuflow: warning: {e}; the task runs without its cgroup limits"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        // A task at its process limit is a runaway (a fork bomb): stop it.
+        let monitor = cgroup.clone().map(|cg| {
+            let (cancel, reason) = (held.cancel.clone(), held.reason.clone());
+            let limit = self.cfg.limit_nproc;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    if limit > 0 && cg.hits().pids_max > 0 {
+                        if let Ok(mut r) = reason.lock() {
+                            r.get_or_insert(StopReason::ProcessLimit(limit));
+                        }
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            })
+        });
+        let ctx = TaskCtx {
+            slot,
+            network: self.cfg.network_for(pool),
+            cgroup: cgroup.as_deref(),
+        };
         let result = self
-            .execute(&spec, epoch, &wd, &reporter, &held.cancel)
+            .execute(&spec, epoch, &wd, &reporter, &held.cancel, &ctx)
             .await;
         timer.abort();
+        if let Some(m) = monitor {
+            m.abort();
+        }
+        let hits = cgroup.as_ref().map(|c| c.hits()).unwrap_or_default();
+        if let Some(cg) = &cgroup {
+            cg.destroy();
+        }
         let stop = held.reason.lock().map(|r| r.clone()).unwrap_or(None);
         let mut req = v1::CompleteRequest {
             agent_id: self.agent_id.clone(),
@@ -301,6 +482,14 @@ impl Runner {
             ..Default::default()
         };
         match result {
+            Ok(d) if d.cancelled && matches!(stop, Some(StopReason::ProcessLimit(_))) => {
+                req.outcome = v1::Outcome::Failed as i32;
+                req.exit_code = d.exit_code;
+                req.error = format!(
+                    "stopped at the process limit: the task tried to run more than {} processes (--limit-nproc); tofu was interrupted",
+                    self.cfg.limit_nproc
+                );
+            }
             Ok(d) if d.cancelled && matches!(stop, Some(StopReason::Timeout(_))) => {
                 // A distinct result: failed, and saying so.
                 req.outcome = v1::Outcome::Failed as i32;
@@ -321,7 +510,9 @@ impl Runner {
                         "the agent shut down before the task finished".into()
                     }
                     Some(StopReason::LeaseLost(why)) => format!("stopped: {why}"),
-                    Some(StopReason::Timeout(_)) | None => "cancelled".into(),
+                    Some(StopReason::Timeout(_) | StopReason::ProcessLimit(_)) | None => {
+                        "cancelled".into()
+                    }
                 };
             }
             Ok(d) => {
@@ -339,6 +530,13 @@ impl Runner {
                 } as i32;
                 req.error = e;
             }
+        }
+        if hits.oom_kills > 0 && req.outcome != v1::Outcome::Succeeded as i32 {
+            req.outcome = v1::Outcome::Failed as i32;
+            req.error = format!(
+                "killed for memory: the task reached its memory limit ({} bytes, --limit-memory) and the kernel stopped {} of its processes; {}",
+                self.cfg.limit_memory, hits.oom_kills, req.error
+            );
         }
         reporter.system(format!(
             "tofuflow: {phase} finished: {}",
@@ -389,6 +587,7 @@ impl Runner {
         tracing::error!("gave up reporting the result; the lease will expire and the coordinator will settle the run");
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         spec: &v1::TaskSpec,
@@ -396,8 +595,23 @@ impl Runner {
         wd: &Path,
         rep: &Reporter,
         cancel: &CancellationToken,
+        ctx: &TaskCtx<'_>,
     ) -> Result<Done, String> {
         use std::os::unix::fs::DirBuilderExt;
+        let sb = &self.sandbox;
+        // Paths as tofu sees them: the fixed sandbox path with namespaces, else the host path.
+        let inner: PathBuf = if sb.namespaces {
+            sandbox::WORKDIR.into()
+        } else {
+            wd.to_path_buf()
+        };
+        if ctx.network != Network::Host && !sb.namespaces {
+            return Err(format!(
+                "network mode {} needs a network namespace, which this agent does not have",
+                ctx.network.name()
+            ));
+        }
+        let user = sandbox::run_user(&self.cfg.run_user, ctx.slot)?;
         if wd.exists() {
             std::fs::remove_dir_all(wd)
                 .map_err(|e| format!("cannot clear old working directory {}: {e}", wd.display()))?;
@@ -420,7 +634,7 @@ impl Runner {
             "tofuflow: bundle {} ({} bytes packed, {size} unpacked) in {}",
             spec.bundle_digest,
             data.len(),
-            module.display()
+            inner.join("module").display()
         ));
         let mut var_args = Vec::new();
         let mut names: Vec<_> = spec.variables.iter().collect();
@@ -434,13 +648,30 @@ impl Runner {
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
                 .collect();
-            let p = wd.join(format!("varfile-{i}-{safe}"));
-            std::fs::write(&p, &f.content).map_err(|e| e.to_string())?;
-            var_args.push(format!("-var-file={}", p.display()));
+            let name = format!("varfile-{i}-{safe}");
+            std::fs::write(wd.join(&name), &f.content).map_err(|e| e.to_string())?;
+            var_args.push(format!("-var-file={}", inner.join(&name).display()));
+        }
+        if sb.namespaces && sb.plugin_cache.is_some() {
+            std::fs::write(
+                wd.join("tofuflow.tofurc"),
+                format!("# Written by tofuflow: the agent's provider cache, read-only.\nprovider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n  direct {{}}\n}}\n", sandbox::PROVIDERS),
+            )
+            .map_err(|e| e.to_string())?;
         }
         // State: the coordinator's http backend unless the module brings its own.
         let declared = declared_backend(&module);
         let managed = matches!(declared.as_deref(), None | Some("http"));
+        // Without the host network, the backend is reached through the gateway: on the task's
+        // loopback at the same port (a loopback or plain-http coordinator), or through the
+        // proxy (https).
+        let isolated = ctx.network != Network::Host;
+        let backend = spec.backend.as_ref().map(|b| {
+            let (addr, target) = backend_inside(&b.address, isolated);
+            let (lock, _) = backend_inside(&b.lock_address, isolated);
+            let (unlock, _) = backend_inside(&b.unlock_address, isolated);
+            (addr, lock, unlock, target)
+        });
         let mut init = vec![
             "init".to_string(),
             "-input=false".into(),
@@ -450,13 +681,10 @@ impl Runner {
             if declared.is_none() {
                 std::fs::write(module.join("tofuflow_backend.tf"), "# Written by tofuflow: state lives in the coordinator.\nterraform {\n  backend \"http\" {}\n}\n").map_err(|e| e.to_string())?;
             }
-            if let Some(b) = &spec.backend {
-                init.push(format!("-backend-config=address={}", b.address));
-                init.push(format!("-backend-config=lock_address={}", b.lock_address));
-                init.push(format!(
-                    "-backend-config=unlock_address={}",
-                    b.unlock_address
-                ));
+            if let Some((addr, lock, unlock, _)) = &backend {
+                init.push(format!("-backend-config=address={addr}"));
+                init.push(format!("-backend-config=lock_address={lock}"));
+                init.push(format!("-backend-config=unlock_address={unlock}"));
             }
             rep.system(format!(
                 "tofuflow: state in the coordinator's http backend ({})",
@@ -471,27 +699,131 @@ impl Runner {
                 declared.unwrap_or_default()
             ));
         }
-        let env = self.env(spec, wd, managed);
+        let plan_file = wd.join("tfplan");
+        let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
+        if phase == v1::Phase::Apply {
+            if spec.plan_digest.is_empty() {
+                return Err("apply task without a plan digest".into());
+            }
+            let plan = self.fetch_blob(spec, epoch, &spec.plan_digest).await?;
+            std::fs::write(&plan_file, &plan).map_err(|e| e.to_string())?;
+        }
+        // The gateway: the task's only way out when its network is not the host's.
+        let mut relays = Vec::new();
+        let mut proxy_port = None;
+        let gw = if isolated {
+            let target = backend.as_ref().and_then(|b| b.3.clone());
+            let port = if target.as_ref().is_some_and(|t| t.1 == sandbox::PROXY_PORT) {
+                sandbox::PROXY_PORT + 1
+            } else {
+                sandbox::PROXY_PORT
+            };
+            relays.push((port, "proxy".to_string()));
+            proxy_port = Some(port);
+            if let Some((_, p)) = &target {
+                relays.push((*p, "backend".to_string()));
+            }
+            let rules = if ctx.network == Network::AllowList {
+                self.cfg
+                    .allow_hosts
+                    .iter()
+                    .map(|h| gateway::parse_rule(h))
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                vec![]
+            };
+            let policy = gateway::Policy {
+                backend: target,
+                rules,
+            };
+            rep.system(format!(
+                "tofuflow: network {}: egress only through the agent's proxy{}",
+                ctx.network.name(),
+                if ctx.network == Network::AllowList {
+                    format!(" to {}", self.cfg.allow_hosts.join(", "))
+                } else {
+                    " (state backend only)".to_string()
+                }
+            ));
+            Some(gateway::start(
+                &sb.gateway_dir,
+                &spec.task_id,
+                policy,
+                rep.handle(),
+            )?)
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = user {
+            chown_tree(wd, uid, gid)?;
+        }
+        let env = self.env(spec, &inner, managed, proxy_port);
         let sink = rep.handle();
         let grace = self.cfg.cancel_grace;
-        let limits = process::Limits {
+        let memory_cgroup = sb.cgroups.as_ref().is_some_and(|c| c.memory()) && ctx.cgroup.is_some();
+        let limits = sandbox::Limits {
             cpu_secs: self.cfg.limit_cpu,
-            memory_bytes: self.cfg.limit_memory,
+            address_space: if memory_cgroup {
+                0
+            } else {
+                self.cfg.limit_memory
+            },
             nofile: self.cfg.limit_nofile,
             fsize_bytes: self.cfg.limit_fsize,
             nproc: self.cfg.limit_nproc,
         };
-        let bin = &self.cfg.tofu_bin;
+        let module_in = inner.join("module");
+        let sandboxed = sb.namespaces || user.is_some() || ctx.cgroup.is_some();
+        let mut hspec = sb.spec(
+            wd,
+            gw.as_ref().map(|g| (g.path.as_path(), relays.clone())),
+            isolated,
+            user,
+            limits,
+            ctx.cgroup.map(|c| c.procs_files()).unwrap_or_default(),
+        );
+        hspec.cwd = module_in.clone();
+        hspec.argv = vec![if sb.namespaces {
+            sandbox::TOFU.to_string()
+        } else {
+            sb.tofu.display().to_string()
+        }];
+        let launch = if sandboxed {
+            process::Launch::Sandboxed {
+                helper: &sb.helper,
+                spec: &hspec,
+            }
+        } else {
+            process::Launch::Direct {
+                bin: &sb.tofu,
+                cwd: &module,
+                limits,
+            }
+        };
+        if sandboxed {
+            rep.system(format!(
+                "tofuflow: sandbox: {}{}{}",
+                if sb.namespaces {
+                    "mount, PID, IPC and UTS namespaces"
+                } else {
+                    "no namespaces"
+                },
+                match user {
+                    Some((u, _)) => format!(", run user {u}"),
+                    None => String::new(),
+                },
+                if ctx.cgroup.is_some() {
+                    ", task cgroup"
+                } else {
+                    ""
+                }
+            ));
+        }
         let tofu = |args: Vec<String>, capture: bool| {
             let shown: Vec<&str> = args.iter().map(String::as_str).collect();
             rep.system(format!("$ tofu {}", shown.join(" ")));
-            let (env, sink, module) = (&env, &sink, &module);
-            async move {
-                process::run(
-                    bin, &args, module, env, sink, capture, cancel, grace, limits,
-                )
-                .await
-            }
+            let (env, sink, launch) = (&env, &sink, &launch);
+            async move { process::run(launch, &args, env, sink, capture, cancel, grace).await }
         };
         let fin = tofu(init, false).await?;
         if fin.cancelled {
@@ -503,8 +835,8 @@ impl Runner {
                 fin.code
             ));
         }
-        let plan_file = wd.join("tfplan");
-        match v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified) {
+        let plan_in = inner.join("tfplan");
+        match phase {
             v1::Phase::Plan => {
                 let mut args = vec![
                     "plan".to_string(),
@@ -513,7 +845,7 @@ impl Runner {
                     "-json".into(),
                     "-detailed-exitcode".into(),
                     format!("-lock-timeout={}s", self.cfg.lock_timeout.as_secs()),
-                    format!("-out={}", plan_file.display()),
+                    format!("-out={}", plan_in.display()),
                 ];
                 if spec.destroy {
                     args.push("-destroy".into());
@@ -538,11 +870,7 @@ impl Runner {
                 let mut summary = v1::ChangeSummary::default();
                 if has_changes {
                     let show = tofu(
-                        vec![
-                            "show".into(),
-                            "-json".into(),
-                            plan_file.display().to_string(),
-                        ],
+                        vec!["show".into(), "-json".into(), plan_in.display().to_string()],
                         true,
                     )
                     .await?;
@@ -576,11 +904,6 @@ impl Runner {
                 })
             }
             v1::Phase::Apply => {
-                if spec.plan_digest.is_empty() {
-                    return Err("apply task without a plan digest".into());
-                }
-                let plan = self.fetch_blob(spec, epoch, &spec.plan_digest).await?;
-                std::fs::write(&plan_file, &plan).map_err(|e| e.to_string())?;
                 rep.system(format!(
                     "tofuflow: applying saved plan {} (sha256 verified)",
                     spec.plan_digest
@@ -592,7 +915,7 @@ impl Runner {
                         "-input=false".into(),
                         "-no-color".into(),
                         "-json".into(),
-                        plan_file.display().to_string(),
+                        plan_in.display().to_string(),
                     ],
                     false,
                 )

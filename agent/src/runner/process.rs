@@ -1,9 +1,11 @@
 //! Spawning tofu: its own process group, stdin closed, a cleared environment, output read line by
 //! line into the event stream; cancel = SIGINT to the group, a grace period, SIGKILL to the group.
 //! After tofu exits, anything left in its group (background children of local-exec) is killed.
+//! With the sandbox, the process started here is the sandbox helper (see `crate::sandbox`).
 #![allow(unsafe_code)] // pre_exec for PR_SET_PDEATHSIG
 
 use crate::report::LineSink;
+use crate::sandbox::{Limits, Spec};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
@@ -13,16 +15,6 @@ use std::time::Duration;
 use tofuflow_proto::v1::LogStream;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
-
-/// Resource limits for everything a task starts (0 = leave as inherited).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Limits {
-    pub cpu_secs: u64,
-    pub memory_bytes: u64,
-    pub nofile: u64,
-    pub fsize_bytes: u64,
-    pub nproc: u64,
-}
 
 /// What a signal that ended a task's process means, in the user's words.
 pub fn explain_signal(sig: &str) -> String {
@@ -50,24 +42,49 @@ fn signal_group(pgid: i32, sig: Signal) {
     }
 }
 
-/// Runs `bin args` in `dir` with exactly `env`. With `capture`, stdout is returned instead of
+/// How a command is started.
+pub enum Launch<'a> {
+    /// Straight from the agent: `bin` in `cwd` with rlimits (no sandbox helper).
+    Direct {
+        bin: &'a Path,
+        cwd: &'a Path,
+        limits: Limits,
+    },
+    /// Through the sandbox helper (`helper __sandbox SPEC`); `spec.argv` gets the command.
+    Sandboxed { helper: &'a Path, spec: &'a Spec },
+}
+
+/// Runs tofu with `args` and exactly `env`. With `capture`, stdout is returned instead of
 /// streamed (for `show -json` / `output -json`, whose output is data, not log).
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    bin: &str,
+    launch: &Launch<'_>,
     args: &[String],
-    dir: &Path,
     env: &BTreeMap<String, String>,
     sink: &LineSink,
     capture: bool,
     cancel: &CancellationToken,
     grace: Duration,
-    limits: Limits,
 ) -> Result<Finished, String> {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
+    let (mut cmd, limits) = match launch {
+        Launch::Direct { bin, cwd, limits } => {
+            let mut c = tokio::process::Command::new(bin);
+            c.args(args).current_dir(cwd);
+            (c, Some(*limits))
+        }
+        Launch::Sandboxed { helper, spec } => {
+            let mut spec = (*spec).clone();
+            spec.argv.extend(args.iter().cloned());
+            let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+            let mut c = tokio::process::Command::new(helper);
+            c.arg("__sandbox").arg(json).current_dir("/");
+            (c, None)
+        }
+    };
+    let bin = match launch {
+        Launch::Direct { bin, .. } => bin.display().to_string(),
+        Launch::Sandboxed { .. } => "the sandbox helper".to_string(),
+    };
+    cmd.env_clear()
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,28 +95,19 @@ pub async fn run(
     // - no_new_privs, so setuid binaries cannot raise its privileges;
     // - the parent-death signal: if the agent dies, tofu gets SIGTERM (it saves state and
     //   unlocks, as on SIGINT) instead of running on unsupervised;
-    // - resource limits (CPU soft limit sends SIGXCPU, the hard one 5 s later SIGKILL) and no
-    //   core dumps (a dump of tofu would hold state and credentials).
+    // - resource limits when tofu is started directly (the sandbox helper sets them itself,
+    //   for tofu only) and no core dumps.
     // This forces the fork path instead of posix_spawn; the benchmark measures the cost.
     unsafe {
         cmd.pre_exec(move || {
-            use nix::sys::resource::{setrlimit, Resource};
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
-            setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
-            if limits.cpu_secs > 0 {
-                setrlimit(Resource::RLIMIT_CPU, limits.cpu_secs, limits.cpu_secs + 5)
-                    .map_err(std::io::Error::from)?;
-            }
-            for (res, v) in [
-                (Resource::RLIMIT_AS, limits.memory_bytes),
-                (Resource::RLIMIT_NOFILE, limits.nofile),
-                (Resource::RLIMIT_FSIZE, limits.fsize_bytes),
-                (Resource::RLIMIT_NPROC, limits.nproc),
-            ] {
-                if v > 0 {
-                    setrlimit(res, v, v).map_err(std::io::Error::from)?;
+            match &limits {
+                Some(l) => l.apply().map_err(std::io::Error::from)?,
+                None => {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+                        .map_err(std::io::Error::from)?
                 }
             }
             Ok(())

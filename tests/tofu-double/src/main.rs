@@ -41,7 +41,9 @@ fn trace(event: &str, argv: &[String], code: Option<i32>) {
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let line = json!({"event": event, "pid": std::process::id(), "args": argv, "cwd": cwd, "code": code, "ms": ms});
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let line = json!({"event": event, "pid": std::process::id(), "args": argv, "cwd": cwd, "code": code, "ms": ms,
+        "run": var("TOFUFLOW_RUN_ID"), "agent": var("TOFUFLOW_AGENT_NAME")});
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
