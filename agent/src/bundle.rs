@@ -78,8 +78,23 @@ fn inside(link_rel: &Path, target: &Path) -> Option<PathBuf> {
 }
 
 /// Extracts a tar.gz into `dest` (which must exist and be empty), refusing anything that could
-/// write outside it or exhaust the host.
+/// write outside it or exhaust the host. A first pass reads every header without writing
+/// anything, so a refused archive leaves nothing behind; the second pass extracts with the same
+/// checks plus the file system's view.
 pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, String> {
+    walk(archive, dest, limits, false)?;
+    walk(archive, dest, limits, true)
+}
+
+/// A relative path without `.` components.
+fn normal(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64, String> {
+    let mut seen_files = std::collections::HashSet::new();
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let gz = flate2::read::GzDecoder::new(archive);
     let mut tar = tar::Archive::new(gz);
@@ -115,7 +130,7 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, Strin
             return Err(reject("setuid/setgid bit set"));
         }
         let out = dest.join(&rel);
-        if let Some(parent) = out.parent() {
+        if let (true, Some(parent)) = (write, out.parent()) {
             std::fs::create_dir_all(parent).map_err(|err| reject(&err.to_string()))?;
             // A parent must never be a symlink that leads elsewhere.
             let canon = parent
@@ -130,6 +145,7 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, Strin
         }
         let kind = e.header().entry_type();
         match kind {
+            tar::EntryType::Directory if !write => {}
             tar::EntryType::Directory => {
                 std::fs::create_dir_all(&out).map_err(|err| reject(&err.to_string()))?;
             }
@@ -147,6 +163,10 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, Strin
                         "bundle expands more than {}x its size (a compression bomb?)",
                         limits.max_ratio
                     )));
+                }
+                if !write {
+                    seen_files.insert(normal(&rel));
+                    continue;
                 }
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
@@ -178,6 +198,9 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, Strin
                         target.display()
                     )));
                 }
+                if !write {
+                    continue;
+                }
                 std::os::unix::fs::symlink(&target, &out)
                     .map_err(|err| reject(&err.to_string()))?;
             }
@@ -192,6 +215,12 @@ pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, Strin
                         "hard link to {} points outside the bundle",
                         target.display()
                     )));
+                }
+                if !write {
+                    if !seen_files.contains(&normal(&target)) {
+                        return Err(reject("hard link to a file not (yet) in the bundle"));
+                    }
+                    continue;
                 }
                 let src = dest.join(&target);
                 let meta = std::fs::symlink_metadata(&src)
@@ -346,6 +375,33 @@ mod tests {
             std::fs::remove_dir_all(&d).unwrap();
         }
         assert!(!std::env::temp_dir().join("escape.tf").exists());
+    }
+
+    #[test]
+    fn a_refused_archive_writes_nothing_at_all() {
+        // Good entries first, the bad one last: the checking pass refuses before any write.
+        let a = tgz(|b| {
+            file(b, "main.tf", b"locals {}\n", 0o644);
+            file(b, "dir/more.tf", b"locals {}\n", 0o644);
+            link(b, "ok", "main.tf", tar::EntryType::Link);
+            file(b, "../x.tf", b"locals {}\n", 0o644);
+        });
+        let d = dest();
+        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        assert!(e.contains("\"../x.tf\" rejected"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            0,
+            "nothing was written"
+        );
+        // A hard link to a file that comes later (or never) is refused too.
+        let a = tgz(|b| {
+            link(b, "early", "main.tf", tar::EntryType::Link);
+            file(b, "main.tf", b"locals {}\n", 0o644);
+        });
+        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        assert!(e.contains("not (yet) in the bundle"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -148,6 +148,8 @@ pub struct AgentOpts {
     pub drain_grace: Option<&'static str>,
     /// More agent flags.
     pub args: Vec<&'static str>,
+    /// More agent flags, made at run time.
+    pub owned_args: Vec<String>,
     /// Reach RabbitMQ through this URL instead (e.g. a `Proxy`).
     pub amqp_url: Option<String>,
     /// The agent's `--lock-timeout` (default 3s).
@@ -353,6 +355,7 @@ impl Cluster {
             .arg("--sandbox-bind")
             .arg(format!("{}:rw", self.dir.join("trace").display()))
             .args(&opts.args)
+            .args(&opts.owned_args)
             .arg("--ready-file")
             .arg(&ready)
             .env(

@@ -425,7 +425,11 @@ impl Runner {
         // of which limit it hit.
         let cgroup = match &self.sandbox.cgroups {
             Some(c) => match c.create(
-                &format!("tofuflow-{}", spec.task_id),
+                // Unique per agent and attempt: two attempts of a task may overlap on a host.
+                &format!(
+                    "tofuflow-{}-{}-{}",
+                    self.agent_id, spec.task_id, spec.attempt
+                ),
                 self.cfg.limit_memory,
                 self.cfg.limit_nproc,
             ) {
@@ -735,6 +739,7 @@ impl Runner {
             let policy = gateway::Policy {
                 backend: target,
                 rules,
+                mode: ctx.network.name(),
             };
             rep.system(format!(
                 "tofuflow: network {}: egress only through the agent's proxy{}",
@@ -747,7 +752,7 @@ impl Runner {
             ));
             Some(gateway::start(
                 &sb.gateway_dir,
-                &spec.task_id,
+                &format!("{}-{}", spec.task_id, spec.attempt),
                 policy,
                 rep.handle(),
             )?)
@@ -974,5 +979,33 @@ mod tests {
         assert!(env_allowed("PATH", &[]));
         assert!(!env_allowed("TOFUFLOW_AMQP_URL", &[]));
         assert!(env_allowed("AWS_REGION", &["AWS_*".into()]));
+    }
+
+    #[test]
+    fn the_backend_as_an_isolated_task_reaches_it() {
+        let u = "http://127.0.0.1:7701/state/ws";
+        assert_eq!(backend_inside(u, false), (u.to_string(), None));
+        assert_eq!(
+            backend_inside(u, true),
+            (u.to_string(), Some(("127.0.0.1".into(), 7701)))
+        );
+        assert_eq!(
+            backend_inside("http://coord.internal:7701/state/a/b", true),
+            (
+                "http://127.0.0.1:7701/state/a/b".to_string(),
+                Some(("coord.internal".into(), 7701))
+            )
+        );
+        assert_eq!(
+            backend_inside("https://coord.example.com/state/a", true),
+            (
+                "https://coord.example.com/state/a".to_string(),
+                Some(("coord.example.com".into(), 443))
+            )
+        );
+        assert_eq!(
+            backend_inside("http://[::1]:80/state/x", true).1,
+            Some(("::1".into(), 80))
+        );
     }
 }

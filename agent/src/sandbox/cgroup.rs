@@ -286,7 +286,11 @@ impl TaskCgroup {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            if let Err(e) = std::fs::remove_dir(d) {
+            // (A release agent may have removed it already.)
+            if let Err(e) = std::fs::remove_dir(d).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }) {
                 tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove a task cgroup");
             }
         }

@@ -69,6 +69,8 @@ pub struct Policy {
     /// host, port of the state backend.
     pub backend: Option<(String, u16)>,
     pub rules: Vec<Rule>,
+    /// The pool's network mode, for the log.
+    pub mode: &'static str,
 }
 
 impl Policy {
@@ -214,7 +216,11 @@ async fn proxy(
     if !policy.allows(&host, port) {
         sink.line(
             LogStream::System,
-            format!("tofuflow: egress blocked: {method} {host}:{port} is not in this pool's allow-list (--allow-host)"),
+            if policy.mode == "none" {
+                format!("tofuflow: egress blocked: {method} {host}:{port} (network none: only the state backend is reachable)")
+            } else {
+                format!("tofuflow: egress blocked: {method} {host}:{port} is not in the allow-list (--allow-host)")
+            },
         );
         let body = format!("tofuflow: egress to {host}:{port} is not allowed for this task\n");
         let _ = conn

@@ -144,7 +144,10 @@ fn die_by(sig: i32) -> ! {
 
 /// PID 1 of the task's namespace.
 fn init(spec: &Spec, status: OwnedFd) -> ! {
+    // Signals reach init only through the helper (exactly once): out of the helper's group,
+    // which the agent signals. If the helper dies, init dies, and with it the namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     let mut status = std::fs::File::from(status);
     let listeners = match setup(spec) {
         Ok(l) => l,

@@ -127,6 +127,80 @@ async fn main() {
     let startup_p50 = pct(&mut startup, 0.5);
     let startup_p99 = pct(&mut startup, 0.99);
 
+    // 2b. The same command through the sandbox helper, as the agent starts every tofu command.
+    let sb_root = c.dir.join("bench-sandbox");
+    let cfg = <tofuflow_agent::Config as clap::Parser>::parse_from([
+        "tofuflow-agent".as_ref(),
+        "--tofu-bin".as_ref(),
+        double.as_os_str(),
+        "--work-root".as_ref(),
+        sb_root.as_os_str(),
+    ]);
+    let sandbox_rows: Vec<(String, f64, f64)> = match tofuflow_agent::prepare(&cfg) {
+        Err(e) => {
+            println!("sandbox not measured: {e}");
+            vec![]
+        }
+        Ok(sb) => {
+            let wd = sb_root.join("work").join("bench");
+            std::fs::create_dir_all(&wd).unwrap();
+            let mut rows = Vec::new();
+            let mut variants = vec![("sandbox helper, run user, no namespaces", false, false)];
+            if sb.namespaces {
+                variants.push(("sandbox: + mount/PID/IPC/UTS namespaces", true, false));
+            }
+            if sb.features.network_namespace.is_ok() {
+                variants.push((
+                    "sandbox: + network namespace (none / allow-list)",
+                    true,
+                    true,
+                ));
+            }
+            for (name, ns, net) in variants {
+                let mut v = sb.clone();
+                v.namespaces = ns;
+                let mut spec = v.spec(&wd, None, net, v.run_user, Default::default(), vec![]);
+                if let Some((u, g)) = v.run_user {
+                    nix::unistd::chown(
+                        &wd,
+                        Some(nix::unistd::Uid::from_raw(u)),
+                        Some(nix::unistd::Gid::from_raw(g)),
+                    )
+                    .unwrap();
+                }
+                spec.cwd = if ns {
+                    tofuflow_agent::sandbox::WORKDIR.into()
+                } else {
+                    wd.clone()
+                };
+                spec.argv = vec![
+                    if ns {
+                        tofuflow_agent::sandbox::TOFU.to_string()
+                    } else {
+                        v.tofu.display().to_string()
+                    },
+                    "version".into(),
+                    "-json".into(),
+                ];
+                let json = serde_json::to_string(&spec).unwrap();
+                let mut t = Vec::new();
+                for _ in 0..100 {
+                    let t0 = Instant::now();
+                    let o = std::process::Command::new(bins.join("tofuflow-agent"))
+                        .args(["__sandbox", &json])
+                        .env_clear()
+                        .env("PATH", "/usr/bin:/bin")
+                        .output()
+                        .unwrap();
+                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                    t.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                rows.push((name.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99)));
+            }
+            rows
+        }
+    };
+
     // 3a. The same tofu commands spawned directly (local backend, fresh directory each time).
     let module_dir = c.dir.join("bench-module");
     std::fs::create_dir_all(&module_dir).unwrap();
@@ -270,6 +344,16 @@ async fn main() {
         "{:<58} {:>9.2} ms {:>9.2} ms",
         "stand-in tofu start-up (version -json)", startup_p50, startup_p99
     );
+    for (name, p50, p99) in &sandbox_rows {
+        println!(
+            "{:<58} {:>9.2} ms {:>9.2} ms  (+{:.2} ms, {:.2}x a plain spawn)",
+            name,
+            p50,
+            p99,
+            p50 - startup_p50,
+            p50 / startup_p50
+        );
+    }
     println!(
         "{:<58} {:>9.2} ms {:>12}",
         "direct: tofu init + tofu plan in a fresh dir", direct_p50, "1.00x"

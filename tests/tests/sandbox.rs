@@ -1,0 +1,470 @@
+//! The sandbox against hostile modules, through a real agent (reliability matrix S3, S4): a
+//! module's `local-exec` probes for secrets, other tasks, the coordinator and the network; fork
+//! bombs and memory hogs meet their limits; nothing of one task is visible to the next.
+//!
+//! Each probe prints `PROBE name: REACHED` or `PROBE name: BLOCKED`; every test also has a
+//! control probe that must be REACHED, so a broken probe cannot pass as "blocked".
+//! These tests need root and namespaces (as CI has); without them they fail loudly rather than
+//! pass vacuously: the agent refuses to start with `--sandbox required`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tofuflow_e2e::{example, pids_matching, wait_for, AgentOpts, Cluster, Db};
+
+const T: Duration = Duration::from_secs(90);
+const SECRET: &str = "agent-token-3c9f7e1d5b";
+
+/// A module whose only resource runs `probe.sh` (with a `probe NAME COMMAND` helper) in bash.
+fn module(c: &Cluster, name: &str, script: &str) -> PathBuf {
+    let dir = c.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.tf"),
+        "resource \"terraform_data\" \"probe\" {\n  provisioner \"local-exec\" {\n    command = \"bash ./probe.sh\"\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("probe.sh"),
+        format!(
+            "probe() {{ if ( eval \"$2\" ) >/dev/null 2>&1; then echo \"PROBE $1: REACHED\"; else echo \"PROBE $1: BLOCKED\"; fi; }}\n{script}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn logs(c: &Cluster, id: &str) -> String {
+    String::from_utf8_lossy(&c.cli(&["run", "logs", id]).stdout).to_string()
+}
+
+/// `PROBE name: VERDICT` lines of a run's log.
+fn probes(log: &str) -> BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("PROBE ")? + 6..];
+            let (name, verdict) = rest.split_once(": ")?;
+            Some((
+                name.to_string(),
+                verdict
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .next()?
+                    .to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn assert_probes(log: &str, reached: &[&str], blocked: &[&str]) {
+    let p = probes(log);
+    for name in reached {
+        assert_eq!(
+            p.get(*name).map(String::as_str),
+            Some("REACHED"),
+            "probe {name} must succeed (control):\n{log}"
+        );
+    }
+    for name in blocked {
+        assert_eq!(
+            p.get(*name).map(String::as_str),
+            Some("BLOCKED"),
+            "probe {name} must be blocked:\n{log}"
+        );
+    }
+}
+
+fn port_of(url: &str) -> String {
+    url.rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_module_cannot_reach_secrets_other_tasks_or_the_coordinator() {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &["--agent-token", SECRET]).await;
+    c.agent_token = Some(SECRET.into());
+    // The agent's environment file, world-readable: only the mount namespace hides it.
+    let env_file = c.dir.join("agent.env");
+    std::fs::write(&env_file, format!("TOFUFLOW_AGENT_TOKEN={SECRET}\n")).unwrap();
+    c.agent(AgentOpts {
+        concurrency: 2,
+        args: vec!["--sandbox", "required", "--network", "none"],
+        ..Default::default()
+    })
+    .await;
+    // Another task, running: its working directory exists on the host.
+    let other = c.submit(
+        &example("long-apply"),
+        "hostile/other",
+        &["--auto-approve", "--var", "seconds=600"],
+    );
+    let cc = &c;
+    let oid = other.clone();
+    wait_for("the other task's provisioner to start", T, || {
+        let oid = oid.clone();
+        async move {
+            logs(cc, &oid)
+                .contains("(local-exec): started")
+                .then_some(())
+        }
+    })
+    .await;
+    let other_wd = c.agents[0].work_root.join("work").join(&other);
+    assert!(
+        other_wd.is_dir(),
+        "the other task's workdir exists on the host"
+    );
+    let agent_pid = std::fs::read_to_string(c.dir.join("agent-0.ready")).unwrap();
+    let agent_pid: serde_json::Value = serde_json::from_str(&agent_pid).unwrap();
+    let script = format!(
+        r#"probe control-own-home 'echo x > "$HOME/x" && test -s "$HOME/x"'
+probe control-state-backend 'test -n "$TF_HTTP_PASSWORD"'
+probe agent-env-file 'cat {env}'
+probe secret-in-any-process 'grep -qs {SECRET} /proc/[0-9]*/environ /proc/[0-9]*/cmdline'
+probe pid1-environ 'cat /proc/1/environ'
+probe agent-process 'test -e /proc/{apid}/environ'
+probe other-workdir 'ls {owd}'
+probe work-root 'ls {root}'
+probe coordinator-grpc 'exec 3<>/dev/tcp/127.0.0.1/{grpc}'
+probe write-system 'touch /usr/bin/tofuflow-probe'
+probe write-host-dir 'touch {dir}/escaped'
+probe kill-init 'kill -9 1'
+probe mknod 'mknod ./null c 1 3'
+probe sudo-root 'test "$(id -u)" = 0'
+"#,
+        env = env_file.display(),
+        apid = agent_pid["pid"],
+        owd = other_wd.display(),
+        root = c.agents[0].work_root.display(),
+        grpc = port_of(&c.grpc_url()),
+        dir = c.dir.display(),
+    );
+    let probe = module(&c, "hostile", &script);
+    let id = c.submit(&probe, "hostile/probe", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    let log = logs(&c, &id);
+    assert_probes(
+        &log,
+        &["control-own-home", "control-state-backend"],
+        &[
+            "agent-env-file",
+            "secret-in-any-process",
+            "pid1-environ",
+            "agent-process",
+            "other-workdir",
+            "work-root",
+            "coordinator-grpc",
+            "write-system",
+            "write-host-dir",
+            "kill-init",
+            "mknod",
+            "sudo-root",
+        ],
+    );
+    assert!(!log.contains(SECRET), "the token never reaches a log");
+    assert!(!c.dir.join("escaped").exists());
+    let out = c.cli(&["run", "cancel", &other, "--wait"]);
+    assert!(out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fork_bomb_and_memory_hog_are_stopped_by_their_limits_and_the_agent_stays_healthy() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        cancel_grace: Some("2s"),
+        args: vec![
+            "--sandbox",
+            "required",
+            "--limit-nproc",
+            "64",
+            "--limit-memory",
+            "268435456",
+        ],
+        ..Default::default()
+    })
+    .await;
+    let bomb = module(&c, "bomb", "bomb() { bomb | bomb & }; bomb\nwait");
+    let id = c.submit(&bomb, "limits/bomb", &["--auto-approve"]);
+    let r = c.wait_state(&id, &["failed"], T).await;
+    assert!(
+        r.error
+            .contains("stopped at the process limit: the task tried to run more than 64 processes"),
+        "{}",
+        r.error
+    );
+    assert!(logs(&c, &id).contains("stopped at the process limit"));
+    assert!(pids_matching("./probe.sh").is_empty(), "no bomb survives");
+
+    let hog = module(&c, "hog", "head -c 2000000000 /dev/zero | tail > /dev/null");
+    let id = c.submit(&hog, "limits/hog", &["--auto-approve"]);
+    let r = c.wait_state(&id, &["failed"], T).await;
+    assert!(
+        r.error.starts_with(
+            "killed for memory: the task reached its memory limit (268435456 bytes, --limit-memory)"
+        ),
+        "{}",
+        r.error
+    );
+    assert!(logs(&c, &id).contains("killed for memory"));
+
+    // The agent is fine: the next run applies on it.
+    let id = c.submit(&example("gpu-pool"), "limits/after", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_of_one_task_is_visible_to_the_next() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        args: vec!["--sandbox", "required"],
+        ..Default::default()
+    })
+    .await;
+    let plant = module(
+        &c,
+        "plant",
+        r#"echo canary > /tmp/canary; echo canary > "$HOME/canary"; echo canary > /dev/shm/canary
+(sleep 777 > /dev/null 2>&1 &)
+setsid sleep 778 > /dev/null 2>&1 < /dev/null &
+nohup sleep 779 > /dev/null 2>&1 &
+probe control-planted 'test -s /tmp/canary && pgrep -f "sleep 77[89]"'"#,
+    );
+    let id = c.submit(&plant, "canary/plant", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    assert_probes(&logs(&c, &id), &["control-planted"], &[]);
+    for s in ["sleep 777", "sleep 778", "sleep 779"] {
+        assert!(pids_matching(s).is_empty(), "{s} died with its task");
+    }
+    assert!(
+        !c.agents[0].work_root.join("work").join(&id).exists(),
+        "the workdir is gone"
+    );
+    let look = module(
+        &c,
+        "look",
+        r#"probe control-fresh-home 'test -d "$HOME" && test ! -e "$HOME/canary" && echo > "$HOME/mine"'
+probe tmp-canary 'test -e /tmp/canary'
+probe home-canary 'test -e "$HOME/canary"'
+probe shm-canary 'test -e /dev/shm/canary'
+probe process-canary 'pgrep -f "sleep 77"'
+probe previous-workdir 'ls /tofuflow/run/../*/canary'"#,
+    );
+    let id = c.submit(&look, "canary/look", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    assert_probes(
+        &logs(&c, &id),
+        &["control-fresh-home"],
+        &[
+            "tmp-canary",
+            "home-canary",
+            "shm-canary",
+            "process-canary",
+            "previous-workdir",
+        ],
+    );
+}
+
+/// A host on its own network namespace, joined to this one by a veth pair, serving HTTP on
+/// ports 18001 and 18002.
+struct TestHost {
+    ns: String,
+    ip: String,
+    servers: Vec<Child>,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestHost {
+    async fn start() -> TestHost {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let ns = format!("tfth-{}", &id[..8]);
+        let (outer, inner) = (format!("th{}", &id[..8]), format!("tp{}", &id[..8]));
+        let (a, b) = (
+            u8::from_str_radix(&id[8..10], 16).unwrap(),
+            u8::from_str_radix(&id[10..12], 16).unwrap() & 0xfc,
+        );
+        let (host_ip, peer_ip) = (format!("10.{a}.{b}.1"), format!("10.{a}.{b}.2"));
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        let addr = format!("{peer_ip}/30");
+        ip(&[
+            "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &inner,
+        ]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let www = std::env::temp_dir().join(format!("tofuflow-www-{}", &id[..8]));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "hello from the test host\n").unwrap();
+        let mut servers = Vec::new();
+        for port in ["18001", "18002"] {
+            servers.push(
+                Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &ns,
+                        "/usr/bin/python3",
+                        "-m",
+                        "http.server",
+                        port,
+                    ])
+                    .args(["--bind", &peer_ip, "--directory"])
+                    .arg(&www)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start python3 -m http.server"),
+            );
+        }
+        for port in [18001u16, 18002] {
+            let addr: std::net::SocketAddr = format!("{peer_ip}:{port}").parse().unwrap();
+            wait_for("the test host's web server", T, || async move {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| ())
+            })
+            .await;
+        }
+        TestHost {
+            ns,
+            ip: peer_ip,
+            servers,
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_none_blocks_egress_and_the_allow_list_lets_only_listed_hosts_through() {
+    let host = TestHost::start().await;
+    let mut c = Cluster::start_with(Db::Sqlite, &["locked", "egress"], &[]).await;
+    c.agent(AgentOpts {
+        pools: vec!["locked".into(), "egress".into()],
+        args: vec![
+            "--pool-network",
+            "locked=none",
+            "--pool-network",
+            "egress=allow-list",
+        ],
+        owned_args: vec!["--allow-host".into(), format!("{}:18001", host.ip)],
+        ..Default::default()
+    })
+    .await;
+    let ipa = &host.ip;
+    let script = format!(
+        r#"probe control-loopback 'true'
+probe listed 'curl -sf -m 5 http://{ipa}:18001/ | grep -q "hello from the test host"'
+probe unlisted-port 'curl -sf -m 5 http://{ipa}:18002/'
+probe unlisted-name 'curl -sf -m 5 https://registry.opentofu.org/'
+probe bypass-proxy 'curl --noproxy "*" -sf -m 3 http://{ipa}:18001/'
+probe raw-tcp 'exec 3<>/dev/tcp/{ipa}/18001'
+probe metadata-service 'curl -sf -m 3 http://169.254.169.254/'"#
+    );
+    let m = module(&c, "net", &script);
+    let id = c.submit(&m, "net/locked", &["--pool", "locked", "--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    let log = logs(&c, &id);
+    assert_probes(
+        &log,
+        &["control-loopback"],
+        &[
+            "listed",
+            "unlisted-port",
+            "unlisted-name",
+            "bypass-proxy",
+            "raw-tcp",
+            "metadata-service",
+        ],
+    );
+    assert!(log.contains("tofuflow: network none"), "{log}");
+
+    let id = c.submit(&m, "net/egress", &["--pool", "egress", "--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    let log = logs(&c, &id);
+    assert_probes(
+        &log,
+        &["control-loopback", "listed"],
+        &[
+            "unlisted-port",
+            "unlisted-name",
+            "bypass-proxy",
+            "raw-tcp",
+            "metadata-service",
+        ],
+    );
+    for blocked in [
+        format!("egress blocked: GET {ipa}:18002"),
+        "egress blocked: CONNECT registry.opentofu.org:443".to_string(),
+        "egress blocked: GET 169.254.169.254:80".to_string(),
+    ] {
+        assert!(log.contains(&blocked), "the log says {blocked:?}:\n{log}");
+    }
+}
+
+#[test]
+fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
+    let dir = std::env::temp_dir().join(format!(
+        "tofuflow-check-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let bins = tofuflow_e2e::bin_dir();
+    let check = |args: &[&str]| {
+        let out = Command::new(bins.join("tofuflow-agent"))
+            .arg("check")
+            .arg("--tofu-bin")
+            .arg(bins.join("tofu-double"))
+            .arg("--work-root")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, out) = check(&["--sandbox", "required", "--network", "allow-list"]);
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "mount+pid+ipc+uts namespaces yes",
+        "network namespace            yes",
+        "run user                     yes (UID 64000+slot",
+        "network of pool default      allow-list",
+        "ok: the agent can start",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let (code, out) = check(&["--sandbox", "off", "--network", "none"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error: this host cannot give tasks the isolation the configuration requires: missing a network namespace for pools default (none)"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
