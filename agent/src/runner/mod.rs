@@ -423,7 +423,11 @@ impl Runner {
         });
         // The task's cgroup: limits for all its processes together, and afterwards the record
         // of which limit it hit.
-        let cgroup = match &self.sandbox.cgroups {
+        // Only when a limit needs one: moving a process into a cgroup costs ~10 ms here (the
+        // kernel waits for an RCU grace period), paid by every tofu command. Without limits the
+        // PID namespace (or process group) already ends everything the task started.
+        let wants_cgroup = self.cfg.limit_memory > 0 || self.cfg.limit_nproc > 0;
+        let cgroup = match self.sandbox.cgroups.as_ref().filter(|_| wants_cgroup) {
             Some(c) => match c.create(
                 // Unique per agent and attempt: two attempts of a task may overlap on a host.
                 &format!(

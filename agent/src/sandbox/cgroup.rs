@@ -167,8 +167,17 @@ impl Cgroups {
         };
         let cg = match self {
             Cgroups::V1 { memory: m, pids: p } => {
-                let mem = m.as_ref().map(|b| mk(b.join(name))).transpose()?;
-                let pid = p.as_ref().map(|b| mk(b.join(name))).transpose()?;
+                // Only the hierarchies with a limit to enforce (joining each one costs time).
+                let mem = m
+                    .as_ref()
+                    .filter(|_| memory > 0)
+                    .map(|b| mk(b.join(name)))
+                    .transpose()?;
+                let pid = p
+                    .as_ref()
+                    .filter(|_| pids > 0)
+                    .map(|b| mk(b.join(name)))
+                    .transpose()?;
                 if let (Some(d), true) = (&mem, memory > 0) {
                     set(d, "memory.limit_in_bytes", memory)?;
                     // No escape into swap (where the kernel offers the knob).

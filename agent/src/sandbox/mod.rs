@@ -326,9 +326,14 @@ impl Sandbox {
     /// Detects what the host offers and checks it against the configuration: an error names
     /// what is missing and what to do.
     pub fn new(cfg: &crate::Config) -> Result<Sandbox, String> {
-        let tofu = resolve_bin(&cfg.tofu_bin)?;
         let helper = std::env::current_exe()
             .map_err(|e| format!("cannot find the agent's own executable: {e}"))?;
+        Sandbox::with_helper(cfg, helper)
+    }
+
+    /// As [`Sandbox::new`], with the helper binary given (the benchmark, which is not the agent).
+    pub fn with_helper(cfg: &crate::Config, helper: PathBuf) -> Result<Sandbox, String> {
+        let tofu = resolve_bin(&cfg.tofu_bin)?;
         let root_dir = cfg.work_root.join("root");
         let gateway_dir = cfg.work_root.join("gateway");
         for d in [&root_dir, &gateway_dir] {

@@ -136,70 +136,105 @@ async fn main() {
         "--work-root".as_ref(),
         sb_root.as_os_str(),
     ]);
-    let sandbox_rows: Vec<(String, f64, f64)> = match tofuflow_agent::prepare(&cfg) {
-        Err(e) => {
-            println!("sandbox not measured: {e}");
-            vec![]
-        }
-        Ok(sb) => {
-            let wd = sb_root.join("work").join("bench");
-            std::fs::create_dir_all(&wd).unwrap();
-            let mut rows = Vec::new();
-            let mut variants = vec![("sandbox helper, run user, no namespaces", false, false)];
-            if sb.namespaces {
-                variants.push(("sandbox: + mount/PID/IPC/UTS namespaces", true, false));
+    std::fs::create_dir_all(&sb_root).unwrap();
+    let sandbox_rows: Vec<(String, f64, f64)> =
+        match tofuflow_agent::sandbox::Sandbox::with_helper(&cfg, bins.join("tofuflow-agent")) {
+            Err(e) => {
+                println!("sandbox not measured: {e}");
+                vec![]
             }
-            if sb.features.network_namespace.is_ok() {
-                variants.push((
-                    "sandbox: + network namespace (none / allow-list)",
-                    true,
-                    true,
-                ));
-            }
-            for (name, ns, net) in variants {
-                let mut v = sb.clone();
-                v.namespaces = ns;
-                let mut spec = v.spec(&wd, None, net, v.run_user, Default::default(), vec![]);
-                if let Some((u, g)) = v.run_user {
-                    nix::unistd::chown(
-                        &wd,
-                        Some(nix::unistd::Uid::from_raw(u)),
-                        Some(nix::unistd::Gid::from_raw(g)),
-                    )
-                    .unwrap();
+            Ok(sb) => {
+                let wd = sb_root.join("work").join("bench");
+                std::fs::create_dir_all(&wd).unwrap();
+                let mut rows = Vec::new();
+                let mut variants = vec![(
+                    "sandbox helper, run user, no namespaces",
+                    false,
+                    false,
+                    false,
+                )];
+                if sb.namespaces {
+                    variants.push((
+                        "sandbox: + mount/PID/IPC/UTS namespaces",
+                        true,
+                        false,
+                        false,
+                    ));
                 }
-                spec.cwd = if ns {
-                    tofuflow_agent::sandbox::WORKDIR.into()
-                } else {
-                    wd.clone()
-                };
-                spec.argv = vec![
-                    if ns {
-                        tofuflow_agent::sandbox::TOFU.to_string()
-                    } else {
-                        v.tofu.display().to_string()
-                    },
-                    "version".into(),
-                    "-json".into(),
-                ];
-                let json = serde_json::to_string(&spec).unwrap();
-                let mut t = Vec::new();
-                for _ in 0..100 {
-                    let t0 = Instant::now();
-                    let o = std::process::Command::new(bins.join("tofuflow-agent"))
-                        .args(["__sandbox", &json])
-                        .env_clear()
-                        .env("PATH", "/usr/bin:/bin")
-                        .output()
+                if sb.features.network_namespace.is_ok() {
+                    variants.push((
+                        "sandbox: + network namespace (none / allow-list)",
+                        true,
+                        true,
+                        false,
+                    ));
+                }
+                if sb.namespaces && sb.cgroups.is_some() {
+                    variants.push((
+                        "sandbox: namespaces + task cgroup (memory, pids limits)",
+                        true,
+                        false,
+                        true,
+                    ));
+                }
+                for (name, ns, net, cg) in variants {
+                    let mut v = sb.clone();
+                    v.namespaces = ns;
+                    let mut spec = v.spec(&wd, None, net, v.run_user, Default::default(), vec![]);
+                    if let Some((u, g)) = v.run_user {
+                        nix::unistd::chown(
+                            &wd,
+                            Some(nix::unistd::Uid::from_raw(u)),
+                            Some(nix::unistd::Gid::from_raw(g)),
+                        )
                         .unwrap();
-                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                    t.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    spec.cwd = if ns {
+                        tofuflow_agent::sandbox::WORKDIR.into()
+                    } else {
+                        wd.clone()
+                    };
+                    spec.argv = vec![
+                        if ns {
+                            tofuflow_agent::sandbox::TOFU.to_string()
+                        } else {
+                            v.tofu.display().to_string()
+                        },
+                        "version".into(),
+                        "-json".into(),
+                    ];
+                    let mut t = Vec::new();
+                    for i in 0..100 {
+                        let t0 = Instant::now();
+                        // As in a task with limits: a fresh cgroup, joined by the helper.
+                        let cgroup = cg.then(|| {
+                            v.cgroups
+                                .as_ref()
+                                .unwrap()
+                                .create(&format!("tofuflow-bench-{i}"), 1 << 30, 1000)
+                                .unwrap()
+                        });
+                        let mut spec = spec.clone();
+                        spec.cgroup_procs =
+                            cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+                        let json = serde_json::to_string(&spec).unwrap();
+                        let o = std::process::Command::new(bins.join("tofuflow-agent"))
+                            .args(["__sandbox", &json])
+                            .env_clear()
+                            .env("PATH", "/usr/bin:/bin")
+                            .output()
+                            .unwrap();
+                        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                        if let Some(c) = cgroup {
+                            c.destroy();
+                        }
+                        t.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    rows.push((name.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99)));
                 }
-                rows.push((name.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99)));
+                rows
             }
-            rows
-        }
-    };
+        };
 
     // 3a. The same tofu commands spawned directly (local backend, fresh directory each time).
     let module_dir = c.dir.join("bench-module");
@@ -287,11 +322,7 @@ async fn main() {
         let start = c
             .tofu_trace()
             .into_iter()
-            .find(|e| {
-                e["event"] == "start"
-                    && e["args"][0] == "init"
-                    && e["cwd"].as_str().unwrap_or("").contains(&r.id)
-            })
+            .find(|e| e["event"] == "start" && e["args"][0] == "init" && e["run"] == r.id.as_str())
             .and_then(|e| e["ms"].as_f64())
             .expect("tofu init traced");
         latency.push(start - t0);

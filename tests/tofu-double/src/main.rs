@@ -49,7 +49,8 @@ fn trace(event: &str, argv: &[String], code: Option<i32>) {
         .append(true)
         .open(path)
     {
-        let _ = writeln!(f, "{line}");
+        // One write per line: several tofu processes append to the same file.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }
 
