@@ -58,8 +58,14 @@ fn detect(cfg: &Config) -> Result<sandbox::Sandbox, String> {
     for h in &cfg.allow_hosts {
         sandbox::gateway::parse_rule(h)?;
     }
-    std::fs::create_dir_all(cfg.work_root.join("work"))
-        .map_err(|e| format!("cannot create work root {}: {e}", cfg.work_root.display()))?;
+    // work/ may be traversed (not listed) by run users; the bundle cache is the agent's alone.
+    for (dir, mode) in [("work", 0o711), ("cache", 0o700)] {
+        use std::os::unix::fs::PermissionsExt;
+        let d = cfg.work_root.join(dir);
+        std::fs::create_dir_all(&d)
+            .and_then(|_| std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("cannot create work root {}: {e}", d.display()))?;
+    }
     let mut c = cfg.clone();
     c.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
     sandbox::Sandbox::new(&c)

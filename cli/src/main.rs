@@ -101,6 +101,31 @@ enum StateCmd {
     },
 }
 
+/// Limits for a run's tasks; each is capped by the agents' own (`tofuflow-agent --limit-*`,
+/// `--task-timeout`). 0 or unset: the agent's.
+#[derive(clap::Args, Debug)]
+struct RunLimits {
+    /// CPU seconds per process.
+    #[arg(long, default_value_t = 0)]
+    limit_cpu: u64,
+    /// Memory of the task in bytes.
+    #[arg(long, default_value_t = 0)]
+    limit_memory: u64,
+    /// Processes of the task.
+    #[arg(long, default_value_t = 0)]
+    limit_nproc: u64,
+    /// Largest file the task may write, in bytes.
+    #[arg(long, default_value_t = 0)]
+    limit_fsize: u64,
+    /// Longest a task may run (e.g. 30m).
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<std::time::Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30m: {e}"))
+}
+
 #[derive(Subcommand)]
 enum RunCmd {
     /// Pack a module directory, upload it and start a run.
@@ -137,6 +162,8 @@ enum RunCmd {
         /// Pipeline or DAG run id (audit).
         #[arg(long, env = "TOFUFLOW_PIPELINE_ID")]
         pipeline: Option<String>,
+        #[command(flatten)]
+        limits: RunLimits,
     },
     /// List runs, newest first.
     List {
@@ -267,6 +294,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             wait,
             commit,
             pipeline,
+            limits,
         }) => {
             let mut variables = std::collections::HashMap::new();
             for v in &vars {
@@ -323,6 +351,13 @@ async fn run(cli: Cli) -> Result<u8, String> {
                     commit: commit.unwrap_or_default(),
                     pipeline_id: pipeline.unwrap_or_default(),
                     traceparent: std::env::var("TRACEPARENT").unwrap_or_default(),
+                    limits: Some(v1::TaskLimits {
+                        cpu_secs: limits.limit_cpu,
+                        memory_bytes: limits.limit_memory,
+                        nproc: limits.limit_nproc,
+                        fsize_bytes: limits.limit_fsize,
+                        timeout_secs: limits.timeout.map(|d| d.as_secs().max(1)).unwrap_or(0),
+                    }),
                 })
                 .await
                 .map_err(ex)?

@@ -42,6 +42,8 @@ pub fn run_json(r: &v1::Run) -> serde_json::Value {
         "has_changes": r.has_changes, "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
         "outputs": outputs, "error": r.error, "variables": r.variables, "plan_attempts": r.plan_attempts,
         "traceparent": r.traceparent,
+        "limits": r.limits.map(|l| serde_json::json!({"cpu_secs": l.cpu_secs, "memory_bytes": l.memory_bytes, "nproc": l.nproc, "fsize_bytes": l.fsize_bytes, "timeout_secs": l.timeout_secs})),
+        "limit_hit": r.limit_hit,
         "transitions": r.transitions.iter().map(|t| serde_json::json!({"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "unix_ms": t.unix_ms})).collect::<Vec<_>>(),
     })
 }
@@ -73,8 +75,31 @@ pub fn print_run(r: &v1::Run, json: bool) {
             s.add, s.change, s.destroy
         );
     }
+    if let Some(l) = r.limits.filter(|l| *l != Default::default()) {
+        let mut parts = Vec::new();
+        for (name, v) in [
+            ("cpu", l.cpu_secs),
+            ("memory", l.memory_bytes),
+            ("processes", l.nproc),
+            ("file-size", l.fsize_bytes),
+        ] {
+            if v > 0 {
+                parts.push(format!("{name} {v}"));
+            }
+        }
+        if l.timeout_secs > 0 {
+            parts.push(format!("timeout {}s", l.timeout_secs));
+        }
+        println!(
+            "Limits     {} (capped by the agents' own)",
+            parts.join(", ")
+        );
+    }
     if !r.error.is_empty() {
         println!("Error      {}", r.error);
+    }
+    if !r.limit_hit.is_empty() {
+        println!("Limit hit  {}", r.limit_hit);
     }
     if let Ok(serde_json::Value::Object(outs)) =
         serde_json::from_str::<serde_json::Value>(&r.outputs_json)

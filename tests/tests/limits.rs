@@ -78,3 +78,45 @@ async fn a_background_child_of_local_exec_does_not_outlive_its_task() {
         "the background sleep died with its task"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_sets_its_own_limits_within_the_agents_and_run_show_names_the_one_hit() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        args: vec!["--task-timeout", "1h", "--limit-fsize", "1000000"],
+        ..Default::default()
+    })
+    .await;
+    // Stricter than the agent: the run's own timeout applies.
+    let id = c.submit(
+        &example("long-apply"),
+        "limits/own-timeout",
+        &["--auto-approve", "--var", "seconds=765", "--timeout", "2s"],
+    );
+    let r = c.wait_state(&id, &["failed"], T).await;
+    assert!(r.error.contains("timed out after 2s"), "{}", r.error);
+    assert_eq!(r.limit_hit, "timeout");
+    assert!(pids_matching("sleep 765").is_empty());
+    let show = String::from_utf8_lossy(&c.cli(&["run", "show", &id]).stdout).to_string();
+    assert!(show.contains("Limits     timeout 2s"), "{show}");
+    assert!(show.contains("Limit hit  timeout"), "{show}");
+    let logs = String::from_utf8_lossy(&c.cli(&["run", "logs", &id]).stdout).to_string();
+    assert!(
+        logs.contains("limits for this run (within the agent's maxima): cpu none s, memory none bytes, processes none, file size 1000000 bytes, timeout 2s"),
+        "{logs}"
+    );
+    // Looser than the agent: the agent's maximum wins.
+    let big = module(&c, "big-file-2", "head -c 5000000 /dev/zero > big.bin");
+    let id = c.submit(
+        &big,
+        "limits/capped",
+        &["--auto-approve", "--limit-fsize", "100000000"],
+    );
+    c.wait_state(&id, &["failed"], T).await;
+    let logs = String::from_utf8_lossy(&c.cli(&["run", "logs", &id]).stdout).to_string();
+    assert!(logs.contains("file size 1000000 bytes"), "{logs}");
+    assert!(
+        logs.to_lowercase().contains("file size limit exceeded"),
+        "{logs}"
+    );
+}

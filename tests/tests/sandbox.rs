@@ -196,6 +196,7 @@ async fn fork_bomb_and_memory_hog_are_stopped_by_their_limits_and_the_agent_stay
         r.error
     );
     assert!(logs(&c, &id).contains("stopped at the process limit"));
+    assert_eq!(r.limit_hit, "processes");
     assert!(pids_matching("./probe.sh").is_empty(), "no bomb survives");
 
     let hog = module(&c, "hog", "head -c 2000000000 /dev/zero | tail > /dev/null");
@@ -209,6 +210,7 @@ async fn fork_bomb_and_memory_hog_are_stopped_by_their_limits_and_the_agent_stay
         r.error
     );
     assert!(logs(&c, &id).contains("killed for memory"));
+    assert_eq!(r.limit_hit, "memory");
 
     // The agent is fine: the next run applies on it.
     let id = c.submit(&example("gpu-pool"), "limits/after", &["--auto-approve"]);

@@ -43,8 +43,58 @@ pub struct Runner {
     pub agent_id: String,
 }
 
+/// A task's limits: what the run asked for, capped by the agent's own (0 = none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Effective {
+    pub cpu: u64,
+    pub memory: u64,
+    pub nproc: u64,
+    pub fsize: u64,
+    pub timeout: Duration,
+}
+
+/// The stricter of the agent's maximum and the run's request (0 = unset).
+fn cap(agent: u64, run: u64) -> u64 {
+    match (agent, run) {
+        (0, r) => r,
+        (a, 0) => a,
+        (a, r) => a.min(r),
+    }
+}
+
+impl Effective {
+    pub fn of(cfg: &Config, run: v1::TaskLimits) -> Effective {
+        Effective {
+            cpu: cap(cfg.limit_cpu, run.cpu_secs),
+            memory: cap(cfg.limit_memory, run.memory_bytes),
+            nproc: cap(cfg.limit_nproc, run.nproc),
+            fsize: cap(cfg.limit_fsize, run.fsize_bytes),
+            timeout: Duration::from_secs(cap(cfg.task_timeout.as_secs().max(1), run.timeout_secs)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let n = |v: u64| {
+            if v == 0 {
+                "none".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        format!(
+            "cpu {} s, memory {} bytes, processes {}, file size {} bytes, timeout {}",
+            n(self.cpu),
+            n(self.memory),
+            n(self.nproc),
+            n(self.fsize),
+            humantime::format_duration(self.timeout)
+        )
+    }
+}
+
 /// Per-task settings beyond the spec.
 struct TaskCtx<'a> {
+    lim: Effective,
     slot: u32,
     network: Network,
     cgroup: Option<&'a TaskCgroup>,
@@ -411,8 +461,15 @@ impl Runner {
             spec.workspace
         ));
         let wd = self.cfg.work_root.join("work").join(&spec.run_id);
+        let lim = Effective::of(&self.cfg, spec.limits.unwrap_or_default());
+        if spec.limits.is_some_and(|l| l != v1::TaskLimits::default()) {
+            reporter.system(format!(
+                "tofuflow: limits for this run (within the agent's maxima): {}",
+                lim.describe()
+            ));
+        }
         // The task timeout stops tofu like a cancel, and the task then fails as timed out.
-        let timeout = self.cfg.task_timeout;
+        let timeout = lim.timeout;
         let (cancel, reason) = (held.cancel.clone(), held.reason.clone());
         let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
@@ -426,7 +483,7 @@ impl Runner {
         // Only when a limit needs one: moving a process into a cgroup costs ~10 ms here (the
         // kernel waits for an RCU grace period), paid by every tofu command. Without limits the
         // PID namespace (or process group) already ends everything the task started.
-        let wants_cgroup = self.cfg.limit_memory > 0 || self.cfg.limit_nproc > 0;
+        let wants_cgroup = lim.memory > 0 || lim.nproc > 0;
         let cgroup = match self.sandbox.cgroups.as_ref().filter(|_| wants_cgroup) {
             Some(c) => match c.create(
                 // Unique per agent and attempt: two attempts of a task may overlap on a host.
@@ -434,8 +491,8 @@ impl Runner {
                     "tofuflow-{}-{}-{}",
                     self.agent_id, spec.task_id, spec.attempt
                 ),
-                self.cfg.limit_memory,
-                self.cfg.limit_nproc,
+                lim.memory,
+                lim.nproc,
             ) {
                 Ok(cg) => Some(Arc::new(cg)),
                 Err(e) => {
@@ -450,7 +507,7 @@ impl Runner {
         // A task at its process limit is a runaway (a fork bomb): stop it.
         let monitor = cgroup.clone().map(|cg| {
             let (cancel, reason) = (held.cancel.clone(), held.reason.clone());
-            let limit = self.cfg.limit_nproc;
+            let limit = lim.nproc;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(200));
                 loop {
@@ -466,6 +523,7 @@ impl Runner {
             })
         });
         let ctx = TaskCtx {
+            lim,
             slot,
             network: self.cfg.network_for(pool),
             cgroup: cgroup.as_deref(),
@@ -495,7 +553,7 @@ impl Runner {
                 req.exit_code = d.exit_code;
                 req.error = format!(
                     "stopped at the process limit: the task tried to run more than {} processes (--limit-nproc); tofu was interrupted",
-                    self.cfg.limit_nproc
+                    lim.nproc
                 );
             }
             Ok(d) if d.cancelled && matches!(stop, Some(StopReason::Timeout(_))) => {
@@ -504,7 +562,7 @@ impl Runner {
                 req.exit_code = d.exit_code;
                 req.error = format!(
                     "timed out after {} (--task-timeout); tofu was interrupted",
-                    humantime::format_duration(self.cfg.task_timeout)
+                    humantime::format_duration(lim.timeout)
                 );
             }
             Ok(d) if d.cancelled => {
@@ -543,9 +601,19 @@ impl Runner {
             req.outcome = v1::Outcome::Failed as i32;
             req.error = format!(
                 "killed for memory: the task reached its memory limit ({} bytes, --limit-memory) and the kernel stopped {} of its processes; {}",
-                self.cfg.limit_memory, hits.oom_kills, req.error
+                lim.memory, hits.oom_kills, req.error
             );
         }
+        // Which limit ended the task, for `run show` and scripts.
+        req.limit_hit = match &stop {
+            Some(StopReason::ProcessLimit(_)) => "processes",
+            Some(StopReason::Timeout(_)) if req.outcome == v1::Outcome::Failed as i32 => "timeout",
+            _ if req.error.starts_with("killed for memory") => "memory",
+            _ if req.error.contains("killed for CPU time") => "cpu",
+            _ if req.error.contains("killed for file size") => "file-size",
+            _ => "",
+        }
+        .to_string();
         reporter.system(format!(
             "tofuflow: {phase} finished: {}",
             match v1::Outcome::try_from(req.outcome) {
@@ -771,15 +839,11 @@ impl Runner {
         let grace = self.cfg.cancel_grace;
         let memory_cgroup = sb.cgroups.as_ref().is_some_and(|c| c.memory()) && ctx.cgroup.is_some();
         let limits = sandbox::Limits {
-            cpu_secs: self.cfg.limit_cpu,
-            address_space: if memory_cgroup {
-                0
-            } else {
-                self.cfg.limit_memory
-            },
+            cpu_secs: ctx.lim.cpu,
+            address_space: if memory_cgroup { 0 } else { ctx.lim.memory },
             nofile: self.cfg.limit_nofile,
-            fsize_bytes: self.cfg.limit_fsize,
-            nproc: self.cfg.limit_nproc,
+            fsize_bytes: ctx.lim.fsize,
+            nproc: ctx.lim.nproc,
         };
         let module_in = inner.join("module");
         let sandboxed = sb.namespaces || user.is_some() || ctx.cgroup.is_some();
@@ -983,6 +1047,35 @@ mod tests {
         assert!(env_allowed("PATH", &[]));
         assert!(!env_allowed("TOFUFLOW_AMQP_URL", &[]));
         assert!(env_allowed("AWS_REGION", &["AWS_*".into()]));
+    }
+
+    #[test]
+    fn a_run_gets_its_limits_within_the_agents_maxima() {
+        use clap::Parser;
+        let cfg = Config::parse_from([
+            "tofuflow-agent",
+            "--limit-memory",
+            "1000",
+            "--task-timeout",
+            "1h",
+        ]);
+        let asked = v1::TaskLimits {
+            memory_bytes: 5000,
+            nproc: 64,
+            timeout_secs: 60,
+            ..Default::default()
+        };
+        let e = Effective::of(&cfg, asked);
+        assert_eq!(e.memory, 1000, "capped by the agent");
+        assert_eq!(e.nproc, 64, "the agent sets none: the run's");
+        assert_eq!(e.cpu, 0);
+        assert_eq!(
+            e.timeout,
+            Duration::from_secs(60),
+            "stricter than the agent's"
+        );
+        let e = Effective::of(&cfg, v1::TaskLimits::default());
+        assert_eq!((e.memory, e.timeout), (1000, Duration::from_secs(3600)));
     }
 
     #[test]

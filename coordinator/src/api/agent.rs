@@ -66,6 +66,7 @@ impl AgentApi {
             }),
             traceparent: run.traceparent.clone(),
             env: Default::default(),
+            limits: Some(super::user::limits_to_pb(&run.limits)),
         }
     }
 }

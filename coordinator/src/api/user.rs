@@ -52,6 +52,16 @@ fn kind_to_pb(k: RunKind) -> v1::RunKind {
     }
 }
 
+pub fn limits_to_pb(l: &store::Limits) -> v1::TaskLimits {
+    v1::TaskLimits {
+        cpu_secs: l.cpu_secs,
+        memory_bytes: l.memory_bytes,
+        nproc: l.nproc,
+        fsize_bytes: l.fsize_bytes,
+        timeout_secs: l.timeout_secs,
+    }
+}
+
 pub fn run_to_pb(
     r: &store::Run,
     transitions: Vec<store::Transition>,
@@ -92,6 +102,8 @@ pub fn run_to_pb(
         variables: r.variables.clone().into_iter().collect(),
         plan_attempts,
         traceparent: r.traceparent.clone(),
+        limits: Some(limits_to_pb(&r.limits)),
+        limit_hit: r.limit_hit.clone(),
     }
 }
 
@@ -219,6 +231,16 @@ impl UserService for UserApi {
             .store
             .submit(
                 NewRun {
+                    limits: r
+                        .limits
+                        .map(|l| store::Limits {
+                            cpu_secs: l.cpu_secs,
+                            memory_bytes: l.memory_bytes,
+                            nproc: l.nproc,
+                            fsize_bytes: l.fsize_bytes,
+                            timeout_secs: l.timeout_secs,
+                        })
+                        .unwrap_or_default(),
                     workspace: r.workspace.clone(),
                     pool,
                     kind,

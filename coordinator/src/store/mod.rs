@@ -65,6 +65,9 @@ pub struct Run {
     pub error: String,
     pub plan_digest: String,
     pub plan_json_digest: String,
+    pub limits: Limits,
+    /// The limit that ended the run's last task, if one did.
+    pub limit_hit: String,
 }
 
 #[derive(Clone, Debug)]
@@ -91,7 +94,23 @@ pub struct Transition {
 }
 
 /// What a user submits.
+/// Resource limits a run asks for (0 = not set); agents cap each by their own.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub cpu_secs: u64,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub nproc: u64,
+    #[serde(default)]
+    pub fsize_bytes: u64,
+    #[serde(default)]
+    pub timeout_secs: u64,
+}
+
 pub struct NewRun {
+    pub limits: Limits,
     pub workspace: String,
     pub pool: String,
     pub kind: RunKind,
@@ -235,6 +254,8 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         error: s(r, "error")?,
         plan_digest: s(r, "plan_digest")?,
         plan_json_digest: s(r, "plan_json_digest")?,
+        limits: serde_json::from_str(&s(r, "limits")?).unwrap_or_default(),
+        limit_hit: s(r, "limit_hit")?,
     })
 }
 
@@ -599,8 +620,8 @@ impl Store {
             RunState::Queued
         };
         sqlx::query(
-            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&id)
         .bind(&n.workspace)
@@ -618,6 +639,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(now + policy.queue_timeout_ms)
+        .bind(serde_json::to_string(&n.limits).unwrap_or_else(|_| "{}".into()))
         .execute(&mut *tx)
         .await?;
         let run = get_run_c(&mut tx, &id).await?;
@@ -990,6 +1012,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         release_task_lock(&mut tx, &req.task_id).await?;
+        if !req.limit_hit.is_empty() {
+            sqlx::query("UPDATE runs SET limit_hit = $1 WHERE id = $2")
+                .bind(&req.limit_hit)
+                .bind(&t.run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let run = get_run_c(&mut tx, &t.run_id).await?;
         let actor = &req.agent_id;
         match (t.phase, outcome) {

@@ -160,6 +160,13 @@ CREATE TABLE state_events (
 CREATE INDEX state_events_by_workspace ON state_events (workspace, id)
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE runs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN limit_hit TEXT NOT NULL DEFAULT ''
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

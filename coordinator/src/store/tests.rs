@@ -14,6 +14,7 @@ fn policy() -> Policy {
 
 fn new_run(ws: &str, auto: bool) -> NewRun {
     NewRun {
+        limits: Default::default(),
         workspace: ws.into(),
         pool: "default".into(),
         kind: RunKind::PlanAndApply,
@@ -117,6 +118,38 @@ fn complete(t: &Task, epoch: i64, outcome: v1::Outcome, changes: bool) -> v1::Co
         outputs_json: "{\"a\":{\"value\":1}}".into(),
         error: String::new(),
         exit_code: 0,
+        limit_hit: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let mut n = new_run("ml/limits", true);
+        n.limits = Limits {
+            memory_bytes: 1 << 28,
+            timeout_secs: 120,
+            ..Default::default()
+        };
+        let run = st.submit(n, &p).await.unwrap();
+        assert_eq!(run.limits.memory_bytes, 1 << 28, "{name}");
+        assert_eq!(run.limits.timeout_secs, 120, "{name}");
+        let out = st.unsent(10).await.unwrap();
+        let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        assert_eq!(
+            g.run.limits.memory_bytes,
+            1 << 28,
+            "{name}: the claim carries them"
+        );
+        let mut req = complete(&g.task, g.epoch, v1::Outcome::Failed, false);
+        req.error = "killed for memory: ...".into();
+        req.limit_hit = "memory".into();
+        st.complete(&req, &p).await.unwrap();
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Failed, "{name}");
+        assert_eq!(r.limit_hit, "memory", "{name}");
     }
 }
 
