@@ -166,6 +166,11 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_RUN_USER", default_value = "auto")]
     pub run_user: String,
 
+    /// First UID/GID of `--run-user auto` (slot N runs as base+N). Give each agent on a host
+    /// its own range, so tasks of different agents never share a user.
+    #[arg(long, env = "TOFUFLOW_RUN_UID_BASE", default_value_t = 64000)]
+    pub run_uid_base: u32,
+
     /// Extra host path visible in the sandbox: SRC[:DST][:ro|rw] (repeatable; read-only by
     /// default).
     #[arg(long = "sandbox-bind", value_parser = crate::sandbox::parse_bind)]

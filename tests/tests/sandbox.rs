@@ -468,5 +468,11 @@ fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
         out.contains("error: this host cannot give tasks the isolation the configuration requires: missing a network namespace for pools default (none)"),
         "{out}"
     );
+    let (code, out) = check(&["--sandbox-bind", "/nonexistent/tofuflow"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error: --sandbox-bind /nonexistent/tofuflow: no such file or directory on this host"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

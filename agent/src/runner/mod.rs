@@ -687,7 +687,7 @@ impl Runner {
                 ctx.network.name()
             ));
         }
-        let user = sandbox::run_user(&self.cfg.run_user, ctx.slot)?;
+        let user = sandbox::run_user(&self.cfg.run_user, self.cfg.run_uid_base, ctx.slot)?;
         if wd.exists() {
             std::fs::remove_dir_all(wd)
                 .map_err(|e| format!("cannot clear old working directory {}: {e}", wd.display()))?;
@@ -896,7 +896,16 @@ impl Runner {
             let shown: Vec<&str> = args.iter().map(String::as_str).collect();
             rep.system(format!("$ tofu {}", shown.join(" ")));
             let (env, sink, launch) = (&env, &sink, &launch);
-            async move { process::run(launch, &args, env, sink, capture, cancel, grace).await }
+            async move {
+                let fin = process::run(launch, &args, env, sink, capture, cancel, grace).await?;
+                if sandboxed && !fin.cancelled && fin.code == sandbox::helper::SETUP_FAILED {
+                    return Err(format!(
+                        "the sandbox could not be set up for `tofu {}` (the `tofuflow sandbox:` line in the run's log says why; `tofuflow-agent check` tests this host)",
+                        args.first().map(String::as_str).unwrap_or("")
+                    ));
+                }
+                Ok(fin)
+            }
         };
         let fin = tofu(init, false).await?;
         if fin.cancelled {

@@ -33,8 +33,6 @@ pub const PROVIDERS: &str = "/tofuflow/providers";
 pub const GATEWAY: &str = "/run/tofuflow/gateway.sock";
 /// The egress proxy's port on the task's own loopback (`allow-list` and `none`).
 pub const PROXY_PORT: u16 = 3128;
-/// First UID (and GID) of the run users when the agent runs as root and `--run-user auto`.
-pub const RUN_UID_BASE: u32 = 64000;
 
 /// Resource limits for every process a task starts (0 = leave as inherited).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -291,10 +289,11 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The user tasks of `slot` run as: `--run-user auto` gives root agents one UID per slot.
-pub fn run_user(setting: &str, slot: u32) -> Result<Option<(u32, u32)>, String> {
+/// The user tasks of `slot` run as: `--run-user auto` gives root agents one UID per slot,
+/// from `base` (`--run-uid-base`).
+pub fn run_user(setting: &str, base: u32, slot: u32) -> Result<Option<(u32, u32)>, String> {
     match setting {
-        "auto" => Ok(is_root().then_some((RUN_UID_BASE + slot, RUN_UID_BASE + slot))),
+        "auto" => Ok(is_root().then_some((base + slot, base + slot))),
         "agent" => Ok(None),
         s => {
             let (u, g) = s.split_once(':').unwrap_or((s, s));
@@ -351,6 +350,14 @@ impl Sandbox {
             ),
             None => None,
         };
+        for b in &cfg.sandbox_binds {
+            if !b.src.exists() {
+                return Err(format!(
+                    "--sandbox-bind {}: no such file or directory on this host",
+                    b.src.display()
+                ));
+            }
+        }
         let root = is_root();
         let mut sb = Sandbox {
             features: Features {
@@ -366,7 +373,7 @@ impl Sandbox {
             gateway_dir,
             plugin_cache,
             binds: cfg.sandbox_binds.clone(),
-            run_user: run_user(&cfg.run_user, 0)?,
+            run_user: run_user(&cfg.run_user, cfg.run_uid_base, 0)?,
             cgroups: None,
         };
         if cfg.sandbox == Mode::Off {
@@ -627,8 +634,12 @@ impl Sandbox {
         line(
             "run user",
             match self.run_user {
+                Some((u, g)) if cfg.run_user == "auto" => format!(
+                    "yes (UID {u}+slot, GID {g}+slot; --run-uid-base {})",
+                    cfg.run_uid_base
+                ),
                 Some((u, g)) => format!(
-                    "yes (UID {u}+slot, GID {g}+slot; --run-user {})",
+                    "yes (UID {u}, GID {g} for every slot; --run-user {})",
                     cfg.run_user
                 ),
                 None if f.root => "no: --run-user agent keeps tasks as root".into(),
