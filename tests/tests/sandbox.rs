@@ -134,6 +134,10 @@ probe write-host-dir 'touch {dir}/escaped'
 probe kill-init 'kill -9 1'
 probe mknod 'mknod ./null c 1 3'
 probe sudo-root 'test "$(id -u)" = 0'
+probe ptrace 'strace -f -o /dev/null true'
+probe user-namespace 'unshare --user --map-root-user true'
+probe control-threads-and-processes 'sleep 0.01 & sleep 0.01 & wait'
+probe control-seccomp-filter 'grep -Eq "^Seccomp:[[:space:]]+2" /proc/self/status'
 "#,
         env = env_file.display(),
         apid = agent_pid["pid"],
@@ -148,7 +152,12 @@ probe sudo-root 'test "$(id -u)" = 0'
     let log = logs(&c, &id);
     assert_probes(
         &log,
-        &["control-own-home", "control-state-backend"],
+        &[
+            "control-own-home",
+            "control-state-backend",
+            "control-threads-and-processes",
+            "control-seccomp-filter",
+        ],
         &[
             "agent-env-file",
             "secret-in-any-process",
@@ -162,6 +171,8 @@ probe sudo-root 'test "$(id -u)" = 0'
             "kill-init",
             "mknod",
             "sudo-root",
+            "ptrace",
+            "user-namespace",
         ],
     );
     assert!(!log.contains(SECRET), "the token never reaches a log");
@@ -456,6 +467,7 @@ fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
     for want in [
         "mount+pid+ipc+uts namespaces yes",
         "network namespace            yes",
+        "seccomp filter               yes",
         "run user                     yes (UID 64000+slot",
         "network of pool default      allow-list",
         "ok: the agent can start",
@@ -471,7 +483,9 @@ fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
     let (code, out) = check(&["--sandbox-bind", "/nonexistent/tofuflow"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("error: --sandbox-bind /nonexistent/tofuflow: no such file or directory on this host"),
+        out.contains(
+            "error: --sandbox-bind /nonexistent/tofuflow: no such file or directory on this host"
+        ),
         "{out}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -871,6 +871,7 @@ impl Runner {
                 bin: &sb.tofu,
                 cwd: &module,
                 limits,
+                seccomp: sb.seccomp,
             }
         };
         if sandboxed {

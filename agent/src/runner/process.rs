@@ -49,6 +49,7 @@ pub enum Launch<'a> {
         bin: &'a Path,
         cwd: &'a Path,
         limits: Limits,
+        seccomp: bool,
     },
     /// Through the sandbox helper (`helper __sandbox SPEC`); `spec.argv` gets the command.
     Sandboxed { helper: &'a Path, spec: &'a Spec },
@@ -65,11 +66,20 @@ pub async fn run(
     cancel: &CancellationToken,
     grace: Duration,
 ) -> Result<Finished, String> {
-    let (mut cmd, limits) = match launch {
-        Launch::Direct { bin, cwd, limits } => {
+    let (mut cmd, limits, filter) = match launch {
+        Launch::Direct {
+            bin,
+            cwd,
+            limits,
+            seccomp,
+        } => {
             let mut c = tokio::process::Command::new(bin);
             c.args(args).current_dir(cwd);
-            (c, Some(*limits))
+            (
+                c,
+                Some(*limits),
+                seccomp.then(crate::sandbox::seccomp::program),
+            )
         }
         Launch::Sandboxed { helper, spec } => {
             let mut spec = (*spec).clone();
@@ -77,7 +87,7 @@ pub async fn run(
             let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
             let mut c = tokio::process::Command::new(helper);
             c.arg("__sandbox").arg(json).current_dir("/");
-            (c, None)
+            (c, None, None)
         }
     };
     let bin = match launch {
@@ -109,6 +119,9 @@ pub async fn run(
                     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
                         .map_err(std::io::Error::from)?
                 }
+            }
+            if let Some(f) = &filter {
+                crate::sandbox::seccomp::install(f).map_err(std::io::Error::from)?;
             }
             Ok(())
         });

@@ -436,6 +436,12 @@ fn exec_task(spec: &Spec, own_group: bool) -> ! {
         step("setresuid", nix::unistd::setresuid(u, u, u));
     }
     step("no_new_privs", nix::sys::prctl::set_no_new_privs());
+    if spec.seccomp {
+        step(
+            "installing the seccomp filter",
+            super::seccomp::install(&super::seccomp::program()),
+        );
+    }
     step("chdir", nix::unistd::chdir(&spec.cwd));
     let argv: Vec<CString> = spec
         .argv

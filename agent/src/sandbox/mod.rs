@@ -17,6 +17,7 @@
 pub mod cgroup;
 pub mod gateway;
 pub mod helper;
+pub mod seccomp;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,9 @@ pub struct Spec {
     pub user: Option<(u32, u32)>,
     pub limits: Limits,
     pub cgroup_procs: Vec<PathBuf>,
+    /// Install the seccomp filter ([`seccomp`]) before exec.
+    #[serde(default)]
+    pub seccomp: bool,
     pub cwd: PathBuf,
     pub argv: Vec<String>,
 }
@@ -150,6 +154,8 @@ impl Network {
 #[derive(Clone, Debug)]
 pub struct Features {
     pub root: bool,
+    /// The kernel filters system calls (seccomp with filters).
+    pub seccomp: bool,
     pub namespaces: Result<Duration, String>,
     pub network_namespace: Result<Duration, String>,
     pub cgroups: Result<cgroup::Cgroups, String>,
@@ -170,6 +176,7 @@ impl Features {
                 .into(),
             ),
             ("sandbox.user".into(), yes(self.root)),
+            ("sandbox.seccomp".into(), yes(self.seccomp)),
             ("sandbox.netns".into(), yes(self.network_namespace.is_ok())),
             (
                 "sandbox.cgroups".into(),
@@ -267,6 +274,8 @@ pub struct Sandbox {
     pub binds: Vec<ExtraBind>,
     pub run_user: Option<(u32, u32)>,
     pub cgroups: Option<cgroup::Cgroups>,
+    /// Tasks get the seccomp filter.
+    pub seccomp: bool,
 }
 
 /// Finds `bin` like a shell would.
@@ -283,6 +292,13 @@ pub fn resolve_bin(bin: &str) -> Result<PathBuf, String> {
     found.and_then(|p| p.canonicalize().ok()).ok_or_else(|| {
         format!("the tofu binary {bin:?} was not found; install OpenTofu or pass --tofu-bin PATH")
     })
+}
+
+/// The kernel supports seccomp filters (`Seccomp:` in /proc/self/status).
+fn seccomp_supported() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Seccomp:")))
+        .unwrap_or(false)
 }
 
 fn is_root() -> bool {
@@ -362,6 +378,7 @@ impl Sandbox {
         let mut sb = Sandbox {
             features: Features {
                 root,
+                seccomp: seccomp_supported(),
                 namespaces: Err("not probed".into()),
                 network_namespace: Err("not probed".into()),
                 cgroups: Err("not probed".into()),
@@ -375,7 +392,9 @@ impl Sandbox {
             binds: cfg.sandbox_binds.clone(),
             run_user: run_user(&cfg.run_user, cfg.run_uid_base, 0)?,
             cgroups: None,
+            seccomp: false,
         };
+        sb.seccomp = cfg.sandbox != Mode::Off && sb.features.seccomp;
         if cfg.sandbox == Mode::Off {
             sb.features.namespaces = Err("--sandbox off".into());
             sb.features.network_namespace = Err("--sandbox off".into());
@@ -608,6 +627,7 @@ impl Sandbox {
             user,
             limits,
             cgroup_procs,
+            seccomp: self.seccomp,
             cwd: wd.into(),
             argv: vec![],
         }
@@ -644,6 +664,16 @@ impl Sandbox {
                 ),
                 None if f.root => "no: --run-user agent keeps tasks as root".into(),
                 None => "no: the agent does not run as root (tasks run as the agent's user)".into(),
+            },
+        );
+        line(
+            "seccomp filter",
+            match (self.seccomp, f.seccomp) {
+                (true, _) => {
+                    "yes (ptrace, namespaces, mounts, modules, bpf, keyring, … refused)".into()
+                }
+                (false, true) => "no: --sandbox off".into(),
+                (false, false) => "no: this kernel has no seccomp filters".into(),
             },
         );
         line("mount+pid+ipc+uts namespaces", ok(&f.namespaces));
