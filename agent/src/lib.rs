@@ -42,10 +42,16 @@ pub fn coordinator_channel(url: &str) -> Result<Channel, String> {
 /// starts: the probes fork).
 pub fn prepare(cfg: &Config) -> Result<sandbox::Sandbox, String> {
     let sb = detect(cfg)?;
-    match sb.unmet(cfg) {
-        Some(e) => Err(e),
-        None => Ok(sb),
+    if let Some(e) = sb.unmet(cfg) {
+        return Err(e);
     }
+    if let Some(c) = &sb.cgroups {
+        let n = c.sweep(&sb.cgroup_prefix);
+        if n > 0 {
+            eprintln!("tofuflow-agent: removed {n} task cgroup(s) an earlier run of this agent left behind");
+        }
+    }
+    Ok(sb)
 }
 
 fn detect(cfg: &Config) -> Result<sandbox::Sandbox, String> {

@@ -156,6 +156,8 @@ pub struct AgentOpts {
     pub lock_timeout: Option<&'static str>,
     /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
     pub coordinator_url: Option<String>,
+    /// Use this work root (e.g. a killed agent's, to restart it) instead of a new one.
+    pub work_root: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -324,7 +326,10 @@ impl Cluster {
     pub async fn agent(&mut self, opts: AgentOpts) -> usize {
         let n = self.agents.len();
         let name = format!("agent-{n}");
-        let work_root = self.dir.join(&name);
+        let work_root = opts
+            .work_root
+            .clone()
+            .unwrap_or_else(|| self.dir.join(&name));
         let ready = self.dir.join(format!("{name}.ready"));
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let pools = if opts.pools.is_empty() {

@@ -490,3 +490,75 @@ fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The task cgroups (v1 pids hierarchy, as on CI) whose names start with `prefix`.
+fn task_cgroups(prefix: &str) -> Vec<String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = own
+        .lines()
+        .map(|l| l.splitn(3, ':').collect::<Vec<_>>())
+        .find(|p| p.len() == 3 && p[1].split(',').any(|x| x == "pids"))
+        .map(|p| p[2].trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let dir = PathBuf::from("/sys/fs/cgroup/pids").join(rel);
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_agent_removes_the_task_cgroups_its_killed_predecessor_left() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        args: vec!["--sandbox", "required", "--limit-nproc", "200"],
+        ..Default::default()
+    })
+    .await;
+    let root = c.agents[0].work_root.canonicalize().unwrap();
+    let prefix = tofuflow_agent::sandbox::cgroup_prefix(&root);
+    let id = c.submit(
+        &example("long-apply"),
+        "cgroups/left",
+        &["--auto-approve", "--var", "seconds=654"],
+    );
+    let cc = &c;
+    let rid = id.clone();
+    wait_for("the provisioner to start", T, || {
+        let rid = rid.clone();
+        async move {
+            logs(cc, &rid)
+                .contains("(local-exec): started")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        task_cgroups(&prefix).len(),
+        1,
+        "the running task has its cgroup"
+    );
+    c.agents[0].kill();
+    wait_for("the task to die with its agent", T, || async {
+        pids_matching("sleep 654").is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        task_cgroups(&prefix).len(),
+        1,
+        "a SIGKILLed agent cannot remove its task's cgroup"
+    );
+    c.agent(AgentOpts {
+        args: vec!["--sandbox", "required", "--limit-nproc", "200"],
+        work_root: Some(root),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        task_cgroups(&prefix).is_empty(),
+        "the restarted agent swept it"
+    );
+}

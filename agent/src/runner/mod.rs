@@ -488,8 +488,8 @@ impl Runner {
             Some(c) => match c.create(
                 // Unique per agent and attempt: two attempts of a task may overlap on a host.
                 &format!(
-                    "tofuflow-{}-{}-{}",
-                    self.agent_id, spec.task_id, spec.attempt
+                    "{}-{}-{}-{}",
+                    self.sandbox.cgroup_prefix, self.agent_id, spec.task_id, spec.attempt
                 ),
                 lim.memory,
                 lim.nproc,

@@ -114,6 +114,33 @@ impl Cgroups {
         })
     }
 
+    fn bases(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroups::V1 { memory, pids } => memory.iter().chain(pids.iter()).cloned().collect(),
+            Cgroups::V2 { base, .. } => vec![base.clone()],
+        }
+    }
+
+    /// Removes task cgroups named `prefix…` that an earlier run of this agent left behind
+    /// (killed before it could remove them), killing anything still in them. Returns how many.
+    pub fn sweep(&self, prefix: &str) -> usize {
+        let mut n = 0;
+        for base in self.bases() {
+            for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
+                    TaskCgroup {
+                        v2: false,
+                        memory: Some(e.path()),
+                        pids: None,
+                    }
+                    .destroy();
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Cgroups::V1 { memory, pids } => format!(

@@ -343,6 +343,10 @@ fn setup(spec: &Spec) -> Result<Vec<(std::net::TcpListener, String)>, String> {
                 format!("listening on 127.0.0.1:{port} in the task's network namespace")
             })?;
             listeners.push((l, tag.clone()));
+            // `localhost` may resolve to ::1 first: listen there too when IPv6 is up.
+            if let Ok(l6) = std::net::TcpListener::bind(("::1", *port)) {
+                listeners.push((l6, tag.clone()));
+            }
         }
     }
     Ok(listeners)

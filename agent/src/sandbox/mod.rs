@@ -276,6 +276,16 @@ pub struct Sandbox {
     pub cgroups: Option<cgroup::Cgroups>,
     /// Tasks get the seccomp filter.
     pub seccomp: bool,
+    /// Start of this agent's task cgroup names: derived from its work root, so a restarted
+    /// agent finds (and removes) what it left behind.
+    pub cgroup_prefix: String,
+}
+
+/// The start of the task cgroup names of the agent whose (canonical) work root is `work_root`.
+pub fn cgroup_prefix(work_root: &Path) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(work_root.as_os_str().as_encoded_bytes());
+    format!("tofuflow-{}", hex::encode(&h[..4]))
 }
 
 /// Finds `bin` like a shell would.
@@ -393,6 +403,7 @@ impl Sandbox {
             run_user: run_user(&cfg.run_user, cfg.run_uid_base, 0)?,
             cgroups: None,
             seccomp: false,
+            cgroup_prefix: cgroup_prefix(&cfg.work_root),
         };
         sb.seccomp = cfg.sandbox != Mode::Off && sb.features.seccomp;
         if cfg.sandbox == Mode::Off {
