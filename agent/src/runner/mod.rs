@@ -98,6 +98,8 @@ struct TaskCtx<'a> {
     slot: u32,
     network: Network,
     cgroup: Option<&'a TaskCgroup>,
+    /// The signal that ended the last tofu command, if one did (SIGXCPU, SIGXFSZ, …).
+    killed_by: std::sync::Mutex<Option<String>>,
 }
 
 struct Done {
@@ -527,6 +529,7 @@ impl Runner {
             slot,
             network: self.cfg.network_for(pool),
             cgroup: cgroup.as_deref(),
+            killed_by: Default::default(),
         };
         let result = self
             .execute(&spec, epoch, &wd, &reporter, &held.cancel, &ctx)
@@ -597,7 +600,8 @@ impl Runner {
                 req.error = e;
             }
         }
-        if hits.oom_kills > 0 && req.outcome != v1::Outcome::Succeeded as i32 {
+        let oom = hits.oom_kills > 0 && req.outcome != v1::Outcome::Succeeded as i32;
+        if oom {
             req.outcome = v1::Outcome::Failed as i32;
             req.error = format!(
                 "killed for memory: the task reached its memory limit ({} bytes, --limit-memory) and the kernel stopped {} of its processes; {}",
@@ -605,12 +609,14 @@ impl Runner {
             );
         }
         // Which limit ended the task, for `run show` and scripts.
-        req.limit_hit = match &stop {
-            Some(StopReason::ProcessLimit(_)) => "processes",
-            Some(StopReason::Timeout(_)) if req.outcome == v1::Outcome::Failed as i32 => "timeout",
-            _ if req.error.starts_with("killed for memory") => "memory",
-            _ if req.error.contains("killed for CPU time") => "cpu",
-            _ if req.error.contains("killed for file size") => "file-size",
+        let killed_by = ctx.killed_by.lock().ok().and_then(|k| k.clone());
+        let failed = req.outcome == v1::Outcome::Failed as i32;
+        req.limit_hit = match (&stop, killed_by.as_deref()) {
+            (Some(StopReason::ProcessLimit(_)), _) => "processes",
+            (Some(StopReason::Timeout(_)), _) if failed => "timeout",
+            _ if oom => "memory",
+            (_, Some("SIGXCPU")) if failed => "cpu",
+            (_, Some("SIGXFSZ")) if failed => "file-size",
             _ => "",
         }
         .to_string();
@@ -899,6 +905,9 @@ impl Runner {
             let (env, sink, launch) = (&env, &sink, &launch);
             async move {
                 let fin = process::run(launch, &args, env, sink, capture, cancel, grace).await?;
+                if let Ok(mut k) = ctx.killed_by.lock() {
+                    k.clone_from(&fin.killed_by);
+                }
                 if sandboxed && !fin.cancelled && fin.code == sandbox::helper::SETUP_FAILED {
                     return Err(format!(
                         "the sandbox could not be set up for `tofu {}` (the `tofuflow sandbox:` line in the run's log says why; `tofuflow-agent check` tests this host)",

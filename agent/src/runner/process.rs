@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// What a signal that ended a task's process means, in the user's words.
 pub fn explain_signal(sig: &str) -> String {
     match sig {
-        "SIGXCPU" => "killed for CPU time: the --limit-cpu limit was reached".into(),
-        "SIGXFSZ" => "killed for file size: the --limit-fsize limit was reached".into(),
+        "SIGXCPU" => "killed for CPU time: the task's CPU time limit was reached".into(),
+        "SIGXFSZ" => "killed for file size: the task's file size limit was reached".into(),
         "SIGKILL" => "killed (SIGKILL: out of memory, the CPU hard limit, or a forced stop)".into(),
         "SIGSEGV" | "SIGBUS" | "SIGABRT" => format!("crashed ({sig})"),
         other => format!("killed by {other}"),

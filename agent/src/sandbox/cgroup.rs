@@ -128,12 +128,7 @@ impl Cgroups {
         for base in self.bases() {
             for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
                 if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
-                    TaskCgroup {
-                        v2: false,
-                        memory: Some(e.path()),
-                        pids: None,
-                    }
-                    .destroy();
+                    empty_and_remove(&e.path());
                     n += 1;
                 }
             }
@@ -305,30 +300,35 @@ impl TaskCgroup {
     /// Kills whatever is left in the cgroup and removes it.
     pub fn destroy(&self) {
         for d in self.dirs() {
-            for _ in 0..50 {
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                let pids: Vec<i32> = procs
-                    .split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect();
-                if pids.is_empty() {
-                    break;
-                }
-                for p in pids {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            // (A release agent may have removed it already.)
-            if let Err(e) = std::fs::remove_dir(d).or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            }) {
-                tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove a task cgroup");
-            }
+            empty_and_remove(d);
         }
+    }
+}
+
+/// Kills whatever is in the cgroup directory `d` and removes it.
+fn empty_and_remove(d: &Path) {
+    for _ in 0..50 {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // (A release agent may have removed it already.)
+    if let Err(e) = std::fs::remove_dir(d).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    }) {
+        tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove a task cgroup");
     }
 }

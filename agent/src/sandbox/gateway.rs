@@ -113,13 +113,14 @@ pub fn start(dir: &Path, name: &str, policy: Policy, sink: LineSink) -> Result<G
     Ok(Gateway { path, task })
 }
 
-/// Reads until the end of an HTTP head (or a line for the tag). Returns (head, rest).
+/// Reads (after what `buf` already holds) until `end`: a line for the tag, the end of an HTTP
+/// head. Returns (up to and including `end`, what came after it).
 async fn read_until(
     s: &mut UnixStream,
+    mut buf: Vec<u8>,
     end: &[u8],
     max: usize,
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(i) = buf.windows(end.len()).position(|w| w == end) {
@@ -145,7 +146,7 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
 }
 
 async fn serve(mut conn: UnixStream, policy: &Policy, sink: &LineSink) -> Result<(), String> {
-    let (tag, rest) = read_until(&mut conn, b"\n", 64).await?;
+    let (tag, rest) = read_until(&mut conn, Vec::new(), b"\n", 64).await?;
     match std::str::from_utf8(&tag).unwrap_or("").trim() {
         "backend" => {
             let (h, p) = policy.backend.clone().ok_or("no backend")?;
@@ -176,22 +177,12 @@ fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
 
 async fn proxy(
     mut conn: UnixStream,
-    mut buf: Vec<u8>,
+    buf: Vec<u8>,
     policy: &Policy,
     sink: &LineSink,
 ) -> Result<(), String> {
-    // The head may have arrived with the tag.
-    let (head, rest) = match buf.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => {
-            let rest = buf.split_off(i + 4);
-            (buf, rest)
-        }
-        None => {
-            let (mut h, r) = read_until(&mut conn, b"\r\n\r\n", MAX_HEAD).await?;
-            buf.append(&mut h);
-            (buf, r)
-        }
-    };
+    // `buf`: what arrived with the tag, possibly the whole head.
+    let (head, rest) = read_until(&mut conn, buf, b"\r\n\r\n", MAX_HEAD).await?;
     let text = String::from_utf8_lossy(&head).to_string();
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or("");
