@@ -93,8 +93,16 @@ pub struct Slot {
     pub hard_stop: CancellationToken,
 }
 
+/// A task this slot won a lease for: its spec, the lease (epoch and secret) and its pool.
+struct Granted {
+    spec: v1::TaskSpec,
+    epoch: u64,
+    lease_token: String,
+    pool: String,
+}
+
 enum Got {
-    Task(Box<v1::TaskSpec>, u64, String),
+    Task(Box<Granted>),
     Nothing,
 }
 
@@ -103,12 +111,19 @@ impl Slot {
         let mut backoff = Duration::from_millis(200);
         while !self.intake_stop.is_cancelled() {
             match self.take_one().await {
-                Ok(Got::Task(spec, epoch, pool)) => {
+                Ok(Got::Task(g)) => {
+                    let Granted {
+                        spec,
+                        epoch,
+                        lease_token,
+                        pool,
+                    } = *g;
                     backoff = Duration::from_millis(200);
                     let permit = self.free.clone().try_acquire_owned().ok();
                     let held = Arc::new(Held {
                         attempt: spec.attempt,
                         epoch,
+                        lease_token,
                         cancel: self.hard_stop.child_token(),
                         reason: Arc::new(std::sync::Mutex::new(None)),
                     });
@@ -125,7 +140,7 @@ impl Slot {
                     let span = tracing::info_span!("task", run_id = %spec.run_id, task_id = %spec.task_id, attempt = spec.attempt, workspace = %spec.workspace, agent_id = %self.runner.agent_id);
                     tofuflow_proto::telemetry::set_parent(&span, &spec.traceparent);
                     self.runner
-                        .run(*spec, epoch, &held, self.index, &pool)
+                        .run(spec, &held, self.index, &pool)
                         .instrument(span)
                         .await;
                     self.leases.remove(&task_id);
@@ -268,7 +283,12 @@ impl Slot {
                 match (r.granted, r.spec) {
                     (true, Some(spec)) => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
-                        Ok(Got::Task(Box::new(spec), r.epoch, env.pool.clone()))
+                        Ok(Got::Task(Box::new(Granted {
+                            spec,
+                            epoch: r.epoch,
+                            lease_token: r.lease_token,
+                            pool: env.pool.clone(),
+                        })))
                     }
                     _ => {
                         tracing::info!(task_id = %env.task_id, attempt = env.attempt, reason = %r.reason, redelivered = d.redelivered, "claim refused; message dropped");

@@ -91,6 +91,7 @@ pub async fn heartbeat_loop(
                     task_id: id.clone(),
                     attempt: h.attempt,
                     epoch: h.epoch,
+                    lease_token: h.lease_token.clone(),
                 })
                 .collect(),
             draining: draining.load(std::sync::atomic::Ordering::SeqCst),

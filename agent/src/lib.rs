@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod labels;
 pub mod lease;
+pub mod mask;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
@@ -126,9 +127,9 @@ pub async fn run(
     }
     let cfg = Arc::new(cfg);
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
-    let client =
-        AgentServiceClient::with_interceptor(coordinator_channel(&cfg.coordinator)?, bearer)
-            .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
+    let channel = coordinator_channel(&cfg.coordinator)?;
+    let client = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone())
+        .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
 
     // Register (retrying while the coordinator starts).
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
@@ -152,11 +153,17 @@ pub async fn run(
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-            Err(s) if s.code() == tonic::Code::Unauthenticated => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
+            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
             Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
         }
     };
     let agent_id = reg.agent_id.clone();
+    // From here on every call says who this agent is, with the secret only it was given.
+    let client = AgentServiceClient::with_interceptor(
+        channel,
+        bearer.with_agent(&agent_id, &reg.agent_secret)?,
+    )
+    .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
     tracing::info!(%agent_id, %name, pools = ?cfg.pools, concurrency = cfg.concurrency, tofu = %labels.get("tofu_version").cloned().unwrap_or_default(), "agent registered");
 
     let leases = lease::Leases::default();

@@ -1,13 +1,14 @@
 //! `tofuflow-agent`: reads config, starts logging, runs until SIGTERM/SIGINT (drain), a second
 //! signal exits at once. `tofuflow-agent check` prints the host's isolation features;
-//! `tofuflow-agent __sandbox SPEC` is the sandbox helper the agent starts for each tofu command.
+//! `tofuflow-agent __sandbox` is the sandbox helper the agent starts for each tofu command (its
+//! spec arrives on standard input, never on the command line).
 
 use clap::Parser;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__sandbox") {
-        tofuflow_agent::sandbox::helper::main(args.get(2).map(String::as_str).unwrap_or(""));
+        tofuflow_agent::sandbox::helper::main();
     }
     let check = args.get(1).map(String::as_str) == Some("check");
     if check {

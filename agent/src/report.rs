@@ -1,7 +1,9 @@
 //! Streams a task's output lines to the coordinator in order, in batches. Lines are buffered
 //! while the coordinator is unreachable and sent again until stored: the coordinator absorbs
-//! repeats by (task, attempt, sequence), so a retry never duplicates a line.
+//! repeats by (task, attempt, sequence), so a retry never duplicates a line. Every line is masked
+//! (`crate::mask`) before it is queued: no secret of the task leaves the agent in a log line.
 
+use crate::mask::Masker;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +11,16 @@ use tofuflow_proto::v1;
 use tokio::sync::mpsc;
 
 pub struct Reporter {
-    tx: Option<mpsc::UnboundedSender<v1::Event>>,
-    seq: Arc<AtomicU64>,
+    sink: LineSink,
     handle: tokio::task::JoinHandle<bool>,
+}
+
+/// Which task and lease the lines belong to.
+pub struct Lease {
+    pub task_id: String,
+    pub attempt: u32,
+    pub epoch: u64,
+    pub token: String,
 }
 
 fn now_ms() -> i64 {
@@ -22,7 +31,13 @@ fn now_ms() -> i64 {
 }
 
 impl Reporter {
-    pub fn start(client: crate::Client, task_id: String, attempt: u32, epoch: u64) -> Reporter {
+    pub fn start(client: crate::Client, lease: Lease, masker: Masker) -> Reporter {
+        let Lease {
+            task_id,
+            attempt,
+            epoch,
+            token,
+        } = lease;
         let (tx, mut rx) = mpsc::unbounded_channel::<v1::Event>();
         let handle = tokio::spawn(async move {
             let mut pending: Vec<v1::Event> = Vec::new();
@@ -54,6 +69,7 @@ impl Reporter {
                     attempt,
                     epoch,
                     events: pending.clone(),
+                    lease_token: token.clone(),
                 };
                 let mut c = client.clone();
                 match c.report_events(tokio_stream::iter(vec![batch])).await {
@@ -77,28 +93,18 @@ impl Reporter {
             }
         });
         Reporter {
-            tx: Some(tx),
-            seq: Arc::new(AtomicU64::new(0)),
+            sink: LineSink {
+                tx: Some(tx),
+                seq: Arc::new(AtomicU64::new(0)),
+                masker: Arc::new(masker),
+            },
             handle,
         }
     }
 
     /// Queues one line.
     pub fn line(&self, stream: v1::LogStream, text: impl Into<String>) {
-        let mut text: String = text.into();
-        if text.len() > 64 * 1024 {
-            text.truncate(64 * 1024);
-            text.push_str(" …[line truncated]");
-        }
-        let e = v1::Event {
-            seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
-            unix_ms: now_ms(),
-            stream: stream as i32,
-            line: text,
-        };
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(e);
-        }
+        self.sink.line(stream, text.into());
     }
 
     pub fn system(&self, text: impl Into<String>) {
@@ -107,15 +113,12 @@ impl Reporter {
 
     /// A sender usable from other tasks (the process output readers).
     pub fn handle(&self) -> LineSink {
-        LineSink {
-            tx: self.tx.clone(),
-            seq: self.seq.clone(),
-        }
+        self.sink.clone()
     }
 
     /// Sends everything still buffered; true when all lines were stored.
     pub async fn finish(mut self, within: Duration) -> bool {
-        self.tx.take();
+        self.sink.tx.take();
         matches!(
             tokio::time::timeout(within, &mut self.handle).await,
             Ok(Ok(true))
@@ -127,10 +130,21 @@ impl Reporter {
 pub struct LineSink {
     tx: Option<mpsc::UnboundedSender<v1::Event>>,
     seq: Arc<AtomicU64>,
+    masker: Arc<Masker>,
 }
 
 impl LineSink {
+    /// Queues one line, masked, and cut at 64 KiB (after masking, so no secret is cut in two).
     pub fn line(&self, stream: v1::LogStream, text: String) {
+        let mut text = self.masker.mask(text);
+        if text.len() > 64 * 1024 {
+            let mut cut = 64 * 1024;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(" …[line truncated]");
+        }
         let e = v1::Event {
             seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
             unix_ms: now_ms(),

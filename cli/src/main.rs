@@ -138,9 +138,14 @@ enum RunCmd {
         /// Pool of agents to run on.
         #[arg(long, default_value = "default")]
         pool: String,
-        /// A variable, NAME=VALUE (repeatable).
+        /// A variable, NAME=VALUE (repeatable). `TF_VAR_NAME` in the environment works too (a
+        /// --var wins; undeclared ones are dropped, as OpenTofu does).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+        /// A variable whose value is secret, NAME=VALUE (repeatable): masked in logs and in
+        /// `run show` even if the module does not declare it `sensitive`.
+        #[arg(long = "sensitive-var", value_name = "NAME=VALUE")]
+        sensitive_vars: Vec<String>,
         /// A .tfvars file (repeatable).
         #[arg(long = "var-file", value_name = "FILE")]
         var_files: Vec<PathBuf>,
@@ -175,7 +180,13 @@ enum RunCmd {
         limit: u32,
     },
     /// Show a run: state, plan summary, outputs, history.
-    Show { run_id: String },
+    Show {
+        run_id: String,
+        /// Show sensitive variable values and outputs (operator role; recorded in the run's
+        /// history).
+        #[arg(long)]
+        show_sensitive: bool,
+    },
     /// Print a run's log.
     Logs {
         run_id: String,
@@ -266,6 +277,44 @@ fn actor(cli_user: &Option<String>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A run's variables: `TF_VAR_*` from the environment (optional: dropped when the module does
+/// not declare them), then `--var` and `--sensitive-var` (which win). Returns the values, the
+/// names marked sensitive and the names taken only from the environment.
+#[allow(clippy::type_complexity)]
+fn variables(
+    vars: &[String],
+    sensitive_vars: &[String],
+) -> Result<
+    (
+        std::collections::HashMap<String, String>,
+        Vec<String>,
+        Vec<String>,
+    ),
+    String,
+> {
+    let mut values: std::collections::HashMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| Some((k.strip_prefix("TF_VAR_")?.to_string(), v)))
+        .collect();
+    let mut optional: Vec<String> = values.keys().cloned().collect();
+    let mut sensitive = Vec::new();
+    for (flag, list) in [("--var", vars), ("--sensitive-var", sensitive_vars)] {
+        for v in list {
+            let (k, val) = v.split_once('=').ok_or_else(|| {
+                format!(
+                    "{flag} {:?} must look like NAME=VALUE",
+                    v.split('=').next().unwrap_or("")
+                )
+            })?;
+            values.insert(k.to_string(), val.to_string());
+            optional.retain(|o| o != k);
+            if flag == "--sensitive-var" {
+                sensitive.push(k.to_string());
+            }
+        }
+    }
+    Ok((values, sensitive, optional))
+}
+
 /// Exit code for a run's state.
 fn code_for(state: &str) -> u8 {
     match state {
@@ -287,6 +336,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             workspace,
             pool,
             vars,
+            sensitive_vars,
             var_files,
             auto_approve,
             plan_only,
@@ -296,13 +346,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             pipeline,
             limits,
         }) => {
-            let mut variables = std::collections::HashMap::new();
-            for v in &vars {
-                let (k, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--var {v:?} must look like NAME=VALUE"))?;
-                variables.insert(k.to_string(), val.to_string());
-            }
+            let (variables, sensitive, optional) = variables(&vars, &sensitive_vars)?;
             let mut files = Vec::new();
             for f in &var_files {
                 let content = std::fs::read(f)
@@ -346,6 +390,8 @@ async fn run(cli: Cli) -> Result<u8, String> {
                     kind: kind as i32,
                     variables,
                     var_files: files,
+                    sensitive_variables: sensitive,
+                    optional_variables: optional,
                     auto_approve,
                     actor: who,
                     commit: commit.unwrap_or_default(),
@@ -401,9 +447,16 @@ async fn run(cli: Cli) -> Result<u8, String> {
             output::print_runs(&r.runs, json);
             Ok(0)
         }
-        Cmd::Run(RunCmd::Show { run_id }) => {
+        Cmd::Run(RunCmd::Show {
+            run_id,
+            show_sensitive,
+        }) => {
             let r = c
-                .get_run(v1::GetRunRequest { run_id })
+                .get_run(v1::GetRunRequest {
+                    run_id,
+                    show_sensitive,
+                    actor: who,
+                })
                 .await
                 .map_err(ex)?
                 .into_inner();
@@ -637,6 +690,7 @@ async fn wait_for(c: &mut Client, run_id: &str, quiet: bool, url: &str) -> Resul
     let mut s = c
         .watch_run(v1::GetRunRequest {
             run_id: run_id.to_string(),
+            ..Default::default()
         })
         .await
         .map_err(|e| explain(url, e))?

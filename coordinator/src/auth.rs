@@ -1,4 +1,5 @@
-//! Who may call the coordinator. Agents present a shared agent token; users present personal
+//! Who may call the coordinator. Agents present an agent token (valid for every pool, or for one
+//! pool only) and, once registered, their own identity (checked in `api::agent`); users present personal
 //! tokens that map to a name and a role (viewer < operator < admin). Only SHA-256 hashes of
 //! tokens are configured. With neither configured the API is open (the coordinator warns), and
 //! users' names are taken as they declare them.
@@ -32,10 +33,51 @@ pub struct User {
     pub role: Role,
 }
 
+/// The pools an agent's token lets it register for (in the request's extensions).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentGrant {
+    AnyPool,
+    Pools(Vec<String>),
+}
+
+impl AgentGrant {
+    pub fn covers(&self, pool: &str) -> bool {
+        match self {
+            AgentGrant::AnyPool => true,
+            AgentGrant::Pools(p) => p.iter().any(|x| x == pool),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Auth {
     agent_tokens: Vec<String>,
+    /// Token hash → the pools it is valid for.
+    pool_tokens: HashMap<String, Vec<String>>,
     users: Option<HashMap<String, User>>,
+}
+
+/// Parses `--agent-pool-token POOL=TOKEN` entries into token hash → pools.
+fn pool_tokens(entries: &[String]) -> Result<HashMap<String, Vec<String>>, String> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for e in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let Some((pool, token)) = e.split_once('=') else {
+            return Err(
+                "--agent-pool-token takes POOL=TOKEN (e.g. gpu=$(head -c24 /dev/urandom | base64))"
+                    .into(),
+            );
+        };
+        tofuflow_proto::amqp::valid_pool(pool.trim())?;
+        if token.trim().len() < 16 {
+            return Err(format!(
+                "--agent-pool-token for pool {pool:?}: the token is too short (16 characters at least)"
+            ));
+        }
+        m.entry(hash(token.trim()))
+            .or_default()
+            .push(pool.trim().to_string());
+    }
+    Ok(m)
 }
 
 #[derive(serde::Deserialize)]
@@ -58,8 +100,10 @@ fn hash(token: &str) -> String {
 impl Auth {
     pub fn load(
         agent_tokens: &[String],
+        agent_pool_tokens: &[String],
         users_file: Option<&std::path::Path>,
     ) -> Result<Auth, String> {
+        let pool_tokens = pool_tokens(agent_pool_tokens)?;
         let agent_tokens = agent_tokens
             .iter()
             .map(|t| t.trim())
@@ -90,28 +134,36 @@ impl Auth {
         };
         Ok(Auth {
             agent_tokens,
+            pool_tokens,
             users,
         })
     }
 
     pub fn agents_open(&self) -> bool {
-        self.agent_tokens.is_empty()
+        self.agent_tokens.is_empty() && self.pool_tokens.is_empty()
     }
 
     pub fn users_open(&self) -> bool {
         self.users.is_none()
     }
 
-    /// Checks the agent token of an agent-API call.
-    pub fn check_agent(&self, req: Request<()>) -> Result<Request<()>, Status> {
-        if self.agent_tokens.is_empty() {
-            return Ok(req);
-        }
-        match tofuflow_proto::auth::bearer(req.metadata()) {
-            None => Err(Status::unauthenticated("agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token")),
-            Some(t) if self.agent_tokens.contains(&hash(&t)) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("invalid agent token")),
-        }
+    /// Checks the agent token of an agent-API call and attaches what it grants
+    /// ([`AgentGrant`]).
+    pub fn check_agent(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let grant = if self.agents_open() {
+            AgentGrant::AnyPool
+        } else {
+            match tofuflow_proto::auth::bearer(req.metadata()).map(|t| hash(&t)) {
+                None => return Err(Status::unauthenticated("agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token or --agent-pool-token")),
+                Some(h) if self.agent_tokens.contains(&h) => AgentGrant::AnyPool,
+                Some(h) => match self.pool_tokens.get(&h) {
+                    Some(pools) => AgentGrant::Pools(pools.clone()),
+                    None => return Err(Status::unauthenticated("invalid agent token")),
+                },
+            }
+        };
+        req.extensions_mut().insert(grant);
+        Ok(req)
     }
 
     /// Checks a user token and attaches the user to the request.
@@ -193,7 +245,22 @@ mod tests {
             ),
         )
         .unwrap();
-        let a = Auth::load(&["agent-secret".into()], Some(&f)).unwrap();
+        let a = Auth::load(
+            &["agent-secret".into()],
+            &["gpu=gpu-pool-token-0123456789".into()],
+            Some(&f),
+        )
+        .unwrap();
+        let gpu = a
+            .check_agent(with_token("gpu-pool-token-0123456789"))
+            .unwrap();
+        let g = gpu.extensions().get::<AgentGrant>().unwrap();
+        assert!(
+            g.covers("gpu") && !g.covers("default"),
+            "a pool token is for its pool only"
+        );
+        assert!(Auth::load(&[], &["gpu=short".into()], None).is_err());
+        assert!(Auth::load(&[], &["no-equals-sign-token-xxxxxxxx".into()], None).is_err());
         assert!(a.check_agent(Request::new(())).is_err());
         assert_eq!(
             a.check_agent(with_token("forged")).unwrap_err().code(),
@@ -223,7 +290,7 @@ mod tests {
             "[[users]]\nname = \"x\"\nrole = \"root\"\ntoken_sha256 = \"00\"\n",
         )
         .unwrap();
-        assert!(Auth::load(&[], Some(&f)).is_err());
+        assert!(Auth::load(&[], &[], Some(&f)).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -90,6 +90,16 @@ pub struct Config {
     )]
     pub agent_token: Vec<String>,
 
+    /// Token(s) valid for one pool only, as POOL=TOKEN (repeat, or comma-separated): an agent
+    /// presenting one may register for that pool and no other. Several per pool for rotation.
+    #[arg(
+        long,
+        env = "TOFUFLOW_AGENT_POOL_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub agent_pool_token: Vec<String>,
+
     /// TOML file of users: [[users]] name, role (viewer|operator|admin), token_sha256. Unset:
     /// the user API is open and names are taken as declared.
     #[arg(long, env = "TOFUFLOW_USERS_FILE")]

@@ -27,7 +27,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     for p in &cfg.pools {
         queue::valid_pool(p)?;
     }
-    let auth = auth::Auth::load(&cfg.agent_token, cfg.users_file.as_deref())?;
+    let auth = auth::Auth::load(
+        &cfg.agent_token,
+        &cfg.agent_pool_token,
+        cfg.users_file.as_deref(),
+    )?;
     if auth.agents_open() {
         tracing::warn!("the agent API is open: set --agent-token (TOFUFLOW_AGENT_TOKEN) so only your agents can claim tasks and their credentials");
     }
@@ -111,10 +115,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let max = tofuflow_proto::MAX_MESSAGE_BYTES;
     let (a1, a2) = (auth.clone(), auth.clone());
     let agent_svc = tonic::service::interceptor::InterceptedService::new(
-        AgentServiceServer::new(api::agent::AgentApi {
-            shared: shared.clone(),
-        })
-        .max_decoding_message_size(max),
+        AgentServiceServer::new(api::agent::AgentApi::new(shared.clone()))
+            .max_decoding_message_size(max),
         move |req| a1.check_agent(req),
     );
     let user_svc = tonic::service::interceptor::InterceptedService::new(

@@ -13,7 +13,7 @@ pub mod auth;
 pub mod telemetry;
 
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest gRPC message either side accepts (artifacts and logs are streamed in chunks below it).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

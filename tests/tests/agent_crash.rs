@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tofuflow_e2e::{example, wait_for, AgentOpts, Cluster, Db};
-use tofuflow_proto::v1::{self, agent_service_client::AgentServiceClient};
+use tofuflow_e2e::{example, fake_agent, wait_for, AgentOpts, Cluster, Db};
+use tofuflow_proto::v1;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -74,12 +74,8 @@ async fn killed_agent_plan_is_redispatched_once_and_late_reports_are_rejected() 
 
     // The dead attempt's reports arrive late: all refused.
     let (task_id, epoch) = attempt_epoch(&c, &id, "plan", 1).await;
-    let ch = tonic::transport::Endpoint::from_shared(c.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut a = AgentServiceClient::new(ch);
+    // (Reported through an agent identity of their own: the dead agent's is gone with it.)
+    let (mut a, _) = fake_agent(&c, &["default"], "ghost", None).await.unwrap();
     let late = v1::EventBatch {
         task_id: task_id.clone(),
         attempt: 1,
@@ -90,6 +86,7 @@ async fn killed_agent_plan_is_redispatched_once_and_late_reports_are_rejected() 
             stream: 1,
             line: "late line from the dead".into(),
         }],
+        lease_token: "the dead attempt's".into(),
     };
     let e = a
         .report_events(tokio_stream::iter(vec![late]))
@@ -97,11 +94,11 @@ async fn killed_agent_plan_is_redispatched_once_and_late_reports_are_rejected() 
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     let done = v1::CompleteRequest {
-        agent_id: "ghost".into(),
         task_id,
         attempt: 1,
         epoch: epoch as u64,
         outcome: v1::Outcome::Failed as i32,
+        lease_token: "the dead attempt's".into(),
         ..Default::default()
     };
     assert_eq!(

@@ -78,6 +78,7 @@ async fn chaos(db: Db, default_runs: usize) {
             if let Ok(r) = client
                 .get_run(v1::GetRunRequest {
                     run_id: String::clone(id),
+                    ..Default::default()
                 })
                 .await
             {
@@ -138,7 +139,10 @@ async fn chaos(db: Db, default_runs: usize) {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for id in &ids {
         let r = client
-            .get_run(v1::GetRunRequest { run_id: id.clone() })
+            .get_run(v1::GetRunRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -6,6 +6,7 @@ pub mod process;
 
 use crate::bundle;
 use crate::config::Config;
+use crate::mask::Masker;
 use crate::report::Reporter;
 use crate::sandbox::{self, cgroup::TaskCgroup, gateway, Network, Sandbox};
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub enum StopReason {
 pub struct Held {
     pub attempt: u32,
     pub epoch: u64,
+    /// The lease's secret: every call about this task carries it.
+    pub lease_token: String,
     pub cancel: CancellationToken,
     pub reason: Arc<std::sync::Mutex<Option<StopReason>>>,
 }
@@ -184,6 +187,31 @@ pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16
     } else {
         (url.to_string(), target)
     }
+}
+
+/// Writes the task's variables files (0600, in its directory; values never go on a command
+/// line) and returns their `-var-file=` arguments as tofu sees the paths.
+fn write_var_files(spec: &v1::TaskSpec, wd: &Path, inner: &Path) -> Result<Vec<String>, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut args = Vec::with_capacity(spec.var_files.len());
+    for (i, f) in spec.var_files.iter().enumerate() {
+        let safe: String = f
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        let name = format!("varfile-{i}-{safe}");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(wd.join(&name))
+            .and_then(|mut file| file.write_all(&f.content))
+            .map_err(|e| format!("cannot write the variables file {name}: {e}"))?;
+        args.push(format!("-var-file={}", inner.join(&name).display()));
+    }
+    Ok(args)
 }
 
 /// Hands the working directory to the run user (no link is followed).
@@ -364,16 +392,17 @@ impl Runner {
     async fn fetch_blob(
         &self,
         spec: &v1::TaskSpec,
-        epoch: u64,
+        lease: &Held,
         digest: &str,
     ) -> Result<Vec<u8>, String> {
         let mut c = self.client.clone();
         let req = v1::FetchBlobRequest {
             agent_id: self.agent_id.clone(),
             task_id: spec.task_id.clone(),
-            epoch,
+            epoch: lease.epoch,
             digest: digest.to_string(),
             attempt: spec.attempt,
+            lease_token: lease.lease_token.clone(),
         };
         let mut s = c
             .fetch_blob(req)
@@ -393,7 +422,7 @@ impl Runner {
     }
 
     /// The bundle from the local cache, or fetched, verified and cached.
-    async fn bundle(&self, spec: &v1::TaskSpec, epoch: u64) -> Result<Vec<u8>, String> {
+    async fn bundle(&self, spec: &v1::TaskSpec, lease: &Held) -> Result<Vec<u8>, String> {
         let cache = self.cfg.work_root.join("cache");
         let file = cache.join(spec.bundle_digest.replace(':', "-"));
         if let Ok(data) = tokio::fs::read(&file).await {
@@ -401,7 +430,7 @@ impl Runner {
                 return Ok(data);
             }
         }
-        let data = self.fetch_blob(spec, epoch, &spec.bundle_digest).await?;
+        let data = self.fetch_blob(spec, lease, &spec.bundle_digest).await?;
         tokio::fs::create_dir_all(&cache)
             .await
             .map_err(|e| format!("cannot create cache {}: {e}", cache.display()))?;
@@ -418,7 +447,7 @@ impl Runner {
     async fn upload(
         &self,
         spec: &v1::TaskSpec,
-        epoch: u64,
+        lease: &Held,
         kind: v1::ArtifactKind,
         data: Vec<u8>,
     ) -> Result<String, String> {
@@ -434,7 +463,8 @@ impl Runner {
         }
         chunks[0].task_id = spec.task_id.clone();
         chunks[0].attempt = spec.attempt;
-        chunks[0].epoch = epoch;
+        chunks[0].epoch = lease.epoch;
+        chunks[0].lease_token = lease.lease_token.clone();
         chunks[0].kind = kind as i32;
         let mut c = self.client.clone();
         let r = c
@@ -446,12 +476,21 @@ impl Runner {
 
     /// Runs a task to its end and reports the result. Never panics on task errors: every path
     /// ends in a Complete (or the coordinator has already fenced this attempt).
-    pub async fn run(&self, spec: v1::TaskSpec, epoch: u64, held: &Held, slot: u32, pool: &str) {
+    pub async fn run(&self, spec: v1::TaskSpec, held: &Held, slot: u32, pool: &str) {
+        let epoch = held.epoch;
         let reporter = Reporter::start(
             self.client.clone(),
-            spec.task_id.clone(),
-            spec.attempt,
-            epoch,
+            crate::report::Lease {
+                task_id: spec.task_id.clone(),
+                attempt: spec.attempt,
+                epoch,
+                token: held.lease_token.clone(),
+            },
+            Masker::new(
+                spec.secrets
+                    .iter()
+                    .chain(spec.backend.iter().map(|b| &b.password)),
+            ),
         );
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         reporter.system(format!(
@@ -531,9 +570,7 @@ impl Runner {
             cgroup: cgroup.as_deref(),
             killed_by: Default::default(),
         };
-        let result = self
-            .execute(&spec, epoch, &wd, &reporter, &held.cancel, &ctx)
-            .await;
+        let result = self.execute(&spec, held, &wd, &reporter, &ctx).await;
         timer.abort();
         if let Some(m) = monitor {
             m.abort();
@@ -548,6 +585,7 @@ impl Runner {
             task_id: spec.task_id.clone(),
             attempt: spec.attempt,
             epoch,
+            lease_token: held.lease_token.clone(),
             ..Default::default()
         };
         match result {
@@ -673,12 +711,12 @@ impl Runner {
     async fn execute(
         &self,
         spec: &v1::TaskSpec,
-        epoch: u64,
+        lease: &Held,
         wd: &Path,
         rep: &Reporter,
-        cancel: &CancellationToken,
         ctx: &TaskCtx<'_>,
     ) -> Result<Done, String> {
+        let cancel = &lease.cancel;
         use std::os::unix::fs::DirBuilderExt;
         let sb = &self.sandbox;
         // Paths as tofu sees them: the fixed sandbox path with namespaces, else the host path.
@@ -710,7 +748,7 @@ impl Runner {
                 .create(d)
                 .map_err(|e| e.to_string())?;
         }
-        let data = self.bundle(spec, epoch).await?;
+        let data = self.bundle(spec, lease).await?;
         let size = bundle::extract(&data, &module, bundle::Limits::default())?;
         rep.system(format!(
             "tofuflow: bundle {} ({} bytes packed, {size} unpacked) in {}",
@@ -718,22 +756,7 @@ impl Runner {
             data.len(),
             inner.join("module").display()
         ));
-        let mut var_args = Vec::new();
-        let mut names: Vec<_> = spec.variables.iter().collect();
-        names.sort();
-        for (k, v) in names {
-            var_args.push(format!("-var={k}={v}"));
-        }
-        for (i, f) in spec.var_files.iter().enumerate() {
-            let safe: String = f
-                .name
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-                .collect();
-            let name = format!("varfile-{i}-{safe}");
-            std::fs::write(wd.join(&name), &f.content).map_err(|e| e.to_string())?;
-            var_args.push(format!("-var-file={}", inner.join(&name).display()));
-        }
+        let var_args = write_var_files(spec, wd, &inner)?;
         if sb.namespaces && sb.plugin_cache.is_some() {
             std::fs::write(
                 wd.join("tofuflow.tofurc"),
@@ -787,7 +810,7 @@ impl Runner {
             if spec.plan_digest.is_empty() {
                 return Err("apply task without a plan digest".into());
             }
-            let plan = self.fetch_blob(spec, epoch, &spec.plan_digest).await?;
+            let plan = self.fetch_blob(spec, lease, &spec.plan_digest).await?;
             std::fs::write(&plan_file, &plan).map_err(|e| e.to_string())?;
         }
         // The gateway: the task's only way out when its network is not the host's.
@@ -973,11 +996,11 @@ impl Runner {
                     let plan = std::fs::read(&plan_file)
                         .map_err(|e| format!("tofu plan wrote no plan file: {e}"))?;
                     let d = self
-                        .upload(spec, epoch, v1::ArtifactKind::PlanFile, plan)
+                        .upload(spec, lease, v1::ArtifactKind::PlanFile, plan)
                         .await?;
                     self.upload(
                         spec,
-                        epoch,
+                        lease,
                         v1::ArtifactKind::PlanJson,
                         show.stdout.into_bytes(),
                     )

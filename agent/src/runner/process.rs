@@ -51,7 +51,8 @@ pub enum Launch<'a> {
         limits: Limits,
         seccomp: bool,
     },
-    /// Through the sandbox helper (`helper __sandbox SPEC`); `spec.argv` gets the command.
+    /// Through the sandbox helper (`helper __sandbox`, the spec on its standard input);
+    /// `spec.argv` gets the command.
     Sandboxed { helper: &'a Path, spec: &'a Spec },
 }
 
@@ -66,6 +67,7 @@ pub async fn run(
     cancel: &CancellationToken,
     grace: Duration,
 ) -> Result<Finished, String> {
+    let mut spec_json = None;
     let (mut cmd, limits, filter) = match launch {
         Launch::Direct {
             bin,
@@ -84,9 +86,9 @@ pub async fn run(
         Launch::Sandboxed { helper, spec } => {
             let mut spec = (*spec).clone();
             spec.argv.extend(args.iter().cloned());
-            let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+            spec_json = Some(serde_json::to_vec(&spec).map_err(|e| e.to_string())?);
             let mut c = tokio::process::Command::new(helper);
-            c.arg("__sandbox").arg(json).current_dir("/");
+            c.arg("__sandbox").current_dir("/");
             (c, None, None)
         }
     };
@@ -96,7 +98,11 @@ pub async fn run(
     };
     cmd.env_clear()
         .envs(env)
-        .stdin(Stdio::null())
+        .stdin(if spec_json.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
@@ -130,6 +136,12 @@ pub async fn run(
         format!("cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)")
     })?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    // The helper's spec: written whole, then its standard input is closed (the helper reads to
+    // the end, then gives tofu /dev/null). A helper that died early shows in its exit status.
+    if let (Some(json), Some(mut stdin)) = (spec_json, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&json).await;
+    }
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let s1 = sink.clone();

@@ -1,5 +1,8 @@
-//! The sandbox helper: `tofuflow-agent __sandbox SPEC`, started by the agent for every tofu
-//! command. It runs synchronously and single-threaded until its last fork (no async runtime).
+//! The sandbox helper: `tofuflow-agent __sandbox`, started by the agent for every tofu command.
+//! It reads its spec (JSON) from standard input, which the agent closes after writing it, and
+//! then puts `/dev/null` there for tofu: nothing of the spec is on any command line (`ps`), and
+//! tofu's standard input is empty as before. It runs synchronously and single-threaded until its
+//! last fork (no async runtime).
 //!
 //! With namespaces it makes three processes:
 //!
@@ -58,12 +61,30 @@ fn fail(what: impl std::fmt::Display) -> ! {
     std::process::exit(SETUP_FAILED)
 }
 
-/// Entry point of `tofuflow-agent __sandbox SPEC`.
-pub fn main(spec_json: &str) -> ! {
-    let spec: Spec = match serde_json::from_str(spec_json) {
+/// Reads the spec from standard input to its end, then replaces standard input with /dev/null.
+fn read_spec() -> Spec {
+    let mut json = String::new();
+    if let Err(e) = std::io::stdin().lock().read_to_string(&mut json) {
+        fail(format!(
+            "cannot read the sandbox spec from standard input: {e}"
+        ));
+    }
+    let null = match std::fs::File::open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => fail(format!("cannot open /dev/null: {e}")),
+    };
+    if let Err(e) = nix::unistd::dup2_stdin(null) {
+        fail(format!("cannot put /dev/null on standard input: {e}"));
+    }
+    match serde_json::from_str(&json) {
         Ok(s) => s,
         Err(e) => fail(format!("bad sandbox spec: {e}")),
-    };
+    }
+}
+
+/// Entry point of `tofuflow-agent __sandbox` (the spec on standard input).
+pub fn main() -> ! {
+    let spec = read_spec();
     // Join the task's cgroups first, so everything below is counted and limited.
     for procs in &spec.cgroup_procs {
         if let Err(e) = std::fs::write(procs, std::process::id().to_string()) {

@@ -95,8 +95,8 @@ pub enum Mount {
     },
 }
 
-/// What the helper is asked to build and run (JSON on its command line: no secrets here; the
-/// task's environment is the helper's own).
+/// What the helper is asked to build and run (JSON on its standard input, never its command
+/// line; the task's environment is the helper's own).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub namespaces: bool,
@@ -304,6 +304,31 @@ pub fn resolve_bin(bin: &str) -> Result<PathBuf, String> {
     })
 }
 
+/// Runs the helper for `spec` (given on its standard input) with exactly `env`, and waits for it
+/// (the probe and the benchmark; tasks use `runner::process`).
+pub fn run_helper(
+    helper: &Path,
+    spec: &Spec,
+    env: &[(&str, &str)],
+) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
+    let mut child = std::process::Command::new(helper)
+        .arg("__sandbox")
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let written = child.stdin.take().map(|mut i| i.write_all(&json));
+    let out = child.wait_with_output()?;
+    match written {
+        Some(Err(e)) if out.status.success() => Err(e),
+        _ => Ok(out),
+    }
+}
+
 /// The kernel supports seccomp filters (`Seccomp:` in /proc/self/status).
 fn seccomp_supported() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -483,13 +508,7 @@ impl Sandbox {
         spec.argv = vec![TOFU.into(), "version".into()];
         spec.cwd = WORKDIR.into();
         let t = Instant::now();
-        let out = std::process::Command::new(&self.helper)
-            .arg("__sandbox")
-            .arg(serde_json::to_string(&spec).map_err(|e| e.to_string())?)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(std::process::Stdio::null())
-            .output();
+        let out = run_helper(&self.helper, &spec, &[("PATH", "/usr/bin:/bin")]);
         let took = t.elapsed();
         let _ = std::fs::remove_dir_all(&dir);
         let out = out.map_err(|e| format!("cannot start the sandbox helper: {e}"))?;

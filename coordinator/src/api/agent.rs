@@ -1,17 +1,89 @@
 //! The gRPC service agents call: register, heartbeat, claim, fetch blobs, report events, upload
 //! artifacts, complete, reject a task.
+//!
+//! Who is calling: the agent token (checked by `auth::Auth::check_agent`) says which pools the
+//! caller may register for; after registering, every call names the agent and carries the secret
+//! its registration returned ([`AgentApi::caller`]); every call about a task also carries that
+//! task's lease secret (`store::LeaseProof`). A holder of the agent token therefore cannot act for
+//! another agent, nor touch a lease it was not granted.
 
 use super::{status, Shared};
-use crate::runs::Phase;
-use crate::store::ClaimGrant;
-use std::collections::BTreeMap;
+use crate::auth::AgentGrant;
+use crate::runs::{variables, Phase};
+use crate::store::{sha256_hex, ClaimGrant, LeaseProof};
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use tofuflow_proto::v1::{self, agent_service_server::AgentService};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+/// Registered agents' secret hashes and pools, read from the store on first use.
+type Credentials = Arc<Mutex<HashMap<String, (String, Vec<String>)>>>;
+
 pub struct AgentApi {
     pub shared: Shared,
+    pub credentials: Credentials,
+}
+
+impl AgentApi {
+    pub fn new(shared: Shared) -> AgentApi {
+        AgentApi {
+            shared,
+            credentials: Default::default(),
+        }
+    }
+
+    /// The authenticated agent of a call: the id and secret in its metadata must match a
+    /// registration, and the call's token must still cover that agent's pools. `claimed` is the
+    /// agent id the request body names (it must be the caller's own, or empty).
+    async fn caller<T>(&self, req: &Request<T>, claimed: &str) -> Result<String, Status> {
+        let Some((id, secret)) = tofuflow_proto::auth::agent_identity(req.metadata()) else {
+            return Err(Status::unauthenticated(
+                "agent identity missing: register first (the agent sends the id and secret its registration returned)",
+            ));
+        };
+        let cached = self
+            .credentials
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned());
+        let (hash, pools) = match cached {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .shared
+                    .store
+                    .agent_credential(&id)
+                    .await
+                    .map_err(status)?
+                    .ok_or_else(|| {
+                        Status::unauthenticated(format!("unknown agent {id}: register again"))
+                    })?;
+                if let Ok(mut m) = self.credentials.lock() {
+                    m.insert(id.clone(), c.clone());
+                }
+                c
+            }
+        };
+        if hash.is_empty() || hash != sha256_hex(secret.as_bytes()) {
+            return Err(Status::unauthenticated(format!(
+                "wrong secret for agent {id}: only the agent that registered can act as it"
+            )));
+        }
+        let grant = req.extensions().get::<AgentGrant>();
+        if let Some(p) = pools.iter().find(|p| !grant.is_some_and(|g| g.covers(p))) {
+            return Err(Status::permission_denied(format!(
+                "this agent token is not valid for pool {p:?}"
+            )));
+        }
+        if !claimed.is_empty() && claimed != id {
+            return Err(Status::permission_denied(format!(
+                "agent {id} cannot act as agent {claimed}"
+            )));
+        }
+        Ok(id)
+    }
 }
 
 fn check_protocol(v: u32) -> Result<(), Status> {
@@ -43,15 +115,10 @@ impl AgentApi {
             workspace: run.workspace.clone(),
             bundle_digest: run.bundle_digest.clone(),
             destroy: run.kind == crate::runs::RunKind::Destroy,
-            variables: run.variables.clone().into_iter().collect(),
-            var_files: run
-                .var_files
-                .iter()
-                .map(|(n, c)| v1::VarFile {
-                    name: n.clone(),
-                    content: c.clone(),
-                })
-                .collect(),
+            // Values reach tofu in a variables file, never as `-var` arguments.
+            variables: Default::default(),
+            var_files: var_files(run),
+            secrets: variables::secrets(&run.variables, &run.var_files, &run.sensitive()),
             plan_digest: if g.task.phase == Phase::Apply {
                 run.plan_digest.clone()
             } else {
@@ -71,6 +138,23 @@ impl AgentApi {
     }
 }
 
+/// The task's variables files: the run's `-var` values first (as one file), then its own files,
+/// in the order given.
+fn var_files(run: &crate::store::Run) -> Vec<v1::VarFile> {
+    let mut files = Vec::with_capacity(run.var_files.len() + 1);
+    if !run.variables.is_empty() {
+        files.push(v1::VarFile {
+            name: variables::VARS_FILE.into(),
+            content: variables::render(&run.variables, &run.variable_decls).into_bytes(),
+        });
+    }
+    files.extend(run.var_files.iter().map(|(n, c)| v1::VarFile {
+        name: n.clone(),
+        content: c.clone(),
+    }));
+    files
+}
+
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -80,8 +164,9 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
-        let r = req.into_inner();
-        check_protocol(r.protocol_version)?;
+        check_protocol(req.get_ref().protocol_version)?;
+        let grant = req.extensions().get::<AgentGrant>().cloned();
+        let r = req.get_ref();
         if r.pools.is_empty() {
             return Err(Status::invalid_argument(
                 "an agent needs at least one pool (--pool NAME)",
@@ -89,23 +174,53 @@ impl AgentService for AgentApi {
         }
         for p in &r.pools {
             crate::queue::valid_pool(p).map_err(Status::invalid_argument)?;
+            if !grant.as_ref().is_some_and(|g| g.covers(p)) {
+                return Err(Status::permission_denied(format!(
+                    "this agent token is not valid for pool {p:?}: use a token of the coordinator's --agent-token or a --agent-pool-token {p}=…"
+                )));
+            }
         }
+        // Re-registering an existing id needs that agent's secret.
         let id = if r.agent_id.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
+            if let Some((hash, _)) = self
+                .shared
+                .store
+                .agent_credential(&r.agent_id)
+                .await
+                .map_err(status)?
+                .filter(|(h, _)| !h.is_empty())
+            {
+                let ok = tofuflow_proto::auth::agent_identity(req.metadata())
+                    .is_some_and(|(i, s)| i == r.agent_id && sha256_hex(s.as_bytes()) == hash);
+                if !ok {
+                    return Err(Status::permission_denied(format!(
+                        "agent id {} is registered by another agent: register without an id",
+                        r.agent_id
+                    )));
+                }
+            }
             r.agent_id.clone()
         };
+        let r = req.into_inner();
+        let secret = crate::store::secret();
+        let hash = sha256_hex(secret.as_bytes());
         let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
         self.shared
             .store
-            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity)
+            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity, &hash)
             .await
             .map_err(status)?;
+        if let Ok(mut m) = self.credentials.lock() {
+            m.insert(id.clone(), (hash, r.pools.clone()));
+        }
         tracing::info!(agent_id = %id, pools = ?r.pools, capacity = r.capacity, "agent registered");
         Ok(Response::new(v1::RegisterResponse {
             agent_id: id,
             heartbeat_interval_ms: self.shared.heartbeat_interval_ms,
             lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
+            agent_secret: secret,
         }))
     }
 
@@ -113,17 +228,25 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let r = req.into_inner();
         check_protocol(r.protocol_version)?;
-        let leases: Vec<(String, u32, i64)> = r
+        let leases: Vec<(String, u32, i64, String)> = r
             .leases
             .iter()
-            .map(|l| (l.task_id.clone(), l.attempt, l.epoch as i64))
+            .map(|l| {
+                (
+                    l.task_id.clone(),
+                    l.attempt,
+                    l.epoch as i64,
+                    l.lease_token.clone(),
+                )
+            })
             .collect();
         let (cancel, lost) = self
             .shared
             .store
-            .heartbeat(&r.agent_id, &leases, r.draining, &self.shared.policy)
+            .heartbeat(&agent_id, &leases, r.draining, &self.shared.policy)
             .await
             .map_err(status)?;
         if !lost.is_empty() {
@@ -143,11 +266,12 @@ impl AgentService for AgentApi {
         if let Some(tp) = tofuflow_proto::telemetry::from_metadata(req.metadata()) {
             tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &tp);
         }
+        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let r = req.into_inner();
         match self
             .shared
             .store
-            .claim(&r.agent_id, &r.task_id, r.attempt, &self.shared.policy)
+            .claim(&agent_id, &r.task_id, r.attempt, &self.shared.policy)
             .await
             .map_err(status)?
         {
@@ -159,6 +283,7 @@ impl AgentService for AgentApi {
                     epoch: g.epoch as u64,
                     lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
                     spec: Some(self.spec(&g)),
+                    lease_token: g.lease_token.clone(),
                 }))
             }
             Err(reason) => {
@@ -178,12 +303,19 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::FetchBlobRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let r = req.into_inner();
         // Only a live lease may read, and only the blobs of its own run.
         let t = self
             .shared
             .store
-            .check_lease(&r.task_id, r.attempt, r.epoch as i64)
+            .check_lease(LeaseProof {
+                task_id: &r.task_id,
+                attempt: r.attempt,
+                epoch: r.epoch as i64,
+                agent_id: &agent_id,
+                token: &r.lease_token,
+            })
             .await
             .map_err(status)?;
         let run = self.shared.store.get_run(&t.run_id).await.map_err(status)?;
@@ -210,6 +342,7 @@ impl AgentService for AgentApi {
         &self,
         req: Request<Streaming<v1::EventBatch>>,
     ) -> Result<Response<v1::ReportEventsResponse>, Status> {
+        let agent_id = self.caller(&req, "").await?;
         let mut s = req.into_inner();
         let mut stored = 0;
         while let Some(batch) = s.next().await {
@@ -219,10 +352,17 @@ impl AgentService for AgentApi {
                     "too many events in one batch (max 10000)",
                 ));
             }
+            let proof = LeaseProof {
+                task_id: &b.task_id,
+                attempt: b.attempt,
+                epoch: b.epoch as i64,
+                agent_id: &agent_id,
+                token: &b.lease_token,
+            };
             stored += self
                 .shared
                 .store
-                .add_events(&b.task_id, b.attempt, b.epoch as i64, &b.events)
+                .add_events(proof, &b.events)
                 .await
                 .map_err(status)?;
         }
@@ -233,6 +373,7 @@ impl AgentService for AgentApi {
         &self,
         req: Request<Streaming<v1::ArtifactChunk>>,
     ) -> Result<Response<v1::UploadArtifactResponse>, Status> {
+        let agent_id = self.caller(&req, "").await?;
         let mut s = req.into_inner();
         let mut head: Option<v1::ArtifactChunk> = None;
         let mut data = Vec::new();
@@ -249,22 +390,19 @@ impl AgentService for AgentApi {
             }
         }
         let head = head.ok_or_else(|| Status::invalid_argument("empty artifact upload"))?;
-        self.shared
-            .store
-            .check_lease(&head.task_id, head.attempt, head.epoch as i64)
-            .await
-            .map_err(status)?;
+        let proof = LeaseProof {
+            task_id: &head.task_id,
+            attempt: head.attempt,
+            epoch: head.epoch as i64,
+            agent_id: &agent_id,
+            token: &head.lease_token,
+        };
+        self.shared.store.check_lease(proof).await.map_err(status)?;
         let (digest, _) = self.shared.store.put_blob(&data).await.map_err(status)?;
         let kind = v1::ArtifactKind::try_from(head.kind).unwrap_or(v1::ArtifactKind::Unspecified);
         self.shared
             .store
-            .set_artifact(
-                &head.task_id,
-                head.attempt,
-                head.epoch as i64,
-                kind,
-                &digest,
-            )
+            .set_artifact(proof, kind, &digest)
             .await
             .map_err(status)?;
         Ok(Response::new(v1::UploadArtifactResponse {
@@ -278,7 +416,9 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::CompleteRequest>,
     ) -> Result<Response<v1::CompleteResponse>, Status> {
-        let r = req.into_inner();
+        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
+        let mut r = req.into_inner();
+        r.agent_id = agent_id;
         self.shared
             .store
             .complete(&r, &self.shared.policy)
@@ -293,15 +433,16 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::RejectTaskRequest>,
     ) -> Result<Response<v1::RejectTaskResponse>, Status> {
+        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let r = req.into_inner();
         let reason = format!(
-            "agent {} could not use the task message: {}",
-            r.agent_id, r.reason
+            "agent {agent_id} could not use the task message: {}",
+            r.reason
         );
         let failed = self
             .shared
             .store
-            .reject_task(&r.task_id, r.attempt, &reason, &r.agent_id)
+            .reject_task(&r.task_id, r.attempt, &reason, &agent_id)
             .await
             .map_err(status)?;
         tracing::warn!(task_id = %r.task_id, attempt = r.attempt, failed, reason = %r.reason, "task message rejected by agent");

@@ -2,6 +2,7 @@
 
 use super::{status, Shared};
 use crate::auth::Role;
+use crate::runs::variables::{self, Declared};
 use crate::runs::{self, RunKind};
 use crate::store::{self, NewRun};
 use std::collections::BTreeMap;
@@ -62,11 +63,46 @@ pub fn limits_to_pb(l: &store::Limits) -> v1::TaskLimits {
     }
 }
 
+/// What stands in for a value that is not shown.
+const HIDDEN: &str = "(sensitive)";
+
+/// `tofu output -json` text with the values of sensitive outputs hidden.
+fn mask_outputs(outputs: &str) -> String {
+    if outputs.trim().is_empty() {
+        return String::new();
+    }
+    let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(outputs) else {
+        return format!("\"{HIDDEN}\"");
+    };
+    for o in m.values_mut() {
+        if o.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
+            o["value"] = serde_json::Value::String(HIDDEN.into());
+        }
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// A run as the API shows it; unless `reveal`, sensitive variable values and outputs are
+/// replaced by "(sensitive)".
 pub fn run_to_pb(
     r: &store::Run,
     transitions: Vec<store::Transition>,
     plan_attempts: u32,
+    reveal: bool,
 ) -> v1::Run {
+    let sensitive = r.sensitive();
+    let variables = r
+        .variables
+        .iter()
+        .map(|(k, v)| {
+            let shown = if reveal || !sensitive.contains(k) {
+                v.clone()
+            } else {
+                HIDDEN.to_string()
+            };
+            (k.clone(), shown)
+        })
+        .collect();
     v1::Run {
         id: r.id.clone(),
         workspace: r.workspace.clone(),
@@ -86,7 +122,11 @@ pub fn run_to_pb(
             destroy: r.destroy as u32,
         }),
         has_changes: r.has_changes,
-        outputs_json: r.outputs.clone(),
+        outputs_json: if reveal {
+            r.outputs.clone()
+        } else {
+            mask_outputs(&r.outputs)
+        },
         error: r.error.clone(),
         plan_digest: r.plan_digest.clone(),
         transitions: transitions
@@ -99,7 +139,8 @@ pub fn run_to_pb(
                 unix_ms: t.at_ms,
             })
             .collect(),
-        variables: r.variables.clone().into_iter().collect(),
+        variables,
+        sensitive_variables: sensitive.into_iter().collect(),
         plan_attempts,
         traceparent: r.traceparent.clone(),
         limits: Some(limits_to_pb(&r.limits)),
@@ -123,10 +164,55 @@ impl UserApi {
     }
 
     async fn full_run(&self, id: &str) -> Result<v1::Run, Status> {
+        self.full_run_as(id, false).await
+    }
+
+    async fn full_run_as(&self, id: &str, reveal: bool) -> Result<v1::Run, Status> {
         let r = self.shared.store.get_run(id).await.map_err(status)?;
         let t = self.shared.store.transitions(id).await.map_err(status)?;
         let n = self.shared.store.plan_attempts(id).await.map_err(status)?;
-        Ok(run_to_pb(&r, t, n))
+        Ok(run_to_pb(&r, t, n, reveal))
+    }
+
+    /// The module's variable declarations that matter for this run (from its bundle), with the
+    /// submitter's own sensitive marks; refuses variables the module does not declare.
+    async fn variable_decls(
+        &self,
+        r: &mut v1::SubmitRunRequest,
+    ) -> Result<BTreeMap<String, Declared>, Status> {
+        let bundle = self
+            .shared
+            .store
+            .get_blob(&r.bundle_digest)
+            .await
+            .map_err(status)?;
+        let d = variables::declarations(&bundle);
+        if d.complete {
+            let optional = std::mem::take(&mut r.optional_variables);
+            r.variables
+                .retain(|k, _| d.vars.contains_key(k) || !optional.contains(k));
+            if let Some(k) = r.variables.keys().find(|k| !d.vars.contains_key(*k)) {
+                let names: Vec<&str> = d.vars.keys().map(String::as_str).collect();
+                return Err(Status::invalid_argument(format!(
+                    "variable {k:?} is not declared by the module (it declares: {}): check the name, or add a `variable \"{k}\" {{}}` block",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )));
+            }
+        }
+        let mut decls: BTreeMap<String, Declared> = d
+            .vars
+            .into_iter()
+            .filter(|(_, v)| v.sensitive || v.expression)
+            .collect();
+        for k in &r.sensitive_variables {
+            if !valid_var_name(k) {
+                return Err(Status::invalid_argument(format!(
+                    "invalid sensitive variable name {k:?}: use letters, digits, '_' and '-', starting with a letter"
+                )));
+            }
+            decls.entry(k.clone()).or_default().sensitive = true;
+        }
+        Ok(decls)
     }
 }
 
@@ -208,6 +294,7 @@ impl UserService for UserApi {
                 )));
             }
         }
+        let variable_decls = self.variable_decls(&mut r).await?;
         let kind = match v1::RunKind::try_from(r.kind).unwrap_or(v1::RunKind::Unspecified) {
             v1::RunKind::PlanOnly => RunKind::PlanOnly,
             v1::RunKind::Destroy => RunKind::Destroy,
@@ -231,6 +318,7 @@ impl UserService for UserApi {
             .store
             .submit(
                 NewRun {
+                    variable_decls,
                     limits: r
                         .limits
                         .map(|l| store::Limits {
@@ -267,10 +355,26 @@ impl UserService for UserApi {
     }
 
     async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
-        self.who(&req, None, Role::Viewer)?;
-        Ok(Response::new(
-            self.full_run(&req.into_inner().run_id).await?,
-        ))
+        if !req.get_ref().show_sensitive {
+            self.who(&req, None, Role::Viewer)?;
+            return Ok(Response::new(
+                self.full_run(&req.into_inner().run_id).await?,
+            ));
+        }
+        // Seeing secrets is an operator's action, and it is recorded.
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let id = req.into_inner().run_id;
+        self.shared
+            .store
+            .record(
+                &id,
+                &actor,
+                "sensitive values shown (run show --show-sensitive)",
+            )
+            .await
+            .map_err(status)?;
+        tracing::warn!(run_id = %id, %actor, "sensitive values of a run shown");
+        Ok(Response::new(self.full_run_as(&id, true).await?))
     }
 
     async fn list_runs(
@@ -292,7 +396,10 @@ impl UserService for UserApi {
             .await
             .map_err(status)?;
         Ok(Response::new(v1::ListRunsResponse {
-            runs: list.iter().map(|x| run_to_pb(x, vec![], 0)).collect(),
+            runs: list
+                .iter()
+                .map(|x| run_to_pb(x, vec![], 0, false))
+                .collect(),
         }))
     }
 

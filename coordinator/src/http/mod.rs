@@ -2,11 +2,14 @@
 //! `/healthz`, `/readyz` and `/metrics` (Prometheus text format).
 //!
 //! The state backend trusts nothing the `http` client does not check itself: every request needs
-//! a task's lease credential for that workspace (handed out at claim, dead with the lease), every
-//! write must carry the current lock ID while the state is locked, and lineage and serial must
-//! move forward (an identical retry is accepted without a new version).
+//! a task's lease credential for that workspace (handed out at claim, dead with the lease), a
+//! plan task's credential only reads and locks (providers run code during plan: an unreviewed
+//! change must not write state), every write must carry the current lock ID while the state is
+//! locked, and lineage and serial must move forward (an identical retry is accepted without a
+//! new version).
 
 use crate::error::Error;
+use crate::runs::Phase;
 use crate::store::{Store, Task};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -126,6 +129,19 @@ async fn authenticate(app: &App, headers: &HeaderMap, workspace: &str) -> Result
     }
 }
 
+/// Whether a task of `phase` may use `method`: plan-phase credentials are read-only (GET, LOCK,
+/// UNLOCK); only the apply phase of an approved run writes (POST, PUT, DELETE).
+fn phase_may(phase: Phase, method: &Method) -> Result<(), String> {
+    let writes = matches!(method.as_str(), "POST" | "PUT" | "DELETE");
+    if writes && phase != Phase::Apply {
+        return Err(format!(
+            "{method} refused: this credential belongs to a {} task, and plan-phase credentials are read-only (GET, LOCK, UNLOCK); only the apply of an approved run writes state",
+            phase.as_str()
+        ));
+    }
+    Ok(())
+}
+
 /// The lock ID in a LockInfo body (`None` for an empty body); the error is a 400 message.
 fn lock_id_of(body: &[u8]) -> Result<Option<String>, String> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
@@ -159,6 +175,10 @@ async fn state(
         Ok(t) => t,
         Err(r) => return r,
     };
+    if let Err(why) = phase_may(task.phase, &method) {
+        tracing::warn!(%workspace, task_id = %task.id, method = %method, "state write by a plan task refused");
+        return text(StatusCode::FORBIDDEN, why);
+    }
     if let Some(md5) = headers.get("content-md5").and_then(|v| v.to_str().ok()) {
         let want = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
         if md5.trim() != want {
@@ -286,5 +306,24 @@ async fn state(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {m} is not part of the http backend protocol"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_credentials_only_read_and_lock() {
+        for m in ["GET", "LOCK", "UNLOCK"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(phase_may(Phase::Plan, &m).is_ok(), "{m}");
+            assert!(phase_may(Phase::Apply, &m).is_ok(), "{m}");
+        }
+        for m in [Method::POST, Method::PUT, Method::DELETE] {
+            let e = phase_may(Phase::Plan, &m).unwrap_err();
+            assert!(e.contains("plan task") && e.contains("read-only"), "{e}");
+            assert!(phase_may(Phase::Apply, &m).is_ok(), "{m}");
+        }
     }
 }

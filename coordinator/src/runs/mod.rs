@@ -1,6 +1,8 @@
 //! Runs and tasks as plain data, and the pure decisions over them: which run transitions are
 //! legal, which states are terminal, what a finished plan leads to. No I/O here.
 
+pub mod variables;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -9,6 +9,7 @@ pub mod crypt;
 pub mod schema;
 
 use crate::error::{Error, Result};
+use crate::runs::variables::Declared;
 use crate::runs::{self, Phase, RunKind, RunState};
 use base64::Engine;
 use prost::Message;
@@ -68,6 +69,20 @@ pub struct Run {
     pub limits: Limits,
     /// The limit that ended the run's last task, if one did.
     pub limit_hit: String,
+    /// The module's variable declarations that matter here (sensitive, expression-typed),
+    /// plus variables the submitter marked sensitive.
+    pub variable_decls: BTreeMap<String, Declared>,
+}
+
+impl Run {
+    /// Names of the variables whose values are never shown or logged.
+    pub fn sensitive(&self) -> std::collections::BTreeSet<String> {
+        self.variable_decls
+            .iter()
+            .filter(|(_, d)| d.sensitive)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +97,42 @@ pub struct Task {
     pub epoch: i64,
     pub lease_expires_ms: i64,
     pub cancel_requested: bool,
+    /// SHA-256 of the live lease's secret ('' when no lease was granted).
+    pub lease_sha256: String,
+}
+
+/// What an agent presents to act on a task: the lease it holds, and who it is (authenticated).
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseProof<'a> {
+    pub task_id: &'a str,
+    pub attempt: u32,
+    pub epoch: i64,
+    pub agent_id: &'a str,
+    pub token: &'a str,
+}
+
+impl LeaseProof<'_> {
+    /// Whether this proof names `t`'s current lease: same attempt and epoch, the agent that
+    /// claimed it, and the lease's secret. A stale lease is a conflict (the agent was fenced);
+    /// someone else's lease is a permission error.
+    pub fn check(&self, t: &Task) -> Result<()> {
+        if t.attempt != self.attempt || t.epoch != self.epoch {
+            return Err(Error::Conflict(format!(
+                "stale lease: task {} attempt {} epoch {} is not the live lease (current attempt {}, epoch {}, state {})",
+                self.task_id, self.attempt, self.epoch, t.attempt, t.epoch, t.state
+            )));
+        }
+        if t.agent_id != self.agent_id
+            || t.lease_sha256.is_empty()
+            || t.lease_sha256 != sha256_hex(self.token.as_bytes())
+        {
+            return Err(Error::PermissionDenied(format!(
+                "task {} attempt {} is leased to another agent: this agent does not hold its lease",
+                self.task_id, self.attempt
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +162,7 @@ pub struct Limits {
 
 pub struct NewRun {
     pub limits: Limits,
+    pub variable_decls: BTreeMap<String, Declared>,
     pub workspace: String,
     pub pool: String,
     pub kind: RunKind,
@@ -139,6 +191,8 @@ pub struct ClaimGrant {
     pub run: Run,
     /// The state-backend password for this lease (only its hash is stored).
     pub token: String,
+    /// The lease's own secret, for the agent only (only its hash is stored).
+    pub lease_token: String,
 }
 
 pub struct Agent {
@@ -218,27 +272,49 @@ fn i(row: &sqlx::any::AnyRow, c: &str) -> Result<i64> {
     Ok(row.try_get::<i64, _>(c)?)
 }
 
-fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run> {
-    let vf: Vec<(String, String)> = serde_json::from_str(&s(r, "var_files")?).unwrap_or_default();
+/// A JSON column, decoded; a damaged one is an error naming table and column (never defaults:
+/// a run must not plan with default variables because its row was damaged).
+fn json_col<T: serde::de::DeserializeOwned>(text: &str, table: &str, col: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("{table}.{col} holds damaged JSON: {e}")))
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::Internal(format!("cannot encode JSON: {e}"))
+}
+
+/// The associated data binding a run's sealed columns and log lines to it.
+fn run_aad(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
+fn run_from_row(keys: &crypt::Keys, r: &sqlx::any::AnyRow) -> Result<Run> {
+    let id = s(r, "id")?;
+    let aad = run_aad(&id);
+    let open = |col: &str| -> Result<String> {
+        keys.open_text(&aad, &s(r, col)?).map_err(Error::Internal)
+    };
+    let vf: Vec<(String, String)> = json_col(&open("var_files")?, "runs", "var_files")?;
+    let var_files = vf
+        .into_iter()
+        .map(|(n, c)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(c)
+                .map(|c| (n, c))
+                .map_err(|e| Error::Internal(format!("runs.var_files holds damaged base64: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Run {
-        id: s(r, "id")?,
+        variables: json_col(&open("variables")?, "runs", "variables")?,
+        var_files,
+        outputs: open("outputs")?,
+        variable_decls: json_col(&s(r, "sensitive_variables")?, "runs", "sensitive_variables")?,
+        id,
         workspace: s(r, "workspace")?,
         pool: s(r, "pool")?,
         kind: RunKind::from_str(&s(r, "kind")?).map_err(Error::Internal)?,
         state: RunState::from_str(&s(r, "state")?).map_err(Error::Internal)?,
         bundle_digest: s(r, "bundle_digest")?,
-        variables: serde_json::from_str(&s(r, "variables")?).unwrap_or_default(),
-        var_files: vf
-            .into_iter()
-            .map(|(n, c)| {
-                (
-                    n,
-                    base64::engine::general_purpose::STANDARD
-                        .decode(c)
-                        .unwrap_or_default(),
-                )
-            })
-            .collect(),
         auto_approve: i(r, "auto_approve")? != 0,
         submitted_by: s(r, "submitted_by")?,
         commit: s(r, "commit_sha")?,
@@ -250,11 +326,10 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         add: i(r, "add_count")?,
         change: i(r, "change_count")?,
         destroy: i(r, "destroy_count")?,
-        outputs: s(r, "outputs")?,
         error: s(r, "error")?,
         plan_digest: s(r, "plan_digest")?,
         plan_json_digest: s(r, "plan_json_digest")?,
-        limits: serde_json::from_str(&s(r, "limits")?).unwrap_or_default(),
+        limits: json_col(&s(r, "limits")?, "runs", "limits")?,
         limit_hit: s(r, "limit_hit")?,
     })
 }
@@ -285,10 +360,11 @@ fn task_from_row(r: &sqlx::any::AnyRow) -> Result<Task> {
         epoch: i(r, "epoch")?,
         lease_expires_ms: i(r, "lease_expires_ms")?,
         cancel_requested: i(r, "cancel_requested")? != 0,
+        lease_sha256: s(r, "lease_sha256")?,
     })
 }
 
-async fn get_run_c(c: &mut AnyConnection, id: &str) -> Result<Run> {
+async fn get_run_c(keys: &crypt::Keys, c: &mut AnyConnection, id: &str) -> Result<Run> {
     let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *c)
@@ -298,7 +374,7 @@ async fn get_run_c(c: &mut AnyConnection, id: &str) -> Result<Run> {
                 "no run with id {id:?}: list runs with `tofuflow run list`"
             ))
         })?;
-    run_from_row(&row)
+    run_from_row(keys, &row)
 }
 
 async fn get_task_c(c: &mut AnyConnection, id: &str) -> Result<Option<Task>> {
@@ -447,6 +523,30 @@ async fn workspace_holder(
         .fetch_optional(&mut *c)
         .await?;
     row.map(|r| s(&r, "id")).transpose()
+}
+
+/// A fresh unguessable secret (256 bits from the OS's generator, hex).
+pub fn secret() -> String {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the operating system's random generator");
+    hex::encode(b)
+}
+
+/// Whether `agent_id` is registered for `pool`.
+async fn agent_serves(c: &mut AnyConnection, agent_id: &str, pool: &str) -> Result<bool> {
+    let Some(row) = sqlx::query("SELECT pools FROM agents WHERE id = $1")
+        .bind(agent_id)
+        .fetch_optional(&mut *c)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let pools: Vec<String> = serde_json::from_str(&s(&row, "pools")?).map_err(|e| {
+        Error::Internal(format!(
+            "agents.pools of agent {agent_id} is not a JSON list: {e}"
+        ))
+    })?;
+    Ok(pools.iter().any(|p| p == pool))
 }
 
 /// "name (id)" for an agent, as the audit trail shows it.
@@ -619,9 +719,13 @@ impl Store {
         } else {
             RunState::Queued
         };
+        let aad = run_aad(&id);
+        let seal = |v: String| self.keys.seal_text(&aad, &v).map_err(Error::Internal);
+        let variables = seal(serde_json::to_string(&n.variables).map_err(json_err)?)?;
+        let var_files = seal(serde_json::to_string(&vf).map_err(json_err)?)?;
         sqlx::query(
-            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits, sensitive_variables) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&id)
         .bind(&n.workspace)
@@ -629,8 +733,8 @@ impl Store {
         .bind(n.kind.as_str())
         .bind(state.as_str())
         .bind(&n.bundle_digest)
-        .bind(serde_json::to_string(&n.variables).unwrap_or_default())
-        .bind(serde_json::to_string(&vf).unwrap_or_default())
+        .bind(variables)
+        .bind(var_files)
         .bind(n.auto_approve as i64)
         .bind(&n.actor)
         .bind(&n.commit)
@@ -639,10 +743,11 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(now + policy.queue_timeout_ms)
-        .bind(serde_json::to_string(&n.limits).unwrap_or_else(|_| "{}".into()))
+        .bind(serde_json::to_string(&n.limits).map_err(json_err)?)
+        .bind(serde_json::to_string(&n.variable_decls).map_err(json_err)?)
         .execute(&mut *tx)
         .await?;
-        let run = get_run_c(&mut tx, &id).await?;
+        let run = get_run_c(&self.keys, &mut tx, &id).await?;
         let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
         match &holder {
             None => {
@@ -667,7 +772,26 @@ impl Store {
 
     pub async fn get_run(&self, id: &str) -> Result<Run> {
         let mut c = self.pool.acquire().await?;
-        get_run_c(&mut c, id).await
+        get_run_c(&self.keys, &mut c, id).await
+    }
+
+    /// Records an action on a run that does not change its state (in its history).
+    pub async fn record(&self, run_id: &str, actor: &str, reason: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
+        note(
+            &mut tx,
+            run_id,
+            run.state,
+            run.state,
+            actor,
+            reason,
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        self.changed(run_id);
+        Ok(())
     }
 
     pub async fn transitions(&self, run_id: &str) -> Result<Vec<Transition>> {
@@ -709,7 +833,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        rows.iter().map(|r| run_from_row(&self.keys, r)).collect()
     }
 
     /// Every attempt ever claimed for a run's phase (the "executions" the fault tests count).
@@ -747,7 +871,13 @@ impl Store {
         if let Err(why) = runs::claim_decision(attempt, task.attempt, &task.state) {
             return Ok(Err(why));
         }
-        let run = get_run_c(&mut tx, &task.run_id).await?;
+        if !agent_serves(&mut tx, agent_id, &task.pool).await? {
+            return Ok(Err(format!(
+                "agent {agent_id} is not registered for pool {:?}",
+                task.pool
+            )));
+        }
+        let run = get_run_c(&self.keys, &mut tx, &task.run_id).await?;
         let (from, to) = match task.phase {
             Phase::Plan => (RunState::Queued, RunState::Planning),
             Phase::Apply => (RunState::Approved, RunState::Applying),
@@ -763,18 +893,16 @@ impl Store {
             .await?,
             "value",
         )?;
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = secret();
+        let lease_token = secret();
         let r = sqlx::query(
-            "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4 WHERE id = $5 AND attempt = $6 AND state = 'queued'",
+            "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4, lease_sha256 = $5 WHERE id = $6 AND attempt = $7 AND state = 'queued'",
         )
         .bind(agent_id)
         .bind(epoch)
         .bind(now + policy.lease_ttl_ms)
         .bind(sha256_hex(token.as_bytes()))
+        .bind(sha256_hex(lease_token.as_bytes()))
         .bind(task_id)
         .bind(attempt as i64)
         .execute(&mut *tx)
@@ -809,7 +937,7 @@ impl Store {
         let task = get_task_c(&mut tx, task_id)
             .await?
             .ok_or_else(|| Error::Internal("task vanished".into()))?;
-        let run = get_run_c(&mut tx, &run.id).await?;
+        let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
         tx.commit().await?;
         self.changed(&run.id);
         Ok(Ok(ClaimGrant {
@@ -817,6 +945,7 @@ impl Store {
             task,
             run,
             token,
+            lease_token,
         }))
     }
 
@@ -824,7 +953,7 @@ impl Store {
     pub async fn heartbeat(
         &self,
         agent_id: &str,
-        leases: &[(String, u32, i64)],
+        leases: &[(String, u32, i64, String)],
         draining: bool,
         policy: &Policy,
     ) -> Result<(Vec<String>, Vec<String>)> {
@@ -838,15 +967,16 @@ impl Store {
             .await?;
         let mut cancel = Vec::new();
         let mut lost = Vec::new();
-        for (task_id, attempt, epoch) in leases {
+        for (task_id, attempt, epoch, token) in leases {
             let r = sqlx::query(
-                "UPDATE tasks SET lease_expires_ms = $1 WHERE id = $2 AND attempt = $3 AND epoch = $4 AND state = 'running' AND agent_id = $5",
+                "UPDATE tasks SET lease_expires_ms = $1 WHERE id = $2 AND attempt = $3 AND epoch = $4 AND state = 'running' AND agent_id = $5 AND lease_sha256 = $6 AND lease_sha256 <> ''",
             )
             .bind(now + policy.lease_ttl_ms)
             .bind(task_id)
             .bind(*attempt as i64)
             .bind(*epoch)
             .bind(agent_id)
+            .bind(sha256_hex(token.as_bytes()))
             .execute(&mut *c)
             .await?;
             if r.rows_affected() == 0 {
@@ -862,46 +992,45 @@ impl Store {
         Ok((cancel, lost))
     }
 
-    /// Checks that (task, attempt, epoch) is the live lease; returns the task.
-    pub async fn check_lease(&self, task_id: &str, attempt: u32, epoch: i64) -> Result<Task> {
+    /// Checks that the proof names the live lease, held by its agent; returns the task.
+    pub async fn check_lease(&self, proof: LeaseProof<'_>) -> Result<Task> {
         let mut c = self.pool.acquire().await?;
-        let t = get_task_c(&mut c, task_id)
+        let t = get_task_c(&mut c, proof.task_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
-        if t.attempt != attempt || t.epoch != epoch || t.state != "running" {
+            .ok_or_else(|| Error::NotFound(format!("unknown task {}", proof.task_id)))?;
+        proof.check(&t)?;
+        if t.state != "running" {
             return Err(Error::Conflict(format!(
-                "stale lease: task {task_id} attempt {attempt} epoch {epoch} is not the live lease (current attempt {}, epoch {}, state {})",
-                t.attempt, t.epoch, t.state
+                "stale lease: task {} attempt {} is {}, not running",
+                proof.task_id, proof.attempt, t.state
             )));
         }
         Ok(t)
     }
 
     /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
-    pub async fn add_events(
-        &self,
-        task_id: &str,
-        attempt: u32,
-        epoch: i64,
-        events: &[v1::Event],
-    ) -> Result<u64> {
+    pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[v1::Event]) -> Result<u64> {
+        let (task_id, attempt) = (proof.task_id, proof.attempt);
         let mut tx = self.pool.begin().await?;
         let t = get_task_c(&mut tx, task_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
+        proof.check(&t)?;
         // Late lines of a finished attempt are still welcome; lines of a fenced one are not.
-        let live = t.attempt == attempt
-            && t.epoch == epoch
-            && ["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str());
-        if !live {
+        if !["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
             return Err(Error::Conflict(format!(
-                "stale lease: events for task {task_id} attempt {attempt} epoch {epoch} rejected (current attempt {}, epoch {}, state {})",
-                t.attempt, t.epoch, t.state
+                "stale lease: events for task {task_id} attempt {attempt} rejected (state {})",
+                t.state
             )));
         }
         let order = if t.phase == Phase::Plan { 0 } else { 1 };
+        let aad = run_aad(&t.run_id);
         let mut stored = 0;
         for e in events {
+            let line = self
+                .keys
+                .seal_text(&aad, &e.line)
+                .map_err(Error::Internal)?;
             let r = sqlx::query(
                 "INSERT INTO events (task_id, attempt, seq, run_id, phase_order, unix_ms, stream, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id, attempt, seq) DO NOTHING",
             )
@@ -912,7 +1041,7 @@ impl Store {
             .bind(order)
             .bind(e.unix_ms)
             .bind(e.stream as i64)
-            .bind(&e.line)
+            .bind(line)
             .execute(&mut *tx)
             .await?;
             stored += r.rows_affected();
@@ -928,6 +1057,7 @@ impl Store {
             .bind(offset)
             .fetch_all(&self.pool)
             .await?;
+        let aad = run_aad(run_id);
         rows.iter()
             .map(|r| {
                 Ok(LogRow {
@@ -936,7 +1066,10 @@ impl Store {
                     seq: i(r, "seq")?,
                     unix_ms: i(r, "unix_ms")?,
                     stream: i(r, "stream")?,
-                    line: s(r, "line")?,
+                    line: self
+                        .keys
+                        .open_text(&aad, &s(r, "line")?)
+                        .map_err(Error::Internal)?,
                 })
             })
             .collect()
@@ -944,13 +1077,11 @@ impl Store {
 
     pub async fn set_artifact(
         &self,
-        task_id: &str,
-        attempt: u32,
-        epoch: i64,
+        proof: LeaseProof<'_>,
         kind: v1::ArtifactKind,
         digest: &str,
     ) -> Result<()> {
-        let t = self.check_lease(task_id, attempt, epoch).await?;
+        let t = self.check_lease(proof).await?;
         let col = match kind {
             v1::ArtifactKind::PlanFile => "plan_digest",
             v1::ArtifactKind::PlanJson => "plan_json_digest",
@@ -979,11 +1110,18 @@ impl Store {
         let t = get_task_c(&mut tx, &req.task_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {}", req.task_id)))?;
-        let same_lease = t.attempt == req.attempt && t.epoch == req.epoch as i64;
-        if same_lease && ["succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
+        LeaseProof {
+            task_id: &req.task_id,
+            attempt: req.attempt,
+            epoch: req.epoch as i64,
+            agent_id: &req.agent_id,
+            token: &req.lease_token,
+        }
+        .check(&t)?;
+        if ["succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
             return Ok(()); // a retry of a completion we already have
         }
-        if !same_lease || t.state != "running" {
+        if t.state != "running" {
             return Err(Error::Conflict(format!(
                 "stale lease: completion for task {} attempt {} epoch {} rejected (current attempt {}, epoch {}, state {})",
                 req.task_id, req.attempt, req.epoch, t.attempt, t.epoch, t.state
@@ -1019,7 +1157,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let run = get_run_c(&mut tx, &t.run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
         let actor = &req.agent_id;
         match (t.phase, outcome) {
             (Phase::Plan, v1::Outcome::Succeeded) => {
@@ -1097,8 +1235,12 @@ impl Store {
                 }
             }
             (Phase::Apply, v1::Outcome::Succeeded) => {
+                let outputs = self
+                    .keys
+                    .seal_text(&run_aad(&run.id), &req.outputs_json)
+                    .map_err(Error::Internal)?;
                 sqlx::query("UPDATE runs SET outputs = $1 WHERE id = $2")
-                    .bind(&req.outputs_json)
+                    .bind(outputs)
                     .bind(&run.id)
                     .execute(&mut *tx)
                     .await?;
@@ -1165,7 +1307,7 @@ impl Store {
     ) -> Result<Run> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if run.state != RunState::AwaitingApproval {
             return Err(Error::Conflict(format!("run {run_id} is {}, not awaiting_approval: only a planned run waiting for approval can be approved", run.state)));
         }
@@ -1188,7 +1330,7 @@ impl Store {
         )
         .await?;
         new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         tx.commit().await?;
         self.changed(run_id);
         Ok(run)
@@ -1197,7 +1339,7 @@ impl Store {
     pub async fn reject(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if run.state != RunState::AwaitingApproval {
             return Err(Error::Conflict(format!(
                 "run {run_id} is {}, not awaiting_approval",
@@ -1219,7 +1361,7 @@ impl Store {
             now,
         )
         .await?;
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         tx.commit().await?;
         self.changed(run_id);
         Ok(run)
@@ -1230,7 +1372,7 @@ impl Store {
     pub async fn cancel(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if runs::is_terminal(run.state, run.kind) {
             return Err(Error::Conflict(format!(
                 "run {run_id} already ended as {}",
@@ -1279,13 +1421,14 @@ impl Store {
                 .await?;
             }
         }
-        let run = get_run_c(&mut tx, run_id).await?;
+        let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         tx.commit().await?;
         self.changed(run_id);
         Ok(run)
     }
 
     /// An agent could not use a message for (task, attempt): fail the run with the reason.
+    /// `actor` is the (authenticated) agent, which must serve the task's pool.
     pub async fn reject_task(
         &self,
         task_id: &str,
@@ -1301,7 +1444,14 @@ impl Store {
         if t.attempt != attempt || t.state != "queued" {
             return Ok(false);
         }
-        let run = get_run_c(&mut tx, &t.run_id).await?;
+        // Only an agent of the task's pool received its message and may reject it.
+        if !agent_serves(&mut tx, actor, &t.pool).await? {
+            return Err(Error::PermissionDenied(format!(
+                "agent {actor} is not registered for pool {:?}: it cannot reject task {task_id}",
+                t.pool
+            )));
+        }
+        let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
         self.fail_queued(&mut tx, &t, &run, reason, actor, now)
             .await?;
         tx.commit().await?;
@@ -1389,7 +1539,7 @@ impl Store {
             .await?;
         if let Some(t) = get_task_c(&mut tx, &row.task_id).await? {
             if t.attempt == row.attempt && t.state == "queued" {
-                let run = get_run_c(&mut tx, &t.run_id).await?;
+                let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
                 let why = format!(
                     "no queue is bound for pool {:?}: start an agent with `--pool {}` (it declares the queue), or list the pool in the coordinator's --pools",
                     row.pool, row.pool
@@ -1442,10 +1592,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let released = release_task_lock(&mut tx, &t.id).await?;
-            let run = get_run_c(&mut tx, &t.run_id).await?;
+            let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
             match runs::on_lease_expiry(t.phase, t.attempt, policy.max_plan_attempts) {
                 runs::LeaseExpiry::Redispatch { next_attempt } => {
-                    let r = sqlx::query("UPDATE tasks SET attempt = $1, state = 'queued', agent_id = '', epoch = 0, lease_expires_ms = 0, token_sha256 = '' WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_expires_ms < $4")
+                    let r = sqlx::query("UPDATE tasks SET attempt = $1, state = 'queued', agent_id = '', epoch = 0, lease_expires_ms = 0, token_sha256 = '', lease_sha256 = '' WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_expires_ms < $4")
                         .bind(next_attempt as i64)
                         .bind(&t.id)
                         .bind(t.attempt as i64)
@@ -1552,7 +1702,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         for row in pending {
-            let run = run_from_row(&row)?;
+            let run = run_from_row(&self.keys, &row)?;
             let mut tx = self.pool.begin().await?;
             if workspace_holder(&mut tx, &run.workspace, false)
                 .await?
@@ -1586,7 +1736,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for row in overdue {
-            let run = run_from_row(&row)?;
+            let run = run_from_row(&self.keys, &row)?;
             let mut tx = self.pool.begin().await?;
             let why = if run.state == RunState::AwaitingApproval {
                 "nobody approved the plan before the approval timeout".to_string()
@@ -1636,10 +1786,11 @@ impl Store {
     /// Stores a blob under its SHA-256; returns true if it was already there.
     pub async fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
         let digest = format!("sha256:{}", sha256_hex(data));
+        let sealed = self.keys.encrypt(&digest, data).map_err(Error::Internal)?;
         let r = sqlx::query("INSERT INTO blobs (digest, size, data, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
             .bind(&digest)
             .bind(data.len() as i64)
-            .bind(data.to_vec())
+            .bind(sealed)
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
@@ -1652,7 +1803,9 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no blob {digest}: upload the bundle first")))?;
-        Ok(row.try_get::<Vec<u8>, _>("data")?)
+        self.keys
+            .decrypt(digest, &row.try_get::<Vec<u8>, _>("data")?)
+            .map_err(Error::Internal)
     }
 
     pub async fn has_blob(&self, digest: &str) -> Result<bool> {
@@ -1672,11 +1825,12 @@ impl Store {
         pools: &[String],
         labels: &BTreeMap<String, String>,
         capacity: u32,
+        secret_sha256: &str,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, pools = excluded.pools, labels = excluded.labels, capacity = excluded.capacity, state = 'active', last_seen_ms = excluded.last_seen_ms",
+            "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms, secret_sha256) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, pools = excluded.pools, labels = excluded.labels, capacity = excluded.capacity, state = 'active', last_seen_ms = excluded.last_seen_ms, secret_sha256 = excluded.secret_sha256",
         )
         .bind(id)
         .bind(name)
@@ -1685,9 +1839,27 @@ impl Store {
         .bind(capacity as i64)
         .bind(now)
         .bind(now)
+        .bind(secret_sha256)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A registered agent's secret hash and pools, if the agent is known.
+    pub async fn agent_credential(&self, id: &str) -> Result<Option<(String, Vec<String>)>> {
+        let Some(r) = sqlx::query("SELECT secret_sha256, pools FROM agents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let pools = serde_json::from_str(&s(&r, "pools")?).map_err(|e| {
+            Error::Internal(format!(
+                "agents.pools of agent {id} is not a JSON list: {e}"
+            ))
+        })?;
+        Ok(Some((s(&r, "secret_sha256")?, pools)))
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>> {
@@ -1733,7 +1905,7 @@ impl Store {
         if stored.is_empty() || stored != sha256_hex(token.as_bytes()) {
             return Ok(None);
         }
-        let run = get_run_c(&mut c, &t.run_id).await?;
+        let run = get_run_c(&self.keys, &mut c, &t.run_id).await?;
         Ok(Some((t, run.workspace)))
     }
 
@@ -1742,6 +1914,18 @@ impl Store {
     pub async fn set_keys(&mut self, keys: crypt::Keys, keep_versions: i64) -> Result<u64> {
         self.keys = std::sync::Arc::new(keys);
         self.keep_versions = keep_versions;
+        if self.keys.current.is_none() {
+            return Ok(0);
+        }
+        let n = self.rotate_state().await?
+            + self.rotate_blobs().await?
+            + self.rotate_runs().await?
+            + self.rotate_events().await?;
+        Ok(n)
+    }
+
+    /// Re-encrypts state versions not under the current key.
+    async fn rotate_state(&self) -> Result<u64> {
         let rows =
             sqlx::query("SELECT workspace, version, data FROM state_versions WHERE size >= 0")
                 .fetch_all(&self.pool)
@@ -1766,6 +1950,104 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Re-encrypts blobs (bundles, plans) not under the current key, one at a time.
+    async fn rotate_blobs(&self) -> Result<u64> {
+        let digests = sqlx::query("SELECT digest FROM blobs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for d in digests {
+            let digest = s(&d, "digest")?;
+            let row = sqlx::query("SELECT data FROM blobs WHERE digest = $1")
+                .bind(&digest)
+                .fetch_one(&self.pool)
+                .await?;
+            let data = row.try_get::<Vec<u8>, _>("data")?;
+            if !self.keys.needs_rotation(&data) {
+                continue;
+            }
+            let plain = self.keys.decrypt(&digest, &data).map_err(Error::Internal)?;
+            let fresh = self
+                .keys
+                .encrypt(&digest, &plain)
+                .map_err(Error::Internal)?;
+            sqlx::query("UPDATE blobs SET data = $1 WHERE digest = $2")
+                .bind(fresh)
+                .bind(&digest)
+                .execute(&self.pool)
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Re-encrypts runs' variables, variable files and outputs not under the current key.
+    async fn rotate_runs(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, variables, var_files, outputs FROM runs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for r in rows {
+            let id = s(&r, "id")?;
+            let aad = run_aad(&id);
+            for col in ["variables", "var_files", "outputs"] {
+                let stored = s(&r, col)?;
+                if !self.keys.text_needs_rotation(&stored) {
+                    continue;
+                }
+                let plain = self
+                    .keys
+                    .open_text(&aad, &stored)
+                    .map_err(Error::Internal)?;
+                let fresh = self.keys.seal_text(&aad, &plain).map_err(Error::Internal)?;
+                sqlx::query(&format!("UPDATE runs SET {col} = $1 WHERE id = $2"))
+                    .bind(fresh)
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Re-encrypts log lines not under the current key, a page at a time.
+    async fn rotate_events(&self) -> Result<u64> {
+        let Some(prefix) = self.keys.sealed_text_prefix() else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        loop {
+            let rows = sqlx::query("SELECT task_id, attempt, seq, run_id, line FROM events WHERE line NOT LIKE $1 LIMIT 1000")
+                .bind(format!("{prefix}%"))
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(n);
+            }
+            let mut tx = self.pool.begin().await?;
+            for r in rows {
+                let aad = run_aad(&s(&r, "run_id")?);
+                let plain = self
+                    .keys
+                    .open_text(&aad, &s(&r, "line")?)
+                    .map_err(Error::Internal)?;
+                let fresh = self.keys.seal_text(&aad, &plain).map_err(Error::Internal)?;
+                sqlx::query(
+                    "UPDATE events SET line = $1 WHERE task_id = $2 AND attempt = $3 AND seq = $4",
+                )
+                .bind(fresh)
+                .bind(s(&r, "task_id")?)
+                .bind(i(&r, "attempt")?)
+                .bind(i(&r, "seq")?)
+                .execute(&mut *tx)
+                .await?;
+                n += 1;
+            }
+            tx.commit().await?;
+        }
     }
 
     fn open(&self, workspace: &str, stored: Vec<u8>) -> Result<Vec<u8>> {

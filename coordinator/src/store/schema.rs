@@ -167,6 +167,14 @@ ALTER TABLE runs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN limit_hit TEXT NOT NULL DEFAULT ''
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE agents ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN lease_sha256 TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN sensitive_variables TEXT NOT NULL DEFAULT '[]'
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

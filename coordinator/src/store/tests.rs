@@ -15,6 +15,7 @@ fn policy() -> Policy {
 fn new_run(ws: &str, auto: bool) -> NewRun {
     NewRun {
         limits: Default::default(),
+        variable_decls: Default::default(),
         workspace: ws.into(),
         pool: "default".into(),
         kind: RunKind::PlanAndApply,
@@ -76,6 +77,21 @@ async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let pg = Store::connect(&url).await.unwrap();
     let guard = PgDb { admin, name };
+    // The agents the tests claim as, registered for the pool their runs use.
+    for st in [&sqlite, &pg] {
+        for a in ["a0", "a1", "a2", "a3"] {
+            st.register_agent(
+                a,
+                a,
+                &["default".into()],
+                &BTreeMap::new(),
+                1,
+                &sha256_hex(a.as_bytes()),
+            )
+            .await
+            .unwrap();
+        }
+    }
     vec![
         ("sqlite", sqlite, None, dir),
         ("postgres", pg, Some(guard), tempdir::Dir::new()),
@@ -102,9 +118,27 @@ mod tempdir {
     }
 }
 
-fn complete(t: &Task, epoch: i64, outcome: v1::Outcome, changes: bool) -> v1::CompleteRequest {
+/// The lease a grant gives, as its agent presents it.
+fn proof(g: &ClaimGrant) -> LeaseProof<'_> {
+    LeaseProof {
+        task_id: &g.task.id,
+        attempt: g.task.attempt,
+        epoch: g.epoch,
+        agent_id: &g.task.agent_id,
+        token: &g.lease_token,
+    }
+}
+
+fn complete(
+    t: &Task,
+    epoch: i64,
+    token: &str,
+    outcome: v1::Outcome,
+    changes: bool,
+) -> v1::CompleteRequest {
     v1::CompleteRequest {
-        agent_id: "a1".into(),
+        agent_id: t.agent_id.clone(),
+        lease_token: token.into(),
         task_id: t.id.clone(),
         attempt: t.attempt,
         epoch: epoch as u64,
@@ -143,7 +177,7 @@ async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
             1 << 28,
             "{name}: the claim carries them"
         );
-        let mut req = complete(&g.task, g.epoch, v1::Outcome::Failed, false);
+        let mut req = complete(&g.task, g.epoch, &g.lease_token, v1::Outcome::Failed, false);
         req.error = "killed for memory: ...".into();
         req.limit_hit = "memory".into();
         st.complete(&req, &p).await.unwrap();
@@ -173,20 +207,25 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
             "{name}: a duplicate delivery must not be claimed twice"
         );
         let (cancel, lost) = st
-            .heartbeat("a1", &[(env.task_id.clone(), 1, g.epoch)], false, &p)
+            .heartbeat(
+                "a1",
+                &[(env.task_id.clone(), 1, g.epoch, g.lease_token.clone())],
+                false,
+                &p,
+            )
             .await
             .unwrap();
         assert!(cancel.is_empty() && lost.is_empty());
-        st.set_artifact(
-            &env.task_id,
-            1,
+        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+            .await
+            .unwrap();
+        let c = complete(
+            &g.task,
             g.epoch,
-            v1::ArtifactKind::PlanFile,
-            "sha256:plan",
-        )
-        .await
-        .unwrap();
-        let c = complete(&g.task, g.epoch, v1::Outcome::Succeeded, true);
+            &g.lease_token,
+            v1::Outcome::Succeeded,
+            true,
+        );
         st.complete(&c, &p).await.unwrap();
         st.complete(&c, &p)
             .await
@@ -209,7 +248,13 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         let g2 = st.claim("a2", &env2.task_id, 1, &p).await.unwrap().unwrap();
         assert!(g2.epoch > g.epoch, "{name}: epochs only grow");
         st.complete(
-            &complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, true),
+            &complete(
+                &g2.task,
+                g2.epoch,
+                &g2.lease_token,
+                v1::Outcome::Succeeded,
+                true,
+            ),
             &p,
         )
         .await
@@ -272,14 +317,20 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         }];
         assert!(
             matches!(
-                st.add_events(&env.task_id, 1, g.epoch, &late).await,
+                st.add_events(proof(&g), &late).await,
                 Err(Error::Conflict(_))
             ),
             "{name}"
         );
         assert!(matches!(
             st.complete(
-                &complete(&g.task, g.epoch, v1::Outcome::Succeeded, false),
+                &complete(
+                    &g.task,
+                    g.epoch,
+                    &g.lease_token,
+                    v1::Outcome::Succeeded,
+                    false
+                ),
                 &p
             )
             .await,
@@ -291,18 +342,20 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         );
         p.lease_ttl_ms = 60_000;
         let g2 = st.claim("a2", &env.task_id, 2, &p).await.unwrap().unwrap();
-        st.add_events(&env.task_id, 2, g2.epoch, &late)
-            .await
-            .unwrap();
+        st.add_events(proof(&g2), &late).await.unwrap();
         assert_eq!(
-            st.add_events(&env.task_id, 2, g2.epoch, &late)
-                .await
-                .unwrap(),
+            st.add_events(proof(&g2), &late).await.unwrap(),
             0,
             "retried lines are absorbed"
         );
         st.complete(
-            &complete(&g2.task, g2.epoch, v1::Outcome::Succeeded, false),
+            &complete(
+                &g2.task,
+                g2.epoch,
+                &g2.lease_token,
+                v1::Outcome::Succeeded,
+                false,
+            ),
             &p,
         )
         .await
@@ -326,17 +379,17 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
             .await
             .unwrap();
         let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
-        st.set_artifact(
-            &env.task_id,
-            1,
-            g.epoch,
-            v1::ArtifactKind::PlanFile,
-            "sha256:plan",
-        )
-        .await
-        .unwrap();
+        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+            .await
+            .unwrap();
         st.complete(
-            &complete(&g.task, g.epoch, v1::Outcome::Succeeded, true),
+            &complete(
+                &g.task,
+                g.epoch,
+                &g.lease_token,
+                v1::Outcome::Succeeded,
+                true,
+            ),
             &p,
         )
         .await
@@ -589,7 +642,7 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
             let mut runs_: Vec<String> = Vec::new();
             let mut delivered: Vec<(String, u32)> = Vec::new();
             // Leases agents believe they hold (some are stale by design).
-            let mut leases: Vec<(String, u32, i64, String)> = Vec::new();
+            let mut leases: Vec<(String, u32, i64, String, String)> = Vec::new();
             let (mut granted, mut refused, mut fenced) = (0, 0, 0);
             for step in 0..300 {
                 // Some leases are born expired, some runs time out (queue or approval).
@@ -623,20 +676,30 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                         match st.claim(&agent, &t, a, &p).await.unwrap() {
                             Ok(g) => {
                                 granted += 1;
-                                leases.push((t, a, g.epoch, agent));
+                                leases.push((t, a, g.epoch, agent, g.lease_token));
                             }
                             Err(_) => refused += 1,
                         }
                     }
                     5 if !leases.is_empty() => {
-                        let (t, a, e, agent) = leases[rng.below(leases.len())].clone();
-                        let _ = st.heartbeat(&agent, &[(t, a, e)], false, &p).await.unwrap();
+                        let (t, a, e, agent, tok) = leases[rng.below(leases.len())].clone();
+                        let _ = st
+                            .heartbeat(&agent, &[(t, a, e, tok)], false, &p)
+                            .await
+                            .unwrap();
                     }
                     6 => {
                         st.reap(&p).await.unwrap();
                     }
                     7 if !leases.is_empty() => {
-                        let (t, a, e, agent) = leases.remove(rng.below(leases.len()));
+                        let (t, a, e, agent, tok) = leases.remove(rng.below(leases.len()));
+                        let lease = LeaseProof {
+                            task_id: &t,
+                            attempt: a,
+                            epoch: e,
+                            agent_id: &agent,
+                            token: &tok,
+                        };
                         let outcome = [
                             v1::Outcome::Succeeded,
                             v1::Outcome::Succeeded,
@@ -651,18 +714,20 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                                 attempt: a,
                                 state: String::new(),
                                 pool: String::new(),
-                                agent_id: agent,
+                                agent_id: agent.clone(),
                                 epoch: e,
                                 lease_expires_ms: 0,
                                 cancel_requested: false,
+                                lease_sha256: String::new(),
                             },
                             e,
+                            &tok,
                             outcome,
                             rng.below(2) == 0,
                         );
                         req.attempt = a;
                         let _ = st
-                            .set_artifact(&t, a, e, v1::ArtifactKind::PlanFile, "sha256:plan")
+                            .set_artifact(lease, v1::ArtifactKind::PlanFile, "sha256:plan")
                             .await;
                         let ev = [v1::Event {
                             seq: 1,
@@ -670,7 +735,7 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                             stream: 1,
                             line: "x".into(),
                         }];
-                        let ev_ok = st.add_events(&t, a, e, &ev).await.is_ok();
+                        let ev_ok = st.add_events(lease, &ev).await.is_ok();
                         match st.complete(&req, &p).await {
                             Ok(()) => {
                                 assert!(ev_ok, "a completion accepted where events were fenced")

@@ -217,13 +217,12 @@ async fn main() {
                         let mut spec = spec.clone();
                         spec.cgroup_procs =
                             cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
-                        let json = serde_json::to_string(&spec).unwrap();
-                        let o = std::process::Command::new(bins.join("tofuflow-agent"))
-                            .args(["__sandbox", &json])
-                            .env_clear()
-                            .env("PATH", "/usr/bin:/bin")
-                            .output()
-                            .unwrap();
+                        let o = tofuflow_agent::sandbox::run_helper(
+                            &bins.join("tofuflow-agent"),
+                            &spec,
+                            &[("PATH", "/usr/bin:/bin")],
+                        )
+                        .unwrap();
                         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
                         if let Some(c) = cgroup {
                             c.destroy();
