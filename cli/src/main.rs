@@ -7,6 +7,7 @@ mod bundle;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tofuflow_proto::v1::{self, user_service_client::UserServiceClient};
@@ -266,6 +267,37 @@ fn actor(cli_user: &Option<String>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Checks a submission's names (workspace, pool, variables) as the coordinator will, and reads
+/// its variables and var files; the error names the bad input.
+fn submit_inputs(
+    workspace: &str,
+    pool: &str,
+    vars: &[String],
+    var_files: &[PathBuf],
+) -> Result<(HashMap<String, String>, Vec<v1::VarFile>), String> {
+    tofuflow_proto::names::valid_workspace(workspace)?;
+    tofuflow_proto::names::valid_pool(pool)?;
+    let mut variables = HashMap::new();
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--var {v:?} must look like NAME=VALUE"))?;
+        tofuflow_proto::names::valid_var_name(k)?;
+        variables.insert(k.to_string(), val.to_string());
+    }
+    let mut files = Vec::new();
+    for f in var_files {
+        let content = std::fs::read(f)
+            .map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "vars.tfvars".into());
+        files.push(v1::VarFile { name, content });
+    }
+    Ok((variables, files))
+}
+
 /// Exit code for a run's state.
 fn code_for(state: &str) -> u8 {
     match state {
@@ -296,23 +328,9 @@ async fn run(cli: Cli) -> Result<u8, String> {
             pipeline,
             limits,
         }) => {
-            let mut variables = std::collections::HashMap::new();
-            for v in &vars {
-                let (k, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--var {v:?} must look like NAME=VALUE"))?;
-                variables.insert(k.to_string(), val.to_string());
-            }
-            let mut files = Vec::new();
-            for f in &var_files {
-                let content = std::fs::read(f)
-                    .map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
-                let name = f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "vars.tfvars".into());
-                files.push(v1::VarFile { name, content });
-            }
+            // The cheap checks come first: nothing is packed or uploaded for a run the
+            // coordinator would refuse anyway.
+            let (variables, files) = submit_inputs(&workspace, &pool, &vars, &var_files)?;
             let data = bundle::pack(&dir)?;
             let size = data.len();
             let chunks: Vec<v1::Chunk> = data

@@ -99,20 +99,7 @@ pub async fn declare(ch: &Channel, pools: &[String]) -> lapin::Result<()> {
     Ok(())
 }
 
-/// Checks that a pool name is usable as a routing key and queue name.
-pub fn valid_pool(pool: &str) -> Result<(), String> {
-    if pool.is_empty()
-        || pool.len() > 100
-        || !pool
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "invalid pool {pool:?}: use 1-100 letters, digits, '-' or '_'"
-        ));
-    }
-    Ok(())
-}
+pub use crate::names::valid_pool;
 
 /// Hides the password of a URL for logs.
 pub fn redact(url: &str) -> String {

@@ -15,34 +15,7 @@ pub struct UserApi {
     pub shared: Shared,
 }
 
-/// Workspace names appear in URLs (`/state/{workspace}`) and logs: keep them plain.
-pub fn valid_workspace(ws: &str) -> Result<(), String> {
-    let ok_chars = ws
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if ws.is_empty()
-        || ws.len() > 200
-        || !ok_chars
-        || ws.starts_with('/')
-        || ws.ends_with('/')
-        || ws.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-    {
-        return Err(format!(
-            "invalid workspace {ws:?}: use up to 200 letters, digits, '-', '_', '.', with '/' between parts (e.g. ml/gpu-a100)"
-        ));
-    }
-    Ok(())
-}
-
-fn valid_var_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 128
-        && n.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
+pub use tofuflow_proto::names::{valid_var_name, valid_workspace};
 
 fn kind_to_pb(k: RunKind) -> v1::RunKind {
     match k {
@@ -176,6 +149,9 @@ impl UserService for UserApi {
             r.pool.clone()
         };
         crate::queue::valid_pool(&pool).map_err(Status::invalid_argument)?;
+        for k in r.variables.keys() {
+            valid_var_name(k).map_err(Status::invalid_argument)?;
+        }
         if !self
             .shared
             .store
@@ -187,11 +163,6 @@ impl UserService for UserApi {
                 "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
                 r.bundle_digest
             )));
-        }
-        for k in r.variables.keys() {
-            if !valid_var_name(k) {
-                return Err(Status::invalid_argument(format!("invalid variable name {k:?}: use letters, digits, '_' and '-', starting with a letter")));
-            }
         }
         if r.var_files.len() > 32 {
             return Err(Status::invalid_argument("at most 32 var files"));
@@ -657,28 +628,4 @@ fn is_done(state: &str, kind: i32) -> bool {
         .parse::<runs::RunState>()
         .map(|s| runs::is_terminal(s, k))
         .unwrap_or(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workspace_names() {
-        assert!(valid_workspace("ml/gpu-a100").is_ok());
-        assert!(valid_workspace("prod.eu-west-1").is_ok());
-        for bad in [
-            "",
-            "/x",
-            "x/",
-            "a//b",
-            "../etc",
-            "a/../b",
-            "a b",
-            "x?y",
-            &"a".repeat(201),
-        ] {
-            assert!(valid_workspace(bad).is_err(), "{bad:?}");
-        }
-    }
 }
