@@ -4,7 +4,65 @@
 //! users' names are taken as they declare them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tonic::{Request, Status};
+
+/// The API a credential was presented to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// The agents' gRPC service (agent token).
+    Agent,
+    /// The users' gRPC service (user token).
+    User,
+    /// The HTTP state backend (a task's lease credential).
+    State,
+}
+
+impl Api {
+    /// The label used in logs and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Agent => "agent",
+            Api::User => "user",
+            Api::State => "state",
+        }
+    }
+}
+
+/// Failed authentications since start, by API: counted here, shown in `/metrics`
+/// (`tofuflow_auth_failures_total`). One instance is shared by the gRPC checks and the HTTP
+/// state backend.
+#[derive(Debug, Default)]
+pub struct Failures {
+    agent: AtomicU64,
+    user: AtomicU64,
+    state: AtomicU64,
+}
+
+impl Failures {
+    fn counter(&self, api: Api) -> &AtomicU64 {
+        match api {
+            Api::Agent => &self.agent,
+            Api::User => &self.user,
+            Api::State => &self.state,
+        }
+    }
+
+    /// Counts one failed authentication and logs it at warn level with the peer address and
+    /// what was wrong. `why` must never contain the credential itself.
+    pub fn record(&self, api: Api, peer: Option<SocketAddr>, why: &str) {
+        self.counter(api).fetch_add(1, Ordering::Relaxed);
+        let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        tracing::warn!(api = api.as_str(), %peer, reason = why, "authentication failed");
+    }
+
+    /// Failures so far for `api`.
+    pub fn count(&self, api: Api) -> u64 {
+        self.counter(api).load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Role {
@@ -36,6 +94,8 @@ pub struct User {
 pub struct Auth {
     agent_tokens: Vec<String>,
     users: Option<HashMap<String, User>>,
+    /// Failed authentications (shared with the HTTP side).
+    pub failures: Arc<Failures>,
 }
 
 #[derive(serde::Deserialize)]
@@ -91,6 +151,7 @@ impl Auth {
         Ok(Auth {
             agent_tokens,
             users,
+            failures: Arc::default(),
         })
     }
 
@@ -107,11 +168,13 @@ impl Auth {
         if self.agent_tokens.is_empty() {
             return Ok(req);
         }
-        match tofuflow_proto::auth::bearer(req.metadata()) {
-            None => Err(Status::unauthenticated("agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token")),
-            Some(t) if self.agent_tokens.contains(&hash(&t)) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("invalid agent token")),
-        }
+        let (why, msg) = match tofuflow_proto::auth::bearer(req.metadata()) {
+            Some(t) if self.agent_tokens.contains(&hash(&t)) => return Ok(req),
+            None => ("missing agent token", "agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token"),
+            Some(_) => ("invalid agent token", "invalid agent token"),
+        };
+        self.failures.record(Api::Agent, req.remote_addr(), why);
+        Err(Status::unauthenticated(msg))
     }
 
     /// Checks a user token and attaches the user to the request.
@@ -121,14 +184,18 @@ impl Auth {
         };
         let user = match tofuflow_proto::auth::bearer(req.metadata()) {
             None => {
+                self.failures
+                    .record(Api::User, req.remote_addr(), "missing user token");
                 return Err(Status::unauthenticated(
                     "a user token is required: pass --token or set TOFUFLOW_TOKEN",
-                ))
+                ));
             }
-            Some(t) => users
-                .get(&hash(&t))
-                .cloned()
-                .ok_or_else(|| Status::unauthenticated("invalid user token"))?,
+            Some(t) => users.get(&hash(&t)).cloned(),
+        };
+        let Some(user) = user else {
+            self.failures
+                .record(Api::User, req.remote_addr(), "invalid user token");
+            return Err(Status::unauthenticated("invalid user token"));
         };
         req.extensions_mut().insert(user);
         Ok(req)
@@ -200,6 +267,7 @@ mod tests {
             tonic::Code::Unauthenticated
         );
         assert!(a.check_agent(with_token("agent-secret")).is_ok());
+        assert_eq!(a.failures.count(Api::Agent), 2, "missing and forged");
         assert_eq!(
             a.check_user(with_token("forged")).unwrap_err().code(),
             tonic::Code::Unauthenticated

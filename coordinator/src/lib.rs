@@ -138,12 +138,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             tracing::error!(error = %e, "gRPC server stopped");
         }
     });
-    let app = http::App { store, amqp_ready };
+    let app = http::App {
+        store,
+        amqp_ready,
+        auth_failures: auth.failures.clone(),
+    };
     let sd = shutdown.clone();
     tracker.spawn(async move {
-        let r = axum::serve(http_l, http::router(app))
-            .with_graceful_shutdown(sd.cancelled_owned())
-            .await;
+        let r = axum::serve(
+            http_l,
+            http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(sd.cancelled_owned())
+        .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "HTTP server stopped");
         }
