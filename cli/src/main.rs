@@ -287,8 +287,8 @@ fn submit_inputs(
     }
     let mut files = Vec::new();
     for f in var_files {
-        let content = std::fs::read(f)
-            .map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
+        let content =
+            std::fs::read(f).map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -20,7 +20,12 @@ fn start_on(db: &Path) -> std::process::Output {
     let mut child = Command::new(bin_dir().join("tofuflow-coordinator"))
         .arg("--database-url")
         .arg(format!("sqlite://{}", db.display()))
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         // Nothing must get as far as the broker: this port has none.
         .args(["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"])
         .stdin(Stdio::null())
@@ -52,10 +57,8 @@ async fn a_fresh_database_and_its_wal_are_readable_by_the_owner_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_others_can_read_is_refused_with_the_fix() {
-    let dir = std::env::temp_dir().join(format!(
-        "tofuflow-dbfile-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("tofuflow-dbfile-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("coordinator.db");
     std::fs::write(&db, b"").unwrap();
@@ -73,7 +76,11 @@ async fn a_database_others_can_read_is_refused_with_the_fix() {
         "says how to fix it: {err}"
     );
     assert_eq!(mode(&db), 0o644, "the coordinator did not touch the file");
-    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "nothing was written");
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "nothing was written"
+    );
 
     // A private database whose leftover WAL others can read is refused too.
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -47,7 +47,11 @@ fn companion(db: &Path, suffix: &str) -> PathBuf {
 /// Refuses (naming each file, its mode and the fix) when group or others may access a file.
 fn check_modes(db: &Path) -> Result<()> {
     let mut open = Vec::new();
-    for f in [db.to_path_buf(), companion(db, "-wal"), companion(db, "-shm")] {
+    for f in [
+        db.to_path_buf(),
+        companion(db, "-wal"),
+        companion(db, "-shm"),
+    ] {
         match std::fs::metadata(&f) {
             Ok(m) if m.permissions().mode() & 0o077 != 0 => {
                 open.push((f, m.permissions().mode() & 0o7777));
