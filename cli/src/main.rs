@@ -59,6 +59,24 @@ enum Cmd {
     /// Inspect, pull, roll back and lock the state the coordinator keeps per workspace.
     #[command(subcommand)]
     State(StateCmd),
+    /// See and empty the dead-letter queue: task messages no agent could use (admin).
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCmd),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCmd {
+    /// List dead messages, oldest first: ids, pool, why and when they died (they stay queued).
+    List {
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Empty the dead-letter queue (recorded with your name in the coordinator's log).
+    Purge {
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -609,6 +627,28 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 "workspace {workspace} unlocked (the lock was {}'s)",
                 l.owner
             );
+            Ok(0)
+        }
+        Cmd::DeadLetter(DeadLetterCmd::List { limit }) => {
+            let r = c
+                .list_dead_letters(v1::ListDeadLettersRequest { actor: who, limit })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_dead_letters(&r, json);
+            Ok(0)
+        }
+        Cmd::DeadLetter(DeadLetterCmd::Purge { reason }) => {
+            let r = c
+                .purge_dead_letters(v1::PurgeDeadLettersRequest { actor: who, reason })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            if json {
+                println!("{}", serde_json::json!({"purged": r.purged}));
+            } else {
+                println!("purged {} dead messages", r.purged);
+            }
             Ok(0)
         }
         Cmd::Agent(AgentCmd::List) => {

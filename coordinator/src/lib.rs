@@ -79,7 +79,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     tracker.spawn(queue::run_publisher(
         store.clone(),
         cfg.amqp_url.clone(),
-        cfg.pools.clone(),
+        queue::Topology {
+            pools: cfg.pools.clone(),
+            dead_letter_max: cfg.dead_letter_max,
+        },
         wake.clone(),
         amqp_ready.clone(),
         shutdown.child_token(),
@@ -92,7 +95,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         shutdown.child_token(),
     ));
 
+    let dead_letters = Arc::new(queue::dead::DeadLetters::new(
+        &cfg.amqp_url,
+        cfg.dead_letter_max,
+    ));
     let shared = api::Shared {
+        dead_letters: dead_letters.clone(),
         store: store.clone(),
         policy,
         heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
@@ -142,6 +150,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         store,
         amqp_ready,
         auth_failures: auth.failures.clone(),
+        dead_letters,
     };
     let sd = shutdown.clone();
     tracker.spawn(async move {

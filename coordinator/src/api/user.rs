@@ -602,6 +602,55 @@ impl UserService for UserApi {
             info: String::new(),
         }))
     }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        self.dead_letters_list(req).await
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        req: Request<v1::PurgeDeadLettersRequest>,
+    ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
+        self.dead_letters_purge(req).await
+    }
+}
+
+impl UserApi {
+    /// Lists dead messages (admin): they stay in the queue, in order.
+    async fn dead_letters_list(
+        &self,
+        req: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let limit = match req.get_ref().limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let dl = &self.shared.dead_letters;
+        let (messages, total) = dl.list(limit).await.map_err(status)?;
+        Ok(Response::new(v1::ListDeadLettersResponse {
+            messages,
+            total: total.into(),
+            max_length: dl.max() as u64,
+        }))
+    }
+
+    /// Empties the dead-letter queue (admin), recorded in the log with who and why.
+    async fn dead_letters_purge(
+        &self,
+        req: Request<v1::PurgeDeadLettersRequest>,
+    ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let reason = req.into_inner().reason;
+        let purged = self.shared.dead_letters.purge().await.map_err(status)?;
+        tracing::warn!(%actor, %reason, purged, queue = tofuflow_proto::amqp::DEAD_QUEUE, "dead letters purged");
+        Ok(Response::new(v1::PurgeDeadLettersResponse {
+            purged: purged.into(),
+        }))
+    }
 }
 
 fn version_to_pb(m: store::StateVersionMeta) -> v1::StateVersionInfo {

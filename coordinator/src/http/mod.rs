@@ -29,6 +29,8 @@ pub struct App {
     pub amqp_ready: Arc<AtomicBool>,
     /// Failed authentications of every API (the gRPC checks count into the same).
     pub auth_failures: Arc<Failures>,
+    /// The dead-letter queue, counted in `/metrics`.
+    pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
 }
 
 /// The routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()`: failed
@@ -88,6 +90,12 @@ async fn metrics(State(app): State<App>) -> Response {
         "tofuflow_amqp_connected {}\n",
         app.amqp_ready.load(Ordering::SeqCst) as u8
     ));
+    // Left out while RabbitMQ cannot be asked (tofuflow_amqp_connected says so).
+    let depth = tokio::time::timeout(std::time::Duration::from_secs(2), app.dead_letters.depth());
+    if let Ok(Ok(n)) = depth.await {
+        out.push_str("# HELP tofuflow_dead_letters Messages in the dead-letter queue (tofuflow.dead).\n# TYPE tofuflow_dead_letters gauge\n");
+        out.push_str(&format!("tofuflow_dead_letters {n}\n"));
+    }
     out.push_str("# HELP tofuflow_auth_failures_total Failed authentications by API (agent and user gRPC, state backend).\n# TYPE tofuflow_auth_failures_total counter\n");
     for api in [Api::Agent, Api::User, Api::State] {
         out.push_str(&format!(
