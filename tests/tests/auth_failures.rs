@@ -30,7 +30,7 @@ fn failures_logged(c: &Cluster, api: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_credentials_are_logged_with_the_peer_and_counted_per_api() {
-    let tmp = std::env::temp_dir().join("tofuflow-e2e-users");
+    let tmp = std::env::temp_dir();
     let users = users_file(&tmp, &[("ada", "admin", "admin-token-5e1f0a")]);
     let mut c = Cluster::start_with(
         Db::Sqlite,
