@@ -7,6 +7,7 @@ mod bundle;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tofuflow_proto::v1::{self, user_service_client::UserServiceClient};
@@ -58,6 +59,24 @@ enum Cmd {
     /// Inspect, pull, roll back and lock the state the coordinator keeps per workspace.
     #[command(subcommand)]
     State(StateCmd),
+    /// See and empty the dead-letter queue: task messages no agent could use (admin).
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCmd),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCmd {
+    /// List dead messages, oldest first: ids, pool, why and when they died (they stay queued).
+    List {
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Empty the dead-letter queue (recorded with your name in the coordinator's log).
+    Purge {
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -284,15 +303,8 @@ fn actor(cli_user: &Option<String>) -> String {
 fn variables(
     vars: &[String],
     sensitive_vars: &[String],
-) -> Result<
-    (
-        std::collections::HashMap<String, String>,
-        Vec<String>,
-        Vec<String>,
-    ),
-    String,
-> {
-    let mut values: std::collections::HashMap<String, String> = std::env::vars()
+) -> Result<(HashMap<String, String>, Vec<String>, Vec<String>), String> {
+    let mut values: HashMap<String, String> = std::env::vars()
         .filter_map(|(k, v)| Some((k.strip_prefix("TF_VAR_")?.to_string(), v)))
         .collect();
     let mut optional: Vec<String> = values.keys().cloned().collect();
@@ -313,6 +325,47 @@ fn variables(
         }
     }
     Ok((values, sensitive, optional))
+}
+
+/// A submission's variables and files, read and checked.
+struct SubmitInputs {
+    variables: HashMap<String, String>,
+    sensitive: Vec<String>,
+    optional: Vec<String>,
+    files: Vec<v1::VarFile>,
+}
+
+/// Checks a submission's names (workspace, pool, variables) as the coordinator will, and reads
+/// its variables and var files; the error names the bad input.
+fn submit_inputs(
+    workspace: &str,
+    pool: &str,
+    vars: &[String],
+    sensitive_vars: &[String],
+    var_files: &[PathBuf],
+) -> Result<SubmitInputs, String> {
+    tofuflow_proto::names::valid_workspace(workspace)?;
+    tofuflow_proto::names::valid_pool(pool)?;
+    let (variables, sensitive, optional) = variables(vars, sensitive_vars)?;
+    for k in variables.keys() {
+        tofuflow_proto::names::valid_var_name(k)?;
+    }
+    let mut files = Vec::new();
+    for f in var_files {
+        let content =
+            std::fs::read(f).map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "vars.tfvars".into());
+        files.push(v1::VarFile { name, content });
+    }
+    Ok(SubmitInputs {
+        variables,
+        sensitive,
+        optional,
+        files,
+    })
 }
 
 /// Exit code for a run's state.
@@ -346,17 +399,14 @@ async fn run(cli: Cli) -> Result<u8, String> {
             pipeline,
             limits,
         }) => {
-            let (variables, sensitive, optional) = variables(&vars, &sensitive_vars)?;
-            let mut files = Vec::new();
-            for f in &var_files {
-                let content = std::fs::read(f)
-                    .map_err(|e| format!("cannot read --var-file {}: {e}", f.display()))?;
-                let name = f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "vars.tfvars".into());
-                files.push(v1::VarFile { name, content });
-            }
+            // The cheap checks come first: nothing is packed or uploaded for a run the
+            // coordinator would refuse anyway.
+            let SubmitInputs {
+                variables,
+                sensitive,
+                optional,
+                files,
+            } = submit_inputs(&workspace, &pool, &vars, &sensitive_vars, &var_files)?;
             let data = bundle::pack(&dir)?;
             let size = data.len();
             let chunks: Vec<v1::Chunk> = data
@@ -644,6 +694,28 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 "workspace {workspace} unlocked (the lock was {}'s)",
                 l.owner
             );
+            Ok(0)
+        }
+        Cmd::DeadLetter(DeadLetterCmd::List { limit }) => {
+            let r = c
+                .list_dead_letters(v1::ListDeadLettersRequest { actor: who, limit })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            output::print_dead_letters(&r, json);
+            Ok(0)
+        }
+        Cmd::DeadLetter(DeadLetterCmd::Purge { reason }) => {
+            let r = c
+                .purge_dead_letters(v1::PurgeDeadLettersRequest { actor: who, reason })
+                .await
+                .map_err(ex)?
+                .into_inner();
+            if json {
+                println!("{}", serde_json::json!({"purged": r.purged}));
+            } else {
+                println!("purged {} dead messages", r.purged);
+            }
             Ok(0)
         }
         Cmd::Agent(AgentCmd::List) => {

@@ -1,4 +1,4 @@
-//! Human tables and JSON for runs and agents.
+//! Human tables and JSON for runs, agents, state and dead letters.
 
 use tofuflow_proto::v1;
 
@@ -320,6 +320,68 @@ pub fn print_state(v: &v1::StateVersionInfo, data: &[u8], json: bool) {
             outputs.join(", ")
         }
     );
+}
+
+/// One dead message as JSON.
+pub fn dead_letter_json(d: &v1::DeadLetter) -> serde_json::Value {
+    serde_json::json!({"message_id": d.message_id, "task_id": d.task_id, "attempt": d.attempt, "run_id": d.run_id, "pool": d.pool, "reason": d.reason, "queue": d.queue, "died_unix_ms": d.died_unix_ms, "size": d.size})
+}
+
+/// The dead-letter queue: how full it is, then one line per message.
+pub fn print_dead_letters(r: &v1::ListDeadLettersResponse, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "total": r.total,
+            "max_length": r.max_length,
+            "messages": r.messages.iter().map(dead_letter_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{} dead messages (the queue keeps the newest {}){}",
+        r.total,
+        r.max_length,
+        if (r.messages.len() as u64) < r.total {
+            format!(", the oldest {} shown", r.messages.len())
+        } else {
+            String::new()
+        }
+    );
+    if r.messages.is_empty() {
+        return;
+    }
+    println!(
+        "{:<40}  {:<36}  {:>7}  {:<36}  {:<12}  {:<14}  DIED",
+        "MESSAGE", "TASK", "ATTEMPT", "RUN", "POOL", "WHY"
+    );
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    for d in &r.messages {
+        println!(
+            "{:<40}  {:<36}  {:>7}  {:<36}  {:<12}  {:<14}  {}",
+            dash(&d.message_id),
+            dash(&d.task_id),
+            if d.attempt == 0 {
+                "-".to_string()
+            } else {
+                d.attempt.to_string()
+            },
+            dash(&d.run_id),
+            dash(&d.pool),
+            dash(&d.reason),
+            if d.died_unix_ms == 0 {
+                "-".to_string()
+            } else {
+                date(d.died_unix_ms)
+            }
+        );
+    }
 }
 
 /// Shows the message of a tofu `-json` line, or the line itself.

@@ -5,7 +5,65 @@
 //! users' names are taken as they declare them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tonic::{Request, Status};
+
+/// The API a credential was presented to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// The agents' gRPC service (agent token).
+    Agent,
+    /// The users' gRPC service (user token).
+    User,
+    /// The HTTP state backend (a task's lease credential).
+    State,
+}
+
+impl Api {
+    /// The label used in logs and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Agent => "agent",
+            Api::User => "user",
+            Api::State => "state",
+        }
+    }
+}
+
+/// Failed authentications since start, by API: counted here, shown in `/metrics`
+/// (`tofuflow_auth_failures_total`). One instance is shared by the gRPC checks and the HTTP
+/// state backend.
+#[derive(Debug, Default)]
+pub struct Failures {
+    agent: AtomicU64,
+    user: AtomicU64,
+    state: AtomicU64,
+}
+
+impl Failures {
+    fn counter(&self, api: Api) -> &AtomicU64 {
+        match api {
+            Api::Agent => &self.agent,
+            Api::User => &self.user,
+            Api::State => &self.state,
+        }
+    }
+
+    /// Counts one failed authentication and logs it at warn level with the peer address and
+    /// what was wrong. `why` must never contain the credential itself.
+    pub fn record(&self, api: Api, peer: Option<SocketAddr>, why: &str) {
+        self.counter(api).fetch_add(1, Ordering::Relaxed);
+        let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        tracing::warn!(api = api.as_str(), %peer, reason = why, "authentication failed");
+    }
+
+    /// Failures so far for `api`.
+    pub fn count(&self, api: Api) -> u64 {
+        self.counter(api).load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Role {
@@ -55,6 +113,8 @@ pub struct Auth {
     /// Token hash → the pools it is valid for.
     pool_tokens: HashMap<String, Vec<String>>,
     users: Option<HashMap<String, User>>,
+    /// Failed authentications (shared with the HTTP side).
+    pub failures: Arc<Failures>,
 }
 
 /// Parses `--agent-pool-token POOL=TOKEN` entries into token hash → pools.
@@ -136,6 +196,7 @@ impl Auth {
             agent_tokens,
             pool_tokens,
             users,
+            failures: Arc::default(),
         })
     }
 
@@ -148,22 +209,33 @@ impl Auth {
     }
 
     /// Checks the agent token of an agent-API call and attaches what it grants
-    /// ([`AgentGrant`]).
+    /// ([`AgentGrant`]); a failure is logged and counted.
     pub fn check_agent(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let grant = if self.agents_open() {
-            AgentGrant::AnyPool
-        } else {
-            match tofuflow_proto::auth::bearer(req.metadata()).map(|t| hash(&t)) {
-                None => return Err(Status::unauthenticated("agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token or --agent-pool-token")),
-                Some(h) if self.agent_tokens.contains(&h) => AgentGrant::AnyPool,
-                Some(h) => match self.pool_tokens.get(&h) {
-                    Some(pools) => AgentGrant::Pools(pools.clone()),
-                    None => return Err(Status::unauthenticated("invalid agent token")),
-                },
+        let grant = match self.agent_grant(&req) {
+            Ok(g) => g,
+            Err((why, msg)) => {
+                self.failures.record(Api::Agent, req.remote_addr(), why);
+                return Err(Status::unauthenticated(msg));
             }
         };
         req.extensions_mut().insert(grant);
         Ok(req)
+    }
+
+    /// What the request's agent token grants, or (what was wrong, what to tell the caller).
+    fn agent_grant(&self, req: &Request<()>) -> Result<AgentGrant, (&'static str, &'static str)> {
+        if self.agents_open() {
+            return Ok(AgentGrant::AnyPool);
+        }
+        match tofuflow_proto::auth::bearer(req.metadata()).map(|t| hash(&t)) {
+            None => Err(("missing agent token", "agent token required: start the agent with --token (TOFUFLOW_AGENT_TOKEN) matching the coordinator's --agent-token or --agent-pool-token")),
+            Some(h) if self.agent_tokens.contains(&h) => Ok(AgentGrant::AnyPool),
+            Some(h) => self
+                .pool_tokens
+                .get(&h)
+                .map(|pools| AgentGrant::Pools(pools.clone()))
+                .ok_or(("invalid agent token", "invalid agent token")),
+        }
     }
 
     /// Checks a user token and attaches the user to the request.
@@ -173,14 +245,18 @@ impl Auth {
         };
         let user = match tofuflow_proto::auth::bearer(req.metadata()) {
             None => {
+                self.failures
+                    .record(Api::User, req.remote_addr(), "missing user token");
                 return Err(Status::unauthenticated(
                     "a user token is required: pass --token or set TOFUFLOW_TOKEN",
-                ))
+                ));
             }
-            Some(t) => users
-                .get(&hash(&t))
-                .cloned()
-                .ok_or_else(|| Status::unauthenticated("invalid user token"))?,
+            Some(t) => users.get(&hash(&t)).cloned(),
+        };
+        let Some(user) = user else {
+            self.failures
+                .record(Api::User, req.remote_addr(), "invalid user token");
+            return Err(Status::unauthenticated("invalid user token"));
         };
         req.extensions_mut().insert(user);
         Ok(req)
@@ -267,6 +343,7 @@ mod tests {
             tonic::Code::Unauthenticated
         );
         assert!(a.check_agent(with_token("agent-secret")).is_ok());
+        assert_eq!(a.failures.count(Api::Agent), 2, "missing and forged");
         assert_eq!(
             a.check_user(with_token("forged")).unwrap_err().code(),
             tonic::Code::Unauthenticated

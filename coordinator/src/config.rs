@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_MAX_BUNDLE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
 
+    /// Most messages the dead-letter queue (tofuflow.dead) holds; beyond it the oldest are
+    /// dropped.
+    #[arg(long, env = "TOFUFLOW_DEAD_LETTER_MAX", default_value_t = tofuflow_proto::amqp::DEAD_LETTER_MAX, value_parser = clap::value_parser!(i64).range(1..))]
+    pub dead_letter_max: i64,
+
     /// Token(s) agents must present (comma-separated). Unset: any caller may act as an agent.
     #[arg(
         long,

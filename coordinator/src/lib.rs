@@ -83,7 +83,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     tracker.spawn(queue::run_publisher(
         store.clone(),
         cfg.amqp_url.clone(),
-        cfg.pools.clone(),
+        queue::Topology {
+            pools: cfg.pools.clone(),
+            dead_letter_max: cfg.dead_letter_max,
+        },
         wake.clone(),
         amqp_ready.clone(),
         shutdown.child_token(),
@@ -96,7 +99,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         shutdown.child_token(),
     ));
 
+    let dead_letters = Arc::new(queue::dead::DeadLetters::new(
+        &cfg.amqp_url,
+        cfg.dead_letter_max,
+    ));
     let shared = api::Shared {
+        dead_letters: dead_letters.clone(),
         store: store.clone(),
         policy,
         heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
@@ -140,12 +148,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             tracing::error!(error = %e, "gRPC server stopped");
         }
     });
-    let app = http::App { store, amqp_ready };
+    let app = http::App {
+        store,
+        amqp_ready,
+        auth_failures: auth.failures.clone(),
+        dead_letters,
+    };
     let sd = shutdown.clone();
     tracker.spawn(async move {
-        let r = axum::serve(http_l, http::router(app))
-            .with_graceful_shutdown(sd.cancelled_owned())
-            .await;
+        let r = axum::serve(
+            http_l,
+            http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(sd.cancelled_owned())
+        .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "HTTP server stopped");
         }

@@ -10,9 +10,30 @@ pub const TASK_EXCHANGE: &str = "tofuflow.tasks";
 pub const DEAD_EXCHANGE: &str = "tofuflow.dead";
 pub const DEAD_QUEUE: &str = "tofuflow.dead";
 pub const DELIVERY_LIMIT: i64 = 5;
+/// Default length limit of the dead-letter queue (the coordinator's `--dead-letter-max`).
+pub const DEAD_LETTER_MAX: i64 = 10_000;
 
 pub fn pool_queue(pool: &str) -> String {
     format!("tofuflow.pool.{pool}")
+}
+
+/// Arguments of the dead-letter queue: a quorum queue holding at most `max` messages, the
+/// oldest dropped first when a new one arrives.
+pub fn dead_queue_args(max: i64) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        ShortString::from("x-max-length"),
+        AMQPValue::LongLongInt(max),
+    );
+    args.insert(
+        ShortString::from("x-overflow"),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    args
 }
 
 /// Adds a heartbeat to an AMQP URL unless it sets one (dead TCP peers are noticed in seconds).
@@ -32,8 +53,10 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     Connection::connect(&with_heartbeat(url, 10), props).await
 }
 
-/// Declares the exchanges and dead-letter queue, and the queue of each pool (idempotent; the
-/// agent runs the same code, so either side may come first).
+/// Declares the exchanges and the queue of each pool (idempotent; the agent runs the same code,
+/// so either side may come first). The dead-letter queue is not declared here: its length limit
+/// is the coordinator's setting, and RabbitMQ closes the channel of a declaration whose
+/// arguments differ from the queue's, so only the coordinator declares it (`dead_queue_args`).
 pub async fn declare(ch: &Channel, pools: &[String]) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -57,20 +80,6 @@ pub async fn declare(ch: &Channel, pools: &[String]) -> lapin::Result<()> {
         durable: true,
         ..Default::default()
     };
-    let mut dargs = FieldTable::default();
-    dargs.insert(
-        ShortString::from("x-queue-type"),
-        AMQPValue::LongString("quorum".into()),
-    );
-    ch.queue_declare(DEAD_QUEUE.into(), qopts, dargs).await?;
-    ch.queue_bind(
-        DEAD_QUEUE.into(),
-        DEAD_EXCHANGE.into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
     for pool in pools {
         let mut args = FieldTable::default();
         args.insert(
@@ -99,20 +108,7 @@ pub async fn declare(ch: &Channel, pools: &[String]) -> lapin::Result<()> {
     Ok(())
 }
 
-/// Checks that a pool name is usable as a routing key and queue name.
-pub fn valid_pool(pool: &str) -> Result<(), String> {
-    if pool.is_empty()
-        || pool.len() > 100
-        || !pool
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "invalid pool {pool:?}: use 1-100 letters, digits, '-' or '_'"
-        ));
-    }
-    Ok(())
-}
+pub use crate::names::valid_pool;
 
 /// Hides the password of a URL for logs.
 pub fn redact(url: &str) -> String {

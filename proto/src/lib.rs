@@ -9,6 +9,7 @@ pub mod v1 {
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod auth;
+pub mod names;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

@@ -908,3 +908,46 @@ impl Drop for BrokerBack {
 pub fn broker_ctl(arg: &str) {
     rabbitmqctl(&[arg]);
 }
+
+/// Writes a `--users-file` into `dir` for `(name, role, token)` entries (only the tokens'
+/// SHA-256 hashes go in it, as in production) and returns its path.
+pub fn users_file(dir: &Path, users: &[(&str, &str, &str)]) -> PathBuf {
+    let mut text = String::new();
+    for (name, role, token) in users {
+        let mut c = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sha256sum");
+        {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        }
+        let out = c.wait_with_output().unwrap();
+        let hash = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        text.push_str(&format!(
+            "[[users]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{hash}\"\n\n"
+        ));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("users-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`) in the coordinator's
+/// `/metrics`, if present.
+pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
+    let (code, body) = http_get(&format!("{}/metrics", c.http_url())).ok()?;
+    if code != 200 {
+        return None;
+    }
+    body.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == sample)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}

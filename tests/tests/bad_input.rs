@@ -79,3 +79,64 @@ async fn a_module_the_stand_in_cannot_run_fails_with_its_diagnostic() {
     let out = c.cli(&["run", "logs", &id]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("No value for required variable"));
 }
+
+/// Bundles stored by the coordinator (the test's own SQLite file).
+async fn blob_count(c: &Cluster) -> i64 {
+    use sqlx::{Connection, Row};
+    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
+    sqlx::query("SELECT COUNT(*) AS n FROM blobs")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submit_with_a_bad_name_is_refused_before_anything_is_uploaded() {
+    let c = Cluster::start(Db::Sqlite).await;
+    let gpu = example("gpu-pool");
+    let g = gpu.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-w", "../etc"], "invalid workspace \"../etc\""),
+        (vec!["-w", "a//b"], "invalid workspace"),
+        (
+            vec!["-w", "ok", "--var", "bad name=1"],
+            "invalid variable name \"bad name\"",
+        ),
+        (vec!["-w", "ok", "--var", "1x=1"], "invalid variable name"),
+        (vec!["-w", "ok", "--pool", "a.b"], "invalid pool"),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["run", "submit", g];
+        args.extend(extra);
+        let out = c.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: expected {want:?} in {err}");
+        assert!(
+            !err.contains("bundle sha256:"),
+            "{args:?}: the CLI uploaded first: {err}"
+        );
+        assert_eq!(blob_count(&c).await, 0, "{args:?}: a bundle was uploaded");
+    }
+
+    // The coordinator still refuses the same names from a caller that is not the CLI.
+    let mut api = c.client().await;
+    for (ws, var) in [("../etc", "ok"), ("ok", "bad name")] {
+        let e = api
+            .submit_run(tofuflow_proto::v1::SubmitRunRequest {
+                workspace: ws.into(),
+                bundle_digest: "sha256:none".into(),
+                variables: [(var.to_string(), "1".to_string())].into(),
+                actor: "tester".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{ws} {var}: {e}");
+    }
+
+    // A good submission does upload (the count above can see a bundle).
+    c.submit(&gpu, "ok", &["--plan-only", "--var", "gpu_count=2"]);
+    assert_eq!(blob_count(&c).await, 1);
+}

@@ -22,6 +22,8 @@ pub struct Shared {
     pub users_open: bool,
     /// Wakes the outbox publisher after a commit that queued a task.
     pub wake: Arc<Notify>,
+    /// The dead-letter queue, for admins.
+    pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
 }
 
 pub fn status(e: Error) -> Status {

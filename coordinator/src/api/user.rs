@@ -16,34 +16,7 @@ pub struct UserApi {
     pub shared: Shared,
 }
 
-/// Workspace names appear in URLs (`/state/{workspace}`) and logs: keep them plain.
-pub fn valid_workspace(ws: &str) -> Result<(), String> {
-    let ok_chars = ws
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if ws.is_empty()
-        || ws.len() > 200
-        || !ok_chars
-        || ws.starts_with('/')
-        || ws.ends_with('/')
-        || ws.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-    {
-        return Err(format!(
-            "invalid workspace {ws:?}: use up to 200 letters, digits, '-', '_', '.', with '/' between parts (e.g. ml/gpu-a100)"
-        ));
-    }
-    Ok(())
-}
-
-fn valid_var_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 128
-        && n.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
+pub use tofuflow_proto::names::{valid_var_name, valid_workspace};
 
 fn kind_to_pb(k: RunKind) -> v1::RunKind {
     match k {
@@ -205,11 +178,7 @@ impl UserApi {
             .filter(|(_, v)| v.sensitive || v.expression)
             .collect();
         for k in &r.sensitive_variables {
-            if !valid_var_name(k) {
-                return Err(Status::invalid_argument(format!(
-                    "invalid sensitive variable name {k:?}: use letters, digits, '_' and '-', starting with a letter"
-                )));
-            }
+            valid_var_name(k).map_err(Status::invalid_argument)?;
             decls.entry(k.clone()).or_default().sensitive = true;
         }
         Ok(decls)
@@ -262,6 +231,9 @@ impl UserService for UserApi {
             r.pool.clone()
         };
         crate::queue::valid_pool(&pool).map_err(Status::invalid_argument)?;
+        for k in r.variables.keys() {
+            valid_var_name(k).map_err(Status::invalid_argument)?;
+        }
         if !self
             .shared
             .store
@@ -273,11 +245,6 @@ impl UserService for UserApi {
                 "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
                 r.bundle_digest
             )));
-        }
-        for k in r.variables.keys() {
-            if !valid_var_name(k) {
-                return Err(Status::invalid_argument(format!("invalid variable name {k:?}: use letters, digits, '_' and '-', starting with a letter")));
-            }
         }
         if r.var_files.len() > 32 {
             return Err(Status::invalid_argument("at most 32 var files"));
@@ -738,6 +705,55 @@ impl UserService for UserApi {
             info: String::new(),
         }))
     }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        self.dead_letters_list(req).await
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        req: Request<v1::PurgeDeadLettersRequest>,
+    ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
+        self.dead_letters_purge(req).await
+    }
+}
+
+impl UserApi {
+    /// Lists dead messages (admin): they stay in the queue, in order.
+    async fn dead_letters_list(
+        &self,
+        req: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let limit = match req.get_ref().limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let dl = &self.shared.dead_letters;
+        let (messages, total) = dl.list(limit).await.map_err(status)?;
+        Ok(Response::new(v1::ListDeadLettersResponse {
+            messages,
+            total: total.into(),
+            max_length: dl.max() as u64,
+        }))
+    }
+
+    /// Empties the dead-letter queue (admin), recorded in the log with who and why.
+    async fn dead_letters_purge(
+        &self,
+        req: Request<v1::PurgeDeadLettersRequest>,
+    ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
+        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let reason = req.into_inner().reason;
+        let purged = self.shared.dead_letters.purge().await.map_err(status)?;
+        tracing::warn!(%actor, %reason, purged, queue = tofuflow_proto::amqp::DEAD_QUEUE, "dead letters purged");
+        Ok(Response::new(v1::PurgeDeadLettersResponse {
+            purged: purged.into(),
+        }))
+    }
 }
 
 fn version_to_pb(m: store::StateVersionMeta) -> v1::StateVersionInfo {
@@ -764,28 +780,4 @@ fn is_done(state: &str, kind: i32) -> bool {
         .parse::<runs::RunState>()
         .map(|s| runs::is_terminal(s, k))
         .unwrap_or(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workspace_names() {
-        assert!(valid_workspace("ml/gpu-a100").is_ok());
-        assert!(valid_workspace("prod.eu-west-1").is_ok());
-        for bad in [
-            "",
-            "/x",
-            "x/",
-            "a//b",
-            "../etc",
-            "a/../b",
-            "a b",
-            "x?y",
-            &"a".repeat(201),
-        ] {
-            assert!(valid_workspace(bad).is_err(), "{bad:?}");
-        }
-    }
 }

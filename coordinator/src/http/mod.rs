@@ -8,11 +8,12 @@
 //! locked, and lineage and serial must move forward (an identical retry is accepted without a
 //! new version).
 
+use crate::auth::{Api, Failures};
 use crate::error::Error;
 use crate::runs::Phase;
 use crate::store::{Store, Task};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -20,15 +21,23 @@ use axum::Router;
 use base64::Engine;
 use md5::{Digest, Md5};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct App {
     pub store: Store,
     pub amqp_ready: Arc<AtomicBool>,
+    /// Failed authentications of every API (the gRPC checks count into the same).
+    pub auth_failures: Arc<Failures>,
+    /// The dead-letter queue, counted in `/metrics`.
+    pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
 }
 
+/// The routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()`: failed
+/// state-backend authentications are logged with the peer address.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -84,6 +93,20 @@ async fn metrics(State(app): State<App>) -> Response {
         "tofuflow_amqp_connected {}\n",
         app.amqp_ready.load(Ordering::SeqCst) as u8
     ));
+    // Left out while RabbitMQ cannot be asked (tofuflow_amqp_connected says so).
+    let depth = tokio::time::timeout(std::time::Duration::from_secs(2), app.dead_letters.depth());
+    if let Ok(Ok(n)) = depth.await {
+        out.push_str("# HELP tofuflow_dead_letters Messages in the dead-letter queue (tofuflow.dead).\n# TYPE tofuflow_dead_letters gauge\n");
+        out.push_str(&format!("tofuflow_dead_letters {n}\n"));
+    }
+    out.push_str("# HELP tofuflow_auth_failures_total Failed authentications by API (agent and user gRPC, state backend).\n# TYPE tofuflow_auth_failures_total counter\n");
+    for api in [Api::Agent, Api::User, Api::State] {
+        out.push_str(&format!(
+            "tofuflow_auth_failures_total{{api=\"{}\"}} {}\n",
+            api.as_str(),
+            app.auth_failures.count(api)
+        ));
+    }
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -91,9 +114,17 @@ fn text(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, format!("{}\n", msg.into())).into_response()
 }
 
-/// The task whose lease credential came with the request, for this workspace.
-async fn authenticate(app: &App, headers: &HeaderMap, workspace: &str) -> Result<Task, Response> {
+/// The task whose lease credential came with the request, for this workspace. A failure is
+/// counted and logged with the peer address (never the credential).
+async fn authenticate(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    workspace: &str,
+) -> Result<Task, Response> {
+    let fail = |why: &str| app.auth_failures.record(Api::State, Some(peer), why);
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        fail("missing credentials");
         return Err((
             StatusCode::UNAUTHORIZED,
             [("www-authenticate", "Basic realm=\"tofuflow state\"")],
@@ -110,6 +141,7 @@ async fn authenticate(app: &App, headers: &HeaderMap, workspace: &str) -> Result
         })
         .and_then(|b| String::from_utf8(b).ok());
     let Some((user, pass)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        fail("malformed Basic credentials");
         return Err(text(
             StatusCode::UNAUTHORIZED,
             "malformed Basic credentials",
@@ -117,14 +149,21 @@ async fn authenticate(app: &App, headers: &HeaderMap, workspace: &str) -> Result
     };
     match app.store.task_for_token(user, pass).await {
         Ok(Some((task, ws))) if ws == workspace => Ok(task),
-        Ok(Some((_, ws))) => Err(text(
-            StatusCode::FORBIDDEN,
-            format!("this credential is for workspace {ws:?}, not {workspace:?}"),
-        )),
-        Ok(None) => Err(text(
-            StatusCode::FORBIDDEN,
-            "invalid or expired credential: it lives only as long as its task's lease",
-        )),
+        Ok(Some((task, ws))) => {
+            tracing::warn!(task_id = %task.id, credential_workspace = %ws, %workspace, "a task's state credential was used for another workspace");
+            fail("credential of another workspace");
+            Err(text(
+                StatusCode::FORBIDDEN,
+                format!("this credential is for workspace {ws:?}, not {workspace:?}"),
+            ))
+        }
+        Ok(None) => {
+            fail("invalid or expired credential");
+            Err(text(
+                StatusCode::FORBIDDEN,
+                "invalid or expired credential: it lives only as long as its task's lease",
+            ))
+        }
         Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -162,6 +201,7 @@ fn lock_id_of(body: &[u8]) -> Result<Option<String>, String> {
 
 async fn state(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(workspace): Path<String>,
     method: Method,
     Query(q): Query<HashMap<String, String>>,
@@ -171,7 +211,7 @@ async fn state(
     if let Err(e) = crate::api::user::valid_workspace(&workspace) {
         return text(StatusCode::BAD_REQUEST, e);
     }
-    let task = match authenticate(&app, &headers, &workspace).await {
+    let task = match authenticate(&app, peer, &headers, &workspace).await {
         Ok(t) => t,
         Err(r) => return r,
     };

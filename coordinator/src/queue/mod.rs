@@ -1,5 +1,5 @@
 //! RabbitMQ: the topology (task exchange, one quorum queue per pool, dead-letter exchange and
-//! queue) and the outbox publisher.
+//! queue) and the outbox publisher; `dead` looks into the dead-letter queue.
 //!
 //! Delivery contract, step by step:
 //! 1. A task row and its outbox row are written in one database transaction (store::submit etc.).
@@ -10,6 +10,8 @@
 //! 4. If the connection drops before the confirm, the row stays unsent and is published again
 //!    after reconnecting, with the same `message_id`. The duplicate is absorbed by the claim:
 //!    only one claim of an attempt can ever win (store::claim).
+
+pub mod dead;
 
 use crate::store::{OutboxRow, Store};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -23,18 +25,26 @@ use tokio_util::sync::CancellationToken;
 
 pub use tofuflow_proto::amqp::{connect, declare, pool_queue, redact, valid_pool, TASK_EXCHANGE};
 
+/// What the publisher declares on each connection: the pools' queues and the dead-letter
+/// queue's length limit.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub pools: Vec<String>,
+    pub dead_letter_max: i64,
+}
+
 /// Publishes outbox rows until `shutdown`, reconnecting by itself.
 pub async fn run_publisher(
     store: Store,
     amqp_url: String,
-    pools: Vec<String>,
+    topology: Topology,
     wake: Arc<Notify>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match publish_session(&store, &amqp_url, &pools, &wake, &ready, &shutdown).await {
+        match publish_session(&store, &amqp_url, &topology, &wake, &ready, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 ready.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -52,7 +62,7 @@ pub async fn run_publisher(
 async fn publish_session(
     store: &Store,
     url: &str,
-    pools: &[String],
+    topology: &Topology,
     wake: &Notify,
     ready: &std::sync::atomic::AtomicBool,
     shutdown: &CancellationToken,
@@ -61,9 +71,14 @@ async fn publish_session(
         .await
         .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact(url)))?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    declare(&ch, pools)
+    declare(&ch, &topology.pools)
         .await
         .map_err(|e| format!("declaring the topology failed: {e}"))?;
+    match dead::declare(&conn, topology.dead_letter_max).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(e) => return Err(format!("declaring the dead-letter queue failed: {e}")),
+    }
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| e.to_string())?;

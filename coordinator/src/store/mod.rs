@@ -7,6 +7,7 @@
 
 pub mod crypt;
 pub mod schema;
+mod sqlite_file;
 
 use crate::error::{Error, Result};
 use crate::runs::variables::Declared;
@@ -575,6 +576,10 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let postgres = url.starts_with("postgres");
+        if let Some(file) = sqlite_file::path_of(url) {
+            // Before sqlx opens it with mode=rwc, which would create it world-readable.
+            sqlite_file::prepare(&file)?;
+        }
         let url = if let Some(path) = url.strip_prefix("sqlite://") {
             if path.contains('?') {
                 url.to_string()
