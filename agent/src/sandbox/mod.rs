@@ -495,7 +495,7 @@ impl Sandbox {
         }
         Some(match (cfg.network_setting(pool), &self.features.network_namespace) {
             (Some(_), _) | (None, Ok(_)) => "tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the network mode is host".to_string(),
-            (None, Err(e)) => format!("tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the default network mode egress needs a network namespace ({e}), so tasks use the host network; run the agent as root with namespaces, or set --network host to accept this"),
+            (None, Err(e)) => format!("tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the default network mode egress needs a network namespace ({e}), so tasks use the host network; run the agent as root on a host with namespaces to get egress"),
         })
     }
 
