@@ -20,8 +20,9 @@ fn pool_network(s: &str) -> Result<(String, crate::sandbox::Network), String> {
     let (p, m) = s
         .split_once('=')
         .ok_or_else(|| format!("--pool-network {s:?} must look like POOL=MODE"))?;
-    let mode = crate::sandbox::Network::from_str(m.trim(), true)
-        .map_err(|_| format!("--pool-network {s:?}: mode must be host, none or allow-list"))?;
+    let mode = crate::sandbox::Network::from_str(m.trim(), true).map_err(|_| {
+        format!("--pool-network {s:?}: mode must be egress, host, none or allow-list")
+    })?;
     Ok((p.trim().to_string(), mode))
 }
 
@@ -142,11 +143,14 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_SANDBOX", value_enum, default_value = "auto")]
     pub sandbox: crate::sandbox::Mode,
 
-    /// Network of tasks: host, none (loopback and the state backend only) or allow-list
-    /// (only --allow-host destinations, through the agent's proxy). none and allow-list need a
-    /// network namespace: the agent refuses to start without one.
-    #[arg(long, env = "TOFUFLOW_NETWORK", value_enum, default_value = "host")]
-    pub network: crate::sandbox::Network,
+    /// Network of tasks: egress (anywhere through the agent's proxy, except the agent host's
+    /// own, loopback and link-local addresses), host (the host's network: tasks reach its
+    /// loopback services too), none (loopback and the state backend only) or allow-list (only
+    /// --allow-host destinations, through the proxy). Default: egress when the host gives tasks
+    /// a network namespace, else host (with a warning). egress, none and allow-list set
+    /// explicitly need a network namespace: the agent refuses to start without one.
+    #[arg(long, env = "TOFUFLOW_NETWORK", value_enum)]
+    pub network: Option<crate::sandbox::Network>,
 
     /// Network mode of one pool, overriding --network (POOL=MODE, repeatable).
     #[arg(long = "pool-network", env = "TOFUFLOW_POOL_NETWORK", value_delimiter = ',', value_parser = pool_network)]
@@ -182,13 +186,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// The network mode of tasks from `pool`.
-    pub fn network_for(&self, pool: &str) -> crate::sandbox::Network {
+    /// The network mode set for tasks from `pool` (`--pool-network`, else `--network`), if one
+    /// was; the effective one is [`crate::sandbox::Sandbox::network_for`].
+    pub fn network_setting(&self, pool: &str) -> Option<crate::sandbox::Network> {
         self.pool_network
             .iter()
             .rev()
             .find(|(p, _)| p == pool)
             .map(|(_, m)| *m)
-            .unwrap_or(self.network)
+            .or(self.network)
     }
 }

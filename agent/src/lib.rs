@@ -117,7 +117,10 @@ pub async fn run(
     for p in &cfg.pools {
         labels
             .entry(format!("network.{p}"))
-            .or_insert_with(|| cfg.network_for(p).name().to_string());
+            .or_insert_with(|| sandbox.network_for(&cfg, p).name().to_string());
+        if let Some(risk) = sandbox.host_network_risk(&cfg, p) {
+            tracing::warn!(pool = %p, "{risk}");
+        }
     }
     if !sandbox.namespaces {
         tracing::warn!(reason = %sandbox.features.namespaces.as_ref().err().cloned().unwrap_or_default(), "tasks run without namespaces (process isolation only): see `tofuflow-agent check`");

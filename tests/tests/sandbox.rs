@@ -1,6 +1,7 @@
 //! The sandbox against hostile modules, through a real agent (reliability matrix S3, S4): a
-//! module's `local-exec` probes for secrets, other tasks, the coordinator and the network; fork
-//! bombs and memory hogs meet their limits; nothing of one task is visible to the next.
+//! module's `local-exec` probes for secrets, other tasks, the coordinator, the agent host's own
+//! services and the network; fork bombs and memory hogs meet their limits; nothing of one task
+//! is visible to the next.
 //!
 //! Each probe prints `PROBE name: REACHED` or `PROBE name: BLOCKED`; every test also has a
 //! control probe that must be REACHED, so a broken probe cannot pass as "blocked".
@@ -285,6 +286,8 @@ probe previous-workdir 'ls /tofuflow/run/../*/canary'"#,
 struct TestHost {
     ns: String,
     ip: String,
+    /// This host's end of the link: an address of the agent's own host.
+    host_ip: String,
     servers: Vec<Child>,
 }
 
@@ -357,6 +360,7 @@ impl TestHost {
         TestHost {
             ns,
             ip: peer_ip,
+            host_ip,
             servers,
         }
     }
@@ -385,7 +389,13 @@ async fn network_none_blocks_egress_and_the_allow_list_lets_only_listed_hosts_th
             "--pool-network",
             "egress=allow-list",
         ],
-        owned_args: vec!["--allow-host".into(), format!("{}:18001", host.ip)],
+        owned_args: vec![
+            "--allow-host".into(),
+            format!("{}:18001", host.ip),
+            // Listed, but the agent host's own: still refused.
+            "--allow-host".into(),
+            "localhost:5672".into(),
+        ],
         ..Default::default()
     })
     .await;
@@ -397,7 +407,8 @@ probe unlisted-port 'curl -sf -m 5 http://{ipa}:18002/'
 probe unlisted-name 'curl -sf -m 5 https://registry.opentofu.org/'
 probe bypass-proxy 'curl --noproxy "*" -sf -m 3 http://{ipa}:18001/'
 probe raw-tcp 'exec 3<>/dev/tcp/{ipa}/18001'
-probe metadata-service 'curl -sf -m 3 http://169.254.169.254/'"#
+probe metadata-service 'curl -sf -m 3 http://169.254.169.254/'
+probe listed-loopback 'test "$(curl --noproxy "" -s -m 5 -p -o /dev/null -w "%{{http_connect}}" -x "$HTTPS_PROXY" http://localhost:5672/)" != 403'"#
     );
     let m = module(&c, "net", &script);
     let id = c.submit(&m, "net/locked", &["--pool", "locked", "--auto-approve"]);
@@ -413,6 +424,7 @@ probe metadata-service 'curl -sf -m 3 http://169.254.169.254/'"#
             "bypass-proxy",
             "raw-tcp",
             "metadata-service",
+            "listed-loopback",
         ],
     );
     assert!(log.contains("tofuflow: network none"), "{log}");
@@ -429,15 +441,127 @@ probe metadata-service 'curl -sf -m 3 http://169.254.169.254/'"#
             "bypass-proxy",
             "raw-tcp",
             "metadata-service",
+            "listed-loopback",
         ],
     );
     for blocked in [
+        "egress blocked: CONNECT localhost:5672: 127.0.0.1 is a loopback address".to_string(),
         format!("egress blocked: GET {ipa}:18002"),
         "egress blocked: CONNECT registry.opentofu.org:443".to_string(),
         "egress blocked: GET 169.254.169.254:80".to_string(),
     ] {
         assert!(log.contains(&blocked), "the log says {blocked:?}:\n{log}");
     }
+}
+
+/// A service of the agent's host on `addr` (a port it picks): answers every connection with
+/// `HTTP/1.0 200` and the body `host-service`.
+fn host_service(addr: &str) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind((addr, 0)).expect("listen on the host's address");
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhost-service\n",
+                );
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_tasks_reach_the_internet_but_not_the_agent_hosts_own_services() {
+    let host = TestHost::start().await;
+    let (hip, peer) = (&host.host_ip, &host.ip);
+    let hport = host_service(hip);
+    // Control: the service answers whoever may reach it.
+    let (code, body) = tofuflow_e2e::http_get(&format!("http://{hip}:{hport}/")).unwrap();
+    assert_eq!((code, body.trim()), (200, "host-service"));
+    let mut c = Cluster::start(Db::Sqlite).await;
+    // No network flag: the default.
+    c.agent(AgentOpts::default()).await;
+    let grpc = port_of(&c.grpc_url());
+    // `connect_code TARGET`: the proxy's answer to `CONNECT TARGET` (200 connected, 403 refused);
+    // `get_code URL`: its answer to a plain-HTTP GET. Both always use the proxy (`--noproxy ''`
+    // overrides the task's NO_PROXY for loopback). A probe is BLOCKED when the answer is 403.
+    let script = format!(
+        r#"connect_code() {{ curl --noproxy '' -gs -m 5 -p -o /dev/null -w '%{{http_connect}}' -x "$HTTPS_PROXY" "http://$1/"; }}
+get_code() {{ curl --noproxy '' -gs -m 5 -o /dev/null -w '%{{http_code}}' -x "$HTTP_PROXY" "$1"; }}
+probe control-internet-get 'curl -sf -m 5 http://{peer}:18001/ | grep -q "hello from the test host"'
+probe control-internet-connect 'test "$(connect_code {peer}:18001)" = 200'
+probe rabbitmq-tcp 'exec 3<>/dev/tcp/127.0.0.1/5672'
+probe rabbitmq-proxy 'test "$(connect_code 127.0.0.1:5672)" != 403'
+probe rabbitmq-proxy-get 'test "$(get_code http://127.0.0.1:5672/)" != 403'
+probe rabbitmq-localhost 'test "$(connect_code localhost:5672)" != 403'
+probe rabbitmq-ipv6-loopback 'test "$(connect_code [::1]:5672)" != 403'
+probe rabbitmq-ipv4-mapped 'test "$(connect_code [::ffff:127.0.0.1]:5672)" != 403'
+probe rabbitmq-unspecified 'test "$(connect_code 0.0.0.0:5672)" != 403'
+probe rabbitmq-short-form 'test "$(connect_code 127.1:5672)" != 403'
+probe postgres-tcp 'exec 3<>/dev/tcp/127.0.0.1/5432'
+probe postgres-proxy 'test "$(connect_code 127.0.0.1:5432)" != 403'
+probe coordinator-grpc-tcp 'exec 3<>/dev/tcp/127.0.0.1/{grpc}'
+probe coordinator-grpc-proxy 'test "$(connect_code 127.0.0.1:{grpc})" != 403'
+probe metadata-service 'test "$(get_code http://169.254.169.254/)" != 403'
+probe host-address-tcp 'exec 3<>/dev/tcp/{hip}/{hport}'
+probe host-address-proxy 'curl -sf -m 5 http://{hip}:{hport}/ | grep -q host-service'
+probe host-address-connect 'test "$(connect_code {hip}:{hport})" != 403'"#
+    );
+    let m = module(&c, "default-net", &script);
+    let id = c.submit(&m, "net/default", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    let log = logs(&c, &id);
+    assert_probes(
+        &log,
+        &["control-internet-get", "control-internet-connect"],
+        &[
+            "rabbitmq-tcp",
+            "rabbitmq-proxy",
+            "rabbitmq-proxy-get",
+            "rabbitmq-localhost",
+            "rabbitmq-ipv6-loopback",
+            "rabbitmq-ipv4-mapped",
+            "rabbitmq-unspecified",
+            "rabbitmq-short-form",
+            "postgres-tcp",
+            "postgres-proxy",
+            "coordinator-grpc-tcp",
+            "coordinator-grpc-proxy",
+            "metadata-service",
+            "host-address-tcp",
+            "host-address-proxy",
+            "host-address-connect",
+        ],
+    );
+    let loopback = "is a loopback address: the agent host's own services are out of a task's reach";
+    for blocked in [
+        "tofuflow: network egress: egress only through the agent's proxy".to_string(),
+        format!("egress blocked: CONNECT 127.0.0.1:5672: 127.0.0.1 {loopback}"),
+        format!("egress blocked: GET 127.0.0.1:5672: 127.0.0.1 {loopback}"),
+        format!("egress blocked: CONNECT 127.0.0.1:5432: 127.0.0.1 {loopback}"),
+        format!("egress blocked: CONNECT 127.0.0.1:{grpc}: 127.0.0.1 {loopback}"),
+        "egress blocked: CONNECT [::1]:5672: ::1 is a loopback address".to_string(),
+        "egress blocked: CONNECT 0.0.0.0:5672: 0.0.0.0 is the unspecified address".to_string(),
+        "egress blocked: GET 169.254.169.254:80: 169.254.169.254 is link-local".to_string(),
+        format!("egress blocked: GET {hip}:{hport}: {hip} is an address of the agent's own host"),
+        format!(
+            "egress blocked: CONNECT {hip}:{hport}: {hip} is an address of the agent's own host"
+        ),
+    ] {
+        assert!(log.contains(&blocked), "the log says {blocked:?}:\n{log}");
+    }
+    // Control: the state backend stayed reachable (through its relay): plan, apply, a version.
+    let out = c.cli(&["state", "list", "net/default", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["versions"][0]["run_id"], id.as_str(), "{v}");
+    // The agent says which mode its pool got.
+    let out = c.cli(&["agent", "list", "-o", "json"]);
+    let agents: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(agents[0]["labels"]["network.default"], "egress", "{agents}");
 }
 
 #[test]
@@ -473,6 +597,33 @@ fn check_reports_the_hosts_isolation_and_refuses_what_it_cannot_give() {
         "ok: the agent can start",
     ] {
         assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("network of pool default      egress (the default"),
+        "{out}"
+    );
+    assert!(!out.contains("loopback services"), "{out}");
+    // Without network namespaces the default falls back to the host network, loudly.
+    let (code, out) = check(&["--sandbox", "off"]);
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "network of pool default      host\n",
+        "warning                      pool default: tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the default network mode egress needs a network namespace (--sandbox off)",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    for args in [
+        ["--sandbox", "off", "--network", "egress"],
+        ["--sandbox", "off", "--pool-network", "default=egress"],
+    ] {
+        let (code, out) = check(&args);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("missing a network namespace for pools default (egress)"),
+            "{out}"
+        );
     }
     let (code, out) = check(&["--sandbox", "off", "--network", "none"]);
     assert_eq!(code, Some(1), "{out}");

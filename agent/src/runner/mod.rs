@@ -566,7 +566,7 @@ impl Runner {
         let ctx = TaskCtx {
             lim,
             slot,
-            network: self.cfg.network_for(pool),
+            network: self.sandbox.network_for(&self.cfg, pool),
             cgroup: cgroup.as_deref(),
             killed_by: Default::default(),
         };
@@ -839,16 +839,18 @@ impl Runner {
             };
             let policy = gateway::Policy {
                 backend: target,
+                network: ctx.network,
                 rules,
-                mode: ctx.network.name(),
             };
             rep.system(format!(
                 "tofuflow: network {}: egress only through the agent's proxy{}",
                 ctx.network.name(),
-                if ctx.network == Network::AllowList {
-                    format!(" to {}", self.cfg.allow_hosts.join(", "))
-                } else {
-                    " (state backend only)".to_string()
+                match ctx.network {
+                    Network::AllowList => format!(" to {}", self.cfg.allow_hosts.join(", ")),
+                    Network::Egress =>
+                        " to anywhere but the agent host's own, loopback and link-local addresses"
+                            .to_string(),
+                    _ => " (state backend only)".to_string(),
                 }
             ));
             Some(gateway::start(

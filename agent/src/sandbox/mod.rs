@@ -8,8 +8,9 @@
 //!   the system directories (read-only), a few files of /etc, the task's working directory at
 //!   [`WORKDIR`], tofu at [`TOFU`], the provider cache read-only at [`PROVIDERS`]; a PID
 //!   namespace (the task dies whole); IPC and UTS namespaces; and per pool a network mode:
-//!   `host`, `none` (loopback only, plus the state backend) or `allow-list` (egress only
-//!   through the agent's proxy, see [`gateway`]).
+//!   `egress` (the default: anywhere through the agent's proxy except the agent host's own,
+//!   loopback and link-local addresses), `host`, `none` (loopback only, plus the state
+//!   backend) or `allow-list` (only listed hosts through the proxy, see [`gateway`]).
 //!
 //! `tofuflow-agent check` prints what this host offers; the agent registers the same as labels
 //! and refuses to start when its configuration needs something the host lacks.
@@ -32,7 +33,7 @@ pub const TOFU: &str = "/tofuflow/bin/tofu";
 pub const PROVIDERS: &str = "/tofuflow/providers";
 /// The agent's gateway socket inside the sandbox (reachable only by the sandbox's init).
 pub const GATEWAY: &str = "/run/tofuflow/gateway.sock";
-/// The egress proxy's port on the task's own loopback (`allow-list` and `none`).
+/// The egress proxy's port on the task's own loopback (`egress`, `allow-list` and `none`).
 pub const PROXY_PORT: u16 = 3128;
 
 /// Resource limits for every process a task starts (0 = leave as inherited).
@@ -132,7 +133,10 @@ pub enum Mode {
 /// A pool's network mode (`--network`, `--pool-network`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Network {
-    /// The host's network.
+    /// The default with a network namespace: anywhere through the agent's proxy, but not the
+    /// agent host's own addresses (loopback included) nor link-local ones (cloud metadata).
+    Egress,
+    /// The host's network: tasks reach everything the host does, its loopback services too.
     Host,
     /// Loopback only; the state backend stays reachable.
     None,
@@ -143,10 +147,22 @@ pub enum Network {
 impl Network {
     pub fn name(self) -> &'static str {
         match self {
+            Network::Egress => "egress",
             Network::Host => "host",
             Network::None => "none",
             Network::AllowList => "allow-list",
         }
+    }
+}
+
+/// The network mode a pool's tasks get: the one set (`--network`, `--pool-network`), else
+/// `egress` when the host gives tasks a network namespace and `host` when it cannot (the agent
+/// warns; a mode set explicitly that needs a namespace is refused at start instead).
+pub fn effective_network(set: Option<Network>, netns: bool) -> Network {
+    match set {
+        Some(n) => n,
+        None if netns => Network::Egress,
+        None => Network::Host,
     }
 }
 
@@ -460,8 +476,10 @@ impl Sandbox {
         let needs_netns: Vec<String> = cfg
             .pools
             .iter()
-            .filter(|p| cfg.network_for(p) != Network::Host)
-            .map(|p| format!("{p} ({})", cfg.network_for(p).name()))
+            .filter_map(|p| match cfg.network_setting(p) {
+                Some(n) if n != Network::Host => Some(format!("{p} ({})", n.name())),
+                _ => None,
+            })
             .collect();
         let mut missing = Vec::new();
         if cfg.sandbox == Mode::Required {
@@ -484,6 +502,26 @@ impl Sandbox {
             "this host cannot give tasks the isolation the configuration requires: missing {}. Run `tofuflow-agent check` for details; run the agent as root on a host with namespaces, or relax --sandbox / --network",
             missing.join("; ")
         ))
+    }
+
+    /// The network mode tasks of `pool` get on this host ([`effective_network`]).
+    pub fn network_for(&self, cfg: &crate::Config, pool: &str) -> Network {
+        effective_network(
+            cfg.network_setting(pool),
+            self.features.network_namespace.is_ok(),
+        )
+    }
+
+    /// Why tasks of `pool` can reach this host's loopback services, when they can: `host` was
+    /// asked for, or is all this host can give (the default `egress` needs a network namespace).
+    pub fn host_network_risk(&self, cfg: &crate::Config, pool: &str) -> Option<String> {
+        if self.network_for(cfg, pool) != Network::Host {
+            return None;
+        }
+        Some(match (cfg.network_setting(pool), &self.features.network_namespace) {
+            (Some(_), _) | (None, Ok(_)) => "tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the network mode is host".to_string(),
+            (None, Err(e)) => format!("tasks can reach this host's loopback services (RabbitMQ, databases, the coordinator) and cloud metadata: the default network mode egress needs a network namespace ({e}), so tasks use the host network; run the agent as root on a host with namespaces to get egress"),
+        })
     }
 
     /// Runs `tofu version` through a full sandbox: proves it works here and measures its cost.
@@ -742,10 +780,17 @@ impl Sandbox {
             },
         );
         for p in &cfg.pools {
+            let n = self.network_for(cfg, p);
             line(
                 &format!("network of pool {p}"),
-                cfg.network_for(p).name().into(),
+                match (n, cfg.network_setting(p)) {
+                    (Network::Egress, None) => "egress (the default: anywhere but this host's own and link-local addresses, through the agent's proxy)".into(),
+                    (n, _) => n.name().into(),
+                },
             );
+            if let Some(risk) = self.host_network_risk(cfg, p) {
+                line("warning", format!("pool {p}: {risk}"));
+            }
         }
         if !cfg.allow_hosts.is_empty() {
             line("allow-list", cfg.allow_hosts.join(", "));
@@ -757,6 +802,21 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_network_is_egress_where_the_host_has_network_namespaces() {
+        assert_eq!(effective_network(None, true), Network::Egress);
+        assert_eq!(effective_network(None, false), Network::Host);
+        for n in [
+            Network::Egress,
+            Network::Host,
+            Network::None,
+            Network::AllowList,
+        ] {
+            assert_eq!(effective_network(Some(n), true), n);
+            assert_eq!(effective_network(Some(n), false), n);
+        }
+    }
 
     #[test]
     fn binds_parse() {

@@ -163,7 +163,7 @@ async fn main() {
                 }
                 if sb.features.network_namespace.is_ok() {
                     variants.push((
-                        "sandbox: + network namespace (none / allow-list)",
+                        "sandbox: + network namespace (egress / none / allow-list)",
                         true,
                         true,
                         false,
