@@ -16,6 +16,28 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A report or write from a lease that is no longer the live one (the agent was fenced).
+    #[error("stale lease: task {task} attempt {attempt} epoch {epoch} is not the live lease ({current})")]
+    StaleLease {
+        task: String,
+        attempt: u32,
+        epoch: i64,
+        /// What the live lease is now, in words.
+        current: String,
+    },
+    /// A workspace's state is locked by someone else; `holder` is their LockInfo (JSON).
+    #[error("workspace {workspace:?} is locked: {holder}")]
+    Locked { workspace: String, holder: String },
+    /// A stored value that cannot be decoded: never replaced by a default.
+    #[error("stored {table}.{column} is damaged: {detail}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        detail: String,
+    },
+    /// Too large, too many: the caller must send less.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("broker error: {0}")]
@@ -34,6 +56,10 @@ impl Error {
             Error::Conflict(_) => tonic::Code::FailedPrecondition,
             Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            Error::StaleLease { .. } => tonic::Code::FailedPrecondition,
+            Error::Locked { .. } => tonic::Code::FailedPrecondition,
+            Error::TooLarge(_) => tonic::Code::ResourceExhausted,
+            Error::Corrupt { .. } => tonic::Code::DataLoss,
             Error::Db(_) | Error::Amqp(_) => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
         }
@@ -46,16 +72,31 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            Error::Db(_) | Error::Amqp(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::StaleLease { .. } => StatusCode::CONFLICT,
+            Error::Locked { .. } => StatusCode::LOCKED,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Db(_) | Error::Amqp(_) | Error::Internal(_) | Error::Corrupt { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        if matches!(e, Error::Db(_) | Error::Internal(_)) {
+        if matches!(e, Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. }) {
             tracing::error!(error = %e, "request failed");
         }
         tonic::Status::new(e.grpc_code(), e.to_string())
+    }
+}
+
+impl axum::response::IntoResponse for Error {
+    /// The HTTP side's answer for an error: its status and the message as a line of text.
+    fn into_response(self) -> axum::response::Response {
+        if matches!(self, Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. }) {
+            tracing::error!(error = %self, "request failed");
+        }
+        (self.http_status(), format!("{self}\n")).into_response()
     }
 }
