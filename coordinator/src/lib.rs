@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod leases;
+pub mod lifecycle;
 pub mod queue;
 pub mod runs;
 pub mod store;

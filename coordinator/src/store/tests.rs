@@ -585,7 +585,7 @@ async fn check_invariants(st: &Store, step: usize, seed: u64) {
         let state: RunState = s(&r, "state").unwrap().parse().unwrap();
         let kind: RunKind = s(&r, "kind").unwrap().parse().unwrap();
         let open = i(&r, "open").unwrap();
-        if runs::is_terminal(state, kind) {
+        if crate::runs::is_terminal(state, kind) {
             assert_eq!(open, 0, "{}", ctx(&format!("a {state} run still has open tasks")));
         }
         match state {
@@ -607,13 +607,13 @@ async fn check_invariants(st: &Store, step: usize, seed: u64) {
             continue; // creation, or a note (cancel requested)
         }
         assert!(
-            runs::allowed(from.parse().unwrap(), to.parse().unwrap()),
+            crate::runs::allowed(from.parse().unwrap(), to.parse().unwrap()),
             "{}",
             ctx(&format!("illegal transition {from} -> {to}"))
         );
     }
     // 5. Runs that may apply take turns: at most one holds a workspace; pending runs have no task.
-    let holds = runs::HOLDS_WORKSPACE
+    let holds = crate::runs::HOLDS_WORKSPACE
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()

@@ -1,0 +1,102 @@
+//! Claiming a task attempt: the lease. Touches: tasks, task_attempts, agents (read), runs, transitions.
+
+use crate::error::{Error, Result};
+use crate::runs::{self, Phase, RunState};
+use crate::store::*;
+
+impl Store {
+    /// Grants a lease on (task, attempt) if it is current and unclaimed. Exactly one claim of an
+    /// attempt can win; a duplicate delivery or a stale attempt is refused with the reason.
+    pub async fn claim(
+        &self,
+        agent_id: &str,
+        task_id: &str,
+        attempt: u32,
+        policy: &Policy,
+    ) -> Result<std::result::Result<ClaimGrant, String>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some(task) = get_task_c(&mut tx, task_id).await? else {
+            return Ok(Err(format!("unknown task {task_id}")));
+        };
+        if let Err(why) = runs::claim_decision(attempt, task.attempt, &task.state) {
+            return Ok(Err(why));
+        }
+        if !agent_serves(&mut tx, agent_id, &task.pool).await? {
+            return Ok(Err(format!(
+                "agent {agent_id} is not registered for pool {:?}",
+                task.pool
+            )));
+        }
+        let run = get_run_c(&self.keys, &mut tx, &task.run_id).await?;
+        let (from, to) = match task.phase {
+            Phase::Plan => (RunState::Queued, RunState::Planning),
+            Phase::Apply => (RunState::Approved, RunState::Applying),
+        };
+        if run.state != from {
+            return Ok(Err(format!("run {} is {}", run.id, run.state)));
+        }
+        let epoch = i(
+            &sqlx::query(
+                "UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await?,
+            "value",
+        )?;
+        let token = secret();
+        let lease_token = secret();
+        let r = sqlx::query(
+            "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4, lease_sha256 = $5 WHERE id = $6 AND attempt = $7 AND state = 'queued'",
+        )
+        .bind(agent_id)
+        .bind(epoch)
+        .bind(now + policy.lease_ttl_ms)
+        .bind(sha256_hex(token.as_bytes()))
+        .bind(sha256_hex(lease_token.as_bytes()))
+        .bind(task_id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(Err("task attempt was claimed by someone else".into()));
+        }
+        sqlx::query("INSERT INTO task_attempts (task_id, attempt, run_id, phase, agent_id, epoch, claimed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(task_id)
+            .bind(attempt as i64)
+            .bind(&run.id)
+            .bind(task.phase.as_str())
+            .bind(agent_id)
+            .bind(epoch)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let who = agent_label(&mut tx, agent_id).await?;
+        transition(
+            &mut tx,
+            &run.id,
+            from,
+            to,
+            agent_id,
+            &format!(
+                "{} attempt {attempt} claimed by agent {who}",
+                task.phase.as_str()
+            ),
+            now,
+        )
+        .await?;
+        let task = get_task_c(&mut tx, task_id)
+            .await?
+            .ok_or_else(|| Error::Internal("task vanished".into()))?;
+        let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
+        tx.commit().await?;
+        self.changed(&run.id);
+        Ok(Ok(ClaimGrant {
+            epoch,
+            task,
+            run,
+            token,
+            lease_token,
+        }))
+    }
+}

@@ -1,0 +1,11 @@
+//! The life of a run, one command per file. Each opens a transaction on the store, asks the pure
+//! decisions (`crate::runs`), writes the tables it names in its first line, and commits.
+
+mod approve;
+mod cancel;
+mod claim;
+mod complete;
+mod heartbeat;
+mod reap;
+mod report;
+mod submit;

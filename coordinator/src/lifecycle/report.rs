@@ -1,0 +1,78 @@
+//! Reports during a task: log lines and plan artifacts, from the live lease only. Touches: events, runs (plan digests).
+
+use crate::error::{Error, Result};
+use crate::runs::Phase;
+use crate::store::*;
+use tofuflow_proto::v1;
+
+impl Store {
+    /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
+    pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[v1::Event]) -> Result<u64> {
+        let (task_id, attempt) = (proof.task_id, proof.attempt);
+        let mut tx = self.pool.begin().await?;
+        let t = get_task_c(&mut tx, task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
+        proof.check(&t)?;
+        // Late lines of a finished attempt are still welcome; lines of a fenced one are not.
+        if !["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
+            return Err(Error::Conflict(format!(
+                "stale lease: events for task {task_id} attempt {attempt} rejected (state {})",
+                t.state
+            )));
+        }
+        let order = if t.phase == Phase::Plan { 0 } else { 1 };
+        let aad = run_aad(&t.run_id);
+        let mut stored = 0;
+        for e in events {
+            let line = self
+                .keys
+                .seal_text(&aad, &e.line)
+                .map_err(Error::Internal)?;
+            let r = sqlx::query(
+                "INSERT INTO events (task_id, attempt, seq, run_id, phase_order, unix_ms, stream, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id, attempt, seq) DO NOTHING",
+            )
+            .bind(task_id)
+            .bind(attempt as i64)
+            .bind(e.seq as i64)
+            .bind(&t.run_id)
+            .bind(order)
+            .bind(e.unix_ms)
+            .bind(e.stream as i64)
+            .bind(line)
+            .execute(&mut *tx)
+            .await?;
+            stored += r.rows_affected();
+        }
+        tx.commit().await?;
+        self.logs_added(&t.run_id);
+        Ok(stored)
+    }
+
+    pub async fn set_artifact(
+        &self,
+        proof: LeaseProof<'_>,
+        kind: v1::ArtifactKind,
+        digest: &str,
+    ) -> Result<()> {
+        let t = self.check_lease(proof).await?;
+        let col = match kind {
+            v1::ArtifactKind::PlanFile => "plan_digest",
+            v1::ArtifactKind::PlanJson => "plan_json_digest",
+            v1::ArtifactKind::Unspecified => {
+                return Err(Error::InvalidInput("artifact kind is required".into()))
+            }
+        };
+        if t.phase != Phase::Plan {
+            return Err(Error::InvalidInput(
+                "only plan tasks upload plan artifacts".into(),
+            ));
+        }
+        sqlx::query(&format!("UPDATE runs SET {col} = $1 WHERE id = $2"))
+            .bind(digest)
+            .bind(&t.run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Submitting a run. Touches: runs, tasks, outbox, transitions.
+
+use crate::error::{Error, Result};
+use crate::runs::{Phase, RunKind, RunState};
+use crate::store::*;
+use base64::Engine;
+
+impl Store {
+    /// Creates a run and its plan task, and queues the task, in one transaction.
+    pub async fn submit(&self, n: NewRun, policy: &Policy) -> Result<Run> {
+        let now = now_ms();
+        let id = uuid::Uuid::new_v4().to_string();
+        let vf: Vec<(String, String)> = n
+            .var_files
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(c),
+                )
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        // Runs that may apply take turns on a workspace: the next one waits `pending`.
+        let holder = if n.kind == RunKind::PlanOnly {
+            None
+        } else {
+            workspace_holder(&mut tx, &n.workspace, true).await?
+        };
+        let state = if holder.is_some() {
+            RunState::Pending
+        } else {
+            RunState::Queued
+        };
+        let aad = run_aad(&id);
+        let seal = |v: String| self.keys.seal_text(&aad, &v).map_err(Error::Internal);
+        let variables = seal(serde_json::to_string(&n.variables).map_err(json_err)?)?;
+        let var_files = seal(serde_json::to_string(&vf).map_err(json_err)?)?;
+        sqlx::query(
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits, sensitive_variables) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(&id)
+        .bind(&n.workspace)
+        .bind(&n.pool)
+        .bind(n.kind.as_str())
+        .bind(state.as_str())
+        .bind(&n.bundle_digest)
+        .bind(variables)
+        .bind(var_files)
+        .bind(n.auto_approve as i64)
+        .bind(&n.actor)
+        .bind(&n.commit)
+        .bind(&n.pipeline_id)
+        .bind(&n.traceparent)
+        .bind(now)
+        .bind(now)
+        .bind(now + policy.queue_timeout_ms)
+        .bind(serde_json::to_string(&n.limits).map_err(json_err)?)
+        .bind(serde_json::to_string(&n.variable_decls).map_err(json_err)?)
+        .execute(&mut *tx)
+        .await?;
+        let run = get_run_c(&self.keys, &mut tx, &id).await?;
+        let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
+        match &holder {
+            None => {
+                new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
+            }
+            Some(h) => why.push_str(&format!("; waits for run {h} on workspace {}", n.workspace)),
+        }
+        sqlx::query(
+            "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, '', $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(state.as_str())
+        .bind(&n.actor)
+        .bind(why)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.changed(&id);
+        Ok(run)
+    }
+}

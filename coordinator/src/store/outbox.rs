@@ -1,0 +1,102 @@
+//! The `outbox` table: task messages written in the transaction that queues them, marked sent after the broker's confirm.
+
+use super::*;
+
+pub struct OutboxRow {
+    pub id: i64,
+    pub task_id: String,
+    pub attempt: u32,
+    pub pool: String,
+    pub payload: Vec<u8>,
+    pub traceparent: String,
+}
+
+/// Queues a task attempt for publishing (the outbox publisher sends it after commit).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enqueue(
+    c: &mut AnyConnection,
+    run: &Run,
+    task_id: &str,
+    attempt: u32,
+    phase: Phase,
+    now: i64,
+    deadline_ms: i64,
+) -> Result<()> {
+    let env = v1::TaskEnvelope {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        task_id: task_id.to_string(),
+        attempt,
+        run_id: run.id.clone(),
+        phase: match phase {
+            Phase::Plan => v1::Phase::Plan,
+            Phase::Apply => v1::Phase::Apply,
+        } as i32,
+        pool: run.pool.clone(),
+        workspace: run.workspace.clone(),
+        bundle_digest: run.bundle_digest.clone(),
+        deadline_unix_ms: deadline_ms,
+    };
+    sqlx::query(
+        "INSERT INTO outbox (task_id, attempt, pool, payload, traceparent, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(task_id)
+    .bind(attempt as i64)
+    .bind(&run.pool)
+    .bind(env.encode_to_vec())
+    .bind(&run.traceparent)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn unsent(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query("SELECT id, task_id, attempt, pool, payload, traceparent FROM outbox WHERE sent_ms = 0 ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: i(r, "id")?,
+                    task_id: s(r, "task_id")?,
+                    attempt: i(r, "attempt")? as u32,
+                    pool: s(r, "pool")?,
+                    payload: r.try_get::<Vec<u8>, _>("payload")?,
+                    traceparent: s(r, "traceparent")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_sent(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET sent_ms = $1, publish_attempts = publish_attempts + 1 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_publish_failed(&self, id: i64, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_ms = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        let t = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((i(&r, "n")?, i(&t, "n")?))
+    }
+}

@@ -1,0 +1,180 @@
+//! The `runs` table: a run as stored, its limits and variables (sealed with the state key), the workspace queue.
+
+use super::*;
+
+/// A run as stored.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub id: String,
+    pub workspace: String,
+    pub pool: String,
+    pub kind: RunKind,
+    pub state: RunState,
+    pub bundle_digest: String,
+    pub variables: BTreeMap<String, String>,
+    pub var_files: Vec<(String, Vec<u8>)>,
+    pub auto_approve: bool,
+    pub submitted_by: String,
+    pub commit: String,
+    pub pipeline_id: String,
+    pub traceparent: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub has_changes: bool,
+    pub add: i64,
+    pub change: i64,
+    pub destroy: i64,
+    pub outputs: String,
+    pub error: String,
+    pub plan_digest: String,
+    pub plan_json_digest: String,
+    pub limits: Limits,
+    /// The limit that ended the run's last task, if one did.
+    pub limit_hit: String,
+    /// The module's variable declarations that matter here (sensitive, expression-typed),
+    /// plus variables the submitter marked sensitive.
+    pub variable_decls: BTreeMap<String, Declared>,
+}
+
+impl Run {
+    /// Names of the variables whose values are never shown or logged.
+    pub fn sensitive(&self) -> std::collections::BTreeSet<String> {
+        self.variable_decls
+            .iter()
+            .filter(|(_, d)| d.sensitive)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// What a user submits.
+/// Resource limits a run asks for (0 = not set); agents cap each by their own.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub cpu_secs: u64,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub nproc: u64,
+    #[serde(default)]
+    pub fsize_bytes: u64,
+    #[serde(default)]
+    pub timeout_secs: u64,
+}
+
+pub struct NewRun {
+    pub limits: Limits,
+    pub variable_decls: BTreeMap<String, Declared>,
+    pub workspace: String,
+    pub pool: String,
+    pub kind: RunKind,
+    pub bundle_digest: String,
+    pub variables: BTreeMap<String, String>,
+    pub var_files: Vec<(String, Vec<u8>)>,
+    pub auto_approve: bool,
+    pub actor: String,
+    pub commit: String,
+    pub pipeline_id: String,
+    pub traceparent: String,
+}
+
+/// The associated data binding a run's sealed columns and log lines to it.
+pub(crate) fn run_aad(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
+pub(crate) async fn get_run_c(keys: &crypt::Keys, c: &mut AnyConnection, id: &str) -> Result<Run> {
+    let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no run with id {id:?}: list runs with `tofuflow run list`"
+            ))
+        })?;
+    run_from_row(keys, &row)
+}
+
+/// The run (that may apply) holding `workspace`, if any; with `count_pending`, waiting runs count
+/// too (a new run queues behind them).
+pub(crate) async fn workspace_holder(
+    c: &mut AnyConnection,
+    workspace: &str,
+    count_pending: bool,
+) -> Result<Option<String>> {
+    let states = crate::runs::HOLDS_WORKSPACE
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pending = if count_pending { ", 'pending'" } else { "" };
+    let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind <> 'plan_only' AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
+    let row = sqlx::query(&sql)
+        .bind(workspace)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| s(&r, "id")).transpose()
+}
+
+impl Store {
+    pub async fn get_run(&self, id: &str) -> Result<Run> {
+        let mut c = self.pool.acquire().await?;
+        get_run_c(&self.keys, &mut c, id).await
+    }
+
+    pub async fn list_runs(&self, workspace: &str, state: &str, limit: i64) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ($1 = '' OR workspace = $2) AND ($3 = '' OR state = $4) ORDER BY created_ms DESC, id DESC LIMIT $5",
+        )
+        .bind(workspace)
+        .bind(workspace)
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| run_from_row(&self.keys, r)).collect()
+    }
+
+    /// Re-encrypts runs' variables, variable files and outputs not under the current key.
+    pub(crate) async fn rotate_runs(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, variables, var_files, outputs FROM runs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for r in rows {
+            let id = s(&r, "id")?;
+            let aad = run_aad(&id);
+            for col in ["variables", "var_files", "outputs"] {
+                let stored = s(&r, col)?;
+                if !self.keys.text_needs_rotation(&stored) {
+                    continue;
+                }
+                let plain = self
+                    .keys
+                    .open_text(&aad, &stored)
+                    .map_err(Error::Internal)?;
+                let fresh = self.keys.seal_text(&aad, &plain).map_err(Error::Internal)?;
+                sqlx::query(&format!("UPDATE runs SET {col} = $1 WHERE id = $2"))
+                    .bind(fresh)
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Counts for `/metrics`.
+    pub async fn run_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((s(r, "state")?, i(r, "n")?)))
+            .collect()
+    }
+}
