@@ -1,5 +1,6 @@
 //! Messages that cannot be used go to the dead-letter queue, the agent stays healthy, and a run
-//! whose task message is poison fails with the reason; a pool without a queue fails its run.
+//! whose task message is poison (on its own pool's queue: only an agent of that pool may reject
+//! it) fails with the reason; a pool without a queue fails its run.
 
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
@@ -11,30 +12,40 @@ const T: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread")]
 async fn undecodable_message_is_dead_lettered_and_the_agent_keeps_working() {
     let mut c = Cluster::start_with(Db::Sqlite, &["default", "parked"], &[]).await;
-    let a = c.agent(AgentOpts::default()).await;
-    // A run whose task waits in a pool nobody serves...
+    // A run whose task message is replaced by garbage on its own pool's queue (before any agent
+    // serves that pool): the real message is taken off, the garbage claims to be it...
     let parked = c.submit(&example("gpu-pool"), "poison/parked", &["--pool", "parked"]);
     let r = c.run(&parked).await;
     assert_eq!(r.state, "queued");
     let task_id = {
-        use sqlx::{Connection, Row};
-        let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-        sqlx::query("SELECT id FROM tasks WHERE run_id = ?")
-            .bind(&parked)
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get::<String, _>("id")
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let ch = c.amqp().await;
+        let real = wait_for("the run's real message", T, || {
+            let ch = ch.clone();
+            async move {
+                ch.basic_get("tofuflow.pool.parked".into(), BasicGetOptions::default())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        })
+        .await;
+        real.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        let env = <tofuflow_proto::v1::TaskEnvelope as prost::Message>::decode(
+            real.delivery.data.as_slice(),
+        )
+        .unwrap();
+        env.task_id
     };
-    // ...and garbage on the default queue claiming to be its message, plus anonymous garbage.
+    // ...plus anonymous garbage on the default queue.
     let ch = c.amqp().await;
-    for (mid, body) in [
-        (format!("{task_id}:1"), b"\xff\x00garbage".to_vec()),
-        ("junk".to_string(), b"not protobuf at all \xff".to_vec()),
+    for (pool, mid, body) in [
+        ("parked", format!("{task_id}:1"), b"\xff\x00garbage".to_vec()),
+        ("default", "junk".to_string(), b"not protobuf at all \xff".to_vec()),
     ] {
         ch.basic_publish(
             "tofuflow.tasks".into(),
-            "default".into(),
+            pool.into(),
             BasicPublishOptions::default(),
             &body,
             BasicProperties::default().with_message_id(mid.into()),
@@ -44,6 +55,12 @@ async fn undecodable_message_is_dead_lettered_and_the_agent_keeps_working() {
         .await
         .unwrap();
     }
+    let a = c
+        .agent(AgentOpts {
+            pools: vec!["default".into(), "parked".into()],
+            ..Default::default()
+        })
+        .await;
     let cc = &c;
     wait_for("both messages in the dead-letter queue", T, || async move {
         (cc.queue_depth("tofuflow.dead").await == 2).then_some(())
