@@ -13,7 +13,7 @@ impl Store {
         policy: &Policy,
     ) -> Result<Run> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if run.state != RunState::AwaitingApproval {
             return Err(Error::Conflict(format!("run {run_id} is {}, not awaiting_approval: only a planned run waiting for approval can be approved", run.state)));
@@ -38,14 +38,13 @@ impl Store {
         .await?;
         new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
-        tx.commit().await?;
-        self.changed(run_id);
+        self.commit(tx).await?;
         Ok(run)
     }
 
     pub async fn reject(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if run.state != RunState::AwaitingApproval {
             return Err(Error::Conflict(format!(
@@ -69,8 +68,7 @@ impl Store {
         )
         .await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
-        tx.commit().await?;
-        self.changed(run_id);
+        self.commit(tx).await?;
         Ok(run)
     }
 }

@@ -3,14 +3,13 @@
 use crate::error::{Error, Result};
 use crate::runs::{self, RunState};
 use crate::store::*;
-use sqlx::AnyConnection;
 
 impl Store {
     /// Cancels a run: at once when nothing runs; by asking the agent (next heartbeat) when a task
     /// is running.
     pub async fn cancel(&self, run_id: &str, actor: &str, reason: &str) -> Result<Run> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         if runs::is_terminal(run.state, run.kind) {
             return Err(Error::Conflict(format!(
@@ -34,7 +33,6 @@ impl Store {
                 note(
                     &mut tx,
                     run_id,
-                    run.state,
                     run.state,
                     actor,
                     &format!("cancel requested: {why}"),
@@ -61,8 +59,7 @@ impl Store {
             }
         }
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
-        tx.commit().await?;
-        self.changed(run_id);
+        self.commit(tx).await?;
         Ok(run)
     }
 
@@ -76,7 +73,7 @@ impl Store {
         actor: &str,
     ) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some(t) = get_task_c(&mut tx, task_id).await? else {
             return Ok(false);
         };
@@ -93,14 +90,13 @@ impl Store {
         let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
         self.fail_queued(&mut tx, &t, &run, reason, actor, now)
             .await?;
-        tx.commit().await?;
-        self.changed(&run.id);
+        self.commit(tx).await?;
         Ok(true)
     }
 
     pub(crate) async fn fail_queued(
         &self,
-        c: &mut AnyConnection,
+        c: &mut Tx,
         t: &Task,
         run: &Run,
         reason: &str,
@@ -112,12 +108,12 @@ impl Store {
             .bind(now)
             .bind(&t.id)
             .bind(t.attempt as i64)
-            .execute(&mut *c)
+            .execute(&mut **c)
             .await?;
         sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
             .bind(reason)
             .bind(&run.id)
-            .execute(&mut *c)
+            .execute(&mut **c)
             .await?;
         let from = run.state;
         if runs::allowed(from, RunState::Failed) {
@@ -129,7 +125,7 @@ impl Store {
     /// The broker returned the message (`mandatory`): no queue is bound for its pool.
     pub async fn unroutable(&self, row: &OutboxRow) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE outbox SET sent_ms = $1, last_error = 'unroutable' WHERE id = $2")
             .bind(now)
             .bind(row.id)
@@ -144,12 +140,11 @@ impl Store {
                 );
                 self.fail_queued(&mut tx, &t, &run, &why, "coordinator", now)
                     .await?;
-                tx.commit().await?;
-                self.changed(&run.id);
+                self.commit(tx).await?;
                 return Ok(());
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

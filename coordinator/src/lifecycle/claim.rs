@@ -15,7 +15,7 @@ impl Store {
         policy: &Policy,
     ) -> Result<std::result::Result<ClaimGrant, String>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
             return Ok(Err(format!("unknown task {task_id}")));
         };
@@ -36,41 +36,11 @@ impl Store {
         if run.state != from {
             return Ok(Err(format!("run {} is {}", run.id, run.state)));
         }
-        let epoch = i(
-            &sqlx::query(
-                "UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value",
-            )
-            .fetch_one(&mut *tx)
-            .await?,
-            "value",
-        )?;
-        let token = secret();
-        let lease_token = secret();
-        let r = sqlx::query(
-            "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4, lease_sha256 = $5 WHERE id = $6 AND attempt = $7 AND state = 'queued'",
-        )
-        .bind(agent_id)
-        .bind(epoch)
-        .bind(now + policy.lease_ttl_ms)
-        .bind(sha256_hex(token.as_bytes()))
-        .bind(sha256_hex(lease_token.as_bytes()))
-        .bind(task_id)
-        .bind(attempt as i64)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
+        let Some(lease) = grant_lease(&mut tx, &task, agent_id, now + policy.lease_ttl_ms).await?
+        else {
             return Ok(Err("task attempt was claimed by someone else".into()));
-        }
-        sqlx::query("INSERT INTO task_attempts (task_id, attempt, run_id, phase, agent_id, epoch, claimed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(task_id)
-            .bind(attempt as i64)
-            .bind(&run.id)
-            .bind(task.phase.as_str())
-            .bind(agent_id)
-            .bind(epoch)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        };
+        record_attempt(&mut tx, &task, &run.id, agent_id, lease.epoch, now).await?;
         let who = agent_label(&mut tx, agent_id).await?;
         transition(
             &mut tx,
@@ -89,14 +59,76 @@ impl Store {
             .await?
             .ok_or_else(|| Error::Internal("task vanished".into()))?;
         let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
-        tx.commit().await?;
-        self.changed(&run.id);
+        self.commit(tx).await?;
         Ok(Ok(ClaimGrant {
-            epoch,
+            epoch: lease.epoch,
             task,
             run,
-            token,
-            lease_token,
+            token: lease.state_token,
+            lease_token: lease.lease_token,
         }))
     }
+}
+
+/// A lease just granted: its fencing epoch and its two secrets (kept only as hashes).
+struct Lease {
+    epoch: i64,
+    /// The state backend's password for the task.
+    state_token: String,
+    /// The lease's own secret, for the agent.
+    lease_token: String,
+}
+
+/// Takes the next fencing epoch and gives the queued attempt to `agent_id` until `expires_ms`;
+/// `None` when someone else claimed it first.
+async fn grant_lease(
+    tx: &mut Tx,
+    task: &Task,
+    agent_id: &str,
+    expires_ms: i64,
+) -> Result<Option<Lease>> {
+    let row =
+        sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'epoch' RETURNING value")
+            .fetch_one(&mut **tx)
+            .await?;
+    let lease = Lease {
+        epoch: i(&row, "value")?,
+        state_token: secret(),
+        lease_token: secret(),
+    };
+    let r = sqlx::query(
+        "UPDATE tasks SET state = 'running', agent_id = $1, epoch = $2, lease_expires_ms = $3, token_sha256 = $4, lease_sha256 = $5 WHERE id = $6 AND attempt = $7 AND state = 'queued'",
+    )
+    .bind(agent_id)
+    .bind(lease.epoch)
+    .bind(expires_ms)
+    .bind(sha256_hex(lease.state_token.as_bytes()))
+    .bind(sha256_hex(lease.lease_token.as_bytes()))
+    .bind(&task.id)
+    .bind(task.attempt as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok((r.rows_affected() == 1).then_some(lease))
+}
+
+/// Keeps the attempt (who ran it, with which epoch) for the record and the fault tests.
+async fn record_attempt(
+    tx: &mut Tx,
+    task: &Task,
+    run_id: &str,
+    agent_id: &str,
+    epoch: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO task_attempts (task_id, attempt, run_id, phase, agent_id, epoch, claimed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&task.id)
+        .bind(task.attempt as i64)
+        .bind(run_id)
+        .bind(task.phase.as_str())
+        .bind(agent_id)
+        .bind(epoch)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -1,202 +1,251 @@
-//! Completing a task: its result moves the run on (plan → approval or apply, apply → applied, failures). Touches: tasks, task_attempts, state_locks, runs, transitions, outbox.
+//! Completing a task: its result moves the run on (plan → approval or apply, apply → applied,
+//! cancelled, failed). Touches: tasks, task_attempts, state_locks, runs, transitions, outbox.
 
 use crate::error::{Error, Result};
-use crate::runs::{self, Phase, RunState};
+use crate::runs::{self, Phase, RunState, TaskOutcome, TaskReport};
 use crate::store::*;
 use tofuflow_proto::v1;
 
 impl Store {
-    /// Records a task's result and moves the run on. Idempotent for a retried completion.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a task's result as the agent reported it (the wire form; see
+    /// [`Store::complete_task`]).
     pub async fn complete(&self, req: &v1::CompleteRequest, policy: &Policy) -> Result<()> {
+        self.complete_task(&TaskReport::from(req), policy).await
+    }
+
+    /// Records a task's result and moves the run on. Idempotent for a retried completion.
+    pub async fn complete_task(&self, r: &TaskReport, policy: &Policy) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let t = get_task_c(&mut tx, &req.task_id)
+        let mut tx = self.begin().await?;
+        let t = get_task_c(&mut tx, &r.task_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("unknown task {}", req.task_id)))?;
-        LeaseProof {
-            task_id: &req.task_id,
-            attempt: req.attempt,
-            epoch: req.epoch as i64,
-            agent_id: &req.agent_id,
-            token: &req.lease_token,
-        }
-        .check(&t)?;
+            .ok_or_else(|| Error::NotFound(format!("unknown task {}", r.task_id)))?;
+        r.lease().check(&t)?;
         if ["succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
             return Ok(()); // a retry of a completion we already have
         }
         if t.state != "running" {
             return Err(Error::Conflict(format!(
                 "stale lease: completion for task {} attempt {} epoch {} rejected (current attempt {}, epoch {}, state {})",
-                req.task_id, req.attempt, req.epoch, t.attempt, t.epoch, t.state
+                r.task_id, r.attempt, r.epoch, t.attempt, t.epoch, t.state
             )));
         }
-        let outcome = v1::Outcome::try_from(req.outcome).unwrap_or(v1::Outcome::Unspecified);
-        let tstate = match outcome {
-            v1::Outcome::Succeeded => "succeeded",
-            v1::Outcome::Cancelled => "cancelled",
-            _ => "failed",
-        };
-        sqlx::query("UPDATE tasks SET state = $1, finished_ms = $2, exit_code = $3, error = $4, token_sha256 = '' WHERE id = $5 AND attempt = $6 AND state = 'running'")
-            .bind(tstate)
-            .bind(now)
-            .bind(req.exit_code as i64)
-            .bind(&req.error)
-            .bind(&req.task_id)
-            .bind(req.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE task_attempts SET ended_ms = $1, outcome = $2 WHERE task_id = $3 AND attempt = $4")
-            .bind(now)
-            .bind(tstate)
-            .bind(&req.task_id)
-            .bind(req.attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-        release_task_lock(&mut tx, &req.task_id).await?;
-        if !req.limit_hit.is_empty() {
-            sqlx::query("UPDATE runs SET limit_hit = $1 WHERE id = $2")
-                .bind(&req.limit_hit)
-                .bind(&t.run_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        finish_task(&mut tx, r, &t.run_id, now).await?;
         let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
-        let actor = &req.agent_id;
-        match (t.phase, outcome) {
-            (Phase::Plan, v1::Outcome::Succeeded) => {
-                let sm = req.summary.unwrap_or_default();
-                sqlx::query("UPDATE runs SET has_changes = $1, add_count = $2, change_count = $3, destroy_count = $4 WHERE id = $5")
-                    .bind(req.has_changes as i64)
-                    .bind(sm.add as i64)
-                    .bind(sm.change as i64)
-                    .bind(sm.destroy as i64)
-                    .bind(&run.id)
-                    .execute(&mut *tx)
-                    .await?;
-                let summary = format!(
-                    "plan: {} to add, {} to change, {} to destroy",
-                    sm.add, sm.change, sm.destroy
-                );
-                match runs::after_plan(run.kind, req.has_changes, run.auto_approve) {
-                    runs::AfterPlan::NoChanges => {
-                        transition(
-                            &mut tx,
-                            &run.id,
-                            RunState::Planning,
-                            RunState::PlannedNoChanges,
-                            actor,
-                            "plan found no changes",
-                            now,
-                        )
-                        .await?;
-                    }
-                    next => {
-                        transition(
-                            &mut tx,
-                            &run.id,
-                            RunState::Planning,
-                            RunState::Planned,
-                            actor,
-                            &summary,
-                            now,
-                        )
-                        .await?;
-                        match next {
-                            runs::AfterPlan::AutoApprove => {
-                                transition(
-                                    &mut tx,
-                                    &run.id,
-                                    RunState::Planned,
-                                    RunState::Approved,
-                                    &run.submitted_by,
-                                    "auto-approved at submit",
-                                    now,
-                                )
-                                .await?;
-                                new_task(&mut tx, &run, Phase::Apply, now, policy).await?;
-                            }
-                            runs::AfterPlan::AwaitApproval => {
-                                transition(
-                                    &mut tx,
-                                    &run.id,
-                                    RunState::Planned,
-                                    RunState::AwaitingApproval,
-                                    "coordinator",
-                                    "waiting for `tofuflow run approve`",
-                                    now,
-                                )
-                                .await?;
-                                sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
-                                    .bind(now + policy.approval_timeout_ms)
-                                    .bind(&run.id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            (Phase::Apply, v1::Outcome::Succeeded) => {
-                let outputs = self
-                    .keys
-                    .seal_text(&run_aad(&run.id), &req.outputs_json)
-                    .map_err(Error::Internal)?;
-                sqlx::query("UPDATE runs SET outputs = $1 WHERE id = $2")
-                    .bind(outputs)
-                    .bind(&run.id)
-                    .execute(&mut *tx)
-                    .await?;
-                transition(
-                    &mut tx,
-                    &run.id,
-                    RunState::Applying,
-                    RunState::Applied,
-                    actor,
-                    "apply complete",
-                    now,
-                )
-                .await?;
-            }
-            (phase, v1::Outcome::Cancelled) => {
-                let from = if phase == Phase::Plan {
-                    RunState::Planning
-                } else {
-                    RunState::Applying
-                };
-                transition(
-                    &mut tx,
-                    &run.id,
-                    from,
-                    RunState::Cancelled,
-                    actor,
-                    &format!("{} cancelled: {}", phase.as_str(), req.error),
-                    now,
-                )
-                .await?;
-            }
-            (phase, _) => {
-                let from = if phase == Phase::Plan {
-                    RunState::Planning
-                } else {
-                    RunState::Applying
-                };
-                let why = if req.error.is_empty() {
-                    format!("{} failed (exit {})", phase.as_str(), req.exit_code)
-                } else {
-                    req.error.clone()
-                };
-                sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
-                    .bind(&why)
-                    .bind(&run.id)
-                    .execute(&mut *tx)
-                    .await?;
-                transition(&mut tx, &run.id, from, RunState::Failed, actor, &why, now).await?;
-            }
+        let step = Step {
+            run: &run,
+            report: r,
+            now,
+        };
+        match (t.phase, r.outcome) {
+            (Phase::Plan, TaskOutcome::Succeeded) => step.planned(&mut tx, policy).await?,
+            (Phase::Apply, TaskOutcome::Succeeded) => step.applied(&mut tx, &self.keys).await?,
+            (phase, TaskOutcome::Cancelled) => step.cancelled(&mut tx, phase).await?,
+            (phase, TaskOutcome::Failed) => step.failed(&mut tx, phase).await?,
         }
-        tx.commit().await?;
-        self.changed(&run.id);
+        self.commit(tx).await
+    }
+}
+
+/// Ends the task and its attempt, releases the state lock its lease held, and keeps the limit
+/// that ended it.
+async fn finish_task(tx: &mut Tx, r: &TaskReport, run_id: &str, now: i64) -> Result<()> {
+    let state = r.outcome.task_state();
+    sqlx::query("UPDATE tasks SET state = $1, finished_ms = $2, exit_code = $3, error = $4, token_sha256 = '' WHERE id = $5 AND attempt = $6 AND state = 'running'")
+        .bind(state)
+        .bind(now)
+        .bind(r.exit_code as i64)
+        .bind(&r.error)
+        .bind(&r.task_id)
+        .bind(r.attempt as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE task_attempts SET ended_ms = $1, outcome = $2 WHERE task_id = $3 AND attempt = $4",
+    )
+    .bind(now)
+    .bind(state)
+    .bind(&r.task_id)
+    .bind(r.attempt as i64)
+    .execute(&mut **tx)
+    .await?;
+    release_task_lock(tx, &r.task_id).await?;
+    if !r.limit_hit.is_empty() {
+        sqlx::query("UPDATE runs SET limit_hit = $1 WHERE id = $2")
+            .bind(&r.limit_hit)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What a finished task does to its run, one named step per outcome.
+struct Step<'a> {
+    run: &'a Run,
+    report: &'a TaskReport,
+    now: i64,
+}
+
+impl Step<'_> {
+    fn actor(&self) -> &str {
+        &self.report.agent_id
+    }
+
+    /// A plan succeeded: no changes ends the run; otherwise planned, then auto-approved (the
+    /// apply is queued) or waiting for approval (with its deadline).
+    async fn planned(&self, tx: &mut Tx, policy: &Policy) -> Result<()> {
+        let (run, r, now) = (self.run, self.report, self.now);
+        let sm = r.summary;
+        sqlx::query("UPDATE runs SET has_changes = $1, add_count = $2, change_count = $3, destroy_count = $4 WHERE id = $5")
+            .bind(r.has_changes as i64)
+            .bind(sm.add as i64)
+            .bind(sm.change as i64)
+            .bind(sm.destroy as i64)
+            .bind(&run.id)
+            .execute(&mut **tx)
+            .await?;
+        let next = runs::after_plan(run.kind, r.has_changes, run.auto_approve);
+        if next == runs::AfterPlan::NoChanges {
+            let why = "plan found no changes";
+            return transition(
+                tx,
+                &run.id,
+                RunState::Planning,
+                RunState::PlannedNoChanges,
+                self.actor(),
+                why,
+                now,
+            )
+            .await;
+        }
+        let summary = format!(
+            "plan: {} to add, {} to change, {} to destroy",
+            sm.add, sm.change, sm.destroy
+        );
+        transition(
+            tx,
+            &run.id,
+            RunState::Planning,
+            RunState::Planned,
+            self.actor(),
+            &summary,
+            now,
+        )
+        .await?;
+        match next {
+            runs::AfterPlan::AutoApprove => {
+                let why = "auto-approved at submit";
+                transition(
+                    tx,
+                    &run.id,
+                    RunState::Planned,
+                    RunState::Approved,
+                    &run.submitted_by,
+                    why,
+                    now,
+                )
+                .await?;
+                new_task(tx, run, Phase::Apply, now, policy).await?;
+            }
+            runs::AfterPlan::AwaitApproval => {
+                let why = "waiting for `tofuflow run approve`";
+                transition(
+                    tx,
+                    &run.id,
+                    RunState::Planned,
+                    RunState::AwaitingApproval,
+                    "coordinator",
+                    why,
+                    now,
+                )
+                .await?;
+                sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
+                    .bind(now + policy.approval_timeout_ms)
+                    .bind(&run.id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            runs::AfterPlan::Stop | runs::AfterPlan::NoChanges => {}
+        }
         Ok(())
+    }
+
+    /// An apply succeeded: its outputs are kept (sealed) and the run is applied.
+    async fn applied(&self, tx: &mut Tx, keys: &crypt::Keys) -> Result<()> {
+        let outputs = keys
+            .seal_text(&run_aad(&self.run.id), &self.report.outputs_json)
+            .map_err(Error::Internal)?;
+        sqlx::query("UPDATE runs SET outputs = $1 WHERE id = $2")
+            .bind(outputs)
+            .bind(&self.run.id)
+            .execute(&mut **tx)
+            .await?;
+        let (from, to) = (RunState::Applying, RunState::Applied);
+        transition(
+            tx,
+            &self.run.id,
+            from,
+            to,
+            self.actor(),
+            "apply complete",
+            self.now,
+        )
+        .await
+    }
+
+    /// The task was stopped (a cancel, a shutdown, a lost lease the agent noticed).
+    async fn cancelled(&self, tx: &mut Tx, phase: Phase) -> Result<()> {
+        let why = format!("{} cancelled: {}", phase.as_str(), self.report.error);
+        let (from, to) = (running_state(phase), RunState::Cancelled);
+        transition(tx, &self.run.id, from, to, self.actor(), &why, self.now).await
+    }
+
+    /// The task failed: the run fails with the agent's reason (or the exit code).
+    async fn failed(&self, tx: &mut Tx, phase: Phase) -> Result<()> {
+        let r = self.report;
+        let why = if r.error.is_empty() {
+            format!("{} failed (exit {})", phase.as_str(), r.exit_code)
+        } else {
+            r.error.clone()
+        };
+        let (from, to) = (running_state(phase), RunState::Failed);
+        end_run(tx, &self.run.id, from, to, self.actor(), &why, self.now).await
+    }
+}
+
+/// The run state while a task of `phase` runs.
+fn running_state(phase: Phase) -> RunState {
+    match phase {
+        Phase::Plan => RunState::Planning,
+        Phase::Apply => RunState::Applying,
+    }
+}
+
+impl From<&v1::CompleteRequest> for TaskReport {
+    fn from(r: &v1::CompleteRequest) -> TaskReport {
+        let sm = r.summary.unwrap_or_default();
+        TaskReport {
+            agent_id: r.agent_id.clone(),
+            task_id: r.task_id.clone(),
+            attempt: r.attempt,
+            epoch: r.epoch as i64,
+            lease_token: r.lease_token.clone(),
+            outcome: match v1::Outcome::try_from(r.outcome) {
+                Ok(v1::Outcome::Succeeded) => TaskOutcome::Succeeded,
+                Ok(v1::Outcome::Cancelled) => TaskOutcome::Cancelled,
+                _ => TaskOutcome::Failed,
+            },
+            has_changes: r.has_changes,
+            summary: runs::ChangeSummary {
+                add: sm.add,
+                change: sm.change,
+                destroy: sm.destroy,
+            },
+            outputs_json: r.outputs_json.clone(),
+            error: r.error.clone(),
+            exit_code: r.exit_code,
+            limit_hit: r.limit_hit.clone(),
+        }
     }
 }

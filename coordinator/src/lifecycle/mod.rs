@@ -5,6 +5,7 @@ mod approve;
 mod cancel;
 mod claim;
 mod complete;
+pub mod events;
 mod heartbeat;
 mod reap;
 mod report;

@@ -1,6 +1,7 @@
 //! Reports during a task: log lines and plan artifacts, from the live lease only. Touches: events, runs (plan digests).
 
 use crate::error::{Error, Result};
+use crate::runs::events::RunEvent;
 use crate::runs::Phase;
 use crate::store::*;
 use tofuflow_proto::v1;
@@ -9,7 +10,7 @@ impl Store {
     /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
     pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[v1::Event]) -> Result<u64> {
         let (task_id, attempt) = (proof.task_id, proof.attempt);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let t = get_task_c(&mut tx, task_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
@@ -44,8 +45,10 @@ impl Store {
             .await?;
             stored += r.rows_affected();
         }
-        tx.commit().await?;
-        self.logs_added(&t.run_id);
+        tx.push(RunEvent::LogsAdded {
+            run_id: t.run_id.clone(),
+        });
+        self.commit(tx).await?;
         Ok(stored)
     }
 

@@ -20,7 +20,7 @@ impl Store {
                 )
             })
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Runs that may apply take turns on a workspace: the next one waits `pending`.
         let holder = if n.kind == RunKind::PlanOnly {
             None
@@ -78,8 +78,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        self.changed(&id);
+        self.commit(tx).await?;
         Ok(run)
     }
 }

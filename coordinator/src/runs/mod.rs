@@ -1,6 +1,10 @@
 //! Runs and tasks as plain data, and the pure decisions over them: which run transitions are
 //! legal, which states are terminal, what a finished plan leads to. No I/O here.
 
+pub mod events;
+mod report;
+pub mod state;
+pub use report::{ChangeSummary, TaskOutcome, TaskReport};
 pub mod variables;
 
 use std::fmt;

@@ -19,6 +19,7 @@ mod state_locks;
 mod state_versions;
 mod tasks;
 mod transitions;
+mod tx;
 
 pub use agents::*;
 pub use logs::*;
@@ -29,6 +30,7 @@ pub use state_locks::*;
 pub use state_versions::*;
 pub use tasks::*;
 pub use transitions::*;
+pub use tx::*;
 
 use crate::error::{Error, Result};
 use crate::runs::variables::Declared;
@@ -79,6 +81,8 @@ pub struct Store {
     pub(crate) keys: std::sync::Arc<crypt::Keys>,
     /// State versions kept per workspace (the newest N; 0 keeps all).
     pub(crate) keep_versions: i64,
+    /// What happens around a lifecycle commit (`lifecycle/events.rs`).
+    pub(crate) effects: crate::lifecycle::events::Effects,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -159,6 +163,7 @@ impl Store {
             changes: tokio::sync::broadcast::channel(1024).0,
             keys: Default::default(),
             keep_versions: 0,
+            effects: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -215,20 +220,6 @@ impl Store {
     /// A receiver of run ids whose state or logs changed (in this process).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RunChange> {
         self.changes.subscribe()
-    }
-
-    pub(crate) fn changed(&self, run_id: &str) {
-        let _ = self.changes.send(RunChange {
-            run_id: run_id.to_string(),
-            state: true,
-        });
-    }
-
-    pub(crate) fn logs_added(&self, run_id: &str) {
-        let _ = self.changes.send(RunChange {
-            run_id: run_id.to_string(),
-            state: false,
-        });
     }
 
     pub async fn ping(&self) -> Result<()> {

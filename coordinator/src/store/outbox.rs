@@ -14,7 +14,7 @@ pub struct OutboxRow {
 /// Queues a task attempt for publishing (the outbox publisher sends it after commit).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn enqueue(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     run: &Run,
     task_id: &str,
     attempt: u32,
@@ -45,8 +45,14 @@ pub(crate) async fn enqueue(
     .bind(env.encode_to_vec())
     .bind(&run.traceparent)
     .bind(now)
-    .execute(&mut *c)
+    .execute(&mut **c)
     .await?;
+    c.push(crate::runs::events::RunEvent::TaskQueued {
+        run_id: run.id.clone(),
+        task_id: task_id.to_string(),
+        attempt,
+        phase,
+    });
     Ok(())
 }
 

@@ -178,3 +178,21 @@ impl Store {
             .collect()
     }
 }
+
+/// Ends a run in `to` (failed, interrupted, expired) from `from`, keeping `why` as its error.
+pub(crate) async fn end_run(
+    tx: &mut Tx,
+    run_id: &str,
+    from: RunState,
+    to: RunState,
+    actor: &str,
+    why: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE runs SET error = $1 WHERE id = $2")
+        .bind(why)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    transition(tx, run_id, from, to, actor, why, now).await
+}

@@ -1,6 +1,7 @@
 //! The `state_versions` and `state_events` tables: every accepted state write as a version, with the workspace's audit trail.
 
 use super::*;
+use crate::runs::state::{check_write_lock, next_version, Current, HeldLock, Written};
 
 /// A state version's metadata (no content).
 #[derive(Clone, Debug)]
@@ -209,54 +210,12 @@ impl Store {
         let now = now_ms();
         let sha = sha256_hex(data);
         let mut tx = self.pool.begin().await?;
-        let lock =
-            sqlx::query("SELECT lock_id, task_id, epoch FROM state_locks WHERE workspace = $1")
-                .bind(workspace)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(l) = lock {
-            let held_by = s(&l, "lock_id")?;
-            if lock_id != Some(held_by.as_str())
-                || s(&l, "task_id")? != task.id
-                || i(&l, "epoch")? != task.epoch
-            {
-                return Err(Error::Conflict(format!(
-                    "state of workspace {workspace:?} is locked with ID {held_by}; this write carries {} and is rejected",
-                    lock_id.map(|x| format!("ID {x}")).unwrap_or_else(|| "no lock ID".into())
-                )));
-            }
-        } else if lock_id.is_some() {
-            return Err(Error::Conflict(format!("write with lock ID {} rejected: workspace {workspace:?} is not locked (the lock was released or fenced)", lock_id.unwrap_or_default())));
-        }
-        let cur = sqlx::query("SELECT version, serial, lineage, sha256, size FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
-            .bind(workspace)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let next = match &cur {
-            // After a DELETE (a tombstone) the next write starts a new state.
-            Some(c) if i(c, "size")? < 0 => i(c, "version")? + 1,
-            Some(c) => {
-                let (v, cs, cl, csha) = (
-                    i(c, "version")?,
-                    i(c, "serial")?,
-                    s(c, "lineage")?,
-                    s(c, "sha256")?,
-                );
-                if cl != lineage {
-                    return Err(Error::Conflict(format!("lineage mismatch: workspace {workspace:?} holds lineage {cl}, the write has {lineage}")));
-                }
-                if serial < cs {
-                    return Err(Error::Conflict(format!("stale serial: workspace {workspace:?} is at serial {cs}, the write has {serial}")));
-                }
-                if serial == cs {
-                    if csha == sha {
-                        return Ok(v); // identical retry
-                    }
-                    return Err(Error::Conflict(format!("serial {serial} already stored with different content for workspace {workspace:?}")));
-                }
-                v + 1
-            }
-            None => 1,
+        let held = write_lock(&mut tx, workspace).await?;
+        check_write_lock(workspace, held.as_ref(), lock_id, &task.id, task.epoch)?;
+        let cur = current_version(&mut tx, workspace).await?;
+        let next = match next_version(workspace, cur.as_ref(), serial, lineage, &sha)? {
+            Written::Same(v) => return Ok(v), // identical retry
+            Written::New(v) => v,
         };
         sqlx::query("INSERT INTO state_versions (workspace, version, serial, lineage, sha256, size, data, run_id, attempt, actor, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(workspace)
@@ -348,4 +307,38 @@ impl Store {
             .await?;
         i(&r, "n")
     }
+}
+
+/// The workspace's lock, as a write checks it.
+async fn write_lock(c: &mut AnyConnection, workspace: &str) -> Result<Option<HeldLock>> {
+    let row = sqlx::query("SELECT lock_id, task_id, epoch FROM state_locks WHERE workspace = $1")
+        .bind(workspace)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|l| {
+        Ok(HeldLock {
+            lock_id: s(&l, "lock_id")?,
+            task_id: s(&l, "task_id")?,
+            epoch: i(&l, "epoch")?,
+        })
+    })
+    .transpose()
+}
+
+/// The workspace's newest version, as a write checks it.
+async fn current_version(c: &mut AnyConnection, workspace: &str) -> Result<Option<Current>> {
+    let row = sqlx::query("SELECT version, serial, lineage, sha256, size FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1")
+        .bind(workspace)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|c| {
+        Ok(Current {
+            version: i(&c, "version")?,
+            serial: i(&c, "serial")?,
+            lineage: s(&c, "lineage")?,
+            sha256: s(&c, "sha256")?,
+            deleted: i(&c, "size")? < 0,
+        })
+    })
+    .transpose()
 }

@@ -71,7 +71,7 @@ pub(crate) async fn get_task_c(c: &mut AnyConnection, id: &str) -> Result<Option
 }
 
 pub(crate) async fn new_task(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     run: &Run,
     phase: Phase,
     now: i64,
@@ -86,13 +86,13 @@ pub(crate) async fn new_task(
     .bind(phase.as_str())
     .bind(&run.pool)
     .bind(now)
-    .execute(&mut *c)
+    .execute(&mut **c)
     .await?;
     enqueue(c, run, &id, 1, phase, now, now + policy.queue_timeout_ms).await?;
     sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
         .bind(now + policy.queue_timeout_ms)
         .bind(&run.id)
-        .execute(&mut *c)
+        .execute(&mut **c)
         .await?;
     Ok(id)
 }

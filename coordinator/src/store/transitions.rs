@@ -1,6 +1,7 @@
 //! The `transitions` table: every run state change and note, with actor and reason; the one place a run's state moves.
 
 use super::*;
+use crate::runs::events::RunEvent;
 
 #[derive(Clone, Debug)]
 pub struct Transition {
@@ -13,7 +14,7 @@ pub struct Transition {
 
 /// Moves a run from `from` to `to`, recording who and why. An illegal transition is a bug.
 pub(crate) async fn transition(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     run_id: &str,
     from: RunState,
     to: RunState,
@@ -31,17 +32,39 @@ pub(crate) async fn transition(
         .bind(now)
         .bind(run_id)
         .bind(from.as_str())
-        .execute(&mut *c)
+        .execute(&mut **c)
         .await?;
     if r.rows_affected() != 1 {
         return Err(Error::Conflict(format!("run {run_id} is no longer {from}")));
     }
-    note(c, run_id, from, to, actor, reason, now).await
+    history_row(c, run_id, from, to, actor, reason, now).await?;
+    c.push(RunEvent::Moved {
+        run_id: run_id.to_string(),
+        from,
+        to,
+    });
+    Ok(())
 }
 
-/// Records an audit row (also used for events that do not change state, such as a cancel
-/// request on a running task).
+/// Records something in a run's history that does not change its state (a cancel request on a
+/// running task, sensitive values shown).
 pub(crate) async fn note(
+    c: &mut Tx,
+    run_id: &str,
+    state: RunState,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    history_row(c, run_id, state, state, actor, reason, now).await?;
+    c.push(RunEvent::Noted {
+        run_id: run_id.to_string(),
+    });
+    Ok(())
+}
+
+/// One row of a run's history.
+async fn history_row(
     c: &mut AnyConnection,
     run_id: &str,
     from: RunState,
@@ -85,20 +108,10 @@ impl Store {
 
     /// Records an action on a run that does not change its state (in its history).
     pub async fn record(&self, run_id: &str, actor: &str, reason: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
-        note(
-            &mut tx,
-            run_id,
-            run.state,
-            run.state,
-            actor,
-            reason,
-            now_ms(),
-        )
-        .await?;
-        tx.commit().await?;
-        self.changed(run_id);
+        note(&mut tx, run_id, run.state, actor, reason, now_ms()).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

@@ -1,0 +1,101 @@
+//! How a lifecycle command ends: [`Store::commit`]. Before the commit, the one hook
+//! ([`OnRunEvents`], e.g. the workflow engine) may react to the transaction's run events in that
+//! same transaction, so a dependant starts exactly when its upstream ends, with no polling; then
+//! the transaction commits; then, in one place, the effects: the outbox publisher is woken for
+//! queued tasks, watchers of runs and logs are told, and ended runs are counted for `/metrics`.
+//! No caller has to remember any of it.
+
+use crate::error::Result;
+use crate::runs::events::RunEvent;
+use crate::runs::RunState;
+use crate::store::{RunChange, Store, Tx};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Reacts to run events inside the transaction that produced them (before it commits). An error
+/// rolls the whole transaction back.
+#[tonic::async_trait]
+pub trait OnRunEvents: Send + Sync {
+    async fn on_run_events(&self, store: &Store, tx: &mut Tx, events: &[RunEvent]) -> Result<()>;
+}
+
+/// What the after-commit effects need: the publisher's wake-up, and counts of ended runs.
+#[derive(Clone, Default)]
+pub struct Effects {
+    pub wake: Arc<tokio::sync::Notify>,
+    pub ended: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    pub hook: Option<Arc<dyn OnRunEvents>>,
+}
+
+impl Store {
+    /// Commits a lifecycle command's transaction: the hook first (same transaction), then the
+    /// commit, then the effects of its run events.
+    pub async fn commit(&self, mut tx: Tx) -> Result<()> {
+        if let Some(hook) = self.effects.hook.clone() {
+            let events = tx.events().to_vec();
+            hook.on_run_events(self, &mut tx, &events).await?;
+        }
+        let events = std::mem::take(&mut tx.events);
+        tx.inner.commit().await?;
+        self.after_commit(&events);
+        Ok(())
+    }
+
+    /// The effects of committed run events (never fails: they only wake and count).
+    fn after_commit(&self, events: &[RunEvent]) {
+        let mut told = std::collections::BTreeSet::new();
+        for e in events {
+            if let RunEvent::TaskQueued { .. } = e {
+                self.effects.wake.notify_one();
+            }
+            if let RunEvent::Moved { to, .. } = e {
+                if is_end(*to) {
+                    if let Ok(mut m) = self.effects.ended.lock() {
+                        *m.entry(to.as_str()).or_default() += 1;
+                    }
+                }
+            }
+            let state = e.changes_run();
+            if told.insert((e.run_id().to_string(), state)) {
+                let _ = self.changes.send(RunChange {
+                    run_id: e.run_id().to_string(),
+                    state,
+                });
+            }
+        }
+    }
+
+    /// Runs ended in this process since it started, by final state (for `/metrics`).
+    pub fn ended_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.effects
+            .ended
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The outbox publisher's wake-up: notified after every commit that queued a task.
+    pub fn publisher_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.effects.wake.clone()
+    }
+
+    /// Installs the before-commit hook (one per store).
+    pub fn set_hook(&mut self, hook: Arc<dyn OnRunEvents>) {
+        self.effects.hook = Some(hook);
+    }
+}
+
+/// States that end a run whatever its kind (`planned` ends a plan-only run too, but is also a
+/// step of the others, so it is not counted here).
+fn is_end(s: RunState) -> bool {
+    matches!(
+        s,
+        RunState::Applied
+            | RunState::PlannedNoChanges
+            | RunState::Failed
+            | RunState::Cancelled
+            | RunState::Rejected
+            | RunState::Interrupted
+            | RunState::Expired
+    )
+}

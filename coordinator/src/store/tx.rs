@@ -1,0 +1,48 @@
+//! A store transaction that carries the run events of what it changes. Lifecycle commands open
+//! one ([`Store::begin`]), write through it like a connection, and end it with
+//! [`Store::commit`] (in `lifecycle/events.rs`), which lets the before-commit hook react in the
+//! same transaction and applies the after-commit effects.
+
+use super::*;
+use crate::runs::events::RunEvent;
+
+/// A transaction with the run events it collected.
+pub struct Tx {
+    pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) events: Vec<RunEvent>,
+}
+
+impl Tx {
+    /// Records a run event: it takes effect if and when the transaction commits.
+    pub fn push(&mut self, e: RunEvent) {
+        self.events.push(e);
+    }
+
+    /// The events collected so far.
+    pub fn events(&self) -> &[RunEvent] {
+        &self.events
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Store {
+    /// Opens a transaction that collects run events.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            events: Vec::new(),
+        })
+    }
+}
