@@ -40,8 +40,16 @@ async fn undecodable_message_is_dead_lettered_and_the_agent_keeps_working() {
     // ...plus anonymous garbage on the default queue.
     let ch = c.amqp().await;
     for (pool, mid, body) in [
-        ("parked", format!("{task_id}:1"), b"\xff\x00garbage".to_vec()),
-        ("default", "junk".to_string(), b"not protobuf at all \xff".to_vec()),
+        (
+            "parked",
+            format!("{task_id}:1"),
+            b"\xff\x00garbage".to_vec(),
+        ),
+        (
+            "default",
+            "junk".to_string(),
+            b"not protobuf at all \xff".to_vec(),
+        ),
     ] {
         ch.basic_publish(
             "tofuflow.tasks".into(),

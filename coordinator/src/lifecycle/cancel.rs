@@ -1,6 +1,7 @@
 //! Ending runs early: a user's cancel, an agent that cannot use a message, a message no queue takes. Touches: runs, tasks, transitions, outbox.
 
 use crate::error::{Error, Result};
+use crate::runs::TaskState;
 use crate::runs::{self, RunState};
 use crate::store::*;
 
@@ -77,7 +78,7 @@ impl Store {
         let Some(t) = get_task_c(&mut tx, task_id).await? else {
             return Ok(false);
         };
-        if t.attempt != attempt || t.state != "queued" {
+        if t.attempt != attempt || t.state != TaskState::Queued {
             return Ok(false);
         }
         // Only an agent of the task's pool received its message and may reject it.
@@ -132,7 +133,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if let Some(t) = get_task_c(&mut tx, &row.task_id).await? {
-            if t.attempt == row.attempt && t.state == "queued" {
+            if t.attempt == row.attempt && t.state == TaskState::Queued {
                 let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
                 let why = format!(
                     "no queue is bound for pool {:?}: start an agent with `--pool {}` (it declares the queue), or list the pool in the coordinator's --pools",

@@ -19,7 +19,7 @@ impl Store {
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
             return Ok(Err(format!("unknown task {task_id}")));
         };
-        if let Err(why) = runs::claim_decision(attempt, task.attempt, &task.state) {
+        if let Err(why) = runs::claim_decision(attempt, task.attempt, task.state) {
             return Ok(Err(why));
         }
         if !agent_serves(&mut tx, agent_id, &task.pool).await? {

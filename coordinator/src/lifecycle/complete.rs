@@ -2,7 +2,7 @@
 //! cancelled, failed). Touches: tasks, task_attempts, state_locks, runs, transitions, outbox.
 
 use crate::error::{Error, Result};
-use crate::runs::{self, Phase, RunState, TaskOutcome, TaskReport};
+use crate::runs::{self, Phase, RunState, TaskOutcome, TaskReport, TaskState};
 use crate::store::*;
 use tofuflow_proto::v1;
 
@@ -21,10 +21,10 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {}", r.task_id)))?;
         r.lease().check(&t)?;
-        if ["succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
+        if t.state.reported() {
             return Ok(()); // a retry of a completion we already have
         }
-        if t.state != "running" {
+        if t.state != TaskState::Running {
             return Err(Error::Conflict(format!(
                 "stale lease: completion for task {} attempt {} epoch {} rejected (current attempt {}, epoch {}, state {})",
                 r.task_id, r.attempt, r.epoch, t.attempt, t.epoch, t.state

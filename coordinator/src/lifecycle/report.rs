@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::runs::events::RunEvent;
 use crate::runs::Phase;
+use crate::runs::TaskState;
 use crate::store::*;
 use tofuflow_proto::v1;
 
@@ -16,7 +17,7 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
         proof.check(&t)?;
         // Late lines of a finished attempt are still welcome; lines of a fenced one are not.
-        if !["running", "succeeded", "failed", "cancelled"].contains(&t.state.as_str()) {
+        if !(t.state == TaskState::Running || t.state.reported()) {
             return Err(Error::Conflict(format!(
                 "stale lease: events for task {task_id} attempt {attempt} rejected (state {})",
                 t.state

@@ -171,13 +171,13 @@ impl FromStr for Phase {
 }
 
 /// States in which a run that may apply holds its workspace (the next one waits `pending`).
-pub const HOLDS_WORKSPACE: [&str; 6] = [
-    "queued",
-    "planning",
-    "planned",
-    "awaiting_approval",
-    "approved",
-    "applying",
+pub const HOLDS_WORKSPACE: [RunState; 6] = [
+    RunState::Queued,
+    RunState::Planning,
+    RunState::Planned,
+    RunState::AwaitingApproval,
+    RunState::Approved,
+    RunState::Applying,
 ];
 
 /// What a successful plan leads to.
@@ -225,13 +225,77 @@ pub fn on_lease_expiry(phase: Phase, attempt: u32, max_attempts: u32) -> LeaseEx
 
 /// Whether a claim for (`attempt`) of a task currently at (`current_attempt`, `task_state`) is
 /// granted, and if not, why.
-pub fn claim_decision(attempt: u32, current_attempt: u32, task_state: &str) -> Result<(), String> {
+/// The state of a task attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting in its pool's queue for a claim.
+    Queued,
+    /// Leased to an agent.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Its lease expired and it is not re-dispatched (given up, or an apply).
+    Lost,
+    /// Nobody claimed it before its run's deadline.
+    Expired,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Lost => "lost",
+            TaskState::Expired => "expired",
+        }
+    }
+
+    /// The agent reported how it ended (late log lines of such an attempt are still welcome).
+    pub fn reported(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TaskState, String> {
+        Ok(match s {
+            "queued" => TaskState::Queued,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "failed" => TaskState::Failed,
+            "cancelled" => TaskState::Cancelled,
+            "lost" => TaskState::Lost,
+            "expired" => TaskState::Expired,
+            other => return Err(format!("unknown task state {other:?}")),
+        })
+    }
+}
+
+pub fn claim_decision(
+    attempt: u32,
+    current_attempt: u32,
+    task_state: TaskState,
+) -> Result<(), String> {
     if attempt != current_attempt {
         return Err(format!(
             "stale attempt {attempt}: the task is at attempt {current_attempt}"
         ));
     }
-    if task_state != "queued" {
+    if task_state != TaskState::Queued {
         return Err(format!("task attempt {attempt} is already {task_state}"));
     }
     Ok(())
@@ -316,11 +380,11 @@ mod tests {
         );
         assert_eq!(on_lease_expiry(Phase::Plan, 3, 3), LeaseExpiry::GiveUp);
         assert_eq!(on_lease_expiry(Phase::Apply, 1, 3), LeaseExpiry::Interrupt);
-        assert!(claim_decision(1, 1, "queued").is_ok());
-        assert!(claim_decision(1, 2, "queued")
+        assert!(claim_decision(1, 1, TaskState::Queued).is_ok());
+        assert!(claim_decision(1, 2, TaskState::Queued)
             .unwrap_err()
             .contains("stale"));
-        assert!(claim_decision(2, 2, "running")
+        assert!(claim_decision(2, 2, TaskState::Running)
             .unwrap_err()
             .contains("already running"));
         for s in ALL_STATES {

@@ -68,7 +68,11 @@ pub(crate) fn task_from_row(r: &sqlx::any::AnyRow) -> Result<Task> {
         run_id: s(r, "run_id")?,
         phase: Phase::from_str(&s(r, "phase")?).map_err(Error::Internal)?,
         attempt: i(r, "attempt")? as u32,
-        state: s(r, "state")?,
+        state: s(r, "state")?.parse().map_err(|e: String| Error::Corrupt {
+            table: "tasks",
+            column: "state",
+            detail: e,
+        })?,
         pool: s(r, "pool")?,
         agent_id: s(r, "agent_id")?,
         epoch: i(r, "epoch")?,

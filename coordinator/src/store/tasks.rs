@@ -1,6 +1,7 @@
 //! The `tasks` and `task_attempts` tables: a run's plan and apply tasks, their attempts and leases, and the proof an agent presents for a lease.
 
 use super::*;
+use crate::runs::TaskState;
 
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -8,7 +9,7 @@ pub struct Task {
     pub run_id: String,
     pub phase: Phase,
     pub attempt: u32,
-    pub state: String,
+    pub state: TaskState,
     pub pool: String,
     pub agent_id: String,
     pub epoch: i64,
@@ -131,7 +132,7 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {}", proof.task_id)))?;
         proof.check(&t)?;
-        if t.state != "running" {
+        if t.state != TaskState::Running {
             return Err(Error::Conflict(format!(
                 "stale lease: task {} attempt {} is {}, not running",
                 proof.task_id, proof.attempt, t.state
@@ -150,7 +151,7 @@ impl Store {
         let Some(t) = get_task_c(&mut c, task_id).await? else {
             return Ok(None);
         };
-        if t.state != "running" || t.lease_expires_ms < now_ms() {
+        if t.state != TaskState::Running || t.lease_expires_ms < now_ms() {
             return Ok(None);
         }
         let row = sqlx::query("SELECT token_sha256 FROM tasks WHERE id = $1")
