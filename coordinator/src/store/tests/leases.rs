@@ -1,0 +1,143 @@
+//! Leases on both databases: an expired plan lease re-dispatches and fences the old attempt; an expired apply lease interrupts and releases the lock.
+
+use super::*;
+
+#[tokio::test]
+async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
+    for (name, st, _g, _d) in stores().await {
+        let mut p = policy();
+        let run = st.submit(new_run("w", false), &p).await.unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        p.lease_ttl_ms = -1; // the lease is born expired
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let did = st.reap(&p).await.unwrap();
+        assert_eq!(did.len(), 1, "{name}: {did:?}");
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Queued);
+        let rows = st.unsent(10).await.unwrap();
+        assert_eq!(rows.len(), 2, "{name}: attempt 2 is queued for publishing");
+        assert_eq!(rows[1].attempt, 2);
+        let late = [v1::Event {
+            seq: 1,
+            unix_ms: 1,
+            stream: 1,
+            line: "late".into(),
+        }];
+        assert!(
+            matches!(
+                st.add_events(proof(&g), &late).await,
+                Err(Error::Conflict(_))
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            st.complete(
+                &complete(
+                    &g.task,
+                    g.epoch,
+                    &g.lease_token,
+                    v1::Outcome::Succeeded,
+                    false
+                ),
+                &p
+            )
+            .await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            "attempt 1 is stale"
+        );
+        p.lease_ttl_ms = 60_000;
+        let g2 = st.claim("a2", &env.task_id, 2, &p).await.unwrap().unwrap();
+        st.add_events(proof(&g2), &late).await.unwrap();
+        assert_eq!(
+            st.add_events(proof(&g2), &late).await.unwrap(),
+            0,
+            "retried lines are absorbed"
+        );
+        st.complete(
+            &complete(
+                &g2.task,
+                g2.epoch,
+                &g2.lease_token,
+                v1::Outcome::Succeeded,
+                false,
+            ),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            st.get_run(&run.id).await.unwrap().state,
+            RunState::PlannedNoChanges
+        );
+        assert_eq!(st.attempts_of(&run.id, Phase::Plan).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn expired_apply_lease_interrupts_and_releases_the_lock() {
+    for (name, st, _g, _d) in stores().await {
+        let mut p = policy();
+        let run = st.submit(new_run("w2", true), &p).await.unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        st.mark_sent(st.unsent(1).await.unwrap()[0].id)
+            .await
+            .unwrap();
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+            .await
+            .unwrap();
+        st.complete(
+            &complete(
+                &g.task,
+                g.epoch,
+                &g.lease_token,
+                v1::Outcome::Succeeded,
+                true,
+            ),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            st.get_run(&run.id).await.unwrap().state,
+            RunState::Approved,
+            "{name}: auto-approved"
+        );
+        let row2 = st.unsent(1).await.unwrap().remove(0);
+        let env2 = v1::TaskEnvelope::decode(row2.payload.as_slice()).unwrap();
+        st.mark_sent(row2.id).await.unwrap();
+        p.lease_ttl_ms = -1;
+        let g2 = st.claim("a1", &env2.task_id, 1, &p).await.unwrap().unwrap();
+        assert!(st
+            .lock_state("w2", "L1", "{}", &g2.task)
+            .await
+            .unwrap()
+            .is_ok());
+        st.reap(&p).await.unwrap();
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Interrupted, "{name}");
+        assert!(r.error.contains("not retried"), "{}", r.error);
+        assert!(
+            st.state_lock("w2").await.unwrap().is_none(),
+            "{name}: the dead lease's lock is released"
+        );
+        assert!(
+            st.unsent(5).await.unwrap().is_empty(),
+            "{name}: nothing is re-dispatched for an apply"
+        );
+        let st_json = br#"{"version":4,"serial":1,"lineage":"L"}"#;
+        assert!(
+            matches!(
+                st.write_state("w2", st_json, 1, "L", Some("L1"), &g2.task, "a1")
+                    .await,
+                Err(Error::Conflict(_))
+            ),
+            "fenced write"
+        );
+    }
+}

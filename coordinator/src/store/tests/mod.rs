@@ -1,0 +1,163 @@
+//! One store suite, run against SQLite and against the machine's real PostgreSQL (a fresh
+//! database per test, dropped afterwards), split by aggregate; the helpers every part uses.
+
+use super::*;
+
+mod events;
+mod invariants;
+mod leases;
+mod runs;
+mod state;
+
+fn policy() -> Policy {
+    Policy {
+        lease_ttl_ms: 60_000,
+        max_plan_attempts: 3,
+        queue_timeout_ms: 3_600_000,
+        approval_timeout_ms: 3_600_000,
+    }
+}
+
+fn new_run(ws: &str, auto: bool) -> NewRun {
+    NewRun {
+        limits: Default::default(),
+        variable_decls: Default::default(),
+        workspace: ws.into(),
+        pool: "default".into(),
+        kind: RunKind::PlanAndApply,
+        bundle_digest: "sha256:b".into(),
+        variables: BTreeMap::from([("gpus".into(), "4".into())]),
+        var_files: vec![("x.tfvars".into(), b"a = 1".to_vec())],
+        auto_approve: auto,
+        actor: "alice".into(),
+        commit: "abc".into(),
+        pipeline_id: "p1".into(),
+        traceparent: String::new(),
+    }
+}
+
+/// A PostgreSQL database that exists for one test.
+struct PgDb {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
+    use sqlx::Connection;
+    let dir = tempdir::Dir::new();
+    let sqlite = Store::connect(&format!("sqlite://{}/t.db", dir.path()))
+        .await
+        .unwrap();
+    let admin = std::env::var("TOFUFLOW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("tofuflow_store_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL must be running for the store suite (see README: Tests)");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let pg = Store::connect(&url).await.unwrap();
+    let guard = PgDb { admin, name };
+    // The agents the tests claim as, registered for the pool their runs use.
+    for st in [&sqlite, &pg] {
+        for a in ["a0", "a1", "a2", "a3"] {
+            st.register_agent(
+                a,
+                a,
+                &["default".into()],
+                &BTreeMap::new(),
+                1,
+                &sha256_hex(a.as_bytes()),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    vec![
+        ("sqlite", sqlite, None, dir),
+        ("postgres", pg, Some(guard), tempdir::Dir::new()),
+    ]
+}
+
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir()
+                .join(format!("tofuflow-test-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The lease a grant gives, as its agent presents it.
+fn proof(g: &ClaimGrant) -> LeaseProof<'_> {
+    LeaseProof {
+        task_id: &g.task.id,
+        attempt: g.task.attempt,
+        epoch: g.epoch,
+        agent_id: &g.task.agent_id,
+        token: &g.lease_token,
+    }
+}
+
+fn complete(
+    t: &Task,
+    epoch: i64,
+    token: &str,
+    outcome: v1::Outcome,
+    changes: bool,
+) -> v1::CompleteRequest {
+    v1::CompleteRequest {
+        agent_id: t.agent_id.clone(),
+        lease_token: token.into(),
+        task_id: t.id.clone(),
+        attempt: t.attempt,
+        epoch: epoch as u64,
+        outcome: outcome as i32,
+        has_changes: changes,
+        summary: Some(v1::ChangeSummary {
+            add: 2,
+            change: 0,
+            destroy: 0,
+        }),
+        outputs_json: "{\"a\":{\"value\":1}}".into(),
+        error: String::new(),
+        exit_code: 0,
+        limit_hit: String::new(),
+    }
+}

@@ -1,0 +1,219 @@
+//! Runs through their life on both databases: plan, approve, apply; limits; turns per workspace; unroutable tasks and cancels.
+
+use super::*;
+
+#[tokio::test]
+async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let mut n = new_run("ml/limits", true);
+        n.limits = Limits {
+            memory_bytes: 1 << 28,
+            timeout_secs: 120,
+            ..Default::default()
+        };
+        let run = st.submit(n, &p).await.unwrap();
+        assert_eq!(run.limits.memory_bytes, 1 << 28, "{name}");
+        assert_eq!(run.limits.timeout_secs, 120, "{name}");
+        let out = st.unsent(10).await.unwrap();
+        let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        assert_eq!(
+            g.run.limits.memory_bytes,
+            1 << 28,
+            "{name}: the claim carries them"
+        );
+        let mut req = complete(&g.task, g.epoch, &g.lease_token, v1::Outcome::Failed, false);
+        req.error = "killed for memory: ...".into();
+        req.limit_hit = "memory".into();
+        st.complete(&req, &p).await.unwrap();
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Failed, "{name}");
+        assert_eq!(r.limit_hit, "memory", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_goes_plan_approve_apply_on_both_backends() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let run = st.submit(new_run("ml/a100", false), &p).await.unwrap();
+        assert_eq!(run.state, RunState::Queued, "{name}");
+        let out = st.unsent(10).await.unwrap();
+        assert_eq!(out.len(), 1, "{name}: one outbox row for the plan");
+        let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        assert_eq!((env.attempt, env.workspace.as_str()), (1, "ml/a100"));
+        st.mark_sent(out[0].id).await.unwrap();
+
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        assert_eq!(g.run.state, RunState::Planning);
+        let dup = st.claim("a2", &env.task_id, 1, &p).await.unwrap();
+        assert!(
+            dup.is_err(),
+            "{name}: a duplicate delivery must not be claimed twice"
+        );
+        let (cancel, lost) = st
+            .heartbeat(
+                "a1",
+                &[(env.task_id.clone(), 1, g.epoch, g.lease_token.clone())],
+                false,
+                &p,
+            )
+            .await
+            .unwrap();
+        assert!(cancel.is_empty() && lost.is_empty());
+        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+            .await
+            .unwrap();
+        let c = complete(
+            &g.task,
+            g.epoch,
+            &g.lease_token,
+            v1::Outcome::Succeeded,
+            true,
+        );
+        st.complete(&c, &p).await.unwrap();
+        st.complete(&c, &p)
+            .await
+            .expect("a retried completion is absorbed");
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::AwaitingApproval, "{name}");
+        assert_eq!((r.add, r.has_changes), (2, true));
+
+        assert!(st.reject("nope", "bob", "").await.is_err());
+        let r = st.approve(&run.id, "bob", "lgtm", &p).await.unwrap();
+        assert_eq!(r.state, RunState::Approved);
+        assert!(
+            st.approve(&run.id, "bob", "", &p).await.is_err(),
+            "{name}: approving twice is refused"
+        );
+        let out = st.unsent(10).await.unwrap();
+        assert_eq!(out.len(), 1);
+        let env2 = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        assert_eq!(env2.phase, v1::Phase::Apply as i32);
+        let g2 = st.claim("a2", &env2.task_id, 1, &p).await.unwrap().unwrap();
+        assert!(g2.epoch > g.epoch, "{name}: epochs only grow");
+        st.complete(
+            &complete(
+                &g2.task,
+                g2.epoch,
+                &g2.lease_token,
+                v1::Outcome::Succeeded,
+                true,
+            ),
+            &p,
+        )
+        .await
+        .unwrap();
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Applied);
+        assert!(r.outputs.contains("value"));
+        let tr: Vec<String> = st
+            .transitions(&run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to)
+            .collect();
+        assert_eq!(
+            tr,
+            [
+                "queued",
+                "planning",
+                "planned",
+                "awaiting_approval",
+                "approved",
+                "applying",
+                "applied"
+            ],
+            "{name}"
+        );
+        let who: Vec<String> = st
+            .transitions(&run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.actor)
+            .collect();
+        assert_eq!(who[4], "bob", "{name}: approval records the approver");
+    }
+}
+
+#[tokio::test]
+async fn unroutable_task_fails_its_run_and_cancel_works_before_claim() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let run = st.submit(new_run("w4", false), &p).await.unwrap();
+        let row = st.unsent(1).await.unwrap().remove(0);
+        st.unroutable(&row).await.unwrap();
+        let r = st.get_run(&run.id).await.unwrap();
+        assert_eq!(r.state, RunState::Failed, "{name}");
+        assert!(
+            r.error.contains("no queue is bound for pool"),
+            "{}",
+            r.error
+        );
+
+        let run = st.submit(new_run("w5", false), &p).await.unwrap();
+        let r = st
+            .cancel(&run.id, "carol", "changed my mind")
+            .await
+            .unwrap();
+        assert_eq!(r.state, RunState::Cancelled);
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        assert!(
+            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            "{name}: a cancelled run's task is never claimed"
+        );
+        assert!(
+            st.cancel(&run.id, "carol", "").await.is_err(),
+            "cancelling twice is refused"
+        );
+        let (d1, existed) = st.put_blob(b"bundle").await.unwrap();
+        let (d2, existed2) = st.put_blob(b"bundle").await.unwrap();
+        assert_eq!(
+            (d1 == d2, existed, existed2),
+            (true, false, true),
+            "{name}: content-addressed, stored once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn runs_that_apply_take_turns_on_a_workspace() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let a = st.submit(new_run("turns", false), &p).await.unwrap();
+        let b = st.submit(new_run("turns", false), &p).await.unwrap();
+        let mut plan_only = new_run("turns", false);
+        plan_only.kind = RunKind::PlanOnly;
+        let c = st.submit(plan_only, &p).await.unwrap();
+        assert_eq!(
+            (a.state, b.state, c.state),
+            (RunState::Queued, RunState::Pending, RunState::Queued),
+            "{name}: plan-only runs do not wait"
+        );
+        st.reap(&p).await.unwrap();
+        assert_eq!(
+            st.get_run(&b.id).await.unwrap().state,
+            RunState::Pending,
+            "{name}: still held by {}",
+            a.id
+        );
+        st.cancel(&a.id, "carol", "").await.unwrap();
+        st.reap(&p).await.unwrap();
+        assert_eq!(
+            st.get_run(&b.id).await.unwrap().state,
+            RunState::Queued,
+            "{name}: started once the workspace was free"
+        );
+        let t = st.transitions(&b.id).await.unwrap();
+        assert!(
+            t[0].reason.contains(&format!("waits for run {}", a.id)),
+            "{:?}",
+            t[0]
+        );
+        assert!(t[1].reason.contains("is free"), "{:?}", t[1]);
+    }
+}

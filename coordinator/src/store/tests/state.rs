@@ -1,0 +1,70 @@
+//! State writes on both databases: the checks the http client never makes.
+
+use super::*;
+
+#[tokio::test]
+async fn state_writes_are_checked() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        st.submit(new_run("w3", false), &p).await.unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let t = &g.task;
+        assert_eq!(
+            st.write_state("w3", b"one", 1, "L", None, t, "a")
+                .await
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            st.write_state("w3", b"one", 1, "L", None, t, "a")
+                .await
+                .unwrap(),
+            1,
+            "identical retry: no new version"
+        );
+        assert!(
+            st.write_state("w3", b"two", 1, "L", None, t, "a")
+                .await
+                .is_err(),
+            "same serial, other content"
+        );
+        assert!(
+            st.write_state("w3", b"two", 2, "M", None, t, "a")
+                .await
+                .is_err(),
+            "foreign lineage"
+        );
+        assert!(
+            st.write_state("w3", b"two", 0, "L", None, t, "a")
+                .await
+                .is_err(),
+            "lower serial"
+        );
+        assert!(st.lock_state("w3", "K", "{}", t).await.unwrap().is_ok());
+        assert!(
+            st.write_state("w3", b"two", 2, "L", None, t, "a")
+                .await
+                .is_err(),
+            "locked: needs the lock ID"
+        );
+        assert!(
+            st.write_state("w3", b"two", 2, "L", Some("X"), t, "a")
+                .await
+                .is_err(),
+            "locked: wrong lock ID"
+        );
+        assert_eq!(
+            st.write_state("w3", b"two", 2, "L", Some("K"), t, "a")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(st.latest_state("w3").await.unwrap().unwrap(), b"two");
+        assert!(!st.unlock_state("w3", "X", &t.id).await.unwrap());
+        assert!(st.unlock_state("w3", "K", &t.id).await.unwrap());
+        assert_eq!(st.state_version_count("w3").await.unwrap(), 2);
+    }
+}
