@@ -6,6 +6,8 @@
 //! # Layout
 //! - `cluster`: [`Cluster`] and [`ClusterBuilder`] (start, restart, kill the coordinator; run the
 //!   CLI; wait on a run), [`Db`]
+//! - `inspect`: what only the coordinator's database can answer (task ids, epochs, attempts,
+//!   stored bundles), on both databases
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
@@ -18,6 +20,7 @@ mod broker;
 mod cluster;
 mod fake_agent;
 mod http;
+mod inspect;
 mod proxy;
 mod users;
 mod wait;
@@ -30,6 +33,7 @@ pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, AgentClient, Claimed,
 };
 pub use http::{http_get, http_request, metric};
+pub use inspect::Attempt;
 pub use proxy::Proxy;
 pub use users::users_file;
 pub use wait::wait_for;

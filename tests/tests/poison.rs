@@ -16,16 +16,7 @@ async fn undecodable_message_is_dead_lettered_and_the_agent_keeps_working() {
     let parked = c.submit(&example("gpu-pool"), "poison/parked", &["--pool", "parked"]);
     let r = c.run(&parked).await;
     assert_eq!(r.state, "queued");
-    let task_id = {
-        use sqlx::{Connection, Row};
-        let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-        sqlx::query("SELECT id FROM tasks WHERE run_id = ?")
-            .bind(&parked)
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get::<String, _>("id")
-    };
+    let (task_id, _) = c.task_of(&parked, "plan").await;
     // ...and garbage on the default queue claiming to be its message, plus anonymous garbage.
     let ch = c.amqp().await;
     for (mid, body) in [
