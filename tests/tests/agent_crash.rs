@@ -8,21 +8,6 @@ use tofuflow_proto::v1;
 
 const T: Duration = Duration::from_secs(60);
 
-async fn attempt_epoch(c: &Cluster, run_id: &str, phase: &str, attempt: i64) -> (String, i64) {
-    use sqlx::{Connection, Row};
-    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-    let row = sqlx::query(
-        "SELECT task_id, epoch FROM task_attempts WHERE run_id = ? AND phase = ? AND attempt = ?",
-    )
-    .bind(run_id)
-    .bind(phase)
-    .bind(attempt)
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    (row.get::<String, _>("task_id"), row.get::<i64, _>("epoch"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_agent_plan_is_redispatched_once_and_late_reports_are_rejected() {
     let mut c = Cluster::start(Db::Sqlite).await;
@@ -73,7 +58,13 @@ async fn killed_agent_plan_is_redispatched_once_and_late_reports_are_rejected() 
     );
 
     // The dead attempt's reports arrive late: all refused.
-    let (task_id, epoch) = attempt_epoch(&c, &id, "plan", 1).await;
+    let dead = c
+        .attempts(&id)
+        .await
+        .into_iter()
+        .find(|a| a.phase == "plan" && a.attempt == 1)
+        .expect("the first plan attempt");
+    let (task_id, epoch) = (dead.task_id, dead.epoch);
     // (Reported through an agent identity of their own: the dead agent's is gone with it.)
     let (mut a, _) = fake_agent(&c, &["default"], "ghost", None).await.unwrap();
     let late = v1::EventBatch {

@@ -14,18 +14,6 @@ const T: Duration = Duration::from_secs(90);
 const TOKEN: &str = "shared-agent-token-5e1f3a";
 const GPU_TOKEN: &str = "gpu-pool-only-token-8c2d4b";
 
-/// The apply task of a run as the coordinator's database has it: (task id, epoch).
-async fn apply_task(c: &Cluster, run_id: &str) -> (String, u64) {
-    use sqlx::{Connection, Row};
-    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-    let row = sqlx::query("SELECT id, epoch FROM tasks WHERE run_id = ? AND phase = 'apply'")
-        .bind(run_id)
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    (row.get("id"), row.get::<i64, _>("epoch") as u64)
-}
-
 fn refused(what: &str, r: Result<impl std::fmt::Debug, tonic::Status>) -> tonic::Code {
     match r {
         Ok(v) => panic!("{what} was accepted: {v:?}"),
@@ -35,18 +23,12 @@ fn refused(what: &str, r: Result<impl std::fmt::Debug, tonic::Status>) -> tonic:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_holder_cannot_act_for_another_agent_or_outside_its_pools() {
-    let mut c = Cluster::start_with(
-        Db::Sqlite,
-        &["default", "gpu"],
-        &[
-            "--agent-token",
-            TOKEN,
-            "--agent-pool-token",
-            &format!("gpu={GPU_TOKEN}"),
-        ],
-    )
-    .await;
-    c.agent_token = Some(TOKEN.into());
+    let mut c = Cluster::builder(Db::Sqlite)
+        .pools(&["default", "gpu"])
+        .agent_token(TOKEN)
+        .coordinator_args(&["--agent-pool-token", &format!("gpu={GPU_TOKEN}")])
+        .start()
+        .await;
     let slow = BTreeMap::from([(
         "TOFU_DOUBLE_SLEEP_BEFORE".to_string(),
         "apply:8".to_string(),
@@ -66,7 +48,7 @@ async fn a_token_holder_cannot_act_for_another_agent_or_outside_its_pools() {
         async move { (cc.tofu_starts(&cid, "apply") == 1).then_some(()) }
     })
     .await;
-    let (task_id, epoch) = apply_task(&c, &id).await;
+    let (task_id, epoch) = c.task_of(&id, "apply").await;
     let run = c.run(&id).await;
 
     // The forger: a registered agent of its own, with the shared token.
@@ -227,16 +209,7 @@ async fn a_token_holder_cannot_act_for_another_agent_or_outside_its_pools() {
         .await
         .expect("its own pool");
     let gpu_run = c.submit(&example("gpu-pool"), "ident/gpu", &["--pool", "gpu"]);
-    let gpu_task = {
-        use sqlx::{Connection, Row};
-        let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-        sqlx::query("SELECT id FROM tasks WHERE run_id = ?")
-            .bind(&gpu_run)
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get::<String, _>("id")
-    };
+    let (gpu_task, _) = c.task_of(&gpu_run, "plan").await;
     let reject = v1::RejectTaskRequest {
         task_id: gpu_task,
         attempt: 1,

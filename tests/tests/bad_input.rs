@@ -80,17 +80,6 @@ async fn a_module_the_stand_in_cannot_run_fails_with_its_diagnostic() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("No value for required variable"));
 }
 
-/// Bundles stored by the coordinator (the test's own SQLite file).
-async fn blob_count(c: &Cluster) -> i64 {
-    use sqlx::{Connection, Row};
-    let mut db = sqlx::SqliteConnection::connect(&c.db_url).await.unwrap();
-    sqlx::query("SELECT COUNT(*) AS n FROM blobs")
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
-        .get::<i64, _>("n")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_submit_with_a_bad_name_is_refused_before_anything_is_uploaded() {
     let c = Cluster::start(Db::Sqlite).await;
@@ -117,7 +106,7 @@ async fn a_submit_with_a_bad_name_is_refused_before_anything_is_uploaded() {
             !err.contains("bundle sha256:"),
             "{args:?}: the CLI uploaded first: {err}"
         );
-        assert_eq!(blob_count(&c).await, 0, "{args:?}: a bundle was uploaded");
+        assert_eq!(c.blob_count().await, 0, "{args:?}: a bundle was uploaded");
     }
 
     // The coordinator still refuses the same names from a caller that is not the CLI.
@@ -138,5 +127,5 @@ async fn a_submit_with_a_bad_name_is_refused_before_anything_is_uploaded() {
 
     // A good submission does upload (the count above can see a bundle).
     c.submit(&gpu, "ok", &["--plan-only", "--var", "gpu_count=2"]);
-    assert_eq!(blob_count(&c).await, 1);
+    assert_eq!(c.blob_count().await, 1);
 }

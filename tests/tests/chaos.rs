@@ -7,7 +7,6 @@
 //! CI drives 24 runs; `TOFUFLOW_SOAK=200` drives more. This restarts the local broker, so it
 //! lives in its own test binary (cargo runs test binaries one at a time).
 
-use sqlx::{Connection, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use tofuflow_e2e::{broker_ctl, example, http_get, AgentOpts, BrokerBack, Cluster, Db};
@@ -182,26 +181,16 @@ async fn chaos(db: Db, default_runs: usize) {
             c.tofu_starts(id, "apply")
         );
     }
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&c.db_url).await.unwrap();
-    let applies_twice = sqlx::query("SELECT run_id FROM task_attempts WHERE phase = 'apply' GROUP BY run_id HAVING COUNT(*) > 1").fetch_all(&mut conn).await.unwrap();
+    let applies_twice = c.runs_with_repeated_apply().await;
     assert!(applies_twice.is_empty(), "an apply was claimed twice");
     // No state version was accepted from an attempt after it was fenced.
-    let late = sqlx::query("SELECT v.workspace, v.version FROM state_versions v JOIN tasks t ON t.run_id = v.run_id JOIN task_attempts a ON a.task_id = t.id AND a.attempt = v.attempt WHERE a.phase = 'apply' AND a.outcome = 'lost' AND v.created_ms > a.ended_ms")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let late = c.state_writes_after_fencing().await;
     assert!(
         late.is_empty(),
         "{} state writes accepted after their lease was fenced",
         late.len()
     );
-    let running =
-        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state IN ('queued', 'running')")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-            .get::<i64, _>("n");
+    let running = c.open_tasks().await;
     assert_eq!(running, 0, "no task is left open");
     let metrics = http_get(&format!("{}/metrics", c.http_url())).unwrap().1;
     assert!(

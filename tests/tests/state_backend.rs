@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use tofuflow_e2e::{
-    claim_next, example, finish_plan_with_changes, http_request, wait_for, Cluster, Db,
+    claim_next, example, finish_plan_with_changes, http_request, wait_for, Claimed, Cluster, Db,
 };
 
 fn lock_info(id: &str, op: &str) -> Vec<u8> {
@@ -16,19 +16,60 @@ fn state(serial: u64, lineage: &str, marker: &str) -> Vec<u8> {
     serde_json::to_vec_pretty(&json!({"version": 4, "terraform_version": "1.9.0", "serial": serial, "lineage": lineage, "outputs": {"m": {"value": marker, "type": "string"}}, "resources": [], "check_results": null})).unwrap()
 }
 
-async fn conformance(db: Db) {
+/// One run's task lease on workspace `conf/ws`, as a fake agent holds it, and the workspace's
+/// state-backend address.
+struct Conf {
+    db: Db,
+    c: Cluster,
+    id: String,
+    url: String,
+    lease: Claimed,
+}
+
+/// Asserts one response's status, naming the database and the request.
+fn expect(db: Db) -> impl Fn(u16, &str, (u16, String)) {
+    move |code: u16, what: &str, got: (u16, String)| {
+        assert_eq!(got.0, code, "{db:?} {what}: {}", got.1)
+    }
+}
+
+/// A cluster on `db` with an `--auto-approve` run whose plan task a fake agent holds.
+async fn plan_lease(db: Db) -> Conf {
     let c = Cluster::start(db).await;
     let id = c.submit(&example("gpu-pool"), "conf/ws", &["--auto-approve"]);
-    let mut plan = claim_next(&c, "default", "fake-agent").await;
+    let plan = claim_next(&c, "default", "fake-agent").await;
     assert_eq!(plan.spec.run_id, id);
-    let b = plan.spec.backend.clone().unwrap();
-    let auth = Some((b.username.as_str(), b.password.as_str()));
-    let url = b.address.clone();
+    let url = plan.spec.backend.clone().unwrap().address;
     assert!(url.ends_with("/state/conf/ws"), "{url}");
-    let st = |code: u16, what: &str, got: (u16, String)| {
-        assert_eq!(got.0, code, "{db:?} {what}: {}", got.1)
-    };
+    Conf {
+        db,
+        c,
+        id,
+        url,
+        lease: plan,
+    }
+}
 
+/// The same after the plan ended with changes: the fake agent holds the approved apply, whose
+/// credential writes.
+async fn apply_lease(db: Db) -> Conf {
+    let mut k = plan_lease(db).await;
+    finish_plan_with_changes(&mut k.lease).await;
+    let apply = claim_next(&k.c, "default", "fake-agent").await;
+    assert_eq!(apply.spec.phase, tofuflow_proto::v1::Phase::Apply as i32);
+    let b = apply.spec.backend.clone().unwrap();
+    assert_eq!(b.address, k.url, "the same workspace address");
+    k.lease = apply;
+    k
+}
+
+/// Only the task's credential reads its own workspace.
+async fn who_may_talk(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
+    let c = &k.c;
     // Who may talk to it.
     st(
         401,
@@ -51,7 +92,14 @@ async fn conformance(db: Db) {
             &[],
         ),
     );
+}
 
+/// A plan: LOCK GET UNLOCK; its credential never writes.
+async fn plan_sequence(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
     // plan: LOCK GET UNLOCK.
     st(
         200,
@@ -105,15 +153,14 @@ async fn conformance(db: Db) {
     );
     let (code, msg) = http_request("POST", &url, auth, Some(&state(1, "PLAN", "unlocked")), &[]);
     assert_eq!(code, 403, "{db:?} unlocked plan-phase POST: {msg}");
+}
 
-    // The approved apply's credential writes.
-    finish_plan_with_changes(&mut plan).await;
-    let apply = claim_next(&c, "default", "fake-agent").await;
-    assert_eq!(apply.spec.phase, tofuflow_proto::v1::Phase::Apply as i32);
-    let b = apply.spec.backend.clone().unwrap();
+/// An apply: LOCK GET GET POST?ID= UNLOCK, and every rejection while it holds the lock.
+async fn apply_sequence(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
     let auth = Some((b.username.as_str(), b.password.as_str()));
-    assert_eq!(b.address, url, "the same workspace address");
-
+    let st = expect(db);
     // apply: LOCK GET GET POST?ID= UNLOCK.
     let s1 = state(1, "L1", "first");
     st(
@@ -270,7 +317,14 @@ async fn conformance(db: Db) {
         (200, s2.clone()),
         "{db:?} GET returns the last write byte for byte"
     );
+}
 
+/// force-unlock as OpenTofu 1.10+ and 1.9 send it.
+async fn force_unlock(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
     // force-unlock: OpenTofu 1.10+ sends an ID-only body, 1.9 sends none.
     st(
         200,
@@ -305,7 +359,15 @@ async fn conformance(db: Db) {
         "force-unlock (1.9, no body)",
         http_request("UNLOCK", &url, auth, None, &[]),
     );
+}
 
+/// `tofu state push`, then one version per accepted write.
+async fn push(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
+    let (c, id) = (&k.c, k.id.clone());
     // state push: LOCK GET POST?ID= UNLOCK with a higher serial.
     st(
         200,
@@ -356,7 +418,15 @@ async fn conformance(db: Db) {
         id.as_str(),
         "each version names its run"
     );
+}
 
+/// DELETE, and a rollback over it.
+async fn delete_and_rollback(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
+    let c = &k.c;
     // DELETE: gone for readers, kept in history, and a rollback brings it back.
     assert!(c
         .cli(&["state", "lock", "conf/ws", "--reason", "hold"])
@@ -392,7 +462,15 @@ async fn conformance(db: Db) {
         (200, state(3, "L1", "pushed")),
         "{db:?} rolled back over the deletion"
     );
+}
 
+/// A dead lease: its lock goes and its credential cannot write.
+async fn fenced(k: &Conf) {
+    let (db, url) = (k.db, k.url.clone());
+    let b = k.lease.spec.backend.clone().unwrap();
+    let auth = Some((b.username.as_str(), b.password.as_str()));
+    let st = expect(db);
+    let (c, id) = (&k.c, k.id.clone());
     // The lease dies (this fake agent never heartbeats): the lock goes, the credential is dead.
     st(
         200,
@@ -435,12 +513,56 @@ async fn conformance(db: Db) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_backend_conformance_on_sqlite() {
-    conformance(Db::Sqlite).await;
+/// Each request sequence as a test on SQLite and on PostgreSQL; a sequence that needs the state
+/// an earlier one leaves replays it first (with its assertions).
+macro_rules! on_both_databases {
+    ($($name:ident => |$db:ident| $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+                async fn case($db: Db) $body
+                #[tokio::test(flavor = "multi_thread")]
+                async fn on_sqlite() {
+                    case(Db::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn on_postgres() {
+                    case(Db::Postgres).await;
+                }
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_backend_conformance_on_postgres() {
-    conformance(Db::Postgres).await;
+on_both_databases! {
+    only_the_task_credential_reads_its_workspace => |db| {
+        who_may_talk(&plan_lease(db).await).await;
+    }
+    a_plan_locks_and_reads_and_never_writes => |db| {
+        plan_sequence(&plan_lease(db).await).await;
+    }
+    an_apply_locks_writes_and_unlocks_and_every_bad_request_is_refused => |db| {
+        apply_sequence(&apply_lease(db).await).await;
+    }
+    force_unlock_works_with_an_id_only_body_and_with_none => |db| {
+        force_unlock(&apply_lease(db).await).await;
+    }
+    state_push_adds_one_version_per_accepted_write => |db| {
+        let k = apply_lease(db).await;
+        apply_sequence(&k).await;
+        push(&k).await;
+    }
+    delete_hides_the_state_and_a_rollback_brings_it_back => |db| {
+        let k = apply_lease(db).await;
+        apply_sequence(&k).await;
+        push(&k).await;
+        delete_and_rollback(&k).await;
+    }
+    a_dead_lease_loses_its_lock_and_cannot_write => |db| {
+        let k = apply_lease(db).await;
+        apply_sequence(&k).await;
+        push(&k).await;
+        delete_and_rollback(&k).await;
+        fenced(&k).await;
+    }
 }

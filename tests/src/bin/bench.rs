@@ -15,10 +15,14 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tofuflow_e2e::{bin_dir, AgentOpts, Cluster, Db};
 use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
+
+/// The user API client the bench submits with.
+type Client = v1::user_service_client::UserServiceClient<tonic::transport::Channel>;
 
 fn now_ms_f() -> f64 {
     SystemTime::now()
@@ -40,6 +44,43 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 const MODULE: &str =
     "# A module whose plan never has changes.\nlocals {\n  region = \"eu-west-1\"\n}\n";
 
+/// The p50 and p99 of one measured figure, in milliseconds.
+struct Spread {
+    p50: f64,
+    p99: f64,
+}
+
+impl Spread {
+    fn of(v: &mut [f64]) -> Spread {
+        Spread {
+            p50: pct(v, 0.5),
+            p99: pct(v, 0.99),
+        }
+    }
+}
+
+/// Every figure of one bench run, for the table.
+struct Figures {
+    runs: usize,
+    /// Raw publish→consume on the broker.
+    floor: Spread,
+    /// Raw publish→confirm (p50).
+    confirm_p50: f64,
+    /// The stand-in's start-up, plainly spawned.
+    startup: Spread,
+    /// The same through the sandbox helper, per configuration: (name, p50, p99).
+    sandbox: Vec<(String, f64, f64)>,
+    /// `tofu init` + `tofu plan` spawned directly (p50).
+    direct_p50: f64,
+    /// Submit → tofu start at idle.
+    latency: Spread,
+    /// The same task through an agent, claim to end (p50).
+    task_p50: f64,
+    /// Time to submit all throughput runs, and for all to finish.
+    submitted: Duration,
+    total: Duration,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let runs: usize = std::env::args()
@@ -57,8 +98,42 @@ async fn main() {
     );
 
     let mut c = Cluster::start(Db::Sqlite).await;
+    let (floor, confirm_p50) = broker_floor(&c, runs).await;
+    let double = bins.join("tofu-double");
+    let startup = tofu_startup(&double);
+    let sandbox = sandboxed_startup(&c, &bins, &double);
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let direct_p50 = direct_task(&c, &double, &module_dir, runs);
 
-    // 1. Floor: raw publish → consume on the same broker, one message at a time.
+    // 3b/4. Through tofuflow, at idle: one run at a time on one agent.
+    c.agent(AgentOpts::default()).await;
+    let mut client = c.client().await;
+    let bundle = warm_up(&c, &bins, &module_dir);
+    let (latency, task_p50) = idle_runs(&c, &mut client, &bundle, runs).await;
+
+    // 5. Throughput: N runs submitted at once, 2 agents.
+    c.agent(AgentOpts::default()).await;
+    let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
+
+    print_table(&Figures {
+        runs,
+        floor,
+        confirm_p50,
+        startup,
+        sandbox,
+        direct_p50,
+        latency,
+        task_p50,
+        submitted,
+        total,
+    });
+}
+
+/// Figure 1, the floor: raw publish → consume on the same broker, one message at a time;
+/// returns the consume spread and the confirm p50.
+async fn broker_floor(c: &Cluster, runs: usize) -> (Spread, f64) {
     let ch = c.amqp().await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
@@ -108,26 +183,30 @@ async fn main() {
         pc.await.unwrap();
         confirm.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    let floor_p50 = pct(&mut floor, 0.5);
-    let floor_p99 = pct(&mut floor, 0.99);
-    let confirm_p50 = pct(&mut confirm, 0.5);
+    (Spread::of(&mut floor), pct(&mut confirm, 0.5))
+}
 
-    // 2. Stand-in start-up.
-    let double = bins.join("tofu-double");
+/// Figure 2: the stand-in's start-up (`version -json`), plainly spawned.
+fn tofu_startup(double: &Path) -> Spread {
     let mut startup = Vec::new();
     for _ in 0..200 {
         let t0 = Instant::now();
-        let o = std::process::Command::new(&double)
+        let o = std::process::Command::new(double)
             .args(["version", "-json"])
             .output()
             .unwrap();
         assert!(o.status.success());
         startup.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    let startup_p50 = pct(&mut startup, 0.5);
-    let startup_p99 = pct(&mut startup, 0.99);
+    Spread::of(&mut startup)
+}
 
-    // 2b. The same command through the sandbox helper, as the agent starts every tofu command.
+/// One sandbox configuration to time: (name, namespaces, network namespace, task cgroup).
+type Variant = (&'static str, bool, bool, bool);
+
+/// Figure 2b: the same command through the sandbox helper, as the agent starts every tofu
+/// command, in each configuration this machine supports: (name, p50, p99) rows.
+fn sandboxed_startup(c: &Cluster, bins: &Path, double: &Path) -> Vec<(String, f64, f64)> {
     let sb_root = c.dir.join("bench-sandbox");
     let cfg = <tofuflow_agent::Config as clap::Parser>::parse_from([
         "tofuflow-agent".as_ref(),
@@ -137,108 +216,122 @@ async fn main() {
         sb_root.as_os_str(),
     ]);
     std::fs::create_dir_all(&sb_root).unwrap();
-    let sandbox_rows: Vec<(String, f64, f64)> =
-        match tofuflow_agent::sandbox::Sandbox::with_helper(&cfg, bins.join("tofuflow-agent")) {
-            Err(e) => {
-                println!("sandbox not measured: {e}");
-                vec![]
-            }
-            Ok(sb) => {
-                let wd = sb_root.join("work").join("bench");
-                std::fs::create_dir_all(&wd).unwrap();
-                let mut rows = Vec::new();
-                let mut variants = vec![(
-                    "sandbox helper, run user, no namespaces",
-                    false,
-                    false,
-                    false,
-                )];
-                if sb.namespaces {
-                    variants.push((
-                        "sandbox: + mount/PID/IPC/UTS namespaces",
-                        true,
-                        false,
-                        false,
-                    ));
-                }
-                if sb.features.network_namespace.is_ok() {
-                    variants.push((
-                        "sandbox: + network namespace (egress / none / allow-list)",
-                        true,
-                        true,
-                        false,
-                    ));
-                }
-                if sb.namespaces && sb.cgroups.is_some() {
-                    variants.push((
-                        "sandbox: namespaces + task cgroup (memory, pids limits)",
-                        true,
-                        false,
-                        true,
-                    ));
-                }
-                for (name, ns, net, cg) in variants {
-                    let mut v = sb.clone();
-                    v.namespaces = ns;
-                    let mut spec = v.spec(&wd, None, net, v.run_user, Default::default(), vec![]);
-                    if let Some((u, g)) = v.run_user {
-                        nix::unistd::chown(
-                            &wd,
-                            Some(nix::unistd::Uid::from_raw(u)),
-                            Some(nix::unistd::Gid::from_raw(g)),
-                        )
-                        .unwrap();
-                    }
-                    spec.cwd = if ns {
-                        tofuflow_agent::sandbox::WORKDIR.into()
-                    } else {
-                        wd.clone()
-                    };
-                    spec.argv = vec![
-                        if ns {
-                            tofuflow_agent::sandbox::TOFU.to_string()
-                        } else {
-                            v.tofu.display().to_string()
-                        },
-                        "version".into(),
-                        "-json".into(),
-                    ];
-                    let mut t = Vec::new();
-                    for i in 0..100 {
-                        let t0 = Instant::now();
-                        // As in a task with limits: a fresh cgroup, joined by the helper.
-                        let cgroup = cg.then(|| {
-                            v.cgroups
-                                .as_ref()
-                                .unwrap()
-                                .create(&format!("tofuflow-bench-{i}"), 1 << 30, 1000)
-                                .unwrap()
-                        });
-                        let mut spec = spec.clone();
-                        spec.cgroup_procs =
-                            cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
-                        let o = tofuflow_agent::sandbox::run_helper(
-                            &bins.join("tofuflow-agent"),
-                            &spec,
-                            &[("PATH", "/usr/bin:/bin")],
-                        )
-                        .unwrap();
-                        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                        if let Some(c) = cgroup {
-                            c.destroy();
-                        }
-                        t.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    rows.push((name.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99)));
-                }
-                rows
-            }
-        };
+    match tofuflow_agent::sandbox::Sandbox::with_helper(&cfg, bins.join("tofuflow-agent")) {
+        Err(e) => {
+            println!("sandbox not measured: {e}");
+            vec![]
+        }
+        Ok(sb) => {
+            let wd = sb_root.join("work").join("bench");
+            std::fs::create_dir_all(&wd).unwrap();
+            sandbox_variants(&sb)
+                .into_iter()
+                .map(|variant| {
+                    let mut t = time_sandboxed(&sb, variant, &wd, bins);
+                    (variant.0.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99))
+                })
+                .collect()
+        }
+    }
+}
 
-    // 3a. The same tofu commands spawned directly (local backend, fresh directory each time).
-    let module_dir = c.dir.join("bench-module");
-    std::fs::create_dir_all(&module_dir).unwrap();
-    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+/// The sandbox configurations this machine supports, from the least to the most isolated.
+fn sandbox_variants(sb: &tofuflow_agent::sandbox::Sandbox) -> Vec<Variant> {
+    let mut variants = vec![(
+        "sandbox helper, run user, no namespaces",
+        false,
+        false,
+        false,
+    )];
+    if sb.namespaces {
+        variants.push((
+            "sandbox: + mount/PID/IPC/UTS namespaces",
+            true,
+            false,
+            false,
+        ));
+    }
+    if sb.features.network_namespace.is_ok() {
+        variants.push((
+            "sandbox: + network namespace (egress / none / allow-list)",
+            true,
+            true,
+            false,
+        ));
+    }
+    if sb.namespaces && sb.cgroups.is_some() {
+        variants.push((
+            "sandbox: namespaces + task cgroup (memory, pids limits)",
+            true,
+            false,
+            true,
+        ));
+    }
+    variants
+}
+
+/// 100 runs of `tofu version -json` through the sandbox helper in one configuration (ms each).
+fn time_sandboxed(
+    sb: &tofuflow_agent::sandbox::Sandbox,
+    (_, ns, net, cg): Variant,
+    wd: &Path,
+    bins: &Path,
+) -> Vec<f64> {
+    let mut v = sb.clone();
+    v.namespaces = ns;
+    let mut spec = v.spec(wd, None, net, v.run_user, Default::default(), vec![]);
+    if let Some((u, g)) = v.run_user {
+        nix::unistd::chown(
+            wd,
+            Some(nix::unistd::Uid::from_raw(u)),
+            Some(nix::unistd::Gid::from_raw(g)),
+        )
+        .unwrap();
+    }
+    spec.cwd = if ns {
+        tofuflow_agent::sandbox::WORKDIR.into()
+    } else {
+        wd.to_path_buf()
+    };
+    spec.argv = vec![
+        if ns {
+            tofuflow_agent::sandbox::TOFU.to_string()
+        } else {
+            v.tofu.display().to_string()
+        },
+        "version".into(),
+        "-json".into(),
+    ];
+    let mut t = Vec::new();
+    for i in 0..100 {
+        let t0 = Instant::now();
+        // As in a task with limits: a fresh cgroup, joined by the helper.
+        let cgroup = cg.then(|| {
+            v.cgroups
+                .as_ref()
+                .unwrap()
+                .create(&format!("tofuflow-bench-{i}"), 1 << 30, 1000)
+                .unwrap()
+        });
+        let mut spec = spec.clone();
+        spec.cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let o = tofuflow_agent::sandbox::run_helper(
+            &bins.join("tofuflow-agent"),
+            &spec,
+            &[("PATH", "/usr/bin:/bin")],
+        )
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if let Some(c) = cgroup {
+            c.destroy();
+        }
+        t.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    t
+}
+
+/// Figure 3a: the same tofu commands spawned directly (local backend, fresh directory each time): p50.
+fn direct_task(c: &Cluster, double: &Path, module_dir: &Path, runs: usize) -> f64 {
     let mut direct = Vec::new();
     for i in 0..runs.min(50) {
         let wd = c.dir.join(format!("direct-{i}"));
@@ -256,7 +349,7 @@ async fn main() {
                 "-out=tfplan",
             ],
         ] {
-            let o = std::process::Command::new(&double)
+            let o = std::process::Command::new(double)
                 .args(&args)
                 .current_dir(&wd)
                 .env("TF_IN_AUTOMATION", "1")
@@ -272,46 +365,54 @@ async fn main() {
         direct.push(t0.elapsed().as_secs_f64() * 1000.0);
         std::fs::remove_dir_all(&wd).ok();
     }
-    let direct_p50 = pct(&mut direct, 0.5);
+    pct(&mut direct, 0.5)
+}
 
-    // 3b/4. Through tofuflow, at idle: one run at a time on one agent.
-    c.agent(AgentOpts::default()).await;
-    let mut client = c.client().await;
-    let bundle = {
-        let o = std::process::Command::new(bins.join("tofuflow"))
-            .args([
-                "run",
-                "submit",
-                module_dir.to_str().unwrap(),
-                "-w",
-                "bench/warmup",
-                "--plan-only",
-                "--wait",
-                "-o",
-                "json",
-            ])
-            .env("TOFUFLOW_COORDINATOR", c.grpc_url())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["bundle_digest"].as_str().unwrap().to_string()
-    };
-    let submit = |ws: String| v1::SubmitRunRequest {
+/// Submits the module once through the CLI and waits for it (warming the agent up); returns the
+/// bundle digest the measured runs reuse.
+fn warm_up(c: &Cluster, bins: &Path, module_dir: &Path) -> String {
+    let o = std::process::Command::new(bins.join("tofuflow"))
+        .args([
+            "run",
+            "submit",
+            module_dir.to_str().unwrap(),
+            "-w",
+            "bench/warmup",
+            "--plan-only",
+            "--wait",
+            "-o",
+            "json",
+        ])
+        .env("TOFUFLOW_COORDINATOR", c.grpc_url())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["bundle_digest"].as_str().unwrap().to_string()
+}
+
+/// A plan-only run of the bench's bundle in workspace `ws`.
+fn submit_request(bundle: &str, ws: String) -> v1::SubmitRunRequest {
+    v1::SubmitRunRequest {
         workspace: ws,
-        bundle_digest: bundle.clone(),
+        bundle_digest: bundle.to_string(),
         pool: "default".into(),
         kind: v1::RunKind::PlanOnly as i32,
         actor: "bench".into(),
         ..Default::default()
-    };
+    }
+}
+
+/// Figures 3b and 4, one run at a time: submit → tofu start latency, and the task's time
+/// through the agent (claim to end, p50).
+async fn idle_runs(c: &Cluster, client: &mut Client, bundle: &str, runs: usize) -> (Spread, f64) {
     let mut latency = Vec::new();
     let mut task_time = Vec::new();
     let idle_runs = runs.min(50);
     for i in 0..idle_runs {
         let t0 = now_ms_f();
         let r = client
-            .submit_run(submit(format!("bench/idle-{i}")))
+            .submit_run(submit_request(bundle, format!("bench/idle-{i}")))
             .await
             .unwrap()
             .into_inner();
@@ -334,18 +435,22 @@ async fn main() {
         let ended = done.transitions.last().unwrap().unix_ms;
         task_time.push((ended - claimed) as f64);
     }
-    let lat_p50 = pct(&mut latency, 0.5);
-    let lat_p99 = pct(&mut latency, 0.99);
-    let task_p50 = pct(&mut task_time, 0.5);
+    (Spread::of(&mut latency), pct(&mut task_time, 0.5))
+}
 
-    // 5. Throughput: N runs submitted at once, 2 agents.
-    c.agent(AgentOpts::default()).await;
+/// Figure 5: N runs submitted at once: how long submitting took, and until all ended.
+async fn throughput(
+    c: &Cluster,
+    client: &mut Client,
+    bundle: &str,
+    runs: usize,
+) -> (Duration, Duration) {
     let t0 = Instant::now();
     let mut ids = Vec::new();
     for i in 0..runs {
         ids.push(
             client
-                .submit_run(submit(format!("bench/tp-{i}")))
+                .submit_run(submit_request(bundle, format!("bench/tp-{i}")))
                 .await
                 .unwrap()
                 .into_inner()
@@ -357,69 +462,73 @@ async fn main() {
         c.wait_state(id, &["planned_no_changes"], Duration::from_secs(600))
             .await;
     }
-    let total = t0.elapsed();
-    let tput = runs as f64 / total.as_secs_f64();
+    (submitted, t0.elapsed())
+}
 
+/// Prints every figure side by side.
+fn print_table(f: &Figures) {
+    let runs = f.runs;
+    let tput = runs as f64 / f.total.as_secs_f64();
     println!();
     println!("{:<58} {:>12} {:>12}", "measure", "p50", "p99 / ratio");
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",
-        "raw RabbitMQ publish→consume (quorum, persistent)", floor_p50, floor_p99
+        "raw RabbitMQ publish→consume (quorum, persistent)", f.floor.p50, f.floor.p99
     );
     println!(
         "{:<58} {:>9.2} ms {:>12}",
-        "raw RabbitMQ publish→confirm", confirm_p50, ""
+        "raw RabbitMQ publish→confirm", f.confirm_p50, ""
     );
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",
-        "stand-in tofu start-up (version -json)", startup_p50, startup_p99
+        "stand-in tofu start-up (version -json)", f.startup.p50, f.startup.p99
     );
-    for (name, p50, p99) in &sandbox_rows {
+    for (name, p50, p99) in &f.sandbox {
         println!(
             "{:<58} {:>9.2} ms {:>9.2} ms  (+{:.2} ms, {:.2}x a plain spawn)",
             name,
             p50,
             p99,
-            p50 - startup_p50,
-            p50 / startup_p50
+            p50 - f.startup.p50,
+            p50 / f.startup.p50
         );
     }
     println!(
         "{:<58} {:>9.2} ms {:>12}",
-        "direct: tofu init + tofu plan in a fresh dir", direct_p50, "1.00x"
+        "direct: tofu init + tofu plan in a fresh dir", f.direct_p50, "1.00x"
     );
     println!(
         "{:<58} {:>9.2} ms {:>11.2}x",
         "agent: lease → … → complete (same commands)",
-        task_p50,
-        task_p50 / direct_p50
+        f.task_p50,
+        f.task_p50 / f.direct_p50
     );
     println!(
         "{:<58} {:>9.2} ms {:>12}",
         "agent overhead per task (agent − direct)",
-        task_p50 - direct_p50,
+        f.task_p50 - f.direct_p50,
         ""
     );
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",
-        "submit → tofu start, idle", lat_p50, lat_p99
+        "submit → tofu start, idle", f.latency.p50, f.latency.p99
     );
     println!(
         "{:<58} {:>12} {:>11.1}x",
         "  … as a multiple of the broker floor (p50)",
         "",
-        lat_p50 / floor_p50
+        f.latency.p50 / f.floor.p50
     );
     println!(
         "{:<58} {:>8.1} /s {:>12}",
         &format!("throughput: {runs} no-change plan runs, 2 agents"),
         tput,
-        format!("{:.1}s total", total.as_secs_f64())
+        format!("{:.1}s total", f.total.as_secs_f64())
     );
     println!(
         "{:<58} {:>8.1} /s {:>12}",
         "  submission rate (gRPC, one client)",
-        runs as f64 / submitted.as_secs_f64(),
+        runs as f64 / f.submitted.as_secs_f64(),
         ""
     );
 }

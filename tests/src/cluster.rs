@@ -1,0 +1,439 @@
+//! The cluster under test: a RabbitMQ vhost, a database (SQLite file or a fresh PostgreSQL
+//! database) and the real coordinator, built with [`ClusterBuilder`]; running the CLI against it,
+//! waiting on runs, and tearing it all down on drop.
+
+use crate::bins::free_port;
+use crate::broker::rabbitmqctl;
+use crate::{bin_dir, http_get, wait_for, Agent};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tofuflow_proto::v1::{self, user_service_client::UserServiceClient};
+
+/// The PostgreSQL server's admin URL (`TOFUFLOW_TEST_PG`, default local trust auth).
+pub fn pg_admin_url() -> String {
+    std::env::var("TOFUFLOW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which database the coordinator keeps its tables in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A running coordinator with its vhost, database, scratch directory and agents.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub vhost: String,
+    pub amqp_url: String,
+    pub db: Db,
+    pub db_url: String,
+    pg_name: Option<String>,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    coordinator: Option<Child>,
+    pub agents: Vec<Agent>,
+    pub(crate) bins: PathBuf,
+    pub pools: Vec<String>,
+    pub extra_coordinator_args: Vec<String>,
+    /// Given to agents as TOFUFLOW_AGENT_TOKEN when set.
+    pub agent_token: Option<String>,
+}
+
+/// A cluster to be started: pools, coordinator flags and the agent token, then [`start`].
+///
+/// [`start`]: ClusterBuilder::start
+pub struct ClusterBuilder {
+    db: Db,
+    pools: Vec<String>,
+    coordinator_args: Vec<String>,
+    agent_token: Option<String>,
+}
+
+impl ClusterBuilder {
+    /// The pools the coordinator serves (default: `default`).
+    pub fn pools(mut self, pools: &[&str]) -> Self {
+        self.pools = pools.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// More coordinator flags (kept for restarts in [`Cluster::extra_coordinator_args`]).
+    pub fn coordinator_args(mut self, args: &[&str]) -> Self {
+        self.coordinator_args
+            .extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// The shared agent token: the coordinator requires it (`--agent-token`), and agents and
+    /// fake agents of this cluster present it.
+    pub fn agent_token(mut self, token: &str) -> Self {
+        self.coordinator_args
+            .extend(["--agent-token".to_string(), token.to_string()]);
+        self.agent_token = Some(token.to_string());
+        self
+    }
+
+    /// Makes the vhost, the database and the scratch directory, and starts the coordinator.
+    pub async fn start(self) -> Cluster {
+        let bins = bin_dir();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        let dir = scratch_dir(id);
+        let vhost = format!("tofuflow-test-{id}");
+        rabbitmqctl(&["add_vhost", &vhost]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let (db_url, pg_name) = match self.db {
+            Db::Sqlite => (format!("sqlite://{}/coordinator.db", dir.display()), None),
+            Db::Postgres => create_pg_database(id).await,
+        };
+        let mut c = Cluster {
+            dir,
+            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            vhost,
+            db: self.db,
+            db_url,
+            pg_name,
+            grpc_port: free_port(),
+            http_port: free_port(),
+            coordinator: None,
+            agents: Vec::new(),
+            bins,
+            pools: self.pools,
+            extra_coordinator_args: self.coordinator_args,
+            agent_token: self.agent_token,
+        };
+        c.start_coordinator().await;
+        c
+    }
+}
+
+/// The cluster's scratch directory, with the stand-in's invocation trace: shared by every
+/// task's run user, and visible inside the sandbox (--sandbox-bind).
+fn scratch_dir(id: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tofuflow-e2e-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = dir.join("trace");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(t.join("tofu-trace.jsonl"), b"").unwrap();
+    std::fs::set_permissions(
+        t.join("tofu-trace.jsonl"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    dir
+}
+
+/// Creates a fresh PostgreSQL database for the cluster: returns its URL and name.
+async fn create_pg_database(id: &str) -> (String, Option<String>) {
+    use sqlx::Connection;
+    let name = format!("tofuflow_e2e_{id}");
+    let mut c = sqlx::PgConnection::connect(&pg_admin_url())
+        .await
+        .expect("PostgreSQL must be running for this test");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let base = pg_admin_url();
+    (
+        format!("{}/{name}", base.rsplit_once('/').unwrap().0),
+        Some(name),
+    )
+}
+
+impl Cluster {
+    /// Starts a cluster on `db` serving the `default` pool.
+    pub async fn start(db: Db) -> Cluster {
+        Cluster::builder(db).start().await
+    }
+
+    /// Starts a cluster on `db` serving `pools`, with more coordinator flags.
+    pub async fn start_with(db: Db, pools: &[&str], extra: &[&str]) -> Cluster {
+        Cluster::builder(db)
+            .pools(pools)
+            .coordinator_args(extra)
+            .start()
+            .await
+    }
+
+    /// A cluster to configure before it starts: `Cluster::builder(db).pools(&[..]).start().await`.
+    pub fn builder(db: Db) -> ClusterBuilder {
+        ClusterBuilder {
+            db,
+            pools: vec!["default".into()],
+            coordinator_args: Vec::new(),
+            agent_token: None,
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub async fn start_coordinator(&mut self) {
+        let ready = self.dir.join("coordinator.ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("coordinator.log"))
+            .unwrap();
+        let child = Command::new(self.bins.join("tofuflow-coordinator"))
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--database-url", &self.db_url, "--amqp-url", &self.amqp_url])
+            .args(["--pools", &self.pools.join(",")])
+            .args([
+                "--lease-ttl",
+                "3s",
+                "--heartbeat-interval",
+                "1s",
+                "--reap-interval",
+                "200ms",
+            ])
+            .args(&self.extra_coordinator_args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env(
+                "TOFUFLOW_LOG",
+                std::env::var("TOFUFLOW_E2E_LOG")
+                    .unwrap_or_else(|_| "info,tofuflow_coordinator=debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start coordinator");
+        self.coordinator = Some(child);
+        let r = ready.clone();
+        wait_for(
+            "the coordinator to be ready",
+            Duration::from_secs(30),
+            || {
+                let r = r.clone();
+                async move { r.exists().then_some(()) }
+            },
+        )
+        .await;
+        let url = format!("{}/readyz", self.http_url());
+        wait_for("/readyz", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                http_get(&url)
+                    .ok()
+                    .filter(|(code, _)| *code == 200)
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILLs the coordinator.
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart_coordinator(&mut self) {
+        self.kill_coordinator();
+        self.start_coordinator().await;
+    }
+
+    pub async fn client(&self) -> UserServiceClient<tonic::transport::Channel> {
+        UserServiceClient::new(
+            tonic::transport::Endpoint::from_shared(self.grpc_url())
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to coordinator"),
+        )
+    }
+
+    /// Runs the `tofuflow` CLI against this cluster.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.bins.join("tofuflow"))
+            .args(args)
+            .env("TOFUFLOW_COORDINATOR", self.grpc_url())
+            .env("TOFUFLOW_USER", "tester")
+            .output()
+            .expect("run tofuflow")
+    }
+
+    pub async fn run(&self, id: &str) -> v1::Run {
+        self.client()
+            .await
+            .get_run(v1::GetRunRequest {
+                run_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("get run")
+            .into_inner()
+    }
+
+    /// Waits until the run is in one of `states`; panics (with the run) if it ends elsewhere.
+    pub async fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> v1::Run {
+        let terminal = [
+            "applied",
+            "planned_no_changes",
+            "failed",
+            "cancelled",
+            "rejected",
+            "interrupted",
+            "expired",
+        ];
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self
+                .client()
+                .await
+                .get_run(v1::GetRunRequest {
+                    run_id: id.into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner());
+            if let Ok(r) = r {
+                if states.contains(&r.state.as_str()) {
+                    return r;
+                }
+                if terminal.contains(&r.state.as_str()) {
+                    panic!(
+                        "run {id} ended {} (error: {:?}) while waiting for {states:?}\n{}",
+                        r.state,
+                        r.error,
+                        self.logs_tail()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for run {id} to be {states:?}\n{}",
+                self.logs_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Submits a module via the CLI and returns the run id.
+    pub fn submit(&self, module: &Path, workspace: &str, extra: &[&str]) -> String {
+        let mut args = vec!["run", "submit", module.to_str().unwrap(), "-w", workspace];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Lines of the stand-in's trace (one JSON object per tofu invocation start/exit).
+    pub fn tofu_trace(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("trace/tofu-trace.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// How many times `tofu <cmd>` started in a working directory of this run.
+    pub fn tofu_starts(&self, run_id: &str, cmd: &str) -> usize {
+        self.tofu_trace()
+            .iter()
+            .filter(|e| e["event"] == "start" && e["args"][0] == cmd && e["run"] == run_id)
+            .count()
+    }
+
+    pub fn logs_tail(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "coordinator.log",
+            "agent-0.log",
+            "agent-1.log",
+            "agent-2.log",
+        ] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
+                let lines: Vec<&str> = t.lines().collect();
+                s.push_str(&format!(
+                    "--- {f} (last 25 lines)\n{}\n",
+                    lines[lines.len().saturating_sub(25)..].join("\n")
+                ));
+            }
+        }
+        s
+    }
+
+    /// Opens a direct AMQP channel on this cluster's vhost.
+    pub async fn amqp(&self) -> lapin::Channel {
+        let c = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .expect("amqp");
+        c.create_channel().await.expect("channel")
+    }
+
+    /// Messages ready in a queue (passive declare).
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let ch = self.amqp().await;
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        q.message_count()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        self.kill_coordinator();
+        // Stray tofu processes of this cluster (their working dirs are under self.dir).
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.dir.display().to_string()])
+            .status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+        if let Some(name) = self.pg_name.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut c)
+                        .await;
+                    }
+                })
+            })
+            .join();
+        }
+        if std::env::var_os("TOFUFLOW_KEEP_TEST_DIRS").is_none() && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.dir.display());
+        }
+    }
+}

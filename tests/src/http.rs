@@ -1,0 +1,117 @@
+//! Plain HTTP/1.1 requests (health, `/metrics`, the state backend as OpenTofu's client sends
+//! them), with nothing fancier than the fixture needs.
+
+use crate::Cluster;
+use std::time::Duration;
+
+/// A plain HTTP GET (the fixture needs nothing fancier).
+pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// One HTTP/1.1 request as OpenTofu's `http` backend client sends it (Basic auth, JSON body with
+/// `Content-MD5`); returns status and body.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<&[u8]>,
+    extra_headers: &[(&str, &str)],
+) -> (u16, String) {
+    use base64::Engine;
+    use md5::Digest;
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ));
+    }
+    for (k, v) in extra_headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+        if !extra_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-md5"))
+        {
+            req.push_str(&format!(
+                "Content-MD5: {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+            ));
+        }
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // Undo chunked transfer encoding if the server used it.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n.min(tail.len())]);
+            rest = tail.get(n + 2..).unwrap_or("");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`) in the coordinator's
+/// `/metrics`, if present.
+pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
+    let (code, body) = http_get(&format!("{}/metrics", c.http_url())).ok()?;
+    if code != 200 {
+        return None;
+    }
+    body.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == sample)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}

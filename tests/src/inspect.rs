@@ -1,0 +1,105 @@
+//! What no public API answers, read from the coordinator's own database (SQLite or PostgreSQL):
+//! the ids, epochs and attempts of a run's tasks, the stored bundles, and the chaos test's
+//! invariants. Tests call these by name so they read like the behaviour, not like SQL.
+
+use crate::Cluster;
+use sqlx::{Connection, Row};
+
+/// One claim of a task, as the coordinator recorded it (`task_attempts`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub task_id: String,
+    pub phase: String,
+    pub attempt: i64,
+    pub epoch: i64,
+    /// Empty while the attempt runs; then `succeeded`, `failed`, `lost`, ...
+    pub outcome: String,
+}
+
+impl Cluster {
+    /// A connection to the coordinator's database, whichever it is.
+    async fn database(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(&self.db_url)
+            .await
+            .expect("open the coordinator's database")
+    }
+
+    /// Every claim of the run's tasks, in the order they were claimed.
+    pub async fn attempts(&self, run_id: &str) -> Vec<Attempt> {
+        let mut db = self.database().await;
+        sqlx::query(
+            "SELECT task_id, phase, attempt, epoch, outcome FROM task_attempts WHERE run_id = $1 ORDER BY claimed_ms, attempt",
+        )
+        .bind(run_id)
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Attempt {
+            task_id: r.get("task_id"),
+            phase: r.get("phase"),
+            attempt: r.get("attempt"),
+            epoch: r.get("epoch"),
+            outcome: r.get("outcome"),
+        })
+        .collect()
+    }
+
+    /// The run's `phase` task (`plan` or `apply`) as the coordinator has it: (task id, epoch).
+    pub async fn task_of(&self, run_id: &str, phase: &str) -> (String, u64) {
+        let mut db = self.database().await;
+        let row = sqlx::query("SELECT id, epoch FROM tasks WHERE run_id = $1 AND phase = $2")
+            .bind(run_id)
+            .bind(phase)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("run {run_id} has no {phase} task: {e}"));
+        (row.get("id"), row.get::<i64, _>("epoch") as u64)
+    }
+
+    /// Bundles the coordinator stores.
+    pub async fn blob_count(&self) -> i64 {
+        let mut db = self.database().await;
+        sqlx::query("SELECT COUNT(*) AS n FROM blobs")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+    }
+
+    /// Runs whose apply was claimed more than once.
+    pub async fn runs_with_repeated_apply(&self) -> Vec<String> {
+        let mut db = self.database().await;
+        sqlx::query("SELECT run_id FROM task_attempts WHERE phase = 'apply' GROUP BY run_id HAVING COUNT(*) > 1")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("run_id"))
+            .collect()
+    }
+
+    /// State versions accepted from an apply attempt after it was fenced (lost): (workspace,
+    /// version).
+    pub async fn state_writes_after_fencing(&self) -> Vec<(String, i64)> {
+        let mut db = self.database().await;
+        sqlx::query("SELECT v.workspace, v.version FROM state_versions v JOIN tasks t ON t.run_id = v.run_id JOIN task_attempts a ON a.task_id = t.id AND a.attempt = v.attempt WHERE a.phase = 'apply' AND a.outcome = 'lost' AND v.created_ms > a.ended_ms")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("workspace"), r.get("version")))
+            .collect()
+    }
+
+    /// Tasks still queued or running.
+    pub async fn open_tasks(&self) -> i64 {
+        let mut db = self.database().await;
+        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE state IN ('queued', 'running')")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+    }
+}
