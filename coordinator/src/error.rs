@@ -94,7 +94,10 @@ impl From<Error> for tonic::Status {
 impl axum::response::IntoResponse for Error {
     /// The HTTP side's answer for an error: its status and the message as a line of text.
     fn into_response(self) -> axum::response::Response {
-        if matches!(self, Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. }) {
+        if matches!(
+            self,
+            Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. }
+        ) {
             tracing::error!(error = %self, "request failed");
         }
         (self.http_status(), format!("{self}\n")).into_response()

@@ -4,11 +4,9 @@
 pub mod agent;
 pub mod user;
 
-use crate::error::Error;
 use crate::store::{Policy, Store};
 use std::sync::Arc;
 use tokio::sync::Notify;
-use tonic::Status;
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -24,8 +22,4 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// The dead-letter queue, for admins.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
-}
-
-pub fn status(e: Error) -> Status {
-    e.into()
 }

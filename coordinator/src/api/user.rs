@@ -1,7 +1,8 @@
 //! The gRPC service users (the CLI) call: bundles, runs, approvals, logs, agents.
 
-use super::{status, Shared};
+use super::Shared;
 use crate::auth::Role;
+use crate::error::Error;
 use crate::runs::variables::{self, Declared};
 use crate::runs::{self, RunKind};
 use crate::store::{self, NewRun};
@@ -141,9 +142,9 @@ impl UserApi {
     }
 
     async fn full_run_as(&self, id: &str, reveal: bool) -> Result<v1::Run, Status> {
-        let r = self.shared.store.get_run(id).await.map_err(status)?;
-        let t = self.shared.store.transitions(id).await.map_err(status)?;
-        let n = self.shared.store.plan_attempts(id).await.map_err(status)?;
+        let r = self.shared.store.get_run(id).await?;
+        let t = self.shared.store.transitions(id).await?;
+        let n = self.shared.store.plan_attempts(id).await?;
         Ok(run_to_pb(&r, t, n, reveal))
     }
 
@@ -153,12 +154,7 @@ impl UserApi {
         &self,
         r: &mut v1::SubmitRunRequest,
     ) -> Result<BTreeMap<String, Declared>, Status> {
-        let bundle = self
-            .shared
-            .store
-            .get_blob(&r.bundle_digest)
-            .await
-            .map_err(status)?;
+        let bundle = self.shared.store.get_blob(&r.bundle_digest).await?;
         let d = variables::declarations(&bundle);
         if d.complete {
             let optional = std::mem::take(&mut r.optional_variables);
@@ -166,10 +162,10 @@ impl UserApi {
                 .retain(|k, _| d.vars.contains_key(k) || !optional.contains(k));
             if let Some(k) = r.variables.keys().find(|k| !d.vars.contains_key(*k)) {
                 let names: Vec<&str> = d.vars.keys().map(String::as_str).collect();
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::InvalidInput(format!(
                     "variable {k:?} is not declared by the module (it declares: {}): check the name, or add a `variable \"{k}\" {{}}` block",
                     if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                )));
+                )).into());
             }
         }
         let mut decls: BTreeMap<String, Declared> = d
@@ -178,7 +174,7 @@ impl UserApi {
             .filter(|(_, v)| v.sensitive || v.expression)
             .collect();
         for k in &r.sensitive_variables {
-            valid_var_name(k).map_err(Status::invalid_argument)?;
+            valid_var_name(k).map_err(Error::InvalidInput)?;
             decls.entry(k.clone()).or_default().sensitive = true;
         }
         Ok(decls)
@@ -197,16 +193,16 @@ impl UserService for UserApi {
         while let Some(c) = s.next().await {
             data.extend_from_slice(&c?.data);
             if data.len() as u64 > self.shared.max_bundle_bytes {
-                return Err(Status::resource_exhausted(format!(
+                return Err(Error::TooLarge(format!(
                     "bundle larger than {} bytes: remove build output and .terraform/ from the module directory, or raise the coordinator's --max-bundle-bytes",
                     self.shared.max_bundle_bytes
-                )));
+                )).into());
             }
         }
         if data.is_empty() {
-            return Err(Status::invalid_argument("empty bundle"));
+            return Err(Error::InvalidInput("empty bundle".into()).into());
         }
-        let (digest, existed) = self.shared.store.put_blob(&data).await.map_err(status)?;
+        let (digest, existed) = self.shared.store.put_blob(&data).await?;
         Ok(Response::new(v1::UploadBundleResponse {
             digest,
             size: data.len() as u64,
@@ -224,30 +220,25 @@ impl UserService for UserApi {
         r.actor = actor;
         // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
         tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &r.traceparent);
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let pool = if r.pool.is_empty() {
             "default".to_string()
         } else {
             r.pool.clone()
         };
-        crate::queue::valid_pool(&pool).map_err(Status::invalid_argument)?;
+        crate::queue::valid_pool(&pool).map_err(Error::InvalidInput)?;
         for k in r.variables.keys() {
-            valid_var_name(k).map_err(Status::invalid_argument)?;
+            valid_var_name(k).map_err(Error::InvalidInput)?;
         }
-        if !self
-            .shared
-            .store
-            .has_blob(&r.bundle_digest)
-            .await
-            .map_err(status)?
-        {
-            return Err(Status::failed_precondition(format!(
+        if !self.shared.store.has_blob(&r.bundle_digest).await? {
+            return Err(Error::Conflict(format!(
                 "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
                 r.bundle_digest
-            )));
+            ))
+            .into());
         }
         if r.var_files.len() > 32 {
-            return Err(Status::invalid_argument("at most 32 var files"));
+            return Err(Error::InvalidInput("at most 32 var files".into()).into());
         }
         for f in &r.var_files {
             if f.name.is_empty()
@@ -255,10 +246,11 @@ impl UserService for UserApi {
                 || f.name.starts_with('.')
                 || f.content.len() > 1024 * 1024
             {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::InvalidInput(format!(
                     "invalid var file {:?}: a plain file name and at most 1 MiB",
                     f.name
-                )));
+                ))
+                .into());
             }
         }
         let variable_decls = self.variable_decls(&mut r).await?;
@@ -314,8 +306,7 @@ impl UserService for UserApi {
                 },
                 &self.shared.policy,
             )
-            .await
-            .map_err(status)?;
+            .await?;
         self.shared.wake.notify_one();
         tracing::info!(run_id = %run.id, actor = %r.actor, "run submitted");
         Ok(Response::new(self.full_run(&run.id).await?))
@@ -338,8 +329,7 @@ impl UserService for UserApi {
                 &actor,
                 "sensitive values shown (run show --show-sensitive)",
             )
-            .await
-            .map_err(status)?;
+            .await?;
         tracing::warn!(run_id = %id, %actor, "sensitive values of a run shown");
         Ok(Response::new(self.full_run_as(&id, true).await?))
     }
@@ -353,15 +343,14 @@ impl UserService for UserApi {
         if !r.state.is_empty() {
             r.state
                 .parse::<runs::RunState>()
-                .map_err(Status::invalid_argument)?;
+                .map_err(Error::InvalidInput)?;
         }
         let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) } as i64;
         let list = self
             .shared
             .store
             .list_runs(&r.workspace, &r.state, limit)
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(v1::ListRunsResponse {
             runs: list
                 .iter()
@@ -426,7 +415,7 @@ impl UserService for UserApi {
     ) -> Result<Response<LogStream>, Status> {
         self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
-        let run = self.shared.store.get_run(&r.run_id).await.map_err(status)?;
+        let run = self.shared.store.get_run(&r.run_id).await?;
         let store = self.shared.store.clone();
         let mut changes = store.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -441,7 +430,7 @@ impl UserService for UserApi {
                 let rows = match store.logs(&run.id, offset).await {
                     Ok(rows) => rows,
                     Err(e) => {
-                        let _ = tx.send(Err(status(e))).await;
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 };
@@ -492,8 +481,7 @@ impl UserService for UserApi {
         self.shared
             .store
             .approve(&r.run_id, &r.actor, &r.reason, &self.shared.policy)
-            .await
-            .map_err(status)?;
+            .await?;
         self.shared.wake.notify_one();
         tracing::info!(run_id = %r.run_id, actor = %r.actor, "run approved");
         Ok(Response::new(self.full_run(&r.run_id).await?))
@@ -509,8 +497,7 @@ impl UserService for UserApi {
         self.shared
             .store
             .reject(&r.run_id, &r.actor, &r.reason)
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(self.full_run(&r.run_id).await?))
     }
 
@@ -524,8 +511,7 @@ impl UserService for UserApi {
         self.shared
             .store
             .cancel(&r.run_id, &r.actor, &r.reason)
-            .await
-            .map_err(status)?;
+            .await?;
         tracing::info!(run_id = %r.run_id, actor = %r.actor, "run cancel requested");
         Ok(Response::new(self.full_run(&r.run_id).await?))
     }
@@ -535,7 +521,7 @@ impl UserService for UserApi {
         req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         self.who(&req, None, Role::Viewer)?;
-        let agents = self.shared.store.agents().await.map_err(status)?;
+        let agents = self.shared.store.agents().await?;
         Ok(Response::new(v1::ListAgentsResponse {
             agents: agents
                 .into_iter()
@@ -558,11 +544,11 @@ impl UserService for UserApi {
     ) -> Result<Response<v1::StateVersionList>, Status> {
         self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let st = &self.shared.store;
-        let versions = st.list_state_versions(&r.workspace).await.map_err(status)?;
-        let events = st.state_events(&r.workspace).await.map_err(status)?;
-        let lock = st.state_lock(&r.workspace).await.map_err(status)?;
+        let versions = st.list_state_versions(&r.workspace).await?;
+        let events = st.state_events(&r.workspace).await?;
+        let lock = st.state_lock(&r.workspace).await?;
         let (lock_owner, lock_info) = match lock {
             Some(l) => (
                 serde_json::from_str::<serde_json::Value>(&l.info)
@@ -598,13 +584,12 @@ impl UserService for UserApi {
     ) -> Result<Response<StateStream>, Status> {
         self.who(&req, None, Role::Viewer)?;
         let r = req.into_inner();
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let (meta, data) = self
             .shared
             .store
             .state_version(&r.workspace, (r.version > 0).then_some(r.version))
-            .await
-            .map_err(status)?;
+            .await?;
         let mut chunks: Vec<Result<v1::StateChunk, Status>> = data
             .chunks(tofuflow_proto::CHUNK_BYTES)
             .map(|c| {
@@ -630,20 +615,18 @@ impl UserService for UserApi {
         let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
         let mut r = req.into_inner();
         r.actor = actor;
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let v = self
             .shared
             .store
             .rollback_state(&r.workspace, r.to_version, &r.actor, &r.reason)
-            .await
-            .map_err(status)?;
+            .await?;
         tracing::warn!(workspace = %r.workspace, to = r.to_version, new_version = v, actor = %r.actor, "state rolled back");
         let (meta, _) = self
             .shared
             .store
             .state_version(&r.workspace, Some(v))
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(version_to_pb(meta)))
     }
 
@@ -654,23 +637,23 @@ impl UserService for UserApi {
         let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
         let mut r = req.into_inner();
         r.actor = actor;
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         match self
             .shared
             .store
             .lock_state_human(&r.workspace, &r.actor, &r.reason)
-            .await
-            .map_err(status)?
+            .await?
         {
             Ok(id) => Ok(Response::new(v1::StateLockInfo {
                 lock_id: id,
                 owner: r.actor,
                 info: String::new(),
             })),
-            Err(held) => Err(Status::failed_precondition(format!(
+            Err(held) => Err(Error::Conflict(format!(
                 "workspace {:?} is already locked: {}",
                 r.workspace, held.info
-            ))),
+            ))
+            .into()),
         }
     }
 
@@ -689,13 +672,12 @@ impl UserService for UserApi {
         )?;
         let mut r = req.into_inner();
         r.actor = actor;
-        valid_workspace(&r.workspace).map_err(Status::invalid_argument)?;
+        valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let owner = self
             .shared
             .store
             .unlock_state_human(&r.workspace, &r.actor, r.force, &r.reason)
-            .await
-            .map_err(status)?;
+            .await?;
         if r.force {
             tracing::warn!(workspace = %r.workspace, actor = %r.actor, previous_owner = %owner, "state lock force-released");
         }
@@ -733,7 +715,7 @@ impl UserApi {
             n => n.min(1000),
         };
         let dl = &self.shared.dead_letters;
-        let (messages, total) = dl.list(limit).await.map_err(status)?;
+        let (messages, total) = dl.list(limit).await?;
         Ok(Response::new(v1::ListDeadLettersResponse {
             messages,
             total: total.into(),
@@ -748,7 +730,7 @@ impl UserApi {
     ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
         let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
         let reason = req.into_inner().reason;
-        let purged = self.shared.dead_letters.purge().await.map_err(status)?;
+        let purged = self.shared.dead_letters.purge().await?;
         tracing::warn!(%actor, %reason, purged, queue = tofuflow_proto::amqp::DEAD_QUEUE, "dead letters purged");
         Ok(Response::new(v1::PurgeDeadLettersResponse {
             purged: purged.into(),
