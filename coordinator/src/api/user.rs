@@ -1,7 +1,7 @@
 //! The gRPC service users (the CLI) call: bundles, runs, approvals, logs, agents.
 
 use super::Shared;
-use crate::auth::Role;
+use crate::auth::{self, Action};
 use crate::error::Error;
 use crate::runs::variables::{self, Declared};
 use crate::runs::{self, RunKind};
@@ -127,14 +127,15 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<v1::LogLine, Status>> + Send>>
 type StateStream = Pin<Box<dyn Stream<Item = Result<v1::StateChunk, Status>> + Send>>;
 
 impl UserApi {
-    /// Who is calling, checked against the role the action needs (see auth::actor).
-    fn who<T>(
+    /// Who is calling, if they may perform `action` (see [`auth::authorize`]).
+    fn authorize<T>(
         &self,
         req: &Request<T>,
+        action: Action,
+        workspace: Option<&str>,
         claimed: Option<&str>,
-        need: Role,
-    ) -> Result<String, Status> {
-        crate::auth::actor(req, self.shared.users_open, claimed, need)
+    ) -> crate::error::Result<String> {
+        auth::authorize(req, self.shared.users_open, action, workspace, claimed).map(|a| a.name)
     }
 
     async fn full_run(&self, id: &str) -> Result<v1::Run, Status> {
@@ -187,7 +188,7 @@ impl UserService for UserApi {
         &self,
         req: Request<Streaming<v1::Chunk>>,
     ) -> Result<Response<v1::UploadBundleResponse>, Status> {
-        self.who(&req, None, Role::Operator)?;
+        self.authorize(&req, Action::UploadBundle, None, None)?;
         let mut s = req.into_inner();
         let mut data = Vec::new();
         while let Some(c) = s.next().await {
@@ -215,7 +216,12 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::SubmitRunRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(
+            &req,
+            Action::Submit,
+            Some(&req.get_ref().workspace),
+            Some(&req.get_ref().actor),
+        )?;
         let mut r = req.into_inner();
         r.actor = actor;
         // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
@@ -314,13 +320,18 @@ impl UserService for UserApi {
 
     async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Result<Response<v1::Run>, Status> {
         if !req.get_ref().show_sensitive {
-            self.who(&req, None, Role::Viewer)?;
+            self.authorize(&req, Action::ReadRuns, None, None)?;
             return Ok(Response::new(
                 self.full_run(&req.into_inner().run_id).await?,
             ));
         }
         // Seeing secrets is an operator's action, and it is recorded.
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(
+            &req,
+            Action::ShowSensitive,
+            None,
+            Some(&req.get_ref().actor),
+        )?;
         let id = req.into_inner().run_id;
         self.shared
             .store
@@ -338,7 +349,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::ListRunsRequest>,
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(&req, Action::ReadRuns, None, None)?;
         let r = req.into_inner();
         if !r.state.is_empty() {
             r.state
@@ -365,7 +376,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::GetRunRequest>,
     ) -> Result<Response<RunStream>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(&req, Action::ReadRuns, None, None)?;
         let id = req.into_inner().run_id;
         let first = self.full_run(&id).await?;
         let this = UserApi {
@@ -413,7 +424,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunLogsRequest>,
     ) -> Result<Response<LogStream>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(&req, Action::ReadRuns, None, None)?;
         let r = req.into_inner();
         let run = self.shared.store.get_run(&r.run_id).await?;
         let store = self.shared.store.clone();
@@ -475,7 +486,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(&req, Action::Approve, None, Some(&req.get_ref().actor))?;
         let mut r = req.into_inner();
         r.actor = actor;
         self.shared
@@ -491,7 +502,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(&req, Action::Reject, None, Some(&req.get_ref().actor))?;
         let mut r = req.into_inner();
         r.actor = actor;
         self.shared
@@ -505,7 +516,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RunActionRequest>,
     ) -> Result<Response<v1::Run>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(&req, Action::Cancel, None, Some(&req.get_ref().actor))?;
         let mut r = req.into_inner();
         r.actor = actor;
         self.shared
@@ -520,7 +531,7 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(&req, Action::ListAgents, None, None)?;
         let agents = self.shared.store.agents().await?;
         Ok(Response::new(v1::ListAgentsResponse {
             agents: agents
@@ -542,7 +553,12 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateRequest>,
     ) -> Result<Response<v1::StateVersionList>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(
+            &req,
+            Action::ReadState,
+            Some(&req.get_ref().workspace),
+            None,
+        )?;
         let r = req.into_inner();
         valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let st = &self.shared.store;
@@ -582,7 +598,12 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateRequest>,
     ) -> Result<Response<StateStream>, Status> {
-        self.who(&req, None, Role::Viewer)?;
+        self.authorize(
+            &req,
+            Action::ReadState,
+            Some(&req.get_ref().workspace),
+            None,
+        )?;
         let r = req.into_inner();
         valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
         let (meta, data) = self
@@ -612,7 +633,12 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::RollbackStateRequest>,
     ) -> Result<Response<v1::StateVersionInfo>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let actor = self.authorize(
+            &req,
+            Action::Rollback,
+            Some(&req.get_ref().workspace),
+            Some(&req.get_ref().actor),
+        )?;
         let mut r = req.into_inner();
         r.actor = actor;
         valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
@@ -634,7 +660,12 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateLockRequest>,
     ) -> Result<Response<v1::StateLockInfo>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Operator)?;
+        let actor = self.authorize(
+            &req,
+            Action::LockState,
+            Some(&req.get_ref().workspace),
+            Some(&req.get_ref().actor),
+        )?;
         let mut r = req.into_inner();
         r.actor = actor;
         valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
@@ -661,14 +692,16 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::StateLockRequest>,
     ) -> Result<Response<v1::StateLockInfo>, Status> {
-        let actor = self.who(
+        let action = if req.get_ref().force {
+            Action::ForceUnlock
+        } else {
+            Action::UnlockState
+        };
+        let actor = self.authorize(
             &req,
+            action,
+            Some(&req.get_ref().workspace),
             Some(&req.get_ref().actor),
-            if req.get_ref().force {
-                Role::Admin
-            } else {
-                Role::Operator
-            },
         )?;
         let mut r = req.into_inner();
         r.actor = actor;
@@ -709,7 +742,12 @@ impl UserApi {
         &self,
         req: Request<v1::ListDeadLettersRequest>,
     ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
-        self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        self.authorize(
+            &req,
+            Action::ReadDeadLetters,
+            None,
+            Some(&req.get_ref().actor),
+        )?;
         let limit = match req.get_ref().limit {
             0 => 100,
             n => n.min(1000),
@@ -728,7 +766,12 @@ impl UserApi {
         &self,
         req: Request<v1::PurgeDeadLettersRequest>,
     ) -> Result<Response<v1::PurgeDeadLettersResponse>, Status> {
-        let actor = self.who(&req, Some(&req.get_ref().actor), Role::Admin)?;
+        let actor = self.authorize(
+            &req,
+            Action::PurgeDeadLetters,
+            None,
+            Some(&req.get_ref().actor),
+        )?;
         let reason = req.into_inner().reason;
         let purged = self.shared.dead_letters.purge().await?;
         tracing::warn!(%actor, %reason, purged, queue = tofuflow_proto::amqp::DEAD_QUEUE, "dead letters purged");
