@@ -7,11 +7,11 @@
 //! task's lease secret (`store::LeaseProof`). A holder of the agent token therefore cannot act for
 //! another agent, nor touch a lease it was not granted.
 
+use super::convert::task_spec;
 use super::Shared;
 use crate::auth::AgentGrant;
 use crate::error::Error;
-use crate::runs::{variables, Phase};
-use crate::store::{sha256_hex, ClaimGrant, LeaseProof};
+use crate::store::{sha256_hex, LeaseProof};
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,12 +22,16 @@ use tonic::{Request, Response, Status, Streaming};
 /// Registered agents' secret hashes and pools, read from the store on first use.
 type Credentials = Arc<Mutex<HashMap<String, (String, Vec<String>)>>>;
 
+/// The agent service over the coordinator's shared state.
 pub struct AgentApi {
+    /// What every handler needs.
     pub shared: Shared,
+    /// Registered agents' secret hashes and pools (a cache of the store's).
     pub credentials: Credentials,
 }
 
 impl AgentApi {
+    /// An agent service with an empty credential cache.
     pub fn new(shared: Shared) -> AgentApi {
         AgentApi {
             shared,
@@ -93,65 +97,6 @@ fn check_protocol(v: u32) -> crate::error::Result<()> {
         )));
     }
     Ok(())
-}
-
-impl AgentApi {
-    fn spec(&self, g: &ClaimGrant) -> v1::TaskSpec {
-        let run = &g.run;
-        let address = format!(
-            "{}/state/{}",
-            self.shared.public_http_url.trim_end_matches('/'),
-            run.workspace
-        );
-        v1::TaskSpec {
-            run_id: run.id.clone(),
-            task_id: g.task.id.clone(),
-            attempt: g.task.attempt,
-            phase: match g.task.phase {
-                Phase::Plan => v1::Phase::Plan,
-                Phase::Apply => v1::Phase::Apply,
-            } as i32,
-            workspace: run.workspace.clone(),
-            bundle_digest: run.bundle_digest.clone(),
-            destroy: run.kind == crate::runs::RunKind::Destroy,
-            // Values reach tofu in a variables file, never as `-var` arguments.
-            variables: Default::default(),
-            var_files: var_files(run),
-            secrets: variables::secrets(&run.variables, &run.var_files, &run.sensitive()),
-            plan_digest: if g.task.phase == Phase::Apply {
-                run.plan_digest.clone()
-            } else {
-                String::new()
-            },
-            backend: Some(v1::StateBackend {
-                address: address.clone(),
-                lock_address: address.clone(),
-                unlock_address: address,
-                username: g.task.id.clone(),
-                password: g.token.clone(),
-            }),
-            traceparent: run.traceparent.clone(),
-            env: Default::default(),
-            limits: Some(super::user::limits_to_pb(&run.limits)),
-        }
-    }
-}
-
-/// The task's variables files: the run's `-var` values first (as one file), then its own files,
-/// in the order given.
-fn var_files(run: &crate::store::Run) -> Vec<v1::VarFile> {
-    let mut files = Vec::with_capacity(run.var_files.len() + 1);
-    if !run.variables.is_empty() {
-        files.push(v1::VarFile {
-            name: variables::VARS_FILE.into(),
-            content: variables::render(&run.variables, &run.variable_decls).into_bytes(),
-        });
-    }
-    files.extend(run.var_files.iter().map(|(n, c)| v1::VarFile {
-        name: n.clone(),
-        content: c.clone(),
-    }));
-    files
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
@@ -279,7 +224,7 @@ impl AgentService for AgentApi {
                     reason: String::new(),
                     epoch: g.epoch as u64,
                     lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
-                    spec: Some(self.spec(&g)),
+                    spec: Some(task_spec(&g, &self.shared.public_http_url)),
                     lease_token: g.lease_token.clone(),
                 }))
             }

@@ -208,7 +208,7 @@ async fn state(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = crate::api::user::valid_workspace(&workspace) {
+    if let Err(e) = tofuflow_proto::names::valid_workspace(&workspace) {
         return text(StatusCode::BAD_REQUEST, e);
     }
     let task = match authenticate(&app, peer, &headers, &workspace).await {
