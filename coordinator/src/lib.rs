@@ -10,6 +10,7 @@ pub mod http;
 pub mod leases;
 pub mod queue;
 pub mod runs;
+pub mod state_backend;
 pub mod store;
 
 use std::sync::atomic::AtomicBool;
