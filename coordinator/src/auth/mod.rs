@@ -9,6 +9,7 @@ pub mod authorize;
 
 pub use authorize::{authorize, required_role, Action, Actor};
 
+use crate::error::Error;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,7 +230,7 @@ impl Auth {
             Ok(g) => g,
             Err((why, msg)) => {
                 self.failures.record(Api::Agent, req.remote_addr(), why);
-                return Err(Status::unauthenticated(msg));
+                return Err(Error::Unauthenticated(msg.into()).into());
             }
         };
         req.extensions_mut().insert(grant);
@@ -261,16 +262,17 @@ impl Auth {
             None => {
                 self.failures
                     .record(Api::User, req.remote_addr(), "missing user token");
-                return Err(Status::unauthenticated(
-                    "a user token is required: pass --token or set TOFUFLOW_TOKEN",
-                ));
+                return Err(Error::Unauthenticated(
+                    "a user token is required: pass --token or set TOFUFLOW_TOKEN".into(),
+                )
+                .into());
             }
             Some(t) => users.get(&hash(&t)).cloned(),
         };
         let Some(user) = user else {
             self.failures
                 .record(Api::User, req.remote_addr(), "invalid user token");
-            return Err(Status::unauthenticated("invalid user token"));
+            return Err(Error::Unauthenticated("invalid user token".into()).into());
         };
         req.extensions_mut().insert(user);
         Ok(req)
