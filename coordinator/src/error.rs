@@ -3,17 +3,23 @@
 
 use axum::http::StatusCode;
 
+/// Everything that can go wrong in the coordinator, by kind: the kind decides the gRPC code and
+/// the HTTP status ([`Error::grpc_code`], [`Error::http_status`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The run, task, blob or version asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request itself is wrong: a bad name, a missing field, a malformed body.
     #[error("{0}")]
     InvalidInput(String),
     /// The request does not fit the current state (stale lease, illegal action).
     #[error("{0}")]
     Conflict(String),
+    /// No credential, or one that is not valid.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A valid caller that may not do this (a role too low, a pool or workspace not theirs).
     #[error("{0}")]
     PermissionDenied(String),
     /// A report or write from a lease that is no longer the live one (the agent was fenced).
@@ -38,17 +44,22 @@ pub enum Error {
     /// Too large, too many: the caller must send less.
     #[error("{0}")]
     TooLarge(String),
+    /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// RabbitMQ failed.
     #[error("broker error: {0}")]
     Amqp(#[from] lapin::Error),
+    /// A fault of the coordinator itself.
     #[error("{0}")]
     Internal(String),
 }
 
+/// The coordinator's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The gRPC code a caller of the gRPC APIs sees for this error.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             Error::NotFound(_) => tonic::Code::NotFound,
@@ -65,6 +76,7 @@ impl Error {
         }
     }
 
+    /// The HTTP status a caller of the HTTP side sees for this error.
     pub fn http_status(&self) -> StatusCode {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,

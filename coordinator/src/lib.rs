@@ -1,6 +1,11 @@
 //! The tofuflow coordinator: keeps runs, plans, state and audit in a database, publishes tasks onto
 //! RabbitMQ through an outbox, grants leases to agents over gRPC, reaps expired leases, and serves
 //! OpenTofu's `http` state backend, health and metrics over HTTP.
+//!
+//! This file only wires the parts together; where each part lives: `api/` (the gRPC services),
+//! `auth/` (who is calling, and what they may do), `state_backend/` (OpenTofu's `http` backend),
+//! `http/` (the HTTP routes, health, metrics), `runs/` (the run state machine), `queue/`
+//! (RabbitMQ), `store/` (persistence), `leases` (the reaper).
 
 pub mod api;
 pub mod auth;
@@ -11,20 +16,79 @@ pub mod leases;
 pub mod lifecycle;
 pub mod queue;
 pub mod runs;
+pub mod state_backend;
 pub mod store;
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tofuflow_proto::v1::agent_service_server::AgentServiceServer;
 use tofuflow_proto::v1::user_service_server::UserServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
-/// Runs the coordinator until `shutdown` is cancelled.
+/// Runs the coordinator until `shutdown` is cancelled: checks the configuration, opens the
+/// store, listens, starts the publisher and the reaper, serves gRPC and HTTP, then waits.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let auth = load_auth(&cfg)?;
+    let store = open_store(&cfg).await?;
+    let (grpc, http_l) = listen(&cfg).await?;
+    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;
+    let public_http_url = cfg
+        .public_http_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let wake = Arc::new(Notify::new());
+    let amqp_ready = Arc::new(AtomicBool::new(false));
+    let tracker = TaskTracker::new();
+    spawn_background(&tracker, &cfg, &store, &wake, &amqp_ready, &shutdown);
+    let dead_letters = Arc::new(queue::dead::DeadLetters::new(
+        &cfg.amqp_url,
+        cfg.dead_letter_max,
+    ));
+    let shared = api::Shared {
+        dead_letters: dead_letters.clone(),
+        store: store.clone(),
+        policy: cfg.policy(),
+        heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
+        public_http_url,
+        max_bundle_bytes: cfg.max_bundle_bytes,
+        users_open: auth.users_open(),
+        wake,
+    };
+    serve_grpc(&tracker, grpc, shared, &auth, &shutdown).await;
+    let app = http::App {
+        store,
+        amqp_ready,
+        auth_failures: auth.failures.clone(),
+        dead_letters,
+    };
+    serve_http(&tracker, http_l, app, &shutdown);
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %queue::redact(&cfg.database_url), "coordinator listening");
+    if let Some(path) = &cfg.ready_file {
+        write_ready_file(path, grpc_addr, http_addr)?;
+    }
+    tracker.close();
+    shutdown.cancelled().await;
+    tracing::info!("coordinator shutting down");
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some coordinator tasks did not stop within 10s");
+    }
+    Ok(())
+}
+
+/// Checks the configured pools and loads the agent tokens and users, warning about what is
+/// left open.
+fn load_auth(cfg: &Config) -> Result<auth::Auth, String> {
     for p in &cfg.pools {
         queue::valid_pool(p)?;
     }
@@ -41,6 +105,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             "the user API is open and trusts declared names: set --users-file for tokens and roles"
         );
     }
+    Ok(auth)
+}
+
+/// Connects to the database (migrating it) and sets the state keys, re-encrypting versions
+/// stored under an old key.
+async fn open_store(cfg: &Config) -> Result<store::Store, String> {
     let keys = cfg.keys()?;
     let mut store = store::Store::connect(&cfg.database_url)
         .await
@@ -59,28 +129,35 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     if !encrypted {
         tracing::warn!("state is stored unencrypted: set --state-key (TOFUFLOW_STATE_KEY) to encrypt it at rest");
     }
-    let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} for gRPC: {e} (is another coordinator running? use --grpc-listen)", cfg.grpc_listen))?;
-    let http_l = tokio::net::TcpListener::bind(&cfg.http_listen)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {} for HTTP: {e} (use --http-listen)",
-                cfg.http_listen
-            )
-        })?;
-    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
-    let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;
-    let public_http_url = cfg
-        .public_http_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{http_addr}"));
-    let policy = cfg.policy();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let amqp_ready = Arc::new(AtomicBool::new(false));
-    let tracker = TaskTracker::new();
+    Ok(store)
+}
 
+/// Binds the gRPC and HTTP listeners, saying what to do when a port is taken.
+async fn listen(cfg: &Config) -> Result<(TcpListener, TcpListener), String> {
+    let grpc = TcpListener::bind(&cfg.grpc_listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for gRPC: {e} (is another coordinator running? use --grpc-listen)",
+            cfg.grpc_listen
+        )
+    })?;
+    let http = TcpListener::bind(&cfg.http_listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for HTTP: {e} (use --http-listen)",
+            cfg.http_listen
+        )
+    })?;
+    Ok((grpc, http))
+}
+
+/// Starts the outbox publisher and the lease reaper, each stopping with `shutdown`.
+fn spawn_background(
+    tracker: &TaskTracker,
+    cfg: &Config,
+    store: &store::Store,
+    wake: &Arc<Notify>,
+    amqp_ready: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) {
     tracker.spawn(queue::run_publisher(
         store.clone(),
         cfg.amqp_url.clone(),
@@ -94,26 +171,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     ));
     tracker.spawn(leases::run_reaper(
         store.clone(),
-        policy.clone(),
+        cfg.policy(),
         cfg.reap_interval,
         wake.clone(),
         shutdown.child_token(),
     ));
+}
 
-    let dead_letters = Arc::new(queue::dead::DeadLetters::new(
-        &cfg.amqp_url,
-        cfg.dead_letter_max,
-    ));
-    let shared = api::Shared {
-        dead_letters: dead_letters.clone(),
-        store: store.clone(),
-        policy,
-        heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
-        public_http_url,
-        max_bundle_bytes: cfg.max_bundle_bytes,
-        users_open: auth.users_open(),
-        wake,
-    };
+/// Serves the agent and user services (each behind its credential check) and gRPC health on
+/// `listener` until `shutdown`.
+async fn serve_grpc(
+    tracker: &TaskTracker,
+    listener: TcpListener,
+    shared: api::Shared,
+    auth: &auth::Auth,
+    shutdown: &CancellationToken,
+) {
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<AgentServiceServer<api::agent::AgentApi>>()
@@ -141,7 +214,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             .add_service(agent_svc)
             .add_service(user_svc)
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
                 sd.cancelled_owned(),
             )
             .await;
@@ -149,17 +222,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             tracing::error!(error = %e, "gRPC server stopped");
         }
     });
-    let app = http::App {
-        store,
-        amqp_ready,
-        auth_failures: auth.failures.clone(),
-        dead_letters,
-    };
+}
+
+/// Serves the HTTP side (state backend, health, metrics) on `listener` until `shutdown`.
+fn serve_http(
+    tracker: &TaskTracker,
+    listener: TcpListener,
+    app: http::App,
+    shutdown: &CancellationToken,
+) {
     let sd = shutdown.clone();
     tracker.spawn(async move {
         let r = axum::serve(
-            http_l,
-            http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            listener,
+            http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(sd.cancelled_owned())
         .await;
@@ -167,22 +243,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %queue::redact(&cfg.database_url), "coordinator listening");
-    if let Some(path) = &cfg.ready_file {
-        let tmp = path.with_extension("tmp");
-        let body = serde_json::json!({"grpc": grpc_addr.to_string(), "http": http_addr.to_string(), "pid": std::process::id()});
-        std::fs::write(&tmp, body.to_string())
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))?;
-    }
-    tracker.close();
-    shutdown.cancelled().await;
-    tracing::info!("coordinator shutting down");
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some coordinator tasks did not stop within 10s");
-    }
-    Ok(())
+}
+
+/// Writes `{"grpc": ADDR, "http": ADDR, "pid": N}` to `path` atomically (a temporary file, then
+/// a rename), so a reader never sees half of it.
+fn write_ready_file(
+    path: &std::path::Path,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::json!({"grpc": grpc_addr.to_string(), "http": http_addr.to_string(), "pid": std::process::id()});
+    std::fs::write(&tmp, body.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
 }

@@ -7,10 +7,11 @@
 //! task's lease secret (`store::LeaseProof`). A holder of the agent token therefore cannot act for
 //! another agent, nor touch a lease it was not granted.
 
-use super::{status, Shared};
+use super::convert::task_spec;
+use super::Shared;
 use crate::auth::AgentGrant;
-use crate::runs::{variables, Phase};
-use crate::store::{sha256_hex, ClaimGrant, LeaseProof};
+use crate::error::Error;
+use crate::store::{sha256_hex, LeaseProof};
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,12 +22,16 @@ use tonic::{Request, Response, Status, Streaming};
 /// Registered agents' secret hashes and pools, read from the store on first use.
 type Credentials = Arc<Mutex<HashMap<String, (String, Vec<String>)>>>;
 
+/// The agent service over the coordinator's shared state.
 pub struct AgentApi {
+    /// What every handler needs.
     pub shared: Shared,
+    /// Registered agents' secret hashes and pools (a cache of the store's).
     pub credentials: Credentials,
 }
 
 impl AgentApi {
+    /// An agent service with an empty credential cache.
     pub fn new(shared: Shared) -> AgentApi {
         AgentApi {
             shared,
@@ -37,11 +42,10 @@ impl AgentApi {
     /// The authenticated agent of a call: the id and secret in its metadata must match a
     /// registration, and the call's token must still cover that agent's pools. `claimed` is the
     /// agent id the request body names (it must be the caller's own, or empty).
-    async fn caller<T>(&self, req: &Request<T>, claimed: &str) -> Result<String, Status> {
+    async fn caller<T>(&self, req: &Request<T>, claimed: &str) -> crate::error::Result<String> {
         let Some((id, secret)) = tofuflow_proto::auth::agent_identity(req.metadata()) else {
-            return Err(Status::unauthenticated(
-                "agent identity missing: register first (the agent sends the id and secret its registration returned)",
-            ));
+            return Err(Error::Unauthenticated(
+                "agent identity missing: register first (the agent sends the id and secret its registration returned)".into()));
         };
         let cached = self
             .credentials
@@ -55,10 +59,9 @@ impl AgentApi {
                     .shared
                     .store
                     .agent_credential(&id)
-                    .await
-                    .map_err(status)?
+                    .await?
                     .ok_or_else(|| {
-                        Status::unauthenticated(format!("unknown agent {id}: register again"))
+                        Error::Unauthenticated(format!("unknown agent {id}: register again"))
                     })?;
                 if let Ok(mut m) = self.credentials.lock() {
                     m.insert(id.clone(), c.clone());
@@ -67,18 +70,18 @@ impl AgentApi {
             }
         };
         if hash.is_empty() || hash != sha256_hex(secret.as_bytes()) {
-            return Err(Status::unauthenticated(format!(
+            return Err(Error::Unauthenticated(format!(
                 "wrong secret for agent {id}: only the agent that registered can act as it"
             )));
         }
         let grant = req.extensions().get::<AgentGrant>();
         if let Some(p) = pools.iter().find(|p| !grant.is_some_and(|g| g.covers(p))) {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::PermissionDenied(format!(
                 "this agent token is not valid for pool {p:?}"
             )));
         }
         if !claimed.is_empty() && claimed != id {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::PermissionDenied(format!(
                 "agent {id} cannot act as agent {claimed}"
             )));
         }
@@ -86,73 +89,14 @@ impl AgentApi {
     }
 }
 
-fn check_protocol(v: u32) -> Result<(), Status> {
+fn check_protocol(v: u32) -> crate::error::Result<()> {
     if v != tofuflow_proto::PROTOCOL_VERSION {
-        return Err(Status::failed_precondition(format!(
+        return Err(Error::Conflict(format!(
             "protocol version {v} is not supported (coordinator speaks {}): run agents and coordinator of the same release",
             tofuflow_proto::PROTOCOL_VERSION
         )));
     }
     Ok(())
-}
-
-impl AgentApi {
-    fn spec(&self, g: &ClaimGrant) -> v1::TaskSpec {
-        let run = &g.run;
-        let address = format!(
-            "{}/state/{}",
-            self.shared.public_http_url.trim_end_matches('/'),
-            run.workspace
-        );
-        v1::TaskSpec {
-            run_id: run.id.clone(),
-            task_id: g.task.id.clone(),
-            attempt: g.task.attempt,
-            phase: match g.task.phase {
-                Phase::Plan => v1::Phase::Plan,
-                Phase::Apply => v1::Phase::Apply,
-            } as i32,
-            workspace: run.workspace.clone(),
-            bundle_digest: run.bundle_digest.clone(),
-            destroy: run.kind == crate::runs::RunKind::Destroy,
-            // Values reach tofu in a variables file, never as `-var` arguments.
-            variables: Default::default(),
-            var_files: var_files(run),
-            secrets: variables::secrets(&run.variables, &run.var_files, &run.sensitive()),
-            plan_digest: if g.task.phase == Phase::Apply {
-                run.plan_digest.clone()
-            } else {
-                String::new()
-            },
-            backend: Some(v1::StateBackend {
-                address: address.clone(),
-                lock_address: address.clone(),
-                unlock_address: address,
-                username: g.task.id.clone(),
-                password: g.token.clone(),
-            }),
-            traceparent: run.traceparent.clone(),
-            env: Default::default(),
-            limits: Some(super::user::limits_to_pb(&run.limits)),
-        }
-    }
-}
-
-/// The task's variables files: the run's `-var` values first (as one file), then its own files,
-/// in the order given.
-fn var_files(run: &crate::store::Run) -> Vec<v1::VarFile> {
-    let mut files = Vec::with_capacity(run.var_files.len() + 1);
-    if !run.variables.is_empty() {
-        files.push(v1::VarFile {
-            name: variables::VARS_FILE.into(),
-            content: variables::render(&run.variables, &run.variable_decls).into_bytes(),
-        });
-    }
-    files.extend(run.var_files.iter().map(|(n, c)| v1::VarFile {
-        name: n.clone(),
-        content: c.clone(),
-    }));
-    files
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
@@ -168,16 +112,17 @@ impl AgentService for AgentApi {
         let grant = req.extensions().get::<AgentGrant>().cloned();
         let r = req.get_ref();
         if r.pools.is_empty() {
-            return Err(Status::invalid_argument(
-                "an agent needs at least one pool (--pool NAME)",
-            ));
+            return Err(Error::InvalidInput(
+                "an agent needs at least one pool (--pool NAME)".into(),
+            )
+            .into());
         }
         for p in &r.pools {
-            crate::queue::valid_pool(p).map_err(Status::invalid_argument)?;
+            crate::queue::valid_pool(p).map_err(Error::InvalidInput)?;
             if !grant.as_ref().is_some_and(|g| g.covers(p)) {
-                return Err(Status::permission_denied(format!(
+                return Err(Error::PermissionDenied(format!(
                     "this agent token is not valid for pool {p:?}: use a token of the coordinator's --agent-token or a --agent-pool-token {p}=…"
-                )));
+                )).into());
             }
         }
         // Re-registering an existing id needs that agent's secret.
@@ -188,17 +133,17 @@ impl AgentService for AgentApi {
                 .shared
                 .store
                 .agent_credential(&r.agent_id)
-                .await
-                .map_err(status)?
+                .await?
                 .filter(|(h, _)| !h.is_empty())
             {
                 let ok = tofuflow_proto::auth::agent_identity(req.metadata())
                     .is_some_and(|(i, s)| i == r.agent_id && sha256_hex(s.as_bytes()) == hash);
                 if !ok {
-                    return Err(Status::permission_denied(format!(
+                    return Err(Error::PermissionDenied(format!(
                         "agent id {} is registered by another agent: register without an id",
                         r.agent_id
-                    )));
+                    ))
+                    .into());
                 }
             }
             r.agent_id.clone()
@@ -210,8 +155,7 @@ impl AgentService for AgentApi {
         self.shared
             .store
             .register_agent(&id, &r.name, &r.pools, &labels, r.capacity, &hash)
-            .await
-            .map_err(status)?;
+            .await?;
         if let Ok(mut m) = self.credentials.lock() {
             m.insert(id.clone(), (hash, r.pools.clone()));
         }
@@ -247,8 +191,7 @@ impl AgentService for AgentApi {
             .shared
             .store
             .heartbeat(&agent_id, &leases, r.draining, &self.shared.policy)
-            .await
-            .map_err(status)?;
+            .await?;
         if !lost.is_empty() {
             tracing::warn!(agent_id = %r.agent_id, ?lost, "heartbeat for leases that are gone");
         }
@@ -272,8 +215,7 @@ impl AgentService for AgentApi {
             .shared
             .store
             .claim(&agent_id, &r.task_id, r.attempt, &self.shared.policy)
-            .await
-            .map_err(status)?
+            .await?
         {
             Ok(g) => {
                 tracing::info!(run_id = %g.run.id, epoch = g.epoch, "lease granted");
@@ -282,7 +224,7 @@ impl AgentService for AgentApi {
                     reason: String::new(),
                     epoch: g.epoch as u64,
                     lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
-                    spec: Some(self.spec(&g)),
+                    spec: Some(task_spec(&g, &self.shared.public_http_url)),
                     lease_token: g.lease_token.clone(),
                 }))
             }
@@ -316,21 +258,16 @@ impl AgentService for AgentApi {
                 agent_id: &agent_id,
                 token: &r.lease_token,
             })
-            .await
-            .map_err(status)?;
-        let run = self.shared.store.get_run(&t.run_id).await.map_err(status)?;
+            .await?;
+        let run = self.shared.store.get_run(&t.run_id).await?;
         if r.digest != run.bundle_digest && r.digest != run.plan_digest {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::PermissionDenied(format!(
                 "blob {} does not belong to run {}",
                 r.digest, run.id
-            )));
+            ))
+            .into());
         }
-        let data = self
-            .shared
-            .store
-            .get_blob(&r.digest)
-            .await
-            .map_err(status)?;
+        let data = self.shared.store.get_blob(&r.digest).await?;
         let chunks: Vec<Result<v1::Chunk, Status>> = data
             .chunks(tofuflow_proto::CHUNK_BYTES)
             .map(|c| Ok(v1::Chunk { data: c.to_vec() }))
@@ -348,9 +285,9 @@ impl AgentService for AgentApi {
         while let Some(batch) = s.next().await {
             let b = batch?;
             if b.events.len() > 10_000 {
-                return Err(Status::invalid_argument(
-                    "too many events in one batch (max 10000)",
-                ));
+                return Err(
+                    Error::InvalidInput("too many events in one batch (max 10000)".into()).into(),
+                );
             }
             let proof = LeaseProof {
                 task_id: &b.task_id,
@@ -359,12 +296,7 @@ impl AgentService for AgentApi {
                 agent_id: &agent_id,
                 token: &b.lease_token,
             };
-            stored += self
-                .shared
-                .store
-                .add_events(proof, &b.events)
-                .await
-                .map_err(status)?;
+            stored += self.shared.store.add_events(proof, &b.events).await?;
         }
         Ok(Response::new(v1::ReportEventsResponse { stored }))
     }
@@ -381,15 +313,16 @@ impl AgentService for AgentApi {
             let c = c?;
             data.extend_from_slice(&c.data);
             if data.len() as u64 > self.shared.max_bundle_bytes {
-                return Err(Status::resource_exhausted(
-                    "artifact larger than the coordinator's --max-bundle-bytes",
-                ));
+                return Err(Error::TooLarge(
+                    "artifact larger than the coordinator's --max-bundle-bytes".into(),
+                )
+                .into());
             }
             if head.is_none() {
                 head = Some(c);
             }
         }
-        let head = head.ok_or_else(|| Status::invalid_argument("empty artifact upload"))?;
+        let head = head.ok_or_else(|| Error::InvalidInput("empty artifact upload".into()))?;
         let proof = LeaseProof {
             task_id: &head.task_id,
             attempt: head.attempt,
@@ -397,14 +330,10 @@ impl AgentService for AgentApi {
             agent_id: &agent_id,
             token: &head.lease_token,
         };
-        self.shared.store.check_lease(proof).await.map_err(status)?;
-        let (digest, _) = self.shared.store.put_blob(&data).await.map_err(status)?;
+        self.shared.store.check_lease(proof).await?;
+        let (digest, _) = self.shared.store.put_blob(&data).await?;
         let kind = v1::ArtifactKind::try_from(head.kind).unwrap_or(v1::ArtifactKind::Unspecified);
-        self.shared
-            .store
-            .set_artifact(proof, kind, &digest)
-            .await
-            .map_err(status)?;
+        self.shared.store.set_artifact(proof, kind, &digest).await?;
         Ok(Response::new(v1::UploadArtifactResponse {
             digest,
             size: data.len() as u64,
@@ -419,11 +348,7 @@ impl AgentService for AgentApi {
         let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let mut r = req.into_inner();
         r.agent_id = agent_id;
-        self.shared
-            .store
-            .complete(&r, &self.shared.policy)
-            .await
-            .map_err(status)?;
+        self.shared.store.complete(&r, &self.shared.policy).await?;
         self.shared.wake.notify_one();
         tracing::info!(outcome = r.outcome, "task completed");
         Ok(Response::new(v1::CompleteResponse {}))
@@ -443,8 +368,7 @@ impl AgentService for AgentApi {
             .shared
             .store
             .reject_task(&r.task_id, r.attempt, &reason, &agent_id)
-            .await
-            .map_err(status)?;
+            .await?;
         tracing::warn!(task_id = %r.task_id, attempt = r.attempt, failed, reason = %r.reason, "task message rejected by agent");
         Ok(Response::new(v1::RejectTaskResponse {}))
     }

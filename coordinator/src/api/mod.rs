@@ -1,22 +1,26 @@
-//! The two gRPC services (agents, users) over shared coordinator state, and the conversions
-//! between stored runs and their wire form.
+//! The two gRPC services (agents in [`agent`], users in [`user`]) over shared coordinator state;
+//! every conversion between their wire types and the coordinator's own is in [`convert`].
 
 pub mod agent;
+pub mod convert;
 pub mod user;
 
-use crate::error::Error;
 use crate::store::{Policy, Store};
 use std::sync::Arc;
 use tokio::sync::Notify;
-use tonic::Status;
 
 /// What every handler needs.
 #[derive(Clone)]
 pub struct Shared {
+    /// Runs, tasks, leases, blobs and state.
     pub store: Store,
+    /// Lease and timeout settings the store's decisions use.
     pub policy: Policy,
+    /// Told to agents at registration.
     pub heartbeat_interval_ms: u32,
+    /// How agents reach the HTTP side (the state backend's address in their task specs).
     pub public_http_url: String,
+    /// Largest bundle or artifact accepted.
     pub max_bundle_bytes: u64,
     /// True when no users file is configured (names are taken as declared).
     pub users_open: bool,
@@ -24,8 +28,4 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// The dead-letter queue, for admins.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
-}
-
-pub fn status(e: Error) -> Status {
-    e.into()
 }

@@ -2,8 +2,14 @@
 //! pool only) and, once registered, their own identity (checked in `api::agent`); users present personal
 //! tokens that map to a name and a role (viewer < operator < admin). Only SHA-256 hashes of
 //! tokens are configured. With neither configured the API is open (the coordinator warns), and
-//! users' names are taken as they declare them.
+//! users' names are taken as they declare them. What each role may do is decided in
+//! [`authorize`].
 
+pub mod authorize;
+
+pub use authorize::{authorize, required_role, Action, Actor};
+
+use crate::error::Error;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +71,7 @@ impl Failures {
     }
 }
 
+/// A user's role, ordered: each role may do all the one below it may.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Role {
     Viewer,
@@ -94,11 +101,14 @@ pub struct User {
 /// The pools an agent's token lets it register for (in the request's extensions).
 #[derive(Clone, Debug, PartialEq)]
 pub enum AgentGrant {
+    /// An `--agent-token`: every pool.
     AnyPool,
+    /// An `--agent-pool-token`: these pools only.
     Pools(Vec<String>),
 }
 
 impl AgentGrant {
+    /// Whether an agent with this grant may take tasks of `pool`.
     pub fn covers(&self, pool: &str) -> bool {
         match self {
             AgentGrant::AnyPool => true,
@@ -107,6 +117,7 @@ impl AgentGrant {
     }
 }
 
+/// The configured agent tokens and users: checks the credentials of gRPC calls.
 #[derive(Clone, Default)]
 pub struct Auth {
     agent_tokens: Vec<String>,
@@ -158,6 +169,8 @@ fn hash(token: &str) -> String {
 }
 
 impl Auth {
+    /// Reads the agent tokens, pool tokens and users file; an invalid one is refused with
+    /// what to fix.
     pub fn load(
         agent_tokens: &[String],
         agent_pool_tokens: &[String],
@@ -200,10 +213,12 @@ impl Auth {
         })
     }
 
+    /// True when no agent token is configured: anyone may register as an agent.
     pub fn agents_open(&self) -> bool {
         self.agent_tokens.is_empty() && self.pool_tokens.is_empty()
     }
 
+    /// True when no users file is configured: users' names are taken as declared.
     pub fn users_open(&self) -> bool {
         self.users.is_none()
     }
@@ -215,7 +230,7 @@ impl Auth {
             Ok(g) => g,
             Err((why, msg)) => {
                 self.failures.record(Api::Agent, req.remote_addr(), why);
-                return Err(Status::unauthenticated(msg));
+                return Err(Error::Unauthenticated(msg.into()).into());
             }
         };
         req.extensions_mut().insert(grant);
@@ -247,54 +262,21 @@ impl Auth {
             None => {
                 self.failures
                     .record(Api::User, req.remote_addr(), "missing user token");
-                return Err(Status::unauthenticated(
-                    "a user token is required: pass --token or set TOFUFLOW_TOKEN",
-                ));
+                return Err(Error::Unauthenticated(
+                    "a user token is required: pass --token or set TOFUFLOW_TOKEN".into(),
+                )
+                .into());
             }
             Some(t) => users.get(&hash(&t)).cloned(),
         };
         let Some(user) = user else {
             self.failures
                 .record(Api::User, req.remote_addr(), "invalid user token");
-            return Err(Status::unauthenticated("invalid user token"));
+            return Err(Error::Unauthenticated("invalid user token".into()).into());
         };
         req.extensions_mut().insert(user);
         Ok(req)
     }
-}
-
-/// The name to record for a user-API action needing `need`: the authenticated user when users
-/// are configured (their own claim is ignored), else the name the caller declared.
-/// `claimed` is `None` for calls that name nobody (reads, bundle uploads).
-pub fn actor<T>(
-    req: &Request<T>,
-    open: bool,
-    claimed: Option<&str>,
-    need: Role,
-) -> Result<String, Status> {
-    if open {
-        return match claimed {
-            Some(c) if c.trim().is_empty() => Err(Status::invalid_argument(
-                "actor is required: who is doing this? (tofuflow sends $USER or --user)",
-            )),
-            Some(c) => Ok(c.to_string()),
-            None => Ok(String::new()),
-        };
-    }
-    let u = req
-        .extensions()
-        .get::<User>()
-        .ok_or_else(|| Status::unauthenticated("no authenticated user"))?;
-    if u.role < need {
-        return Err(Status::permission_denied(
-            format!(
-                "{} is a {:?}; this needs the {:?} role",
-                u.name, u.role, need
-            )
-            .to_lowercase(),
-        ));
-    }
-    Ok(u.name.clone())
 }
 
 #[cfg(test)]
@@ -350,16 +332,22 @@ mod tests {
         );
         let req = a.check_user(with_token("v-token")).unwrap();
         assert_eq!(
-            actor(&req, false, Some("someone-else"), Role::Viewer).unwrap(),
+            authorize(&req, false, Action::ReadRuns, None, Some("someone-else"))
+                .unwrap()
+                .name,
             "vera",
             "the token decides who, not the claim"
         );
         assert_eq!(
-            actor(&req, false, None, Role::Operator).unwrap_err().code(),
+            authorize(&req, false, Action::Submit, None, None)
+                .unwrap_err()
+                .grpc_code(),
             tonic::Code::PermissionDenied
         );
         assert_eq!(
-            actor(&Request::new(()), true, Some("bob"), Role::Admin).unwrap(),
+            authorize(&Request::new(()), true, Action::Rollback, None, Some("bob"))
+                .unwrap()
+                .name,
             "bob"
         );
         std::fs::write(

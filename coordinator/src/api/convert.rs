@@ -1,0 +1,282 @@
+//! Every conversion between the wire types of `tofuflow_proto::v1` and the coordinator's own:
+//! prost types stop here. Masking of sensitive values for display happens here too, so no
+//! handler can forget it.
+
+use crate::runs::{variables, Phase, RunKind};
+use crate::store::{self, ClaimGrant};
+use tofuflow_proto::v1;
+
+/// What stands in for a value that is not shown.
+const HIDDEN: &str = "(sensitive)";
+
+/// The wire form of a run kind.
+pub fn kind_to_pb(k: RunKind) -> v1::RunKind {
+    match k {
+        RunKind::PlanAndApply => v1::RunKind::PlanAndApply,
+        RunKind::PlanOnly => v1::RunKind::PlanOnly,
+        RunKind::Destroy => v1::RunKind::Destroy,
+    }
+}
+
+/// The run kind of a wire value; unspecified or unknown values mean plan and apply.
+pub fn kind_from_pb(kind: i32) -> RunKind {
+    match v1::RunKind::try_from(kind).unwrap_or(v1::RunKind::Unspecified) {
+        v1::RunKind::PlanOnly => RunKind::PlanOnly,
+        v1::RunKind::Destroy => RunKind::Destroy,
+        _ => RunKind::PlanAndApply,
+    }
+}
+
+/// The wire form of a task phase.
+pub fn phase_to_pb(p: Phase) -> v1::Phase {
+    match p {
+        Phase::Plan => v1::Phase::Plan,
+        Phase::Apply => v1::Phase::Apply,
+    }
+}
+
+/// The wire form of a run's task limits.
+pub fn limits_to_pb(l: &store::Limits) -> v1::TaskLimits {
+    v1::TaskLimits {
+        cpu_secs: l.cpu_secs,
+        memory_bytes: l.memory_bytes,
+        nproc: l.nproc,
+        fsize_bytes: l.fsize_bytes,
+        timeout_secs: l.timeout_secs,
+    }
+}
+
+/// The task limits a submitter asked for; none asked means no limits of the run's own.
+pub fn limits_from_pb(l: Option<v1::TaskLimits>) -> store::Limits {
+    l.map(|l| store::Limits {
+        cpu_secs: l.cpu_secs,
+        memory_bytes: l.memory_bytes,
+        nproc: l.nproc,
+        fsize_bytes: l.fsize_bytes,
+        timeout_secs: l.timeout_secs,
+    })
+    .unwrap_or_default()
+}
+
+/// `tofu output -json` text with the values of sensitive outputs hidden.
+fn mask_outputs(outputs: &str) -> String {
+    if outputs.trim().is_empty() {
+        return String::new();
+    }
+    let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(outputs) else {
+        return format!("\"{HIDDEN}\"");
+    };
+    for o in m.values_mut() {
+        if o.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
+            o["value"] = serde_json::Value::String(HIDDEN.into());
+        }
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// The wire form of one recorded transition.
+fn transition_to_pb(t: store::Transition) -> v1::Transition {
+    v1::Transition {
+        from_state: t.from,
+        to_state: t.to,
+        actor: t.actor,
+        reason: t.reason,
+        unix_ms: t.at_ms,
+    }
+}
+
+/// A run as the API shows it; unless `reveal`, sensitive variable values and outputs are
+/// replaced by "(sensitive)".
+pub fn run_to_pb(
+    r: &store::Run,
+    transitions: Vec<store::Transition>,
+    plan_attempts: u32,
+    reveal: bool,
+) -> v1::Run {
+    let sensitive = r.sensitive();
+    let variables = r
+        .variables
+        .iter()
+        .map(|(k, v)| {
+            let shown = if reveal || !sensitive.contains(k) {
+                v.clone()
+            } else {
+                HIDDEN.to_string()
+            };
+            (k.clone(), shown)
+        })
+        .collect();
+    v1::Run {
+        id: r.id.clone(),
+        workspace: r.workspace.clone(),
+        pool: r.pool.clone(),
+        kind: kind_to_pb(r.kind) as i32,
+        state: r.state.as_str().to_string(),
+        bundle_digest: r.bundle_digest.clone(),
+        auto_approve: r.auto_approve,
+        submitted_by: r.submitted_by.clone(),
+        commit: r.commit.clone(),
+        pipeline_id: r.pipeline_id.clone(),
+        created_unix_ms: r.created_ms,
+        updated_unix_ms: r.updated_ms,
+        summary: Some(v1::ChangeSummary {
+            add: r.add as u32,
+            change: r.change as u32,
+            destroy: r.destroy as u32,
+        }),
+        has_changes: r.has_changes,
+        outputs_json: if reveal {
+            r.outputs.clone()
+        } else {
+            mask_outputs(&r.outputs)
+        },
+        error: r.error.clone(),
+        plan_digest: r.plan_digest.clone(),
+        transitions: transitions.into_iter().map(transition_to_pb).collect(),
+        variables,
+        sensitive_variables: sensitive.into_iter().collect(),
+        plan_attempts,
+        traceparent: r.traceparent.clone(),
+        limits: Some(limits_to_pb(&r.limits)),
+        limit_hit: r.limit_hit.clone(),
+    }
+}
+
+/// The wire form of one stored log line (phase 0 is the plan, everything after the apply).
+pub fn log_line_to_pb(l: store::LogRow) -> v1::LogLine {
+    v1::LogLine {
+        phase: if l.phase_order == 0 {
+            "plan".into()
+        } else {
+            "apply".into()
+        },
+        attempt: l.attempt as u32,
+        seq: l.seq as u64,
+        unix_ms: l.unix_ms,
+        stream: l.stream as i32,
+        line: l.line,
+    }
+}
+
+/// The wire form of a registered agent.
+pub fn agent_to_pb(a: store::Agent) -> v1::Agent {
+    v1::Agent {
+        id: a.id,
+        name: a.name,
+        pools: a.pools,
+        labels: a.labels.into_iter().collect(),
+        capacity: a.capacity as u32,
+        state: a.state,
+        last_seen_unix_ms: a.last_seen_ms,
+        running: a.running as u32,
+    }
+}
+
+/// The wire form of a state version's metadata.
+pub fn version_to_pb(m: store::StateVersionMeta) -> v1::StateVersionInfo {
+    v1::StateVersionInfo {
+        version: m.version,
+        serial: m.serial,
+        lineage: m.lineage,
+        sha256: m.sha256,
+        size: m.size,
+        run_id: m.run_id,
+        attempt: m.attempt,
+        actor: m.actor,
+        created_unix_ms: m.created_ms,
+    }
+}
+
+/// The wire form of an entry of a workspace's state audit trail.
+pub fn state_event_to_pb(e: store::StateEvent) -> v1::StateEventInfo {
+    v1::StateEventInfo {
+        version: e.version,
+        action: e.action,
+        actor: e.actor,
+        reason: e.reason,
+        unix_ms: e.at_ms,
+    }
+}
+
+/// What an agent needs to run a granted task: the run's bundle, variables and secrets, the
+/// plan for an apply, limits, and a state-backend credential for the run's workspace at
+/// `public_http_url`.
+pub fn task_spec(g: &ClaimGrant, public_http_url: &str) -> v1::TaskSpec {
+    let run = &g.run;
+    let address = format!(
+        "{}/state/{}",
+        public_http_url.trim_end_matches('/'),
+        run.workspace
+    );
+    v1::TaskSpec {
+        run_id: run.id.clone(),
+        task_id: g.task.id.clone(),
+        attempt: g.task.attempt,
+        phase: phase_to_pb(g.task.phase) as i32,
+        workspace: run.workspace.clone(),
+        bundle_digest: run.bundle_digest.clone(),
+        destroy: run.kind == RunKind::Destroy,
+        // Values reach tofu in a variables file, never as `-var` arguments.
+        variables: Default::default(),
+        var_files: var_files(run),
+        secrets: variables::secrets(&run.variables, &run.var_files, &run.sensitive()),
+        plan_digest: if g.task.phase == Phase::Apply {
+            run.plan_digest.clone()
+        } else {
+            String::new()
+        },
+        backend: Some(v1::StateBackend {
+            address: address.clone(),
+            lock_address: address.clone(),
+            unlock_address: address,
+            username: g.task.id.clone(),
+            password: g.token.clone(),
+        }),
+        traceparent: run.traceparent.clone(),
+        env: Default::default(),
+        limits: Some(limits_to_pb(&run.limits)),
+    }
+}
+
+/// The task's variables files: the run's `-var` values first (as one file), then its own files,
+/// in the order given.
+fn var_files(run: &store::Run) -> Vec<v1::VarFile> {
+    let mut files = Vec::with_capacity(run.var_files.len() + 1);
+    if !run.variables.is_empty() {
+        files.push(v1::VarFile {
+            name: variables::VARS_FILE.into(),
+            content: variables::render(&run.variables, &run.variable_decls).into_bytes(),
+        });
+    }
+    files.extend(run.var_files.iter().map(|(n, c)| v1::VarFile {
+        name: n.clone(),
+        content: c.clone(),
+    }));
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_outputs_are_masked_and_unreadable_ones_hidden_whole() {
+        let out = r#"{"a":{"sensitive":true,"value":"s3cret"},"b":{"sensitive":false,"value":1}}"#;
+        let masked = mask_outputs(out);
+        assert!(
+            !masked.contains("s3cret") && masked.contains(HIDDEN),
+            "{masked}"
+        );
+        assert!(masked.contains("\"value\":1"), "{masked}");
+        assert_eq!(mask_outputs("not json"), format!("\"{HIDDEN}\""));
+        assert_eq!(mask_outputs("  "), "");
+    }
+
+    #[test]
+    fn kinds_round_trip_and_unknown_means_plan_and_apply() {
+        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
+            assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
+        }
+        assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
+    }
+}

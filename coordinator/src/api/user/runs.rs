@@ -1,0 +1,364 @@
+//! Runs as users drive them: submit, show, list, watch, logs, and the approve, reject and
+//! cancel actions.
+
+use super::{authorize, LogStream, Reply, RunStream, Shared};
+use crate::api::convert::{kind_from_pb, limits_from_pb, log_line_to_pb, run_to_pb};
+use crate::auth::Action;
+use crate::error::{Error, Result};
+use crate::runs;
+use crate::runs::variables::{self, Declared};
+use crate::store::NewRun;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tofuflow_proto::names::{valid_var_name, valid_workspace};
+use tofuflow_proto::v1;
+use tonic::{Request, Response};
+
+/// A run with its history and plan attempts, as the API shows it; sensitive values only when
+/// `reveal`.
+async fn full_run(shared: &Shared, id: &str, reveal: bool) -> Result<v1::Run> {
+    let r = shared.store.get_run(id).await?;
+    let t = shared.store.transitions(id).await?;
+    let n = shared.store.plan_attempts(id).await?;
+    Ok(run_to_pb(&r, t, n, reveal))
+}
+
+/// Whether a run in `state` of wire kind `kind` has ended (an unreadable state counts as ended).
+fn is_done(state: &str, kind: i32) -> bool {
+    state
+        .parse::<runs::RunState>()
+        .map(|s| runs::is_terminal(s, kind_from_pb(kind)))
+        .unwrap_or(true)
+}
+
+/// Starts a run (operator): checks the request, then stores the run and its first task.
+#[tracing::instrument(skip_all, fields(workspace = %req.get_ref().workspace, pool = %req.get_ref().pool))]
+pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) -> Reply<v1::Run> {
+    let actor = authorize(
+        shared,
+        &req,
+        Action::Submit,
+        Some(&req.get_ref().workspace),
+        Some(&req.get_ref().actor),
+    )?;
+    let mut r = req.into_inner();
+    r.actor = actor;
+    // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
+    tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &r.traceparent);
+    let pool = validate_submit(shared, &r).await?;
+    let variable_decls = variable_decls(shared, &mut r).await?;
+    let new = new_run(r, pool, variable_decls);
+    let actor = new.actor.clone();
+    let run = shared.store.submit(new, &shared.policy).await?;
+    shared.wake.notify_one();
+    tracing::info!(run_id = %run.id, actor = %actor, "run submitted");
+    Ok(Response::new(full_run(shared, &run.id, false).await?))
+}
+
+/// Checks a submission's names, bundle and variables files; answers the pool the run goes to.
+async fn validate_submit(shared: &Shared, r: &v1::SubmitRunRequest) -> Result<String> {
+    valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
+    let pool = if r.pool.is_empty() {
+        "default".to_string()
+    } else {
+        r.pool.clone()
+    };
+    crate::queue::valid_pool(&pool).map_err(Error::InvalidInput)?;
+    for k in r.variables.keys() {
+        valid_var_name(k).map_err(Error::InvalidInput)?;
+    }
+    if !shared.store.has_blob(&r.bundle_digest).await? {
+        return Err(Error::Conflict(format!(
+            "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
+            r.bundle_digest
+        )));
+    }
+    if r.var_files.len() > 32 {
+        return Err(Error::InvalidInput("at most 32 var files".into()));
+    }
+    for f in &r.var_files {
+        if f.name.is_empty()
+            || f.name.contains('/')
+            || f.name.starts_with('.')
+            || f.content.len() > 1024 * 1024
+        {
+            return Err(Error::InvalidInput(format!(
+                "invalid var file {:?}: a plain file name and at most 1 MiB",
+                f.name
+            )));
+        }
+    }
+    Ok(pool)
+}
+
+/// The module's variable declarations that matter for this run (from its bundle), with the
+/// submitter's own sensitive marks; refuses variables the module does not declare.
+async fn variable_decls(
+    shared: &Shared,
+    r: &mut v1::SubmitRunRequest,
+) -> Result<BTreeMap<String, Declared>> {
+    let bundle = shared.store.get_blob(&r.bundle_digest).await?;
+    let d = variables::declarations(&bundle);
+    if d.complete {
+        let optional = std::mem::take(&mut r.optional_variables);
+        r.variables
+            .retain(|k, _| d.vars.contains_key(k) || !optional.contains(k));
+        if let Some(k) = r.variables.keys().find(|k| !d.vars.contains_key(*k)) {
+            let names: Vec<&str> = d.vars.keys().map(String::as_str).collect();
+            return Err(Error::InvalidInput(format!(
+                "variable {k:?} is not declared by the module (it declares: {}): check the name, or add a `variable \"{k}\" {{}}` block",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )));
+        }
+    }
+    let mut decls: BTreeMap<String, Declared> = d
+        .vars
+        .into_iter()
+        .filter(|(_, v)| v.sensitive || v.expression)
+        .collect();
+    for k in &r.sensitive_variables {
+        valid_var_name(k).map_err(Error::InvalidInput)?;
+        decls.entry(k.clone()).or_default().sensitive = true;
+    }
+    Ok(decls)
+}
+
+/// The run to store for a checked submission.
+fn new_run(
+    r: v1::SubmitRunRequest,
+    pool: String,
+    variable_decls: BTreeMap<String, Declared>,
+) -> NewRun {
+    NewRun {
+        traceparent: run_traceparent(&r.traceparent),
+        variable_decls,
+        limits: limits_from_pb(r.limits),
+        workspace: r.workspace,
+        pool,
+        kind: kind_from_pb(r.kind),
+        bundle_digest: r.bundle_digest,
+        variables: r.variables.into_iter().collect::<BTreeMap<_, _>>(),
+        var_files: r
+            .var_files
+            .into_iter()
+            .map(|f| (f.name, f.content))
+            .collect(),
+        auto_approve: r.auto_approve,
+        actor: r.actor,
+        commit: r.commit,
+        pipeline_id: r.pipeline_id,
+    }
+}
+
+/// The trace a new run joins: the current span's (when exported), else the caller's, else a
+/// new one.
+fn run_traceparent(requested: &str) -> String {
+    if let Some(tp) = tofuflow_proto::telemetry::traceparent_of(&tracing::Span::current()) {
+        tp
+    } else if tofuflow_proto::valid_traceparent(requested) {
+        requested.to_string()
+    } else {
+        let id = uuid::Uuid::new_v4();
+        let span = uuid::Uuid::new_v4();
+        tofuflow_proto::new_traceparent(
+            *id.as_bytes(),
+            span.as_bytes()[..8].try_into().unwrap_or([1; 8]),
+        )
+    }
+}
+
+/// Shows a run (viewer); with `show_sensitive` its secrets too (operator, recorded).
+pub(super) async fn get(shared: &Shared, req: Request<v1::GetRunRequest>) -> Reply<v1::Run> {
+    if !req.get_ref().show_sensitive {
+        authorize(shared, &req, Action::ReadRuns, None, None)?;
+        let id = req.into_inner().run_id;
+        return Ok(Response::new(full_run(shared, &id, false).await?));
+    }
+    // Seeing secrets is an operator's action, and it is recorded.
+    let actor = authorize(
+        shared,
+        &req,
+        Action::ShowSensitive,
+        None,
+        Some(&req.get_ref().actor),
+    )?;
+    let id = req.into_inner().run_id;
+    shared
+        .store
+        .record(
+            &id,
+            &actor,
+            "sensitive values shown (run show --show-sensitive)",
+        )
+        .await?;
+    tracing::warn!(run_id = %id, %actor, "sensitive values of a run shown");
+    Ok(Response::new(full_run(shared, &id, true).await?))
+}
+
+/// Lists runs, newest first (viewer).
+pub(super) async fn list(
+    shared: &Shared,
+    req: Request<v1::ListRunsRequest>,
+) -> Reply<v1::ListRunsResponse> {
+    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let r = req.into_inner();
+    if !r.state.is_empty() {
+        r.state
+            .parse::<runs::RunState>()
+            .map_err(Error::InvalidInput)?;
+    }
+    let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) } as i64;
+    let list = shared
+        .store
+        .list_runs(&r.workspace, &r.state, limit)
+        .await?;
+    Ok(Response::new(v1::ListRunsResponse {
+        runs: list
+            .iter()
+            .map(|x| run_to_pb(x, vec![], 0, false))
+            .collect(),
+    }))
+}
+
+/// Streams a run each time its state or history changes, until it ends (viewer).
+pub(super) async fn watch(shared: &Shared, req: Request<v1::GetRunRequest>) -> Reply<RunStream> {
+    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let id = req.into_inner().run_id;
+    let first = full_run(shared, &id, false).await?;
+    let shared = shared.clone();
+    let mut changes = shared.store.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut last = first.state.clone();
+        let mut last_n = first.transitions.len();
+        if tx.send(Ok(first.clone())).await.is_err() {
+            return;
+        }
+        let kind = first.kind;
+        let mut done = is_done(&last, kind);
+        // Changes made by another coordinator are only seen by polling: keep a steady tick.
+        let mut tick = tokio::time::interval(Duration::from_millis(1000));
+        while !done {
+            tokio::select! {
+                c = changes.recv() => if let Ok(ch) = c { if ch.run_id != id || !ch.state { continue; } },
+                _ = tick.tick() => {}
+                _ = tx.closed() => return,
+            }
+            let Ok(r) = full_run(&shared, &id, false).await else {
+                continue;
+            };
+            if r.state != last || r.transitions.len() != last_n {
+                last = r.state.clone();
+                last_n = r.transitions.len();
+                done = is_done(&last, kind);
+                if tx.send(Ok(r)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )))
+}
+
+/// Streams a run's log lines, and with `follow` new ones until the run ends (viewer).
+pub(super) async fn logs(shared: &Shared, req: Request<v1::RunLogsRequest>) -> Reply<LogStream> {
+    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let r = req.into_inner();
+    let run = shared.store.get_run(&r.run_id).await?;
+    let store = shared.store.clone();
+    let mut changes = store.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move {
+        let mut offset = 0i64;
+        loop {
+            let ended = store
+                .get_run(&run.id)
+                .await
+                .map(|x| runs::is_terminal(x.state, x.kind))
+                .unwrap_or(true);
+            let rows = match store.logs(&run.id, offset).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let n = rows.len();
+            for l in rows {
+                if tx.send(Ok(log_line_to_pb(l))).await.is_err() {
+                    return;
+                }
+            }
+            offset += n as i64;
+            if n > 0 {
+                continue;
+            }
+            if !r.follow || ended {
+                return;
+            }
+            tokio::select! {
+                _ = changes.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )))
+}
+
+/// What a user does to a run that is under way: [`run_action`] performs it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RunVerb {
+    /// Apply the saved plan of a run that waits for approval.
+    Approve,
+    /// Refuse that plan (final).
+    Reject,
+    /// Stop the run.
+    Cancel,
+}
+
+impl RunVerb {
+    fn action(self) -> Action {
+        match self {
+            RunVerb::Approve => Action::Approve,
+            RunVerb::Reject => Action::Reject,
+            RunVerb::Cancel => Action::Cancel,
+        }
+    }
+}
+
+/// Approves, rejects or cancels a run (operator), recording who and why; answers the run.
+pub(super) async fn run_action(
+    shared: &Shared,
+    req: Request<v1::RunActionRequest>,
+    verb: RunVerb,
+) -> Reply<v1::Run> {
+    let actor = authorize(
+        shared,
+        &req,
+        verb.action(),
+        None,
+        Some(&req.get_ref().actor),
+    )?;
+    let r = req.into_inner();
+    let (store, id, reason) = (&shared.store, &r.run_id, &r.reason);
+    match verb {
+        RunVerb::Approve => {
+            store.approve(id, &actor, reason, &shared.policy).await?;
+            shared.wake.notify_one();
+            tracing::info!(run_id = %id, actor = %actor, "run approved");
+        }
+        RunVerb::Reject => {
+            store.reject(id, &actor, reason).await?;
+        }
+        RunVerb::Cancel => {
+            store.cancel(id, &actor, reason).await?;
+            tracing::info!(run_id = %id, actor = %actor, "run cancel requested");
+        }
+    }
+    Ok(Response::new(full_run(shared, id, false).await?))
+}
