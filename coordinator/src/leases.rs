@@ -1,17 +1,14 @@
-//! The lease reaper: finds leases nobody renewed and runs past their deadline, and settles them
-//! (store::Store::reap holds the decisions, runs::on_lease_expiry the policy).
+//! The lease reaper loop: every reap interval, `lifecycle/reap.rs` settles leases nobody renewed,
+//! starts pending runs and expires overdue ones (`runs::on_lease_expiry` is the policy).
 
 use crate::store::{Policy, Store};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run_reaper(
     store: Store,
     policy: Policy,
     every: Duration,
-    wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -23,11 +20,9 @@ pub async fn run_reaper(
         }
         match store.reap(&policy).await {
             Ok(done) => {
+                // What the reaper queued wakes the publisher through the run events.
                 for d in &done {
                     tracing::warn!(action = %d, "lease reaper");
-                }
-                if !done.is_empty() {
-                    wake.notify_one();
                 }
             }
             Err(e) => tracing::warn!(error = %e, "lease reaper could not run"),

@@ -44,7 +44,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         .public_http_url
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
-    let wake = Arc::new(Notify::new());
+    // Woken after every commit that queued a task (the store's run-event effects).
+    let wake = store.publisher_wake();
     let amqp_ready = Arc::new(AtomicBool::new(false));
     let tracker = TaskTracker::new();
     spawn_background(&tracker, &cfg, &store, &wake, &amqp_ready, &shutdown);
@@ -60,7 +61,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         public_http_url,
         max_bundle_bytes: cfg.max_bundle_bytes,
         users_open: auth.users_open(),
-        wake,
     };
     serve_grpc(&tracker, grpc, shared, &auth, &shutdown).await;
     let app = http::App {
@@ -173,7 +173,6 @@ fn spawn_background(
         store.clone(),
         cfg.policy(),
         cfg.reap_interval,
-        wake.clone(),
         shutdown.child_token(),
     ));
 }

@@ -349,7 +349,6 @@ impl AgentService for AgentApi {
         let mut r = req.into_inner();
         r.agent_id = agent_id;
         self.shared.store.complete(&r, &self.shared.policy).await?;
-        self.shared.wake.notify_one();
         tracing::info!(outcome = r.outcome, "task completed");
         Ok(Response::new(v1::CompleteResponse {}))
     }

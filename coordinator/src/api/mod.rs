@@ -7,7 +7,6 @@ pub mod user;
 
 use crate::store::{Policy, Store};
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -24,8 +23,6 @@ pub struct Shared {
     pub max_bundle_bytes: u64,
     /// True when no users file is configured (names are taken as declared).
     pub users_open: bool,
-    /// Wakes the outbox publisher after a commit that queued a task.
-    pub wake: Arc<Notify>,
     /// The dead-letter queue, for admins.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
 }

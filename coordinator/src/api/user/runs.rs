@@ -50,7 +50,6 @@ pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) 
     let new = new_run(r, pool, variable_decls);
     let actor = new.actor.clone();
     let run = shared.store.submit(new, &shared.policy).await?;
-    shared.wake.notify_one();
     tracing::info!(run_id = %run.id, actor = %actor, "run submitted");
     Ok(Response::new(full_run(shared, &run.id, false).await?))
 }
@@ -349,7 +348,6 @@ pub(super) async fn run_action(
     match verb {
         RunVerb::Approve => {
             store.approve(id, &actor, reason, &shared.policy).await?;
-            shared.wake.notify_one();
             tracing::info!(run_id = %id, actor = %actor, "run approved");
         }
         RunVerb::Reject => {
