@@ -53,6 +53,11 @@ async fn run_goes_plan_approve_apply_and_show_prints_outputs() {
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success());
     assert!(shown.contains("State      applied"), "{shown}");
+    assert_eq!(
+        tofuflow_e2e::metric(&c, "tofuflow_runs_ended_total{state=\"applied\"}"),
+        Some(1.0),
+        "the ended run is counted once, from its run event"
+    );
     assert!(
         shown.contains("pool_name = \"gpu-a100-us-east-1\""),
         "{shown}"

@@ -7,10 +7,11 @@
 //! task's lease secret (`store::LeaseProof`). A holder of the agent token therefore cannot act for
 //! another agent, nor touch a lease it was not granted.
 
-use super::convert::task_spec;
+use super::convert::{self, task_spec};
 use super::Shared;
 use crate::auth::AgentGrant;
 use crate::error::Error;
+use crate::lifecycle::{ClaimOutcome, HeldLease};
 use crate::store::{sha256_hex, LeaseProof};
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -175,29 +176,27 @@ impl AgentService for AgentApi {
         let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let r = req.into_inner();
         check_protocol(r.protocol_version)?;
-        let leases: Vec<(String, u32, i64, String)> = r
+        let leases: Vec<HeldLease> = r
             .leases
             .iter()
-            .map(|l| {
-                (
-                    l.task_id.clone(),
-                    l.attempt,
-                    l.epoch as i64,
-                    l.lease_token.clone(),
-                )
+            .map(|l| HeldLease {
+                task_id: l.task_id.clone(),
+                attempt: l.attempt,
+                epoch: l.epoch as i64,
+                token: l.lease_token.clone(),
             })
             .collect();
-        let (cancel, lost) = self
+        let answer = self
             .shared
             .store
             .heartbeat(&agent_id, &leases, r.draining, &self.shared.policy)
             .await?;
-        if !lost.is_empty() {
-            tracing::warn!(agent_id = %r.agent_id, ?lost, "heartbeat for leases that are gone");
+        if !answer.lost.is_empty() {
+            tracing::warn!(agent_id = %r.agent_id, lost = ?answer.lost, "heartbeat for leases that are gone");
         }
         Ok(Response::new(v1::HeartbeatResponse {
-            cancel_task_ids: cancel,
-            lost_task_ids: lost,
+            cancel_task_ids: answer.cancel,
+            lost_task_ids: answer.lost,
         }))
     }
 
@@ -217,7 +216,7 @@ impl AgentService for AgentApi {
             .claim(&agent_id, &r.task_id, r.attempt, &self.shared.policy)
             .await?
         {
-            Ok(g) => {
+            ClaimOutcome::Granted(g) => {
                 tracing::info!(run_id = %g.run.id, epoch = g.epoch, "lease granted");
                 Ok(Response::new(v1::ClaimResponse {
                     granted: true,
@@ -228,7 +227,7 @@ impl AgentService for AgentApi {
                     lease_token: g.lease_token.clone(),
                 }))
             }
-            Err(reason) => {
+            ClaimOutcome::Refused(reason) => {
                 tracing::info!(%reason, "claim refused");
                 Ok(Response::new(v1::ClaimResponse {
                     granted: false,
@@ -296,7 +295,11 @@ impl AgentService for AgentApi {
                 agent_id: &agent_id,
                 token: &b.lease_token,
             };
-            stored += self.shared.store.add_events(proof, &b.events).await?;
+            stored += self
+                .shared
+                .store
+                .add_events(proof, &convert::log_lines(&b.events))
+                .await?;
         }
         Ok(Response::new(v1::ReportEventsResponse { stored }))
     }
@@ -332,7 +335,7 @@ impl AgentService for AgentApi {
         };
         self.shared.store.check_lease(proof).await?;
         let (digest, _) = self.shared.store.put_blob(&data).await?;
-        let kind = v1::ArtifactKind::try_from(head.kind).unwrap_or(v1::ArtifactKind::Unspecified);
+        let kind = convert::artifact_from_pb(head.kind)?;
         self.shared.store.set_artifact(proof, kind, &digest).await?;
         Ok(Response::new(v1::UploadArtifactResponse {
             digest,
@@ -348,7 +351,10 @@ impl AgentService for AgentApi {
         let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
         let mut r = req.into_inner();
         r.agent_id = agent_id;
-        self.shared.store.complete(&r, &self.shared.policy).await?;
+        self.shared
+            .store
+            .complete_task(&crate::runs::TaskReport::from(&r), &self.shared.policy)
+            .await?;
         tracing::info!(outcome = r.outcome, "task completed");
         Ok(Response::new(v1::CompleteResponse {}))
     }

@@ -255,6 +255,59 @@ fn var_files(run: &store::Run) -> Vec<v1::VarFile> {
     files
 }
 
+/// An agent's completion, as the lifecycle takes it.
+impl From<&v1::CompleteRequest> for crate::runs::TaskReport {
+    fn from(r: &v1::CompleteRequest) -> crate::runs::TaskReport {
+        let sm = r.summary.unwrap_or_default();
+        crate::runs::TaskReport {
+            agent_id: r.agent_id.clone(),
+            task_id: r.task_id.clone(),
+            attempt: r.attempt,
+            epoch: r.epoch as i64,
+            lease_token: r.lease_token.clone(),
+            outcome: match v1::Outcome::try_from(r.outcome) {
+                Ok(v1::Outcome::Succeeded) => crate::runs::TaskOutcome::Succeeded,
+                Ok(v1::Outcome::Cancelled) => crate::runs::TaskOutcome::Cancelled,
+                _ => crate::runs::TaskOutcome::Failed,
+            },
+            has_changes: r.has_changes,
+            summary: crate::runs::ChangeSummary {
+                add: sm.add,
+                change: sm.change,
+                destroy: sm.destroy,
+            },
+            outputs_json: r.outputs_json.clone(),
+            error: r.error.clone(),
+            exit_code: r.exit_code,
+            limit_hit: r.limit_hit.clone(),
+        }
+    }
+}
+
+/// A batch's log lines, as the lifecycle takes them.
+pub fn log_lines(events: &[v1::Event]) -> Vec<crate::runs::LogLine> {
+    events
+        .iter()
+        .map(|e| crate::runs::LogLine {
+            seq: e.seq,
+            unix_ms: e.unix_ms,
+            stream: e.stream as i64,
+            line: e.line.clone(),
+        })
+        .collect()
+}
+
+/// An uploaded artifact's kind; unspecified is refused.
+pub fn artifact_from_pb(kind: i32) -> crate::error::Result<crate::runs::Artifact> {
+    match v1::ArtifactKind::try_from(kind) {
+        Ok(v1::ArtifactKind::PlanFile) => Ok(crate::runs::Artifact::PlanFile),
+        Ok(v1::ArtifactKind::PlanJson) => Ok(crate::runs::Artifact::PlanJson),
+        _ => Err(crate::error::Error::InvalidInput(
+            "artifact kind is required".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

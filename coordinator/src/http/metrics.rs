@@ -17,6 +17,12 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
             out.push_str(&format!("tofuflow_runs{{state=\"{s}\"}} {n}\n"));
         }
     }
+    out.push_str("# HELP tofuflow_runs_ended_total Runs this coordinator saw end, by final state (from the run events).\n# TYPE tofuflow_runs_ended_total counter\n");
+    for (state, n) in app.store.ended_counts() {
+        out.push_str(&format!(
+            "tofuflow_runs_ended_total{{state=\"{state}\"}} {n}\n"
+        ));
+    }
     if let Ok((unsent, total)) = app.store.outbox_stats().await {
         out.push_str("# HELP tofuflow_outbox_unsent Task messages not yet confirmed by RabbitMQ.\n# TYPE tofuflow_outbox_unsent gauge\n");
         out.push_str(&format!("tofuflow_outbox_unsent {unsent}\n"));

@@ -4,6 +4,25 @@ use crate::error::{Error, Result};
 use crate::runs::{self, Phase, RunState};
 use crate::store::*;
 
+/// What a claim gets.
+pub enum ClaimOutcome {
+    /// The lease, with what the task needs.
+    Granted(Box<ClaimGrant>),
+    /// Refused, with the reason (a stale or duplicate attempt, a run that moved on, an agent
+    /// not serving the pool): the agent drops the message.
+    Refused(String),
+}
+
+impl ClaimOutcome {
+    /// The grant, if the claim won.
+    pub fn granted(self) -> Option<ClaimGrant> {
+        match self {
+            ClaimOutcome::Granted(g) => Some(*g),
+            ClaimOutcome::Refused(_) => None,
+        }
+    }
+}
+
 impl Store {
     /// Grants a lease on (task, attempt) if it is current and unclaimed. Exactly one claim of an
     /// attempt can win; a duplicate delivery or a stale attempt is refused with the reason.
@@ -13,17 +32,17 @@ impl Store {
         task_id: &str,
         attempt: u32,
         policy: &Policy,
-    ) -> Result<std::result::Result<ClaimGrant, String>> {
+    ) -> Result<ClaimOutcome> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
-            return Ok(Err(format!("unknown task {task_id}")));
+            return Ok(ClaimOutcome::Refused(format!("unknown task {task_id}")));
         };
         if let Err(why) = runs::claim_decision(attempt, task.attempt, task.state) {
-            return Ok(Err(why));
+            return Ok(ClaimOutcome::Refused(why));
         }
         if !agent_serves(&mut tx, agent_id, &task.pool).await? {
-            return Ok(Err(format!(
+            return Ok(ClaimOutcome::Refused(format!(
                 "agent {agent_id} is not registered for pool {:?}",
                 task.pool
             )));
@@ -34,11 +53,16 @@ impl Store {
             Phase::Apply => (RunState::Approved, RunState::Applying),
         };
         if run.state != from {
-            return Ok(Err(format!("run {} is {}", run.id, run.state)));
+            return Ok(ClaimOutcome::Refused(format!(
+                "run {} is {}",
+                run.id, run.state
+            )));
         }
         let Some(lease) = grant_lease(&mut tx, &task, agent_id, now + policy.lease_ttl_ms).await?
         else {
-            return Ok(Err("task attempt was claimed by someone else".into()));
+            return Ok(ClaimOutcome::Refused(
+                "task attempt was claimed by someone else".into(),
+            ));
         };
         record_attempt(&mut tx, &task, &run.id, agent_id, lease.epoch, now).await?;
         let who = agent_label(&mut tx, agent_id).await?;
@@ -60,13 +84,13 @@ impl Store {
             .ok_or_else(|| Error::Internal("task vanished".into()))?;
         let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
         self.commit(tx).await?;
-        Ok(Ok(ClaimGrant {
+        Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
             epoch: lease.epoch,
             task,
             run,
             token: lease.state_token,
             lease_token: lease.lease_token,
-        }))
+        })))
     }
 }
 

@@ -4,15 +4,8 @@
 use crate::error::{Error, Result};
 use crate::runs::{self, Phase, RunState, TaskOutcome, TaskReport, TaskState};
 use crate::store::*;
-use tofuflow_proto::v1;
 
 impl Store {
-    /// Records a task's result as the agent reported it (the wire form; see
-    /// [`Store::complete_task`]).
-    pub async fn complete(&self, req: &v1::CompleteRequest, policy: &Policy) -> Result<()> {
-        self.complete_task(&TaskReport::from(req), policy).await
-    }
-
     /// Records a task's result and moves the run on. Idempotent for a retried completion.
     pub async fn complete_task(&self, r: &TaskReport, policy: &Policy) -> Result<()> {
         let now = now_ms();
@@ -219,33 +212,5 @@ fn running_state(phase: Phase) -> RunState {
     match phase {
         Phase::Plan => RunState::Planning,
         Phase::Apply => RunState::Applying,
-    }
-}
-
-impl From<&v1::CompleteRequest> for TaskReport {
-    fn from(r: &v1::CompleteRequest) -> TaskReport {
-        let sm = r.summary.unwrap_or_default();
-        TaskReport {
-            agent_id: r.agent_id.clone(),
-            task_id: r.task_id.clone(),
-            attempt: r.attempt,
-            epoch: r.epoch as i64,
-            lease_token: r.lease_token.clone(),
-            outcome: match v1::Outcome::try_from(r.outcome) {
-                Ok(v1::Outcome::Succeeded) => TaskOutcome::Succeeded,
-                Ok(v1::Outcome::Cancelled) => TaskOutcome::Cancelled,
-                _ => TaskOutcome::Failed,
-            },
-            has_changes: r.has_changes,
-            summary: runs::ChangeSummary {
-                add: sm.add,
-                change: sm.change,
-                destroy: sm.destroy,
-            },
-            outputs_json: r.outputs_json.clone(),
-            error: r.error.clone(),
-            exit_code: r.exit_code,
-            limit_hit: r.limit_hit.clone(),
-        }
     }
 }

@@ -3,15 +3,34 @@
 use crate::error::Result;
 use crate::store::*;
 
+/// A lease an agent says it still holds.
+#[derive(Clone, Debug)]
+pub struct HeldLease {
+    pub task_id: String,
+    pub attempt: u32,
+    pub epoch: i64,
+    /// The lease's secret, as the claim gave it.
+    pub token: String,
+}
+
+/// What a heartbeat tells the agent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeartbeatAnswer {
+    /// Tasks a user asked to cancel.
+    pub cancel: Vec<String>,
+    /// Leases the coordinator no longer honours: stop these tasks now.
+    pub lost: Vec<String>,
+}
+
 impl Store {
-    /// Renews the leases an agent still holds; returns (tasks to cancel, leases that are gone).
+    /// Renews the leases an agent still holds.
     pub async fn heartbeat(
         &self,
         agent_id: &str,
-        leases: &[(String, u32, i64, String)],
+        leases: &[HeldLease],
         draining: bool,
         policy: &Policy,
-    ) -> Result<(Vec<String>, Vec<String>)> {
+    ) -> Result<HeartbeatAnswer> {
         let now = now_ms();
         let mut c = self.pool.acquire().await?;
         sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2 WHERE id = $3")
@@ -20,30 +39,30 @@ impl Store {
             .bind(agent_id)
             .execute(&mut *c)
             .await?;
-        let mut cancel = Vec::new();
-        let mut lost = Vec::new();
-        for (task_id, attempt, epoch, token) in leases {
+        let mut answer = HeartbeatAnswer::default();
+        for l in leases {
+            let (task_id, token) = (&l.task_id, &l.token);
             let r = sqlx::query(
                 "UPDATE tasks SET lease_expires_ms = $1 WHERE id = $2 AND attempt = $3 AND epoch = $4 AND state = 'running' AND agent_id = $5 AND lease_sha256 = $6 AND lease_sha256 <> ''",
             )
             .bind(now + policy.lease_ttl_ms)
             .bind(task_id)
-            .bind(*attempt as i64)
-            .bind(*epoch)
+            .bind(l.attempt as i64)
+            .bind(l.epoch)
             .bind(agent_id)
             .bind(sha256_hex(token.as_bytes()))
             .execute(&mut *c)
             .await?;
             if r.rows_affected() == 0 {
-                lost.push(task_id.clone());
+                answer.lost.push(task_id.clone());
                 continue;
             }
             if let Some(t) = get_task_c(&mut c, task_id).await? {
                 if t.cancel_requested {
-                    cancel.push(task_id.clone());
+                    answer.cancel.push(task_id.clone());
                 }
             }
         }
-        Ok((cancel, lost))
+        Ok(answer)
     }
 }

@@ -7,6 +7,9 @@ mod claim;
 mod complete;
 pub mod events;
 mod heartbeat;
+
+pub use claim::ClaimOutcome;
+pub use heartbeat::{HeartbeatAnswer, HeldLease};
 mod reap;
 mod report;
 mod submit;

@@ -2,14 +2,12 @@
 
 use crate::error::{Error, Result};
 use crate::runs::events::RunEvent;
-use crate::runs::Phase;
-use crate::runs::TaskState;
+use crate::runs::{Artifact, LogLine, Phase, TaskState};
 use crate::store::*;
-use tofuflow_proto::v1;
 
 impl Store {
     /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
-    pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[v1::Event]) -> Result<u64> {
+    pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[LogLine]) -> Result<u64> {
         let (task_id, attempt) = (proof.task_id, proof.attempt);
         let mut tx = self.begin().await?;
         let t = get_task_c(&mut tx, task_id)
@@ -40,7 +38,7 @@ impl Store {
             .bind(&t.run_id)
             .bind(order)
             .bind(e.unix_ms)
-            .bind(e.stream as i64)
+            .bind(e.stream)
             .bind(line)
             .execute(&mut *tx)
             .await?;
@@ -56,16 +54,13 @@ impl Store {
     pub async fn set_artifact(
         &self,
         proof: LeaseProof<'_>,
-        kind: v1::ArtifactKind,
+        kind: Artifact,
         digest: &str,
     ) -> Result<()> {
         let t = self.check_lease(proof).await?;
         let col = match kind {
-            v1::ArtifactKind::PlanFile => "plan_digest",
-            v1::ArtifactKind::PlanJson => "plan_json_digest",
-            v1::ArtifactKind::Unspecified => {
-                return Err(Error::InvalidInput("artifact kind is required".into()))
-            }
+            Artifact::PlanFile => "plan_digest",
+            Artifact::PlanJson => "plan_json_digest",
         };
         if t.phase != Phase::Plan {
             return Err(Error::InvalidInput(

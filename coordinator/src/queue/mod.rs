@@ -159,3 +159,26 @@ async fn publish_one(ch: &Channel, row: &OutboxRow) -> lapin::Result<lapin::Publ
     )
     .await
 }
+
+/// The AMQP message body of a task attempt (a `TaskEnvelope`: ids only, no secret).
+pub fn envelope(
+    run: &crate::store::Run,
+    task_id: &str,
+    attempt: u32,
+    phase: crate::runs::Phase,
+    deadline_ms: i64,
+) -> Vec<u8> {
+    use prost::Message;
+    tofuflow_proto::v1::TaskEnvelope {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        task_id: task_id.to_string(),
+        attempt,
+        run_id: run.id.clone(),
+        phase: crate::api::convert::phase_to_pb(phase) as i32,
+        pool: run.pool.clone(),
+        workspace: run.workspace.clone(),
+        bundle_digest: run.bundle_digest.clone(),
+        deadline_unix_ms: deadline_ms,
+    }
+    .encode_to_vec()
+}

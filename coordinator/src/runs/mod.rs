@@ -4,7 +4,7 @@
 pub mod events;
 mod report;
 pub mod state;
-pub use report::{ChangeSummary, TaskOutcome, TaskReport};
+pub use report::{Artifact, ChangeSummary, LogLine, TaskOutcome, TaskReport};
 pub mod variables;
 
 use std::fmt;

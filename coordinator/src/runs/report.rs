@@ -1,5 +1,5 @@
-//! A task's result as an agent reports it, in the coordinator's own terms (the wire form is
-//! converted at the API's edge).
+//! What an agent reports about a task, in the coordinator's own terms (the wire forms are
+//! converted at the API's edge, `api/convert.rs`): its result, its log lines, its artifacts.
 
 /// How a task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,4 +57,23 @@ impl TaskReport {
             token: &self.lease_token,
         }
     }
+}
+
+/// One line of a task's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub seq: u64,
+    pub unix_ms: i64,
+    /// stdout (1), stderr (2) or the agent's own (3), as the wire's `LogStream`.
+    pub stream: i64,
+    pub line: String,
+}
+
+/// The artifacts a plan task uploads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// The saved plan (applied later).
+    PlanFile,
+    /// `tofu show -json` of it.
+    PlanJson,
 }

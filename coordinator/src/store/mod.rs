@@ -36,14 +36,12 @@ use crate::error::{Error, Result};
 use crate::runs::variables::Declared;
 use crate::runs::{Phase, RunKind, RunState};
 use base64::Engine;
-use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tofuflow_proto::v1;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

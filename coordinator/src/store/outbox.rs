@@ -22,27 +22,14 @@ pub(crate) async fn enqueue(
     now: i64,
     deadline_ms: i64,
 ) -> Result<()> {
-    let env = v1::TaskEnvelope {
-        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-        task_id: task_id.to_string(),
-        attempt,
-        run_id: run.id.clone(),
-        phase: match phase {
-            Phase::Plan => v1::Phase::Plan,
-            Phase::Apply => v1::Phase::Apply,
-        } as i32,
-        pool: run.pool.clone(),
-        workspace: run.workspace.clone(),
-        bundle_digest: run.bundle_digest.clone(),
-        deadline_unix_ms: deadline_ms,
-    };
+    let payload = crate::queue::envelope(run, task_id, attempt, phase, deadline_ms);
     sqlx::query(
         "INSERT INTO outbox (task_id, attempt, pool, payload, traceparent, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(task_id)
     .bind(attempt as i64)
     .bind(&run.pool)
-    .bind(env.encode_to_vec())
+    .bind(payload)
     .bind(&run.traceparent)
     .bind(now)
     .execute(&mut **c)

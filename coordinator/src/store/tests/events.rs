@@ -56,8 +56,13 @@ async fn the_before_commit_hook_reacts_in_the_same_transaction_and_can_roll_it_b
         );
         let env =
             v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
-        st.complete(
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
+        st.complete_task(
             &complete(
                 &g.task,
                 g.epoch,

@@ -135,17 +135,27 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                         let (t, a) = delivered.remove(rng.below(delivered.len()));
                         let agent = format!("a{}", rng.below(3));
                         match st.claim(&agent, &t, a, &p).await.unwrap() {
-                            Ok(g) => {
+                            crate::lifecycle::ClaimOutcome::Granted(g) => {
                                 granted += 1;
                                 leases.push((t, a, g.epoch, agent, g.lease_token));
                             }
-                            Err(_) => refused += 1,
+                            crate::lifecycle::ClaimOutcome::Refused(_) => refused += 1,
                         }
                     }
                     5 if !leases.is_empty() => {
                         let (t, a, e, agent, tok) = leases[rng.below(leases.len())].clone();
                         let _ = st
-                            .heartbeat(&agent, &[(t, a, e, tok)], false, &p)
+                            .heartbeat(
+                                &agent,
+                                &[crate::lifecycle::HeldLease {
+                                    task_id: t,
+                                    attempt: a,
+                                    epoch: e,
+                                    token: tok,
+                                }],
+                                false,
+                                &p,
+                            )
                             .await
                             .unwrap();
                     }
@@ -188,16 +198,16 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                         );
                         req.attempt = a;
                         let _ = st
-                            .set_artifact(lease, v1::ArtifactKind::PlanFile, "sha256:plan")
+                            .set_artifact(lease, crate::runs::Artifact::PlanFile, "sha256:plan")
                             .await;
-                        let ev = [v1::Event {
+                        let ev = [crate::runs::LogLine {
                             seq: 1,
                             unix_ms: 1,
                             stream: 1,
                             line: "x".into(),
                         }];
                         let ev_ok = st.add_events(lease, &ev).await.is_ok();
-                        match st.complete(&req, &p).await {
+                        match st.complete_task(&req, &p).await {
                             Ok(()) => {
                                 assert!(ev_ok, "a completion accepted where events were fenced")
                             }

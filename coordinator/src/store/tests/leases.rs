@@ -10,7 +10,12 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         let env =
             v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
         p.lease_ttl_ms = -1; // the lease is born expired
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         let did = st.reap(&p).await.unwrap();
         assert_eq!(did.len(), 1, "{name}: {did:?}");
         let r = st.get_run(&run.id).await.unwrap();
@@ -18,7 +23,7 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         let rows = st.unsent(10).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}: attempt 2 is queued for publishing");
         assert_eq!(rows[1].attempt, 2);
-        let late = [v1::Event {
+        let late = [crate::runs::LogLine {
             seq: 1,
             unix_ms: 1,
             stream: 1,
@@ -32,7 +37,7 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
             "{name}"
         );
         assert!(matches!(
-            st.complete(
+            st.complete_task(
                 &complete(
                     &g.task,
                     g.epoch,
@@ -46,18 +51,27 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
             Err(Error::Conflict(_))
         ));
         assert!(
-            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            st.claim("a1", &env.task_id, 1, &p)
+                .await
+                .unwrap()
+                .granted()
+                .is_none(),
             "attempt 1 is stale"
         );
         p.lease_ttl_ms = 60_000;
-        let g2 = st.claim("a2", &env.task_id, 2, &p).await.unwrap().unwrap();
+        let g2 = st
+            .claim("a2", &env.task_id, 2, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         st.add_events(proof(&g2), &late).await.unwrap();
         assert_eq!(
             st.add_events(proof(&g2), &late).await.unwrap(),
             0,
             "retried lines are absorbed"
         );
-        st.complete(
+        st.complete_task(
             &complete(
                 &g2.task,
                 g2.epoch,
@@ -87,11 +101,16 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
         st.mark_sent(st.unsent(1).await.unwrap()[0].id)
             .await
             .unwrap();
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
-        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
+        st.set_artifact(proof(&g), crate::runs::Artifact::PlanFile, "sha256:plan")
             .await
             .unwrap();
-        st.complete(
+        st.complete_task(
             &complete(
                 &g.task,
                 g.epoch,
@@ -112,7 +131,12 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
         let env2 = v1::TaskEnvelope::decode(row2.payload.as_slice()).unwrap();
         st.mark_sent(row2.id).await.unwrap();
         p.lease_ttl_ms = -1;
-        let g2 = st.claim("a1", &env2.task_id, 1, &p).await.unwrap().unwrap();
+        let g2 = st
+            .claim("a1", &env2.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         assert!(st
             .lock_state("w2", "L1", "{}", &g2.task)
             .await

@@ -2,6 +2,8 @@
 //! database per test, dropped afterwards), split by aggregate; the helpers every part uses.
 
 use super::*;
+use prost::Message;
+use tofuflow_proto::v1;
 
 mod events;
 mod invariants;
@@ -141,20 +143,24 @@ fn complete(
     token: &str,
     outcome: v1::Outcome,
     changes: bool,
-) -> v1::CompleteRequest {
-    v1::CompleteRequest {
+) -> crate::runs::TaskReport {
+    crate::runs::TaskReport {
         agent_id: t.agent_id.clone(),
         lease_token: token.into(),
         task_id: t.id.clone(),
         attempt: t.attempt,
-        epoch: epoch as u64,
-        outcome: outcome as i32,
+        epoch,
+        outcome: match outcome {
+            v1::Outcome::Succeeded => crate::runs::TaskOutcome::Succeeded,
+            v1::Outcome::Cancelled => crate::runs::TaskOutcome::Cancelled,
+            _ => crate::runs::TaskOutcome::Failed,
+        },
         has_changes: changes,
-        summary: Some(v1::ChangeSummary {
+        summary: crate::runs::ChangeSummary {
             add: 2,
             change: 0,
             destroy: 0,
-        }),
+        },
         outputs_json: "{\"a\":{\"value\":1}}".into(),
         error: String::new(),
         exit_code: 0,

@@ -17,7 +17,12 @@ async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
         assert_eq!(run.limits.timeout_secs, 120, "{name}");
         let out = st.unsent(10).await.unwrap();
         let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         assert_eq!(
             g.run.limits.memory_bytes,
             1 << 28,
@@ -26,7 +31,7 @@ async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
         let mut req = complete(&g.task, g.epoch, &g.lease_token, v1::Outcome::Failed, false);
         req.error = "killed for memory: ...".into();
         req.limit_hit = "memory".into();
-        st.complete(&req, &p).await.unwrap();
+        st.complete_task(&req, &p).await.unwrap();
         let r = st.get_run(&run.id).await.unwrap();
         assert_eq!(r.state, RunState::Failed, "{name}");
         assert_eq!(r.limit_hit, "memory", "{name}");
@@ -45,24 +50,34 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         assert_eq!((env.attempt, env.workspace.as_str()), (1, "ml/a100"));
         st.mark_sent(out[0].id).await.unwrap();
 
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         assert_eq!(g.run.state, RunState::Planning);
         let dup = st.claim("a2", &env.task_id, 1, &p).await.unwrap();
         assert!(
-            dup.is_err(),
+            dup.granted().is_none(),
             "{name}: a duplicate delivery must not be claimed twice"
         );
-        let (cancel, lost) = st
+        let answer = st
             .heartbeat(
                 "a1",
-                &[(env.task_id.clone(), 1, g.epoch, g.lease_token.clone())],
+                &[crate::lifecycle::HeldLease {
+                    task_id: env.task_id.clone(),
+                    attempt: 1,
+                    epoch: g.epoch,
+                    token: g.lease_token.clone(),
+                }],
                 false,
                 &p,
             )
             .await
             .unwrap();
-        assert!(cancel.is_empty() && lost.is_empty());
-        st.set_artifact(proof(&g), v1::ArtifactKind::PlanFile, "sha256:plan")
+        assert!(answer.cancel.is_empty() && answer.lost.is_empty());
+        st.set_artifact(proof(&g), crate::runs::Artifact::PlanFile, "sha256:plan")
             .await
             .unwrap();
         let c = complete(
@@ -72,8 +87,8 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
             v1::Outcome::Succeeded,
             true,
         );
-        st.complete(&c, &p).await.unwrap();
-        st.complete(&c, &p)
+        st.complete_task(&c, &p).await.unwrap();
+        st.complete_task(&c, &p)
             .await
             .expect("a retried completion is absorbed");
         let r = st.get_run(&run.id).await.unwrap();
@@ -91,9 +106,14 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         assert_eq!(out.len(), 1);
         let env2 = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
         assert_eq!(env2.phase, v1::Phase::Apply as i32);
-        let g2 = st.claim("a2", &env2.task_id, 1, &p).await.unwrap().unwrap();
+        let g2 = st
+            .claim("a2", &env2.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         assert!(g2.epoch > g.epoch, "{name}: epochs only grow");
-        st.complete(
+        st.complete_task(
             &complete(
                 &g2.task,
                 g2.epoch,
@@ -163,7 +183,11 @@ async fn unroutable_task_fails_its_run_and_cancel_works_before_claim() {
         let env =
             v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
         assert!(
-            st.claim("a1", &env.task_id, 1, &p).await.unwrap().is_err(),
+            st.claim("a1", &env.task_id, 1, &p)
+                .await
+                .unwrap()
+                .granted()
+                .is_none(),
             "{name}: a cancelled run's task is never claimed"
         );
         assert!(

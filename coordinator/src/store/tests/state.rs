@@ -9,7 +9,12 @@ async fn state_writes_are_checked() {
         st.submit(new_run("w3", false), &p).await.unwrap();
         let env =
             v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
-        let g = st.claim("a1", &env.task_id, 1, &p).await.unwrap().unwrap();
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
         let t = &g.task;
         assert_eq!(
             st.write_state("w3", b"one", 1, "L", None, t, "a")
