@@ -2,6 +2,7 @@
 //! cached by digest, and extracted into the task's working directory under strict rules. A
 //! hostile archive is refused with the entry and the reason, never half-unpacked outside.
 
+use crate::error::BundleError;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -32,24 +33,26 @@ pub fn digest_of(data: &[u8]) -> String {
 }
 
 /// Checks that `data` is what `digest` names.
-pub fn verify(digest: &str, data: &[u8]) -> Result<(), String> {
+pub fn verify(digest: &str, data: &[u8]) -> Result<(), BundleError> {
     let got = digest_of(data);
     if got != digest {
-        return Err(format!(
-            "bundle digest mismatch: expected {digest}, got {got}"
-        ));
+        return Err(BundleError::DigestMismatch {
+            expected: digest.to_string(),
+            got,
+        });
     }
     Ok(())
 }
 
-fn depth_and_check(p: &Path) -> Result<usize, String> {
+/// The depth of an entry's path, or why the path is refused.
+fn depth_and_check(p: &Path) -> Result<usize, &'static str> {
     let mut depth = 0;
     for c in p.components() {
         match c {
             Component::Normal(_) => depth += 1,
             Component::CurDir => {}
-            Component::ParentDir => return Err("path contains '..'".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+            Component::ParentDir => return Err("path contains '..'"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
         }
     }
     Ok(depth)
@@ -81,7 +84,7 @@ fn inside(link_rel: &Path, target: &Path) -> Option<PathBuf> {
 /// write outside it or exhaust the host. A first pass reads every header without writing
 /// anything, so a refused archive leaves nothing behind; the second pass extracts with the same
 /// checks plus the file system's view.
-pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, String> {
+pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, BundleError> {
     walk(archive, dest, limits, false)?;
     walk(archive, dest, limits, true)
 }
@@ -93,7 +96,7 @@ fn normal(p: &Path) -> PathBuf {
         .collect()
 }
 
-fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64, String> {
+fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64, BundleError> {
     let mut seen_files = std::collections::HashSet::new();
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let gz = flate2::read::GzDecoder::new(archive);
@@ -103,18 +106,16 @@ fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64,
     let ratio_cap = (archive.len() as u64)
         .saturating_mul(limits.max_ratio)
         .max(1 << 20);
-    let entries = tar
-        .entries()
-        .map_err(|e| format!("bundle is not a tar.gz archive: {e}"))?;
+    let entries = tar.entries().map_err(BundleError::NotAnArchive)?;
     for entry in entries {
-        let mut e = entry.map_err(|e| format!("bundle is corrupt: {e}"))?;
-        let rel = e
-            .path()
-            .map_err(|e| format!("bundle entry has an unreadable path: {e}"))?
-            .into_owned();
+        let mut e = entry.map_err(BundleError::Corrupt)?;
+        let rel = e.path().map_err(BundleError::UnreadablePath)?.into_owned();
         let name = rel.display().to_string();
-        let reject = |why: &str| format!("bundle entry {name:?} rejected: {why}");
-        let depth = depth_and_check(&rel).map_err(|w| reject(&w))?;
+        let reject = |why: &str| BundleError::Rejected {
+            name: name.clone(),
+            why: why.to_string(),
+        };
+        let depth = depth_and_check(&rel).map_err(reject)?;
         if depth == 0 {
             continue;
         }
@@ -367,7 +368,9 @@ mod tests {
         ];
         for (what, archive, why) in cases {
             let d = dest();
-            let err = extract(&archive, &d, Limits::default()).unwrap_err();
+            let err = extract(&archive, &d, Limits::default())
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("rejected") && err.contains(why),
                 "{what}: {err}"
@@ -387,7 +390,7 @@ mod tests {
             file(b, "../x.tf", b"locals {}\n", 0o644);
         });
         let d = dest();
-        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        let e = extract(&a, &d, Limits::default()).unwrap_err().to_string();
         assert!(e.contains("\"../x.tf\" rejected"), "{e}");
         assert_eq!(
             std::fs::read_dir(&d).unwrap().count(),
@@ -399,7 +402,7 @@ mod tests {
             link(b, "early", "main.tf", tar::EntryType::Link);
             file(b, "main.tf", b"locals {}\n", 0o644);
         });
-        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        let e = extract(&a, &d, Limits::default()).unwrap_err().to_string();
         assert!(e.contains("not (yet) in the bundle"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -428,7 +431,8 @@ mod tests {
                 ..Limits::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("compression bomb") || err.contains("beyond"),
             "{err}"
@@ -444,7 +448,8 @@ mod tests {
                 ..Limits::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("more than 10 entries"), "{err}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -454,6 +459,7 @@ mod tests {
         assert!(verify(&digest_of(b"abc"), b"abc").is_ok());
         assert!(verify(&digest_of(b"abc"), b"abd")
             .unwrap_err()
+            .to_string()
             .contains("mismatch"));
     }
 }

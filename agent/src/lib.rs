@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod config;
 pub mod consumer;
+pub mod error;
 pub mod labels;
 pub mod lease;
 pub mod mask;

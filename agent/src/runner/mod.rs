@@ -6,6 +6,7 @@ pub mod process;
 
 use crate::bundle;
 use crate::config::Config;
+use crate::error::{Result, TaskError};
 use crate::mask::Masker;
 use crate::report::Reporter;
 use crate::sandbox::{self, cgroup::TaskCgroup, gateway, Network, Sandbox};
@@ -191,7 +192,7 @@ pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16
 
 /// Writes the task's variables files (0600, in its directory; values never go on a command
 /// line) and returns their `-var-file=` arguments as tofu sees the paths.
-fn write_var_files(spec: &v1::TaskSpec, wd: &Path, inner: &Path) -> Result<Vec<String>, String> {
+fn write_var_files(spec: &v1::TaskSpec, wd: &Path, inner: &Path) -> Result<Vec<String>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut args = Vec::with_capacity(spec.var_files.len());
@@ -208,14 +209,16 @@ fn write_var_files(spec: &v1::TaskSpec, wd: &Path, inner: &Path) -> Result<Vec<S
             .mode(0o600)
             .open(wd.join(&name))
             .and_then(|mut file| file.write_all(&f.content))
-            .map_err(|e| format!("cannot write the variables file {name}: {e}"))?;
+            .map_err(|e| {
+                TaskError::workdir(format!("cannot write the variables file {name}"), e)
+            })?;
         args.push(format!("-var-file={}", inner.join(&name).display()));
     }
     Ok(args)
 }
 
 /// Hands the working directory to the run user (no link is followed).
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     let (u, g) = (
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(gid)),
@@ -227,11 +230,11 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
         g,
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| format!("cannot hand {} to the run user: {e}", dir.display()))?;
-    let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    .map_err(|e| TaskError::workdir(format!("cannot hand {} to the run user", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir)?;
     for e in rd.flatten() {
         let p = e.path();
-        let ft = e.file_type().map_err(|e| e.to_string())?;
+        let ft = e.file_type()?;
         if ft.is_dir() {
             chown_tree(&p, uid, gid)?;
         } else {
@@ -242,16 +245,17 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
                 g,
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             )
-            .map_err(|e| format!("cannot hand {} to the run user: {e}", p.display()))?;
+            .map_err(|e| {
+                TaskError::workdir(format!("cannot hand {} to the run user", p.display()), e)
+            })?;
         }
     }
     Ok(())
 }
 
 /// Counts a plan's changes from `show -json` output.
-pub fn summarize(plan_json: &str) -> Result<v1::ChangeSummary, String> {
-    let v: serde_json::Value = serde_json::from_str(plan_json)
-        .map_err(|e| format!("tofu show -json did not print JSON: {e}"))?;
+pub fn summarize(plan_json: &str) -> Result<v1::ChangeSummary> {
+    let v: serde_json::Value = serde_json::from_str(plan_json).map_err(TaskError::PlanJson)?;
     let mut s = v1::ChangeSummary::default();
     for rc in v
         .get("resource_changes")
@@ -389,12 +393,7 @@ impl Runner {
         env
     }
 
-    async fn fetch_blob(
-        &self,
-        spec: &v1::TaskSpec,
-        lease: &Held,
-        digest: &str,
-    ) -> Result<Vec<u8>, String> {
+    async fn fetch_blob(&self, spec: &v1::TaskSpec, lease: &Held, digest: &str) -> Result<Vec<u8>> {
         let mut c = self.client.clone();
         let req = v1::FetchBlobRequest {
             agent_id: self.agent_id.clone(),
@@ -407,13 +406,19 @@ impl Runner {
         let mut s = c
             .fetch_blob(req)
             .await
-            .map_err(|e| format!("cannot fetch {digest}: {}", e.message()))?
+            .map_err(|e| TaskError::Fetch {
+                digest: digest.to_string(),
+                message: e.message().to_string(),
+            })?
             .into_inner();
         let mut data = Vec::new();
         while let Some(chunk) = s.next().await {
             data.extend_from_slice(
                 &chunk
-                    .map_err(|e| format!("fetching {digest} failed: {}", e.message()))?
+                    .map_err(|e| TaskError::FetchBroken {
+                        digest: digest.to_string(),
+                        message: e.message().to_string(),
+                    })?
                     .data,
             );
         }
@@ -422,7 +427,7 @@ impl Runner {
     }
 
     /// The bundle from the local cache, or fetched, verified and cached.
-    async fn bundle(&self, spec: &v1::TaskSpec, lease: &Held) -> Result<Vec<u8>, String> {
+    async fn bundle(&self, spec: &v1::TaskSpec, lease: &Held) -> Result<Vec<u8>> {
         let cache = self.cfg.work_root.join("cache");
         let file = cache.join(spec.bundle_digest.replace(':', "-"));
         if let Ok(data) = tokio::fs::read(&file).await {
@@ -431,16 +436,12 @@ impl Runner {
             }
         }
         let data = self.fetch_blob(spec, lease, &spec.bundle_digest).await?;
-        tokio::fs::create_dir_all(&cache)
-            .await
-            .map_err(|e| format!("cannot create cache {}: {e}", cache.display()))?;
+        tokio::fs::create_dir_all(&cache).await.map_err(|e| {
+            TaskError::workdir(format!("cannot create cache {}", cache.display()), e)
+        })?;
         let tmp = cache.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, &data)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::fs::rename(&tmp, &file)
-            .await
-            .map_err(|e| e.to_string())?;
+        tokio::fs::write(&tmp, &data).await?;
+        tokio::fs::rename(&tmp, &file).await?;
         Ok(data)
     }
 
@@ -450,7 +451,7 @@ impl Runner {
         lease: &Held,
         kind: v1::ArtifactKind,
         data: Vec<u8>,
-    ) -> Result<String, String> {
+    ) -> Result<String> {
         let mut chunks: Vec<v1::ArtifactChunk> = data
             .chunks(tofuflow_proto::CHUNK_BYTES)
             .map(|c| v1::ArtifactChunk {
@@ -470,7 +471,10 @@ impl Runner {
         let r = c
             .upload_artifact(tokio_stream::iter(chunks))
             .await
-            .map_err(|e| format!("uploading the {kind:?} failed: {}", e.message()))?;
+            .map_err(|e| TaskError::Upload {
+                kind: format!("{kind:?}"),
+                message: e.message().to_string(),
+            })?;
         Ok(r.into_inner().digest)
     }
 
@@ -635,7 +639,7 @@ impl Runner {
                 } else {
                     v1::Outcome::Failed
                 } as i32;
-                req.error = e;
+                req.error = e.to_string();
             }
         }
         let oom = hits.oom_kills > 0 && req.outcome != v1::Outcome::Succeeded as i32;
@@ -715,7 +719,7 @@ impl Runner {
         wd: &Path,
         rep: &Reporter,
         ctx: &TaskCtx<'_>,
-    ) -> Result<Done, String> {
+    ) -> Result<Done> {
         let cancel = &lease.cancel;
         use std::os::unix::fs::DirBuilderExt;
         let sb = &self.sandbox;
@@ -726,27 +730,34 @@ impl Runner {
             wd.to_path_buf()
         };
         if ctx.network != Network::Host && !sb.namespaces {
-            return Err(format!(
+            return Err(TaskError::Setup(format!(
                 "network mode {} needs a network namespace, which this agent does not have",
                 ctx.network.name()
-            ));
+            )));
         }
-        let user = sandbox::run_user(&self.cfg.run_user, self.cfg.run_uid_base, ctx.slot)?;
+        let user = sandbox::run_user(&self.cfg.run_user, self.cfg.run_uid_base, ctx.slot)
+            .map_err(TaskError::Setup)?;
         if wd.exists() {
-            std::fs::remove_dir_all(wd)
-                .map_err(|e| format!("cannot clear old working directory {}: {e}", wd.display()))?;
+            std::fs::remove_dir_all(wd).map_err(|e| {
+                TaskError::workdir(
+                    format!("cannot clear old working directory {}", wd.display()),
+                    e,
+                )
+            })?;
         }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(wd)
-            .map_err(|e| format!("cannot create working directory {}: {e}", wd.display()))?;
+            .map_err(|e| {
+                TaskError::workdir(
+                    format!("cannot create working directory {}", wd.display()),
+                    e,
+                )
+            })?;
         let module = wd.join("module");
         for d in [&module, &wd.join("home"), &wd.join("tmp")] {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(d)
-                .map_err(|e| e.to_string())?;
+            std::fs::DirBuilder::new().mode(0o700).create(d)?;
         }
         let data = self.bundle(spec, lease).await?;
         let size = bundle::extract(&data, &module, bundle::Limits::default())?;
@@ -761,8 +772,7 @@ impl Runner {
             std::fs::write(
                 wd.join("tofuflow.tofurc"),
                 format!("# Written by tofuflow: the agent's provider cache, read-only.\nprovider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n  direct {{}}\n}}\n", sandbox::PROVIDERS),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
         }
         // State: the coordinator's http backend unless the module brings its own.
         let declared = declared_backend(&module);
@@ -784,7 +794,7 @@ impl Runner {
         ];
         if managed {
             if declared.is_none() {
-                std::fs::write(module.join("tofuflow_backend.tf"), "# Written by tofuflow: state lives in the coordinator.\nterraform {\n  backend \"http\" {}\n}\n").map_err(|e| e.to_string())?;
+                std::fs::write(module.join("tofuflow_backend.tf"), "# Written by tofuflow: state lives in the coordinator.\nterraform {\n  backend \"http\" {}\n}\n")?;
             }
             if let Some((addr, lock, unlock, _)) = &backend {
                 init.push(format!("-backend-config=address={addr}"));
@@ -808,10 +818,10 @@ impl Runner {
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         if phase == v1::Phase::Apply {
             if spec.plan_digest.is_empty() {
-                return Err("apply task without a plan digest".into());
+                return Err(TaskError::Setup("apply task without a plan digest".into()));
             }
             let plan = self.fetch_blob(spec, lease, &spec.plan_digest).await?;
-            std::fs::write(&plan_file, &plan).map_err(|e| e.to_string())?;
+            std::fs::write(&plan_file, &plan)?;
         }
         // The gateway: the task's only way out when its network is not the host's.
         let mut relays = Vec::new();
@@ -833,7 +843,8 @@ impl Runner {
                     .allow_hosts
                     .iter()
                     .map(|h| gateway::parse_rule(h))
-                    .collect::<Result<Vec<_>, _>>()?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(TaskError::Egress)?
             } else {
                 vec![]
             };
@@ -853,12 +864,15 @@ impl Runner {
                     _ => " (state backend only)".to_string(),
                 }
             ));
-            Some(gateway::start(
-                &sb.gateway_dir,
-                &format!("{}-{}", spec.task_id, spec.attempt),
-                policy,
-                rep.handle(),
-            )?)
+            Some(
+                gateway::start(
+                    &sb.gateway_dir,
+                    &format!("{}-{}", spec.task_id, spec.attempt),
+                    policy,
+                    rep.handle(),
+                )
+                .map_err(TaskError::Egress)?,
+            )
         } else {
             None
         };
@@ -934,10 +948,9 @@ impl Runner {
                     k.clone_from(&fin.killed_by);
                 }
                 if sandboxed && !fin.cancelled && fin.code == sandbox::helper::SETUP_FAILED {
-                    return Err(format!(
-                        "the sandbox could not be set up for `tofu {}` (the `tofuflow sandbox:` line in the run's log says why; `tofuflow-agent check` tests this host)",
-                        args.first().map(String::as_str).unwrap_or("")
-                    ));
+                    return Err(TaskError::Sandbox {
+                        cmd: args.first().cloned().unwrap_or_default(),
+                    });
                 }
                 Ok(fin)
             }
@@ -947,10 +960,11 @@ impl Runner {
             return Ok(Done::cancelled(fin.code, false));
         }
         if fin.code != 0 {
-            return Err(format!(
-                "tofu init failed (exit {}): see the run's log",
-                fin.code
-            ));
+            return Err(TaskError::Tofu {
+                cmd: "init".into(),
+                exit: fin.code,
+                signal: None,
+            });
         }
         let plan_in = inner.join("tfplan");
         match phase {
@@ -976,12 +990,11 @@ impl Runner {
                     0 => false,
                     2 => true,
                     c => {
-                        return Err(format!(
-                            "tofu plan failed (exit {c}{}): see the run's log",
-                            fin.killed_by
-                                .map(|s| format!(", {}", process::explain_signal(&s)))
-                                .unwrap_or_default()
-                        ))
+                        return Err(TaskError::Tofu {
+                            cmd: "plan".into(),
+                            exit: c,
+                            signal: fin.killed_by,
+                        })
                     }
                 };
                 let mut summary = v1::ChangeSummary::default();
@@ -992,11 +1005,13 @@ impl Runner {
                     )
                     .await?;
                     if show.code != 0 {
-                        return Err(format!("tofu show -json failed (exit {})", show.code));
+                        return Err(TaskError::TofuData {
+                            cmd: "show -json".into(),
+                            exit: show.code,
+                        });
                     }
                     summary = summarize(&show.stdout)?;
-                    let plan = std::fs::read(&plan_file)
-                        .map_err(|e| format!("tofu plan wrote no plan file: {e}"))?;
+                    let plan = std::fs::read(&plan_file).map_err(TaskError::NoPlanFile)?;
                     let d = self
                         .upload(spec, lease, v1::ArtifactKind::PlanFile, plan)
                         .await?;
@@ -1041,13 +1056,11 @@ impl Runner {
                     return Ok(Done::cancelled(fin.code, true));
                 }
                 if fin.code != 0 {
-                    return Err(format!(
-                        "tofu apply failed (exit {}{}): see the run's log",
-                        fin.code,
-                        fin.killed_by
-                            .map(|s| format!(", {}", process::explain_signal(&s)))
-                            .unwrap_or_default()
-                    ));
+                    return Err(TaskError::Tofu {
+                        cmd: "apply".into(),
+                        exit: fin.code,
+                        signal: fin.killed_by,
+                    });
                 }
                 let out = tofu(
                     vec!["output".into(), "-json".into(), "-no-color".into()],
@@ -1055,7 +1068,10 @@ impl Runner {
                 )
                 .await?;
                 if out.code != 0 {
-                    return Err(format!("tofu output -json failed (exit {})", out.code));
+                    return Err(TaskError::TofuData {
+                        cmd: "output -json".into(),
+                        exit: out.code,
+                    });
                 }
                 Ok(Done {
                     has_changes: true,
@@ -1065,7 +1081,7 @@ impl Runner {
                     cancelled: false,
                 })
             }
-            v1::Phase::Unspecified => Err("task has no phase".into()),
+            v1::Phase::Unspecified => Err(TaskError::Setup("task has no phase".into())),
         }
     }
 }

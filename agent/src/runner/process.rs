@@ -4,6 +4,7 @@
 //! With the sandbox, the process started here is the sandbox helper (see `crate::sandbox`).
 #![allow(unsafe_code)] // pre_exec for PR_SET_PDEATHSIG
 
+use crate::error::{Result, TaskError};
 use crate::report::LineSink;
 use crate::sandbox::{Limits, Spec};
 use nix::sys::signal::{killpg, Signal};
@@ -66,7 +67,7 @@ pub async fn run(
     capture: bool,
     cancel: &CancellationToken,
     grace: Duration,
-) -> Result<Finished, String> {
+) -> Result<Finished> {
     let mut spec_json = None;
     let (mut cmd, limits, filter) = match launch {
         Launch::Direct {
@@ -86,7 +87,8 @@ pub async fn run(
         Launch::Sandboxed { helper, spec } => {
             let mut spec = (*spec).clone();
             spec.argv.extend(args.iter().cloned());
-            spec_json = Some(serde_json::to_vec(&spec).map_err(|e| e.to_string())?);
+            spec_json =
+                Some(serde_json::to_vec(&spec).map_err(|e| TaskError::Launch(e.to_string()))?);
             let mut c = tokio::process::Command::new(helper);
             c.arg("__sandbox").current_dir("/");
             (c, None, None)
@@ -133,7 +135,9 @@ pub async fn run(
         });
     }
     let mut child = cmd.spawn().map_err(|e| {
-        format!("cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)")
+        TaskError::Launch(format!(
+            "cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)"
+        ))
     })?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     // The helper's spec: written whole, then its standard input is closed (the helper reads to
@@ -182,7 +186,7 @@ pub async fn run(
             }
         }
     }
-    .map_err(|e| format!("waiting for tofu failed: {e}"))?;
+    .map_err(|e| TaskError::Launch(format!("waiting for tofu failed: {e}")))?;
     // Nothing of the task outlives it: background children in its group go too.
     signal_group(pgid, Signal::SIGKILL);
     let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
