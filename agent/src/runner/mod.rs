@@ -2,7 +2,11 @@
 //! bundle, the state-backend wiring, the tofu commands of the phase, artifacts, the result, and
 //! removal of the directory afterwards.
 
+mod limits;
+mod outcome;
 pub mod process;
+
+pub use limits::Effective;
 
 use crate::bundle;
 use crate::config::Config;
@@ -45,55 +49,6 @@ pub struct Runner {
     pub cfg: Arc<Config>,
     pub client: crate::Client,
     pub agent_id: String,
-}
-
-/// A task's limits: what the run asked for, capped by the agent's own (0 = none).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Effective {
-    pub cpu: u64,
-    pub memory: u64,
-    pub nproc: u64,
-    pub fsize: u64,
-    pub timeout: Duration,
-}
-
-/// The stricter of the agent's maximum and the run's request (0 = unset).
-fn cap(agent: u64, run: u64) -> u64 {
-    match (agent, run) {
-        (0, r) => r,
-        (a, 0) => a,
-        (a, r) => a.min(r),
-    }
-}
-
-impl Effective {
-    pub fn of(cfg: &Config, run: v1::TaskLimits) -> Effective {
-        Effective {
-            cpu: cap(cfg.limit_cpu, run.cpu_secs),
-            memory: cap(cfg.limit_memory, run.memory_bytes),
-            nproc: cap(cfg.limit_nproc, run.nproc),
-            fsize: cap(cfg.limit_fsize, run.fsize_bytes),
-            timeout: Duration::from_secs(cap(cfg.task_timeout.as_secs().max(1), run.timeout_secs)),
-        }
-    }
-
-    fn describe(&self) -> String {
-        let n = |v: u64| {
-            if v == 0 {
-                "none".to_string()
-            } else {
-                v.to_string()
-            }
-        };
-        format!(
-            "cpu {} s, memory {} bytes, processes {}, file size {} bytes, timeout {}",
-            n(self.cpu),
-            n(self.memory),
-            n(self.nproc),
-            n(self.fsize),
-            humantime::format_duration(self.timeout)
-        )
-    }
 }
 
 /// Per-task settings beyond the spec.
@@ -584,84 +539,23 @@ impl Runner {
             cg.destroy();
         }
         let stop = held.reason.lock().map(|r| r.clone()).unwrap_or(None);
-        let mut req = v1::CompleteRequest {
+        let killed_by = ctx.killed_by.lock().ok().and_then(|k| k.clone());
+        let verdict = outcome::decide(
+            result,
+            stop.as_ref(),
+            held.cancel.is_cancelled(),
+            hits,
+            killed_by.as_deref(),
+            &lim,
+        );
+        let req = verdict.into_request(v1::CompleteRequest {
             agent_id: self.agent_id.clone(),
             task_id: spec.task_id.clone(),
             attempt: spec.attempt,
             epoch,
             lease_token: held.lease_token.clone(),
             ..Default::default()
-        };
-        match result {
-            Ok(d) if d.cancelled && matches!(stop, Some(StopReason::ProcessLimit(_))) => {
-                req.outcome = v1::Outcome::Failed as i32;
-                req.exit_code = d.exit_code;
-                req.error = format!(
-                    "stopped at the process limit: the task tried to run more than {} processes (--limit-nproc); tofu was interrupted",
-                    lim.nproc
-                );
-            }
-            Ok(d) if d.cancelled && matches!(stop, Some(StopReason::Timeout(_))) => {
-                // A distinct result: failed, and saying so.
-                req.outcome = v1::Outcome::Failed as i32;
-                req.exit_code = d.exit_code;
-                req.error = format!(
-                    "timed out after {} (--task-timeout); tofu was interrupted",
-                    humantime::format_duration(lim.timeout)
-                );
-            }
-            Ok(d) if d.cancelled => {
-                req.outcome = v1::Outcome::Cancelled as i32;
-                req.exit_code = d.exit_code;
-                req.error = match &stop {
-                    Some(StopReason::UserCancel) => {
-                        "cancelled by user; tofu was interrupted".into()
-                    }
-                    Some(StopReason::Shutdown) => {
-                        "the agent shut down before the task finished".into()
-                    }
-                    Some(StopReason::LeaseLost(why)) => format!("stopped: {why}"),
-                    Some(StopReason::Timeout(_) | StopReason::ProcessLimit(_)) | None => {
-                        "cancelled".into()
-                    }
-                };
-            }
-            Ok(d) => {
-                req.outcome = v1::Outcome::Succeeded as i32;
-                req.has_changes = d.has_changes;
-                req.summary = Some(d.summary);
-                req.outputs_json = d.outputs_json;
-                req.exit_code = d.exit_code;
-            }
-            Err(e) => {
-                req.outcome = if held.cancel.is_cancelled() {
-                    v1::Outcome::Cancelled
-                } else {
-                    v1::Outcome::Failed
-                } as i32;
-                req.error = e.to_string();
-            }
-        }
-        let oom = hits.oom_kills > 0 && req.outcome != v1::Outcome::Succeeded as i32;
-        if oom {
-            req.outcome = v1::Outcome::Failed as i32;
-            req.error = format!(
-                "killed for memory: the task reached its memory limit ({} bytes, --limit-memory) and the kernel stopped {} of its processes; {}",
-                lim.memory, hits.oom_kills, req.error
-            );
-        }
-        // Which limit ended the task, for `run show` and scripts.
-        let killed_by = ctx.killed_by.lock().ok().and_then(|k| k.clone());
-        let failed = req.outcome == v1::Outcome::Failed as i32;
-        req.limit_hit = match (&stop, killed_by.as_deref()) {
-            (Some(StopReason::ProcessLimit(_)), _) => "processes",
-            (Some(StopReason::Timeout(_)), _) if failed => "timeout",
-            _ if oom => "memory",
-            (_, Some("SIGXCPU")) if failed => "cpu",
-            (_, Some("SIGXFSZ")) if failed => "file-size",
-            _ => "",
-        }
-        .to_string();
+        });
         reporter.system(format!(
             "tofuflow: {phase} finished: {}",
             match v1::Outcome::try_from(req.outcome) {
@@ -1107,35 +1001,6 @@ mod tests {
         assert!(env_allowed("PATH", &[]));
         assert!(!env_allowed("TOFUFLOW_AMQP_URL", &[]));
         assert!(env_allowed("AWS_REGION", &["AWS_*".into()]));
-    }
-
-    #[test]
-    fn a_run_gets_its_limits_within_the_agents_maxima() {
-        use clap::Parser;
-        let cfg = Config::parse_from([
-            "tofuflow-agent",
-            "--limit-memory",
-            "1000",
-            "--task-timeout",
-            "1h",
-        ]);
-        let asked = v1::TaskLimits {
-            memory_bytes: 5000,
-            nproc: 64,
-            timeout_secs: 60,
-            ..Default::default()
-        };
-        let e = Effective::of(&cfg, asked);
-        assert_eq!(e.memory, 1000, "capped by the agent");
-        assert_eq!(e.nproc, 64, "the agent sets none: the run's");
-        assert_eq!(e.cpu, 0);
-        assert_eq!(
-            e.timeout,
-            Duration::from_secs(60),
-            "stricter than the agent's"
-        );
-        let e = Effective::of(&cfg, v1::TaskLimits::default());
-        assert_eq!((e.memory, e.timeout), (1000, Duration::from_secs(3600)));
     }
 
     #[test]
