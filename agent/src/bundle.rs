@@ -2,6 +2,7 @@
 //! cached by digest, and extracted into the task's working directory under strict rules. A
 //! hostile archive is refused with the entry and the reason, never half-unpacked outside.
 
+use crate::error::BundleError;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -32,24 +33,26 @@ pub fn digest_of(data: &[u8]) -> String {
 }
 
 /// Checks that `data` is what `digest` names.
-pub fn verify(digest: &str, data: &[u8]) -> Result<(), String> {
+pub fn verify(digest: &str, data: &[u8]) -> Result<(), BundleError> {
     let got = digest_of(data);
     if got != digest {
-        return Err(format!(
-            "bundle digest mismatch: expected {digest}, got {got}"
-        ));
+        return Err(BundleError::DigestMismatch {
+            expected: digest.to_string(),
+            got,
+        });
     }
     Ok(())
 }
 
-fn depth_and_check(p: &Path) -> Result<usize, String> {
+/// The depth of an entry's path, or why the path is refused.
+fn depth_and_check(p: &Path) -> Result<usize, &'static str> {
     let mut depth = 0;
     for c in p.components() {
         match c {
             Component::Normal(_) => depth += 1,
             Component::CurDir => {}
-            Component::ParentDir => return Err("path contains '..'".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+            Component::ParentDir => return Err("path contains '..'"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
         }
     }
     Ok(depth)
@@ -81,7 +84,7 @@ fn inside(link_rel: &Path, target: &Path) -> Option<PathBuf> {
 /// write outside it or exhaust the host. A first pass reads every header without writing
 /// anything, so a refused archive leaves nothing behind; the second pass extracts with the same
 /// checks plus the file system's view.
-pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, String> {
+pub fn extract(archive: &[u8], dest: &Path, limits: Limits) -> Result<u64, BundleError> {
     walk(archive, dest, limits, false)?;
     walk(archive, dest, limits, true)
 }
@@ -93,143 +96,88 @@ fn normal(p: &Path) -> PathBuf {
         .collect()
 }
 
-fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64, String> {
-    let mut seen_files = std::collections::HashSet::new();
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+/// One pass over an archive: the checks and counts, and with `write` the extraction.
+struct Walk<'a> {
+    dest: &'a Path,
+    limits: Limits,
+    write: bool,
+    /// Most bytes the archive may unpack to (its size times the ratio limit, at least 1 MiB).
+    ratio_cap: u64,
+    total: u64,
+    files: u64,
+    /// Regular files seen so far: a hard link may only name one of them.
+    seen_files: std::collections::HashSet<PathBuf>,
+}
+
+/// Why an entry is refused, naming it.
+type Reject<'r> = &'r dyn Fn(&str) -> BundleError;
+
+fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64, BundleError> {
     let gz = flate2::read::GzDecoder::new(archive);
     let mut tar = tar::Archive::new(gz);
-    let mut total: u64 = 0;
-    let mut files: u64 = 0;
-    let ratio_cap = (archive.len() as u64)
-        .saturating_mul(limits.max_ratio)
-        .max(1 << 20);
-    let entries = tar
-        .entries()
-        .map_err(|e| format!("bundle is not a tar.gz archive: {e}"))?;
+    let mut w = Walk {
+        dest,
+        limits,
+        write,
+        ratio_cap: (archive.len() as u64)
+            .saturating_mul(limits.max_ratio)
+            .max(1 << 20),
+        total: 0,
+        files: 0,
+        seen_files: Default::default(),
+    };
+    let entries = tar.entries().map_err(BundleError::NotAnArchive)?;
     for entry in entries {
-        let mut e = entry.map_err(|e| format!("bundle is corrupt: {e}"))?;
-        let rel = e
-            .path()
-            .map_err(|e| format!("bundle entry has an unreadable path: {e}"))?
-            .into_owned();
+        let mut e = entry.map_err(BundleError::Corrupt)?;
+        w.entry(&mut e)?;
+    }
+    Ok(w.total)
+}
+
+impl Walk<'_> {
+    /// Checks (and with `write` extracts) one entry.
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>) -> Result<(), BundleError> {
+        let rel = e.path().map_err(BundleError::UnreadablePath)?.into_owned();
         let name = rel.display().to_string();
-        let reject = |why: &str| format!("bundle entry {name:?} rejected: {why}");
-        let depth = depth_and_check(&rel).map_err(|w| reject(&w))?;
+        let reject = |why: &str| BundleError::Rejected {
+            name: name.clone(),
+            why: why.to_string(),
+        };
+        let depth = depth_and_check(&rel).map_err(reject)?;
         if depth == 0 {
-            continue;
+            return Ok(());
         }
-        if depth > limits.max_depth {
-            return Err(reject(&format!("deeper than {} levels", limits.max_depth)));
+        if depth > self.limits.max_depth {
+            return Err(reject(&format!(
+                "deeper than {} levels",
+                self.limits.max_depth
+            )));
         }
-        files += 1;
-        if files > limits.max_files {
-            return Err(reject(&format!("more than {} entries", limits.max_files)));
+        self.files += 1;
+        if self.files > self.limits.max_files {
+            return Err(reject(&format!(
+                "more than {} entries",
+                self.limits.max_files
+            )));
         }
         let mode = e.header().mode().unwrap_or(0o644);
         if mode & 0o6000 != 0 {
             return Err(reject("setuid/setgid bit set"));
         }
-        let out = dest.join(&rel);
-        if let (true, Some(parent)) = (write, out.parent()) {
-            std::fs::create_dir_all(parent).map_err(|err| reject(&err.to_string()))?;
-            // A parent must never be a symlink that leads elsewhere.
-            let canon = parent
-                .canonicalize()
-                .map_err(|err| reject(&err.to_string()))?;
-            if !canon.starts_with(
-                dest.canonicalize()
-                    .map_err(|err| reject(&err.to_string()))?,
-            ) {
-                return Err(reject("its directory leads outside the bundle"));
-            }
+        let out = self.dest.join(&rel);
+        if let (true, Some(parent)) = (self.write, out.parent()) {
+            self.parent_inside(parent, &reject)?;
         }
-        let kind = e.header().entry_type();
-        match kind {
-            tar::EntryType::Directory if !write => {}
+        match e.header().entry_type() {
+            tar::EntryType::Directory if !self.write => {}
             tar::EntryType::Directory => {
                 std::fs::create_dir_all(&out).map_err(|err| reject(&err.to_string()))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = e.header().size().unwrap_or(0);
-                total += size;
-                if total > limits.max_bytes {
-                    return Err(reject(&format!(
-                        "bundle expands beyond {} bytes",
-                        limits.max_bytes
-                    )));
-                }
-                if total > ratio_cap {
-                    return Err(reject(&format!(
-                        "bundle expands more than {}x its size (a compression bomb?)",
-                        limits.max_ratio
-                    )));
-                }
-                if !write {
-                    seen_files.insert(normal(&rel));
-                    continue;
-                }
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
-                    .open(&out)
-                    .map_err(|err| reject(&format!("cannot create: {err}")))?;
-                // Copy at most the declared size: a lying header cannot write more.
-                let n = std::io::copy(&mut (&mut e).take(size), &mut f)
-                    .map_err(|err| reject(&err.to_string()))?;
-                if n != size {
-                    return Err(reject("truncated"));
-                }
-                let _ = std::fs::set_permissions(
-                    &out,
-                    std::fs::Permissions::from_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 }),
-                );
+                self.regular(e, &rel, &out, mode, &reject)?
             }
-            tar::EntryType::Symlink => {
-                let target = e
-                    .link_name()
-                    .map_err(|err| reject(&err.to_string()))?
-                    .ok_or_else(|| reject("symlink without target"))?
-                    .into_owned();
-                if inside(&rel, &target).is_none() {
-                    return Err(reject(&format!(
-                        "symlink to {} points outside the bundle",
-                        target.display()
-                    )));
-                }
-                if !write {
-                    continue;
-                }
-                std::os::unix::fs::symlink(&target, &out)
-                    .map_err(|err| reject(&err.to_string()))?;
-            }
-            tar::EntryType::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(|err| reject(&err.to_string()))?
-                    .ok_or_else(|| reject("hard link without target"))?
-                    .into_owned();
-                if depth_and_check(&target).is_err() {
-                    return Err(reject(&format!(
-                        "hard link to {} points outside the bundle",
-                        target.display()
-                    )));
-                }
-                if !write {
-                    if !seen_files.contains(&normal(&target)) {
-                        return Err(reject("hard link to a file not (yet) in the bundle"));
-                    }
-                    continue;
-                }
-                let src = dest.join(&target);
-                let meta = std::fs::symlink_metadata(&src)
-                    .map_err(|_| reject("hard link to a file not in the bundle"))?;
-                if !meta.is_file() {
-                    return Err(reject("hard link to something that is not a regular file"));
-                }
-                std::fs::hard_link(&src, &out).map_err(|err| reject(&err.to_string()))?;
-            }
+            tar::EntryType::Symlink => self.symlink(e, &rel, &out, &reject)?,
+            tar::EntryType::Link => self.hard_link(e, &out, &reject)?,
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
             | tar::EntryType::GNULongName
@@ -240,8 +188,130 @@ fn walk(archive: &[u8], dest: &Path, limits: Limits, write: bool) -> Result<u64,
                 )))
             }
         }
+        Ok(())
     }
-    Ok(total)
+
+    /// Creates `parent`, which must never be a symlink that leads elsewhere.
+    fn parent_inside(&self, parent: &Path, reject: Reject<'_>) -> Result<(), BundleError> {
+        std::fs::create_dir_all(parent).map_err(|err| reject(&err.to_string()))?;
+        let canon = parent
+            .canonicalize()
+            .map_err(|err| reject(&err.to_string()))?;
+        if !canon.starts_with(
+            self.dest
+                .canonicalize()
+                .map_err(|err| reject(&err.to_string()))?,
+        ) {
+            return Err(reject("its directory leads outside the bundle"));
+        }
+        Ok(())
+    }
+
+    /// A regular file: counted against the size limits, then written (0644 or 0755).
+    fn regular<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<R>,
+        rel: &Path,
+        out: &Path,
+        mode: u32,
+        reject: Reject<'_>,
+    ) -> Result<(), BundleError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let size = e.header().size().unwrap_or(0);
+        self.total += size;
+        if self.total > self.limits.max_bytes {
+            return Err(reject(&format!(
+                "bundle expands beyond {} bytes",
+                self.limits.max_bytes
+            )));
+        }
+        if self.total > self.ratio_cap {
+            return Err(reject(&format!(
+                "bundle expands more than {}x its size (a compression bomb?)",
+                self.limits.max_ratio
+            )));
+        }
+        if !self.write {
+            self.seen_files.insert(normal(rel));
+            return Ok(());
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
+            .open(out)
+            .map_err(|err| reject(&format!("cannot create: {err}")))?;
+        // Copy at most the declared size: a lying header cannot write more.
+        let n = std::io::copy(&mut e.take(size), &mut f).map_err(|err| reject(&err.to_string()))?;
+        if n != size {
+            return Err(reject("truncated"));
+        }
+        let _ = std::fs::set_permissions(
+            out,
+            std::fs::Permissions::from_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 }),
+        );
+        Ok(())
+    }
+
+    /// A symlink: only to a place inside the tree.
+    fn symlink<R: Read>(
+        &self,
+        e: &tar::Entry<R>,
+        rel: &Path,
+        out: &Path,
+        reject: Reject<'_>,
+    ) -> Result<(), BundleError> {
+        let target = e
+            .link_name()
+            .map_err(|err| reject(&err.to_string()))?
+            .ok_or_else(|| reject("symlink without target"))?
+            .into_owned();
+        if inside(rel, &target).is_none() {
+            return Err(reject(&format!(
+                "symlink to {} points outside the bundle",
+                target.display()
+            )));
+        }
+        if self.write {
+            std::os::unix::fs::symlink(&target, out).map_err(|err| reject(&err.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A hard link: only to a regular file earlier in the bundle.
+    fn hard_link<R: Read>(
+        &self,
+        e: &tar::Entry<R>,
+        out: &Path,
+        reject: Reject<'_>,
+    ) -> Result<(), BundleError> {
+        let target = e
+            .link_name()
+            .map_err(|err| reject(&err.to_string()))?
+            .ok_or_else(|| reject("hard link without target"))?
+            .into_owned();
+        if depth_and_check(&target).is_err() {
+            return Err(reject(&format!(
+                "hard link to {} points outside the bundle",
+                target.display()
+            )));
+        }
+        if !self.write {
+            if !self.seen_files.contains(&normal(&target)) {
+                return Err(reject("hard link to a file not (yet) in the bundle"));
+            }
+            return Ok(());
+        }
+        let src = self.dest.join(&target);
+        let meta = std::fs::symlink_metadata(&src)
+            .map_err(|_| reject("hard link to a file not in the bundle"))?;
+        if !meta.is_file() {
+            return Err(reject("hard link to something that is not a regular file"));
+        }
+        std::fs::hard_link(&src, out).map_err(|err| reject(&err.to_string()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -367,7 +437,9 @@ mod tests {
         ];
         for (what, archive, why) in cases {
             let d = dest();
-            let err = extract(&archive, &d, Limits::default()).unwrap_err();
+            let err = extract(&archive, &d, Limits::default())
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("rejected") && err.contains(why),
                 "{what}: {err}"
@@ -387,7 +459,7 @@ mod tests {
             file(b, "../x.tf", b"locals {}\n", 0o644);
         });
         let d = dest();
-        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        let e = extract(&a, &d, Limits::default()).unwrap_err().to_string();
         assert!(e.contains("\"../x.tf\" rejected"), "{e}");
         assert_eq!(
             std::fs::read_dir(&d).unwrap().count(),
@@ -399,7 +471,7 @@ mod tests {
             link(b, "early", "main.tf", tar::EntryType::Link);
             file(b, "main.tf", b"locals {}\n", 0o644);
         });
-        let e = extract(&a, &d, Limits::default()).unwrap_err();
+        let e = extract(&a, &d, Limits::default()).unwrap_err().to_string();
         assert!(e.contains("not (yet) in the bundle"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -428,7 +500,8 @@ mod tests {
                 ..Limits::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("compression bomb") || err.contains("beyond"),
             "{err}"
@@ -444,7 +517,8 @@ mod tests {
                 ..Limits::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("more than 10 entries"), "{err}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -454,6 +528,7 @@ mod tests {
         assert!(verify(&digest_of(b"abc"), b"abc").is_ok());
         assert!(verify(&digest_of(b"abc"), b"abd")
             .unwrap_err()
+            .to_string()
             .contains("mismatch"));
     }
 }

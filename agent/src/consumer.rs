@@ -202,6 +202,8 @@ impl Slot {
         result
     }
 
+    /// Handles one delivery: a poison message is dead-lettered (and the coordinator told), a
+    /// good one is claimed; the claim's answer decides whether this slot runs the task.
     async fn handle(&self, d: &lapin::message::Delivery) -> Result<Got, String> {
         let msg_id = d
             .properties
@@ -209,58 +211,51 @@ impl Slot {
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default();
-        let env = match v1::TaskEnvelope::decode(d.data.as_slice()) {
-            Ok(e) if e.protocol_version != tofuflow_proto::PROTOCOL_VERSION => Err(format!(
-                "protocol version {} (this agent speaks {})",
-                e.protocol_version,
-                tofuflow_proto::PROTOCOL_VERSION
-            )),
-            Ok(e) if e.task_id.is_empty() || e.attempt == 0 => {
-                Err("envelope without task id or attempt".to_string())
-            }
-            Ok(e) if !self.pools.contains(&e.pool) => Err(format!(
-                "task for pool {:?} arrived on a queue of pools {:?}",
-                e.pool, self.pools
-            )),
-            Ok(e) => Ok(e),
-            Err(e) => Err(format!(
-                "undecodable TaskEnvelope ({} bytes): {e}",
-                d.data.len()
-            )),
-        };
-        let env = match env {
-            Ok(e) => e,
+        match envelope(&d.data, &self.pools) {
+            Ok(env) => self.claim(d, env).await,
             Err(why) => {
-                tracing::error!(message_id = %msg_id, reason = %why, "poison message: dead-lettering it");
-                d.acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if let Some((task_id, attempt)) = tofuflow_proto::parse_message_id(&msg_id) {
-                    let mut c = self.runner.client.clone();
-                    let _ = c
-                        .reject_task(v1::RejectTaskRequest {
-                            agent_id: self.runner.agent_id.clone(),
-                            task_id,
-                            attempt,
-                            reason: why,
-                        })
-                        .await;
-                }
-                return Ok(Got::Nothing);
+                self.dead_letter(d, &msg_id, why).await?;
+                Ok(Got::Nothing)
             }
-        };
-        let mut c = self.runner.client.clone();
-        // The run's trace rides in the AMQP header and goes on in the claim's gRPC metadata.
-        let traceparent = d.properties.headers().as_ref().and_then(|h| {
-            h.inner()
-                .iter()
-                .find(|(k, _)| k.as_str() == "traceparent")
-                .and_then(|(_, v)| match v {
-                    lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
-                    _ => None,
+        }
+    }
+
+    /// Rejects a poison message without requeue (it goes to the dead-letter queue) and, when
+    /// its message id names the task, tells the coordinator why.
+    async fn dead_letter(
+        &self,
+        d: &lapin::message::Delivery,
+        msg_id: &str,
+        why: String,
+    ) -> Result<(), String> {
+        tracing::error!(message_id = %msg_id, reason = %why, "poison message: dead-lettering it");
+        d.acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((task_id, attempt)) = tofuflow_proto::parse_message_id(msg_id) {
+            let mut c = self.runner.client.clone();
+            let _ = c
+                .reject_task(v1::RejectTaskRequest {
+                    agent_id: self.runner.agent_id.clone(),
+                    task_id,
+                    attempt,
+                    reason: why,
                 })
-        });
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Claims the task. The message is acked once the coordinator has answered (granted or
+    /// refused: the claim decided, the message has done its job); if the coordinator cannot be
+    /// reached it is nacked back onto the queue for another try.
+    async fn claim(
+        &self,
+        d: &lapin::message::Delivery,
+        env: v1::TaskEnvelope,
+    ) -> Result<Got, String> {
+        let mut c = self.runner.client.clone();
         let req = v1::ClaimRequest {
             agent_id: self.runner.agent_id.clone(),
             task_id: env.task_id.clone(),
@@ -269,33 +264,11 @@ impl Slot {
         let claim = c
             .claim(tofuflow_proto::telemetry::with_trace(
                 req,
-                traceparent.as_deref(),
+                traceparent(d).as_deref(),
             ))
             .await;
-        match claim {
-            Ok(r) => {
-                let r = r.into_inner();
-                // The claim decided; the message has done its job either way.
-                d.acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(|e| format!("ack failed after claim: {e}"))?;
-                match (r.granted, r.spec) {
-                    (true, Some(spec)) => {
-                        tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
-                        Ok(Got::Task(Box::new(Granted {
-                            spec,
-                            epoch: r.epoch,
-                            lease_token: r.lease_token,
-                            pool: env.pool.clone(),
-                        })))
-                    }
-                    _ => {
-                        tracing::info!(task_id = %env.task_id, attempt = env.attempt, reason = %r.reason, redelivered = d.redelivered, "claim refused; message dropped");
-                        Ok(Got::Nothing)
-                    }
-                }
-            }
+        let r = match claim {
+            Ok(r) => r.into_inner(),
             Err(e) => {
                 let _ = d
                     .acker
@@ -304,11 +277,68 @@ impl Slot {
                         multiple: false,
                     })
                     .await;
-                Err(format!(
+                return Err(format!(
                     "cannot claim (coordinator unreachable?): {}",
                     e.message()
-                ))
+                ));
+            }
+        };
+        // The claim decided; the message has done its job either way.
+        d.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| format!("ack failed after claim: {e}"))?;
+        match (r.granted, r.spec) {
+            (true, Some(spec)) => {
+                tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
+                Ok(Got::Task(Box::new(Granted {
+                    spec,
+                    epoch: r.epoch,
+                    lease_token: r.lease_token,
+                    pool: env.pool.clone(),
+                })))
+            }
+            _ => {
+                tracing::info!(task_id = %env.task_id, attempt = env.attempt, reason = %r.reason, redelivered = d.redelivered, "claim refused; message dropped");
+                Ok(Got::Nothing)
             }
         }
     }
+}
+
+/// The task envelope of a message, or why the message is poison (undecodable, another protocol
+/// version, no task id or attempt, or a pool this slot does not take).
+fn envelope(data: &[u8], pools: &[String]) -> Result<v1::TaskEnvelope, String> {
+    match v1::TaskEnvelope::decode(data) {
+        Ok(e) if e.protocol_version != tofuflow_proto::PROTOCOL_VERSION => Err(format!(
+            "protocol version {} (this agent speaks {})",
+            e.protocol_version,
+            tofuflow_proto::PROTOCOL_VERSION
+        )),
+        Ok(e) if e.task_id.is_empty() || e.attempt == 0 => {
+            Err("envelope without task id or attempt".to_string())
+        }
+        Ok(e) if !pools.contains(&e.pool) => Err(format!(
+            "task for pool {:?} arrived on a queue of pools {:?}",
+            e.pool, pools
+        )),
+        Ok(e) => Ok(e),
+        Err(e) => Err(format!(
+            "undecodable TaskEnvelope ({} bytes): {e}",
+            data.len()
+        )),
+    }
+}
+
+/// The run's trace rides in the AMQP header and goes on in the claim's gRPC metadata.
+fn traceparent(d: &lapin::message::Delivery) -> Option<String> {
+    d.properties.headers().as_ref().and_then(|h| {
+        h.inner()
+            .iter()
+            .find(|(k, _)| k.as_str() == "traceparent")
+            .and_then(|(_, v)| match v {
+                lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                _ => None,
+            })
+    })
 }

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod config;
 pub mod consumer;
+pub mod error;
 pub mod labels;
 pub mod lease;
 pub mod mask;
@@ -110,55 +111,15 @@ pub async fn run(
 ) -> Result<(), String> {
     let mut cfg = cfg;
     cfg.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
-    let mut labels = labels::detect(&cfg.tofu_bin, &cfg.labels)?;
-    for (k, v) in sandbox.features.labels() {
-        labels.entry(k).or_insert(v);
-    }
-    for p in &cfg.pools {
-        labels
-            .entry(format!("network.{p}"))
-            .or_insert_with(|| sandbox.network_for(&cfg, p).name().to_string());
-        if let Some(risk) = sandbox.host_network_risk(&cfg, p) {
-            tracing::warn!(pool = %p, "{risk}");
-        }
-    }
-    if !sandbox.namespaces {
-        tracing::warn!(reason = %sandbox.features.namespaces.as_ref().err().cloned().unwrap_or_default(), "tasks run without namespaces (process isolation only): see `tofuflow-agent check`");
-    }
-    if sandbox.run_user.is_none() && sandbox.features.root {
-        tracing::warn!("tasks run as root (--run-user agent)");
-    }
+    let labels = host_labels(&cfg, &sandbox)?;
     let cfg = Arc::new(cfg);
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
     let channel = coordinator_channel(&cfg.coordinator)?;
     let client = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone())
         .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
-
-    // Register (retrying while the coordinator starts).
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
-    let req = v1::RegisterRequest {
-        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-        agent_id: String::new(),
-        name: name.clone(),
-        pools: cfg.pools.clone(),
-        labels: labels.clone().into_iter().collect(),
-        capacity: cfg.concurrency,
-    };
-    let started = std::time::Instant::now();
-    let reg = loop {
-        let mut c = client.clone();
-        match c.register(req.clone()).await {
-            Ok(r) => break r.into_inner(),
-            Err(s) if s.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(60) => {
-                tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
-            Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
-        }
+    let Some(reg) = register(&client, &cfg, &name, &labels, &shutdown).await? else {
+        return Ok(());
     };
     let agent_id = reg.agent_id.clone();
     // From here on every call says who this agent is, with the secret only it was given.
@@ -187,62 +148,159 @@ pub async fn run(
     let amqp = Arc::new(consumer::Amqp::new(cfg.amqp_url.clone(), cfg.pools.clone()));
     // Connect once up front so a wrong AMQP URL fails loudly at start.
     amqp.channel().await?.close(200, "probe".into()).await.ok();
-    let intake_stop = CancellationToken::new();
-    let hard_stop = CancellationToken::new();
+    let slots = Slots {
+        intake_stop: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    };
     let runner = runner::Runner {
         sandbox: Arc::new(sandbox),
         cfg: cfg.clone(),
         client: client.clone(),
         agent_id: agent_id.clone(),
     };
-    let slots = TaskTracker::new();
-    for i in 0..cfg.concurrency {
-        slots.spawn(
-            consumer::Slot {
-                index: i,
-                amqp: amqp.clone(),
-                runner: runner.clone(),
-                leases: leases.clone(),
-                pools: cfg.pools.clone(),
-                free: free.clone(),
-                intake_stop: intake_stop.clone(),
-                hard_stop: hard_stop.clone(),
-            }
-            .run(),
-        );
-    }
-    slots.close();
+    slots.start(&cfg, &amqp, runner, &leases, &free);
     if let Some(path) = &cfg.ready_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::json!({"agent_id": agent_id, "pid": std::process::id()}).to_string(),
-        )
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))?;
+        write_ready_file(path, &agent_id)?;
     }
 
     shutdown.cancelled().await;
     // Drain: stop intake, say so, give running tasks the grace period, then cancel them.
     draining.store(true, std::sync::atomic::Ordering::SeqCst);
-    intake_stop.cancel();
-    tracing::info!(
-        running = leases.len(),
-        grace_s = cfg.drain_grace.as_secs(),
-        "draining: no new tasks; waiting for running ones"
-    );
-    if tokio::time::timeout(cfg.drain_grace, slots.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain grace over: cancelling running tasks");
-        hard_stop.cancel();
-        slots.wait().await;
-    }
+    slots.drain(&cfg, &leases).await;
     hb_stop.cancel();
     tracker.close();
     tracker.wait().await;
     amqp.close().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The labels this agent registers with: detected, given, the sandbox's and each pool's
+/// network; warns about what makes tasks less isolated.
+fn host_labels(
+    cfg: &Config,
+    sandbox: &sandbox::Sandbox,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut labels = labels::detect(&cfg.tofu_bin, &cfg.labels)?;
+    for (k, v) in sandbox.features.labels() {
+        labels.entry(k).or_insert(v);
+    }
+    for p in &cfg.pools {
+        labels
+            .entry(format!("network.{p}"))
+            .or_insert_with(|| sandbox.network_for(cfg, p).name().to_string());
+        if let Some(risk) = sandbox.host_network_risk(cfg, p) {
+            tracing::warn!(pool = %p, "{risk}");
+        }
+    }
+    if !sandbox.namespaces {
+        tracing::warn!(reason = %sandbox.features.namespaces.as_ref().err().cloned().unwrap_or_default(), "tasks run without namespaces (process isolation only): see `tofuflow-agent check`");
+    }
+    if sandbox.run_user.is_none() && sandbox.features.root {
+        tracing::warn!("tasks run as root (--run-user agent)");
+    }
+    Ok(labels)
+}
+
+/// Registers (retrying while the coordinator starts); `None` when `shutdown` came first.
+async fn register(
+    client: &Client,
+    cfg: &Config,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    shutdown: &CancellationToken,
+) -> Result<Option<v1::RegisterResponse>, String> {
+    let req = v1::RegisterRequest {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        agent_id: String::new(),
+        name: name.to_string(),
+        pools: cfg.pools.clone(),
+        labels: labels.clone().into_iter().collect(),
+        capacity: cfg.concurrency,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let mut c = client.clone();
+        match c.register(req.clone()).await {
+            Ok(r) => return Ok(Some(r.into_inner())),
+            Err(s) if s.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(60) => {
+                tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
+            Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
+        }
+    }
+}
+
+/// Writes `{"agent_id", "pid"}` to `path` (whole, by rename) once registered.
+fn write_ready_file(path: &std::path::Path, agent_id: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::json!({"agent_id": agent_id, "pid": std::process::id()}).to_string(),
+    )
+    .and_then(|_| std::fs::rename(&tmp, path))
+    .map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
+}
+
+/// The task slots: one consumer per unit of concurrency, and the two stops of a drain.
+struct Slots {
+    /// Stops taking new tasks.
+    intake_stop: CancellationToken,
+    /// Cancels running tasks (after the drain grace).
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Slots {
+    /// Starts `cfg.concurrency` slots, each taking tasks one at a time.
+    fn start(
+        &self,
+        cfg: &Config,
+        amqp: &Arc<consumer::Amqp>,
+        runner: runner::Runner,
+        leases: &lease::Leases,
+        free: &Arc<tokio::sync::Semaphore>,
+    ) {
+        for i in 0..cfg.concurrency {
+            self.tracker.spawn(
+                consumer::Slot {
+                    index: i,
+                    amqp: amqp.clone(),
+                    runner: runner.clone(),
+                    leases: leases.clone(),
+                    pools: cfg.pools.clone(),
+                    free: free.clone(),
+                    intake_stop: self.intake_stop.clone(),
+                    hard_stop: self.hard_stop.clone(),
+                }
+                .run(),
+            );
+        }
+        self.tracker.close();
+    }
+
+    /// Stops intake, lets running tasks finish within the drain grace, then cancels them and
+    /// waits for every slot to end.
+    async fn drain(&self, cfg: &Config, leases: &lease::Leases) {
+        self.intake_stop.cancel();
+        tracing::info!(
+            running = leases.len(),
+            grace_s = cfg.drain_grace.as_secs(),
+            "draining: no new tasks; waiting for running ones"
+        );
+        if tokio::time::timeout(cfg.drain_grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain grace over: cancelling running tasks");
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
 }

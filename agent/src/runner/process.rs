@@ -4,6 +4,7 @@
 //! With the sandbox, the process started here is the sandbox helper (see `crate::sandbox`).
 #![allow(unsafe_code)] // pre_exec for PR_SET_PDEATHSIG
 
+use crate::error::{Result, TaskError};
 use crate::report::LineSink;
 use crate::sandbox::{Limits, Spec};
 use nix::sys::signal::{killpg, Signal};
@@ -14,6 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tofuflow_proto::v1::LogStream;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What a signal that ended a task's process means, in the user's words.
@@ -66,7 +68,57 @@ pub async fn run(
     capture: bool,
     cancel: &CancellationToken,
     grace: Duration,
-) -> Result<Finished, String> {
+) -> Result<Finished> {
+    let (mut cmd, spec_json) = command(launch, args, env)?;
+    let bin = match launch {
+        Launch::Direct { bin, .. } => bin.display().to_string(),
+        Launch::Sandboxed { .. } => "the sandbox helper".to_string(),
+    };
+    let mut child = cmd.spawn().map_err(|e| {
+        TaskError::Launch(format!(
+            "cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)"
+        ))
+    })?;
+    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    // The helper's spec: written whole, then its standard input is closed (the helper reads to
+    // the end, then gives tofu /dev/null). A helper that died early shows in its exit status.
+    if let (Some(json), Some(mut stdin)) = (spec_json, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&json).await;
+    }
+    let (out_task, err_task) = read_output(&mut child, sink, capture);
+    let (status, cancelled) = wait_or_stop(&mut child, pgid, sink, cancel, grace)
+        .await
+        .map_err(|e| TaskError::Launch(format!("waiting for tofu failed: {e}")))?;
+    // Nothing of the task outlives it: background children in its group go too.
+    signal_group(pgid, Signal::SIGKILL);
+    let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let _ = tokio::time::timeout(Duration::from_secs(5), err_task).await;
+    use std::os::unix::process::ExitStatusExt;
+    let killed_by = status.signal().map(|s| {
+        Signal::try_from(s)
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_else(|_| s.to_string())
+    });
+    Ok(Finished {
+        code: status.code().unwrap_or(-1),
+        cancelled,
+        killed_by,
+        stdout,
+    })
+}
+
+/// The command for `launch` with `args` and exactly `env`, confined in the child before exec;
+/// for the helper, also its spec (JSON, for its standard input).
+fn command(
+    launch: &Launch<'_>,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<(tokio::process::Command, Option<Vec<u8>>)> {
     let mut spec_json = None;
     let (mut cmd, limits, filter) = match launch {
         Launch::Direct {
@@ -86,15 +138,12 @@ pub async fn run(
         Launch::Sandboxed { helper, spec } => {
             let mut spec = (*spec).clone();
             spec.argv.extend(args.iter().cloned());
-            spec_json = Some(serde_json::to_vec(&spec).map_err(|e| e.to_string())?);
+            spec_json =
+                Some(serde_json::to_vec(&spec).map_err(|e| TaskError::Launch(e.to_string()))?);
             let mut c = tokio::process::Command::new(helper);
             c.arg("__sandbox").current_dir("/");
             (c, None, None)
         }
-    };
-    let bin = match launch {
-        Launch::Direct { bin, .. } => bin.display().to_string(),
-        Launch::Sandboxed { .. } => "the sandbox helper".to_string(),
     };
     cmd.env_clear()
         .envs(env)
@@ -106,6 +155,16 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
+    confine(&mut cmd, limits, filter);
+    Ok((cmd, spec_json))
+}
+
+/// Sets up the child before exec.
+fn confine(
+    cmd: &mut tokio::process::Command,
+    limits: Option<Limits>,
+    filter: Option<Vec<libc::sock_filter>>,
+) {
     // In the child, before exec (only async-signal-safe system calls here):
     // - a new session, so it has no terminal to steal and its process group can be killed whole;
     // - no_new_privs, so setuid binaries cannot raise its privileges;
@@ -132,16 +191,14 @@ pub async fn run(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        format!("cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)")
-    })?;
-    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-    // The helper's spec: written whole, then its standard input is closed (the helper reads to
-    // the end, then gives tofu /dev/null). A helper that died early shows in its exit status.
-    if let (Some(json), Some(mut stdin)) = (spec_json, child.stdin.take()) {
-        use tokio::io::AsyncWriteExt;
-        let _ = stdin.write_all(&json).await;
-    }
+}
+
+/// Streams stdout (or captures it, with `capture`) and stderr into the task's log.
+fn read_output(
+    child: &mut tokio::process::Child,
+    sink: &LineSink,
+    capture: bool,
+) -> (JoinHandle<String>, JoinHandle<()>) {
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let s1 = sink.clone();
@@ -165,6 +222,18 @@ pub async fn run(
             s2.line(LogStream::Stderr, l);
         }
     });
+    (out_task, err_task)
+}
+
+/// Waits for tofu; on cancel: SIGINT to its group, the grace period, then SIGKILL. Returns its
+/// status and whether it was stopped by us.
+async fn wait_or_stop(
+    child: &mut tokio::process::Child,
+    pgid: i32,
+    sink: &LineSink,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> std::io::Result<(std::process::ExitStatus, bool)> {
     let mut cancelled = false;
     let status = tokio::select! {
         s = child.wait() => s,
@@ -181,26 +250,6 @@ pub async fn run(
                 }
             }
         }
-    }
-    .map_err(|e| format!("waiting for tofu failed: {e}"))?;
-    // Nothing of the task outlives it: background children in its group go too.
-    signal_group(pgid, Signal::SIGKILL);
-    let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
-    let _ = tokio::time::timeout(Duration::from_secs(5), err_task).await;
-    use std::os::unix::process::ExitStatusExt;
-    let killed_by = status.signal().map(|s| {
-        Signal::try_from(s)
-            .map(|x| x.as_str().to_string())
-            .unwrap_or_else(|_| s.to_string())
-    });
-    Ok(Finished {
-        code: status.code().unwrap_or(-1),
-        cancelled,
-        killed_by,
-        stdout,
-    })
+    }?;
+    Ok((status, cancelled))
 }

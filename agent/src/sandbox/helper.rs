@@ -252,87 +252,108 @@ fn setup(spec: &Spec) -> Result<Vec<(std::net::TcpListener, String)>, String> {
         || format!("mounting the new root on {}", root.display()),
     )?;
     for m in &spec.mounts {
-        match m {
-            Mount::Bind { src, dst, rw } => {
-                let t = inside(root, dst);
-                let is_dir = ctx(std::fs::metadata(src), || {
-                    format!("sandbox mount source {}", src.display())
-                })?
-                .is_dir();
-                if is_dir {
-                    mkdirs(&t)?;
-                } else {
-                    mkdirs(t.parent().unwrap_or(root))?;
-                    ctx(std::fs::write(&t, b""), || {
-                        format!("creating {}", t.display())
-                    })?;
-                }
-                ctx(
-                    mount(
-                        Some(src),
-                        &t,
-                        none,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        none,
-                    ),
-                    || format!("bind-mounting {} on {}", src.display(), dst.display()),
-                )?;
-                let mut f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID;
-                if !rw {
-                    f |= MsFlags::MS_RDONLY;
-                }
-                if !dst.starts_with("/dev") {
-                    f |= MsFlags::MS_NODEV;
-                }
-                ctx(mount(none, &t, none, f, none), || {
-                    format!("remounting {} read-only", dst.display())
-                })?;
-            }
-            Mount::Symlink { target, dst } => {
-                let t = inside(root, dst);
-                mkdirs(t.parent().unwrap_or(root))?;
-                ctx(std::os::unix::fs::symlink(target, &t), || {
-                    format!("symlink {}", dst.display())
-                })?;
-            }
-            Mount::Tmpfs { dst, mode } => {
-                let t = inside(root, dst);
-                mkdirs(&t)?;
-                let opts = format!("mode={mode:o},size=256m");
-                ctx(
-                    mount(
-                        Some("tmpfs"),
-                        &t,
-                        Some("tmpfs"),
-                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                        Some(opts.as_str()),
-                    ),
-                    || format!("tmpfs on {}", dst.display()),
-                )?;
-            }
-            Mount::Proc { dst } => {
-                let t = inside(root, dst);
-                mkdirs(&t)?;
-                ctx(
-                    mount(
-                        Some("proc"),
-                        &t,
-                        Some("proc"),
-                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                        none,
-                    ),
-                    || "mounting /proc for the task's PID namespace".into(),
-                )?;
-            }
-            Mount::File { dst, content } => {
-                let t = inside(root, dst);
-                mkdirs(t.parent().unwrap_or(root))?;
-                ctx(std::fs::write(&t, content), || {
-                    format!("writing {}", dst.display())
-                })?;
-            }
+        place(root, m)?;
+    }
+    pivot(root)?;
+    let _ = nix::unistd::sethostname("tofuflow-task");
+    relay_listeners(spec)
+}
+
+/// Puts one mount (bind, symlink, tmpfs, proc or file) under the new root.
+fn place(root: &Path, m: &Mount) -> Result<(), String> {
+    let none: Option<&str> = None;
+    match m {
+        Mount::Bind { src, dst, rw } => bind(root, src, dst, *rw)?,
+        Mount::Symlink { target, dst } => {
+            let t = inside(root, dst);
+            mkdirs(t.parent().unwrap_or(root))?;
+            ctx(std::os::unix::fs::symlink(target, &t), || {
+                format!("symlink {}", dst.display())
+            })?;
+        }
+        Mount::Tmpfs { dst, mode } => {
+            let t = inside(root, dst);
+            mkdirs(&t)?;
+            let opts = format!("mode={mode:o},size=256m");
+            ctx(
+                mount(
+                    Some("tmpfs"),
+                    &t,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(opts.as_str()),
+                ),
+                || format!("tmpfs on {}", dst.display()),
+            )?;
+        }
+        Mount::Proc { dst } => {
+            let t = inside(root, dst);
+            mkdirs(&t)?;
+            ctx(
+                mount(
+                    Some("proc"),
+                    &t,
+                    Some("proc"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    none,
+                ),
+                || "mounting /proc for the task's PID namespace".into(),
+            )?;
+        }
+        Mount::File { dst, content } => {
+            let t = inside(root, dst);
+            mkdirs(t.parent().unwrap_or(root))?;
+            ctx(std::fs::write(&t, content), || {
+                format!("writing {}", dst.display())
+            })?;
         }
     }
+    Ok(())
+}
+
+/// Binds `src` at `dst` under the new root: read-only unless `rw`, never setuid, devices only
+/// under /dev.
+fn bind(root: &Path, src: &Path, dst: &Path, rw: bool) -> Result<(), String> {
+    let none: Option<&str> = None;
+    let t = inside(root, dst);
+    let is_dir = ctx(std::fs::metadata(src), || {
+        format!("sandbox mount source {}", src.display())
+    })?
+    .is_dir();
+    if is_dir {
+        mkdirs(&t)?;
+    } else {
+        mkdirs(t.parent().unwrap_or(root))?;
+        ctx(std::fs::write(&t, b""), || {
+            format!("creating {}", t.display())
+        })?;
+    }
+    ctx(
+        mount(
+            Some(src),
+            &t,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        ),
+        || format!("bind-mounting {} on {}", src.display(), dst.display()),
+    )?;
+    let mut f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID;
+    if !rw {
+        f |= MsFlags::MS_RDONLY;
+    }
+    if !dst.starts_with("/dev") {
+        f |= MsFlags::MS_NODEV;
+    }
+    ctx(mount(none, &t, none, f, none), || {
+        format!("remounting {} read-only", dst.display())
+    })?;
+    Ok(())
+}
+
+/// Makes `root` the root: the old one detached, the new one read-only.
+fn pivot(root: &Path) -> Result<(), String> {
+    let none: Option<&str> = None;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the
     // new root.
     ctx(nix::unistd::chdir(root), || "chdir to the new root".into())?;
@@ -355,7 +376,11 @@ fn setup(spec: &Spec) -> Result<Vec<(std::net::TcpListener, String)>, String> {
         ),
         || "making the new root read-only".into(),
     )?;
-    let _ = nix::unistd::sethostname("tofuflow-task");
+    Ok(())
+}
+
+/// With a network namespace: loopback up and a listener per relay port (IPv4, and IPv6 when up).
+fn relay_listeners(spec: &Spec) -> Result<Vec<(std::net::TcpListener, String)>, String> {
     let mut listeners = Vec::new();
     if spec.network_namespace {
         loopback_up()?;

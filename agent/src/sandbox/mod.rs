@@ -388,6 +388,88 @@ pub fn run_user(setting: &str, base: u32, slot: u32) -> Result<Option<(u32, u32)
     }
 }
 
+/// The host's system directories (read-only), the files of /etc tasks need, and a passwd and
+/// group naming the run user.
+fn system_mounts(user: Option<(u32, u32)>) -> Vec<Mount> {
+    let mut m = Vec::new();
+    let ro = |p: &str| Mount::Bind {
+        src: p.into(),
+        dst: p.into(),
+        rw: false,
+    };
+    for d in SYSTEM {
+        match std::fs::symlink_metadata(d) {
+            Ok(md) if md.file_type().is_symlink() => {
+                if let Ok(t) = std::fs::read_link(d) {
+                    m.push(Mount::Symlink {
+                        target: t,
+                        dst: d.into(),
+                    });
+                }
+            }
+            Ok(md) if md.is_dir() => m.push(ro(d)),
+            _ => {}
+        }
+    }
+    for f in ETC {
+        if Path::new(f).exists() {
+            m.push(ro(f));
+        }
+    }
+    let (uid, gid) = user.unwrap_or((65534, 65534));
+    m.push(Mount::File {
+        dst: "/etc/passwd".into(),
+        content: format!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\ntofu:x:{uid}:{gid}:tofuflow task:{WORKDIR}/home:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    });
+    m.push(Mount::File {
+        dst: "/etc/group".into(),
+        content: format!("root:x:0:\ntofu:x:{gid}:\nnogroup:x:65534:\n"),
+    });
+    m
+}
+
+/// A private /dev (a few devices, the fd links, its own shm), /proc of the task's PID namespace
+/// and a /tmp of its own.
+fn device_mounts() -> Vec<Mount> {
+    let mut m = Vec::new();
+    m.push(Mount::Tmpfs {
+        dst: "/dev".into(),
+        mode: 0o755,
+    });
+    for d in ["null", "zero", "full", "random", "urandom"] {
+        m.push(Mount::Bind {
+            src: format!("/dev/{d}").into(),
+            dst: format!("/dev/{d}").into(),
+            rw: true,
+        });
+    }
+    for (l, t) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        m.push(Mount::Symlink {
+            target: t.into(),
+            dst: format!("/dev/{l}").into(),
+        });
+    }
+    m.push(Mount::Tmpfs {
+        dst: "/dev/shm".into(),
+        mode: 0o1777,
+    });
+    m.push(Mount::Proc {
+        dst: "/proc".into(),
+    });
+    m.push(Mount::Tmpfs {
+        dst: "/tmp".into(),
+        mode: 0o1777,
+    });
+    m
+}
+
 impl Sandbox {
     /// Detects what the host offers and checks it against the configuration: an error names
     /// what is missing and what to do.
@@ -564,75 +646,16 @@ impl Sandbox {
 
     /// The sandbox's file system for a task whose working directory is `wd`.
     fn mounts(&self, wd: &Path, gateway: Option<&Path>, user: Option<(u32, u32)>) -> Vec<Mount> {
+        let mut m = system_mounts(user);
+        m.extend(device_mounts());
+        m.extend(self.task_mounts(wd, gateway));
+        m
+    }
+
+    /// The task's own paths: its working directory, tofu, the provider cache, the gateway and
+    /// the extra `--sandbox-bind`s.
+    fn task_mounts(&self, wd: &Path, gateway: Option<&Path>) -> Vec<Mount> {
         let mut m = Vec::new();
-        let ro = |p: &str| Mount::Bind {
-            src: p.into(),
-            dst: p.into(),
-            rw: false,
-        };
-        for d in SYSTEM {
-            match std::fs::symlink_metadata(d) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    if let Ok(t) = std::fs::read_link(d) {
-                        m.push(Mount::Symlink {
-                            target: t,
-                            dst: d.into(),
-                        });
-                    }
-                }
-                Ok(md) if md.is_dir() => m.push(ro(d)),
-                _ => {}
-            }
-        }
-        for f in ETC {
-            if Path::new(f).exists() {
-                m.push(ro(f));
-            }
-        }
-        let (uid, gid) = user.unwrap_or((65534, 65534));
-        m.push(Mount::File {
-            dst: "/etc/passwd".into(),
-            content: format!(
-                "root:x:0:0:root:/root:/usr/sbin/nologin\ntofu:x:{uid}:{gid}:tofuflow task:{WORKDIR}/home:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-            ),
-        });
-        m.push(Mount::File {
-            dst: "/etc/group".into(),
-            content: format!("root:x:0:\ntofu:x:{gid}:\nnogroup:x:65534:\n"),
-        });
-        m.push(Mount::Tmpfs {
-            dst: "/dev".into(),
-            mode: 0o755,
-        });
-        for d in ["null", "zero", "full", "random", "urandom"] {
-            m.push(Mount::Bind {
-                src: format!("/dev/{d}").into(),
-                dst: format!("/dev/{d}").into(),
-                rw: true,
-            });
-        }
-        for (l, t) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ] {
-            m.push(Mount::Symlink {
-                target: t.into(),
-                dst: format!("/dev/{l}").into(),
-            });
-        }
-        m.push(Mount::Tmpfs {
-            dst: "/dev/shm".into(),
-            mode: 0o1777,
-        });
-        m.push(Mount::Proc {
-            dst: "/proc".into(),
-        });
-        m.push(Mount::Tmpfs {
-            dst: "/tmp".into(),
-            mode: 0o1777,
-        });
         m.push(Mount::Bind {
             src: wd.into(),
             dst: WORKDIR.into(),
@@ -719,31 +742,8 @@ impl Sandbox {
             "process isolation",
             "yes (own session, cleared environment, no_new_privs, rlimits, no core dumps, parent-death signal)".into(),
         );
-        line(
-            "run user",
-            match self.run_user {
-                Some((u, g)) if cfg.run_user == "auto" => format!(
-                    "yes (UID {u}+slot, GID {g}+slot; --run-uid-base {})",
-                    cfg.run_uid_base
-                ),
-                Some((u, g)) => format!(
-                    "yes (UID {u}, GID {g} for every slot; --run-user {})",
-                    cfg.run_user
-                ),
-                None if f.root => "no: --run-user agent keeps tasks as root".into(),
-                None => "no: the agent does not run as root (tasks run as the agent's user)".into(),
-            },
-        );
-        line(
-            "seccomp filter",
-            match (self.seccomp, f.seccomp) {
-                (true, _) => {
-                    "yes (ptrace, namespaces, mounts, modules, bpf, keyring, … refused)".into()
-                }
-                (false, true) => "no: --sandbox off".into(),
-                (false, false) => "no: this kernel has no seccomp filters".into(),
-            },
-        );
+        line("run user", self.run_user_report(cfg));
+        line("seccomp filter", self.seccomp_report());
         line("mount+pid+ipc+uts namespaces", ok(&f.namespaces));
         line("network namespace", ok(&f.network_namespace));
         line(
@@ -753,32 +753,8 @@ impl Sandbox {
                 Err(e) => format!("no: {e}"),
             },
         );
-        line(
-            "memory limit",
-            match (
-                cfg.limit_memory,
-                self.cgroups.as_ref().is_some_and(|c| c.memory()),
-            ) {
-                (0, _) => "none (--limit-memory)".into(),
-                (n, true) => format!("{n} bytes for the whole task (cgroup)"),
-                (n, false) => {
-                    format!("{n} bytes of address space per process (RLIMIT_AS; no memory cgroup)")
-                }
-            },
-        );
-        line(
-            "process limit",
-            match (
-                cfg.limit_nproc,
-                self.cgroups.as_ref().is_some_and(|c| c.pids()),
-            ) {
-                (0, _) => "none (--limit-nproc)".into(),
-                (n, true) => {
-                    format!("{n} for the whole task (cgroup) and per run user (RLIMIT_NPROC)")
-                }
-                (n, false) => format!("{n} per run user (RLIMIT_NPROC)"),
-            },
-        );
+        line("memory limit", self.memory_report(cfg));
+        line("process limit", self.nproc_report(cfg));
         for p in &cfg.pools {
             let n = self.network_for(cfg, p);
             line(
@@ -796,6 +772,63 @@ impl Sandbox {
             line("allow-list", cfg.allow_hosts.join(", "));
         }
         s
+    }
+
+    /// The `run user` line of the report.
+    fn run_user_report(&self, cfg: &crate::Config) -> String {
+        let f = &self.features;
+        match self.run_user {
+            Some((u, g)) if cfg.run_user == "auto" => format!(
+                "yes (UID {u}+slot, GID {g}+slot; --run-uid-base {})",
+                cfg.run_uid_base
+            ),
+            Some((u, g)) => format!(
+                "yes (UID {u}, GID {g} for every slot; --run-user {})",
+                cfg.run_user
+            ),
+            None if f.root => "no: --run-user agent keeps tasks as root".into(),
+            None => "no: the agent does not run as root (tasks run as the agent's user)".into(),
+        }
+    }
+
+    /// The `seccomp filter` line of the report.
+    fn seccomp_report(&self) -> String {
+        let f = &self.features;
+        match (self.seccomp, f.seccomp) {
+            (true, _) => {
+                "yes (ptrace, namespaces, mounts, modules, bpf, keyring, … refused)".into()
+            }
+            (false, true) => "no: --sandbox off".into(),
+            (false, false) => "no: this kernel has no seccomp filters".into(),
+        }
+    }
+
+    /// The `memory limit` line of the report.
+    fn memory_report(&self, cfg: &crate::Config) -> String {
+        match (
+            cfg.limit_memory,
+            self.cgroups.as_ref().is_some_and(|c| c.memory()),
+        ) {
+            (0, _) => "none (--limit-memory)".into(),
+            (n, true) => format!("{n} bytes for the whole task (cgroup)"),
+            (n, false) => {
+                format!("{n} bytes of address space per process (RLIMIT_AS; no memory cgroup)")
+            }
+        }
+    }
+
+    /// The `process limit` line of the report.
+    fn nproc_report(&self, cfg: &crate::Config) -> String {
+        match (
+            cfg.limit_nproc,
+            self.cgroups.as_ref().is_some_and(|c| c.pids()),
+        ) {
+            (0, _) => "none (--limit-nproc)".into(),
+            (n, true) => {
+                format!("{n} for the whole task (cgroup) and per run user (RLIMIT_NPROC)")
+            }
+            (n, false) => format!("{n} per run user (RLIMIT_NPROC)"),
+        }
     }
 }
 

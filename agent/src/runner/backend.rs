@@ -1,0 +1,131 @@
+//! The state backend of a task: the coordinator's http backend unless the module declares its
+//! own, its URLs as the task reaches them, and the `tofu init` arguments that wire it.
+
+use crate::error::Result;
+use crate::report::Reporter;
+use std::path::Path;
+use tofuflow_proto::v1;
+
+/// The backend a module declares, if any (`backend "s3" {` → "s3").
+pub fn declared_backend(dir: &Path) -> Option<String> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".tf") || name.ends_with(".tofu")) {
+            continue;
+        }
+        let Ok(src) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in src.lines() {
+            let l = line.trim_start();
+            if l.starts_with('#') || l.starts_with("//") {
+                continue;
+            }
+            if let Some(rest) = l.strip_prefix("backend") {
+                let rest = rest.trim_start();
+                if let Some(r) = rest.strip_prefix('"') {
+                    if let Some(end) = r.find('"') {
+                        return Some(r[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A backend URL as the task uses it, and the host:port the gateway must reach for it.
+/// `isolated` (no host network): a loopback URL stays as it is (the sandbox relays the same
+/// port); a plain-http one is pointed at the task's loopback; https goes through the proxy.
+pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let (auth, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = match auth.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || auth.starts_with('[') => {
+            (h.to_string(), p.parse().unwrap_or(default))
+        }
+        _ => (auth.to_string(), default),
+    };
+    let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+    if !isolated {
+        return (url.to_string(), None);
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let target = Some((host, port));
+    if scheme == "http" && !loopback {
+        (format!("http://127.0.0.1:{port}{path}"), target)
+    } else {
+        (url.to_string(), target)
+    }
+}
+
+/// The state wiring of one task.
+pub(super) struct StateBackend {
+    /// The coordinator's http backend holds the state (the module declares none, or `http`).
+    pub managed: bool,
+    /// The host:port the gateway must reach for the backend, when the network is isolated.
+    pub target: Option<(String, u16)>,
+    /// `tofu init` with the backend's URLs.
+    pub init: Vec<String>,
+}
+
+/// Decides where the state lives and says so in the log. Without the host network, the backend
+/// is reached through the gateway: on the task's loopback at the same port (a loopback or
+/// plain-http coordinator), or through the proxy (https).
+pub(super) fn prepare(
+    spec: &v1::TaskSpec,
+    module: &Path,
+    isolated: bool,
+    rep: &Reporter,
+) -> Result<StateBackend> {
+    let declared = declared_backend(module);
+    let managed = matches!(declared.as_deref(), None | Some("http"));
+    let backend = spec.backend.as_ref().map(|b| {
+        let (addr, target) = backend_inside(&b.address, isolated);
+        let (lock, _) = backend_inside(&b.lock_address, isolated);
+        let (unlock, _) = backend_inside(&b.unlock_address, isolated);
+        (addr, lock, unlock, target)
+    });
+    let mut init = vec![
+        "init".to_string(),
+        "-input=false".into(),
+        "-no-color".into(),
+    ];
+    if managed {
+        if declared.is_none() {
+            std::fs::write(module.join("tofuflow_backend.tf"), "# Written by tofuflow: state lives in the coordinator.\nterraform {\n  backend \"http\" {}\n}\n")?;
+        }
+        if let Some((addr, lock, unlock, _)) = &backend {
+            init.push(format!("-backend-config=address={addr}"));
+            init.push(format!("-backend-config=lock_address={lock}"));
+            init.push(format!("-backend-config=unlock_address={unlock}"));
+        }
+        rep.system(format!(
+            "tofuflow: state in the coordinator's http backend ({})",
+            spec.backend
+                .as_ref()
+                .map(|b| b.address.as_str())
+                .unwrap_or("?")
+        ));
+    } else {
+        rep.system(format!(
+            "tofuflow: the module declares backend {:?}; leaving it alone",
+            declared.unwrap_or_default()
+        ));
+    }
+    Ok(StateBackend {
+        managed,
+        target: backend.and_then(|b| b.3),
+        init,
+    })
+}

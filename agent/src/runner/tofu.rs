@@ -1,0 +1,143 @@
+//! Launching the task's tofu commands: confined as this host allows (straight from the agent with
+//! rlimits, or through the sandbox helper), each command shown in the log, its end recorded.
+
+use super::egress::Egress;
+use super::process::{self, Finished, Launch};
+use super::{Runner, TaskCtx};
+use crate::error::{Result, TaskError};
+use crate::report::{LineSink, Reporter};
+use crate::sandbox::{self, Network, Sandbox};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How every tofu command of a task is confined.
+pub(super) struct Confinement {
+    pub limits: sandbox::Limits,
+    /// The sandbox helper's spec (used only when `sandboxed`).
+    pub spec: sandbox::Spec,
+    /// Started through the sandbox helper: namespaces, a run user or a cgroup.
+    pub sandboxed: bool,
+}
+
+impl Runner {
+    /// The task's confinement; `inner` is the working directory as tofu sees it.
+    pub(super) fn confinement(
+        &self,
+        ctx: &TaskCtx<'_>,
+        wd: &Path,
+        inner: &Path,
+        egress: Option<&Egress>,
+        user: Option<(u32, u32)>,
+    ) -> Confinement {
+        let sb = &self.sandbox;
+        let memory_cgroup = sb.cgroups.as_ref().is_some_and(|c| c.memory()) && ctx.cgroup.is_some();
+        let limits = sandbox::Limits {
+            cpu_secs: ctx.lim.cpu,
+            address_space: if memory_cgroup { 0 } else { ctx.lim.memory },
+            nofile: self.cfg.limit_nofile,
+            fsize_bytes: ctx.lim.fsize,
+            nproc: ctx.lim.nproc,
+        };
+        let mut spec = sb.spec(
+            wd,
+            egress.map(|e| (e.gateway.path.as_path(), e.relays.clone())),
+            ctx.network != Network::Host,
+            user,
+            limits,
+            ctx.cgroup.map(|c| c.procs_files()).unwrap_or_default(),
+        );
+        spec.cwd = inner.join("module");
+        spec.argv = vec![if sb.namespaces {
+            sandbox::TOFU.to_string()
+        } else {
+            sb.tofu.display().to_string()
+        }];
+        Confinement {
+            limits,
+            spec,
+            sandboxed: sb.namespaces || user.is_some() || ctx.cgroup.is_some(),
+        }
+    }
+}
+
+impl Confinement {
+    /// How a command starts: through the helper when sandboxed, else directly in `module`.
+    pub fn launch<'a>(&'a self, sb: &'a Sandbox, module: &'a Path) -> Launch<'a> {
+        if self.sandboxed {
+            Launch::Sandboxed {
+                helper: &sb.helper,
+                spec: &self.spec,
+            }
+        } else {
+            Launch::Direct {
+                bin: &sb.tofu,
+                cwd: module,
+                limits: self.limits,
+                seccomp: sb.seccomp,
+            }
+        }
+    }
+
+    /// Says in the run's log what confines the task (nothing when it runs unconfined).
+    pub fn describe(&self, sb: &Sandbox, user: Option<(u32, u32)>, cgroup: bool, rep: &Reporter) {
+        if !self.sandboxed {
+            return;
+        }
+        rep.system(format!(
+            "tofuflow: sandbox: {}{}{}",
+            if sb.namespaces {
+                "mount, PID, IPC and UTS namespaces"
+            } else {
+                "no namespaces"
+            },
+            match user {
+                Some((u, _)) => format!(", run user {u}"),
+                None => String::new(),
+            },
+            if cgroup { ", task cgroup" } else { "" }
+        ));
+    }
+}
+
+/// Runs the task's tofu commands, one at a time, all alike.
+pub(super) struct Tofu<'a> {
+    pub launch: Launch<'a>,
+    pub env: BTreeMap<String, String>,
+    pub rep: &'a Reporter,
+    pub sink: LineSink,
+    pub cancel: &'a CancellationToken,
+    pub grace: Duration,
+    pub sandboxed: bool,
+    /// Where the signal that ended the last command is recorded (for the task's limit hit).
+    pub killed_by: &'a Mutex<Option<String>>,
+}
+
+impl Tofu<'_> {
+    /// Runs `tofu ARGS` (shown in the log); with `capture`, its stdout is returned, not logged.
+    pub async fn run(&self, args: Vec<String>, capture: bool) -> Result<Finished> {
+        let shown: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.rep.system(format!("$ tofu {}", shown.join(" ")));
+        let fin = process::run(
+            &self.launch,
+            &args,
+            &self.env,
+            &self.sink,
+            capture,
+            self.cancel,
+            self.grace,
+        )
+        .await?;
+        if let Ok(mut k) = self.killed_by.lock() {
+            k.clone_from(&fin.killed_by);
+        }
+        if self.sandboxed && !fin.cancelled && fin.code == sandbox::helper::SETUP_FAILED {
+            return Err(TaskError::Sandbox {
+                cmd: args.first().cloned().unwrap_or_default(),
+            });
+        }
+        Ok(fin)
+    }
+}
