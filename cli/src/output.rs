@@ -48,6 +48,7 @@ pub fn run_json(r: &v1::Run) -> serde_json::Value {
     })
 }
 
+/// Prints a run: its JSON for scripts, or the table a person reads.
 pub fn print_run(r: &v1::Run, json: bool) {
     if json {
         println!(
@@ -56,6 +57,21 @@ pub fn print_run(r: &v1::Run, json: bool) {
         );
         return;
     }
+    print_header(r);
+    print_limits(r);
+    if !r.error.is_empty() {
+        println!("Error      {}", r.error);
+    }
+    if !r.limit_hit.is_empty() {
+        println!("Limit hit  {}", r.limit_hit);
+    }
+    print_variables(r);
+    print_outputs(r);
+    print_history(r);
+}
+
+/// Who submitted what, where, and the plan's counts.
+fn print_header(r: &v1::Run) {
     let s = r.summary.unwrap_or_default();
     println!("Run        {}", r.id);
     println!("Workspace  {}", r.workspace);
@@ -75,68 +91,89 @@ pub fn print_run(r: &v1::Run, json: bool) {
             s.add, s.change, s.destroy
         );
     }
-    if let Some(l) = r.limits.filter(|l| *l != Default::default()) {
-        let mut parts = Vec::new();
-        for (name, v) in [
-            ("cpu", l.cpu_secs),
-            ("memory", l.memory_bytes),
-            ("processes", l.nproc),
-            ("file-size", l.fsize_bytes),
-        ] {
-            if v > 0 {
-                parts.push(format!("{name} {v}"));
-            }
+}
+
+/// The limits the run asked for, if any.
+fn print_limits(r: &v1::Run) {
+    let Some(l) = r.limits.filter(|l| *l != Default::default()) else {
+        return;
+    };
+    let mut parts = Vec::new();
+    for (name, v) in [
+        ("cpu", l.cpu_secs),
+        ("memory", l.memory_bytes),
+        ("processes", l.nproc),
+        ("file-size", l.fsize_bytes),
+    ] {
+        if v > 0 {
+            parts.push(format!("{name} {v}"));
         }
-        if l.timeout_secs > 0 {
-            parts.push(format!("timeout {}s", l.timeout_secs));
-        }
-        println!(
-            "Limits     {} (capped by the agents' own)",
-            parts.join(", ")
-        );
     }
-    if !r.error.is_empty() {
-        println!("Error      {}", r.error);
+    if l.timeout_secs > 0 {
+        parts.push(format!("timeout {}s", l.timeout_secs));
     }
-    if !r.limit_hit.is_empty() {
-        println!("Limit hit  {}", r.limit_hit);
+    println!(
+        "Limits     {} (capped by the agents' own)",
+        parts.join(", ")
+    );
+}
+
+/// The run's variables as the coordinator shows them (sensitive ones as "(sensitive)" unless
+/// `--show-sensitive`).
+fn print_variables(r: &v1::Run) {
+    if r.variables.is_empty() {
+        return;
     }
-    if let Ok(serde_json::Value::Object(outs)) =
+    println!("Variables");
+    let mut vars: Vec<_> = r.variables.iter().collect();
+    vars.sort();
+    let w = vars.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in vars {
+        println!("  {k:w$} = {v}");
+    }
+}
+
+/// The outputs (the coordinator has replaced sensitive values unless asked to show them).
+fn print_outputs(r: &v1::Run) {
+    let Ok(serde_json::Value::Object(outs)) =
         serde_json::from_str::<serde_json::Value>(&r.outputs_json)
-    {
-        if !outs.is_empty() {
-            println!("Outputs");
-            let w = outs.keys().map(|k| k.len()).max().unwrap_or(0);
-            for (k, o) in &outs {
-                let sensitive = o
-                    .get("sensitive")
-                    .and_then(|x| x.as_bool())
-                    .unwrap_or(false);
-                let v = if sensitive {
-                    "(sensitive)".to_string()
-                } else {
-                    o.get("value").map(|v| v.to_string()).unwrap_or_default()
-                };
-                println!("  {k:w$} = {v}");
-            }
-        }
+    else {
+        return;
+    };
+    if outs.is_empty() {
+        return;
     }
-    if !r.transitions.is_empty() {
-        println!("History");
-        for t in &r.transitions {
-            let from = if t.from_state.is_empty() {
-                "·"
-            } else {
-                &t.from_state
-            };
-            println!(
-                "  {}  {from:>18} → {:<18} {:<12} {}",
-                hms(t.unix_ms),
-                t.to_state,
-                t.actor,
-                t.reason
-            );
-        }
+    println!("Outputs");
+    let w = outs.keys().map(|k| k.len()).max().unwrap_or(0);
+    for (k, o) in &outs {
+        let v = match o.get("value") {
+            Some(serde_json::Value::String(s)) if s == "(sensitive)" => s.clone(),
+            Some(v) => v.to_string(),
+            None => "(sensitive)".to_string(),
+        };
+        println!("  {k:w$} = {v}");
+    }
+}
+
+/// Every transition, with who and why.
+fn print_history(r: &v1::Run) {
+    if r.transitions.is_empty() {
+        return;
+    }
+    println!("History");
+    for t in &r.transitions {
+        let from = if t.from_state.is_empty() {
+            "·"
+        } else {
+            &t.from_state
+        };
+        println!(
+            "  {}  {from:>18} → {:<18} {:<12} {}",
+            hms(t.unix_ms),
+            t.to_state,
+            t.actor,
+            t.reason
+        );
     }
 }
 
