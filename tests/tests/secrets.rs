@@ -217,9 +217,18 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
     // run show, table and JSON.
     let table = c.cli(&["run", "show", &id]);
     let table_text = String::from_utf8_lossy(&table.stdout).to_string();
-    assert!(table_text.contains("region      = eu-west-1"), "{table_text}");
-    assert!(table_text.contains("db_password = (sensitive)"), "{table_text}");
-    assert!(table_text.contains("password = (sensitive)"), "{table_text}");
+    assert!(
+        table_text.contains("region      = eu-west-1"),
+        "{table_text}"
+    );
+    assert!(
+        table_text.contains("db_password = (sensitive)"),
+        "{table_text}"
+    );
+    assert!(
+        table_text.contains("password = (sensitive)"),
+        "{table_text}"
+    );
     leaked.extend(leaks("run show", &table.stdout));
     let json = c.cli(&["run", "show", &id, "-o", "json"]);
     leaked.extend(leaks("run show -o json", &json.stdout));
