@@ -11,11 +11,13 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
+    // One write: a server that answers after the first bytes and closes must not turn the
+    // rest of the request into a broken pipe.
+    let req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
         if path.is_empty() { "/" } else { path }
-    )?;
+    );
+    s.write_all(req.as_bytes())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let code = buf

@@ -463,8 +463,15 @@ fn host_service(addr: &str) -> u16 {
     std::thread::spawn(move || {
         for mut conn in l.incoming().flatten() {
             std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
+                // Read the whole request head, so that closing never resets a client still writing.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = conn.write_all(
                     b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhost-service\n",
                 );
