@@ -85,6 +85,11 @@ pub struct Submit {
     /// Pipeline or DAG run id (audit).
     #[arg(long, env = "TOFUFLOW_PIPELINE_ID")]
     pipeline: Option<String>,
+    /// Where the module comes from, as `REPOSITORY_URL//PATH` (checked against the workspace
+    /// rules' allowed sources). Default: the module directory's git `origin` remote and its
+    /// path in the repository, when it is in a git checkout.
+    #[arg(long, env = "TOFUFLOW_SOURCE")]
+    source: Option<String>,
     #[command(flatten)]
     limits: RunLimits,
 }
@@ -195,6 +200,11 @@ impl Submit {
             actor: ctx.who.clone(),
             commit: self.commit.clone().unwrap_or_default(),
             pipeline_id: self.pipeline.clone().unwrap_or_default(),
+            source: self
+                .source
+                .clone()
+                .or_else(|| git_source(&self.dir))
+                .unwrap_or_default(),
             traceparent: std::env::var("TRACEPARENT").unwrap_or_default(),
             limits: Some(self.limits.to_proto()),
         }
@@ -542,4 +552,22 @@ async fn wait_for(ctx: &mut Ctx, run_id: &str) -> Result<v1::Run, String> {
         }
     }
     last.ok_or_else(|| "the coordinator closed the watch without an answer".into())
+}
+
+/// `ORIGIN_URL//PATH` for a module directory inside a git checkout with an `origin` remote.
+fn git_source(dir: &std::path::Path) -> Option<String> {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    };
+    let url = git(&["remote", "get-url", "origin"])?;
+    let prefix = git(&["rev-parse", "--show-prefix"]).unwrap_or_default();
+    Some(format!("{url}//{}", prefix.trim_end_matches('/')))
 }

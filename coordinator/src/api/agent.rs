@@ -166,6 +166,7 @@ impl AgentService for AgentApi {
             heartbeat_interval_ms: self.shared.heartbeat_interval_ms,
             lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
             agent_secret: secret,
+            agent_secret_expires_ms: 0,
         }))
     }
 
@@ -197,6 +198,7 @@ impl AgentService for AgentApi {
         Ok(Response::new(v1::HeartbeatResponse {
             cancel_task_ids: answer.cancel,
             lost_task_ids: answer.lost,
+            revoked: false,
         }))
     }
 

@@ -117,6 +117,7 @@ pub fn run_to_pb(
         submitted_by: r.submitted_by.clone(),
         commit: r.commit.clone(),
         pipeline_id: r.pipeline_id.clone(),
+        source: r.source.clone(),
         created_unix_ms: r.created_ms,
         updated_unix_ms: r.updated_ms,
         summary: Some(v1::ChangeSummary {
@@ -169,6 +170,7 @@ pub fn agent_to_pb(a: store::Agent) -> v1::Agent {
         state: a.state,
         last_seen_unix_ms: a.last_seen_ms,
         running: a.running as u32,
+        revoked_unix_ms: a.revoked_ms,
     }
 }
 

@@ -37,8 +37,8 @@ impl Store {
         let variables = seal(serde_json::to_string(&n.variables).map_err(json_err)?)?;
         let var_files = seal(serde_json::to_string(&vf).map_err(json_err)?)?;
         sqlx::query(
-            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits, sensitive_variables) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits, sensitive_variables, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(&id)
         .bind(&n.workspace)
@@ -58,6 +58,7 @@ impl Store {
         .bind(now + policy.queue_timeout_ms)
         .bind(serde_json::to_string(&n.limits).map_err(json_err)?)
         .bind(serde_json::to_string(&n.variable_decls).map_err(json_err)?)
+        .bind(&n.source)
         .execute(&mut *tx)
         .await?;
         let run = get_run_c(&self.keys, &mut tx, &id).await?;

@@ -11,6 +11,8 @@ pub struct Agent {
     pub state: String,
     pub last_seen_ms: i64,
     pub running: i64,
+    /// When an admin revoked the agent (0: not revoked).
+    pub revoked_ms: i64,
 }
 
 /// Whether `agent_id` is registered for `pool`.
@@ -106,6 +108,7 @@ impl Store {
                     state: s(r, "state")?,
                     last_seen_ms: i(r, "last_seen_ms")?,
                     running: i(r, "running")?,
+                    revoked_ms: i0(r, "revoked_ms")?,
                 })
             })
             .collect()

@@ -91,6 +91,11 @@ pub(crate) fn i(row: &sqlx::any::AnyRow, c: &str) -> Result<i64> {
     Ok(row.try_get::<i64, _>(c)?)
 }
 
+/// A nullable integer column; NULL reads as 0 (the "never" of times).
+pub(crate) fn i0(row: &sqlx::any::AnyRow, c: &str) -> Result<i64> {
+    Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
+}
+
 /// A JSON column, decoded; a damaged one is an error naming table and column (never defaults:
 /// a run must not plan with default variables because its row was damaged).
 pub(crate) fn json_col<T: serde::de::DeserializeOwned>(

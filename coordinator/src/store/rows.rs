@@ -33,6 +33,7 @@ pub(crate) fn run_from_row(keys: &crypt::Keys, r: &sqlx::any::AnyRow) -> Result<
         submitted_by: s(r, "submitted_by")?,
         commit: s(r, "commit_sha")?,
         pipeline_id: s(r, "pipeline_id")?,
+        source: s(r, "source")?,
         traceparent: s(r, "traceparent")?,
         created_ms: i(r, "created_ms")?,
         updated_ms: i(r, "updated_ms")?,

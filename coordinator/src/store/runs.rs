@@ -17,6 +17,8 @@ pub struct Run {
     pub submitted_by: String,
     pub commit: String,
     pub pipeline_id: String,
+    /// Where the module comes from (repository URL and path), as declared at submit.
+    pub source: String,
     pub traceparent: String,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -76,6 +78,8 @@ pub struct NewRun {
     pub actor: String,
     pub commit: String,
     pub pipeline_id: String,
+    /// Where the module comes from (repository URL and path), as declared at submit.
+    pub source: String,
     pub traceparent: String,
 }
 

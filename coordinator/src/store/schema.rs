@@ -175,6 +175,58 @@ ALTER TABLE tasks ADD COLUMN lease_sha256 TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN sensitive_variables TEXT NOT NULL DEFAULT '[]'
 "#,
     ),
+    (
+        5,
+        r#"
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  user_name TEXT NOT NULL,
+  sha256 TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  expires_ms BIGINT,
+  last_used_ms BIGINT,
+  revoked_ms BIGINT
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_name);
+CREATE TABLE role_grants (
+  user_name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  workspaces TEXT NOT NULL,
+  granted_by TEXT NOT NULL,
+  granted_ms BIGINT NOT NULL,
+  PRIMARY KEY (user_name, role, workspaces)
+);
+CREATE TABLE workspace_rules (
+  workspaces TEXT PRIMARY KEY,
+  four_eyes BIGINT NOT NULL,
+  sources TEXT NOT NULL,
+  digests TEXT NOT NULL,
+  pools TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE TABLE pool_rules (
+  pool TEXT PRIMARY KEY,
+  workspaces TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE TABLE join_tokens (
+  id TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL UNIQUE,
+  pools TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  revoked_ms BIGINT
+);
+ALTER TABLE agents ADD COLUMN revoked_ms BIGINT;
+ALTER TABLE agents ADD COLUMN credential_expires_ms BIGINT;
+ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

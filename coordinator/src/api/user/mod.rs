@@ -3,6 +3,7 @@
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
 //! [`bundles`] and [`dead_letters`]. Every handler asks [`auth::authorize`] first.
 
+mod access;
 mod agents;
 mod bundles;
 mod dead_letters;
@@ -132,5 +133,69 @@ impl UserService for UserApi {
         req: Request<v1::PurgeDeadLettersRequest>,
     ) -> Reply<v1::PurgeDeadLettersResponse> {
         dead_letters::purge(&self.shared, req).await
+    }
+
+    async fn who_am_i(&self, req: Request<v1::WhoAmIRequest>) -> Reply<v1::WhoAmIResponse> {
+        access::who_am_i(&self.shared, req).await
+    }
+
+    async fn create_token(&self, req: Request<v1::CreateTokenRequest>) -> Reply<v1::CreateTokenResponse> {
+        access::create_token(&self.shared, req).await
+    }
+
+    async fn list_tokens(&self, req: Request<v1::ListTokensRequest>) -> Reply<v1::ListTokensResponse> {
+        access::list_tokens(&self.shared, req).await
+    }
+
+    async fn revoke_token(&self, req: Request<v1::RevokeTokenRequest>) -> Reply<v1::TokenInfo> {
+        access::revoke_token(&self.shared, req).await
+    }
+
+    async fn grant_role(&self, req: Request<v1::RoleGrantRequest>) -> Reply<v1::RoleGrant> {
+        access::grant_role(&self.shared, req).await
+    }
+
+    async fn revoke_role(&self, req: Request<v1::RoleGrantRequest>) -> Reply<v1::RoleGrant> {
+        access::revoke_role(&self.shared, req).await
+    }
+
+    async fn list_roles(&self, req: Request<v1::ListRolesRequest>) -> Reply<v1::ListRolesResponse> {
+        access::list_roles(&self.shared, req).await
+    }
+
+    async fn set_workspace_rule(&self, req: Request<v1::WorkspaceRule>) -> Reply<v1::WorkspaceRule> {
+        access::set_workspace_rule(&self.shared, req).await
+    }
+
+    async fn delete_workspace_rule(&self, req: Request<v1::DeleteWorkspaceRuleRequest>) -> Reply<v1::WorkspaceRule> {
+        access::delete_workspace_rule(&self.shared, req).await
+    }
+
+    async fn list_workspace_rules(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListWorkspaceRulesResponse> {
+        access::list_workspace_rules(&self.shared, req).await
+    }
+
+    async fn set_pool_rule(&self, req: Request<v1::PoolRule>) -> Reply<v1::PoolRule> {
+        access::set_pool_rule(&self.shared, req).await
+    }
+
+    async fn list_pool_rules(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListPoolRulesResponse> {
+        access::list_pool_rules(&self.shared, req).await
+    }
+
+    async fn create_join_token(&self, req: Request<v1::CreateJoinTokenRequest>) -> Reply<v1::CreateJoinTokenResponse> {
+        access::create_join_token(&self.shared, req).await
+    }
+
+    async fn list_join_tokens(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListJoinTokensResponse> {
+        access::list_join_tokens(&self.shared, req).await
+    }
+
+    async fn revoke_join_token(&self, req: Request<v1::RevokeTokenRequest>) -> Reply<v1::JoinTokenInfo> {
+        access::revoke_join_token(&self.shared, req).await
+    }
+
+    async fn revoke_agent(&self, req: Request<v1::RevokeAgentRequest>) -> Reply<v1::Agent> {
+        access::revoke_agent(&self.shared, req).await
     }
 }

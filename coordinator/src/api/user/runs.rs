@@ -146,6 +146,7 @@ fn new_run(
         actor: r.actor,
         commit: r.commit,
         pipeline_id: r.pipeline_id,
+        source: r.source,
     }
 }
 

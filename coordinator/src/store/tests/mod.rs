@@ -34,6 +34,7 @@ fn new_run(ws: &str, auto: bool) -> NewRun {
         actor: "alice".into(),
         commit: "abc".into(),
         pipeline_id: "p1".into(),
+        source: String::new(),
         traceparent: String::new(),
     }
 }
