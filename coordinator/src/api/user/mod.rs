@@ -139,11 +139,17 @@ impl UserService for UserApi {
         access::who_am_i(&self.shared, req).await
     }
 
-    async fn create_token(&self, req: Request<v1::CreateTokenRequest>) -> Reply<v1::CreateTokenResponse> {
+    async fn create_token(
+        &self,
+        req: Request<v1::CreateTokenRequest>,
+    ) -> Reply<v1::CreateTokenResponse> {
         access::create_token(&self.shared, req).await
     }
 
-    async fn list_tokens(&self, req: Request<v1::ListTokensRequest>) -> Reply<v1::ListTokensResponse> {
+    async fn list_tokens(
+        &self,
+        req: Request<v1::ListTokensRequest>,
+    ) -> Reply<v1::ListTokensResponse> {
         access::list_tokens(&self.shared, req).await
     }
 
@@ -163,15 +169,24 @@ impl UserService for UserApi {
         access::list_roles(&self.shared, req).await
     }
 
-    async fn set_workspace_rule(&self, req: Request<v1::WorkspaceRule>) -> Reply<v1::WorkspaceRule> {
+    async fn set_workspace_rule(
+        &self,
+        req: Request<v1::WorkspaceRule>,
+    ) -> Reply<v1::WorkspaceRule> {
         access::set_workspace_rule(&self.shared, req).await
     }
 
-    async fn delete_workspace_rule(&self, req: Request<v1::DeleteWorkspaceRuleRequest>) -> Reply<v1::WorkspaceRule> {
+    async fn delete_workspace_rule(
+        &self,
+        req: Request<v1::DeleteWorkspaceRuleRequest>,
+    ) -> Reply<v1::WorkspaceRule> {
         access::delete_workspace_rule(&self.shared, req).await
     }
 
-    async fn list_workspace_rules(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListWorkspaceRulesResponse> {
+    async fn list_workspace_rules(
+        &self,
+        req: Request<v1::ListRulesRequest>,
+    ) -> Reply<v1::ListWorkspaceRulesResponse> {
         access::list_workspace_rules(&self.shared, req).await
     }
 
@@ -179,19 +194,31 @@ impl UserService for UserApi {
         access::set_pool_rule(&self.shared, req).await
     }
 
-    async fn list_pool_rules(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListPoolRulesResponse> {
+    async fn list_pool_rules(
+        &self,
+        req: Request<v1::ListRulesRequest>,
+    ) -> Reply<v1::ListPoolRulesResponse> {
         access::list_pool_rules(&self.shared, req).await
     }
 
-    async fn create_join_token(&self, req: Request<v1::CreateJoinTokenRequest>) -> Reply<v1::CreateJoinTokenResponse> {
+    async fn create_join_token(
+        &self,
+        req: Request<v1::CreateJoinTokenRequest>,
+    ) -> Reply<v1::CreateJoinTokenResponse> {
         access::create_join_token(&self.shared, req).await
     }
 
-    async fn list_join_tokens(&self, req: Request<v1::ListRulesRequest>) -> Reply<v1::ListJoinTokensResponse> {
+    async fn list_join_tokens(
+        &self,
+        req: Request<v1::ListRulesRequest>,
+    ) -> Reply<v1::ListJoinTokensResponse> {
         access::list_join_tokens(&self.shared, req).await
     }
 
-    async fn revoke_join_token(&self, req: Request<v1::RevokeTokenRequest>) -> Reply<v1::JoinTokenInfo> {
+    async fn revoke_join_token(
+        &self,
+        req: Request<v1::RevokeTokenRequest>,
+    ) -> Reply<v1::JoinTokenInfo> {
         access::revoke_join_token(&self.shared, req).await
     }
 
