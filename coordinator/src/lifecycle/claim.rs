@@ -34,6 +34,7 @@ impl Store {
         policy: &Policy,
     ) -> Result<ClaimOutcome> {
         let now = now_ms();
+        let rules = crate::auth::Rules::load(self).await?;
         let mut tx = self.begin().await?;
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
             return Ok(ClaimOutcome::Refused(format!("unknown task {task_id}")));
@@ -48,6 +49,16 @@ impl Store {
             )));
         }
         let run = get_run_c(&self.keys, &mut tx, &task.run_id).await?;
+        if let Err(why) = rules
+            .check_pool(&run.workspace, &task.pool)
+            .and_then(|()| rules.check_module(&run.workspace, &run.source, &run.bundle_digest))
+        {
+            let why = format!("refused at claim: {why}");
+            self.fail_queued(&mut tx, &task, &run, &why, "coordinator", now)
+                .await?;
+            self.commit(tx).await?;
+            return Ok(ClaimOutcome::Refused(why));
+        }
         let (from, to) = match task.phase {
             Phase::Plan => (RunState::Queued, RunState::Planning),
             Phase::Apply => (RunState::Approved, RunState::Applying),

@@ -20,10 +20,13 @@ pub struct HeartbeatAnswer {
     pub cancel: Vec<String>,
     /// Leases the coordinator no longer honours: stop these tasks now.
     pub lost: Vec<String>,
+    /// An admin revoked the agent: it must stop.
+    pub revoked: bool,
 }
 
 impl Store {
-    /// Renews the leases an agent still holds.
+    /// Renews the agent's credential and the leases it still holds; a revoked agent's leases
+    /// are all lost.
     pub async fn heartbeat(
         &self,
         agent_id: &str,
@@ -33,12 +36,21 @@ impl Store {
     ) -> Result<HeartbeatAnswer> {
         let now = now_ms();
         let mut c = self.pool.acquire().await?;
-        sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2 WHERE id = $3")
+        let seen = sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2, credential_expires_ms = $4 WHERE id = $3 AND revoked_ms IS NULL")
             .bind(now)
             .bind(if draining { "draining" } else { "active" })
             .bind(agent_id)
+            .bind(now + policy.agent_credential_ttl_ms)
             .execute(&mut *c)
-            .await?;
+            .await?
+            .rows_affected();
+        if seen == 0 {
+            return Ok(HeartbeatAnswer {
+                lost: leases.iter().map(|l| l.task_id.clone()).collect(),
+                revoked: true,
+                ..Default::default()
+            });
+        }
         let mut answer = HeartbeatAnswer::default();
         for l in leases {
             let (task_id, token) = (&l.task_id, &l.token);

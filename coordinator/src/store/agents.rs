@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// What authenticates a registered agent.
+#[derive(Clone, Debug)]
+pub struct AgentCredential {
+    pub secret_sha256: String,
+    pub pools: Vec<String>,
+    /// 0: not revoked.
+    pub revoked_ms: i64,
+    /// When the credential stops working unless a heartbeat renews it (0: never).
+    pub expires_ms: i64,
+}
+
 pub struct Agent {
     pub id: String,
     pub name: String,
@@ -15,13 +26,13 @@ pub struct Agent {
     pub revoked_ms: i64,
 }
 
-/// Whether `agent_id` is registered for `pool`.
+/// Whether `agent_id` is registered for `pool` (and not revoked).
 pub(crate) async fn agent_serves(
     c: &mut AnyConnection,
     agent_id: &str,
     pool: &str,
 ) -> Result<bool> {
-    let Some(row) = sqlx::query("SELECT pools FROM agents WHERE id = $1")
+    let Some(row) = sqlx::query("SELECT pools FROM agents WHERE id = $1 AND revoked_ms IS NULL")
         .bind(agent_id)
         .fetch_optional(&mut *c)
         .await?
@@ -57,11 +68,13 @@ impl Store {
         labels: &BTreeMap<String, String>,
         capacity: u32,
         secret_sha256: &str,
+        credential_expires_ms: i64,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms, secret_sha256) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, pools = excluded.pools, labels = excluded.labels, capacity = excluded.capacity, state = 'active', last_seen_ms = excluded.last_seen_ms, secret_sha256 = excluded.secret_sha256",
+            "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms, secret_sha256, credential_expires_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, pools = excluded.pools, labels = excluded.labels, capacity = excluded.capacity, state = 'active', last_seen_ms = excluded.last_seen_ms, secret_sha256 = excluded.secret_sha256, credential_expires_ms = excluded.credential_expires_ms \
+             WHERE agents.revoked_ms IS NULL",
         )
         .bind(id)
         .bind(name)
@@ -71,26 +84,59 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(secret_sha256)
+        .bind(credential_expires_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// A registered agent's secret hash and pools, if the agent is known.
-    pub async fn agent_credential(&self, id: &str) -> Result<Option<(String, Vec<String>)>> {
-        let Some(r) = sqlx::query("SELECT secret_sha256, pools FROM agents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
+    /// A registered agent's credential, if the agent is known.
+    pub async fn agent_credential(&self, id: &str) -> Result<Option<AgentCredential>> {
+        let Some(r) = sqlx::query(
+            "SELECT secret_sha256, pools, revoked_ms, credential_expires_ms FROM agents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
-        let pools = serde_json::from_str(&s(&r, "pools")?).map_err(|e| {
-            Error::Internal(format!(
-                "agents.pools of agent {id} is not a JSON list: {e}"
-            ))
-        })?;
-        Ok(Some((s(&r, "secret_sha256")?, pools)))
+        Ok(Some(AgentCredential {
+            secret_sha256: s(&r, "secret_sha256")?,
+            pools: json_col(&s(&r, "pools")?, "agents", "pools")?,
+            revoked_ms: i0(&r, "revoked_ms")?,
+            expires_ms: i0(&r, "credential_expires_ms")?,
+        }))
+    }
+
+    /// Revokes an agent: its identity stops working, and the leases it holds expire now so
+    /// the reaper fails them over. Returns the agent.
+    pub async fn revoke_agent(&self, id: &str) -> Result<Agent> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE agents SET revoked_ms = $1, state = 'revoked' WHERE id = $2 AND revoked_ms IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            sqlx::query(
+                "UPDATE tasks SET lease_expires_ms = $1 WHERE agent_id = $2 AND state = 'running'",
+            )
+            .bind(now - 1)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.agents()
+            .await?
+            .into_iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| {
+                Error::NotFound(format!("no agent {id} (tofuflow agent list shows them)"))
+            })
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>> {

@@ -9,11 +9,14 @@ pub mod crypt;
 pub mod schema;
 mod sqlite_file;
 
+mod access;
 mod agents;
 mod blobs;
+mod join_tokens;
 mod logs;
 mod outbox;
 mod rows;
+mod rules;
 mod runs;
 mod state_locks;
 mod state_versions;
@@ -21,10 +24,13 @@ mod tasks;
 mod transitions;
 mod tx;
 
+pub use access::*;
 pub use agents::*;
+pub use join_tokens::*;
 pub use logs::*;
 pub use outbox::*;
 pub(crate) use rows::*;
+pub use rules::*;
 pub use runs::*;
 pub use state_locks::*;
 pub use state_versions::*;
@@ -66,6 +72,8 @@ pub struct RunChange {
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub lease_ttl_ms: i64,
+    /// How long an agent's credential lives without a heartbeat renewing it.
+    pub agent_credential_ttl_ms: i64,
     pub max_plan_attempts: u32,
     pub queue_timeout_ms: i64,
     pub approval_timeout_ms: i64,

@@ -14,6 +14,7 @@ mod state;
 fn policy() -> Policy {
     Policy {
         lease_ttl_ms: 60_000,
+        agent_credential_ttl_ms: 86_400_000,
         max_plan_attempts: 3,
         queue_timeout_ms: 3_600_000,
         approval_timeout_ms: 3_600_000,
@@ -96,6 +97,7 @@ async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
                 &BTreeMap::new(),
                 1,
                 &sha256_hex(a.as_bytes()),
+                0,
             )
             .await
             .unwrap();
