@@ -61,6 +61,13 @@ fn stop(h: &Held, why: StopReason) {
     h.cancel.cancel();
 }
 
+/// What the heartbeat loop does when the coordinator says the agent was revoked: sets `flag`
+/// and stops the whole agent.
+pub struct Revocation {
+    pub flag: Arc<std::sync::atomic::AtomicBool>,
+    pub stop_agent: CancellationToken,
+}
+
 /// Heartbeats until `shutdown`; `draining` is reported once set.
 #[allow(clippy::too_many_arguments)]
 pub async fn heartbeat_loop(
@@ -72,6 +79,7 @@ pub async fn heartbeat_loop(
     draining: Arc<std::sync::atomic::AtomicBool>,
     free: Arc<tokio::sync::Semaphore>,
     shutdown: CancellationToken,
+    revocation: Revocation,
 ) {
     let mut last_ok = Instant::now();
     let mut tick = tokio::time::interval(every);
@@ -101,6 +109,13 @@ pub async fn heartbeat_loop(
             Ok(Ok(r)) => {
                 last_ok = Instant::now();
                 let r = r.into_inner();
+                if r.revoked {
+                    tracing::error!("the coordinator revoked this agent: stopping");
+                    revocation
+                        .flag
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    revocation.stop_agent.cancel();
+                }
                 for id in r.cancel_task_ids {
                     tracing::info!(task_id = %id, "coordinator asks to cancel the task");
                     leases.stop(&id, StopReason::UserCancel);

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod identity;
 pub mod labels;
 pub mod lease;
 pub mod mask;
@@ -115,10 +116,16 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
     let channel = coordinator_channel(&cfg.coordinator)?;
-    let client = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone())
-        .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
-    let Some(reg) = register(&client, &cfg, &name, &labels, &shutdown).await? else {
+    let req = v1::RegisterRequest {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        agent_id: String::new(),
+        name: name.clone(),
+        pools: cfg.pools.clone(),
+        labels: labels.clone().into_iter().collect(),
+        capacity: cfg.concurrency,
+    };
+    let Some(reg) = join(&channel, &bearer, &cfg, req, &shutdown).await? else {
         return Ok(());
     };
     let agent_id = reg.agent_id.clone();
@@ -135,6 +142,7 @@ pub async fn run(
     let free = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency as usize));
     let tracker = TaskTracker::new();
     let hb_stop = CancellationToken::new();
+    let revoked = Arc::new(AtomicBool::new(false));
     tracker.spawn(lease::heartbeat_loop(
         client.clone(),
         agent_id.clone(),
@@ -144,6 +152,10 @@ pub async fn run(
         draining.clone(),
         free.clone(),
         hb_stop.clone(),
+        lease::Revocation {
+            flag: revoked.clone(),
+            stop_agent: shutdown.clone(),
+        },
     ));
     let amqp = Arc::new(consumer::Amqp::new(cfg.amqp_url.clone(), cfg.pools.clone()));
     // Connect once up front so a wrong AMQP URL fails loudly at start.
@@ -172,6 +184,12 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     amqp.close().await;
+    if revoked.load(std::sync::atomic::Ordering::SeqCst) {
+        identity::Identity::forget(&cfg.work_root);
+        return Err(format!(
+            "agent {agent_id} was revoked by an admin of the coordinator: it stopped; to serve again it needs a new join token"
+        ));
+    }
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -203,22 +221,57 @@ fn host_labels(
     Ok(labels)
 }
 
+/// Joins the coordinator: as the identity stored in the work root when there is one (a
+/// refused one is forgotten), else with the join token; stores the identity it gets. `None`
+/// when `shutdown` came first.
+async fn join(
+    channel: &Channel,
+    bearer: &tofuflow_proto::auth::Bearer,
+    cfg: &Config,
+    req: v1::RegisterRequest,
+    shutdown: &CancellationToken,
+) -> Result<Option<v1::RegisterResponse>, String> {
+    let client = |b: tofuflow_proto::auth::Bearer| {
+        AgentServiceClient::with_interceptor(channel.clone(), b)
+            .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES)
+    };
+    let mut reg = None;
+    if let Some(id) = identity::Identity::load(&cfg.work_root) {
+        let again = v1::RegisterRequest {
+            agent_id: id.agent_id.clone(),
+            ..req.clone()
+        };
+        let as_itself = client(bearer.with_agent(&id.agent_id, &id.secret)?);
+        match register(&as_itself, cfg, again, shutdown).await {
+            Ok(r) => reg = Some(r),
+            Err(e) => {
+                tracing::warn!(agent_id = %id.agent_id, error = %e, "the stored identity was refused: joining again with the token");
+                identity::Identity::forget(&cfg.work_root);
+            }
+        }
+    }
+    let reg = match reg {
+        Some(r) => r,
+        None => register(&client(bearer.clone()), cfg, req, shutdown).await?,
+    };
+    if let Some(r) = &reg {
+        identity::Identity {
+            agent_id: r.agent_id.clone(),
+            secret: r.agent_secret.clone(),
+            expires_ms: r.agent_secret_expires_ms,
+        }
+        .save(&cfg.work_root)?;
+    }
+    Ok(reg)
+}
+
 /// Registers (retrying while the coordinator starts); `None` when `shutdown` came first.
 async fn register(
     client: &Client,
     cfg: &Config,
-    name: &str,
-    labels: &std::collections::BTreeMap<String, String>,
+    req: v1::RegisterRequest,
     shutdown: &CancellationToken,
 ) -> Result<Option<v1::RegisterResponse>, String> {
-    let req = v1::RegisterRequest {
-        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-        agent_id: String::new(),
-        name: name.to_string(),
-        pools: cfg.pools.clone(),
-        labels: labels.clone().into_iter().collect(),
-        capacity: cfg.concurrency,
-    };
     let started = std::time::Instant::now();
     loop {
         let mut c = client.clone();

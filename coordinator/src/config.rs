@@ -86,7 +86,8 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_DEAD_LETTER_MAX", default_value_t = tofuflow_proto::amqp::DEAD_LETTER_MAX, value_parser = clap::value_parser!(i64).range(1..))]
     pub dead_letter_max: i64,
 
-    /// Token(s) agents must present (comma-separated). Unset: any caller may act as an agent.
+    /// Static token(s) valid for every pool (comma-separated), an alternative to join tokens
+    /// (`tofuflow agent join-token create`) for setups that configure agents declaratively.
     #[arg(
         long,
         env = "TOFUFLOW_AGENT_TOKEN",
@@ -105,10 +106,25 @@ pub struct Config {
     )]
     pub agent_pool_token: Vec<String>,
 
-    /// TOML file of users: [[users]] name, role (viewer|operator|admin), token_sha256. Unset:
-    /// the user API is open and names are taken as declared.
+    /// TOML file of users for declarative setups: [[users]] name, role or roles
+    /// (viewer|operator|approver|admin), workspaces (globs, default ["**"]), token_sha256.
+    /// Works beside the API tokens kept in the database.
     #[arg(long, env = "TOFUFLOW_USERS_FILE")]
     pub users_file: Option<std::path::PathBuf>,
+
+    /// Opens both APIs to anyone who reaches the ports, for local experiments only: no token is
+    /// checked and users' names are taken as declared. Logged loudly at every start.
+    #[arg(long, env = "TOFUFLOW_INSECURE_OPEN")]
+    pub insecure_open: bool,
+
+    /// Default lifetime of API tokens created with `tofuflow token create` (e.g. 90d, 12h).
+    #[arg(long, env = "TOFUFLOW_TOKEN_TTL", default_value = "90d", value_parser = dur)]
+    pub token_ttl: Duration,
+
+    /// How long an agent's own credential lives without a heartbeat renewing it; an agent
+    /// down for longer needs a new join token.
+    #[arg(long, env = "TOFUFLOW_AGENT_CREDENTIAL_TTL", default_value = "24h", value_parser = dur)]
+    pub agent_credential_ttl: Duration,
 
     /// Base64 of a 32-byte key: stored state is encrypted with AES-256-GCM under it.
     #[arg(long, env = "TOFUFLOW_STATE_KEY", hide_env_values = true)]
@@ -210,6 +226,7 @@ impl Config {
     pub fn policy(&self) -> crate::store::Policy {
         crate::store::Policy {
             lease_ttl_ms: self.lease_ttl.as_millis() as i64,
+            agent_credential_ttl_ms: self.agent_credential_ttl.as_millis() as i64,
             max_plan_attempts: self.max_plan_attempts,
             queue_timeout_ms: self.queue_timeout.as_millis() as i64,
             approval_timeout_ms: self.approval_timeout.as_millis() as i64,

@@ -37,6 +37,9 @@ pub use config::Config;
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     let auth = load_auth(&cfg)?;
     let store = open_store(&cfg).await?;
+    if !auth.is_open() && !auth.has_users_file() {
+        bootstrap_admin(&store).await?;
+    }
     let (grpc, http_l) = listen(&cfg).await?;
     let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;
@@ -60,7 +63,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
         public_http_url,
         max_bundle_bytes: cfg.max_bundle_bytes,
-        users_open: auth.users_open(),
+        open: auth.is_open(),
+        failures: auth.failures.clone(),
+        token_ttl_ms: cfg.token_ttl.as_millis() as i64,
+        agent_credentials: Default::default(),
     };
     serve_grpc(&tracker, grpc, shared, &auth, &shutdown).await;
     let app = http::App {
@@ -96,16 +102,29 @@ fn load_auth(cfg: &Config) -> Result<auth::Auth, String> {
         &cfg.agent_token,
         &cfg.agent_pool_token,
         cfg.users_file.as_deref(),
+        cfg.insecure_open,
     )?;
-    if auth.agents_open() {
-        tracing::warn!("the agent API is open: set --agent-token (TOFUFLOW_AGENT_TOKEN) so only your agents can claim tasks and their credentials");
-    }
-    if auth.users_open() {
-        tracing::warn!(
-            "the user API is open and trusts declared names: set --users-file for tokens and roles"
-        );
+    if auth.is_open() {
+        tracing::warn!("--insecure-open: ANYONE WHO REACHES THESE PORTS IS AN ADMIN AND MAY ACT AS AN AGENT; no token is checked and users' names are taken as declared. For local experiments only.");
     }
     Ok(auth)
+}
+
+/// On the first start on an empty database (no API token, no role yet), creates the user
+/// `admin` with the admin role on `**` and prints its token once on stdout; never again.
+async fn bootstrap_admin(store: &store::Store) -> Result<(), String> {
+    let token = format!("tfu_{}", store::secret());
+    let created = store
+        .bootstrap_admin("admin", &auth::hash(&token))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(id) = created {
+        tracing::warn!(token_id = %id, "created the bootstrap admin token (user admin, admin on **): it is printed once on stdout; save it with `tofuflow login`, create your own tokens and revoke it");
+        println!(
+            "tofuflow: bootstrap admin token (shown once; save it with 'tofuflow login'): {token}"
+        );
+    }
+    Ok(())
 }
 
 /// Connects to the database (migrating it) and sets the state keys, re-encrypting versions

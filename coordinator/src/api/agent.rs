@@ -12,71 +12,85 @@ use super::Shared;
 use crate::auth::AgentGrant;
 use crate::error::Error;
 use crate::lifecycle::{ClaimOutcome, HeldLease};
-use crate::store::{sha256_hex, LeaseProof};
-use std::collections::{BTreeMap, HashMap};
+use crate::store::{sha256_hex, AgentCredential, LeaseProof};
+use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use tofuflow_proto::v1::{self, agent_service_server::AgentService};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-
-/// Registered agents' secret hashes and pools, read from the store on first use.
-type Credentials = Arc<Mutex<HashMap<String, (String, Vec<String>)>>>;
 
 /// The agent service over the coordinator's shared state.
 pub struct AgentApi {
     /// What every handler needs.
     pub shared: Shared,
-    /// Registered agents' secret hashes and pools (a cache of the store's).
-    pub credentials: Credentials,
 }
 
 impl AgentApi {
-    /// An agent service with an empty credential cache.
     pub fn new(shared: Shared) -> AgentApi {
-        AgentApi {
-            shared,
-            credentials: Default::default(),
+        AgentApi { shared }
+    }
+
+    /// A registered agent's credential: from the cache, else the store (then cached). A cached
+    /// one past its expiry is read again (heartbeats renew it in the store).
+    async fn credential(&self, id: &str) -> crate::error::Result<AgentCredential> {
+        let cache = &self.shared.agent_credentials;
+        let now = crate::store::now_ms();
+        if let Some(c) = cache.lock().ok().and_then(|m| m.get(id).cloned()) {
+            if c.expires_ms == 0 || c.expires_ms > now {
+                return Ok(c);
+            }
         }
+        let c = self
+            .shared
+            .store
+            .agent_credential(id)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated(format!("unknown agent {id}: join again")))?;
+        if let Ok(mut m) = cache.lock() {
+            m.insert(id.to_string(), c.clone());
+        }
+        Ok(c)
     }
 
     /// The authenticated agent of a call: the id and secret in its metadata must match a
-    /// registration, and the call's token must still cover that agent's pools. `claimed` is the
-    /// agent id the request body names (it must be the caller's own, or empty).
+    /// registration that is neither revoked nor expired, and a static token must still cover
+    /// that agent's pools. `claimed` is the agent id the request body names (the caller's own,
+    /// or empty).
     async fn caller<T>(&self, req: &Request<T>, claimed: &str) -> crate::error::Result<String> {
+        self.identify(req, claimed, false).await
+    }
+
+    /// [`Self::caller`], letting a revoked agent through when `revoked_ok` (its heartbeat is
+    /// answered "revoked" so it stops).
+    async fn identify<T>(
+        &self,
+        req: &Request<T>,
+        claimed: &str,
+        revoked_ok: bool,
+    ) -> crate::error::Result<String> {
         let Some((id, secret)) = tofuflow_proto::auth::agent_identity(req.metadata()) else {
             return Err(Error::Unauthenticated(
                 "agent identity missing: register first (the agent sends the id and secret its registration returned)".into()));
         };
-        let cached = self
-            .credentials
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&id).cloned());
-        let (hash, pools) = match cached {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .shared
-                    .store
-                    .agent_credential(&id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Unauthenticated(format!("unknown agent {id}: register again"))
-                    })?;
-                if let Ok(mut m) = self.credentials.lock() {
-                    m.insert(id.clone(), c.clone());
-                }
-                c
-            }
-        };
-        if hash.is_empty() || hash != sha256_hex(secret.as_bytes()) {
+        let c = self.credential(&id).await?;
+        if c.secret_sha256.is_empty() || c.secret_sha256 != sha256_hex(secret.as_bytes()) {
+            self.refused(req, "forged agent credential");
             return Err(Error::Unauthenticated(format!(
                 "wrong secret for agent {id}: only the agent that registered can act as it"
             )));
         }
+        if c.revoked_ms > 0 && !revoked_ok {
+            return Err(Error::PermissionDenied(format!(
+                "agent {id} was revoked by an admin: it must join again with a new join token"
+            )));
+        }
+        if c.expires_ms > 0 && c.expires_ms <= crate::store::now_ms() {
+            return Err(Error::Unauthenticated(format!(
+                "the credential of agent {id} expired (no heartbeat renewed it): join again with a join token"
+            )));
+        }
         let grant = req.extensions().get::<AgentGrant>();
-        if let Some(p) = pools.iter().find(|p| !grant.is_some_and(|g| g.covers(p))) {
+        if let Some(p) = c.pools.iter().find(|p| !grant.is_some_and(|g| g.covers(p))) {
             return Err(Error::PermissionDenied(format!(
                 "this agent token is not valid for pool {p:?}"
             )));
@@ -87,6 +101,75 @@ impl AgentApi {
             )));
         }
         Ok(id)
+    }
+
+    /// The id a registration gets: a new one, or the agent's own when it names it and proves
+    /// it with its secret (a revoked agent cannot come back under its old id).
+    async fn registration_id(
+        &self,
+        req: &Request<v1::RegisterRequest>,
+    ) -> crate::error::Result<String> {
+        let want = &req.get_ref().agent_id;
+        if want.is_empty() {
+            return Ok(uuid::Uuid::new_v4().to_string());
+        }
+        let Some(c) = self.shared.store.agent_credential(want).await? else {
+            return Ok(want.clone());
+        };
+        let ok = !c.secret_sha256.is_empty()
+            && tofuflow_proto::auth::agent_identity(req.metadata())
+                .is_some_and(|(i, s)| &i == want && sha256_hex(s.as_bytes()) == c.secret_sha256);
+        if !ok {
+            return Err(Error::PermissionDenied(format!(
+                "agent id {want} is registered by another agent: register without an id"
+            )));
+        }
+        if c.revoked_ms > 0 {
+            return Err(Error::PermissionDenied(format!(
+                "agent {want} was revoked by an admin: join again without its old identity (delete its identity.json) using a new join token"
+            )));
+        }
+        Ok(want.clone())
+    }
+
+    /// Counts and logs a refused agent credential.
+    fn refused<T>(&self, req: &Request<T>, why: &str) {
+        self.shared
+            .failures
+            .record(crate::auth::Api::Agent, req.remote_addr(), why);
+    }
+
+    /// The pools a registration's credential allows: a static token's, a join token's (valid,
+    /// unexpired, unrevoked), or, for an agent re-registering with its identity, its own.
+    async fn allowed_pools(
+        &self,
+        req: &Request<v1::RegisterRequest>,
+    ) -> crate::error::Result<Option<Vec<String>>> {
+        match req.extensions().get::<AgentGrant>().cloned() {
+            None => Err(Error::Unauthenticated("no agent credential".into())),
+            Some(AgentGrant::AnyPool) => Ok(None),
+            Some(AgentGrant::Pools(p)) => Ok(Some(p)),
+            Some(AgentGrant::Identity) => {
+                self.caller(req, &req.get_ref().agent_id).await?;
+                let id = tofuflow_proto::auth::agent_identity(req.metadata())
+                    .map(|(i, _)| i)
+                    .unwrap_or_default();
+                Ok(Some(self.credential(&id).await?.pools))
+            }
+            Some(AgentGrant::JoinToken { sha256 }) => {
+                let t = self.shared.store.join_token_by_hash(&sha256).await?;
+                let why = match &t {
+                    None => "invalid agent token",
+                    Some(t) if t.revoked_ms > 0 => "revoked join token",
+                    Some(t) if t.expires_ms <= crate::store::now_ms() => "expired join token",
+                    Some(t) => return Ok(Some(t.pools.clone())),
+                };
+                self.refused(req, why);
+                Err(Error::Unauthenticated(format!(
+                    "{why}: create a join token with `tofuflow agent join-token create --pool POOL` and start the agent with --token (TOFUFLOW_AGENT_TOKEN)"
+                )))
+            }
+        }
     }
 }
 
@@ -110,7 +193,7 @@ impl AgentService for AgentApi {
         req: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
         check_protocol(req.get_ref().protocol_version)?;
-        let grant = req.extensions().get::<AgentGrant>().cloned();
+        let allowed = self.allowed_pools(&req).await?;
         let r = req.get_ref();
         if r.pools.is_empty() {
             return Err(Error::InvalidInput(
@@ -120,45 +203,24 @@ impl AgentService for AgentApi {
         }
         for p in &r.pools {
             crate::queue::valid_pool(p).map_err(Error::InvalidInput)?;
-            if !grant.as_ref().is_some_and(|g| g.covers(p)) {
+            if allowed.as_ref().is_some_and(|a| !a.contains(p)) {
                 return Err(Error::PermissionDenied(format!(
-                    "this agent token is not valid for pool {p:?}: use a token of the coordinator's --agent-token or a --agent-pool-token {p}=…"
+                    "this agent's credential is not valid for pool {p:?}: join with a token created by `tofuflow agent join-token create --pool {p}`"
                 )).into());
             }
         }
-        // Re-registering an existing id needs that agent's secret.
-        let id = if r.agent_id.is_empty() {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            if let Some((hash, _)) = self
-                .shared
-                .store
-                .agent_credential(&r.agent_id)
-                .await?
-                .filter(|(h, _)| !h.is_empty())
-            {
-                let ok = tofuflow_proto::auth::agent_identity(req.metadata())
-                    .is_some_and(|(i, s)| i == r.agent_id && sha256_hex(s.as_bytes()) == hash);
-                if !ok {
-                    return Err(Error::PermissionDenied(format!(
-                        "agent id {} is registered by another agent: register without an id",
-                        r.agent_id
-                    ))
-                    .into());
-                }
-            }
-            r.agent_id.clone()
-        };
+        let id = self.registration_id(&req).await?;
         let r = req.into_inner();
         let secret = crate::store::secret();
         let hash = sha256_hex(secret.as_bytes());
         let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
+        let expires = crate::store::now_ms() + self.shared.policy.agent_credential_ttl_ms;
         self.shared
             .store
-            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity, &hash)
+            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity, &hash, expires)
             .await?;
-        if let Ok(mut m) = self.credentials.lock() {
-            m.insert(id.clone(), (hash, r.pools.clone()));
+        if let Ok(mut m) = self.shared.agent_credentials.lock() {
+            m.remove(&id);
         }
         tracing::info!(agent_id = %id, pools = ?r.pools, capacity = r.capacity, "agent registered");
         Ok(Response::new(v1::RegisterResponse {
@@ -166,7 +228,7 @@ impl AgentService for AgentApi {
             heartbeat_interval_ms: self.shared.heartbeat_interval_ms,
             lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
             agent_secret: secret,
-            agent_secret_expires_ms: 0,
+            agent_secret_expires_ms: expires,
         }))
     }
 
@@ -174,7 +236,7 @@ impl AgentService for AgentApi {
         &self,
         req: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        let agent_id = self.caller(&req, &req.get_ref().agent_id).await?;
+        let agent_id = self.identify(&req, &req.get_ref().agent_id, true).await?;
         let r = req.into_inner();
         check_protocol(r.protocol_version)?;
         let leases: Vec<HeldLease> = r
@@ -195,10 +257,16 @@ impl AgentService for AgentApi {
         if !answer.lost.is_empty() {
             tracing::warn!(agent_id = %r.agent_id, lost = ?answer.lost, "heartbeat for leases that are gone");
         }
+        if answer.revoked {
+            tracing::warn!(%agent_id, "heartbeat of a revoked agent: told to stop");
+            if let Ok(mut m) = self.shared.agent_credentials.lock() {
+                m.remove(&agent_id);
+            }
+        }
         Ok(Response::new(v1::HeartbeatResponse {
             cancel_task_ids: answer.cancel,
             lost_task_ids: answer.lost,
-            revoked: false,
+            revoked: answer.revoked,
         }))
     }
 

@@ -335,3 +335,63 @@ mod tests {
         assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
     }
 }
+
+/// The wire form of an API token (never the token).
+pub fn token_to_pb(t: store::ApiToken) -> v1::TokenInfo {
+    v1::TokenInfo {
+        id: t.id,
+        user: t.user,
+        description: t.description,
+        created_by: t.created_by,
+        created_ms: t.created_ms,
+        expires_ms: t.expires_ms,
+        last_used_ms: t.last_used_ms,
+        revoked_ms: t.revoked_ms,
+    }
+}
+
+/// The wire form of a role grant.
+pub fn grant_to_pb(g: store::RoleGrantRow) -> v1::RoleGrant {
+    v1::RoleGrant {
+        user: g.user,
+        role: g.role,
+        workspaces: g.workspaces,
+        granted_by: g.granted_by,
+        granted_ms: g.granted_ms,
+    }
+}
+
+/// The wire form of a workspace rule.
+pub fn workspace_rule_to_pb(r: store::WorkspaceRule) -> v1::WorkspaceRule {
+    v1::WorkspaceRule {
+        workspaces: r.workspaces,
+        four_eyes: r.four_eyes,
+        sources: r.sources,
+        bundle_digests: r.digests,
+        pools: r.pools,
+        updated_by: r.updated_by,
+        updated_ms: r.updated_ms,
+    }
+}
+
+/// The wire form of a pool rule.
+pub fn pool_rule_to_pb(r: store::PoolRule) -> v1::PoolRule {
+    v1::PoolRule {
+        pool: r.pool,
+        workspaces: r.workspaces,
+        updated_by: r.updated_by,
+        updated_ms: r.updated_ms,
+    }
+}
+
+/// The wire form of a join token (never the token).
+pub fn join_token_to_pb(t: store::JoinToken) -> v1::JoinTokenInfo {
+    v1::JoinTokenInfo {
+        id: t.id,
+        pools: t.pools,
+        created_by: t.created_by,
+        created_ms: t.created_ms,
+        expires_ms: t.expires_ms,
+        revoked_ms: t.revoked_ms,
+    }
+}

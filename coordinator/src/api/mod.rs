@@ -8,6 +8,10 @@ pub mod user;
 use crate::store::{Policy, Store};
 use std::sync::Arc;
 
+/// Registered agents' credentials by agent id.
+pub type AgentCredentials =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, crate::store::AgentCredential>>>;
+
 /// What every handler needs.
 #[derive(Clone)]
 pub struct Shared {
@@ -21,8 +25,14 @@ pub struct Shared {
     pub public_http_url: String,
     /// Largest bundle or artifact accepted.
     pub max_bundle_bytes: u64,
-    /// True when no users file is configured (names are taken as declared).
-    pub users_open: bool,
+    /// `--insecure-open`: no credential is checked, names are taken as declared.
+    pub open: bool,
+    /// Failed authentications (the handlers' token look-ups count here too).
+    pub failures: Arc<crate::auth::Failures>,
+    /// Default lifetime of a created API token (`--token-ttl`).
+    pub token_ttl_ms: i64,
+    /// Registered agents' credentials (a cache of the store's, dropped on revocation).
+    pub agent_credentials: AgentCredentials,
     /// The dead-letter queue, for admins.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
 }

@@ -1,118 +1,217 @@
-//! Access control over the API: who is calling, API tokens, roles on workspace globs,
-//! workspace and pool rules, agents' join tokens and revocation.
+//! Who is calling, users' API tokens and the roles they hold on workspace globs.
 
-use super::{Reply, Shared};
+use super::{authorize, authorize_caller, caller, Reply, Shared};
+use crate::api::convert::{grant_to_pb, token_to_pb};
+use crate::auth::{Action, Caller, Role, WorkspaceGlob};
+use crate::error::{Error, Result};
+use crate::store::now_ms;
 use tofuflow_proto::v1;
-use tonic::{Request, Status};
+use tonic::{Request, Response};
 
+/// A user name as roles and tokens are given to: letters, digits and `-_.@`.
+fn valid_user(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "{name:?} is not a user name: use letters, digits and -_.@ (at most 100)"
+        )))
+    }
+}
+
+/// The caller's name and grants, and about the token used.
 pub(super) async fn who_am_i(
-    _shared: &Shared,
-    _req: Request<v1::WhoAmIRequest>,
+    shared: &Shared,
+    req: Request<v1::WhoAmIRequest>,
 ) -> Reply<v1::WhoAmIResponse> {
-    Err(Status::unimplemented("who_am_i"))
+    let p = match caller(shared, &req).await? {
+        Caller::Open => {
+            return Ok(Response::new(v1::WhoAmIResponse {
+                open: true,
+                ..Default::default()
+            }))
+        }
+        Caller::User(p) => p,
+    };
+    let expires = match &p.token_id {
+        Some(id) => shared.store.api_token(id).await?.expires_ms,
+        None => 0,
+    };
+    Ok(Response::new(v1::WhoAmIResponse {
+        grants: p
+            .grants
+            .iter()
+            .map(|g| v1::RoleGrant {
+                user: p.name.clone(),
+                role: g.role.to_string(),
+                workspaces: g.workspaces.as_str().to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        name: p.name,
+        open: false,
+        token_id: p.token_id.unwrap_or_default(),
+        token_expires_ms: expires,
+    }))
 }
 
+/// The user a token request is about: the caller (`want` empty) or, for an admin, anyone.
+async fn token_owner<T>(shared: &Shared, req: &Request<T>, want: &str) -> Result<String> {
+    let (c, me) = authorize_caller(shared, req, Action::ManageOwnTokens, None, None).await?;
+    if want.is_empty() || want == me {
+        if me.is_empty() {
+            return Err(Error::InvalidInput(
+                "this coordinator is --insecure-open: name the token's user with --user".into(),
+            ));
+        }
+        return Ok(me);
+    }
+    crate::auth::authorize(&c, Action::ManageTokens, None, None)?;
+    valid_user(want)?;
+    Ok(want.to_string())
+}
+
+/// Creates an API token (the caller's own, or an admin's for anyone); the token is in the
+/// answer only.
 pub(super) async fn create_token(
-    _shared: &Shared,
-    _req: Request<v1::CreateTokenRequest>,
+    shared: &Shared,
+    req: Request<v1::CreateTokenRequest>,
 ) -> Reply<v1::CreateTokenResponse> {
-    Err(Status::unimplemented("create_token"))
+    let user = token_owner(shared, &req, &req.get_ref().user).await?;
+    let by = authorize(shared, &req, Action::ManageOwnTokens, None, None).await?;
+    let r = req.into_inner();
+    if r.ttl_ms < 0 || r.description.len() > 200 {
+        return Err(Error::InvalidInput(
+            "a token's lifetime cannot be negative and its description is at most 200 characters"
+                .into(),
+        )
+        .into());
+    }
+    let ttl = if r.ttl_ms == 0 {
+        shared.token_ttl_ms
+    } else {
+        r.ttl_ms
+    };
+    let token = format!("tfu_{}", crate::store::secret());
+    let by = if by.is_empty() { user.clone() } else { by };
+    let t = shared
+        .store
+        .create_api_token(
+            &user,
+            &crate::auth::hash(&token),
+            &r.description,
+            &by,
+            now_ms() + ttl,
+        )
+        .await?;
+    tracing::info!(token_id = %t.id, %user, created_by = %by, "API token created");
+    Ok(Response::new(v1::CreateTokenResponse {
+        info: Some(token_to_pb(t)),
+        token,
+    }))
 }
 
+/// Lists tokens: the caller's own, or (admin) a user's or everyone's (`*`).
 pub(super) async fn list_tokens(
-    _shared: &Shared,
-    _req: Request<v1::ListTokensRequest>,
+    shared: &Shared,
+    req: Request<v1::ListTokensRequest>,
 ) -> Reply<v1::ListTokensResponse> {
-    Err(Status::unimplemented("list_tokens"))
+    let want = req.get_ref().user.clone();
+    let user = if want == "*" {
+        authorize(shared, &req, Action::ManageTokens, None, None).await?;
+        None
+    } else {
+        Some(token_owner(shared, &req, &want).await?)
+    };
+    let tokens = shared.store.api_tokens(user.as_deref()).await?;
+    Ok(Response::new(v1::ListTokensResponse {
+        tokens: tokens.into_iter().map(token_to_pb).collect(),
+    }))
 }
 
+/// Revokes a token: one's own, or (admin) anyone's.
 pub(super) async fn revoke_token(
-    _shared: &Shared,
-    _req: Request<v1::RevokeTokenRequest>,
+    shared: &Shared,
+    req: Request<v1::RevokeTokenRequest>,
 ) -> Reply<v1::TokenInfo> {
-    Err(Status::unimplemented("revoke_token"))
+    let t = shared.store.api_token(&req.get_ref().id).await?;
+    token_owner(shared, &req, &t.user).await?;
+    let t = shared.store.revoke_api_token(&t.id).await?;
+    tracing::info!(token_id = %t.id, user = %t.user, "API token revoked");
+    Ok(Response::new(token_to_pb(t)))
 }
 
+/// The checked (user, role, glob) of a grant request.
+fn grant_parts(r: &v1::RoleGrantRequest) -> Result<(Role, WorkspaceGlob)> {
+    valid_user(&r.user)?;
+    let role: Role = r.role.parse().map_err(Error::InvalidInput)?;
+    let glob = WorkspaceGlob::parse(&r.workspaces).map_err(Error::InvalidInput)?;
+    Ok((role, glob))
+}
+
+/// Grants a role on a workspace glob (admin).
 pub(super) async fn grant_role(
-    _shared: &Shared,
-    _req: Request<v1::RoleGrantRequest>,
+    shared: &Shared,
+    req: Request<v1::RoleGrantRequest>,
 ) -> Reply<v1::RoleGrant> {
-    Err(Status::unimplemented("grant_role"))
+    let by = authorize(shared, &req, Action::ManageRoles, None, None).await?;
+    let (role, glob) = grant_parts(req.get_ref())?;
+    let user = &req.get_ref().user;
+    let by = if by.is_empty() {
+        "open".to_string()
+    } else {
+        by
+    };
+    let g = shared
+        .store
+        .grant_role(user, role.as_str(), glob.as_str(), &by)
+        .await?;
+    tracing::info!(%user, role = %role, workspaces = %glob.as_str(), granted_by = %by, "role granted");
+    Ok(Response::new(grant_to_pb(g)))
 }
 
+/// Takes a role back (admin).
 pub(super) async fn revoke_role(
-    _shared: &Shared,
-    _req: Request<v1::RoleGrantRequest>,
+    shared: &Shared,
+    req: Request<v1::RoleGrantRequest>,
 ) -> Reply<v1::RoleGrant> {
-    Err(Status::unimplemented("revoke_role"))
+    let by = authorize(shared, &req, Action::ManageRoles, None, None).await?;
+    let (role, glob) = grant_parts(req.get_ref())?;
+    let user = req.get_ref().user.clone();
+    shared
+        .store
+        .revoke_role(&user, role.as_str(), glob.as_str())
+        .await?;
+    tracing::info!(%user, role = %role, workspaces = %glob.as_str(), revoked_by = %by, "role revoked");
+    Ok(Response::new(v1::RoleGrant {
+        user,
+        role: role.to_string(),
+        workspaces: glob.as_str().to_string(),
+        granted_by: by,
+        granted_ms: now_ms(),
+    }))
 }
 
+/// Lists grants: one's own, or (admin) a user's or everyone's.
 pub(super) async fn list_roles(
-    _shared: &Shared,
-    _req: Request<v1::ListRolesRequest>,
+    shared: &Shared,
+    req: Request<v1::ListRolesRequest>,
 ) -> Reply<v1::ListRolesResponse> {
-    Err(Status::unimplemented("list_roles"))
-}
-
-pub(super) async fn set_workspace_rule(
-    _shared: &Shared,
-    _req: Request<v1::WorkspaceRule>,
-) -> Reply<v1::WorkspaceRule> {
-    Err(Status::unimplemented("set_workspace_rule"))
-}
-
-pub(super) async fn delete_workspace_rule(
-    _shared: &Shared,
-    _req: Request<v1::DeleteWorkspaceRuleRequest>,
-) -> Reply<v1::WorkspaceRule> {
-    Err(Status::unimplemented("delete_workspace_rule"))
-}
-
-pub(super) async fn list_workspace_rules(
-    _shared: &Shared,
-    _req: Request<v1::ListRulesRequest>,
-) -> Reply<v1::ListWorkspaceRulesResponse> {
-    Err(Status::unimplemented("list_workspace_rules"))
-}
-
-pub(super) async fn set_pool_rule(
-    _shared: &Shared,
-    _req: Request<v1::PoolRule>,
-) -> Reply<v1::PoolRule> {
-    Err(Status::unimplemented("set_pool_rule"))
-}
-
-pub(super) async fn list_pool_rules(
-    _shared: &Shared,
-    _req: Request<v1::ListRulesRequest>,
-) -> Reply<v1::ListPoolRulesResponse> {
-    Err(Status::unimplemented("list_pool_rules"))
-}
-
-pub(super) async fn create_join_token(
-    _shared: &Shared,
-    _req: Request<v1::CreateJoinTokenRequest>,
-) -> Reply<v1::CreateJoinTokenResponse> {
-    Err(Status::unimplemented("create_join_token"))
-}
-
-pub(super) async fn list_join_tokens(
-    _shared: &Shared,
-    _req: Request<v1::ListRulesRequest>,
-) -> Reply<v1::ListJoinTokensResponse> {
-    Err(Status::unimplemented("list_join_tokens"))
-}
-
-pub(super) async fn revoke_join_token(
-    _shared: &Shared,
-    _req: Request<v1::RevokeTokenRequest>,
-) -> Reply<v1::JoinTokenInfo> {
-    Err(Status::unimplemented("revoke_join_token"))
-}
-
-pub(super) async fn revoke_agent(
-    _shared: &Shared,
-    _req: Request<v1::RevokeAgentRequest>,
-) -> Reply<v1::Agent> {
-    Err(Status::unimplemented("revoke_agent"))
+    let (c, me) = authorize_caller(shared, &req, Action::WhoAmI, None, None).await?;
+    let want = req.get_ref().user.clone();
+    if want != me || want.is_empty() {
+        crate::auth::authorize(&c, Action::ManageRoles, None, None)?;
+    }
+    let grants = shared
+        .store
+        .role_grants(Some(want.as_str()).filter(|w| !w.is_empty()))
+        .await?;
+    Ok(Response::new(v1::ListRolesResponse {
+        grants: grants.into_iter().map(grant_to_pb).collect(),
+    }))
 }

@@ -13,7 +13,7 @@ pub(super) async fn upload(
     shared: &Shared,
     req: Request<Streaming<v1::Chunk>>,
 ) -> Reply<v1::UploadBundleResponse> {
-    authorize(shared, &req, Action::UploadBundle, None, None)?;
+    authorize(shared, &req, Action::UploadBundle, None, None).await?;
     let mut s = req.into_inner();
     let mut data = Vec::new();
     while let Some(c) = s.next().await {

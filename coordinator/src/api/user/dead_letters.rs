@@ -16,7 +16,8 @@ pub(super) async fn list(
         Action::ReadDeadLetters,
         None,
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let limit = match req.get_ref().limit {
         0 => 100,
         n => n.min(1000),
@@ -41,7 +42,8 @@ pub(super) async fn purge(
         Action::PurgeDeadLetters,
         None,
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let reason = req.into_inner().reason;
     let purged = shared.dead_letters.purge().await?;
     tracing::warn!(%actor, %reason, purged, queue = tofuflow_proto::amqp::DEAD_QUEUE, "dead letters purged");

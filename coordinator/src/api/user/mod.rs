@@ -7,11 +7,13 @@ mod access;
 mod agents;
 mod bundles;
 mod dead_letters;
+mod rules;
 mod runs;
 mod state;
 
 use super::Shared;
-use crate::auth::{self, Action};
+use crate::auth::{self, Action, Api, Caller, Grant, Principal, WorkspaceGlob};
+use crate::error::{Error, Result};
 use std::pin::Pin;
 use tofuflow_proto::v1::{self, user_service_server::UserService};
 use tokio_stream::Stream;
@@ -29,16 +31,79 @@ type RunStream = Pin<Box<dyn Stream<Item = Result<v1::Run, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<v1::LogLine, Status>> + Send>>;
 type StateStream = Pin<Box<dyn Stream<Item = Result<v1::StateChunk, Status>> + Send>>;
 
-/// The name to record for the caller of `req`, if they may perform `action` (see
+/// Who is calling: the interceptor's [`auth::UserCredential`], with an API token looked up in
+/// the store (unknown, expired and revoked ones are refused and counted) and the user's grants
+/// from the store added to a users-file user's.
+async fn caller<T>(shared: &Shared, req: &Request<T>) -> Result<Caller> {
+    let principal = match req.extensions().get::<auth::UserCredential>() {
+        Some(auth::UserCredential::Open) => return Ok(Caller::Open),
+        Some(auth::UserCredential::File(p)) => p.clone(),
+        Some(auth::UserCredential::ApiToken { sha256 }) => match api_token(shared, sha256).await? {
+            Ok(p) => p,
+            Err(why) => {
+                shared.failures.record(Api::User, req.remote_addr(), why);
+                return Err(Error::Unauthenticated(format!(
+                    "{why}: log in with a valid token (`tofuflow login`; an admin creates one with `tofuflow token create --user NAME`)"
+                )));
+            }
+        },
+        None => return Err(Error::Unauthenticated("no credential on this call".into())),
+    };
+    let mut p = principal;
+    for g in shared.store.role_grants(Some(&p.name)).await? {
+        if let (Ok(role), Ok(workspaces)) = (g.role.parse(), WorkspaceGlob::parse(&g.workspaces)) {
+            p.grants.push(Grant { role, workspaces });
+        }
+    }
+    Ok(Caller::User(p))
+}
+
+/// The user an API token stands for, or why it does not count.
+async fn api_token(
+    shared: &Shared,
+    sha256: &str,
+) -> Result<std::result::Result<Principal, &'static str>> {
+    let Some(t) = shared.store.use_api_token(sha256).await? else {
+        return Ok(Err("invalid token"));
+    };
+    if t.revoked_ms > 0 {
+        return Ok(Err("this token was revoked"));
+    }
+    if t.expires_ms > 0 && t.expires_ms <= crate::store::now_ms() {
+        return Ok(Err("this token has expired"));
+    }
+    Ok(Ok(Principal {
+        name: t.user,
+        grants: Vec::new(),
+        token_id: Some(t.id),
+    }))
+}
+
+/// The caller of `req` and the name to record for it, if they may perform `action` (see
 /// [`auth::authorize`]).
-fn authorize<T>(
+async fn authorize_caller<T>(
     shared: &Shared,
     req: &Request<T>,
     action: Action,
     workspace: Option<&str>,
     claimed: Option<&str>,
-) -> crate::error::Result<String> {
-    auth::authorize(req, shared.users_open, action, workspace, claimed).map(|a| a.name)
+) -> Result<(Caller, String)> {
+    let c = caller(shared, req).await?;
+    let name = auth::authorize(&c, action, workspace, claimed)?.name;
+    Ok((c, name))
+}
+
+/// The name to record for the caller of `req`, if they may perform `action`.
+async fn authorize<T>(
+    shared: &Shared,
+    req: &Request<T>,
+    action: Action,
+    workspace: Option<&str>,
+    claimed: Option<&str>,
+) -> Result<String> {
+    Ok(authorize_caller(shared, req, action, workspace, claimed)
+        .await?
+        .1)
 }
 
 #[tonic::async_trait]
@@ -173,56 +238,56 @@ impl UserService for UserApi {
         &self,
         req: Request<v1::WorkspaceRule>,
     ) -> Reply<v1::WorkspaceRule> {
-        access::set_workspace_rule(&self.shared, req).await
+        rules::set_workspace_rule(&self.shared, req).await
     }
 
     async fn delete_workspace_rule(
         &self,
         req: Request<v1::DeleteWorkspaceRuleRequest>,
     ) -> Reply<v1::WorkspaceRule> {
-        access::delete_workspace_rule(&self.shared, req).await
+        rules::delete_workspace_rule(&self.shared, req).await
     }
 
     async fn list_workspace_rules(
         &self,
         req: Request<v1::ListRulesRequest>,
     ) -> Reply<v1::ListWorkspaceRulesResponse> {
-        access::list_workspace_rules(&self.shared, req).await
+        rules::list_workspace_rules(&self.shared, req).await
     }
 
     async fn set_pool_rule(&self, req: Request<v1::PoolRule>) -> Reply<v1::PoolRule> {
-        access::set_pool_rule(&self.shared, req).await
+        rules::set_pool_rule(&self.shared, req).await
     }
 
     async fn list_pool_rules(
         &self,
         req: Request<v1::ListRulesRequest>,
     ) -> Reply<v1::ListPoolRulesResponse> {
-        access::list_pool_rules(&self.shared, req).await
+        rules::list_pool_rules(&self.shared, req).await
     }
 
     async fn create_join_token(
         &self,
         req: Request<v1::CreateJoinTokenRequest>,
     ) -> Reply<v1::CreateJoinTokenResponse> {
-        access::create_join_token(&self.shared, req).await
+        agents::create_join_token(&self.shared, req).await
     }
 
     async fn list_join_tokens(
         &self,
         req: Request<v1::ListRulesRequest>,
     ) -> Reply<v1::ListJoinTokensResponse> {
-        access::list_join_tokens(&self.shared, req).await
+        agents::list_join_tokens(&self.shared, req).await
     }
 
     async fn revoke_join_token(
         &self,
         req: Request<v1::RevokeTokenRequest>,
     ) -> Reply<v1::JoinTokenInfo> {
-        access::revoke_join_token(&self.shared, req).await
+        agents::revoke_join_token(&self.shared, req).await
     }
 
     async fn revoke_agent(&self, req: Request<v1::RevokeAgentRequest>) -> Reply<v1::Agent> {
-        access::revoke_agent(&self.shared, req).await
+        agents::revoke_agent(&self.shared, req).await
     }
 }

@@ -1,9 +1,9 @@
 //! Runs as users drive them: submit, show, list, watch, logs, and the approve, reject and
 //! cancel actions.
 
-use super::{authorize, LogStream, Reply, RunStream, Shared};
+use super::{authorize, authorize_caller, LogStream, Reply, RunStream, Shared};
 use crate::api::convert::{kind_from_pb, limits_from_pb, log_line_to_pb, run_to_pb};
-use crate::auth::Action;
+use crate::auth::{Action, Rules};
 use crate::error::{Error, Result};
 use crate::runs;
 use crate::runs::variables::{self, Declared};
@@ -40,12 +40,14 @@ pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) 
         Action::Submit,
         Some(&req.get_ref().workspace),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let mut r = req.into_inner();
     r.actor = actor;
     // The caller's trace (e.g. a pipeline's) becomes the parent of this run's spans.
     tofuflow_proto::telemetry::set_parent(&tracing::Span::current(), &r.traceparent);
     let pool = validate_submit(shared, &r).await?;
+    check_rules(shared, &r, &pool).await?;
     let variable_decls = variable_decls(shared, &mut r).await?;
     let new = new_run(r, pool, variable_decls);
     let actor = new.actor.clone();
@@ -169,8 +171,9 @@ fn run_traceparent(requested: &str) -> String {
 
 /// Shows a run (viewer); with `show_sensitive` its secrets too (operator, recorded).
 pub(super) async fn get(shared: &Shared, req: Request<v1::GetRunRequest>) -> Reply<v1::Run> {
+    let ws = run_workspace(shared, &req.get_ref().run_id).await?;
     if !req.get_ref().show_sensitive {
-        authorize(shared, &req, Action::ReadRuns, None, None)?;
+        authorize(shared, &req, Action::ReadRuns, Some(&ws), None).await?;
         let id = req.into_inner().run_id;
         return Ok(Response::new(full_run(shared, &id, false).await?));
     }
@@ -179,9 +182,10 @@ pub(super) async fn get(shared: &Shared, req: Request<v1::GetRunRequest>) -> Rep
         shared,
         &req,
         Action::ShowSensitive,
-        None,
+        Some(&ws),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let id = req.into_inner().run_id;
     shared
         .store
@@ -200,7 +204,8 @@ pub(super) async fn list(
     shared: &Shared,
     req: Request<v1::ListRunsRequest>,
 ) -> Reply<v1::ListRunsResponse> {
-    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let ws = Some(req.get_ref().workspace.as_str()).filter(|w| !w.is_empty());
+    let (caller, _) = authorize_caller(shared, &req, Action::ReadRuns, ws, None).await?;
     let r = req.into_inner();
     if !r.state.is_empty() {
         r.state
@@ -215,6 +220,7 @@ pub(super) async fn list(
     Ok(Response::new(v1::ListRunsResponse {
         runs: list
             .iter()
+            .filter(|x| caller.may(Action::ReadRuns, Some(&x.workspace)))
             .map(|x| run_to_pb(x, vec![], 0, false))
             .collect(),
     }))
@@ -222,7 +228,8 @@ pub(super) async fn list(
 
 /// Streams a run each time its state or history changes, until it ends (viewer).
 pub(super) async fn watch(shared: &Shared, req: Request<v1::GetRunRequest>) -> Reply<RunStream> {
-    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let ws = run_workspace(shared, &req.get_ref().run_id).await?;
+    authorize(shared, &req, Action::ReadRuns, Some(&ws), None).await?;
     let id = req.into_inner().run_id;
     let first = full_run(shared, &id, false).await?;
     let shared = shared.clone();
@@ -264,7 +271,8 @@ pub(super) async fn watch(shared: &Shared, req: Request<v1::GetRunRequest>) -> R
 
 /// Streams a run's log lines, and with `follow` new ones until the run ends (viewer).
 pub(super) async fn logs(shared: &Shared, req: Request<v1::RunLogsRequest>) -> Reply<LogStream> {
-    authorize(shared, &req, Action::ReadRuns, None, None)?;
+    let ws = run_workspace(shared, &req.get_ref().run_id).await?;
+    authorize(shared, &req, Action::ReadRuns, Some(&ws), None).await?;
     let r = req.into_inner();
     let run = shared.store.get_run(&r.run_id).await?;
     let store = shared.store.clone();
@@ -310,6 +318,40 @@ pub(super) async fn logs(shared: &Shared, req: Request<v1::RunLogsRequest>) -> R
     )))
 }
 
+/// The workspace of run `id` (roles are checked on it).
+async fn run_workspace(shared: &Shared, id: &str) -> Result<String> {
+    Ok(shared.store.get_run(id).await?.workspace)
+}
+
+/// Refuses the approval of a run by its own submitter where a four-eyes rule covers its
+/// workspace.
+async fn four_eyes(shared: &Shared, run: &crate::store::Run, actor: &str) -> Result<()> {
+    let rules = Rules::load(&shared.store).await?;
+    match rules.four_eyes(&run.workspace) {
+        Some(rule) if run.submitted_by == actor => Err(Error::PermissionDenied(format!(
+            "{actor} submitted run {} and may not approve it: workspace rule {} requires four eyes (another user with the approver role must approve)",
+            run.id, rule.workspaces
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a submission that the workspace and pool rules do not allow.
+async fn check_rules(shared: &Shared, r: &v1::SubmitRunRequest, pool: &str) -> Result<()> {
+    let rules = Rules::load(&shared.store).await?;
+    rules
+        .check_pool(&r.workspace, pool)
+        .and_then(|()| rules.check_module(&r.workspace, &r.source, &r.bundle_digest))
+        .map_err(Error::PermissionDenied)?;
+    if let Some(rule) = rules.four_eyes(&r.workspace).filter(|_| r.auto_approve) {
+        return Err(Error::PermissionDenied(format!(
+            "workspace rule {} requires four eyes: --auto-approve is refused; submit without it and have another user with the approver role approve",
+            rule.workspaces
+        )));
+    }
+    Ok(())
+}
+
 /// What a user does to a run that is under way: [`run_action`] performs it.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum RunVerb {
@@ -337,13 +379,18 @@ pub(super) async fn run_action(
     req: Request<v1::RunActionRequest>,
     verb: RunVerb,
 ) -> Reply<v1::Run> {
+    let run = shared.store.get_run(&req.get_ref().run_id).await?;
     let actor = authorize(
         shared,
         &req,
         verb.action(),
-        None,
+        Some(&run.workspace),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
+    if let RunVerb::Approve = verb {
+        four_eyes(shared, &run, &actor).await?;
+    }
     let r = req.into_inner();
     let (store, id, reason) = (&shared.store, &r.run_id, &r.reason);
     match verb {

@@ -35,7 +35,8 @@ pub(super) async fn list_versions(
         Action::ReadState,
         Some(&req.get_ref().workspace),
         None,
-    )?;
+    )
+    .await?;
     let r = req.into_inner();
     valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
     let st = &shared.store;
@@ -59,7 +60,8 @@ pub(super) async fn pull(shared: &Shared, req: Request<v1::StateRequest>) -> Rep
         Action::ReadState,
         Some(&req.get_ref().workspace),
         None,
-    )?;
+    )
+    .await?;
     let r = req.into_inner();
     valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
     let (meta, data) = shared
@@ -95,7 +97,8 @@ pub(super) async fn rollback(
         Action::Rollback,
         Some(&req.get_ref().workspace),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let mut r = req.into_inner();
     r.actor = actor;
     valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
@@ -119,7 +122,8 @@ pub(super) async fn lock(
         Action::LockState,
         Some(&req.get_ref().workspace),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let mut r = req.into_inner();
     r.actor = actor;
     valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
@@ -157,7 +161,8 @@ pub(super) async fn unlock(
         action,
         Some(&req.get_ref().workspace),
         Some(&req.get_ref().actor),
-    )?;
+    )
+    .await?;
     let mut r = req.into_inner();
     r.actor = actor;
     valid_workspace(&r.workspace).map_err(Error::InvalidInput)?;
