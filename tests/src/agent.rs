@@ -98,6 +98,7 @@ impl Cluster {
             .amqp_url
             .clone()
             .unwrap_or_else(|| self.amqp_url.clone());
+        let credential = self.agent_credential(&pools).await;
         let mut cmd = Command::new(self.bins.join("tofuflow-agent"));
         cmd.args(["--coordinator", &coordinator, "--amqp-url", &amqp])
             .args(["--pool", &pools.join(",")])
@@ -124,7 +125,7 @@ impl Cluster {
             .env("TOFU_DOUBLE_TRACE", self.dir.join("trace/tofu-trace.jsonl"))
             .envs(&opts.env)
             .envs(
-                self.agent_token
+                credential
                     .iter()
                     .map(|t| ("TOFUFLOW_AGENT_TOKEN", t.as_str())),
             )

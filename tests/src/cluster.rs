@@ -38,9 +38,24 @@ pub struct Cluster {
     pub(crate) bins: PathBuf,
     pub pools: Vec<String>,
     pub extra_coordinator_args: Vec<String>,
-    /// Given to agents as TOFUFLOW_AGENT_TOKEN when set.
+    /// Given to agents as TOFUFLOW_AGENT_TOKEN when set; otherwise each agent gets a join
+    /// token of its own pools.
     pub agent_token: Option<String>,
+    /// The API token the CLI and [`Cluster::client`] present: user `tester`'s, an admin on
+    /// `**` set up with the bootstrap token the coordinator printed on its first start (none
+    /// when the test configures users itself).
+    pub token: Option<String>,
+    /// The bootstrap admin token the coordinator printed on its first start.
+    pub bootstrap_token: Option<String>,
 }
+
+/// A user-API client carrying the cluster's token.
+pub type UserClient = UserServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        tofuflow_proto::auth::Bearer,
+    >,
+>;
 
 /// A cluster to be started: pools, coordinator flags and the agent token, then [`start`].
 ///
@@ -103,8 +118,14 @@ impl ClusterBuilder {
             pools: self.pools,
             extra_coordinator_args: self.coordinator_args,
             agent_token: self.agent_token,
+            token: None,
+            bootstrap_token: None,
         };
         c.start_coordinator().await;
+        c.bootstrap_token = c.printed_bootstrap_token();
+        if c.bootstrap_token.is_some() {
+            c.set_up_tester().await;
+        }
         c
     }
 }
@@ -249,24 +270,101 @@ impl Cluster {
         self.start_coordinator().await;
     }
 
-    pub async fn client(&self) -> UserServiceClient<tonic::transport::Channel> {
-        UserServiceClient::new(
+    /// A user-API client presenting `token`.
+    pub async fn client_as(&self, token: Option<&str>) -> UserClient {
+        UserServiceClient::with_interceptor(
             tonic::transport::Endpoint::from_shared(self.grpc_url())
                 .unwrap()
                 .connect()
                 .await
                 .expect("connect to coordinator"),
+            tofuflow_proto::auth::Bearer::new(token).unwrap(),
         )
     }
 
-    /// Runs the `tofuflow` CLI against this cluster.
+    /// A user-API client presenting the cluster's token (user `tester`, an admin).
+    pub async fn client(&self) -> UserClient {
+        self.client_as(self.token.as_deref()).await
+    }
+
+    /// The bootstrap admin token the coordinator printed on its first start, if it did.
+    pub fn printed_bootstrap_token(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.dir.join("coordinator.log")).ok()?;
+        let mut found = log
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix(
+                    "tofuflow: bootstrap admin token (shown once; save it with 'tofuflow login'): ",
+                )
+            })
+            .map(|t| t.trim().to_string());
+        let first = found.next();
+        assert!(
+            found.next().is_none(),
+            "the bootstrap token is printed once only:\n{log}"
+        );
+        first
+    }
+
+    /// With the bootstrap token, makes user `tester` an admin on `**` and takes a token of
+    /// theirs as the cluster's.
+    async fn set_up_tester(&mut self) {
+        let mut admin = self.client_as(self.bootstrap_token.as_deref()).await;
+        admin
+            .grant_role(v1::RoleGrantRequest {
+                user: "tester".into(),
+                role: "admin".into(),
+                workspaces: "**".into(),
+            })
+            .await
+            .expect("grant tester the admin role");
+        let t = admin
+            .create_token(v1::CreateTokenRequest {
+                user: "tester".into(),
+                ttl_ms: 0,
+                description: "the test fixture".into(),
+            })
+            .await
+            .expect("create tester's token")
+            .into_inner();
+        self.token = Some(t.token);
+    }
+
+    /// A join token for `pools`, created with the cluster's token.
+    pub async fn join_token(&self, pools: &[String]) -> String {
+        self.client()
+            .await
+            .create_join_token(v1::CreateJoinTokenRequest {
+                pools: pools.to_vec(),
+                ttl_ms: 0,
+            })
+            .await
+            .expect("create a join token")
+            .into_inner()
+            .token
+    }
+
+    /// The credential an agent of `pools` starts with: the cluster's static agent token, or a
+    /// join token of its own.
+    pub async fn agent_credential(&self, pools: &[String]) -> Option<String> {
+        match (&self.agent_token, &self.token) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(_)) => Some(self.join_token(pools).await),
+            (None, None) => None,
+        }
+    }
+
+    /// Runs the `tofuflow` CLI against this cluster, with the cluster's token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(self.bins.join("tofuflow"))
-            .args(args)
+        let mut cmd = Command::new(self.bins.join("tofuflow"));
+        cmd.args(args)
             .env("TOFUFLOW_COORDINATOR", self.grpc_url())
             .env("TOFUFLOW_USER", "tester")
-            .output()
-            .expect("run tofuflow")
+            .env("TOFUFLOW_CONFIG_FILE", self.dir.join("cli-config.toml"));
+        if let Some(t) = &self.token {
+            cmd.env("TOFUFLOW_TOKEN", t);
+        }
+        cmd.output().expect("run tofuflow")
     }
 
     pub async fn run(&self, id: &str) -> v1::Run {

@@ -26,7 +26,12 @@ pub async fn fake_agent(
         .connect()
         .await
         .unwrap();
-    let bearer = tofuflow_proto::auth::Bearer::new(token.or(c.agent_token.as_deref())).unwrap();
+    let pool_names: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
+    let credential = match token {
+        Some(t) => Some(t.to_string()),
+        None => c.agent_credential(&pool_names).await,
+    };
+    let bearer = tofuflow_proto::auth::Bearer::new(credential.as_deref()).unwrap();
     let mut a = v1::agent_service_client::AgentServiceClient::with_interceptor(
         chan.clone(),
         bearer.clone(),

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Writes a `--users-file` into `dir` for `(name, role, token)` entries (only the tokens'
-/// SHA-256 hashes go in it, as in production) and returns its path.
+/// SHA-256 hashes go in it, as in production) and returns its path. `role` may list several,
+/// comma-separated (`operator,approver`); they hold on every workspace.
 pub fn users_file(dir: &Path, users: &[(&str, &str, &str)]) -> PathBuf {
     let mut text = String::new();
     for (name, role, token) in users {
@@ -23,8 +24,10 @@ pub fn users_file(dir: &Path, users: &[(&str, &str, &str)]) -> PathBuf {
             .next()
             .unwrap()
             .to_string();
+        let roles: Vec<String> = role.split(',').map(|r| format!("{:?}", r.trim())).collect();
         text.push_str(&format!(
-            "[[users]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{hash}\"\n\n"
+            "[[users]]\nname = \"{name}\"\nroles = [{}]\ntoken_sha256 = \"{hash}\"\n\n",
+            roles.join(", ")
         ));
     }
     std::fs::create_dir_all(dir).unwrap();

@@ -22,7 +22,7 @@ use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 
 /// The user API client the bench submits with.
-type Client = v1::user_service_client::UserServiceClient<tonic::transport::Channel>;
+type Client = tofuflow_e2e::UserClient;
 
 fn now_ms_f() -> f64 {
     SystemTime::now()
