@@ -6,12 +6,16 @@
 //! This file parses the global flags, connects and dispatches; each command group lives in
 //! `commands/` with its subcommands and one handler per command.
 
+mod args;
 mod bundle;
 mod commands;
+mod config;
 mod output;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use commands::{Client, Ctx};
+use config::{Config, Origin};
 use std::process::ExitCode;
 use tofuflow_proto::v1::user_service_client::UserServiceClient;
 
@@ -22,18 +26,15 @@ use tofuflow_proto::v1::user_service_client::UserServiceClient;
     about = "Run OpenTofu across a fleet: submit, approve, watch and inspect runs"
 )]
 struct Cli {
-    /// gRPC URL of the coordinator.
-    #[arg(
-        long,
-        global = true,
-        env = "TOFUFLOW_COORDINATOR",
-        default_value = "http://127.0.0.1:7700"
-    )]
-    coordinator: String,
+    /// gRPC URL of the coordinator [default: the one `tofuflow login` saved, else
+    /// http://127.0.0.1:7700].
+    #[arg(long, global = true, env = "TOFUFLOW_COORDINATOR")]
+    coordinator: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     output: Format,
-    /// Your user token (when the coordinator has a --users-file; it then decides who you are).
+    /// Your API token [default: the one `tofuflow login` saved]; it decides who you are and
+    /// what you may do.
     #[arg(long, global = true, env = "TOFUFLOW_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Who you are, recorded on every action (default: $USER; ignored when tokens are in use).
@@ -51,10 +52,29 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Check a token (--token, else read from standard input) and save it with the
+    /// coordinator's URL in your config file; prints who you are and your roles.
+    Login,
+    /// Remove the saved token from your config file.
+    Logout,
+    /// Show who the coordinator takes you for, your token's expiry and your roles.
+    Whoami,
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCmd),
+    /// Grant, revoke and list roles on workspace globs (admin).
+    #[command(subcommand)]
+    Role(commands::role::RoleCmd),
+    /// Set, delete and list workspace rules: four-eyes, allowed sources, digests and pools.
+    #[command(subcommand)]
+    Rule(commands::rule::RuleCmd),
+    /// Set and list the workspaces each pool serves.
+    #[command(subcommand)]
+    Pool(commands::pool::PoolCmd),
     /// Submit, inspect and act on runs.
     #[command(subcommand)]
     Run(commands::run::RunCmd),
-    /// Inspect agents.
+    /// Inspect and revoke agents; create the join tokens they register with.
     #[command(subcommand)]
     Agent(commands::agent::AgentCmd),
     /// Inspect, pull, roll back and lock the state the coordinator keeps per workspace.
@@ -67,8 +87,15 @@ enum Cmd {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
+    let matches = Cli::command().get_matches();
+    let origin = |id: &str| match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => Origin::Flag,
+        Some(ValueSource::EnvVariable) => Origin::Env,
+        _ => Origin::Default,
+    };
+    let (coordinator_from, token_from) = (origin("coordinator"), origin("token"));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, coordinator_from, token_from).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
@@ -77,15 +104,59 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Connects to the coordinator, then hands the command to its group; returns the exit code.
-async fn run(cli: Cli) -> Result<u8, String> {
+/// Settles the coordinator and token (flag, environment, config file, default), connects, then
+/// hands the command to its group; returns the exit code.
+async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u8, String> {
+    let json = cli.output == Format::Json;
+    let path = config::path();
+    let file = match &path {
+        Ok(p) => Config::load(p)?,
+        Err(_) => Config::default(),
+    };
+    let token_flag = match token_from {
+        Origin::Flag => cli.token.clone(),
+        _ => None,
+    };
+    let settings = config::resolve(
+        cli.coordinator.map(|c| (c, coordinator_from)),
+        cli.token.map(|t| (t, token_from)),
+        &file,
+        path.as_ref().ok().map(|p| p.as_path()),
+    );
+    let (token, token_from) = match cli.cmd {
+        Cmd::Logout => return commands::login::logout(&path?, &file, json),
+        // Login checks the token it is given, never one from the environment or the file.
+        Cmd::Login => match token_flag {
+            Some(t) => (Some(t), Some("--token".to_string())),
+            None => (
+                Some(commands::login::read_token()?),
+                Some("standard input".to_string()),
+            ),
+        },
+        _ => (
+            settings.token.clone(),
+            settings
+                .token
+                .as_ref()
+                .map(|_| settings.token_from.describe("--token", "TOFUFLOW_TOKEN")),
+        ),
+    };
     let mut ctx = Ctx {
-        client: client(&cli.coordinator, cli.token.as_deref()).await?,
-        json: cli.output == Format::Json,
+        client: client(&settings.coordinator, token.as_deref()).await?,
+        json,
         who: actor(&cli.user),
-        url: cli.coordinator,
+        url: settings.coordinator.clone(),
+        token_from,
     };
     match cli.cmd {
+        Cmd::Login => commands::login::login(&mut ctx, &path?, token.unwrap_or_default()).await,
+        // Logout needs no coordinator: it returned above, before connecting.
+        Cmd::Logout => Ok(0),
+        Cmd::Whoami => commands::login::whoami(&mut ctx).await,
+        Cmd::Token(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Role(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,
         Cmd::State(cmd) => cmd.execute(&mut ctx).await,
@@ -115,4 +186,150 @@ fn actor(cli_user: &Option<String>) -> String {
         .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(Cli, clap::ArgMatches), clap::Error> {
+        let m = Cli::command().try_get_matches_from(args)?;
+        Ok((Cli::from_arg_matches(&m)?, m))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_token_on_the_command_line_is_told_apart() {
+        let (cli, m) = parse(&["tofuflow", "login", "--token", "tfu_x"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Login));
+        assert_eq!(cli.token.as_deref(), Some("tfu_x"));
+        assert_eq!(m.value_source("token"), Some(ValueSource::CommandLine));
+        let (cli, _) = parse(&["tofuflow", "whoami"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Whoami));
+    }
+
+    #[test]
+    fn token_commands_take_their_own_user_flag() {
+        let (cli, _) = parse(&[
+            "tofuflow",
+            "token",
+            "create",
+            "--user",
+            "bob",
+            "--ttl",
+            "30d",
+            "--description",
+            "ci",
+        ])
+        .unwrap();
+        let Cmd::Token(commands::token::TokenCmd::Create {
+            user,
+            ttl,
+            description,
+        }) = cli.cmd
+        else {
+            panic!("not token create");
+        };
+        assert_eq!(user.as_deref(), Some("bob"));
+        assert_eq!(ttl, Some(30 * 86_400_000));
+        assert_eq!(description.as_deref(), Some("ci"));
+        assert!(parse(&["tofuflow", "token", "list", "--user", "a", "--all"]).is_err());
+        assert!(parse(&["tofuflow", "token", "create", "--ttl", "soon"]).is_err());
+        assert!(parse(&["tofuflow", "token", "revoke"]).is_err());
+    }
+
+    #[test]
+    fn role_rule_pool_and_join_token_arguments_are_checked() {
+        assert!(parse(&[
+            "tofuflow",
+            "role",
+            "grant",
+            "alice",
+            "operator",
+            "--workspaces",
+            "ml/*"
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "tofuflow",
+            "role",
+            "grant",
+            "alice",
+            "owner",
+            "--workspaces",
+            "ml/*"
+        ])
+        .is_err());
+        assert!(parse(&["tofuflow", "role", "revoke", "alice", "admin"]).is_err());
+        assert!(parse(&["tofuflow", "role", "list", "--user", "alice"]).is_ok());
+        let digest = format!("sha256:{}", "0".repeat(64));
+        assert!(parse(&[
+            "tofuflow",
+            "rule",
+            "set",
+            "prod/**",
+            "--four-eyes",
+            "--source",
+            "git@github.com:acme/infra.git//prod",
+            "--digest",
+            &digest,
+            "--pool",
+            "gpu",
+            "--pool",
+            "cpu",
+        ])
+        .is_ok());
+        assert!(parse(&["tofuflow", "rule", "set", "prod/**", "--digest", "abc"]).is_err());
+        assert!(parse(&["tofuflow", "rule", "delete", "prod/**"]).is_ok());
+        assert!(parse(&[
+            "tofuflow",
+            "pool",
+            "set",
+            "gpu",
+            "--workspaces",
+            "ml/**",
+            "--workspaces",
+            "ai/*"
+        ])
+        .is_ok());
+        assert!(parse(&["tofuflow", "pool", "set", "gpu", "--any-workspace"]).is_ok());
+        assert!(parse(&["tofuflow", "pool", "set", "gpu"]).is_err());
+        assert!(parse(&[
+            "tofuflow",
+            "pool",
+            "set",
+            "gpu",
+            "--any-workspace",
+            "--workspaces",
+            "ml/*"
+        ])
+        .is_err());
+        let (cli, _) = parse(&[
+            "tofuflow",
+            "agent",
+            "join-token",
+            "create",
+            "--pool",
+            "gpu,cpu",
+            "--pool",
+            "x",
+            "--ttl",
+            "2h",
+        ])
+        .unwrap();
+        let Cmd::Agent(commands::agent::AgentCmd::JoinToken(
+            commands::agent::JoinTokenCmd::Create { pools, ttl },
+        )) = cli.cmd
+        else {
+            panic!("not join-token create");
+        };
+        assert_eq!(pools, ["gpu", "cpu", "x"]);
+        assert_eq!(ttl, Some(7_200_000));
+        assert!(parse(&["tofuflow", "agent", "join-token", "create"]).is_err());
+        assert!(parse(&["tofuflow", "agent", "revoke", "a1"]).is_ok());
+    }
 }

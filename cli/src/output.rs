@@ -1,4 +1,5 @@
-//! Human tables and JSON for runs, agents, state and dead letters.
+//! Human tables and JSON for runs, agents, state, dead letters and access control (who you
+//! are, tokens, roles, rules, join tokens).
 
 use tofuflow_proto::v1;
 
@@ -207,14 +208,14 @@ pub fn print_agents(agents: &[v1::Agent], json: bool) {
     if json {
         let v: Vec<_> = agents
             .iter()
-            .map(|a| serde_json::json!({"id": a.id, "name": a.name, "pools": a.pools, "labels": a.labels, "capacity": a.capacity, "running": a.running, "state": a.state, "last_seen_unix_ms": a.last_seen_unix_ms}))
+            .map(|a| serde_json::json!({"id": a.id, "name": a.name, "pools": a.pools, "labels": a.labels, "capacity": a.capacity, "running": a.running, "state": a.state, "last_seen_unix_ms": a.last_seen_unix_ms, "revoked_unix_ms": a.revoked_unix_ms}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
     println!(
-        "{:<36}  {:<16}  {:<12}  {:<8}  {:<9}  {:<6}  LAST SEEN",
-        "AGENT", "NAME", "POOLS", "STATE", "RUNNING", "GPUS"
+        "{:<36}  {:<16}  {:<12}  {:<8}  {:<9}  {:<6}  {:<23}  REVOKED",
+        "AGENT", "NAME", "POOLS", "STATE", "RUNNING", "GPUS", "LAST SEEN"
     );
     for a in agents {
         let gpus = a
@@ -223,7 +224,7 @@ pub fn print_agents(agents: &[v1::Agent], json: bool) {
             .cloned()
             .unwrap_or_else(|| "0".into());
         println!(
-            "{:<36}  {:<16}  {:<12}  {:<8}  {:>3}/{:<5}  {:<6}  {}",
+            "{:<36}  {:<16}  {:<12}  {:<8}  {:>3}/{:<5}  {:<6}  {:<23}  {}",
             a.id,
             a.name,
             a.pools.join(","),
@@ -231,7 +232,8 @@ pub fn print_agents(agents: &[v1::Agent], json: bool) {
             a.running,
             a.capacity,
             gpus,
-            date(a.last_seen_unix_ms)
+            date(a.last_seen_unix_ms),
+            when(a.revoked_unix_ms, "-")
         );
     }
 }
@@ -421,6 +423,336 @@ pub fn print_dead_letters(r: &v1::ListDeadLettersResponse, json: bool) {
     }
 }
 
+/// A time, or `zero` for 0 (never, not yet, not revoked).
+pub fn when(ms: i64, zero: &str) -> String {
+    if ms == 0 {
+        zero.to_string()
+    } else {
+        date(ms)
+    }
+}
+
+/// A list, or `empty` when there is nothing in it.
+fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(",")
+    }
+}
+
+/// Lays out rows under a header, each column as wide as its widest cell (the last unpadded).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.into_iter().zip(&widths).enumerate() {
+            if i + 1 == n {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// One role grant as JSON.
+pub fn grant_json(g: &v1::RoleGrant) -> serde_json::Value {
+    serde_json::json!({"user": g.user, "role": g.role, "workspaces": g.workspaces, "granted_by": g.granted_by, "granted_unix_ms": g.granted_ms})
+}
+
+fn grants_table(grants: &[v1::RoleGrant]) -> String {
+    let rows: Vec<Vec<String>> = grants
+        .iter()
+        .map(|g| {
+            vec![
+                g.user.clone(),
+                g.role.clone(),
+                g.workspaces.clone(),
+                g.granted_by.clone(),
+                when(g.granted_ms, "-"),
+            ]
+        })
+        .collect();
+    table(
+        &["USER", "ROLE", "WORKSPACES", "GRANTED BY", "GRANTED"],
+        &rows,
+    )
+}
+
+/// Who the coordinator takes the caller for, the token used and the caller's grants.
+pub fn print_whoami(w: &v1::WhoAmIResponse, coordinator: &str, token_from: &str, json: bool) {
+    if json {
+        print_json(&serde_json::json!({
+            "user": w.name, "open": w.open, "coordinator": coordinator,
+            "token_id": w.token_id, "token_expires_unix_ms": w.token_expires_ms,
+            "grants": w.grants.iter().map(grant_json).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    println!("Coordinator  {coordinator}");
+    if w.open {
+        println!(
+            "User         {}",
+            if w.name.is_empty() { "-" } else { &w.name }
+        );
+        println!(
+            "Access       open: the coordinator runs with --insecure-open, anyone reaching it may do anything"
+        );
+        return;
+    }
+    println!("User         {}", w.name);
+    let token = if w.token_id.is_empty() {
+        "a users-file token".to_string()
+    } else {
+        format!(
+            "{} (expires {})",
+            w.token_id,
+            when(w.token_expires_ms, "never")
+        )
+    };
+    println!("Token        {token}, from {token_from}");
+    if w.grants.is_empty() {
+        println!(
+            "Roles        none yet: an admin can grant one with `tofuflow role grant {} viewer --workspaces '**'`",
+            if w.name.is_empty() { "USER" } else { &w.name }
+        );
+        return;
+    }
+    println!("Roles");
+    for l in grants_table(&w.grants).lines() {
+        println!("  {l}");
+    }
+}
+
+/// One API token as JSON (never the token itself).
+pub fn token_json(t: &v1::TokenInfo) -> serde_json::Value {
+    serde_json::json!({"id": t.id, "user": t.user, "description": t.description, "created_by": t.created_by, "created_unix_ms": t.created_ms, "expires_unix_ms": t.expires_ms, "last_used_unix_ms": t.last_used_ms, "revoked_unix_ms": t.revoked_ms})
+}
+
+/// A new API token: what it is, then the token alone on the last line (`| tail -1`); in JSON,
+/// the token is the `token` field.
+pub fn print_token_created(r: &v1::CreateTokenResponse, json: bool) {
+    let info = r.info.clone().unwrap_or_default();
+    if json {
+        let mut v = token_json(&info);
+        v["token"] = serde_json::json!(r.token);
+        print_json(&v);
+        return;
+    }
+    println!(
+        "created token {} for {} (expires {}); it is shown only now:",
+        info.id,
+        info.user,
+        when(info.expires_ms, "never")
+    );
+    println!("{}", r.token);
+}
+
+/// API tokens: id, user, description, when created, expires, last used and revoked.
+pub fn print_tokens(tokens: &[v1::TokenInfo], json: bool) {
+    if json {
+        print_json(&serde_json::json!(tokens
+            .iter()
+            .map(token_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.user.clone(),
+                if t.description.is_empty() {
+                    "-".into()
+                } else {
+                    t.description.clone()
+                },
+                when(t.created_ms, "-"),
+                when(t.expires_ms, "never"),
+                when(t.last_used_ms, "never"),
+                when(t.revoked_ms, "-"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "ID",
+                "USER",
+                "DESCRIPTION",
+                "CREATED",
+                "EXPIRES",
+                "LAST USED",
+                "REVOKED"
+            ],
+            &rows
+        )
+    );
+}
+
+/// Role grants: user, role, workspace glob, who granted it and when.
+pub fn print_grants(grants: &[v1::RoleGrant], json: bool) {
+    if json {
+        print_json(&serde_json::json!(grants
+            .iter()
+            .map(grant_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    println!("{}", grants_table(grants));
+}
+
+/// One workspace rule as JSON.
+pub fn workspace_rule_json(r: &v1::WorkspaceRule) -> serde_json::Value {
+    serde_json::json!({"workspaces": r.workspaces, "four_eyes": r.four_eyes, "sources": r.sources, "bundle_digests": r.bundle_digests, "pools": r.pools, "updated_by": r.updated_by, "updated_unix_ms": r.updated_ms})
+}
+
+/// Workspace rules: four-eyes, allowed sources, digests and pools (`any` when unrestricted).
+pub fn print_workspace_rules(rules: &[v1::WorkspaceRule], json: bool) {
+    if json {
+        print_json(&serde_json::json!(rules
+            .iter()
+            .map(workspace_rule_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.workspaces.clone(),
+                if r.four_eyes { "yes" } else { "no" }.into(),
+                list_or(&r.sources, "any"),
+                list_or(&r.bundle_digests, "any"),
+                list_or(&r.pools, "any"),
+                r.updated_by.clone(),
+                when(r.updated_ms, "-"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "WORKSPACES",
+                "FOUR-EYES",
+                "SOURCES",
+                "DIGESTS",
+                "POOLS",
+                "UPDATED BY",
+                "UPDATED"
+            ],
+            &rows
+        )
+    );
+}
+
+/// One pool rule as JSON.
+pub fn pool_rule_json(r: &v1::PoolRule) -> serde_json::Value {
+    serde_json::json!({"pool": r.pool, "workspaces": r.workspaces, "updated_by": r.updated_by, "updated_unix_ms": r.updated_ms})
+}
+
+/// Pool rules: the workspaces each pool serves.
+pub fn print_pool_rules(rules: &[v1::PoolRule], json: bool) {
+    if json {
+        print_json(&serde_json::json!(rules
+            .iter()
+            .map(pool_rule_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.pool.clone(),
+                list_or(&r.workspaces, "any"),
+                r.updated_by.clone(),
+                when(r.updated_ms, "-"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(&["POOL", "WORKSPACES", "UPDATED BY", "UPDATED"], &rows)
+    );
+}
+
+/// One join token as JSON (never the token itself).
+pub fn join_token_json(t: &v1::JoinTokenInfo) -> serde_json::Value {
+    serde_json::json!({"id": t.id, "pools": t.pools, "created_by": t.created_by, "created_unix_ms": t.created_ms, "expires_unix_ms": t.expires_ms, "revoked_unix_ms": t.revoked_ms})
+}
+
+/// A new join token: what it allows, then the token alone on the last line (`| tail -1`); in
+/// JSON, the token is the `token` field.
+pub fn print_join_token_created(r: &v1::CreateJoinTokenResponse, json: bool) {
+    let info = r.info.clone().unwrap_or_default();
+    if json {
+        let mut v = join_token_json(&info);
+        v["token"] = serde_json::json!(r.token);
+        print_json(&v);
+        return;
+    }
+    println!(
+        "created join token {} for pools {} (expires {}); it is shown only now:",
+        info.id,
+        info.pools.join(","),
+        when(info.expires_ms, "never")
+    );
+    println!("{}", r.token);
+}
+
+/// Join tokens: id, pools, who created them, when, expiry and revocation.
+pub fn print_join_tokens(tokens: &[v1::JoinTokenInfo], json: bool) {
+    if json {
+        print_json(&serde_json::json!(tokens
+            .iter()
+            .map(join_token_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.pools.join(","),
+                t.created_by.clone(),
+                when(t.created_ms, "-"),
+                when(t.expires_ms, "never"),
+                when(t.revoked_ms, "-"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["ID", "POOLS", "CREATED BY", "CREATED", "EXPIRES", "REVOKED"],
+            &rows
+        )
+    );
+}
+
 /// Shows the message of a tofu `-json` line, or the line itself.
 pub fn render_line(line: &str) -> String {
     if line.starts_with('{') {
@@ -465,5 +797,44 @@ mod tests {
             "Error: Error acquiring the state lock\n    Lock Info:\n      ID: x"
         );
         assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn tables_fit_their_widest_cell() {
+        let t = table(
+            &["ID", "USER", "REVOKED"],
+            &[
+                vec!["a".into(), "alice".into(), "-".into()],
+                vec!["long-id".into(), "bo".into(), when(951_782_400_000, "-")],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ID       USER   REVOKED\n\
+             a        alice  -\n\
+             long-id  bo     2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(table(&["ID", "USER"], &[]), "ID  USER");
+        assert_eq!(when(0, "never"), "never");
+        assert_eq!(list_or(&[], "any"), "any");
+        assert_eq!(list_or(&["a".into(), "b".into()], "any"), "a,b");
+    }
+
+    #[test]
+    fn created_tokens_are_in_json_but_listed_ones_never() {
+        let info = v1::TokenInfo {
+            id: "t1".into(),
+            user: "alice".into(),
+            ..Default::default()
+        };
+        let j = token_json(&info);
+        assert!(j.get("token").is_none());
+        assert_eq!(j["expires_unix_ms"], 0);
+        let r = v1::JoinTokenInfo {
+            id: "j1".into(),
+            pools: vec!["gpu".into()],
+            ..Default::default()
+        };
+        assert_eq!(join_token_json(&r)["pools"][0], "gpu");
     }
 }

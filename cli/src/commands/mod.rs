@@ -1,10 +1,16 @@
-//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`): a group's clap
+//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, and for access
+//! control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
 pub mod dead_letter;
+pub mod login;
+pub mod pool;
+pub mod role;
+pub mod rule;
 pub mod run;
 pub mod state;
+pub mod token;
 
 use tofuflow_proto::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
@@ -15,12 +21,14 @@ pub type Client = UserServiceClient<
 >;
 
 /// What every command works with: the connected client, the coordinator's URL (for error
-/// messages), the output format and who acts.
+/// messages), the output format, who acts and where the token came from (never the token).
 pub struct Ctx {
     pub client: Client,
     pub url: String,
     pub json: bool,
     pub who: String,
+    /// Where the token came from (`--token`, `TOFUFLOW_TOKEN`, the config file); None: no token.
+    pub token_from: Option<String>,
 }
 
 impl Ctx {
@@ -31,6 +39,14 @@ impl Ctx {
                 "cannot reach the coordinator at {}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {}",
                 self.url,
                 s.message()
+            ),
+            tonic::Code::Unauthenticated => format!(
+                "{} ({}): log in with `tofuflow login`, or pass --token / TOFUFLOW_TOKEN",
+                s.message(),
+                match &self.token_from {
+                    Some(from) => format!("the token came from {from}"),
+                    None => "no token was given".to_string(),
+                }
             ),
             _ => s.message().to_string(),
         }

@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 #[derive(Subcommand)]
 pub enum RunCmd {
     /// Pack a module directory, upload it and start a run.
-    Submit(Submit),
+    Submit(Box<Submit>),
     /// List runs, newest first.
     List(List),
     /// Show a run: state, plan summary, outputs, history.
