@@ -61,9 +61,18 @@ pids+=($!)
 for _ in $(seq 1 200); do [ -f "$dir/coordinator.ready" ] && break; sleep 0.1; done
 [ -f "$dir/coordinator.ready" ] || { echo "error: the coordinator did not start; see $dir/coordinator.log" >&2; tail -5 "$dir/coordinator.log" >&2; exit 1; }
 
+step "logging in with the bootstrap admin token the first start printed (kept in $dir/cli-config.toml, mode 0600)"
+export TOFUFLOW_CONFIG_FILE="$dir/cli-config.toml"
+boot="$(sed -n "s/^tofuflow: bootstrap admin token (shown once; save it with 'tofuflow login'): //p" "$dir/coordinator.log" | head -1)"
+[ -n "$boot" ] || { echo "error: the coordinator printed no bootstrap token; see $dir/coordinator.log" >&2; exit 1; }
+"$bin/tofuflow" login --token "$boot"
+
+step "creating a join token for pool 'default' (tofuflow agent join-token create --pool default)"
+join="$("$bin/tofuflow" agent join-token create --pool default --ttl 1h | tail -1)"
+
 step "starting two agents for pool 'default'"
 for i in 1 2; do
-  "$bin/tofuflow-agent" --coordinator "$TOFUFLOW_COORDINATOR" --amqp-url "$amqp" --pool default \
+  TOFUFLOW_AGENT_TOKEN="$join" "$bin/tofuflow-agent" --coordinator "$TOFUFLOW_COORDINATOR" --amqp-url "$amqp" --pool default \
     --tofu-bin "$tofu" --work-root "$dir/agent-$i" --name "quickstart-agent-$i" --ready-file "$dir/agent-$i.ready" \
     >"$dir/agent-$i.log" 2>&1 &
   pids+=($!)

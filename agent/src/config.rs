@@ -42,7 +42,8 @@ pub struct Config {
     )]
     pub coordinator: String,
 
-    /// Agent token the coordinator expects (its --agent-token).
+    /// What the agent joins with: a join token (`tofuflow agent join-token create`) or a static
+    /// agent token of the coordinator's. Once joined, its own identity is kept in the work root.
     #[arg(long, env = "TOFUFLOW_AGENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 

@@ -51,7 +51,7 @@ async fn start(max: &str) -> Cluster {
             ("vera", "viewer", VIEWER),
         ],
     );
-    let c = Cluster::start_with(
+    let mut c = Cluster::start_with(
         Db::Sqlite,
         &["default"],
         &[
@@ -63,6 +63,8 @@ async fn start(max: &str) -> Cluster {
     )
     .await;
     std::fs::remove_file(&users).unwrap();
+    // The users file's admin makes the agents' join tokens.
+    c.token = Some(ADMIN.into());
     c
 }
 

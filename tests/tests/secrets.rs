@@ -169,6 +169,8 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
         .args(["--sensitive-var", &format!("note={CANARY_MARKED}")])
         .env("TOFUFLOW_COORDINATOR", c.grpc_url())
         .env("TOFUFLOW_USER", "tester")
+        .env("TOFUFLOW_TOKEN", c.token.as_deref().unwrap())
+        .env("TOFUFLOW_CONFIG_FILE", c.dir.join("cli-config.toml"))
         .env("TF_VAR_token", CANARY_ENV)
         .env("TF_VAR_not_declared_anywhere", "dropped, as OpenTofu does")
         .output()

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tofuflow_e2e::{example, wait_for, AgentOpts, Cluster, Db};
+use tofuflow_proto::v1;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -326,9 +327,30 @@ async fn a_human_lock_stops_runs_and_only_its_owner_or_an_admin_releases_it() {
             && logs.contains("migration"),
         "the holder is named:\n{logs}"
     );
+    // mallory, an operator, is not the lock's owner.
+    let mut admin_api = c.client().await;
+    admin_api
+        .grant_role(v1::RoleGrantRequest {
+            user: "mallory".into(),
+            role: "operator".into(),
+            workspaces: "**".into(),
+        })
+        .await
+        .unwrap();
+    let mallory = admin_api
+        .create_token(v1::CreateTokenRequest {
+            user: "mallory".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
     let other = std::process::Command::new(tofuflow_e2e::bin_dir().join("tofuflow"))
-        .args(["state", "unlock", "human/ws", "--user", "mallory"])
+        .args(["state", "unlock", "human/ws"])
         .env("TOFUFLOW_COORDINATOR", c.grpc_url())
+        .env("TOFUFLOW_TOKEN", &mallory)
+        .env("TOFUFLOW_CONFIG_FILE", c.dir.join("cli-config.toml"))
         .output()
         .unwrap();
     assert_eq!(other.status.code(), Some(1));
@@ -339,12 +361,12 @@ async fn a_human_lock_stops_runs_and_only_its_owner_or_an_admin_releases_it() {
             "unlock",
             "human/ws",
             "--force",
-            "--user",
-            "admin",
             "--reason",
             "tester is on holiday",
         ])
         .env("TOFUFLOW_COORDINATOR", c.grpc_url())
+        .env("TOFUFLOW_TOKEN", c.bootstrap_token.as_deref().unwrap())
+        .env("TOFUFLOW_CONFIG_FILE", c.dir.join("cli-config.toml"))
         .output()
         .unwrap();
     assert!(

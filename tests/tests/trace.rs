@@ -27,6 +27,8 @@ async fn the_callers_trace_reaches_tofus_environment() {
             "--auto-approve",
         ])
         .env("TOFUFLOW_COORDINATOR", c.grpc_url())
+        .env("TOFUFLOW_TOKEN", c.token.as_deref().unwrap())
+        .env("TOFUFLOW_CONFIG_FILE", c.dir.join("cli-config.toml"))
         .env("TRACEPARENT", &caller)
         .output()
         .unwrap();

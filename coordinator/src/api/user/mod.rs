@@ -64,13 +64,13 @@ async fn api_token(
     sha256: &str,
 ) -> Result<std::result::Result<Principal, &'static str>> {
     let Some(t) = shared.store.use_api_token(sha256).await? else {
-        return Ok(Err("invalid token"));
+        return Ok(Err("invalid user token"));
     };
     if t.revoked_ms > 0 {
-        return Ok(Err("this token was revoked"));
+        return Ok(Err("revoked user token"));
     }
     if t.expires_ms > 0 && t.expires_ms <= crate::store::now_ms() {
-        return Ok(Err("this token has expired"));
+        return Ok(Err("expired user token"));
     }
     Ok(Ok(Principal {
         name: t.user,
