@@ -217,7 +217,15 @@ impl AgentService for AgentApi {
         let expires = crate::store::now_ms() + self.shared.policy.agent_credential_ttl_ms;
         self.shared
             .store
-            .register_agent(&id, &r.name, &r.pools, &labels, r.capacity, &hash, expires)
+            .register_agent(&crate::store::NewAgent {
+                id: &id,
+                name: &r.name,
+                pools: &r.pools,
+                labels: &labels,
+                capacity: r.capacity,
+                secret_sha256: &hash,
+                credential_expires_ms: expires,
+            })
             .await?;
         if let Ok(mut m) = self.shared.agent_credentials.lock() {
             m.remove(&id);

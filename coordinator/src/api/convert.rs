@@ -310,32 +310,6 @@ pub fn artifact_from_pb(kind: i32) -> crate::error::Result<crate::runs::Artifact
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sensitive_outputs_are_masked_and_unreadable_ones_hidden_whole() {
-        let out = r#"{"a":{"sensitive":true,"value":"s3cret"},"b":{"sensitive":false,"value":1}}"#;
-        let masked = mask_outputs(out);
-        assert!(
-            !masked.contains("s3cret") && masked.contains(HIDDEN),
-            "{masked}"
-        );
-        assert!(masked.contains("\"value\":1"), "{masked}");
-        assert_eq!(mask_outputs("not json"), format!("\"{HIDDEN}\""));
-        assert_eq!(mask_outputs("  "), "");
-    }
-
-    #[test]
-    fn kinds_round_trip_and_unknown_means_plan_and_apply() {
-        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
-            assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
-        }
-        assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
-    }
-}
-
 /// The wire form of an API token (never the token).
 pub fn token_to_pb(t: store::ApiToken) -> v1::TokenInfo {
     v1::TokenInfo {
@@ -393,5 +367,31 @@ pub fn join_token_to_pb(t: store::JoinToken) -> v1::JoinTokenInfo {
         created_ms: t.created_ms,
         expires_ms: t.expires_ms,
         revoked_ms: t.revoked_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_outputs_are_masked_and_unreadable_ones_hidden_whole() {
+        let out = r#"{"a":{"sensitive":true,"value":"s3cret"},"b":{"sensitive":false,"value":1}}"#;
+        let masked = mask_outputs(out);
+        assert!(
+            !masked.contains("s3cret") && masked.contains(HIDDEN),
+            "{masked}"
+        );
+        assert!(masked.contains("\"value\":1"), "{masked}");
+        assert_eq!(mask_outputs("not json"), format!("\"{HIDDEN}\""));
+        assert_eq!(mask_outputs("  "), "");
+    }
+
+    #[test]
+    fn kinds_round_trip_and_unknown_means_plan_and_apply() {
+        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
+            assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
+        }
+        assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
     }
 }

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// An agent's registration.
+#[derive(Clone, Copy)]
+pub struct NewAgent<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub pools: &'a [String],
+    pub labels: &'a BTreeMap<String, String>,
+    pub capacity: u32,
+    /// The hash of the secret the agent authenticates with.
+    pub secret_sha256: &'a str,
+    pub credential_expires_ms: i64,
+}
+
 /// What authenticates a registered agent.
 #[derive(Clone, Debug)]
 pub struct AgentCredential {
@@ -60,16 +73,17 @@ pub(crate) async fn agent_label(c: &mut AnyConnection, agent_id: &str) -> Result
 }
 
 impl Store {
-    pub async fn register_agent(
-        &self,
-        id: &str,
-        name: &str,
-        pools: &[String],
-        labels: &BTreeMap<String, String>,
-        capacity: u32,
-        secret_sha256: &str,
-        credential_expires_ms: i64,
-    ) -> Result<()> {
+    /// Registers an agent, or updates its registration (not a revoked one's).
+    pub async fn register_agent(&self, a: &NewAgent<'_>) -> Result<()> {
+        let NewAgent {
+            id,
+            name,
+            pools,
+            labels,
+            capacity,
+            secret_sha256,
+            credential_expires_ms,
+        } = *a;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO agents (id, name, pools, labels, capacity, state, registered_ms, last_seen_ms, secret_sha256, credential_expires_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) \

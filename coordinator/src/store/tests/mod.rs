@@ -90,15 +90,15 @@ async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
     // The agents the tests claim as, registered for the pool their runs use.
     for st in [&sqlite, &pg] {
         for a in ["a0", "a1", "a2", "a3"] {
-            st.register_agent(
-                a,
-                a,
-                &["default".into()],
-                &BTreeMap::new(),
-                1,
-                &sha256_hex(a.as_bytes()),
-                0,
-            )
+            st.register_agent(&NewAgent {
+                id: a,
+                name: a,
+                pools: &["default".into()],
+                labels: &BTreeMap::new(),
+                capacity: 1,
+                secret_sha256: &sha256_hex(a.as_bytes()),
+                credential_expires_ms: 0,
+            })
             .await
             .unwrap();
         }
