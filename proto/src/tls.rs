@@ -1,0 +1,146 @@
+//! TLS on the client side (the CLI, the agent): PEM files read with errors that name them, the
+//! tonic configuration for an `https://` coordinator URL, and what a failed handshake means.
+
+use std::path::Path;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// The TLS files a client was given (`--tls-ca`, and for an agent `--tls-cert`/`--tls-key`).
+#[derive(Clone, Debug, Default)]
+pub struct ClientFiles<'a> {
+    /// The CA that signed the coordinator's certificate; the system roots when unset.
+    pub ca: Option<&'a Path>,
+    /// The client certificate (PEM chain) for mutual TLS.
+    pub cert: Option<&'a Path>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<&'a Path>,
+}
+
+/// Reads a PEM file given by `flag`, refusing a file that holds no PEM block of `label`
+/// (`CERTIFICATE`, `PRIVATE KEY`) with what to do instead.
+pub fn read_pem(path: &Path, flag: &str, label: &str) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {flag} file {}: {e} (give the path of a PEM file)",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.contains(label));
+    if !found {
+        return Err(format!(
+            "{flag} file {} holds no PEM {label} (a -----BEGIN ...{label}----- block): is it DER? \
+             convert it with `openssl x509 -in FILE -out FILE.pem` (a certificate) or \
+             `openssl pkey -in FILE -out FILE.pem` (a key)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The tonic TLS configuration for these files: the CA (or the system roots) and, when both
+/// are given, the client identity.
+pub fn client_config(files: &ClientFiles) -> Result<ClientTlsConfig, String> {
+    let mut tls = ClientTlsConfig::new();
+    tls = match files.ca {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(read_pem(
+            ca,
+            "--tls-ca",
+            "CERTIFICATE",
+        )?)),
+        None => tls.with_native_roots(),
+    };
+    match (files.cert, files.key) {
+        (Some(c), Some(k)) => {
+            let cert = read_pem(c, "--tls-cert", "CERTIFICATE")?;
+            let key = read_pem(k, "--tls-key", "PRIVATE KEY")?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        (None, None) => {}
+        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+    }
+    Ok(tls)
+}
+
+/// Adds TLS to `endpoint` for an `https://` URL; refuses TLS files with an `http://` one (they
+/// would silently be ignored).
+pub fn endpoint(endpoint: Endpoint, url: &str, files: &ClientFiles) -> Result<Endpoint, String> {
+    let given = files.ca.is_some() || files.cert.is_some() || files.key.is_some();
+    if !url.starts_with("https://") {
+        if given {
+            return Err(format!(
+                "TLS files are given but the coordinator URL {url} is not https: use https://{}",
+                url.split_once("://").map_or(url, |(_, rest)| rest)
+            ));
+        }
+        return Ok(endpoint);
+    }
+    endpoint
+        .tls_config(client_config(files)?)
+        .map_err(|e| format!("cannot set up TLS for {url}: {}", chain(&e)))
+}
+
+/// An error with all its causes, `: `-separated (tonic's own message is only "transport error").
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// A status's message and the causes behind it (a transport failure's reason is only there).
+pub fn status_text(s: &tonic::Status) -> String {
+    let mut text = s.message().to_string();
+    if let Some(source) = std::error::Error::source(s) {
+        let causes = chain(source);
+        if !text.contains(&causes) {
+            text.push_str(": ");
+            text.push_str(&causes);
+        }
+    }
+    text
+}
+
+/// What a client-side TLS failure means and what to do, when `message` (an error chain) is one.
+pub fn hint(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("unknownissuer") || m.contains("unknown issuer") {
+        Some("the coordinator's certificate is not signed by a CA this client trusts: give the CA that signed it with --tls-ca (TOFUFLOW_TLS_CA)")
+    } else if m.contains("notvalidforname") || m.contains("not valid for name") {
+        Some("the coordinator's certificate does not name the host in the URL: use a name or address listed in its subjectAltName")
+    } else if m.contains("certificate") && m.contains("expired") {
+        Some("a certificate has expired: renew it")
+    } else if m.contains("certificaterequired") || m.contains("certificate required") {
+        Some("the coordinator requires a client certificate: give --tls-cert and --tls-key")
+    } else if m.contains("unknownca")
+        || m.contains("unknown ca")
+        || m.contains("badcertificate")
+        || m.contains("bad certificate")
+        || m.contains("decrypterror")
+    {
+        Some("the coordinator refused this client's certificate: it must be signed by the coordinator's --tls-client-ca")
+    } else if m.contains("invalidcontenttype")
+        || m.contains("corrupt message")
+        || m.contains("wrong version number")
+    {
+        Some("the coordinator does not speak TLS on this port: use an http:// URL, or start it with --tls-cert and --tls-key")
+    } else {
+        None
+    }
+}
+
+/// The crypto provider of every rustls configuration here: ring (no C toolchain needed).
+/// rustls marks ring's default provider deprecated only for lacking post-quantum key exchange,
+/// which aws-lc-rs would bring at the cost of a C build.
+#[allow(deprecated)]
+pub fn provider() -> std::sync::Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
+}
