@@ -36,8 +36,9 @@ pub fn declared_backend(dir: &Path) -> Option<String> {
 }
 
 /// A backend URL as the task uses it, and the host:port the gateway must reach for it.
-/// `isolated` (no host network): a loopback URL stays as it is (the sandbox relays the same
-/// port); a plain-http one is pointed at the task's loopback; https goes through the proxy.
+/// `isolated` (no host network): a plain-http loopback URL stays as it is (the sandbox relays the
+/// same port); any other is pointed at plain http on the task's loopback, and the gateway's relay
+/// speaks https upstream for an https one (verifying the coordinator's certificate).
 pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16)>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
@@ -62,7 +63,7 @@ pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     let target = Some((host, port));
-    if scheme == "http" && !loopback {
+    if scheme == "https" || !loopback {
         (format!("http://127.0.0.1:{port}{path}"), target)
     } else {
         (url.to_string(), target)
@@ -75,13 +76,15 @@ pub(super) struct StateBackend {
     pub managed: bool,
     /// The host:port the gateway must reach for the backend, when the network is isolated.
     pub target: Option<(String, u16)>,
+    /// The backend is https: the gateway's relay speaks TLS upstream.
+    pub tls: bool,
     /// `tofu init` with the backend's URLs.
     pub init: Vec<String>,
 }
 
 /// Decides where the state lives and says so in the log. Without the host network, the backend
-/// is reached through the gateway: on the task's loopback at the same port (a loopback or
-/// plain-http coordinator), or through the proxy (https).
+/// is reached through the gateway's relay, on the task's loopback at the same port (the relay
+/// speaks https upstream when the coordinator does).
 pub(super) fn prepare(
     spec: &v1::TaskSpec,
     module: &Path,
@@ -124,6 +127,10 @@ pub(super) fn prepare(
         ));
     }
     Ok(StateBackend {
+        tls: spec
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.address.starts_with("https://")),
         managed,
         target: backend.and_then(|b| b.3),
         init,

@@ -59,6 +59,9 @@ pub struct Runner {
     pub cfg: Arc<Config>,
     pub client: crate::Client,
     pub agent_id: String,
+    /// How the state-backend relay speaks TLS to an https coordinator (the --tls-ca or the
+    /// system roots, and the agent's client certificate).
+    pub backend_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// Per-task settings beyond the spec.
@@ -237,7 +240,7 @@ impl Runner {
         }
         // The gateway lives (and relays) until this function returns.
         let egress = match isolated {
-            true => Some(self.start_egress(spec, ctx.network, state.target.clone(), rep)?),
+            true => Some(self.start_egress(spec, ctx.network, &state, rep)?),
             false => None,
         };
         if let Some((uid, gid)) = user {
@@ -326,8 +329,15 @@ mod tests {
         assert_eq!(
             backend_inside("https://coord.example.com/state/a", true),
             (
-                "https://coord.example.com/state/a".to_string(),
+                "http://127.0.0.1:443/state/a".to_string(),
                 Some(("coord.example.com".into(), 443))
+            )
+        );
+        assert_eq!(
+            backend_inside("https://localhost:7701/state/a", true),
+            (
+                "http://127.0.0.1:7701/state/a".to_string(),
+                Some(("localhost".into(), 7701))
             )
         );
         assert_eq!(
