@@ -122,6 +122,11 @@ impl Cluster {
                     .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
             )
             .env("TOFU_DOUBLE_TRACE", self.dir.join("trace/tofu-trace.jsonl"))
+            .envs(
+                self.tls
+                    .iter()
+                    .map(|t| ("TOFUFLOW_TLS_CA", t.ca.as_os_str())),
+            )
             .envs(&opts.env)
             .envs(
                 self.agent_token
