@@ -141,7 +141,9 @@ async fn plan_and_apply_run_through_a_tls_coordinator_with_an_mtls_agent() {
         .tls(pki.files.clone())
         .start()
         .await;
+    // Network none: the task reaches nothing but the state backend, through the relay.
     c.agent(AgentOpts {
+        args: vec!["--sandbox", "required", "--network", "none"],
         owned_args: client_cert_args(&pki.agent),
         ..Default::default()
     })
@@ -159,6 +161,17 @@ async fn plan_and_apply_run_through_a_tls_coordinator_with_an_mtls_agent() {
         "the state was written over https through the agent's relay: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         c.logs_tail()
+    );
+    let relayed = format!(
+        "-backend-config=address=http://127.0.0.1:{}/state/ml/tls",
+        c.http_port
+    );
+    assert!(
+        c.tofu_trace().iter().any(|e| e["args"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == relayed.as_str()))),
+        "tofu spoke plain http to the relay on its loopback: {:?}",
+        c.tofu_trace()
     );
     let logs = c.cli(&["run", "logs", &id]);
     let logs = String::from_utf8_lossy(&logs.stdout);
@@ -271,4 +284,62 @@ async fn the_cli_with_the_wrong_ca_fails_clearly() {
         err.contains(&format!("cannot read --tls-ca file {}", missing.display())),
         "{err}"
     );
+}
+
+/// Runs the coordinator with `args` (TLS flags) and returns what it printed when it exited.
+fn coordinator_refuses(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin_dir().join("tofuflow-coordinator"))
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/c.db", dir.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the coordinator");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "started with {args:?}: {text}");
+    text
+}
+
+#[test]
+fn the_coordinator_names_a_missing_or_unusable_certificate_file() {
+    let pki = pki();
+    let dir = pki.files.ca.parent().unwrap().to_path_buf();
+    let missing = dir.join("missing.pem");
+    let (cert, key, ca) = (
+        pki.files.cert.to_str().unwrap(),
+        pki.files.key.to_str().unwrap(),
+        pki.files.ca.to_str().unwrap(),
+    );
+    let err = coordinator_refuses(
+        &dir,
+        &["--tls-cert", missing.to_str().unwrap(), "--tls-key", key],
+    );
+    assert!(
+        err.contains(&format!(
+            "cannot read --tls-cert file {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let err = coordinator_refuses(&dir, &["--tls-cert", key, "--tls-key", key]);
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    let err = coordinator_refuses(&dir, &["--tls-cert", cert, "--tls-key", cert]);
+    assert!(err.contains("holds no usable PEM private key"), "{err}");
+    let (_, other_key) = &pki.agent;
+    let err = coordinator_refuses(
+        &dir,
+        &["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("is the key the one of this certificate?"),
+        "{err}"
+    );
+    let err = coordinator_refuses(&dir, &["--tls-client-ca", ca]);
+    assert!(err.contains("--tls-cert"), "{err}");
 }

@@ -232,7 +232,7 @@ impl Runner {
         workdir::write_tofurc(sb, wd)?;
         // State: the coordinator's http backend unless the module brings its own.
         let isolated = ctx.network != Network::Host;
-        let state = backend::prepare(spec, &module, isolated, rep)?;
+        let state = self.state_backend(spec, &module, isolated, (wd, &inner), rep)?;
         let plan_file = wd.join("tfplan");
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         if phase == v1::Phase::Apply {
@@ -246,12 +246,7 @@ impl Runner {
         if let Some((uid, gid)) = user {
             workdir::chown_tree(wd, uid, gid)?;
         }
-        let env = self.env(
-            spec,
-            &inner,
-            state.managed,
-            egress.as_ref().map(|e| e.proxy_port),
-        );
+        let env = self.env(spec, &inner, &state, egress.as_ref().map(|e| e.proxy_port));
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
         confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
         let tofu = tofu::Tofu {
