@@ -36,7 +36,16 @@ pub fn coordinator_channel(
 ) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?;
-    Ok(tofuflow_proto::tls::endpoint(endpoint, url, tls)?
+    let endpoint = if url.starts_with("https://") {
+        tofuflow_proto::tls::endpoint(endpoint, url, tls)?
+    } else {
+        if tls.ca.is_some() || tls.cert.is_some() {
+            // Still of use: the state backend may be https behind a proxy that terminates TLS.
+            tracing::warn!(coordinator = %url, "the coordinator URL is plain http: --tls-* apply to an https state backend only");
+        }
+        endpoint
+    };
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -76,7 +76,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         auth_failures: auth.failures.clone(),
         dead_letters,
     };
-    serve_http(&tracker, http_l, app, tls.as_ref(), &shutdown);
+    serve_http(&tracker, (http_l, http_addr), app, tls.as_ref(), &shutdown);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), agent_client_certs = tls.as_ref().is_some_and(|t| t.agent_certs), database = %queue::redact(&cfg.database_url), "coordinator listening");
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, grpc_addr, http_addr)?;
@@ -253,7 +253,7 @@ async fn serve_grpc(
 /// TLS when configured.
 fn serve_http(
     tracker: &TaskTracker,
-    listener: TcpListener,
+    (listener, local): (TcpListener, SocketAddr),
     app: http::App,
     tls: Option<&tls::Tls>,
     shutdown: &CancellationToken,
@@ -270,9 +270,6 @@ fn serve_http(
                     .await
             }
             Some(a) => {
-                let local = listener
-                    .local_addr()
-                    .expect("a bound listener has an address");
                 let incoming = tls::accept(listener, a, "http", sd.clone());
                 // tap_io: axum gives the peer address (ConnectInfo) of any such listener.
                 let l = tls::HttpListener { incoming, local }.tap_io(|_| {});

@@ -71,6 +71,8 @@ pub struct AgentOpts {
     pub lock_timeout: Option<&'static str>,
     /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
     pub coordinator_url: Option<String>,
+    /// Run this tofu instead of the stand-in (e.g. the machine's real `terraform`).
+    pub tofu_bin: Option<PathBuf>,
     /// Use this work root (e.g. a killed agent's, to restart it) instead of a new one.
     pub work_root: Option<PathBuf>,
 }
@@ -103,7 +105,11 @@ impl Cluster {
             .args(["--pool", &pools.join(",")])
             .args(["--concurrency", &opts.concurrency.max(1).to_string()])
             .arg("--tofu-bin")
-            .arg(self.bins.join("tofu-double"))
+            .arg(
+                opts.tofu_bin
+                    .clone()
+                    .unwrap_or_else(|| self.bins.join("tofu-double")),
+            )
             .arg("--work-root")
             .arg(&work_root)
             .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])

@@ -189,6 +189,36 @@ async fn plan_and_apply_run_through_a_tls_coordinator_with_an_mtls_agent() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_host_network_real_terraform_trusts_the_coordinator_ca() {
+    // The stand-in speaks plain http only; the machine's real Terraform speaks https itself.
+    let terraform = PathBuf::from("/usr/local/bin/terraform");
+    if !terraform.exists() {
+        eprintln!("skipped: no {} on this machine", terraform.display());
+        return;
+    }
+    let pki = pki();
+    let mut c = Cluster::builder(Db::Sqlite)
+        .tls(pki.files.clone())
+        .start()
+        .await;
+    c.agent(AgentOpts {
+        args: vec!["--network", "host"],
+        owned_args: client_cert_args(&pki.agent),
+        tofu_bin: Some(terraform),
+        ..Default::default()
+    })
+    .await;
+    let id = c.submit(&example("gpu-pool"), "ml/host", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+    let out = c.cli(&["state", "pull", "ml/host"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"lineage\""),
+        "{}",
+        c.logs_tail()
+    );
+}
+
 /// Starts an agent of `c` with `args` and waits for it to give up; returns its exit status and
 /// output.
 fn agent_refused(c: &Cluster, name: &str, args: &[String]) -> (std::process::ExitStatus, String) {
