@@ -233,3 +233,33 @@ pub fn require_client_cert(
     )
     .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_handshakes_are_explained() {
+        let h = handshake_hint("invalid peer certificate: UnknownIssuer");
+        assert!(h.contains("--tls-client-ca"), "{h}");
+        let h = handshake_hint("received fatal alert: BadCertificate");
+        assert!(h.contains("--tls-ca"), "{h}");
+        let h = handshake_hint("received corrupt message of type InvalidContentType");
+        assert!(h.contains("https://"), "{h}");
+    }
+
+    #[test]
+    fn tls_flags_go_together() {
+        let p = Path::new("/nonexistent.pem");
+        assert!(Tls::load(None, None, None).unwrap().is_none());
+        let e = Tls::load(Some(p), None, None).err().unwrap();
+        assert!(e.contains("go together"), "{e}");
+        let e = Tls::load(None, None, Some(p)).err().unwrap();
+        assert!(e.contains("needs --tls-cert"), "{e}");
+        let e = Tls::load(Some(p), Some(p), None).err().unwrap();
+        assert!(
+            e.contains("cannot read --tls-cert file /nonexistent.pem"),
+            "{e}"
+        );
+    }
+}

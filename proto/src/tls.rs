@@ -144,3 +144,51 @@ pub fn hint(message: &str) -> Option<&'static str> {
 pub fn provider() -> std::sync::Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_handshakes_say_what_to_fix() {
+        let unknown = "transport error: invalid peer certificate: UnknownIssuer";
+        assert!(hint(unknown).unwrap().contains("--tls-ca"));
+        let refused = "received fatal alert: UnknownCA";
+        assert!(hint(refused).unwrap().contains("--tls-client-ca"));
+        let plain = "received corrupt message of type InvalidContentType";
+        assert!(hint(plain).unwrap().contains("http://"));
+        assert_eq!(hint("tcp connect error: Connection refused"), None);
+        assert_eq!(hint("lease expired"), None, "only certificates expire here");
+    }
+
+    #[test]
+    fn tls_files_with_a_plain_http_url_are_refused() {
+        let ca = Path::new("/nonexistent/ca.pem");
+        let files = ClientFiles {
+            ca: Some(ca),
+            ..Default::default()
+        };
+        let url = "http://127.0.0.1:7700";
+        let e = endpoint(Endpoint::from_static("http://127.0.0.1:7700"), url, &files).unwrap_err();
+        assert!(e.contains("use https://127.0.0.1:7700"), "{e}");
+        let e = client_config(&files).unwrap_err();
+        assert!(
+            e.contains("cannot read --tls-ca file /nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_pem_is_refused_with_the_conversion() {
+        let dir = std::env::temp_dir().join(format!("tofuflow-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("cert.der");
+        std::fs::write(&f, [0x30, 0x82, 0x01]).unwrap();
+        let e = read_pem(&f, "--tls-ca", "CERTIFICATE").unwrap_err();
+        assert!(
+            e.contains("holds no PEM CERTIFICATE") && e.contains("openssl"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
