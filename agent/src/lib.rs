@@ -260,7 +260,7 @@ async fn register(
 fn register_error(cfg: &Config, s: &tonic::Status) -> String {
     let url = &cfg.coordinator;
     if let Some(why) = tls_failure(cfg, s) {
-        return format!("TLS with the coordinator at {url} failed: {why}");
+        return why;
     }
     match s.code() {
         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
@@ -273,22 +273,9 @@ fn register_error(cfg: &Config, s: &tonic::Status) -> String {
     }
 }
 
-/// A TLS failure behind a failed call, with what to do (retrying would not help). A client
-/// certificate the coordinator refuses shows here only as a connection closed right after the
-/// handshake: TLS 1.3 servers check it after the client considers the handshake done.
+/// A TLS failure behind a failed call, with what to do: retrying would not help.
 fn tls_failure(cfg: &Config, s: &tonic::Status) -> Option<String> {
-    let why = tofuflow_proto::tls::status_text(s);
-    if let Some(hint) = tofuflow_proto::tls::hint(&why) {
-        return Some(format!("{why} ({hint})"));
-    }
-    let closed = why.contains("connection closed") || why.contains("connection reset");
-    (cfg.coordinator.starts_with("https://") && cfg.tls_cert.is_some() && closed).then(|| {
-        format!(
-            "{why} (the coordinator closed the connection after the handshake: it most likely \
-             refused this agent's client certificate, which must be signed by its \
-             --tls-client-ca; the coordinator's log says why)"
-        )
-    })
+    tofuflow_proto::tls::transport_failure(s, &cfg.coordinator, cfg.tls_cert.is_some())
 }
 
 /// Writes `{"agent_id", "pid"}` to `path` (whole, by rename) once registered.

@@ -99,14 +99,53 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// A status's message and the causes behind it (a transport failure's reason is only there).
 pub fn status_text(s: &tonic::Status) -> String {
     let mut text = s.message().to_string();
-    if let Some(source) = std::error::Error::source(s) {
-        let causes = chain(source);
-        if !text.contains(&causes) {
+    let mut cur = std::error::Error::source(s);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !text.contains(&t) {
             text.push_str(": ");
-            text.push_str(&causes);
+            text.push_str(&t);
         }
+        cur = c.source();
     }
     text
+}
+
+/// For a call that failed in transport (not an answer from the coordinator, which carries no
+/// cause): the message when TLS is the likely reason, with what to do. A client certificate the
+/// coordinator refuses shows only as a connection closed after the handshake (TLS 1.3 servers
+/// check it once the client considers the handshake done), as does a plain-text client at a
+/// TLS port.
+pub fn transport_failure(s: &tonic::Status, url: &str, client_cert: bool) -> Option<String> {
+    std::error::Error::source(s)?;
+    let why = status_text(s);
+    if let Some(h) = hint(&why) {
+        return Some(format!(
+            "TLS with the coordinator at {url} failed: {why} ({h})"
+        ));
+    }
+    let w = why.to_ascii_lowercase();
+    let closed = ["closed", "broken pipe", "reset", "protocol error"]
+        .iter()
+        .any(|x| w.contains(x))
+        || w.trim() == "transport error";
+    if !closed {
+        return None;
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        Some(format!(
+            "the coordinator at {url} closed the connection: {why} (if it serves TLS, use \
+             https://{rest} with --tls-ca)"
+        ))
+    } else if client_cert {
+        Some(format!(
+            "TLS with the coordinator at {url} failed: {why} (the coordinator closed the \
+             connection after the handshake: it most likely refused this client's certificate, \
+             which must be signed by its --tls-client-ca; the coordinator's log says why)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// What a client-side TLS failure means and what to do, when `message` (an error chain) is one.
@@ -159,6 +198,23 @@ mod tests {
         assert!(hint(plain).unwrap().contains("http://"));
         assert_eq!(hint("tcp connect error: Connection refused"), None);
         assert_eq!(hint("lease expired"), None, "only certificates expire here");
+    }
+
+    #[test]
+    fn a_closed_connection_points_at_tls() {
+        let closed =
+            || tonic::Status::from_error(Box::new(std::io::Error::other("connection closed")));
+        let e = transport_failure(&closed(), "http://h:7700", false).unwrap();
+        assert!(e.contains("use https://h:7700 with --tls-ca"), "{e}");
+        let e = transport_failure(&closed(), "https://h:7700", true).unwrap();
+        assert!(e.contains("--tls-client-ca"), "{e}");
+        assert_eq!(transport_failure(&closed(), "https://h:7700", false), None);
+        let answer = tonic::Status::unauthenticated("connection closed by policy");
+        assert_eq!(
+            transport_failure(&answer, "http://h:7700", true),
+            None,
+            "an answer from the coordinator is not a transport failure"
+        );
     }
 
     #[test]

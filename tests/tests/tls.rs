@@ -301,6 +301,18 @@ async fn the_cli_with_the_wrong_ca_fails_clearly() {
         "{err}"
     );
 
+    let plain = c.grpc_url().replace("https://", "http://");
+    let out = Command::new(bin_dir().join("tofuflow"))
+        .args(["--coordinator", &plain, "run", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("use https://"),
+        "a plain client is told to use https: {err}"
+    );
+
     let missing = pki.rogue_ca.with_file_name("missing.pem");
     let out = Command::new(bin_dir().join("tofuflow"))
         .args(["--coordinator", &c.grpc_url(), "run", "list"])
