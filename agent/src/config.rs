@@ -34,7 +34,7 @@ fn pool_network(s: &str) -> Result<(String, crate::sandbox::Network), String> {
     after_help = "Subcommand: `tofuflow-agent check [FLAGS]` prints the isolation this host gives tasks under FLAGS, and exits 1 when the configuration asks for more than the host has."
 )]
 pub struct Config {
-    /// gRPC URL of the coordinator.
+    /// gRPC URL of the coordinator: http://HOST:PORT, or https://HOST:PORT when it serves TLS.
     #[arg(
         long,
         env = "TOFUFLOW_COORDINATOR",
@@ -46,6 +46,20 @@ pub struct Config {
     /// agent token of the coordinator's. Once joined, its own identity is kept in the work root.
     #[arg(long, env = "TOFUFLOW_AGENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// CA certificate (PEM) that signed the coordinator's certificate, for an https://
+    /// --coordinator and the state backend behind it. Default: the system roots.
+    #[arg(long, env = "TOFUFLOW_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS, signed by the coordinator's --tls-client-ca.
+    /// Needs --tls-key.
+    #[arg(long, env = "TOFUFLOW_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TOFUFLOW_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// RabbitMQ URL.
     #[arg(

@@ -12,6 +12,7 @@ pub mod mask;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
+pub mod tls;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -29,10 +30,23 @@ pub type Client = AgentServiceClient<
 >;
 
 /// A gRPC channel to the coordinator with deadlines and keepalive (half-open links are noticed
-/// in seconds).
-pub fn coordinator_channel(url: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+/// in seconds), over TLS for an https URL.
+pub fn coordinator_channel(
+    url: &str,
+    tls: &tofuflow_proto::tls::ClientFiles,
+) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?;
+    let endpoint = if url.starts_with("https://") {
+        tofuflow_proto::tls::endpoint(endpoint, url, tls)?
+    } else {
+        if tls.ca.is_some() || tls.cert.is_some() {
+            // Still of use: the state backend may be https behind a proxy that terminates TLS.
+            tracing::warn!(coordinator = %url, "the coordinator URL is plain http: --tls-* apply to an https state backend only");
+        }
+        endpoint
+    };
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .http2_keep_alive_interval(Duration::from_secs(10))
@@ -115,7 +129,8 @@ pub async fn run(
     let labels = host_labels(&cfg, &sandbox)?;
     let cfg = Arc::new(cfg);
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
-    let channel = coordinator_channel(&cfg.coordinator)?;
+    let channel = coordinator_channel(&cfg.coordinator, &tls::files(&cfg))?;
+    let backend_tls = tls::relay_config(&cfg)?;
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
     let req = v1::RegisterRequest {
         protocol_version: tofuflow_proto::PROTOCOL_VERSION,
@@ -170,6 +185,7 @@ pub async fn run(
         cfg: cfg.clone(),
         client: client.clone(),
         agent_id: agent_id.clone(),
+        backend_tls,
     };
     slots.start(&cfg, &amqp, runner, &leases, &free);
     if let Some(path) = &cfg.ready_file {
@@ -275,19 +291,44 @@ async fn register(
     let started = std::time::Instant::now();
     loop {
         let mut c = client.clone();
-        match c.register(req.clone()).await {
+        let s = match c.register(req.clone()).await {
             Ok(r) => return Ok(Some(r.into_inner())),
-            Err(s) if s.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(60) => {
-                tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => return Err(format!("the coordinator at {} refused this agent: {}", cfg.coordinator, s.message())),
-            Err(s) => return Err(format!("cannot register with the coordinator at {}: {} (is it running? is --coordinator right?)", cfg.coordinator, s.message())),
+            Err(s) => s,
+        };
+        let retry = s.code() == tonic::Code::Unavailable
+            && started.elapsed() < Duration::from_secs(60)
+            && tls_failure(cfg, &s).is_none();
+        if !retry {
+            return Err(register_error(cfg, &s));
+        }
+        tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Why registering failed for good, and what to do.
+fn register_error(cfg: &Config, s: &tonic::Status) -> String {
+    let url = &cfg.coordinator;
+    if let Some(why) = tls_failure(cfg, s) {
+        return why;
+    }
+    match s.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            format!("the coordinator at {url} refused this agent: {}", s.message())
+        }
+        _ => format!(
+            "cannot register with the coordinator at {url}: {} (is it running? is --coordinator right?)",
+            tofuflow_proto::tls::status_text(s)
+        ),
+    }
+}
+
+/// A TLS failure behind a failed call, with what to do: retrying would not help.
+fn tls_failure(cfg: &Config, s: &tonic::Status) -> Option<String> {
+    tofuflow_proto::tls::transport_failure(s, &cfg.coordinator, cfg.tls_cert.is_some())
 }
 
 /// Writes `{"agent_id", "pid"}` to `path` (whole, by rename) once registered.

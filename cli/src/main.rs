@@ -26,10 +26,14 @@ use tofuflow_proto::v1::user_service_client::UserServiceClient;
     about = "Run OpenTofu across a fleet: submit, approve, watch and inspect runs"
 )]
 struct Cli {
-    /// gRPC URL of the coordinator [default: the one `tofuflow login` saved, else
-    /// http://127.0.0.1:7700].
+    /// gRPC URL of the coordinator: http://HOST:PORT, or https://HOST:PORT when it serves TLS
+    /// [default: the one `tofuflow login` saved, else http://127.0.0.1:7700].
     #[arg(long, global = true, env = "TOFUFLOW_COORDINATOR")]
     coordinator: Option<String>,
+    /// CA certificate (PEM) that signed the coordinator's certificate, for an https://
+    /// --coordinator. Default: the system roots.
+    #[arg(long, global = true, env = "TOFUFLOW_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     output: Format,
@@ -50,6 +54,8 @@ enum Format {
     Json,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Check a token (--token, else read from standard input) and save it with the
@@ -142,7 +148,12 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         ),
     };
     let mut ctx = Ctx {
-        client: client(&settings.coordinator, token.as_deref()).await?,
+        client: client(
+            &settings.coordinator,
+            cli.tls_ca.as_deref(),
+            token.as_deref(),
+        )
+        .await?,
         json,
         who: actor(&cli.user),
         url: settings.coordinator.clone(),
@@ -164,14 +175,29 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
     }
 }
 
-/// Opens the gRPC channel (with the user's token, if any).
-async fn client(url: &str, token: Option<&str>) -> Result<Client, String> {
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?
+/// Opens the gRPC channel (over TLS for an https URL; with the user's token, if any).
+async fn client(
+    url: &str,
+    tls_ca: Option<&std::path::Path>,
+    token: Option<&str>,
+) -> Result<Client, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?;
+    let files = tofuflow_proto::tls::ClientFiles {
+        ca: tls_ca,
+        ..Default::default()
+    };
+    let ch = tofuflow_proto::tls::endpoint(endpoint, url, &files)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| format!("cannot reach the coordinator at {url}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {e}"))?;
+        .map_err(|e| {
+            let why = tofuflow_proto::tls::chain(&e);
+            match tofuflow_proto::tls::hint(&why) {
+                Some(hint) => format!("TLS with the coordinator at {url} failed: {why} ({hint})"),
+                None => format!("cannot reach the coordinator at {url}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {why}"),
+            }
+        })?;
     Ok(
         UserServiceClient::with_interceptor(ch, tofuflow_proto::auth::Bearer::new(token)?)
             .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES),

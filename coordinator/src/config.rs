@@ -24,7 +24,8 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_HTTP_LISTEN", default_value = "127.0.0.1:7701")]
     pub http_listen: String,
 
-    /// URL agents use to reach the HTTP side (state backend). Default: http://<http-listen>.
+    /// URL agents use to reach the HTTP side (state backend). Default: http://<http-listen>
+    /// (https:// with --tls-cert).
     #[arg(long, env = "TOFUFLOW_PUBLIC_HTTP_URL")]
     pub public_http_url: Option<String>,
 
@@ -143,6 +144,20 @@ pub struct Config {
     /// State versions kept per workspace (the newest N; 0 keeps all).
     #[arg(long, env = "TOFUFLOW_STATE_VERSIONS_KEEP", default_value_t = 100)]
     pub state_versions_keep: i64,
+
+    /// Server certificate (PEM, the chain, leaf first): gRPC and HTTP are served over TLS.
+    /// Needs --tls-key.
+    #[arg(long, env = "TOFUFLOW_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The server certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TOFUFLOW_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA certificate(s) (PEM) for client certificates: agents must present one signed by it
+    /// (mutual TLS); users may still connect without one. Needs --tls-cert.
+    #[arg(long, env = "TOFUFLOW_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 
     /// Write {"grpc": ADDR, "http": ADDR} here once listening (for scripts and tests).
     #[arg(long, env = "TOFUFLOW_READY_FILE")]

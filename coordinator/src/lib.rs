@@ -18,6 +18,7 @@ pub mod queue;
 pub mod runs;
 pub mod state_backend;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -27,6 +28,7 @@ use tofuflow_proto::v1::agent_service_server::AgentServiceServer;
 use tofuflow_proto::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,6 +38,11 @@ pub use config::Config;
 /// store, listens, starts the publisher and the reaper, serves gRPC and HTTP, then waits.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     let auth = load_auth(&cfg)?;
+    let tls = tls::Tls::load(
+        cfg.tls_cert.as_deref(),
+        cfg.tls_key.as_deref(),
+        cfg.tls_client_ca.as_deref(),
+    )?;
     let store = open_store(&cfg).await?;
     if !auth.is_open() && !auth.has_users_file() {
         bootstrap_admin(&store).await?;
@@ -43,10 +50,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let (grpc, http_l) = listen(&cfg).await?;
     let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;
-    let public_http_url = cfg
-        .public_http_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let public_http_url = cfg.public_http_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{http_addr}")
+    });
     // Woken after every commit that queued a task (the store's run-event effects).
     let wake = store.publisher_wake();
     let amqp_ready = Arc::new(AtomicBool::new(false));
@@ -68,15 +75,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         token_ttl_ms: cfg.token_ttl.as_millis() as i64,
         agent_credentials: Default::default(),
     };
-    serve_grpc(&tracker, grpc, shared, &auth, &shutdown).await;
+    serve_grpc(&tracker, grpc, shared, &auth, tls.as_ref(), &shutdown).await;
     let app = http::App {
         store,
         amqp_ready,
         auth_failures: auth.failures.clone(),
         dead_letters,
     };
-    serve_http(&tracker, http_l, app, &shutdown);
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, database = %queue::redact(&cfg.database_url), "coordinator listening");
+    serve_http(&tracker, (http_l, http_addr), app, tls.as_ref(), &shutdown);
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), agent_client_certs = tls.as_ref().is_some_and(|t| t.agent_certs), database = %queue::redact(&cfg.database_url), "coordinator listening");
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, grpc_addr, http_addr)?;
     }
@@ -197,12 +204,13 @@ fn spawn_background(
 }
 
 /// Serves the agent and user services (each behind its credential check) and gRPC health on
-/// `listener` until `shutdown`.
+/// `listener` until `shutdown`, over TLS when configured.
 async fn serve_grpc(
     tracker: &TaskTracker,
     listener: TcpListener,
     shared: api::Shared,
     auth: &auth::Auth,
+    tls: Option<&tls::Tls>,
     shutdown: &CancellationToken,
 ) {
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -214,49 +222,81 @@ async fn serve_grpc(
         .await;
     let max = tofuflow_proto::MAX_MESSAGE_BYTES;
     let (a1, a2) = (auth.clone(), auth.clone());
+    let agent_certs = tls.is_some_and(|t| t.agent_certs);
     let agent_svc = tonic::service::interceptor::InterceptedService::new(
         AgentServiceServer::new(api::agent::AgentApi::new(shared.clone()))
             .max_decoding_message_size(max),
-        move |req| a1.check_agent(req),
+        move |req: tonic::Request<()>| {
+            if agent_certs {
+                tls::require_client_cert(&req, &a1.failures)?;
+            }
+            a1.check_agent(req)
+        },
     );
     let user_svc = tonic::service::interceptor::InterceptedService::new(
         UserServiceServer::new(api::user::UserApi { shared }).max_decoding_message_size(max),
         move |req| a2.check_user(req),
     );
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(health_svc)
+        .add_service(agent_svc)
+        .add_service(user_svc);
     let sd = shutdown.clone();
+    let acceptor = tls.map(|t| t.grpc.clone());
     tracker.spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-            .add_service(health_svc)
-            .add_service(agent_svc)
-            .add_service(user_svc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                sd.cancelled_owned(),
-            )
-            .await;
+        let r = match acceptor {
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                router
+                    .serve_with_incoming_shutdown(incoming, sd.cancelled_owned())
+                    .await
+            }
+            Some(a) => {
+                let rx = tls::accept(listener, a, "grpc", sd.clone());
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(rx)
+                    .map(|(s, _)| Ok::<_, std::io::Error>(s));
+                router
+                    .serve_with_incoming_shutdown(incoming, sd.cancelled_owned())
+                    .await
+            }
+        };
         if let Err(e) = r {
             tracing::error!(error = %e, "gRPC server stopped");
         }
     });
 }
 
-/// Serves the HTTP side (state backend, health, metrics) on `listener` until `shutdown`.
+/// Serves the HTTP side (state backend, health, metrics) on `listener` until `shutdown`, over
+/// TLS when configured.
 fn serve_http(
     tracker: &TaskTracker,
-    listener: TcpListener,
+    (listener, local): (TcpListener, SocketAddr),
     app: http::App,
+    tls: Option<&tls::Tls>,
     shutdown: &CancellationToken,
 ) {
+    use axum::serve::ListenerExt;
     let sd = shutdown.clone();
+    let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let acceptor = tls.map(|t| t.http.clone());
     tracker.spawn(async move {
-        let r = axum::serve(
-            listener,
-            http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(sd.cancelled_owned())
-        .await;
+        let r = match acceptor {
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(sd.cancelled_owned())
+                    .await
+            }
+            Some(a) => {
+                let incoming = tls::accept(listener, a, "http", sd.clone());
+                // tap_io: axum gives the peer address (ConnectInfo) of any such listener.
+                let l = tls::HttpListener { incoming, local }.tap_io(|_| {});
+                axum::serve(l, service)
+                    .with_graceful_shutdown(sd.cancelled_owned())
+                    .await
+            }
+        };
         if let Err(e) = r {
             tracing::error!(error = %e, "HTTP server stopped");
         }

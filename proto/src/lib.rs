@@ -12,6 +12,7 @@ pub mod auth;
 pub mod names;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod tls;
 
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
 pub const PROTOCOL_VERSION: u32 = 2;

@@ -71,6 +71,8 @@ pub struct AgentOpts {
     pub lock_timeout: Option<&'static str>,
     /// Reach the coordinator through this URL instead (e.g. a `Proxy`).
     pub coordinator_url: Option<String>,
+    /// Run this tofu instead of the stand-in (e.g. the machine's real `terraform`).
+    pub tofu_bin: Option<PathBuf>,
     /// Use this work root (e.g. a killed agent's, to restart it) instead of a new one.
     pub work_root: Option<PathBuf>,
 }
@@ -104,7 +106,11 @@ impl Cluster {
             .args(["--pool", &pools.join(",")])
             .args(["--concurrency", &opts.concurrency.max(1).to_string()])
             .arg("--tofu-bin")
-            .arg(self.bins.join("tofu-double"))
+            .arg(
+                opts.tofu_bin
+                    .clone()
+                    .unwrap_or_else(|| self.bins.join("tofu-double")),
+            )
             .arg("--work-root")
             .arg(&work_root)
             .args(["--name", &name, "--pass-env", "TOFU_DOUBLE_*"])
@@ -123,6 +129,11 @@ impl Cluster {
                     .unwrap_or_else(|_| "info,tofuflow_agent=debug".into()),
             )
             .env("TOFU_DOUBLE_TRACE", self.dir.join("trace/tofu-trace.jsonl"))
+            .envs(
+                self.tls
+                    .iter()
+                    .map(|t| ("TOFUFLOW_TLS_CA", t.ca.as_os_str())),
+            )
             .envs(&opts.env)
             .envs(
                 credential

@@ -47,6 +47,19 @@ pub struct Cluster {
     pub token: Option<String>,
     /// The bootstrap admin token the coordinator printed on its first start.
     pub bootstrap_token: Option<String>,
+    /// The coordinator serves TLS with these files; clients and agents trust its CA.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS cluster: the CA that signed the coordinator's certificate (clients and
+/// agents are given it as TOFUFLOW_TLS_CA), that certificate and its key, and the CA agents'
+/// client certificates must be signed by (`--tls-client-ca`), if any.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A user-API client carrying the cluster's token.
@@ -65,9 +78,26 @@ pub struct ClusterBuilder {
     pools: Vec<String>,
     coordinator_args: Vec<String>,
     agent_token: Option<String>,
+    tls: Option<TlsFiles>,
 }
 
 impl ClusterBuilder {
+    /// Serves gRPC and HTTP over TLS (and requires agents' client certificates when
+    /// `files.client_ca` is set); the fixture's clients, CLI and agents use https and the CA.
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        let path = |p: &Path| p.display().to_string();
+        self.coordinator_args
+            .extend(["--tls-cert".into(), path(&files.cert)]);
+        self.coordinator_args
+            .extend(["--tls-key".into(), path(&files.key)]);
+        if let Some(ca) = &files.client_ca {
+            self.coordinator_args
+                .extend(["--tls-client-ca".into(), path(ca)]);
+        }
+        self.tls = Some(files);
+        self
+    }
+
     /// The pools the coordinator serves (default: `default`).
     pub fn pools(mut self, pools: &[&str]) -> Self {
         self.pools = pools.iter().map(|s| s.to_string()).collect();
@@ -120,6 +150,7 @@ impl ClusterBuilder {
             agent_token: self.agent_token,
             token: None,
             bootstrap_token: None,
+            tls: self.tls,
         };
         c.start_coordinator().await;
         c.bootstrap_token = c.printed_bootstrap_token();
@@ -188,15 +219,34 @@ impl Cluster {
             pools: vec!["default".into()],
             coordinator_args: Vec::new(),
             agent_token: None,
+            tls: None,
+        }
+    }
+
+    /// `http`, or `https` when the coordinator serves TLS.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.grpc_port)
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.http_port)
+    }
+
+    /// A GET on the coordinator's HTTP side (over TLS, trusting the cluster's CA, when on).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let url = format!("{}{path}", self.http_url());
+        match &self.tls {
+            Some(t) => crate::http::https_get(&url, &t.ca),
+            None => http_get(&url),
+        }
     }
 
     pub async fn start_coordinator(&mut self) {
@@ -244,15 +294,9 @@ impl Cluster {
             },
         )
         .await;
-        let url = format!("{}/readyz", self.http_url());
         wait_for("/readyz", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                http_get(&url)
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-                    .map(|_| ())
-            }
+            let ok = self.get("/readyz").is_ok_and(|(code, _)| code == 200);
+            async move { ok.then_some(()) }
         })
         .await;
     }
@@ -272,8 +316,13 @@ impl Cluster {
 
     /// A user-API client presenting `token`.
     pub async fn client_as(&self, token: Option<&str>) -> UserClient {
+        let files = tofuflow_proto::tls::ClientFiles {
+            ca: self.tls.as_ref().map(|t| t.ca.as_path()),
+            ..Default::default()
+        };
+        let endpoint = tonic::transport::Endpoint::from_shared(self.grpc_url()).unwrap();
         UserServiceClient::with_interceptor(
-            tonic::transport::Endpoint::from_shared(self.grpc_url())
+            tofuflow_proto::tls::endpoint(endpoint, &self.grpc_url(), &files)
                 .unwrap()
                 .connect()
                 .await
@@ -360,7 +409,8 @@ impl Cluster {
         cmd.args(args)
             .env("TOFUFLOW_COORDINATOR", self.grpc_url())
             .env("TOFUFLOW_USER", "tester")
-            .env("TOFUFLOW_CONFIG_FILE", self.dir.join("cli-config.toml"));
+            .env("TOFUFLOW_CONFIG_FILE", self.dir.join("cli-config.toml"))
+            .envs(self.tls.iter().map(|t| ("TOFUFLOW_TLS_CA", &t.ca)));
         if let Some(t) = &self.token {
             cmd.env("TOFUFLOW_TOKEN", t);
         }

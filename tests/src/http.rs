@@ -1,16 +1,50 @@
-//! Plain HTTP/1.1 requests (health, `/metrics`, the state backend as OpenTofu's client sends
-//! them), with nothing fancier than the fixture needs.
+//! HTTP/1.1 requests (health, `/metrics`, the state backend as OpenTofu's client sends
+//! them; HTTPS for a TLS cluster), with nothing fancier than the fixture needs.
 
 use crate::Cluster;
 use std::time::Duration;
 
 /// A plain HTTP GET (the fixture needs nothing fancier).
 pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    get_on(&mut s, host, path)
+}
+
+/// An HTTPS GET trusting only the CA in the PEM file `ca`.
+pub fn https_get(url: &str, ca: &std::path::Path) -> std::io::Result<(u16, String)> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(std::io::Error::other)? {
+        roots
+            .add(c.map_err(std::io::Error::other)?)
+            .map_err(std::io::Error::other)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(tofuflow_proto::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    let name = rustls_pki_types::ServerName::try_from(name).map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(std::io::Error::other)?;
+    let tcp = std::net::TcpStream::connect(host)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    get_on(&mut rustls::StreamOwned::new(conn, tcp), host, path)
+}
+
+/// Sends a GET for `path` on `s` and reads the answer to the end: (status, body).
+fn get_on<S: std::io::Read + std::io::Write>(
+    s: &mut S,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     // One write: a server that answers after the first bytes and closes must not turn the
     // rest of the request into a broken pipe.
     let req = format!(
@@ -18,8 +52,19 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
         if path.is_empty() { "/" } else { path }
     );
     s.write_all(req.as_bytes())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
+    s.flush()?;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            // A TLS peer that closes without close_notify: the answer is complete anyway.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let buf = String::from_utf8_lossy(&raw);
     let code = buf
         .split_whitespace()
         .nth(1)
@@ -108,7 +153,7 @@ pub fn http_request(
 /// The value of one Prometheus sample line (`name{labels} value`) in the coordinator's
 /// `/metrics`, if present.
 pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
-    let (code, body) = http_get(&format!("{}/metrics", c.http_url())).ok()?;
+    let (code, body) = c.get("/metrics").ok()?;
     if code != 200 {
         return None;
     }

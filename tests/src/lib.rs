@@ -11,7 +11,7 @@
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
-//! - `http`: plain HTTP requests and `/metrics`; `users`: `--users-file`s
+//! - `http`: plain HTTP (and HTTPS) requests and `/metrics`; `users`: `--users-file`s
 //! - `wait`: [`wait_for`] a condition; `bins`: the built binaries, the examples, processes
 
 mod agent;
@@ -28,11 +28,11 @@ mod wait;
 pub use agent::{Agent, AgentOpts};
 pub use bins::{bin_dir, example, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack};
-pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, UserClient};
+pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
 pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, AgentClient, Claimed,
 };
-pub use http::{http_get, http_request, metric};
+pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;
 pub use proxy::Proxy;
 pub use users::users_file;

@@ -36,8 +36,9 @@ pub fn declared_backend(dir: &Path) -> Option<String> {
 }
 
 /// A backend URL as the task uses it, and the host:port the gateway must reach for it.
-/// `isolated` (no host network): a loopback URL stays as it is (the sandbox relays the same
-/// port); a plain-http one is pointed at the task's loopback; https goes through the proxy.
+/// `isolated` (no host network): a plain-http loopback URL stays as it is (the sandbox relays the
+/// same port); any other is pointed at plain http on the task's loopback, and the gateway's relay
+/// speaks https upstream for an https one (verifying the coordinator's certificate).
 pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16)>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
@@ -62,7 +63,7 @@ pub fn backend_inside(url: &str, isolated: bool) -> (String, Option<(String, u16
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     let target = Some((host, port));
-    if scheme == "http" && !loopback {
+    if scheme == "https" || !loopback {
         (format!("http://127.0.0.1:{port}{path}"), target)
     } else {
         (url.to_string(), target)
@@ -75,13 +76,18 @@ pub(super) struct StateBackend {
     pub managed: bool,
     /// The host:port the gateway must reach for the backend, when the network is isolated.
     pub target: Option<(String, u16)>,
+    /// The backend is https: the gateway's relay speaks TLS upstream.
+    pub tls: bool,
+    /// On the host network tofu speaks https itself: the CA bundle it trusts (the system's
+    /// roots and the agent's --tls-ca), as tofu sees the path (`SSL_CERT_FILE`).
+    pub ca_bundle: Option<String>,
     /// `tofu init` with the backend's URLs.
     pub init: Vec<String>,
 }
 
 /// Decides where the state lives and says so in the log. Without the host network, the backend
-/// is reached through the gateway: on the task's loopback at the same port (a loopback or
-/// plain-http coordinator), or through the proxy (https).
+/// is reached through the gateway's relay, on the task's loopback at the same port (the relay
+/// speaks https upstream when the coordinator does).
 pub(super) fn prepare(
     spec: &v1::TaskSpec,
     module: &Path,
@@ -124,8 +130,63 @@ pub(super) fn prepare(
         ));
     }
     Ok(StateBackend {
+        tls: spec
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.address.starts_with("https://")),
+        ca_bundle: None,
         managed,
         target: backend.and_then(|b| b.3),
         init,
     })
+}
+
+/// Where the system's CA bundle usually is (Debian, RHEL, SUSE, Alpine).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+impl super::Runner {
+    /// Decides where the state lives ([`prepare`]); on the host network with an https backend
+    /// and a --tls-ca, writes the CA bundle tofu then trusts into the working directory `wd`
+    /// (`inner` as tofu sees it): the system's roots, so providers still reach their APIs, and
+    /// the coordinator's CA.
+    pub(super) fn state_backend(
+        &self,
+        spec: &v1::TaskSpec,
+        module: &Path,
+        isolated: bool,
+        (wd, inner): (&Path, &Path),
+        rep: &Reporter,
+    ) -> Result<StateBackend> {
+        let mut state = prepare(spec, module, isolated, rep)?;
+        let Some(ca) = self
+            .cfg
+            .tls_ca
+            .as_deref()
+            .filter(|_| state.tls && !isolated)
+        else {
+            return Ok(state);
+        };
+        let system = std::env::var("SSL_CERT_FILE")
+            .ok()
+            .into_iter()
+            .chain(SYSTEM_BUNDLES.iter().map(|s| s.to_string()))
+            .find_map(|p| std::fs::read(p).ok())
+            .unwrap_or_default();
+        let mut bundle = std::fs::read(ca).map_err(|e| {
+            crate::error::TaskError::Setup(format!(
+                "cannot read --tls-ca file {}: {e}",
+                ca.display()
+            ))
+        })?;
+        bundle.push(b'\n');
+        bundle.extend_from_slice(&system);
+        std::fs::write(wd.join("tofuflow-ca.pem"), bundle)?;
+        state.ca_bundle = Some(inner.join("tofuflow-ca.pem").display().to_string());
+        Ok(state)
+    }
 }

@@ -18,14 +18,15 @@ pub(super) struct Egress {
 
 impl Runner {
     /// Starts the gateway: the task's only way out when its network is not the host's.
-    /// `target` is the state backend the relay reaches.
+    /// `state` says which backend the relay reaches, and whether over TLS.
     pub(super) fn start_egress(
         &self,
         spec: &v1::TaskSpec,
         network: Network,
-        target: Option<(String, u16)>,
+        state: &super::backend::StateBackend,
         rep: &Reporter,
     ) -> Result<Egress> {
+        let target = state.target.clone();
         let proxy_port = if target.as_ref().is_some_and(|t| t.1 == sandbox::PROXY_PORT) {
             sandbox::PROXY_PORT + 1
         } else {
@@ -47,6 +48,7 @@ impl Runner {
         };
         let policy = gateway::Policy {
             backend: target,
+            backend_tls: state.tls.then(|| self.backend_tls.clone()),
             network,
             rules,
         };

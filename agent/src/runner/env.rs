@@ -32,7 +32,7 @@ impl Runner {
         &self,
         spec: &v1::TaskSpec,
         wd: &Path,
-        managed_backend: bool,
+        state: &super::backend::StateBackend,
         proxy_port: Option<u16>,
     ) -> Env {
         let mut env = self.base_env(wd);
@@ -43,11 +43,14 @@ impl Runner {
         env.insert("TF_INPUT".into(), "0".into());
         trace_env(&mut env, spec);
         self.plugin_cache_env(&mut env, wd);
-        if managed_backend {
+        if state.managed {
             if let Some(b) = &spec.backend {
                 env.insert("TF_HTTP_USERNAME".into(), b.username.clone());
                 env.insert("TF_HTTP_PASSWORD".into(), b.password.clone());
             }
+        }
+        if let Some(bundle) = &state.ca_bundle {
+            env.insert("SSL_CERT_FILE".into(), bundle.clone());
         }
         for (k, v) in &spec.env {
             env.insert(k.clone(), v.clone());

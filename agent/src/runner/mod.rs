@@ -59,6 +59,9 @@ pub struct Runner {
     pub cfg: Arc<Config>,
     pub client: crate::Client,
     pub agent_id: String,
+    /// How the state-backend relay speaks TLS to an https coordinator (the --tls-ca or the
+    /// system roots, and the agent's client certificate).
+    pub backend_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// Per-task settings beyond the spec.
@@ -229,7 +232,7 @@ impl Runner {
         workdir::write_tofurc(sb, wd)?;
         // State: the coordinator's http backend unless the module brings its own.
         let isolated = ctx.network != Network::Host;
-        let state = backend::prepare(spec, &module, isolated, rep)?;
+        let state = self.state_backend(spec, &module, isolated, (wd, &inner), rep)?;
         let plan_file = wd.join("tfplan");
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         if phase == v1::Phase::Apply {
@@ -237,18 +240,13 @@ impl Runner {
         }
         // The gateway lives (and relays) until this function returns.
         let egress = match isolated {
-            true => Some(self.start_egress(spec, ctx.network, state.target.clone(), rep)?),
+            true => Some(self.start_egress(spec, ctx.network, &state, rep)?),
             false => None,
         };
         if let Some((uid, gid)) = user {
             workdir::chown_tree(wd, uid, gid)?;
         }
-        let env = self.env(
-            spec,
-            &inner,
-            state.managed,
-            egress.as_ref().map(|e| e.proxy_port),
-        );
+        let env = self.env(spec, &inner, &state, egress.as_ref().map(|e| e.proxy_port));
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
         confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
         let tofu = tofu::Tofu {
@@ -326,8 +324,15 @@ mod tests {
         assert_eq!(
             backend_inside("https://coord.example.com/state/a", true),
             (
-                "https://coord.example.com/state/a".to_string(),
+                "http://127.0.0.1:443/state/a".to_string(),
                 Some(("coord.example.com".into(), 443))
+            )
+        );
+        assert_eq!(
+            backend_inside("https://localhost:7701/state/a", true),
+            (
+                "http://127.0.0.1:7701/state/a".to_string(),
+                Some(("localhost".into(), 7701))
             )
         );
         assert_eq!(

@@ -3,7 +3,9 @@
 //! The sandbox's init listens on the task's loopback and carries each connection to this Unix
 //! socket, prefixed with a tag line:
 //!
-//! - `backend`: straight to the coordinator's state backend (always allowed);
+//! - `backend`: straight to the coordinator's state backend (always allowed); over TLS when the
+//!   coordinator serves https (the task speaks plain http to its loopback, the relay verifies
+//!   the coordinator's certificate against the agent's `--tls-ca` and presents its own);
 //! - `proxy`: an HTTP proxy (`HTTPS_PROXY=http://127.0.0.1:3128` in the task) for `CONNECT
 //!   host:port` and plain `GET http://host/...`. The backend is always allowed; `none` allows
 //!   nothing else, `allow-list` only `--allow-host` entries, `egress` anything. In `allow-list`
@@ -75,6 +77,8 @@ impl Rule {
 pub struct Policy {
     /// host, port of the state backend: always allowed, by name, through its own relay.
     pub backend: Option<(String, u16)>,
+    /// Set when the state backend is https: how the relay speaks TLS to it.
+    pub backend_tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     /// The pool's network mode: `none` (backend only), `allow-list` (backend and `rules`) or
     /// `egress` (anywhere); the last two never to a [`Blocked`] address.
     pub network: Network,
@@ -291,16 +295,51 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
 async fn serve(mut conn: UnixStream, policy: &Policy, sink: &LineSink) -> Result<(), String> {
     let (tag, rest) = read_until(&mut conn, Vec::new(), b"\n", 64).await?;
     match std::str::from_utf8(&tag).unwrap_or("").trim() {
-        "backend" => {
-            let (h, p) = policy.backend.clone().ok_or("no backend")?;
-            let mut up = connect(&h, p).await?;
-            up.write_all(&rest).await.map_err(|e| e.to_string())?;
-            let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
-            Ok(())
-        }
+        "backend" => relay_backend(conn, rest, policy, sink).await,
         "proxy" => proxy(conn, rest, policy, sink).await,
         other => Err(format!("unknown gateway tag {other:?}")),
     }
+}
+
+/// Carries one connection of the task to the state backend, speaking TLS upstream when the
+/// backend is https; a failed handshake goes to the task's log with what to do.
+async fn relay_backend(
+    mut conn: UnixStream,
+    rest: Vec<u8>,
+    policy: &Policy,
+    sink: &LineSink,
+) -> Result<(), String> {
+    let (h, p) = policy.backend.clone().ok_or("no backend")?;
+    let mut up = connect(&h, p).await?;
+    let Some(tls) = &policy.backend_tls else {
+        up.write_all(&rest).await.map_err(|e| e.to_string())?;
+        let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+        return Ok(());
+    };
+    let name = rustls_pki_types::ServerName::try_from(h.clone())
+        .map_err(|e| format!("state backend host {h:?}: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let mut up = match connector.connect(name, up).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = e.to_string();
+            let hint = tofuflow_proto::tls::hint(&e).unwrap_or("check the agent's --tls-ca");
+            sink.line(
+                LogStream::System,
+                format!("tofuflow: TLS to the state backend {h}:{p} failed: {e} ({hint})"),
+            );
+            respond(
+                &mut conn,
+                "502 Bad Gateway",
+                "TLS to the state backend failed",
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    up.write_all(&rest).await.map_err(|e| e.to_string())?;
+    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+    Ok(())
 }
 
 fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
@@ -581,6 +620,7 @@ mod tests {
     fn policies_by_network_mode() {
         let mut p = Policy {
             backend: Some(("127.0.0.1".into(), 7701)),
+            backend_tls: None,
             network: Network::Egress,
             rules: vec![parse_rule("registry.opentofu.org").unwrap()],
         };

@@ -32,8 +32,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Turns a gRPC error into the message the user sees; an unreachable coordinator gets a hint.
+    /// Turns a gRPC error into the message the user sees; an unreachable coordinator or a
+    /// failed TLS connection gets a hint.
     pub fn explain(&self, s: tonic::Status) -> String {
+        if let Some(why) = tofuflow_proto::tls::transport_failure(&s, &self.url, false) {
+            return why;
+        }
         match s.code() {
             tonic::Code::Unavailable => format!(
                 "cannot reach the coordinator at {}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {}",
