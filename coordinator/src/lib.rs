@@ -8,6 +8,7 @@
 //! (RabbitMQ), `store/` (persistence), `leases` (the reaper).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -37,6 +38,8 @@ pub use config::Config;
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     let auth = load_auth(&cfg)?;
     let store = open_store(&cfg).await?;
+    // Failed authentications go to the audit log from now on.
+    auth.failures.audit.attach(store.clone());
     let (grpc, http_l) = listen(&cfg).await?;
     let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http_l.local_addr().map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@ pub mod schema;
 mod sqlite_file;
 
 mod agents;
+mod audit;
 mod blobs;
 mod logs;
 mod outbox;
@@ -22,6 +23,8 @@ mod transitions;
 mod tx;
 
 pub use agents::*;
+pub use audit::AuditFilter;
+pub(crate) use audit::{append_audit, transition_entry};
 pub use logs::*;
 pub use outbox::*;
 pub(crate) use rows::*;

@@ -146,7 +146,7 @@ impl Store {
         reason: &str,
     ) -> Result<i64> {
         let (meta, data) = self.state_version(workspace, Some(to)).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(l) = sqlx::query("SELECT owner FROM state_locks WHERE workspace = $1")
             .bind(workspace)
             .fetch_optional(&mut *tx)
@@ -181,7 +181,15 @@ impl Store {
         };
         self.state_event(&mut tx, workspace, next, "rollback", actor, &why)
             .await?;
-        tx.commit().await?;
+        tx.audit(
+            crate::audit::AuditEntry::new(crate::audit::AuditKind::StateRolledBack, actor)
+                .workspace(workspace)
+                .detail(serde_json::json!({
+                    "to_version": to, "new_version": next, "serial": meta.serial,
+                    "sha256": meta.sha256, "reason": reason,
+                })),
+        );
+        self.commit(tx).await?;
         Ok(next)
     }
 
