@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum RunCmd {
     /// Pack a module directory, upload it and start a run.
