@@ -1,7 +1,8 @@
-//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`): a group's clap
+//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
+pub mod audit;
 pub mod dead_letter;
 pub mod run;
 pub mod state;

@@ -70,6 +70,20 @@ impl Store {
         rows.iter().map(version_meta).collect()
     }
 
+    /// The versions `run_id` wrote to `workspace`, oldest first.
+    pub async fn run_state_versions(
+        &self,
+        workspace: &str,
+        run_id: &str,
+    ) -> Result<Vec<StateVersionMeta>> {
+        let rows = sqlx::query("SELECT version, serial, lineage, sha256, size, run_id, attempt, actor, created_ms FROM state_versions WHERE workspace = $1 AND run_id = $2 ORDER BY version")
+            .bind(workspace)
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_meta).collect()
+    }
+
     /// One version's content (the latest when `version` is `None`).
     pub async fn state_version(
         &self,
