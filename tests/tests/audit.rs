@@ -2,11 +2,12 @@
 //! recorded as submitted, approved, apply started and apply finished (with the state serials),
 //! `run show` links the run to its state versions and audit entries, `tofuflow audit verify`
 //! passes on the coordinator and on an export; then an entry altered, two swapped or one deleted
-//! in the database makes it fail with exit code 3, naming the first bad entry.
+//! in the database makes it fail with exit code 3, naming the first bad entry. A flood of failed
+//! authentications from one address is one entry a minute.
 
 use serde_json::Value;
 use std::time::Duration;
-use tofuflow_e2e::{example, AgentOpts, Cluster, Db};
+use tofuflow_e2e::{example, metric, users_file, wait_for, AgentOpts, Cluster, Db};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -168,4 +169,64 @@ async fn audit_log_verifies_and_names_tampering_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_log_verifies_and_names_tampering_on_postgres() {
     audit_log_verifies_and_names_tampering(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_authentications_from_one_address_are_one_entry_a_minute() {
+    let users = users_file(
+        &std::env::temp_dir(),
+        &[("ada", "admin", "admin-token-3c9d1e")],
+    );
+    let c = Cluster::start_with(
+        Db::Sqlite,
+        &["default"],
+        &["--users-file", users.to_str().unwrap()],
+    )
+    .await;
+    std::fs::remove_file(&users).unwrap();
+    // Each call is a new connection, from a new port.
+    for _ in 0..5 {
+        let (code, _, _) = cli(&c, &["--token", "forged-token-0b7e44", "run", "list"]);
+        assert_eq!(code, 1);
+    }
+    assert_eq!(
+        metric(&c, "tofuflow_auth_failures_total{api=\"user\"}"),
+        Some(5.0)
+    );
+    let list = || {
+        let (code, out, err) = cli(
+            &c,
+            &[
+                "--token",
+                "admin-token-3c9d1e",
+                "audit",
+                "list",
+                "--kind",
+                "auth_failed",
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    };
+    let entries = wait_for("the auth_failed entry", T, || {
+        let e = list();
+        async move { (!e.is_empty()).then_some(e) }
+    })
+    .await;
+    assert_eq!(entries.len(), 1, "one entry for the minute: {entries:?}");
+    let d = &entries[0]["detail"];
+    assert_eq!(
+        (d["api"].as_str(), d["peer"].as_str(), d["count"].as_i64()),
+        (Some("user"), Some("127.0.0.1"), Some(1)),
+        "{d}"
+    );
+    assert_eq!(d["reason"], "invalid user token");
+    assert_eq!(verify_as(&c, "admin-token-3c9d1e"), 0);
+}
+
+/// `tofuflow audit verify` with a user token: its exit code.
+fn verify_as(c: &Cluster, token: &str) -> i32 {
+    cli(c, &["--token", token, "audit", "verify"]).0
 }

@@ -45,8 +45,9 @@ impl FailureLog {
         let _ = self.store.set(store);
     }
 
-    /// Records one failed authentication on `api` from `peer`; writes an entry in the
-    /// background when this (API, peer) has none in the last minute. Never blocks the caller.
+    /// Records one failed authentication on `api` from `peer` (an address, with or without its
+    /// port); writes an entry in the background when this (API, address) has none in the last
+    /// minute. Never blocks the caller.
     pub fn record(&self, api: &str, peer: &str, why: &str) {
         let Some(store) = self.store.get() else {
             return;
@@ -54,8 +55,12 @@ impl FailureLog {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // A client reconnects from a new port each time: the address is the peer.
+        let peer = peer
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| peer.to_string(), |a| a.ip().to_string());
         let admitted = match self.windows.lock() {
-            Ok(mut w) => admit(&mut w, api, peer, now_ms()),
+            Ok(mut w) => admit(&mut w, api, &peer, now_ms()),
             Err(_) => None,
         };
         let Some((peer, count)) = admitted else {
