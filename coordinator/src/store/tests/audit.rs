@@ -220,3 +220,70 @@ async fn concurrent_appends_keep_one_chain() {
         assert_eq!(seqs, [20, 21, 22, 23, 24], "{name}: the newest, in order");
     }
 }
+
+#[tokio::test]
+async fn human_locks_force_unlocks_and_rollbacks_are_audited() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        st.submit(new_run("ops/db", false), &p).await.unwrap();
+        let env =
+            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let g = st
+            .claim("a1", &env.task_id, 1, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
+        for (data, serial) in [(&b"one"[..], 1), (&b"two"[..], 2)] {
+            st.write_state("ops/db", data, serial, "L", None, &g.task, "a1")
+                .await
+                .unwrap();
+        }
+        let lock = st.lock_state_human("ops/db", "alice", "maintenance");
+        assert!(lock.await.unwrap().is_ok(), "{name}");
+        st.unlock_state_human("ops/db", "alice", false, "done")
+            .await
+            .unwrap();
+        let lock = st.lock_state_human("ops/db", "alice", "again");
+        assert!(lock.await.unwrap().is_ok(), "{name}");
+        st.unlock_state_human("ops/db", "bob", true, "alice is away")
+            .await
+            .unwrap();
+        st.rollback_state("ops/db", 1, "bob", "bad deploy")
+            .await
+            .unwrap();
+        let f = AuditFilter {
+            workspace: "ops/db".into(),
+            limit: 100,
+            ..Default::default()
+        };
+        let got: Vec<(String, String)> = st
+            .audit_entries(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind.starts_with("state_"))
+            .map(|e| (e.kind, e.actor))
+            .collect();
+        let want = [
+            ("state_locked", "alice"),
+            ("state_unlocked", "alice"),
+            ("state_locked", "alice"),
+            ("state_force_unlocked", "bob"),
+            ("state_rolled_back", "bob"),
+        ]
+        .map(|(k, a)| (k.to_string(), a.to_string()));
+        assert_eq!(got, want, "{name}");
+        let rb = st.audit_entries(&f).await.unwrap().pop().unwrap();
+        let d: serde_json::Value = serde_json::from_str(&rb.detail).unwrap();
+        assert_eq!(
+            (
+                d["to_version"].as_i64(),
+                d["new_version"].as_i64(),
+                d["serial"].as_i64()
+            ),
+            (Some(1), Some(3), Some(1)),
+            "{name}"
+        );
+    }
+}
