@@ -1,7 +1,8 @@
 //! `tofuflow`: the user command line. Talks only gRPC to the coordinator.
 //!
 //! Exit codes: 0 success (or a run that ended well / waits for approval), 1 usage or connection
-//! error, 2 a run that ended unsuccessfully (failed, cancelled, rejected, interrupted, expired).
+//! error, 2 a run that ended unsuccessfully (failed, cancelled, rejected, interrupted, expired),
+//! 3 an audit log that does not verify (`tofuflow audit verify`).
 //!
 //! This file parses the global flags, connects and dispatches; each command group lives in
 //! `commands/` with its subcommands and one handler per command.
@@ -89,6 +90,9 @@ enum Cmd {
     /// See and empty the dead-letter queue: task messages no agent could use (admin).
     #[command(subcommand)]
     DeadLetter(commands::dead_letter::DeadLetterCmd),
+    /// List, export and verify the audit log: who did what, hash-chained (admin).
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCmd),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -114,6 +118,10 @@ async fn main() -> ExitCode {
 /// hands the command to its group; returns the exit code.
 async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u8, String> {
     let json = cli.output == Format::Json;
+    // Verifying an exported file needs no coordinator.
+    if let Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) = &cli.cmd {
+        return commands::audit::verify_file(f, json);
+    }
     let path = config::path();
     let file = match &path {
         Ok(p) => Config::load(p)?,
@@ -172,6 +180,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,
         Cmd::State(cmd) => cmd.execute(&mut ctx).await,
         Cmd::DeadLetter(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Audit(cmd) => cmd.execute(&mut ctx).await,
     }
 }
 

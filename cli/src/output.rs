@@ -8,7 +8,7 @@ pub fn hms(ms: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
 }
 
-fn date(ms: i64) -> String {
+pub fn date(ms: i64) -> String {
     // Civil date from days since the epoch (UTC).
     let days = (ms / 1000).div_euclid(86_400);
     let z = days + 719_468;
@@ -46,6 +46,8 @@ pub fn run_json(r: &v1::Run) -> serde_json::Value {
         "limits": r.limits.map(|l| serde_json::json!({"cpu_secs": l.cpu_secs, "memory_bytes": l.memory_bytes, "nproc": l.nproc, "fsize_bytes": l.fsize_bytes, "timeout_secs": l.timeout_secs})),
         "limit_hit": r.limit_hit,
         "transitions": r.transitions.iter().map(|t| serde_json::json!({"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "unix_ms": t.unix_ms})).collect::<Vec<_>>(),
+        "state_versions": r.state_versions.iter().map(|v| serde_json::json!({"workspace": v.workspace, "version": v.version, "serial": v.serial, "sha256": v.sha256, "created_unix_ms": v.created_unix_ms})).collect::<Vec<_>>(),
+        "audit_entries": r.audit_entries.iter().map(|a| serde_json::json!({"seq": a.seq, "kind": a.kind, "actor": a.actor, "unix_ms": a.unix_ms, "detail": detail(&a.detail_json)})).collect::<Vec<_>>(),
     })
 }
 
@@ -69,6 +71,44 @@ pub fn print_run(r: &v1::Run, json: bool) {
     print_variables(r);
     print_outputs(r);
     print_history(r);
+    print_links(r);
+}
+
+/// An audit entry's detail as JSON (its text when it is not JSON).
+pub fn detail(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}
+
+/// The state versions the run wrote and its audit entries.
+fn print_links(r: &v1::Run) {
+    if !r.state_versions.is_empty() {
+        println!(
+            "State versions written (tofuflow state show {} --version N)",
+            r.workspace
+        );
+        for v in &r.state_versions {
+            println!(
+                "  v{:<5} serial {:<6} {}  sha256 {}",
+                v.version,
+                v.serial,
+                date(v.created_unix_ms),
+                v.sha256
+            );
+        }
+    }
+    if !r.audit_entries.is_empty() {
+        println!("Audit (tofuflow audit list --run {})", r.id);
+        for a in &r.audit_entries {
+            println!(
+                "  #{:<6} {}  {:<16} {:<12} {}",
+                a.seq,
+                hms(a.unix_ms),
+                a.kind,
+                a.actor,
+                a.detail_json
+            );
+        }
+    }
 }
 
 /// Who submitted what, where, and the plan's counts.
@@ -340,7 +380,10 @@ pub fn print_state(v: &v1::StateVersionInfo, data: &[u8], json: bool) {
         if v.run_id.is_empty() {
             String::new()
         } else {
-            format!(" (run {} attempt {})", v.run_id, v.attempt)
+            format!(
+                " (run {} attempt {}: tofuflow run show {})",
+                v.run_id, v.attempt, v.run_id
+            )
         }
     );
     println!(

@@ -8,6 +8,7 @@
 //! (RabbitMQ), `store/` (persistence), `leases` (the reaper).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -44,6 +45,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         cfg.tls_client_ca.as_deref(),
     )?;
     let store = open_store(&cfg).await?;
+    // Failed authentications go to the audit log from now on.
+    auth.failures.audit.attach(store.clone());
     if !auth.is_open() && !auth.has_users_file() {
         bootstrap_admin(&store).await?;
     }

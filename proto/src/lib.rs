@@ -8,6 +8,7 @@ pub mod v1 {
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod audit;
 pub mod auth;
 pub mod names;
 #[cfg(feature = "telemetry")]

@@ -1,6 +1,7 @@
 //! What no public API answers, read from the coordinator's own database (SQLite or PostgreSQL):
 //! the ids, epochs and attempts of a run's tasks, the stored bundles, and the chaos test's
-//! invariants. Tests call these by name so they read like the behaviour, not like SQL.
+//! invariants; and tampering with the audit log as someone with database access could. Tests
+//! call these by name so they read like the behaviour, not like SQL.
 
 use crate::Cluster;
 use sqlx::{Connection, Row};
@@ -101,5 +102,48 @@ impl Cluster {
             .await
             .unwrap()
             .get::<i64, _>("n")
+    }
+
+    /// Changes the actor of audit entry `seq` in place; returns the actor it had.
+    pub async fn alter_audit_actor(&self, seq: i64, actor: &str) -> String {
+        let mut db = self.database().await;
+        let old: String = sqlx::query("SELECT actor FROM audit_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(&mut db)
+            .await
+            .unwrap_or_else(|e| panic!("no audit entry {seq}: {e}"))
+            .get("actor");
+        sqlx::query("UPDATE audit_log SET actor = $1 WHERE seq = $2")
+            .bind(actor)
+            .bind(seq)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        old
+    }
+
+    /// Deletes audit entry `seq`.
+    pub async fn delete_audit_entry(&self, seq: i64) {
+        let mut db = self.database().await;
+        let r = sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(r.rows_affected(), 1, "no audit entry {seq}");
+    }
+
+    /// Swaps the positions of audit entries `a` and `b` (each keeps its content and hashes,
+    /// under the other's sequence number).
+    pub async fn swap_audit_entries(&self, a: i64, b: i64) {
+        let mut db = self.database().await;
+        for (from, to) in [(a, -1), (b, a), (-1, b)] {
+            sqlx::query("UPDATE audit_log SET seq = $1 WHERE seq = $2")
+                .bind(to)
+                .bind(from)
+                .execute(&mut db)
+                .await
+                .unwrap();
+        }
     }
 }

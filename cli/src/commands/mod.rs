@@ -1,8 +1,9 @@
-//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, and for access
-//! control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`): a group's clap
+//! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
+//! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
+pub mod audit;
 pub mod dead_letter;
 pub mod login;
 pub mod pool;

@@ -140,6 +140,45 @@ pub fn run_to_pb(
         traceparent: r.traceparent.clone(),
         limits: Some(limits_to_pb(&r.limits)),
         limit_hit: r.limit_hit.clone(),
+        state_versions: Vec::new(),
+        audit_entries: Vec::new(),
+    }
+}
+
+/// The wire form of an audit entry, whole.
+pub fn audit_to_pb(r: crate::audit::AuditRecord) -> v1::AuditEntry {
+    v1::AuditEntry {
+        seq: r.seq,
+        unix_ms: r.at_ms,
+        kind: r.kind,
+        actor: r.actor,
+        workspace: r.workspace,
+        run_id: r.run_id,
+        detail_json: r.detail,
+        prev_sha256: r.prev_sha256,
+        sha256: r.sha256,
+    }
+}
+
+/// An audit entry as a run links to it.
+pub fn audit_ref_to_pb(r: crate::audit::AuditRecord) -> v1::AuditRef {
+    v1::AuditRef {
+        seq: r.seq,
+        kind: r.kind,
+        actor: r.actor,
+        unix_ms: r.at_ms,
+        detail_json: r.detail,
+    }
+}
+
+/// A state version as a run links to it.
+pub fn version_ref_to_pb(workspace: &str, m: store::StateVersionMeta) -> v1::StateVersionRef {
+    v1::StateVersionRef {
+        workspace: workspace.to_string(),
+        version: m.version,
+        serial: m.serial,
+        sha256: m.sha256,
+        created_unix_ms: m.created_ms,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Failures {
     agent: AtomicU64,
     user: AtomicU64,
     state: AtomicU64,
+    /// The audit log's side of failures (aggregated `auth_failed` entries).
+    pub audit: crate::audit::FailureLog,
 }
 
 impl Failures {
@@ -69,6 +71,7 @@ impl Failures {
         self.counter(api).fetch_add(1, Ordering::Relaxed);
         let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
         tracing::warn!(api = api.as_str(), %peer, reason = why, "authentication failed");
+        self.audit.record(api.as_str(), &peer, why);
     }
 
     /// Failures so far for `api`.

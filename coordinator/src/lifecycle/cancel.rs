@@ -1,5 +1,6 @@
-//! Ending runs early: a user's cancel, an agent that cannot use a message, a message no queue takes. Touches: runs, tasks, transitions, outbox.
+//! Ending runs early: a user's cancel, an agent that cannot use a message, a message no queue takes. Touches: runs, tasks, transitions, outbox, audit_log.
 
+use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
 use crate::runs::TaskState;
 use crate::runs::{self, RunState};
@@ -59,6 +60,12 @@ impl Store {
                 .await?;
             }
         }
+        tx.audit(
+            AuditEntry::new(AuditKind::RunCancelled, actor)
+                .workspace(&run.workspace)
+                .run(run_id)
+                .detail(serde_json::json!({"state": run.state.as_str(), "reason": reason})),
+        );
         let run = get_run_c(&self.keys, &mut tx, run_id).await?;
         self.commit(tx).await?;
         Ok(run)

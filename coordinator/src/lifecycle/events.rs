@@ -3,6 +3,7 @@
 //! same transaction, so a dependant starts exactly when its upstream ends, with no polling; then
 //! the transaction commits; then, in one place, the effects: the outbox publisher is woken for
 //! queued tasks, watchers of runs and logs are told, and ended runs are counted for `/metrics`.
+//! The transaction's audit entries are appended last before the commit.
 //! No caller has to remember any of it.
 
 use crate::error::Result;
@@ -36,6 +37,9 @@ impl Store {
             hook.on_run_events(self, &mut tx, &events).await?;
         }
         let events = std::mem::take(&mut tx.events);
+        // Last before the commit: on PostgreSQL the append lock is held only from here on.
+        let audit = std::mem::take(&mut tx.audit);
+        crate::store::append_audit(&mut tx.inner, self.is_postgres(), &audit).await?;
         tx.inner.commit().await?;
         self.after_commit(&events);
         Ok(())

@@ -1,8 +1,9 @@
 //! The reaper's three sweeps: expired leases (a plan is re-dispatched or given up, an apply is
 //! interrupted and never re-run), pending runs whose workspace is free (oldest first), and runs
 //! past their deadline (nobody claimed, nobody approved). Touches: tasks, task_attempts,
-//! state_locks, runs, transitions, outbox.
+//! state_locks, runs, transitions, outbox, audit_log.
 
+use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
 use crate::runs::{self, LeaseExpiry, Phase, RunState};
 use crate::store::*;
@@ -60,6 +61,9 @@ impl Store {
             .await?;
         let released = release_task_lock(tx, &t.id).await?;
         let run = get_run_c(&self.keys, tx, &t.run_id).await?;
+        if released > 0 {
+            tx.audit(fenced(&run, t));
+        }
         match runs::on_lease_expiry(t.phase, t.attempt, policy.max_plan_attempts) {
             LeaseExpiry::Redispatch { next_attempt } => {
                 if !requeue(tx, t, next_attempt, now).await? {
@@ -201,4 +205,16 @@ async fn mark_lost(tx: &mut Tx, t: &Task, now: i64) -> Result<bool> {
         .execute(&mut **tx)
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// The audit entry of a state lock the coordinator released because its task's lease expired.
+fn fenced(run: &Run, t: &Task) -> AuditEntry {
+    AuditEntry::new(AuditKind::StateForceUnlocked, "coordinator")
+        .workspace(&run.workspace)
+        .run(&run.id)
+        .detail(serde_json::json!({
+            "task_id": t.id,
+            "attempt": t.attempt,
+            "reason": "the lease of the task holding the lock expired (the fence)",
+        }))
 }

@@ -1,5 +1,6 @@
-//! Submitting a run. Touches: runs, tasks, outbox, transitions.
+//! Submitting a run. Touches: runs, tasks, outbox, transitions, audit_log.
 
+use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
 use crate::runs::{Phase, RunKind, RunState};
 use crate::store::*;
@@ -79,7 +80,24 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        tx.audit(submitted(&n, &id));
         self.commit(tx).await?;
         Ok(run)
     }
+}
+
+/// The audit entry of a submitted run: where its module comes from and what it is.
+fn submitted(n: &NewRun, id: &str) -> AuditEntry {
+    AuditEntry::new(AuditKind::RunSubmitted, &n.actor)
+        .workspace(&n.workspace)
+        .run(id)
+        .detail(serde_json::json!({
+            "kind": n.kind.as_str(),
+            "pool": n.pool,
+            "source": n.source,
+            "commit": n.commit,
+            "pipeline_id": n.pipeline_id,
+            "bundle_digest": n.bundle_digest,
+            "auto_approve": n.auto_approve,
+        }))
 }

@@ -58,7 +58,7 @@ pub(super) async fn unlock(
         return Err(Error::Conflict("state is not locked".into()));
     };
     let id = lock_id_of(body)?.unwrap_or_else(|| held.lock_id.clone());
-    if app.store.unlock_state(workspace, &id, &task.id).await? {
+    if app.store.unlock_state(workspace, &id, task).await? {
         Ok(StatusCode::OK.into_response())
     } else {
         Ok(holder(StatusCode::CONFLICT, held.info))

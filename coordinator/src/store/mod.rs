@@ -11,6 +11,7 @@ mod sqlite_file;
 
 mod access;
 mod agents;
+mod audit;
 mod blobs;
 mod join_tokens;
 mod logs;
@@ -26,6 +27,8 @@ mod tx;
 
 pub use access::*;
 pub use agents::*;
+pub use audit::AuditFilter;
+pub(crate) use audit::{append_audit, transition_entry};
 pub use join_tokens::*;
 pub use logs::*;
 pub use outbox::*;

@@ -227,6 +227,25 @@ ALTER TABLE agents ADD COLUMN credential_expires_ms BIGINT;
 ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''
 "#,
     ),
+    (
+        6,
+        r#"
+CREATE TABLE audit_log (
+  seq BIGINT PRIMARY KEY,
+  at_ms BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  prev_sha256 TEXT NOT NULL,
+  sha256 TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_run ON audit_log (run_id, seq);
+CREATE INDEX audit_log_by_workspace ON audit_log (workspace, seq);
+CREATE INDEX audit_log_by_sha256 ON audit_log (sha256)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

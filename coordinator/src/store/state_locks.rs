@@ -1,6 +1,7 @@
 //! The `state_locks` table: OpenTofu state locks, held by a task's lease or by a person.
 
 use super::*;
+use crate::audit::{AuditEntry, AuditKind};
 
 pub struct StateLock {
     pub lock_id: String,
@@ -28,7 +29,7 @@ impl Store {
     ) -> Result<std::result::Result<String, StateLock>> {
         let id = format!("human-{}", uuid::Uuid::new_v4());
         let info = serde_json::json!({"ID": id, "Operation": "tofuflow state lock", "Info": reason, "Who": actor, "Version": "", "Created": "", "Path": ""}).to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query("INSERT INTO state_locks (workspace, lock_id, info, task_id, epoch, owner, created_ms) VALUES ($1, $2, $3, '', 0, $4, $5) ON CONFLICT (workspace) DO NOTHING")
             .bind(workspace)
             .bind(&id)
@@ -46,7 +47,12 @@ impl Store {
         }
         self.state_event(&mut tx, workspace, 0, "lock", actor, reason)
             .await?;
-        tx.commit().await?;
+        tx.audit(
+            AuditEntry::new(AuditKind::StateLocked, actor)
+                .workspace(workspace)
+                .detail(serde_json::json!({"lock_id": id, "reason": reason})),
+        );
+        self.commit(tx).await?;
         Ok(Ok(id))
     }
 
@@ -59,7 +65,7 @@ impl Store {
         force: bool,
         reason: &str,
     ) -> Result<String> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some(l) =
             sqlx::query("SELECT lock_id, owner, task_id FROM state_locks WHERE workspace = $1")
                 .bind(workspace)
@@ -92,7 +98,19 @@ impl Store {
             &format!("{reason} (lock of {owner})"),
         )
         .await?;
-        tx.commit().await?;
+        let kind = if force {
+            AuditKind::StateForceUnlocked
+        } else {
+            AuditKind::StateUnlocked
+        };
+        tx.audit(
+            AuditEntry::new(kind, actor)
+                .workspace(workspace)
+                .detail(serde_json::json!({
+                    "lock_id": s(&l, "lock_id")?, "owner": owner, "task_id": task, "reason": reason,
+                })),
+        );
+        self.commit(tx).await?;
         Ok(owner)
     }
 
@@ -120,6 +138,7 @@ impl Store {
         info: &str,
         task: &Task,
     ) -> Result<std::result::Result<(), StateLock>> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query("INSERT INTO state_locks (workspace, lock_id, info, task_id, epoch, owner, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace) DO NOTHING")
             .bind(workspace)
             .bind(lock_id)
@@ -128,11 +147,19 @@ impl Store {
             .bind(task.epoch)
             .bind(&task.agent_id)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 1 {
+            tx.audit(task_lock_entry(
+                AuditKind::StateLocked,
+                workspace,
+                lock_id,
+                task,
+            ));
+            self.commit(tx).await?;
             return Ok(Ok(()));
         }
+        drop(tx);
         let held = self.state_lock(workspace).await?;
         match held {
             Some(h) if h.lock_id == lock_id && h.task_id == task.id && h.epoch == task.epoch => {
@@ -143,21 +170,38 @@ impl Store {
         }
     }
 
-    pub async fn unlock_state(
-        &self,
-        workspace: &str,
-        lock_id: &str,
-        task_id: &str,
-    ) -> Result<bool> {
-        Ok(sqlx::query(
+    /// Releases the lock `task` holds with `lock_id`; false when it holds no such lock.
+    pub async fn unlock_state(&self, workspace: &str, lock_id: &str, task: &Task) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let released = sqlx::query(
             "DELETE FROM state_locks WHERE workspace = $1 AND lock_id = $2 AND task_id = $3",
         )
         .bind(workspace)
         .bind(lock_id)
-        .bind(task_id)
-        .execute(&self.pool)
+        .bind(&task.id)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if released {
+            tx.audit(task_lock_entry(
+                AuditKind::StateUnlocked,
+                workspace,
+                lock_id,
+                task,
+            ));
+            self.commit(tx).await?;
+        }
+        Ok(released)
     }
+}
+
+/// The audit entry of a lock a task's tofu took or released (the agent is the actor).
+fn task_lock_entry(kind: AuditKind, workspace: &str, lock_id: &str, task: &Task) -> AuditEntry {
+    AuditEntry::new(kind, &task.agent_id)
+        .workspace(workspace)
+        .run(&task.run_id)
+        .detail(serde_json::json!({
+            "lock_id": lock_id, "task_id": task.id, "attempt": task.attempt,
+        }))
 }

@@ -70,6 +70,20 @@ impl Store {
         rows.iter().map(version_meta).collect()
     }
 
+    /// The versions `run_id` wrote to `workspace`, oldest first.
+    pub async fn run_state_versions(
+        &self,
+        workspace: &str,
+        run_id: &str,
+    ) -> Result<Vec<StateVersionMeta>> {
+        let rows = sqlx::query("SELECT version, serial, lineage, sha256, size, run_id, attempt, actor, created_ms FROM state_versions WHERE workspace = $1 AND run_id = $2 ORDER BY version")
+            .bind(workspace)
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_meta).collect()
+    }
+
     /// One version's content (the latest when `version` is `None`).
     pub async fn state_version(
         &self,
@@ -146,7 +160,7 @@ impl Store {
         reason: &str,
     ) -> Result<i64> {
         let (meta, data) = self.state_version(workspace, Some(to)).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(l) = sqlx::query("SELECT owner FROM state_locks WHERE workspace = $1")
             .bind(workspace)
             .fetch_optional(&mut *tx)
@@ -181,7 +195,15 @@ impl Store {
         };
         self.state_event(&mut tx, workspace, next, "rollback", actor, &why)
             .await?;
-        tx.commit().await?;
+        tx.audit(
+            crate::audit::AuditEntry::new(crate::audit::AuditKind::StateRolledBack, actor)
+                .workspace(workspace)
+                .detail(serde_json::json!({
+                    "to_version": to, "new_version": next, "serial": meta.serial,
+                    "sha256": meta.sha256, "reason": reason,
+                })),
+        );
+        self.commit(tx).await?;
         Ok(next)
     }
 

@@ -1,4 +1,5 @@
-//! The `transitions` table: every run state change and note, with actor and reason; the one place a run's state moves.
+//! The `transitions` table: every run state change and note, with actor and reason; the one place a run's state moves
+//! (and so where approvals, rejections and applies enter the audit log).
 
 use super::*;
 use crate::runs::events::RunEvent;
@@ -38,6 +39,10 @@ pub(crate) async fn transition(
         return Err(Error::Conflict(format!("run {run_id} is no longer {from}")));
     }
     history_row(c, run_id, from, to, actor, reason, now).await?;
+    if let Some(kind) = crate::audit::AuditKind::of_transition(from, to) {
+        let entry = transition_entry(c, kind, run_id, to, actor, reason).await?;
+        c.audit(entry);
+    }
     c.push(RunEvent::Moved {
         run_id: run_id.to_string(),
         from,

@@ -10,6 +10,8 @@ use crate::runs::events::RunEvent;
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
     pub(crate) events: Vec<RunEvent>,
+    /// Audit entries appended just before the commit (`store/audit.rs`).
+    pub(crate) audit: Vec<crate::audit::AuditEntry>,
 }
 
 impl Tx {
@@ -43,6 +45,7 @@ impl Store {
         Ok(Tx {
             inner: self.pool.begin().await?,
             events: Vec::new(),
+            audit: Vec::new(),
         })
     }
 }

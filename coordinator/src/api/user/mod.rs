@@ -1,10 +1,11 @@
 //! The gRPC service users (the CLI) call. This file is the tonic service only: each RPC
 //! delegates to its command group, one file each: [`runs`] (submit, show, list, watch, logs,
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
-//! [`bundles`] and [`dead_letters`]. Every handler asks [`auth::authorize`] first.
+//! [`bundles`], [`dead_letters`] and [`audit`]. Every handler asks [`auth::authorize`] first.
 
 mod access;
 mod agents;
+mod audit;
 mod bundles;
 mod dead_letters;
 mod rules;
@@ -289,5 +290,16 @@ impl UserService for UserApi {
 
     async fn revoke_agent(&self, req: Request<v1::RevokeAgentRequest>) -> Reply<v1::Agent> {
         agents::revoke_agent(&self.shared, req).await
+    }
+
+    async fn list_audit(&self, req: Request<v1::ListAuditRequest>) -> Reply<v1::ListAuditResponse> {
+        audit::list(&self.shared, req).await
+    }
+
+    async fn verify_audit(
+        &self,
+        req: Request<v1::VerifyAuditRequest>,
+    ) -> Reply<v1::VerifyAuditResponse> {
+        audit::verify(&self.shared, req).await
     }
 }

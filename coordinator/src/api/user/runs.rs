@@ -2,12 +2,14 @@
 //! cancel actions.
 
 use super::{authorize, authorize_caller, LogStream, Reply, RunStream, Shared};
-use crate::api::convert::{kind_from_pb, limits_from_pb, log_line_to_pb, run_to_pb};
+use crate::api::convert::{
+    audit_ref_to_pb, kind_from_pb, limits_from_pb, log_line_to_pb, run_to_pb, version_ref_to_pb,
+};
 use crate::auth::{Action, Rules};
 use crate::error::{Error, Result};
 use crate::runs;
 use crate::runs::variables::{self, Declared};
-use crate::store::NewRun;
+use crate::store::{AuditFilter, NewRun};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tofuflow_proto::names::{valid_var_name, valid_workspace};
@@ -20,7 +22,20 @@ async fn full_run(shared: &Shared, id: &str, reveal: bool) -> Result<v1::Run> {
     let r = shared.store.get_run(id).await?;
     let t = shared.store.transitions(id).await?;
     let n = shared.store.plan_attempts(id).await?;
-    Ok(run_to_pb(&r, t, n, reveal))
+    let versions = shared.store.run_state_versions(&r.workspace, id).await?;
+    let audit = AuditFilter {
+        run_id: id.to_string(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let entries = shared.store.audit_entries(&audit).await?;
+    let mut run = run_to_pb(&r, t, n, reveal);
+    run.state_versions = versions
+        .into_iter()
+        .map(|v| version_ref_to_pb(&r.workspace, v))
+        .collect();
+    run.audit_entries = entries.into_iter().map(audit_ref_to_pb).collect();
+    Ok(run)
 }
 
 /// Whether a run in `state` of wire kind `kind` has ended (an unreadable state counts as ended).

@@ -150,6 +150,27 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
             st.state_lock("w2").await.unwrap().is_none(),
             "{name}: the dead lease's lock is released"
         );
+        let f = AuditFilter {
+            run_id: run.id.clone(),
+            limit: 100,
+            ..Default::default()
+        };
+        let audit: Vec<(String, String)> = st
+            .audit_entries(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.actor))
+            .collect();
+        let fence = (
+            "state_force_unlocked".to_string(),
+            "coordinator".to_string(),
+        );
+        assert!(
+            audit.contains(&fence),
+            "{name}: the fence is audited: {audit:?}"
+        );
+        assert_eq!(audit.last().unwrap().0, "apply_finished", "{name}");
         assert!(
             st.unsent(5).await.unwrap().is_empty(),
             "{name}: nothing is re-dispatched for an apply"

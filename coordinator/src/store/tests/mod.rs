@@ -5,6 +5,7 @@ use super::*;
 use prost::Message;
 use tofuflow_proto::v1;
 
+mod audit;
 mod events;
 mod invariants;
 mod leases;

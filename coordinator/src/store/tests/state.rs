@@ -68,8 +68,8 @@ async fn state_writes_are_checked() {
             2
         );
         assert_eq!(st.latest_state("w3").await.unwrap().unwrap(), b"two");
-        assert!(!st.unlock_state("w3", "X", &t.id).await.unwrap());
-        assert!(st.unlock_state("w3", "K", &t.id).await.unwrap());
+        assert!(!st.unlock_state("w3", "X", t).await.unwrap());
+        assert!(st.unlock_state("w3", "K", t).await.unwrap());
         assert_eq!(st.state_version_count("w3").await.unwrap(), 2);
     }
 }
