@@ -8,7 +8,9 @@
 
 use crate::v1;
 use prost::Message;
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+/// The signing key pair type (re-exported so signers need no direct `ring` dependency).
+pub use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::{UnparsedPublicKey, ED25519};
 
 /// Header naming why an agent dead-lettered a task message: `tampered`, `expired` or `replayed`.
 pub const DEAD_REASON_HEADER: &str = "x-tofuflow-dead-reason";

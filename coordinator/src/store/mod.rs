@@ -15,6 +15,7 @@ mod logs;
 mod outbox;
 mod rows;
 mod runs;
+mod signing_keys;
 mod state_locks;
 mod state_versions;
 mod tasks;
@@ -26,6 +27,7 @@ pub use logs::*;
 pub use outbox::*;
 pub(crate) use rows::*;
 pub use runs::*;
+pub use signing_keys::*;
 pub use state_locks::*;
 pub use state_versions::*;
 pub use tasks::*;
@@ -81,6 +83,8 @@ pub struct Store {
     pub(crate) keep_versions: i64,
     /// What happens around a lifecycle commit (`lifecycle/events.rs`).
     pub(crate) effects: crate::lifecycle::events::Effects,
+    /// Signs task messages (`signing_keys.rs`).
+    pub(crate) signer: std::sync::Arc<Signer>,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -167,6 +171,7 @@ impl Store {
             keys: Default::default(),
             keep_versions: 0,
             effects: Default::default(),
+            signer: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

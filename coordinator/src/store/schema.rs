@@ -227,6 +227,23 @@ ALTER TABLE agents ADD COLUMN credential_expires_ms BIGINT;
 ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT ''
 "#,
     ),
+    // 6 is the audit log's.
+    (
+        7,
+        r#"
+CREATE TABLE signing_keys (
+  id TEXT PRIMARY KEY,
+  public_key {BLOB} NOT NULL,
+  sealed_private_key {BLOB} NOT NULL,
+  created_ms BIGINT NOT NULL,
+  active BIGINT UNIQUE,
+  verify_until_ms BIGINT NOT NULL DEFAULT 0
+);
+ALTER TABLE tasks ADD COLUMN envelope_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN envelope_expires_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tasks_by_envelope_expiry ON tasks (state, envelope_expires_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -10,6 +10,9 @@ use crate::runs::events::RunEvent;
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
     pub(crate) events: Vec<RunEvent>,
+    /// Signs the task messages this transaction queues, with the store's keys.
+    pub(crate) signer: std::sync::Arc<Signer>,
+    pub(crate) keys: std::sync::Arc<crypt::Keys>,
 }
 
 impl Tx {
@@ -43,6 +46,8 @@ impl Store {
         Ok(Tx {
             inner: self.pool.begin().await?,
             events: Vec::new(),
+            signer: self.signer.clone(),
+            keys: self.keys.clone(),
         })
     }
 }
