@@ -30,7 +30,8 @@ pub use bins::{bin_dir, example, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db};
 pub use fake_agent::{
-    claim_apply, claim_next, fake_agent, finish_plan_with_changes, AgentClient, Claimed,
+    claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
+    Claimed,
 };
 pub use http::{http_get, http_request, metric};
 pub use inspect::Attempt;
