@@ -31,10 +31,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Connection;
-use tofuflow_proto::signing::{self, Rejection};
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
+use tofuflow_proto::signing::{self, Rejection};
 use tofuflow_proto::v1;
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
@@ -234,7 +234,11 @@ impl Slot {
             }
         };
         let client = &self.runner.client;
-        let verified = match self.trust.check(client, &self.runner.agent_id, &signed).await {
+        let verified = match self
+            .trust
+            .check(client, &self.runner.agent_id, &signed)
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 let requeue = BasicNackOptions {
@@ -388,7 +392,8 @@ impl Slot {
             }
         };
         if r.replayed && !d.redelivered {
-            self.refuse(d, msg_id, Rejection::Replayed(r.reason)).await?;
+            self.refuse(d, msg_id, Rejection::Replayed(r.reason))
+                .await?;
             return Ok(Got::Nothing);
         }
         // The claim decided; the message has done its job either way.

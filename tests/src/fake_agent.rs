@@ -71,7 +71,6 @@ pub struct Claimed {
 /// anything).
 pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
-    use prost::Message;
     let ch = c.amqp().await;
     let d = wait_for("a task message", Duration::from_secs(30), || {
         let ch = ch.clone();
