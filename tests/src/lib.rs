@@ -27,7 +27,7 @@ mod wait;
 
 pub use agent::{Agent, AgentOpts};
 pub use bins::{bin_dir, example, pids_matching, repo_root};
-pub use broker::{broker_ctl, BrokerBack};
+pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db};
 pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,

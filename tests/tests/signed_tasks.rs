@@ -4,7 +4,6 @@
 //! whose message expired unclaimed is signed again and runs.
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use prost::Message;
 use std::collections::BTreeMap;
@@ -50,42 +49,6 @@ async fn publish(c: &Cluster, pool: &str, body: &[u8], message_id: &str) {
         .unwrap()
         .await
         .unwrap();
-}
-
-fn text(v: Option<&AMQPValue>) -> String {
-    match v {
-        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// The dead messages' (reason, detail, message id), left in the queue.
-async fn dead_reasons(c: &Cluster) -> Vec<(String, String, String)> {
-    let ch = c.amqp().await;
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get("tofuflow.dead".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        let empty = Default::default();
-        let h = m.delivery.properties.headers().as_ref().unwrap_or(&empty);
-        let get = |k: &str| text(h.inner().get(&ShortString::from(k)));
-        out.push((
-            get("x-tofuflow-dead-reason"),
-            get("x-tofuflow-dead-detail"),
-            m.delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-        ));
-    }
-    // Closing the channel puts every message back.
-    ch.close(200, "looked".into()).await.unwrap();
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
