@@ -91,26 +91,24 @@ async fn tampered_expired_and_replayed_messages_are_dead_lettered_and_never_run(
 
     let cc = &c;
     let dead = wait_for("three refused messages dead", T, || async move {
-        Some(dead_reasons(cc).await).filter(|d| d.len() == 3)
+        Some(cc.dead_messages().await).filter(|d| d.len() == 3)
     })
     .await;
-    let reasons: Vec<&str> = dead.iter().map(|d| d.0.as_str()).collect();
+    let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
     assert_eq!(reasons, ["expired", "replayed", "tampered"], "{dead:?}");
-    for (reason, detail, id) in &dead {
-        assert!(!detail.is_empty(), "{reason}: a detail");
-        let want = if reason == "expired" {
+    for d in &dead {
+        let want = if d.reason == "expired" {
             &stale_id
         } else {
             &real_id
         };
-        assert_eq!(id, want, "{reason}: the message id is kept");
+        assert_eq!(&d.message_id, want, "{d:?}: the message id is kept");
     }
-    assert!(dead[0].1.contains("expired"), "{}", dead[0].1);
-    assert!(dead[1].1.contains("already claimed"), "{}", dead[1].1);
+    assert!(dead[0].detail.contains("expired"), "{dead:?}");
+    assert!(dead[1].detail.contains("already claimed"), "{dead:?}");
     assert!(
-        dead[2].1.contains("signature does not verify"),
-        "{}",
-        dead[2].1
+        dead[2].detail.contains("signature does not verify"),
+        "{dead:?}"
     );
 
     // Nothing ran for them: each run planned once, with one claim, and is as it was.

@@ -26,7 +26,7 @@ pub(crate) async fn enqueue(
 ) -> Result<()> {
     let envelope = crate::queue::envelope(run, task_id, attempt, phase, deadline_ms);
     let (signer, keys) = (c.signer.clone(), c.keys.clone());
-    let signed = signer.sign(&mut **c, &keys, envelope, now).await?;
+    let signed = signer.sign(c, &keys, envelope, now).await?;
     sqlx::query("UPDATE tasks SET envelope_id = $1, envelope_expires_ms = $2 WHERE id = $3 AND attempt = $4")
         .bind(&signed.envelope_id)
         .bind(signed.expires_ms)
