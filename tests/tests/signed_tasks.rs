@@ -139,3 +139,38 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_key_rotation_agents_fetch_the_new_key_and_runs_go_on() {
+    let mut c = Cluster::start_with(
+        Db::Postgres,
+        &["default"],
+        &["--signing-key-rotation", "1s", "--state-key", STATE_KEY],
+    )
+    .await;
+    c.agent(AgentOpts::default()).await;
+    let first = c.submit(&example("gpu-pool"), "rotate/a", &["--plan-only"]);
+    c.wait_state(&first, &["planned"], T).await;
+    let log = c.dir.join("coordinator.log");
+    let rotated = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("is now the active one")
+            .count()
+    };
+    let before = rotated();
+    wait_for("a key rotation", T, || async {
+        (rotated() > before).then_some(())
+    })
+    .await;
+    let second = c.submit(&example("gpu-pool"), "rotate/b", &["--plan-only"]);
+    c.wait_state(&second, &["planned"], T).await;
+    let (a, b) = (c.attempts(&first).await, c.attempts(&second).await);
+    assert_eq!((a.len(), b.len()), (1, 1), "each claimed once");
+    let agent_log = std::fs::read_to_string(c.dir.join("agent-0.log")).unwrap();
+    assert!(
+        agent_log.matches("signing keys fetched").count() >= 2,
+        "the agent fetched the keys again for the new key"
+    );
+    assert!(c.dead_messages().await.is_empty(), "nothing refused");
+}
