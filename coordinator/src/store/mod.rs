@@ -246,7 +246,8 @@ impl Store {
         let n = self.rotate_state().await?
             + self.rotate_blobs().await?
             + self.rotate_runs().await?
-            + self.rotate_events().await?;
+            + self.rotate_events().await?
+            + self.rotate_signing_seals().await?;
         Ok(n)
     }
 }

@@ -266,6 +266,36 @@ impl Store {
         Ok(Some(id))
     }
 
+    /// Seals every stored private key again under the current state key (a state-key rotation,
+    /// like the state versions'); keys held by a process only have nothing stored to seal.
+    pub(crate) async fn rotate_signing_seals(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, sealed_private_key FROM signing_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for r in rows {
+            let (id, sealed) = (s(&r, "id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?);
+            if sealed.is_empty() || !self.keys.needs_rotation(&sealed) {
+                continue;
+            }
+            let plain = self
+                .keys
+                .decrypt(&aad(&id), &sealed)
+                .map_err(Error::Internal)?;
+            let fresh = self
+                .keys
+                .encrypt(&aad(&id), &plain)
+                .map_err(Error::Internal)?;
+            sqlx::query("UPDATE signing_keys SET sealed_private_key = $1 WHERE id = $2")
+                .bind(fresh)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The public keys agents may verify envelopes with now, newest first.
     pub async fn signing_public_keys(&self) -> Result<Vec<signing::PublicKey>> {
         let rows = sqlx::query("SELECT id, public_key, verify_until_ms FROM signing_keys WHERE verify_until_ms = 0 OR verify_until_ms >= $1 ORDER BY created_ms DESC, id")

@@ -6,10 +6,14 @@ use super::*;
 use crate::lifecycle::ClaimOutcome;
 use tofuflow_proto::signing;
 
+fn key(byte: u8) -> crypt::Key {
+    let b64 = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    crypt::Key::from_base64(&b64).unwrap()
+}
+
 fn state_key() -> crypt::Keys {
-    let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     crypt::Keys {
-        current: Some(crypt::Key::from_base64(&b64).unwrap()),
+        current: Some(key(7)),
         old: vec![],
     }
 }
@@ -132,6 +136,27 @@ async fn shared_keys_are_sealed_and_rotate_with_an_overlap() {
         assert!(!ids.contains(&k2), "{name}: {ids:?}");
         assert!(ids.contains(&k1), "{name}: still in its overlap: {ids:?}");
         assert_eq!(ids.len(), 2, "{name}: {ids:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_state_key_rotation_seals_the_signing_keys_again() {
+    for (name, mut st, _g, _d) in stores().await {
+        st.set_keys(state_key(), 0).await.unwrap();
+        st.rotate_signing_keys().await.unwrap().expect("first key");
+        let rotated = crypt::Keys {
+            current: Some(key(8)),
+            old: vec![key(7)],
+        };
+        assert!(st.set_keys(rotated, 0).await.unwrap() >= 1, "{name}");
+        let only_new = crypt::Keys {
+            current: Some(key(8)),
+            old: vec![],
+        };
+        st.set_keys(only_new, 0).await.unwrap();
+        st.submit(new_run("w", false), &policy()).await.unwrap();
+        let row = &st.unsent(1).await.unwrap()[0];
+        assert!(verify(&st, &row.payload).await.is_ok(), "{name}");
     }
 }
 
