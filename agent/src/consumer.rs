@@ -3,26 +3,38 @@
 //! agent could run.
 //!
 //! Step by step, for one delivery:
-//! 1. Decode and check the envelope. If that fails, `basic.reject(requeue=false)`: the message
-//!    goes to the dead-letter queue with the reason logged, and the coordinator is told
-//!    (RejectTask) so the run fails with that reason instead of hanging.
-//! 2. `Claim(task, attempt)`. Granted: `basic.ack`, then run the task. Refused (stale attempt,
-//!    duplicate delivery, cancelled run): `basic.ack` and drop it; the claim is the dedup.
-//!    Coordinator unreachable: `basic.nack(requeue=true)`, back off, try again later.
-//! 3. Acking at claim (not at the end) is safe because the lease, not the message, now carries
+//! 1. Decode the `SignedEnvelope`. A body that is not one is poison: `basic.reject(requeue=false)`
+//!    sends it to the dead-letter queue with the reason logged, and the coordinator is told
+//!    (RejectTask, when the message id names a task) so the run fails instead of hanging.
+//! 2. Verify it before anything else is believed (`trust.rs`): a bad signature or unknown key
+//!    ("tampered") or a passed expiry ("expired") is refused: a copy goes to the dead-letter
+//!    exchange with headers naming the reason (published with a confirm), then the original is
+//!    acked. The run is not touched (an unverified message cannot be trusted to name it) and
+//!    nothing runs. Keys not reachable: `basic.nack(requeue=true)`, back off, try again.
+//! 3. Check the verified envelope (protocol version, ids, pool): a failure is poison as in 1.
+//! 4. `Claim(task, attempt, envelope id)`. Granted: `basic.ack`, then run the task. Refused as
+//!    replayed (the envelope was claimed before or is no longer the task's): refused as in 2,
+//!    unless the broker itself redelivered it (an agent died between claim and ack): then
+//!    `basic.ack` and drop it. Refused otherwise (stale attempt, cancelled run): `basic.ack` and
+//!    drop it; the claim is the dedup. Coordinator unreachable: `basic.nack(requeue=true)`,
+//!    back off, try again later.
+//! 5. Acking at claim (not at the end) is safe because the lease, not the message, now carries
 //!    the task: if this agent dies, the lease expires and the coordinator decides.
-//! 4. The channel is closed before the task runs, so the broker sends this slot nothing more.
+//! 6. The channel is closed before the task runs, so the broker sends this slot nothing more.
 
 use crate::lease::Leases;
 use crate::runner::{Held, Runner};
+use crate::trust::Trust;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Connection;
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
+use tofuflow_proto::signing::{self, Rejection};
 use tofuflow_proto::v1;
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
@@ -87,6 +99,8 @@ pub struct Slot {
     pub leases: Leases,
     pub pools: Vec<String>,
     pub free: Arc<tokio::sync::Semaphore>,
+    /// The coordinator's signing keys and the count of refused messages.
+    pub trust: Arc<Trust>,
     /// Stop taking new work.
     pub intake_stop: CancellationToken,
     /// Cancel running tasks (fires after the drain grace).
@@ -202,8 +216,9 @@ impl Slot {
         result
     }
 
-    /// Handles one delivery: a poison message is dead-lettered (and the coordinator told), a
-    /// good one is claimed; the claim's answer decides whether this slot runs the task.
+    /// Handles one delivery: a poison message is dead-lettered (and the coordinator told), one
+    /// that fails verification is refused, a good one is claimed; the claim's answer decides
+    /// whether this slot runs the task.
     async fn handle(&self, d: &lapin::message::Delivery) -> Result<Got, String> {
         let msg_id = d
             .properties
@@ -211,13 +226,103 @@ impl Slot {
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default();
-        match envelope(&d.data, &self.pools) {
-            Ok(env) => self.claim(d, env).await,
+        let signed = match signed_envelope(&d.data) {
+            Ok(s) => s,
+            Err(why) => {
+                self.dead_letter(d, &msg_id, why).await?;
+                return Ok(Got::Nothing);
+            }
+        };
+        let client = &self.runner.client;
+        let verified = match self
+            .trust
+            .check(client, &self.runner.agent_id, &signed)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                let _ = d.acker.nack(requeue).await;
+                return Err(e);
+            }
+        };
+        let env = match verified {
+            Ok(env) => env,
+            Err(rejection) => {
+                self.refuse(d, &msg_id, rejection).await?;
+                return Ok(Got::Nothing);
+            }
+        };
+        match check(env, &self.pools) {
+            Ok(env) => self.claim(d, &msg_id, env, &signed.envelope_id).await,
             Err(why) => {
                 self.dead_letter(d, &msg_id, why).await?;
                 Ok(Got::Nothing)
             }
         }
+    }
+
+    /// Refuses a message that must not run (tampered, expired, replayed): a copy goes to the
+    /// dead-letter exchange with the reason in its headers, confirmed by the broker, and only
+    /// then is the original acked (if this agent dies in between, the message comes back and is
+    /// refused again). The run is left alone: nothing in such a message can be trusted.
+    async fn refuse(
+        &self,
+        d: &lapin::message::Delivery,
+        msg_id: &str,
+        r: Rejection,
+    ) -> Result<(), String> {
+        tracing::warn!(message_id = %msg_id, reason = r.reason(), detail = %r.detail(), "task message refused: dead-lettering it unclaimed");
+        let queue = tofuflow_proto::amqp::pool_queue(d.routing_key.as_str());
+        let mut headers = d.properties.headers().clone().unwrap_or_default();
+        for (k, v) in [
+            (signing::DEAD_REASON_HEADER, r.reason()),
+            (signing::DEAD_DETAIL_HEADER, r.detail()),
+            (signing::DEAD_QUEUE_HEADER, queue.as_str()),
+            (signing::DEAD_AGENT_HEADER, self.runner.agent_id.as_str()),
+        ] {
+            headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let props = d
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_timestamp(now);
+        let ch = self.amqp.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let confirm = ch
+            .basic_publish(
+                tofuflow_proto::amqp::DEAD_EXCHANGE.into(),
+                d.routing_key.clone(),
+                BasicPublishOptions::default(),
+                &d.data,
+                props,
+            )
+            .await
+            .map_err(|e| format!("dead-lettering a refused message failed: {e}"))?
+            .await
+            .map_err(|e| format!("dead-lettering a refused message failed: {e}"))?;
+        let _ = ch.close(200, "dead-lettered".into()).await;
+        if !confirm.is_ack() {
+            return Err(format!(
+                "the broker did not take the refused message: {confirm:?}"
+            ));
+        }
+        d.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| format!("ack failed after dead-lettering: {e}"))?;
+        self.trust.count(&r);
+        Ok(())
     }
 
     /// Rejects a poison message without requeue (it goes to the dead-letter queue) and, when
@@ -253,13 +358,16 @@ impl Slot {
     async fn claim(
         &self,
         d: &lapin::message::Delivery,
+        msg_id: &str,
         env: v1::TaskEnvelope,
+        envelope_id: &str,
     ) -> Result<Got, String> {
         let mut c = self.runner.client.clone();
         let req = v1::ClaimRequest {
             agent_id: self.runner.agent_id.clone(),
             task_id: env.task_id.clone(),
             attempt: env.attempt,
+            envelope_id: envelope_id.to_string(),
         };
         let claim = c
             .claim(tofuflow_proto::telemetry::with_trace(
@@ -283,6 +391,11 @@ impl Slot {
                 ));
             }
         };
+        if r.replayed && !d.redelivered {
+            self.refuse(d, msg_id, Rejection::Replayed(r.reason))
+                .await?;
+            return Ok(Got::Nothing);
+        }
         // The claim decided; the message has done its job either way.
         d.acker
             .ack(BasicAckOptions::default())
@@ -306,27 +419,38 @@ impl Slot {
     }
 }
 
-/// The task envelope of a message, or why the message is poison (undecodable, another protocol
-/// version, no task id or attempt, or a pool this slot does not take).
-fn envelope(data: &[u8], pools: &[String]) -> Result<v1::TaskEnvelope, String> {
-    match v1::TaskEnvelope::decode(data) {
-        Ok(e) if e.protocol_version != tofuflow_proto::PROTOCOL_VERSION => Err(format!(
+/// The signed envelope of a message, or why the message is poison (not one at all).
+fn signed_envelope(data: &[u8]) -> Result<v1::SignedEnvelope, String> {
+    match v1::SignedEnvelope::decode(data) {
+        Ok(s) if !s.signature.is_empty() || !s.key_id.is_empty() => Ok(s),
+        Ok(_) => Err(format!(
+            "undecodable task message ({} bytes): no signed envelope in it",
+            data.len()
+        )),
+        Err(e) => Err(format!(
+            "undecodable task message ({} bytes): {e}",
+            data.len()
+        )),
+    }
+}
+
+/// The verified task envelope, or why it is poison (another protocol version, no task id or
+/// attempt, or a pool this slot does not take).
+fn check(e: v1::TaskEnvelope, pools: &[String]) -> Result<v1::TaskEnvelope, String> {
+    match e {
+        e if e.protocol_version != tofuflow_proto::PROTOCOL_VERSION => Err(format!(
             "protocol version {} (this agent speaks {})",
             e.protocol_version,
             tofuflow_proto::PROTOCOL_VERSION
         )),
-        Ok(e) if e.task_id.is_empty() || e.attempt == 0 => {
+        e if e.task_id.is_empty() || e.attempt == 0 => {
             Err("envelope without task id or attempt".to_string())
         }
-        Ok(e) if !pools.contains(&e.pool) => Err(format!(
+        e if !pools.contains(&e.pool) => Err(format!(
             "task for pool {:?} arrived on a queue of pools {:?}",
             e.pool, pools
         )),
-        Ok(e) => Ok(e),
-        Err(e) => Err(format!(
-            "undecodable TaskEnvelope ({} bytes): {e}",
-            data.len()
-        )),
+        e => Ok(e),
     }
 }
 

@@ -74,6 +74,7 @@ pub async fn heartbeat_loop(
     mut client: crate::Client,
     agent_id: String,
     leases: Leases,
+    trust: Arc<crate::trust::Trust>,
     every: Duration,
     ttl: Duration,
     draining: Arc<std::sync::atomic::AtomicBool>,
@@ -104,6 +105,7 @@ pub async fn heartbeat_loop(
                 .collect(),
             draining: draining.load(std::sync::atomic::Ordering::SeqCst),
             free_slots: free.available_permits() as u32,
+            envelope_rejections: Some(trust.counts()),
         };
         match tokio::time::timeout(every.max(Duration::from_secs(2)), client.heartbeat(req)).await {
             Ok(Ok(r)) => {

@@ -13,6 +13,7 @@ pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod tls;
+pub mod trust;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -158,10 +159,12 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let hb_stop = CancellationToken::new();
     let revoked = Arc::new(AtomicBool::new(false));
+    let trust = Arc::new(trust::Trust::default());
     tracker.spawn(lease::heartbeat_loop(
         client.clone(),
         agent_id.clone(),
         leases.clone(),
+        trust.clone(),
         Duration::from_millis(reg.heartbeat_interval_ms.max(100) as u64),
         Duration::from_millis(reg.lease_ttl_ms.max(1000) as u64),
         draining.clone(),
@@ -187,7 +190,7 @@ pub async fn run(
         agent_id: agent_id.clone(),
         backend_tls,
     };
-    slots.start(&cfg, &amqp, runner, &leases, &free);
+    slots.start(&cfg, &amqp, runner, &leases, &free, &trust);
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, &agent_id)?;
     }
@@ -360,6 +363,7 @@ impl Slots {
         runner: runner::Runner,
         leases: &lease::Leases,
         free: &Arc<tokio::sync::Semaphore>,
+        trust: &Arc<trust::Trust>,
     ) {
         for i in 0..cfg.concurrency {
             self.tracker.spawn(
@@ -370,6 +374,7 @@ impl Slots {
                     leases: leases.clone(),
                     pools: cfg.pools.clone(),
                     free: free.clone(),
+                    trust: trust.clone(),
                     intake_stop: self.intake_stop.clone(),
                     hard_stop: self.hard_stop.clone(),
                 }

@@ -66,6 +66,16 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_REAP_INTERVAL", value_parser = dur, default_value = "1s")]
     pub reap_interval: Duration,
 
+    /// How long a signed task message may be claimed; one that expires unclaimed is signed and
+    /// queued again by the reaper (agents dead-letter the expired copy).
+    #[arg(long, env = "TOFUFLOW_ENVELOPE_TTL", value_parser = dur, default_value = "1h")]
+    pub envelope_ttl: Duration,
+
+    /// How long a signing key signs task messages before a new one takes over; the old key
+    /// keeps verifying until every message it signed has expired.
+    #[arg(long, env = "TOFUFLOW_SIGNING_KEY_ROTATION", value_parser = dur, default_value = "24h")]
+    pub signing_key_rotation: Duration,
+
     /// Plan attempts before a run whose agents keep dying fails.
     #[arg(long, env = "TOFUFLOW_MAX_PLAN_ATTEMPTS", default_value_t = 3)]
     pub max_plan_attempts: u32,

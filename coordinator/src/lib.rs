@@ -158,6 +158,19 @@ async fn open_store(cfg: &Config) -> Result<store::Store, String> {
     if !encrypted {
         tracing::warn!("state is stored unencrypted: set --state-key (TOFUFLOW_STATE_KEY) to encrypt it at rest");
     }
+    store.set_signing(
+        cfg.envelope_ttl.as_millis() as i64,
+        cfg.signing_key_rotation.as_millis() as i64,
+    );
+    if encrypted {
+        // The shared signing key exists before the first task is queued.
+        store
+            .rotate_signing_keys()
+            .await
+            .map_err(|e| format!("cannot set up the signing key: {e}"))?;
+    } else {
+        tracing::warn!("without --state-key, task messages are signed with a key held only by this process (none is stored in clear): set --state-key so coordinators sharing the database sign with one rotated key");
+    }
     Ok(store)
 }
 

@@ -11,12 +11,15 @@ pub mod amqp;
 pub mod audit;
 pub mod auth;
 pub mod names;
+#[cfg(feature = "signing")]
+pub mod signing;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod tls;
 
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: task messages are `SignedEnvelope`s and claims name the envelope id.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest gRPC message either side accepts (artifacts and logs are streamed in chunks below it).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

@@ -53,6 +53,15 @@ pub async fn fake_agent(
     ))
 }
 
+/// The task envelope inside a task message body (a `SignedEnvelope`), and the signed envelope
+/// itself (its id is what a claim presents). Does not check the signature: agents do.
+pub fn open_envelope(body: &[u8]) -> (v1::TaskEnvelope, v1::SignedEnvelope) {
+    use prost::Message;
+    let signed = v1::SignedEnvelope::decode(body).expect("a SignedEnvelope");
+    let env = v1::TaskEnvelope::decode(signed.envelope.as_slice()).expect("a TaskEnvelope");
+    (env, signed)
+}
+
 /// A task claimed by [`claim_next`]: its spec (with the state-backend credential), the lease,
 /// and the fake agent holding it.
 pub struct Claimed {
@@ -67,7 +76,6 @@ pub struct Claimed {
 /// anything).
 pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
-    use prost::Message;
     let ch = c.amqp().await;
     let d = wait_for("a task message", Duration::from_secs(30), || {
         let ch = ch.clone();
@@ -82,7 +90,7 @@ pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
         }
     })
     .await;
-    let env = v1::TaskEnvelope::decode(d.delivery.data.as_slice()).expect("envelope");
+    let (env, signed) = open_envelope(&d.delivery.data);
     d.delivery.ack(BasicAckOptions::default()).await.unwrap();
     let (mut a, agent_id) = fake_agent(c, &[pool], agent_name, None)
         .await
@@ -92,6 +100,7 @@ pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
             agent_id: agent_id.clone(),
             task_id: env.task_id,
             attempt: env.attempt,
+            envelope_id: signed.envelope_id,
         })
         .await
         .unwrap()

@@ -27,10 +27,11 @@ mod wait;
 
 pub use agent::{Agent, AgentOpts};
 pub use bins::{bin_dir, example, pids_matching, repo_root};
-pub use broker::{broker_ctl, BrokerBack};
+pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
 pub use fake_agent::{
-    claim_apply, claim_next, fake_agent, finish_plan_with_changes, AgentClient, Claimed,
+    claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
+    Claimed,
 };
 pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;

@@ -281,10 +281,9 @@ async fn four_eyes_and_module_and_pool_rules_refuse_with_the_rule_named() {
     );
 }
 
-/// Takes the next task message off `pool`'s queue: (task id, attempt).
-async fn next_task(c: &Cluster, pool: &str) -> (String, u32) {
+/// Takes the next task message off `pool`'s queue: (task id, attempt, envelope id).
+async fn next_task(c: &Cluster, pool: &str) -> (String, u32, String) {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
-    use prost::Message;
     let ch = c.amqp().await;
     let d = wait_for("a task message", T, || {
         let ch = ch.clone();
@@ -299,9 +298,9 @@ async fn next_task(c: &Cluster, pool: &str) -> (String, u32) {
         }
     })
     .await;
-    let env = v1::TaskEnvelope::decode(d.delivery.data.as_slice()).expect("envelope");
+    let (env, signed) = tofuflow_e2e::open_envelope(&d.delivery.data);
     d.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    (env.task_id, env.attempt)
+    (env.task_id, env.attempt, signed.envelope_id)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,12 +324,13 @@ async fn agents_join_with_their_pools_only_and_are_revoked() {
         &["--pool", "b", "--plan-only"],
     )));
     assert!(!id.is_empty());
-    let (task_id, attempt) = next_task(&c, "b").await;
+    let (task_id, attempt, envelope_id) = next_task(&c, "b").await;
     let r = a
         .claim(v1::ClaimRequest {
             agent_id: a_id.clone(),
             task_id,
             attempt,
+            envelope_id,
         })
         .await
         .unwrap()

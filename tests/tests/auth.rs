@@ -101,6 +101,7 @@ async fn tokens_decide_who_may_do_what_and_forged_ones_are_rejected() {
             agent_id: "x".into(),
             task_id: "t".into(),
             attempt: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -2,7 +2,8 @@
 //! plan or apply, the coordinator SIGKILLed and restarted, RabbitMQ restarted — then the promises
 //! are checked from the store, the queues and the state versions:
 //! every run ends in an explained state, no apply runs twice, no fenced write is accepted, no
-//! message is stranded, the dead-letter queue holds exactly the poison messages (none here).
+//! message is stranded, the dead-letter queue holds no poison, tampered or expired message (a
+//! duplicate publish of a message that ran may be there, refused as a replay).
 //!
 //! CI drives 24 runs; `TOFUFLOW_SOAK=200` drives more. This restarts the local broker, so it
 //! lives in its own test binary (cargo runs test binaries one at a time).
@@ -202,10 +203,12 @@ async fn chaos(db: Db, default_runs: usize) {
         0,
         "no message stranded in the queue"
     );
-    assert_eq!(
-        c.queue_depth("tofuflow.dead").await,
-        0,
-        "the dead-letter queue holds exactly the poison messages: none were sent"
+    // No poison, tampered or expired message: at most duplicate copies of messages that ran
+    // (a publish whose confirm was lost with the connection goes out again), refused as replays.
+    let dead = c.dead_messages().await;
+    assert!(
+        dead.iter().all(|d| d.reason == "replayed"),
+        "the dead-letter queue holds only replayed duplicates: {dead:?}"
     );
     let injected: usize = faults.values().sum();
     eprintln!("chaos ({db:?}): {runs} runs driven, {injected} faults injected {faults:?}, outcomes {outcome:?}, reasons {reasons:?}, lost 0, duplicate applies 0, in {:.0}s", started.elapsed().as_secs_f64());

@@ -31,11 +31,7 @@ async fn undecodable_message_is_dead_lettered_and_the_agent_keeps_working() {
         })
         .await;
         real.delivery.ack(BasicAckOptions::default()).await.unwrap();
-        let env = <tofuflow_proto::v1::TaskEnvelope as prost::Message>::decode(
-            real.delivery.data.as_slice(),
-        )
-        .unwrap();
-        env.task_id
+        tofuflow_e2e::open_envelope(&real.delivery.data).0.task_id
     };
     // ...plus anonymous garbage on the default queue.
     let ch = c.amqp().await;

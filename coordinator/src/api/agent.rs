@@ -247,6 +247,11 @@ impl AgentService for AgentApi {
         let agent_id = self.identify(&req, &req.get_ref().agent_id, true).await?;
         let r = req.into_inner();
         check_protocol(r.protocol_version)?;
+        if let Some(n) = &r.envelope_rejections {
+            self.shared
+                .dead_letters
+                .count_rejections(&agent_id, [n.tampered, n.expired, n.replayed]);
+        }
         let leases: Vec<HeldLease> = r
             .leases
             .iter()
@@ -291,7 +296,13 @@ impl AgentService for AgentApi {
         match self
             .shared
             .store
-            .claim(&agent_id, &r.task_id, r.attempt, &self.shared.policy)
+            .claim(
+                &agent_id,
+                &r.task_id,
+                r.attempt,
+                &r.envelope_id,
+                &self.shared.policy,
+            )
             .await?
         {
             ClaimOutcome::Granted(g) => {
@@ -303,6 +314,7 @@ impl AgentService for AgentApi {
                     lease_ttl_ms: self.shared.policy.lease_ttl_ms as u32,
                     spec: Some(task_spec(&g, &self.shared.public_http_url)),
                     lease_token: g.lease_token.clone(),
+                    replayed: false,
                 }))
             }
             ClaimOutcome::Refused(reason) => {
@@ -310,6 +322,15 @@ impl AgentService for AgentApi {
                 Ok(Response::new(v1::ClaimResponse {
                     granted: false,
                     reason,
+                    ..Default::default()
+                }))
+            }
+            ClaimOutcome::Replayed(reason) => {
+                tracing::warn!(%reason, envelope_id = %r.envelope_id, "claim of a replayed envelope refused");
+                Ok(Response::new(v1::ClaimResponse {
+                    granted: false,
+                    reason,
+                    replayed: true,
                     ..Default::default()
                 }))
             }
@@ -454,5 +475,26 @@ impl AgentService for AgentApi {
             .await?;
         tracing::warn!(task_id = %r.task_id, attempt = r.attempt, failed, reason = %r.reason, "task message rejected by agent");
         Ok(Response::new(v1::RejectTaskResponse {}))
+    }
+
+    /// The public keys task messages are verified with (the agent caches them and asks again
+    /// when a message names a key it does not know).
+    async fn signing_keys(
+        &self,
+        req: Request<v1::SigningKeysRequest>,
+    ) -> Result<Response<v1::SigningKeysResponse>, Status> {
+        self.caller(&req, &req.get_ref().agent_id).await?;
+        let keys = self.shared.store.signing_public_keys().await?;
+        Ok(Response::new(v1::SigningKeysResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| v1::SigningKey {
+                    key_id: k.key_id,
+                    public_key: k.public_key,
+                    verify_until_unix_ms: k.verify_until_ms,
+                })
+                .collect(),
+            now_unix_ms: crate::store::now_ms(),
+        }))
     }
 }

@@ -52,6 +52,15 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
         out.push_str("# HELP tofuflow_dead_letters Messages in the dead-letter queue (tofuflow.dead).\n# TYPE tofuflow_dead_letters gauge\n");
         out.push_str(&format!("tofuflow_dead_letters {n}\n"));
     }
+    out.push_str("# HELP tofuflow_envelopes_rejected_total Task messages agents dead-lettered without running them, by reason (tampered, expired, replayed), as the agents heartbeating here counted them.\n# TYPE tofuflow_envelopes_rejected_total counter\n");
+    for (reason, n) in ["tampered", "expired", "replayed"]
+        .iter()
+        .zip(app.dead_letters.rejections())
+    {
+        out.push_str(&format!(
+            "tofuflow_envelopes_rejected_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
     out.push_str("# HELP tofuflow_auth_failures_total Failed authentications by API (agent and user gRPC, state backend).\n# TYPE tofuflow_auth_failures_total counter\n");
     for api in [Api::Agent, Api::User, Api::State] {
         out.push_str(&format!(

@@ -11,6 +11,9 @@ pub enum ClaimOutcome {
     /// Refused, with the reason (a stale or duplicate attempt, a run that moved on, an agent
     /// not serving the pool): the agent drops the message.
     Refused(String),
+    /// Refused because the message's envelope was claimed before or is not the attempt's
+    /// current one: the agent dead-letters the message as replayed.
+    Replayed(String),
 }
 
 impl ClaimOutcome {
@@ -18,19 +21,21 @@ impl ClaimOutcome {
     pub fn granted(self) -> Option<ClaimGrant> {
         match self {
             ClaimOutcome::Granted(g) => Some(*g),
-            ClaimOutcome::Refused(_) => None,
+            ClaimOutcome::Refused(_) | ClaimOutcome::Replayed(_) => None,
         }
     }
 }
 
 impl Store {
-    /// Grants a lease on (task, attempt) if it is current and unclaimed. Exactly one claim of an
-    /// attempt can win; a duplicate delivery or a stale attempt is refused with the reason.
+    /// Grants a lease on (task, attempt) if it is current and unclaimed, for the attempt's
+    /// current signed envelope. Exactly one claim of an attempt can win; a stale attempt is
+    /// refused with the reason, an envelope claimed before or superseded as a replay.
     pub async fn claim(
         &self,
         agent_id: &str,
         task_id: &str,
         attempt: u32,
+        envelope_id: &str,
         policy: &Policy,
     ) -> Result<ClaimOutcome> {
         let now = now_ms();
@@ -39,6 +44,9 @@ impl Store {
         let Some(task) = get_task_c(&mut tx, task_id).await? else {
             return Ok(ClaimOutcome::Refused(format!("unknown task {task_id}")));
         };
+        if let Some(why) = replayed(&mut tx, &task, attempt, envelope_id).await? {
+            return Ok(ClaimOutcome::Replayed(why));
+        }
         if let Err(why) = runs::claim_decision(attempt, task.attempt, task.state) {
             return Ok(ClaimOutcome::Refused(why));
         }
@@ -103,6 +111,38 @@ impl Store {
             lease_token: lease.lease_token,
         })))
     }
+}
+
+/// Why a claim presents a replayed envelope: not the attempt's current one (superseded by a
+/// re-signed one, or of an older attempt), or the current one of an attempt already claimed.
+/// Tasks queued before envelopes were signed have no envelope id and are not checked.
+async fn replayed(
+    tx: &mut Tx,
+    task: &Task,
+    attempt: u32,
+    envelope_id: &str,
+) -> Result<Option<String>> {
+    if task.envelope_id.is_empty() {
+        return Ok(None);
+    }
+    if envelope_id != task.envelope_id {
+        return Ok(Some(format!(
+            "envelope {envelope_id:?} is not the current one of task {} (attempt {}): superseded or replayed",
+            task.id, task.attempt
+        )));
+    }
+    let claimed =
+        sqlx::query("SELECT agent_id FROM task_attempts WHERE task_id = $1 AND attempt = $2")
+            .bind(&task.id)
+            .bind(attempt as i64)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(claimed.map(|_| {
+        format!(
+            "envelope {envelope_id} of task {} attempt {attempt} was already claimed",
+            task.id
+        )
+    }))
 }
 
 /// A lease just granted: its fencing epoch and its two secrets (kept only as hashes).

@@ -15,6 +15,51 @@ impl Store {
         let mut done = self.expire_leases(policy, now).await?;
         done.extend(self.start_pending(policy, now).await?);
         done.extend(self.expire_overdue(now).await?);
+        done.extend(self.resign_expired(now).await?);
+        if let Some(key_id) = self.rotate_signing_keys().await? {
+            done.push(format!("signing key {key_id} is now the active one"));
+        }
+        Ok(done)
+    }
+
+    /// Queued attempts whose signed message expired before anyone claimed it: each gets a
+    /// freshly signed envelope through the outbox, so the task is not lost; the expired message,
+    /// wherever it is, is dead-lettered by the agent that sees it, and its envelope id is no
+    /// longer granted.
+    async fn resign_expired(&self, now: i64) -> Result<Vec<String>> {
+        let expired = sqlx::query("SELECT * FROM tasks WHERE state = 'queued' AND envelope_expires_ms > 0 AND envelope_expires_ms <= $1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut done = Vec::new();
+        for row in expired {
+            let t = task_from_row(&row)?;
+            let mut tx = self.begin().await?;
+            // Only if nobody claimed it or signed it again meanwhile.
+            let r = sqlx::query("UPDATE tasks SET envelope_expires_ms = 0 WHERE id = $1 AND attempt = $2 AND state = 'queued' AND envelope_id = $3")
+                .bind(&t.id)
+                .bind(t.attempt as i64)
+                .bind(&t.envelope_id)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() != 1 {
+                continue;
+            }
+            let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
+            let deadline = sqlx::query("SELECT deadline_ms FROM runs WHERE id = $1")
+                .bind(&run.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let deadline = i(&deadline, "deadline_ms")?;
+            enqueue(&mut tx, &run, &t.id, t.attempt, t.phase, now, deadline).await?;
+            self.commit(tx).await?;
+            done.push(format!(
+                "run {} {} attempt {}: its task message expired unclaimed; signed and queued again",
+                run.id,
+                t.phase.as_str(),
+                t.attempt
+            ));
+        }
         Ok(done)
     }
 

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use std::time::Duration;
 use tofuflow_proto::amqp::{connect, dead_queue_args, redact, DEAD_EXCHANGE, DEAD_QUEUE};
-use tofuflow_proto::v1;
+use tofuflow_proto::{signing, v1};
 
 /// How long one broker operation of the admin connection may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +68,9 @@ pub struct DeadLetters {
     url: String,
     max: i64,
     conn: tokio::sync::Mutex<Option<Connection>>,
+    /// Task messages each agent dead-lettered unclaimed (tampered, expired, replayed), as its
+    /// latest heartbeat counted them.
+    rejections: std::sync::Mutex<std::collections::HashMap<String, [u64; 3]>>,
 }
 
 impl DeadLetters {
@@ -77,7 +80,26 @@ impl DeadLetters {
             url: url.to_string(),
             max,
             conn: tokio::sync::Mutex::new(None),
+            rejections: Default::default(),
         }
+    }
+
+    /// Keeps an agent's running counts of refused task messages (from its heartbeat).
+    pub fn count_rejections(&self, agent_id: &str, counts: [u64; 3]) {
+        if let Ok(mut m) = self.rejections.lock() {
+            m.insert(agent_id.to_string(), counts);
+        }
+    }
+
+    /// Refused task messages over all agents that reported here: tampered, expired, replayed.
+    pub fn rejections(&self) -> [u64; 3] {
+        let m = self
+            .rejections
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        m.values()
+            .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]])
     }
 
     /// The configured length limit.
@@ -197,8 +219,11 @@ fn describe(d: &lapin::message::Delivery) -> v1::DeadLetter {
         size: d.data.len() as u64,
         ..Default::default()
     };
-    match v1::TaskEnvelope::decode(d.data.as_slice()) {
-        Ok(e)
+    let inner = v1::SignedEnvelope::decode(d.data.as_slice())
+        .ok()
+        .and_then(|s| v1::TaskEnvelope::decode(s.envelope.as_slice()).ok());
+    match inner {
+        Some(e)
             if e.protocol_version == tofuflow_proto::PROTOCOL_VERSION && !e.task_id.is_empty() =>
         {
             out.task_id = e.task_id;
@@ -218,6 +243,17 @@ fn describe(d: &lapin::message::Delivery) -> v1::DeadLetter {
     let header = |k: &str| headers.get(k).map(text).unwrap_or_default();
     out.reason = header("x-first-death-reason");
     out.queue = header("x-first-death-queue");
+    // An agent that refused a signed message republished it here with the reason.
+    let refused = header(signing::DEAD_REASON_HEADER);
+    if !refused.is_empty() {
+        out.reason = format!("{refused}: {}", header(signing::DEAD_DETAIL_HEADER));
+        out.queue = header(signing::DEAD_QUEUE_HEADER);
+        out.died_unix_ms = d
+            .properties
+            .timestamp()
+            .map(|t| t as i64 * 1000)
+            .unwrap_or(0);
+    }
     // x-death: one entry per (queue, reason), the latest first.
     if let Some(AMQPValue::FieldArray(deaths)) = headers.get("x-death") {
         if let Some(AMQPValue::FieldTable(first)) = deaths.as_slice().last() {

@@ -144,7 +144,7 @@ async fn publish_one(ch: &Channel, row: &OutboxRow) -> lapin::Result<lapin::Publ
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/x-protobuf".into())
-        .with_type("tofuflow.v1.TaskEnvelope".into())
+        .with_type("tofuflow.v1.SignedEnvelope".into())
         .with_message_id(tofuflow_proto::message_id(&row.task_id, row.attempt).into())
         .with_headers(headers);
     ch.basic_publish(
@@ -160,7 +160,8 @@ async fn publish_one(ch: &Channel, row: &OutboxRow) -> lapin::Result<lapin::Publ
     .await
 }
 
-/// The AMQP message body of a task attempt (a `TaskEnvelope`: ids only, no secret).
+/// The task envelope of an attempt (ids only, no secret), encoded; the outbox signs it
+/// (`store::Signer`) and publishes the `SignedEnvelope`.
 pub fn envelope(
     run: &crate::store::Run,
     task_id: &str,

@@ -19,6 +19,7 @@ mod outbox;
 mod rows;
 mod rules;
 mod runs;
+mod signing_keys;
 mod state_locks;
 mod state_versions;
 mod tasks;
@@ -35,6 +36,7 @@ pub use outbox::*;
 pub(crate) use rows::*;
 pub use rules::*;
 pub use runs::*;
+pub use signing_keys::*;
 pub use state_locks::*;
 pub use state_versions::*;
 pub use tasks::*;
@@ -92,6 +94,8 @@ pub struct Store {
     pub(crate) keep_versions: i64,
     /// What happens around a lifecycle commit (`lifecycle/events.rs`).
     pub(crate) effects: crate::lifecycle::events::Effects,
+    /// Signs task messages (`signing_keys.rs`).
+    pub(crate) signer: std::sync::Arc<Signer>,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -178,6 +182,7 @@ impl Store {
             keys: Default::default(),
             keep_versions: 0,
             effects: Default::default(),
+            signer: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -252,7 +257,8 @@ impl Store {
         let n = self.rotate_state().await?
             + self.rotate_blobs().await?
             + self.rotate_runs().await?
-            + self.rotate_events().await?;
+            + self.rotate_events().await?
+            + self.rotate_signing_seals().await?;
         Ok(n)
     }
 }

@@ -11,7 +11,9 @@ pub struct OutboxRow {
     pub traceparent: String,
 }
 
-/// Queues a task attempt for publishing (the outbox publisher sends it after commit).
+/// Queues a task attempt for publishing (the outbox publisher sends it after commit): its
+/// envelope is signed now, and the task remembers the envelope's id and expiry (only that
+/// envelope is granted on claim; the reaper signs a new one if it expires unclaimed).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn enqueue(
     c: &mut Tx,
@@ -22,7 +24,24 @@ pub(crate) async fn enqueue(
     now: i64,
     deadline_ms: i64,
 ) -> Result<()> {
-    let payload = crate::queue::envelope(run, task_id, attempt, phase, deadline_ms);
+    let envelope = crate::queue::envelope(run, task_id, attempt, phase, deadline_ms);
+    let (signer, keys) = (c.signer.clone(), c.keys.clone());
+    let signed = signer.sign(c, &keys, envelope, now).await?;
+    sqlx::query("UPDATE tasks SET envelope_id = $1, envelope_expires_ms = $2 WHERE id = $3 AND attempt = $4")
+        .bind(&signed.envelope_id)
+        .bind(signed.expires_ms)
+        .bind(task_id)
+        .bind(attempt as i64)
+        .execute(&mut **c)
+        .await?;
+    // An unsent message of this attempt is superseded: it would only die expired.
+    sqlx::query("UPDATE outbox SET sent_ms = $1, last_error = 'superseded by a newer envelope' WHERE task_id = $2 AND attempt = $3 AND sent_ms = 0")
+        .bind(now)
+        .bind(task_id)
+        .bind(attempt as i64)
+        .execute(&mut **c)
+        .await?;
+    let payload = signed.payload;
     sqlx::query(
         "INSERT INTO outbox (task_id, attempt, pool, payload, traceparent, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
     )

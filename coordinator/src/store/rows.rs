@@ -80,5 +80,7 @@ pub(crate) fn task_from_row(r: &sqlx::any::AnyRow) -> Result<Task> {
         lease_expires_ms: i(r, "lease_expires_ms")?,
         cancel_requested: i(r, "cancel_requested")? != 0,
         lease_sha256: s(r, "lease_sha256")?,
+        envelope_id: s(r, "envelope_id")?,
+        envelope_expires_ms: i(r, "envelope_expires_ms")?,
     })
 }

@@ -246,6 +246,22 @@ CREATE INDEX audit_log_by_workspace ON audit_log (workspace, seq);
 CREATE INDEX audit_log_by_sha256 ON audit_log (sha256)
 "#,
     ),
+    (
+        7,
+        r#"
+CREATE TABLE signing_keys (
+  id TEXT PRIMARY KEY,
+  public_key {BLOB} NOT NULL,
+  sealed_private_key {BLOB} NOT NULL,
+  created_ms BIGINT NOT NULL,
+  active BIGINT UNIQUE,
+  verify_until_ms BIGINT NOT NULL DEFAULT 0
+);
+ALTER TABLE tasks ADD COLUMN envelope_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN envelope_expires_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tasks_by_envelope_expiry ON tasks (state, envelope_expires_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -17,6 +17,9 @@ pub struct Task {
     pub cancel_requested: bool,
     /// SHA-256 of the live lease's secret ('' when no lease was granted).
     pub lease_sha256: String,
+    /// The id of the attempt's current signed task message, and when it expires.
+    pub envelope_id: String,
+    pub envelope_expires_ms: i64,
 }
 
 pub struct ClaimGrant {

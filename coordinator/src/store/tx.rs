@@ -12,6 +12,9 @@ pub struct Tx {
     pub(crate) events: Vec<RunEvent>,
     /// Audit entries appended just before the commit (`store/audit.rs`).
     pub(crate) audit: Vec<crate::audit::AuditEntry>,
+    /// Signs the task messages this transaction queues, with the store's keys.
+    pub(crate) signer: std::sync::Arc<Signer>,
+    pub(crate) keys: std::sync::Arc<crypt::Keys>,
 }
 
 impl Tx {
@@ -46,6 +49,8 @@ impl Store {
             inner: self.pool.begin().await?,
             events: Vec::new(),
             audit: Vec::new(),
+            signer: self.signer.clone(),
+            keys: self.keys.clone(),
         })
     }
 }

@@ -20,13 +20,12 @@ async fn a_plan_approve_apply_run_is_audited_with_its_serials() {
     for (name, st, _g, _d) in stores().await {
         let p = policy();
         let run = st.submit(new_run("ml/audit", false), &p).await.unwrap();
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         st.mark_sent(st.unsent(1).await.unwrap()[0].id)
             .await
             .unwrap();
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
@@ -43,10 +42,9 @@ async fn a_plan_approve_apply_run_is_audited_with_its_serials() {
         );
         st.complete_task(&done, &p).await.unwrap();
         st.approve(&run.id, "bob", "lgtm", &p).await.unwrap();
-        let env2 =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env2 = opened(&st.unsent(1).await.unwrap()[0].payload);
         let g2 = st
-            .claim("a2", &env2.task_id, 1, &p)
+            .claim("a2", &env2.task_id, 1, &env2.id, &p)
             .await
             .unwrap()
             .granted()
@@ -226,10 +224,9 @@ async fn human_locks_force_unlocks_and_rollbacks_are_audited() {
     for (name, st, _g, _d) in stores().await {
         let p = policy();
         st.submit(new_run("ops/db", false), &p).await.unwrap();
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()

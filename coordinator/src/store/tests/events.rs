@@ -54,10 +54,9 @@ async fn the_before_commit_hook_reacts_in_the_same_transaction_and_can_roll_it_b
             run.id,
             "{name}: watchers told after commit"
         );
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()

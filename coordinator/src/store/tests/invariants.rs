@@ -101,7 +101,7 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
             let seed = 0x5eed_0000_0000_0001 ^ (name.len() as u64) ^ (round << 20);
             let mut rng = Rng(seed);
             let mut runs_: Vec<String> = Vec::new();
-            let mut delivered: Vec<(String, u32)> = Vec::new();
+            let mut delivered: Vec<(String, u32, String)> = Vec::new();
             // Leases agents believe they hold (some are stale by design).
             let mut leases: Vec<(String, u32, i64, String, String)> = Vec::new();
             let (mut granted, mut refused, mut fenced) = (0, 0, 0);
@@ -126,20 +126,22 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                             if rng.below(3) != 0 {
                                 st.mark_sent(row.id).await.unwrap();
                             }
-                            delivered.push((row.task_id.clone(), row.attempt));
+                            let id = opened(&row.payload).id;
+                            delivered.push((row.task_id.clone(), row.attempt, id));
                         }
                     }
                     3 | 4 if !delivered.is_empty() => {
                         // The agent acks at claim, granted or not: the message is gone (duplicates
                         // may still be queued behind it).
-                        let (t, a) = delivered.remove(rng.below(delivered.len()));
+                        let (t, a, envelope) = delivered.remove(rng.below(delivered.len()));
                         let agent = format!("a{}", rng.below(3));
-                        match st.claim(&agent, &t, a, &p).await.unwrap() {
+                        match st.claim(&agent, &t, a, &envelope, &p).await.unwrap() {
                             crate::lifecycle::ClaimOutcome::Granted(g) => {
                                 granted += 1;
                                 leases.push((t, a, g.epoch, agent, g.lease_token));
                             }
-                            crate::lifecycle::ClaimOutcome::Refused(_) => refused += 1,
+                            crate::lifecycle::ClaimOutcome::Refused(_)
+                            | crate::lifecycle::ClaimOutcome::Replayed(_) => refused += 1,
                         }
                     }
                     5 if !leases.is_empty() => {
@@ -190,6 +192,8 @@ async fn random_sequences_of_deliver_claim_heartbeat_expire_report_restart_keep_
                                 lease_expires_ms: 0,
                                 cancel_requested: false,
                                 lease_sha256: String::new(),
+                                envelope_id: String::new(),
+                                envelope_expires_ms: 0,
                             },
                             e,
                             &tok,

@@ -7,11 +7,10 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
     for (name, st, _g, _d) in stores().await {
         let mut p = policy();
         let run = st.submit(new_run("w", false), &p).await.unwrap();
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         p.lease_ttl_ms = -1; // the lease is born expired
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
@@ -23,6 +22,11 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         let rows = st.unsent(10).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}: attempt 2 is queued for publishing");
         assert_eq!(rows[1].attempt, 2);
+        let second = opened(&rows[1].payload);
+        assert_ne!(
+            second.id, env.id,
+            "{name}: attempt 2 has an envelope of its own"
+        );
         let late = [crate::runs::LogLine {
             seq: 1,
             unix_ms: 1,
@@ -51,7 +55,7 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
             Err(Error::Conflict(_))
         ));
         assert!(
-            st.claim("a1", &env.task_id, 1, &p)
+            st.claim("a1", &env.task_id, 1, &env.id, &p)
                 .await
                 .unwrap()
                 .granted()
@@ -60,7 +64,7 @@ async fn expired_plan_lease_redispatches_and_fences_the_old_attempt() {
         );
         p.lease_ttl_ms = 60_000;
         let g2 = st
-            .claim("a2", &env.task_id, 2, &p)
+            .claim("a2", &env.task_id, 2, &second.id, &p)
             .await
             .unwrap()
             .granted()
@@ -96,13 +100,12 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
     for (name, st, _g, _d) in stores().await {
         let mut p = policy();
         let run = st.submit(new_run("w2", true), &p).await.unwrap();
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         st.mark_sent(st.unsent(1).await.unwrap()[0].id)
             .await
             .unwrap();
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
@@ -128,11 +131,11 @@ async fn expired_apply_lease_interrupts_and_releases_the_lock() {
             "{name}: auto-approved"
         );
         let row2 = st.unsent(1).await.unwrap().remove(0);
-        let env2 = v1::TaskEnvelope::decode(row2.payload.as_slice()).unwrap();
+        let env2 = opened(&row2.payload);
         st.mark_sent(row2.id).await.unwrap();
         p.lease_ttl_ms = -1;
         let g2 = st
-            .claim("a1", &env2.task_id, 1, &p)
+            .claim("a1", &env2.task_id, 1, &env2.id, &p)
             .await
             .unwrap()
             .granted()

@@ -10,7 +10,30 @@ mod events;
 mod invariants;
 mod leases;
 mod runs;
+mod signing;
 mod state;
+
+/// A task message from the outbox: its envelope, checked against its signature, and its id.
+struct Opened {
+    envelope: v1::TaskEnvelope,
+    id: String,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = v1::TaskEnvelope;
+    fn deref(&self) -> &v1::TaskEnvelope {
+        &self.envelope
+    }
+}
+
+fn opened(payload: &[u8]) -> Opened {
+    let signed = v1::SignedEnvelope::decode(payload).expect("a SignedEnvelope");
+    assert!(signed.expires_unix_ms > now_ms(), "signed to expire later");
+    Opened {
+        envelope: v1::TaskEnvelope::decode(signed.envelope.as_slice()).expect("a TaskEnvelope"),
+        id: signed.envelope_id,
+    }
+}
 
 fn policy() -> Policy {
     Policy {

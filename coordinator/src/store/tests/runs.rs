@@ -16,9 +16,9 @@ async fn a_runs_limits_and_the_limit_that_ended_it_are_kept_on_both_backends() {
         assert_eq!(run.limits.memory_bytes, 1 << 28, "{name}");
         assert_eq!(run.limits.timeout_secs, 120, "{name}");
         let out = st.unsent(10).await.unwrap();
-        let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        let env = opened(&out[0].payload);
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
@@ -46,18 +46,18 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         assert_eq!(run.state, RunState::Queued, "{name}");
         let out = st.unsent(10).await.unwrap();
         assert_eq!(out.len(), 1, "{name}: one outbox row for the plan");
-        let env = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        let env = opened(&out[0].payload);
         assert_eq!((env.attempt, env.workspace.as_str()), (1, "ml/a100"));
         st.mark_sent(out[0].id).await.unwrap();
 
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
             .unwrap();
         assert_eq!(g.run.state, RunState::Planning);
-        let dup = st.claim("a2", &env.task_id, 1, &p).await.unwrap();
+        let dup = st.claim("a2", &env.task_id, 1, &env.id, &p).await.unwrap();
         assert!(
             dup.granted().is_none(),
             "{name}: a duplicate delivery must not be claimed twice"
@@ -104,10 +104,10 @@ async fn a_run_goes_plan_approve_apply_on_both_backends() {
         );
         let out = st.unsent(10).await.unwrap();
         assert_eq!(out.len(), 1);
-        let env2 = v1::TaskEnvelope::decode(out[0].payload.as_slice()).unwrap();
+        let env2 = opened(&out[0].payload);
         assert_eq!(env2.phase, v1::Phase::Apply as i32);
         let g2 = st
-            .claim("a2", &env2.task_id, 1, &p)
+            .claim("a2", &env2.task_id, 1, &env2.id, &p)
             .await
             .unwrap()
             .granted()
@@ -180,10 +180,9 @@ async fn unroutable_task_fails_its_run_and_cancel_works_before_claim() {
             .await
             .unwrap();
         assert_eq!(r.state, RunState::Cancelled);
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         assert!(
-            st.claim("a1", &env.task_id, 1, &p)
+            st.claim("a1", &env.task_id, 1, &env.id, &p)
                 .await
                 .unwrap()
                 .granted()

@@ -7,10 +7,9 @@ async fn state_writes_are_checked() {
     for (name, st, _g, _d) in stores().await {
         let p = policy();
         st.submit(new_run("w3", false), &p).await.unwrap();
-        let env =
-            v1::TaskEnvelope::decode(st.unsent(1).await.unwrap()[0].payload.as_slice()).unwrap();
+        let env = opened(&st.unsent(1).await.unwrap()[0].payload);
         let g = st
-            .claim("a1", &env.task_id, 1, &p)
+            .claim("a1", &env.task_id, 1, &env.id, &p)
             .await
             .unwrap()
             .granted()
