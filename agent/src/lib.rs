@@ -129,29 +129,11 @@ pub async fn run(
     cfg.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
     let labels = host_labels(&cfg, &sandbox)?;
     let cfg = Arc::new(cfg);
-    let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
-    let channel = coordinator_channel(&cfg.coordinator, &tls::files(&cfg))?;
     let backend_tls = tls::relay_config(&cfg)?;
-    let name = cfg.name.clone().unwrap_or_else(labels::hostname);
-    let req = v1::RegisterRequest {
-        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-        agent_id: String::new(),
-        name: name.clone(),
-        pools: cfg.pools.clone(),
-        labels: labels.clone().into_iter().collect(),
-        capacity: cfg.concurrency,
-    };
-    let Some(reg) = join(&channel, &bearer, &cfg, req, &shutdown).await? else {
+    let Some((client, reg)) = connect(&cfg, &labels, &shutdown).await? else {
         return Ok(());
     };
     let agent_id = reg.agent_id.clone();
-    // From here on every call says who this agent is, with the secret only it was given.
-    let client = AgentServiceClient::with_interceptor(
-        channel,
-        bearer.with_agent(&agent_id, &reg.agent_secret)?,
-    )
-    .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
-    tracing::info!(%agent_id, %name, pools = ?cfg.pools, concurrency = cfg.concurrency, tofu = %labels.get("tofu_version").cloned().unwrap_or_default(), "agent registered");
 
     let leases = lease::Leases::default();
     let draining = Arc::new(AtomicBool::new(false));
@@ -238,6 +220,38 @@ fn host_labels(
         tracing::warn!("tasks run as root (--run-user agent)");
     }
     Ok(labels)
+}
+
+/// Connects to the coordinator and joins it; answers a client that says, with every call, who
+/// this agent is (with the secret only it was given), and the registration. `None` when
+/// `shutdown` came first.
+async fn connect(
+    cfg: &Config,
+    labels: &std::collections::BTreeMap<String, String>,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Client, v1::RegisterResponse)>, String> {
+    let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
+    let channel = coordinator_channel(&cfg.coordinator, &tls::files(cfg))?;
+    let name = cfg.name.clone().unwrap_or_else(labels::hostname);
+    let req = v1::RegisterRequest {
+        protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+        agent_id: String::new(),
+        name: name.clone(),
+        pools: cfg.pools.clone(),
+        labels: labels.clone().into_iter().collect(),
+        capacity: cfg.concurrency,
+    };
+    let Some(reg) = join(&channel, &bearer, cfg, req, shutdown).await? else {
+        return Ok(None);
+    };
+    let agent_id = &reg.agent_id;
+    let client = AgentServiceClient::with_interceptor(
+        channel,
+        bearer.with_agent(agent_id, &reg.agent_secret)?,
+    )
+    .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES);
+    tracing::info!(%agent_id, %name, pools = ?cfg.pools, concurrency = cfg.concurrency, tofu = %labels.get("tofu_version").cloned().unwrap_or_default(), "agent registered");
+    Ok(Some((client, reg)))
 }
 
 /// Joins the coordinator: as the identity stored in the work root when there is one (a

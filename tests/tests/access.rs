@@ -255,6 +255,15 @@ async fn four_eyes_and_module_and_pool_rules_refuse_with_the_rule_named() {
     );
     let rules = ok(cli_as(&c, Some(&tester), &["pool", "list"]));
     assert!(rules.contains("gpu") && rules.contains("ml/**"), "{rules}");
+    let changed = ok(cli_as(
+        &c,
+        Some(&tester),
+        &["audit", "list", "--kind", "rule_changed"],
+    ));
+    assert!(
+        changed.contains("prod/**") && changed.contains("gpu"),
+        "{changed}"
+    );
 
     // A rule set while a run waits is enforced at claim: the run fails, naming it.
     let queued = run_id(&ok(submit(

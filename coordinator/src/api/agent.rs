@@ -210,6 +210,12 @@ impl AgentService for AgentApi {
             }
         }
         let id = self.registration_id(&req).await?;
+        let with = match req.extensions().get::<AgentGrant>() {
+            Some(AgentGrant::JoinToken { .. }) => "a join token",
+            Some(AgentGrant::Identity) => "its own identity",
+            Some(AgentGrant::Pools(_)) => "a pool token",
+            _ => "an agent token (or an open coordinator)",
+        };
         let r = req.into_inner();
         let secret = crate::store::secret();
         let hash = sha256_hex(secret.as_bytes());
@@ -231,6 +237,13 @@ impl AgentService for AgentApi {
             m.remove(&id);
         }
         tracing::info!(agent_id = %id, pools = ?r.pools, capacity = r.capacity, "agent registered");
+        let detail =
+            serde_json::json!({"agent_id": id, "name": r.name, "pools": r.pools, "with": with});
+        let entry = crate::audit::AuditEntry::new(
+            crate::audit::AuditKind::AgentJoined,
+            &format!("agent {}", r.name),
+        );
+        self.shared.store.audit_now(entry.detail(detail)).await?;
         Ok(Response::new(v1::RegisterResponse {
             agent_id: id,
             heartbeat_interval_ms: self.shared.heartbeat_interval_ms,

@@ -57,11 +57,7 @@ impl Store {
             )));
         }
         let run = get_run_c(&self.keys, &mut tx, &task.run_id).await?;
-        if let Err(why) = rules
-            .check_pool(&run.workspace, &task.pool)
-            .and_then(|()| rules.check_module(&run.workspace, &run.source, &run.bundle_digest))
-        {
-            let why = format!("refused at claim: {why}");
+        if let Err(why) = within_rules(&rules, &task, &run) {
             self.fail_queued(&mut tx, &task, &run, &why, "coordinator", now)
                 .await?;
             self.commit(tx).await?;
@@ -143,6 +139,19 @@ async fn replayed(
             task.id
         )
     }))
+}
+
+/// Refuses a claim the workspace and pool rules no longer allow (they may have changed while
+/// the task waited), naming the rule.
+fn within_rules(
+    rules: &crate::auth::Rules,
+    task: &Task,
+    run: &Run,
+) -> std::result::Result<(), String> {
+    rules
+        .check_pool(&run.workspace, &task.pool)
+        .and_then(|()| rules.check_module(&run.workspace, &run.source, &run.bundle_digest))
+        .map_err(|why| format!("refused at claim: {why}"))
 }
 
 /// A lease just granted: its fencing epoch and its two secrets (kept only as hashes).

@@ -30,7 +30,7 @@ pub struct RoleGrantRow {
 }
 
 /// How often a token's last use is written (at most).
-const LAST_USED_EVERY_MS: i64 = 60_000;
+pub const LAST_USED_EVERY_MS: i64 = 60_000;
 
 fn token_from_row(r: &sqlx::any::AnyRow) -> Result<ApiToken> {
     Ok(ApiToken {

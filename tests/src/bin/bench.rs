@@ -76,6 +76,10 @@ struct Figures {
     latency: Spread,
     /// The same task through an agent, claim to end (p50).
     task_p50: f64,
+    /// Claiming as an agent does: verifying the signed message, then the Claim RPC (the
+    /// agent's identity, the workspace and pool rules, the lease).
+    verify: Spread,
+    claim: Spread,
     /// Time to submit all throughput runs, and for all to finish.
     submitted: Duration,
     total: Duration,
@@ -97,7 +101,7 @@ async fn main() {
             .unwrap_or(1)
     );
 
-    let mut c = Cluster::start(Db::Sqlite).await;
+    let mut c = Cluster::start_with(Db::Sqlite, &["default", "bench-claim"], &[]).await;
     let (floor, confirm_p50) = broker_floor(&c, runs).await;
     let double = bins.join("tofu-double");
     let startup = tofu_startup(&double);
@@ -113,6 +117,9 @@ async fn main() {
     let bundle = warm_up(&c, &bins, &module_dir);
     let (latency, task_p50) = idle_runs(&c, &mut client, &bundle, runs).await;
 
+    // 4b. Claiming, one task at a time, by an agent that is only a gRPC client.
+    let (verify, claim) = claim_latency(&c, &mut client, &bundle, runs).await;
+
     // 5. Throughput: N runs submitted at once, 2 agents.
     c.agent(AgentOpts::default()).await;
     let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
@@ -126,9 +133,94 @@ async fn main() {
         direct_p50,
         latency,
         task_p50,
+        verify,
+        claim,
         submitted,
         total,
     });
+}
+
+/// Figure 4b: for each of `runs` plan-only runs on pool `bench-claim`, the time to verify its
+/// signed message against the coordinator's keys, and the Claim RPC's round trip; the task
+/// is then failed by hand so nothing re-dispatches it.
+async fn claim_latency(
+    c: &Cluster,
+    client: &mut Client,
+    bundle: &str,
+    runs: usize,
+) -> (Spread, Spread) {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let (mut agent, agent_id) =
+        tofuflow_e2e::fake_agent(c, &["bench-claim"], "bench-claimer", None)
+            .await
+            .expect("the fake agent joins");
+    let keys: Vec<tofuflow_proto::signing::PublicKey> = agent
+        .signing_keys(v1::SigningKeysRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let ch = c.amqp().await;
+    let (mut verify, mut claim) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let mut req = submit_request(bundle, format!("bench/claim-{i}"));
+        req.pool = "bench-claim".into();
+        client.submit_run(req).await.unwrap();
+        let d = tofuflow_e2e::wait_for("a task message", Duration::from_secs(30), || {
+            let ch = ch.clone();
+            async move {
+                ch.basic_get(
+                    "tofuflow.pool.bench-claim".into(),
+                    BasicGetOptions::default(),
+                )
+                .await
+                .ok()
+                .flatten()
+            }
+        })
+        .await;
+        let t0 = now_ms_f();
+        let signed =
+            <v1::SignedEnvelope as prost::Message>::decode(d.delivery.data.as_slice()).unwrap();
+        let key = keys.iter().find(|k| k.key_id == signed.key_id);
+        let env = tofuflow_proto::signing::verify(&signed, key, now_ms_f() as i64)
+            .expect("a good signature");
+        let t1 = now_ms_f();
+        let r = agent
+            .claim(v1::ClaimRequest {
+                agent_id: agent_id.clone(),
+                task_id: env.task_id.clone(),
+                attempt: env.attempt,
+                envelope_id: signed.envelope_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let t2 = now_ms_f();
+        assert!(r.granted, "claim refused: {}", r.reason);
+        d.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        verify.push(t1 - t0);
+        claim.push(t2 - t1);
+        agent
+            .complete(v1::CompleteRequest {
+                agent_id: agent_id.clone(),
+                task_id: env.task_id,
+                attempt: env.attempt,
+                epoch: r.epoch,
+                outcome: v1::Outcome::Failed as i32,
+                error: "bench: claimed only".into(),
+                lease_token: r.lease_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    (Spread::of(&mut verify), Spread::of(&mut claim))
 }
 
 /// Figure 1, the floor: raw publish → consume on the same broker, one message at a time;
@@ -508,6 +600,14 @@ fn print_table(f: &Figures) {
         "agent overhead per task (agent − direct)",
         f.task_p50 - f.direct_p50,
         ""
+    );
+    println!(
+        "{:<58} {:>9.2} ms {:>9.2} ms",
+        "verify a signed task message (Ed25519)", f.verify.p50, f.verify.p99
+    );
+    println!(
+        "{:<58} {:>9.2} ms {:>9.2} ms",
+        "Claim RPC (identity, rules, lease), one at a time", f.claim.p50, f.claim.p99
     );
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",

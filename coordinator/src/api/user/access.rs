@@ -1,10 +1,12 @@
 //! Who is calling, users' API tokens and the roles they hold on workspace globs.
 
-use super::{authorize, authorize_caller, caller, Reply, Shared};
+use super::{audit, authorize, authorize_caller, caller, Reply, Shared};
 use crate::api::convert::{grant_to_pb, token_to_pb};
+use crate::audit::AuditKind;
 use crate::auth::{Action, Caller, Role, WorkspaceGlob};
 use crate::error::{Error, Result};
 use crate::store::now_ms;
+use serde_json::json;
 use tofuflow_proto::v1;
 use tonic::{Request, Response};
 
@@ -42,6 +44,8 @@ pub(super) async fn who_am_i(
         Some(id) => shared.store.api_token(id).await?.expires_ms,
         None => 0,
     };
+    let detail = json!({"token_id": p.token_id.clone().unwrap_or_else(|| "users file".into())});
+    audit(shared, AuditKind::Login, &p.name, detail).await?;
     Ok(Response::new(v1::WhoAmIResponse {
         grants: p
             .grants
@@ -110,6 +114,8 @@ pub(super) async fn create_token(
         )
         .await?;
     tracing::info!(token_id = %t.id, %user, created_by = %by, "API token created");
+    let detail = json!({"token_id": t.id, "user": user, "expires_ms": t.expires_ms});
+    audit(shared, AuditKind::TokenCreated, &by, detail).await?;
     Ok(Response::new(v1::CreateTokenResponse {
         info: Some(token_to_pb(t)),
         token,
@@ -141,7 +147,10 @@ pub(super) async fn revoke_token(
 ) -> Reply<v1::TokenInfo> {
     let t = shared.store.api_token(&req.get_ref().id).await?;
     token_owner(shared, &req, &t.user).await?;
+    let by = authorize(shared, &req, Action::ManageOwnTokens, None, None).await?;
     let t = shared.store.revoke_api_token(&t.id).await?;
+    let detail = json!({"token_id": t.id, "user": t.user});
+    audit(shared, AuditKind::TokenRevoked, &by, detail).await?;
     tracing::info!(token_id = %t.id, user = %t.user, "API token revoked");
     Ok(Response::new(token_to_pb(t)))
 }
@@ -172,6 +181,8 @@ pub(super) async fn grant_role(
         .grant_role(user, role.as_str(), glob.as_str(), &by)
         .await?;
     tracing::info!(%user, role = %role, workspaces = %glob.as_str(), granted_by = %by, "role granted");
+    let detail = json!({"user": user, "role": role.as_str(), "workspaces": glob.as_str()});
+    audit(shared, AuditKind::RoleGranted, &by, detail).await?;
     Ok(Response::new(grant_to_pb(g)))
 }
 
@@ -188,6 +199,8 @@ pub(super) async fn revoke_role(
         .revoke_role(&user, role.as_str(), glob.as_str())
         .await?;
     tracing::info!(%user, role = %role, workspaces = %glob.as_str(), revoked_by = %by, "role revoked");
+    let detail = json!({"user": user, "role": role.as_str(), "workspaces": glob.as_str()});
+    audit(shared, AuditKind::RoleRevoked, &by, detail).await?;
     Ok(Response::new(v1::RoleGrant {
         user,
         role: role.to_string(),

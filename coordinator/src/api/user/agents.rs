@@ -1,10 +1,12 @@
 //! Agents as users see and manage them: the list, join tokens, revocation.
 
-use super::{authorize, Reply, Shared};
+use super::{audit, authorize, Reply, Shared};
 use crate::api::convert::{agent_to_pb, join_token_to_pb};
+use crate::audit::AuditKind;
 use crate::auth::Action;
 use crate::error::Error;
 use crate::store::now_ms;
+use serde_json::json;
 use tofuflow_proto::v1;
 use tonic::{Request, Response};
 
@@ -55,6 +57,8 @@ pub(super) async fn create_join_token(
         .create_join_token(&crate::auth::hash(&token), &r.pools, &by, now_ms() + ttl)
         .await?;
     tracing::info!(join_token = %t.id, pools = ?t.pools, created_by = %by, "join token created");
+    let detail = json!({"join_token": t.id, "pools": t.pools, "expires_ms": t.expires_ms});
+    audit(shared, AuditKind::TokenCreated, &by, detail).await?;
     Ok(Response::new(v1::CreateJoinTokenResponse {
         info: Some(join_token_to_pb(t)),
         token,
@@ -81,6 +85,13 @@ pub(super) async fn revoke_join_token(
     let by = authorize(shared, &req, Action::ManageAgents, None, None).await?;
     let t = shared.store.revoke_join_token(&req.get_ref().id).await?;
     tracing::info!(join_token = %t.id, revoked_by = %by, "join token revoked");
+    audit(
+        shared,
+        AuditKind::TokenRevoked,
+        &by,
+        json!({"join_token": t.id}),
+    )
+    .await?;
     Ok(Response::new(join_token_to_pb(t)))
 }
 
@@ -96,5 +107,7 @@ pub(super) async fn revoke_agent(
         m.remove(&id);
     }
     tracing::warn!(agent_id = %id, revoked_by = %by, "agent revoked");
+    let detail = json!({"agent_id": id, "name": a.name, "pools": a.pools});
+    audit(shared, AuditKind::AgentRevoked, &by, detail).await?;
     Ok(Response::new(agent_to_pb(a)))
 }

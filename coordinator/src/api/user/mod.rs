@@ -13,6 +13,7 @@ mod runs;
 mod state;
 
 use super::Shared;
+use crate::audit::{AuditEntry, AuditKind};
 use crate::auth::{self, Action, Api, Caller, Grant, Principal, WorkspaceGlob};
 use crate::error::{Error, Result};
 use std::pin::Pin;
@@ -59,6 +60,21 @@ async fn caller<T>(shared: &Shared, req: &Request<T>) -> Result<Caller> {
     Ok(Caller::User(p))
 }
 
+/// Appends an access-control entry to the audit log (its own transaction: the change it
+/// records is already stored).
+async fn audit(
+    shared: &Shared,
+    kind: AuditKind,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let actor = if actor.is_empty() { "open" } else { actor };
+    shared
+        .store
+        .audit_now(AuditEntry::new(kind, actor).detail(detail))
+        .await
+}
+
 /// The user an API token stands for, or why it does not count.
 async fn api_token(
     shared: &Shared,
@@ -70,8 +86,13 @@ async fn api_token(
     if t.revoked_ms > 0 {
         return Ok(Err("revoked user token"));
     }
-    if t.expires_ms > 0 && t.expires_ms <= crate::store::now_ms() {
+    let now = crate::store::now_ms();
+    if t.expires_ms > 0 && t.expires_ms <= now {
         return Ok(Err("expired user token"));
+    }
+    if now - t.last_used_ms >= crate::store::LAST_USED_EVERY_MS {
+        let detail = serde_json::json!({"token_id": t.id, "since_ms": t.last_used_ms});
+        audit(shared, AuditKind::TokenUsed, &t.user, detail).await?;
     }
     Ok(Ok(Principal {
         name: t.user,

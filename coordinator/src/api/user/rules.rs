@@ -1,11 +1,13 @@
 //! Workspace rules (allowed module sources, bundle digests and pools; four-eyes) and pool
 //! rules (the workspaces a pool serves). Setting them is an admin's; anyone may read them.
 
-use super::{authorize, Reply, Shared};
+use super::{audit, authorize, Reply, Shared};
 use crate::api::convert::{pool_rule_to_pb, workspace_rule_to_pb};
+use crate::audit::AuditKind;
 use crate::auth::{Action, WorkspaceGlob};
 use crate::error::{Error, Result};
 use crate::store::{now_ms, PoolRule, WorkspaceRule};
+use serde_json::json;
 use tofuflow_proto::v1;
 use tonic::{Request, Response};
 
@@ -61,6 +63,8 @@ pub(super) async fn set_workspace_rule(
     let rule = checked_rule(req.get_ref(), who)?;
     shared.store.set_workspace_rule(&rule).await?;
     tracing::info!(workspaces = %rule.workspaces, by = %rule.updated_by, "workspace rule set");
+    let detail = json!({"workspace_rule": rule.workspaces, "four_eyes": rule.four_eyes, "sources": rule.sources, "digests": rule.digests, "pools": rule.pools});
+    audit(shared, AuditKind::RuleChanged, &rule.updated_by, detail).await?;
     Ok(Response::new(workspace_rule_to_pb(rule)))
 }
 
@@ -75,6 +79,8 @@ pub(super) async fn delete_workspace_rule(
         .delete_workspace_rule(&req.get_ref().workspaces)
         .await?;
     tracing::info!(workspaces = %rule.workspaces, by = %who, "workspace rule deleted");
+    let detail = json!({"workspace_rule": rule.workspaces, "deleted": true});
+    audit(shared, AuditKind::RuleChanged, &who, detail).await?;
     Ok(Response::new(workspace_rule_to_pb(rule)))
 }
 
@@ -115,6 +121,8 @@ pub(super) async fn set_pool_rule(
     };
     shared.store.set_pool_rule(&rule).await?;
     tracing::info!(pool = %rule.pool, workspaces = ?rule.workspaces, "pool rule set");
+    let detail = json!({"pool_rule": rule.pool, "workspaces": rule.workspaces});
+    audit(shared, AuditKind::RuleChanged, &rule.updated_by, detail).await?;
     Ok(Response::new(pool_rule_to_pb(rule)))
 }
 
