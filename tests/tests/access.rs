@@ -422,3 +422,21 @@ async fn agents_join_with_their_pools_only_and_are_revoked() {
         "{agents}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_open_is_explicit_and_loud() {
+    let c = Cluster::start_with(Db::Sqlite, &["default"], &["--insecure-open"]).await;
+    assert!(
+        c.bootstrap_token.is_none(),
+        "an open coordinator makes no bootstrap token"
+    );
+    ok(cli_as(&c, None, &["run", "list"]));
+    let me = ok(cli_as(&c, None, &["whoami"]));
+    assert!(me.contains("open"), "{me}");
+    let log = std::fs::read_to_string(c.dir.join("coordinator.log")).unwrap();
+    assert!(
+        log.contains("WARN")
+            && log.contains("--insecure-open: ANYONE WHO REACHES THESE PORTS IS AN ADMIN"),
+        "{log}"
+    );
+}

@@ -114,7 +114,7 @@ async fn main() {
     // 3b/4. Through tofuflow, at idle: one run at a time on one agent.
     c.agent(AgentOpts::default()).await;
     let mut client = c.client().await;
-    let bundle = warm_up(&c, &bins, &module_dir);
+    let bundle = warm_up(&c, &module_dir);
     let (latency, task_p50) = idle_runs(&c, &mut client, &bundle, runs).await;
 
     // 4b. Claiming, one task at a time, by an agent that is only a gRPC client.
@@ -462,22 +462,18 @@ fn direct_task(c: &Cluster, double: &Path, module_dir: &Path, runs: usize) -> f6
 
 /// Submits the module once through the CLI and waits for it (warming the agent up); returns the
 /// bundle digest the measured runs reuse.
-fn warm_up(c: &Cluster, bins: &Path, module_dir: &Path) -> String {
-    let o = std::process::Command::new(bins.join("tofuflow"))
-        .args([
-            "run",
-            "submit",
-            module_dir.to_str().unwrap(),
-            "-w",
-            "bench/warmup",
-            "--plan-only",
-            "--wait",
-            "-o",
-            "json",
-        ])
-        .env("TOFUFLOW_COORDINATOR", c.grpc_url())
-        .output()
-        .unwrap();
+fn warm_up(c: &Cluster, module_dir: &Path) -> String {
+    let o = c.cli(&[
+        "run",
+        "submit",
+        module_dir.to_str().unwrap(),
+        "-w",
+        "bench/warmup",
+        "--plan-only",
+        "--wait",
+        "-o",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["bundle_digest"].as_str().unwrap().to_string()
