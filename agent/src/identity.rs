@@ -12,6 +12,10 @@ pub struct Identity {
     pub secret: String,
     /// When it stops working unless a heartbeat renews it (0: never).
     pub expires_ms: i64,
+    /// When the coordinator said it was revoked (0: it did not): the agent then refuses to
+    /// start until an operator deletes the file, so a restart does not join again by itself.
+    #[serde(default)]
+    pub revoked_ms: i64,
 }
 
 fn path(work_root: &Path) -> PathBuf {
@@ -54,9 +58,32 @@ impl Identity {
         write().map_err(|e| format!("cannot store the agent identity in {}: {e}", p.display()))
     }
 
-    /// Forgets the stored identity (it was refused: revoked or expired).
+    /// Forgets the stored identity (it was refused, e.g. expired).
     pub fn forget(work_root: &Path) {
         let _ = std::fs::remove_file(path(work_root));
+    }
+
+    /// Marks the stored identity revoked (at `now_ms`).
+    pub fn mark_revoked(work_root: &Path, now_ms: i64) -> Result<(), String> {
+        match Identity::load(work_root) {
+            Some(mut i) => {
+                i.revoked_ms = now_ms;
+                i.save(work_root)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The stored identity to join with, if any; refuses to go on when it was revoked.
+    pub fn usable(work_root: &Path) -> Result<Option<Identity>, String> {
+        match Identity::load(work_root) {
+            Some(i) if i.revoked_ms > 0 => Err(format!(
+                "agent {} was revoked by an admin of the coordinator: it does not start again by itself; to let this host serve again, delete {} and start it with a new join token",
+                i.agent_id,
+                path(work_root).display()
+            )),
+            other => Ok(other),
+        }
     }
 }
 
@@ -72,6 +99,7 @@ mod tests {
             agent_id: "a1".into(),
             secret: "s".into(),
             expires_ms: 5,
+            revoked_ms: 0,
         };
         i.save(&dir).unwrap();
         let mode = std::fs::metadata(dir.join("identity.json"))
@@ -80,6 +108,13 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(Identity::load(&dir).unwrap().agent_id, "a1");
+        assert!(Identity::usable(&dir).unwrap().is_some());
+        Identity::mark_revoked(&dir, 7).unwrap();
+        let e = Identity::usable(&dir).unwrap_err();
+        assert!(
+            e.contains("agent a1 was revoked") && e.contains("identity.json"),
+            "{e}"
+        );
         std::fs::write(dir.join("identity.json"), "{").unwrap();
         assert!(Identity::load(&dir).is_none());
         Identity::forget(&dir);

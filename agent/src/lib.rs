@@ -186,9 +186,12 @@ pub async fn run(
     tracker.wait().await;
     amqp.close().await;
     if revoked.load(std::sync::atomic::Ordering::SeqCst) {
-        identity::Identity::forget(&cfg.work_root);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as i64);
+        identity::Identity::mark_revoked(&cfg.work_root, now)?;
         return Err(format!(
-            "agent {agent_id} was revoked by an admin of the coordinator: it stopped; to serve again it needs a new join token"
+            "agent {agent_id} was revoked by an admin of the coordinator: it stopped, and will not start again by itself (its identity.json is marked revoked)"
         ));
     }
     tracing::info!("agent stopped");
@@ -269,7 +272,7 @@ async fn join(
             .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES)
     };
     let mut reg = None;
-    if let Some(id) = identity::Identity::load(&cfg.work_root) {
+    if let Some(id) = identity::Identity::usable(&cfg.work_root)? {
         let again = v1::RegisterRequest {
             agent_id: id.agent_id.clone(),
             ..req.clone()
@@ -292,6 +295,7 @@ async fn join(
             agent_id: r.agent_id.clone(),
             secret: r.agent_secret.clone(),
             expires_ms: r.agent_secret_expires_ms,
+            revoked_ms: 0,
         }
         .save(&cfg.work_root)?;
     }

@@ -396,7 +396,8 @@ async fn agents_join_with_their_pools_only_and_are_revoked() {
         &["agent", "join-token", "revoke", &join_id],
     ));
 
-    // A revoked agent stops at its next heartbeat and forgets its identity.
+    // A revoked agent stops at its next heartbeat and marks its identity revoked (so a
+    // restart does not join again by itself).
     let n = c
         .agent(AgentOpts {
             pools: vec!["a".into()],
@@ -411,7 +412,11 @@ async fn agents_join_with_their_pools_only_and_are_revoked() {
         .wait_exit(T)
         .expect("the revoked agent stops at its next heartbeat");
     assert!(!status.success(), "a revoked agent exits with an error");
-    assert!(!identity.exists(), "a revoked identity is forgotten");
+    let kept = std::fs::read_to_string(&identity).unwrap();
+    assert!(
+        kept.contains("\"revoked_ms\":") && !kept.contains("\"revoked_ms\":0"),
+        "a revoked identity is kept, marked: {kept}"
+    );
     let log = std::fs::read_to_string(c.dir.join(format!("{}.log", c.agents[n].name))).unwrap();
     assert!(log.contains("revoked"), "{log}");
     let agents = ok(cli_as(&c, Some(&tester), &["agent", "list"]));
