@@ -213,14 +213,27 @@ async fn client(
     )
 }
 
-/// Who acts: `--user`/`TOFUFLOW_USER`, else `$USER`, else `$LOGNAME`, else "unknown".
+/// Who acts: `--user`/`TOFUFLOW_USER`, else `$USER`, else `$LOGNAME`, else the OS user (`uid:N` if it has no name).
 fn actor(cli_user: &Option<String>) -> String {
-    cli_user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    [
+        cli_user.clone(),
+        std::env::var("USER").ok(),
+        std::env::var("LOGNAME").ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !s.trim().is_empty())
+    .unwrap_or_else(os_user)
+}
+
+/// The OS user running the CLI (from the user database), else `uid:N`: what a run is
+/// recorded as on an open coordinator when neither --user nor $USER says.
+fn os_user() -> String {
+    let uid = nix::unistd::Uid::current();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) if !u.name.is_empty() => u.name,
+        _ => format!("uid:{uid}"),
+    }
 }
 
 #[cfg(test)]

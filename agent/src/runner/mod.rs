@@ -250,6 +250,7 @@ impl Runner {
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
         confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
         let tofu = tofu::Tofu {
+            shown_as: tofu::shown_as(&sb.tofu),
             launch: confinement.launch(sb, &module),
             env,
             rep,

@@ -102,8 +102,18 @@ impl Confinement {
     }
 }
 
+/// How the log names the binary the agent runs (`tofu`, `terraform`, …): its file name.
+pub(super) fn shown_as(bin: &Path) -> String {
+    bin.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "tofu".into())
+}
+
 /// Runs the task's tofu commands, one at a time, all alike.
 pub(super) struct Tofu<'a> {
+    /// The binary's name as the log shows it (`$ terraform plan …` when that is what runs).
+    pub shown_as: String,
     pub launch: Launch<'a>,
     pub env: BTreeMap<String, String>,
     pub rep: &'a Reporter,
@@ -119,7 +129,8 @@ impl Tofu<'_> {
     /// Runs `tofu ARGS` (shown in the log); with `capture`, its stdout is returned, not logged.
     pub async fn run(&self, args: Vec<String>, capture: bool) -> Result<Finished> {
         let shown: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.rep.system(format!("$ tofu {}", shown.join(" ")));
+        self.rep
+            .system(format!("$ {} {}", self.shown_as, shown.join(" ")));
         let fin = process::run(
             &self.launch,
             &args,
@@ -139,5 +150,17 @@ impl Tofu<'_> {
             });
         }
         Ok(fin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_names_the_binary_that_runs() {
+        assert_eq!(shown_as(Path::new("/usr/local/bin/terraform")), "terraform");
+        assert_eq!(shown_as(Path::new("tofu")), "tofu");
+        assert_eq!(shown_as(Path::new("/")), "tofu");
     }
 }
