@@ -117,11 +117,7 @@ impl JoinTokenCmd {
                     .map_err(|s| ctx.explain(s))?
                     .into_inner();
                 if ctx.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&output::join_token_json(&t))
-                            .unwrap_or_default()
-                    );
+                    output::print_json(&output::join_token_json(&t));
                 } else {
                     println!("revoked join token {}", t.id);
                 }

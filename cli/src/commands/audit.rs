@@ -92,7 +92,7 @@ async fn list(ctx: &mut Ctx, req: v1::ListAuditRequest) -> Result<u8, String> {
         .into_inner();
     if ctx.json {
         let all: Vec<_> = r.entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        crate::output::print_json(&serde_json::Value::Array(all));
         return Ok(0);
     }
     println!(

@@ -55,11 +55,7 @@ impl PoolCmd {
                     .map_err(|s| ctx.explain(s))?
                     .into_inner();
                 if ctx.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&output::pool_rule_json(&r))
-                            .unwrap_or_default()
-                    );
+                    output::print_json(&output::pool_rule_json(&r));
                 } else if r.workspaces.is_empty() {
                     println!("pool {} serves any workspace", r.pool);
                 } else {

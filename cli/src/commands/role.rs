@@ -109,10 +109,7 @@ impl RoleCmd {
 
 fn done(ctx: &Ctx, what: &str, g: &v1::RoleGrant) {
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::grant_json(g)).unwrap_or_default()
-        );
+        output::print_json(&output::grant_json(g));
     } else if what == "granted" {
         println!("{} is now {} on {}", g.user, g.role, g.workspaces);
     } else {

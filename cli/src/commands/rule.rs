@@ -82,11 +82,7 @@ impl RuleCmd {
                     .map_err(|s| ctx.explain(s))?
                     .into_inner();
                 if ctx.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&output::workspace_rule_json(&r))
-                            .unwrap_or_default()
-                    );
+                    output::print_json(&output::workspace_rule_json(&r));
                 } else {
                     println!("deleted the rule for {}", r.workspaces);
                 }

@@ -101,10 +101,7 @@ async fn revoke(ctx: &mut Ctx, id: String) -> Result<u8, String> {
         .map_err(|s| ctx.explain(s))?
         .into_inner();
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::token_json(&t)).unwrap_or_default()
-        );
+        output::print_json(&output::token_json(&t));
     } else {
         println!("revoked token {} of {}", t.id, t.user);
     }

@@ -1,6 +1,6 @@
 //! Who is calling, users' API tokens and the roles they hold on workspace globs.
 
-use super::{audit, authorize, authorize_caller, caller, Reply, Shared};
+use super::{audit, authorize, authorize_caller, authorize_change, caller, Reply, Shared};
 use crate::api::convert::{grant_to_pb, token_to_pb};
 use crate::audit::AuditKind;
 use crate::auth::{Action, Caller, Role, WorkspaceGlob};
@@ -64,8 +64,9 @@ pub(super) async fn who_am_i(
     }))
 }
 
-/// The user a token request is about: the caller (`want` empty) or, for an admin, anyone.
-async fn token_owner<T>(shared: &Shared, req: &Request<T>, want: &str) -> Result<String> {
+/// The user a token request is about (the caller when `want` is empty or names them; anyone,
+/// for an admin) and the name to record for who asks.
+async fn token_owner<T>(shared: &Shared, req: &Request<T>, want: &str) -> Result<(String, String)> {
     let (c, me) = authorize_caller(shared, req, Action::ManageOwnTokens, None, None).await?;
     if want.is_empty() || want == me {
         if me.is_empty() {
@@ -73,11 +74,12 @@ async fn token_owner<T>(shared: &Shared, req: &Request<T>, want: &str) -> Result
                 "this coordinator is --insecure-open: name the token's user with --user".into(),
             ));
         }
-        return Ok(me);
+        return Ok((me.clone(), me));
     }
     crate::auth::authorize(&c, Action::ManageTokens, None, None)?;
     valid_user(want)?;
-    Ok(want.to_string())
+    let by = if me.is_empty() { "open".into() } else { me };
+    Ok((want.to_string(), by))
 }
 
 /// Creates an API token (the caller's own, or an admin's for anyone); the token is in the
@@ -86,8 +88,7 @@ pub(super) async fn create_token(
     shared: &Shared,
     req: Request<v1::CreateTokenRequest>,
 ) -> Reply<v1::CreateTokenResponse> {
-    let user = token_owner(shared, &req, &req.get_ref().user).await?;
-    let by = authorize(shared, &req, Action::ManageOwnTokens, None, None).await?;
+    let (user, by) = token_owner(shared, &req, &req.get_ref().user).await?;
     let r = req.into_inner();
     if r.ttl_ms < 0 || r.description.len() > 200 {
         return Err(Error::InvalidInput(
@@ -102,7 +103,6 @@ pub(super) async fn create_token(
         r.ttl_ms
     };
     let token = format!("tfu_{}", crate::store::secret());
-    let by = if by.is_empty() { user.clone() } else { by };
     let t = shared
         .store
         .create_api_token(
@@ -132,7 +132,7 @@ pub(super) async fn list_tokens(
         authorize(shared, &req, Action::ManageTokens, None, None).await?;
         None
     } else {
-        Some(token_owner(shared, &req, &want).await?)
+        Some(token_owner(shared, &req, &want).await?.0)
     };
     let tokens = shared.store.api_tokens(user.as_deref()).await?;
     Ok(Response::new(v1::ListTokensResponse {
@@ -146,8 +146,7 @@ pub(super) async fn revoke_token(
     req: Request<v1::RevokeTokenRequest>,
 ) -> Reply<v1::TokenInfo> {
     let t = shared.store.api_token(&req.get_ref().id).await?;
-    token_owner(shared, &req, &t.user).await?;
-    let by = authorize(shared, &req, Action::ManageOwnTokens, None, None).await?;
+    let (_, by) = token_owner(shared, &req, &t.user).await?;
     let t = shared.store.revoke_api_token(&t.id).await?;
     let detail = json!({"token_id": t.id, "user": t.user});
     audit(shared, AuditKind::TokenRevoked, &by, detail).await?;
@@ -168,14 +167,9 @@ pub(super) async fn grant_role(
     shared: &Shared,
     req: Request<v1::RoleGrantRequest>,
 ) -> Reply<v1::RoleGrant> {
-    let by = authorize(shared, &req, Action::ManageRoles, None, None).await?;
+    let by = authorize_change(shared, &req, Action::ManageRoles).await?;
     let (role, glob) = grant_parts(req.get_ref())?;
     let user = &req.get_ref().user;
-    let by = if by.is_empty() {
-        "open".to_string()
-    } else {
-        by
-    };
     let g = shared
         .store
         .grant_role(user, role.as_str(), glob.as_str(), &by)
@@ -191,7 +185,7 @@ pub(super) async fn revoke_role(
     shared: &Shared,
     req: Request<v1::RoleGrantRequest>,
 ) -> Reply<v1::RoleGrant> {
-    let by = authorize(shared, &req, Action::ManageRoles, None, None).await?;
+    let by = authorize_change(shared, &req, Action::ManageRoles).await?;
     let (role, glob) = grant_parts(req.get_ref())?;
     let user = req.get_ref().user.clone();
     shared

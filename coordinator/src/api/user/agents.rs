@@ -1,6 +1,6 @@
 //! Agents as users see and manage them: the list, join tokens, revocation.
 
-use super::{audit, authorize, Reply, Shared};
+use super::{audit, authorize, authorize_change, Reply, Shared};
 use crate::api::convert::{agent_to_pb, join_token_to_pb};
 use crate::audit::AuditKind;
 use crate::auth::Action;
@@ -30,7 +30,7 @@ pub(super) async fn create_join_token(
     shared: &Shared,
     req: Request<v1::CreateJoinTokenRequest>,
 ) -> Reply<v1::CreateJoinTokenResponse> {
-    let by = authorize(shared, &req, Action::ManageAgents, None, None).await?;
+    let by = authorize_change(shared, &req, Action::ManageAgents).await?;
     let r = req.into_inner();
     if r.pools.is_empty() || r.ttl_ms < 0 {
         return Err(Error::InvalidInput(
@@ -47,11 +47,6 @@ pub(super) async fn create_join_token(
         r.ttl_ms
     };
     let token = format!("tfj_{}", crate::store::secret());
-    let by = if by.is_empty() {
-        "open".to_string()
-    } else {
-        by
-    };
     let t = shared
         .store
         .create_join_token(&crate::auth::hash(&token), &r.pools, &by, now_ms() + ttl)
@@ -82,7 +77,7 @@ pub(super) async fn revoke_join_token(
     shared: &Shared,
     req: Request<v1::RevokeTokenRequest>,
 ) -> Reply<v1::JoinTokenInfo> {
-    let by = authorize(shared, &req, Action::ManageAgents, None, None).await?;
+    let by = authorize_change(shared, &req, Action::ManageAgents).await?;
     let t = shared.store.revoke_join_token(&req.get_ref().id).await?;
     tracing::info!(join_token = %t.id, revoked_by = %by, "join token revoked");
     audit(
@@ -100,7 +95,7 @@ pub(super) async fn revoke_agent(
     shared: &Shared,
     req: Request<v1::RevokeAgentRequest>,
 ) -> Reply<v1::Agent> {
-    let by = authorize(shared, &req, Action::ManageAgents, None, None).await?;
+    let by = authorize_change(shared, &req, Action::ManageAgents).await?;
     let id = req.into_inner().agent_id;
     let a = shared.store.revoke_agent(&id).await?;
     if let Ok(mut m) = shared.agent_credentials.lock() {

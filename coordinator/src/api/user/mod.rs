@@ -68,7 +68,6 @@ async fn audit(
     actor: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    let actor = if actor.is_empty() { "open" } else { actor };
     shared
         .store
         .audit_now(AuditEntry::new(kind, actor).detail(detail))
@@ -113,6 +112,13 @@ async fn authorize_caller<T>(
     let c = caller(shared, req).await?;
     let name = auth::authorize(&c, action, workspace, claimed)?.name;
     Ok((c, name))
+}
+
+/// The name an access-control change records, if the caller may perform `action` (global,
+/// naming no workspace): the caller's, or `open` on an `--insecure-open` coordinator.
+async fn authorize_change<T>(shared: &Shared, req: &Request<T>, action: Action) -> Result<String> {
+    let name = authorize(shared, req, action, None, None).await?;
+    Ok(if name.is_empty() { "open".into() } else { name })
 }
 
 /// The name to record for the caller of `req`, if they may perform `action`.

@@ -1,7 +1,7 @@
 //! Workspace rules (allowed module sources, bundle digests and pools; four-eyes) and pool
 //! rules (the workspaces a pool serves). Setting them is an admin's; anyone may read them.
 
-use super::{audit, authorize, Reply, Shared};
+use super::{audit, authorize, authorize_change, Reply, Shared};
 use crate::api::convert::{pool_rule_to_pb, workspace_rule_to_pb};
 use crate::audit::AuditKind;
 use crate::auth::{Action, WorkspaceGlob};
@@ -10,15 +10,6 @@ use crate::store::{now_ms, PoolRule, WorkspaceRule};
 use serde_json::json;
 use tofuflow_proto::v1;
 use tonic::{Request, Response};
-
-/// Who changed a rule: the admin, or `open` on an open coordinator.
-fn by(name: String) -> String {
-    if name.is_empty() {
-        "open".into()
-    } else {
-        name
-    }
-}
 
 /// A rule's checked fields.
 fn checked_rule(r: &v1::WorkspaceRule, by: String) -> Result<WorkspaceRule> {
@@ -59,7 +50,7 @@ pub(super) async fn set_workspace_rule(
     shared: &Shared,
     req: Request<v1::WorkspaceRule>,
 ) -> Reply<v1::WorkspaceRule> {
-    let who = by(authorize(shared, &req, Action::ManageRules, None, None).await?);
+    let who = authorize_change(shared, &req, Action::ManageRules).await?;
     let rule = checked_rule(req.get_ref(), who)?;
     shared.store.set_workspace_rule(&rule).await?;
     tracing::info!(workspaces = %rule.workspaces, by = %rule.updated_by, "workspace rule set");
@@ -73,7 +64,7 @@ pub(super) async fn delete_workspace_rule(
     shared: &Shared,
     req: Request<v1::DeleteWorkspaceRuleRequest>,
 ) -> Reply<v1::WorkspaceRule> {
-    let who = by(authorize(shared, &req, Action::ManageRules, None, None).await?);
+    let who = authorize_change(shared, &req, Action::ManageRules).await?;
     let rule = shared
         .store
         .delete_workspace_rule(&req.get_ref().workspaces)
@@ -101,7 +92,7 @@ pub(super) async fn set_pool_rule(
     shared: &Shared,
     req: Request<v1::PoolRule>,
 ) -> Reply<v1::PoolRule> {
-    let who = by(authorize(shared, &req, Action::ManageRules, None, None).await?);
+    let who = authorize_change(shared, &req, Action::ManageRules).await?;
     let r = req.into_inner();
     crate::queue::valid_pool(&r.pool).map_err(Error::InvalidInput)?;
     let mut workspaces = Vec::new();
