@@ -76,6 +76,27 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_SIGNING_KEY_ROTATION", value_parser = dur, default_value = "24h")]
     pub signing_key_rotation: Duration,
 
+    /// The issuer of tasks' OIDC ID tokens: their exact `iss`, and where clouds fetch
+    /// /.well-known/openid-configuration and the JWKS. Clouds need an https URL they can reach.
+    /// Default: the public HTTP URL (http://<http-listen>).
+    #[arg(long, env = "TOFUFLOW_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// `aud` of ID tokens whose workspace has no identity configuration with an audience.
+    /// Default: the issuer.
+    #[arg(long, env = "TOFUFLOW_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+
+    /// Lifetime of a task's ID token; a heartbeat brings a fresh one when less than half is
+    /// left, for as long as the lease lives.
+    #[arg(long, env = "TOFUFLOW_OIDC_TOKEN_TTL", value_parser = dur, default_value = "15m")]
+    pub oidc_token_ttl: Duration,
+
+    /// How long a key signs ID tokens before a new one takes over; the old key stays in the
+    /// JWKS until every token it signed has expired.
+    #[arg(long, env = "TOFUFLOW_OIDC_KEY_ROTATION", value_parser = dur, default_value = "7d")]
+    pub oidc_key_rotation: Duration,
+
     /// Plan attempts before a run whose agents keep dying fails.
     #[arg(long, env = "TOFUFLOW_MAX_PLAN_ATTEMPTS", default_value_t = 3)]
     pub max_plan_attempts: u32,
@@ -246,6 +267,35 @@ impl Config {
             return Err("--old-state-keys needs --state-key (the key to rotate to)".into());
         }
         Ok(crate::store::crypt::Keys { current, old })
+    }
+
+    /// How ID tokens are issued; `public_http_url` is the issuer when none is configured.
+    pub fn oidc(&self, public_http_url: &str) -> Result<crate::oidc::OidcConfig, String> {
+        let text = self
+            .oidc_issuer
+            .clone()
+            .unwrap_or_else(|| public_http_url.trim_end_matches('/').to_string());
+        let issuer = crate::oidc::Issuer::parse(&text)?;
+        let ms = |d: Duration| d.as_millis() as i64;
+        if self.oidc_token_ttl < Duration::from_secs(1) {
+            return Err("--oidc-token-ttl must be at least 1s (e.g. 15m)".into());
+        }
+        if self.oidc_key_rotation < Duration::from_secs(1) {
+            return Err("--oidc-key-rotation must be at least 1s (e.g. 7d)".into());
+        }
+        let audience = match self.oidc_audience.as_deref().map(str::trim) {
+            Some("") => {
+                return Err("--oidc-audience is empty: leave it out to use the issuer".into())
+            }
+            Some(a) => a.to_string(),
+            None => issuer.as_str().to_string(),
+        };
+        Ok(crate::oidc::OidcConfig {
+            issuer,
+            default_audience: audience,
+            token_ttl_ms: ms(self.oidc_token_ttl),
+            rotation_ms: ms(self.oidc_key_rotation),
+        })
     }
 
     pub fn policy(&self) -> crate::store::Policy {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod leases;
 pub mod lifecycle;
+pub mod oidc;
 pub mod queue;
 pub mod runs;
 pub mod state_backend;
@@ -44,7 +45,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         cfg.tls_key.as_deref(),
         cfg.tls_client_ca.as_deref(),
     )?;
-    let store = open_store(&cfg).await?;
+    let mut store = open_store(&cfg).await?;
     // Failed authentications go to the audit log from now on.
     auth.failures.audit.attach(store.clone());
     if !auth.is_open() && !auth.has_users_file() {
@@ -57,6 +58,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         let scheme = if tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{http_addr}")
     });
+    set_up_oidc(&cfg, &mut store, &public_http_url).await?;
     // Woken after every commit that queued a task (the store's run-event effects).
     let wake = store.publisher_wake();
     let amqp_ready = Arc::new(AtomicBool::new(false));
@@ -172,6 +174,28 @@ async fn open_store(cfg: &Config) -> Result<store::Store, String> {
         tracing::warn!("without --state-key, task messages are signed with a key held only by this process (none is stored in clear): set --state-key so coordinators sharing the database sign with one rotated key");
     }
     Ok(store)
+}
+
+/// Sets how tasks' ID tokens are issued and makes the first signing key (before any claim).
+async fn set_up_oidc(
+    cfg: &Config,
+    store: &mut store::Store,
+    public_http_url: &str,
+) -> Result<(), String> {
+    let oidc = cfg.oidc(public_http_url)?;
+    if !oidc.issuer.is_https() {
+        tracing::warn!(issuer = %oidc.issuer, "ID tokens name an http issuer: clouds (AWS, Google, Azure) only trust an https issuer they can reach; set --oidc-issuer https://HOST that serves this coordinator's /.well-known/ paths");
+    }
+    tracing::info!(issuer = %oidc.issuer, audience = %oidc.default_audience, "tasks get OIDC ID tokens");
+    if cfg.state_key.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!("without --state-key, ID tokens are signed with a key held only by this process (none is stored in clear): a restart makes a new key, the old one stays in the JWKS until its tokens expire; set --state-key so coordinators sharing the database sign with one rotated key");
+    }
+    store.set_oidc(oidc);
+    store
+        .rotate_oidc_keys()
+        .await
+        .map_err(|e| format!("cannot set up the ID-token signing key: {e}"))?;
+    Ok(())
 }
 
 /// Binds the gRPC and HTTP listeners, saying what to do when a port is taken.

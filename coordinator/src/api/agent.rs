@@ -293,6 +293,7 @@ impl AgentService for AgentApi {
             cancel_task_ids: answer.cancel,
             lost_task_ids: answer.lost,
             revoked: answer.revoked,
+            id_tokens: convert::renewed_to_pb(answer.renewed),
         }))
     }
 

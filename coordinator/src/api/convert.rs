@@ -276,6 +276,71 @@ pub fn task_spec(g: &ClaimGrant, public_http_url: &str) -> v1::TaskSpec {
         traceparent: run.traceparent.clone(),
         env: Default::default(),
         limits: Some(limits_to_pb(&run.limits)),
+        identity: Some(identity_to_pb(&g.identity)),
+    }
+}
+
+/// A task's ID token and cloud settings, for its claim answer.
+fn identity_to_pb(i: &crate::lifecycle::IssuedIdentity) -> v1::TaskIdentity {
+    let gcp = i.gcp.clone();
+    let az = i.azure.clone();
+    v1::TaskIdentity {
+        id_token: i.token.clone(),
+        expires_unix_ms: i.window.expires_ms,
+        aws_role_arn: i.aws_role_arn.clone().unwrap_or_default(),
+        gcp_audience: gcp.as_ref().map(|g| g.audience.clone()).unwrap_or_default(),
+        gcp_service_account: gcp.and_then(|g| g.service_account).unwrap_or_default(),
+        azure_client_id: az.as_ref().map(|a| a.client_id.clone()).unwrap_or_default(),
+        azure_tenant_id: az.as_ref().map(|a| a.tenant_id.clone()).unwrap_or_default(),
+        azure_subscription_id: az.map(|a| a.subscription_id).unwrap_or_default(),
+    }
+}
+
+/// Fresh ID tokens, for a heartbeat answer.
+pub fn renewed_to_pb(r: Vec<crate::lifecycle::RenewedToken>) -> Vec<v1::RenewedIdToken> {
+    r.into_iter()
+        .map(|t| v1::RenewedIdToken {
+            task_id: t.task_id,
+            id_token: t.token,
+            expires_unix_ms: t.window.expires_ms,
+        })
+        .collect()
+}
+
+/// An identity configuration, as the user API shows it.
+pub fn identity_config_to_pb(i: &crate::oidc::Identity) -> v1::Identity {
+    let f = i.fields();
+    v1::Identity {
+        name: f.name,
+        workspaces: f.workspaces,
+        audience: f.audience,
+        aws_role_arn: f.aws_role_arn,
+        aws_plan_role_arn: f.aws_plan_role_arn,
+        aws_apply_role_arn: f.aws_apply_role_arn,
+        gcp_audience: f.gcp_audience,
+        gcp_service_account: f.gcp_service_account,
+        azure_client_id: f.azure_client_id,
+        azure_tenant_id: f.azure_tenant_id,
+        azure_subscription_id: f.azure_subscription_id,
+        updated_by: i.updated_by.clone(),
+        updated_unix_ms: i.updated_ms,
+    }
+}
+
+/// An identity configuration as a user typed it (checked by `oidc::Identity::check`).
+pub fn identity_fields(r: &v1::Identity) -> crate::oidc::identities::IdentityFields {
+    crate::oidc::identities::IdentityFields {
+        name: r.name.clone(),
+        workspaces: r.workspaces.clone(),
+        audience: r.audience.clone(),
+        aws_role_arn: r.aws_role_arn.clone(),
+        aws_plan_role_arn: r.aws_plan_role_arn.clone(),
+        aws_apply_role_arn: r.aws_apply_role_arn.clone(),
+        gcp_audience: r.gcp_audience.clone(),
+        gcp_service_account: r.gcp_service_account.clone(),
+        azure_client_id: r.azure_client_id.clone(),
+        azure_tenant_id: r.azure_tenant_id.clone(),
+        azure_subscription_id: r.azure_subscription_id.clone(),
     }
 }
 

@@ -56,11 +56,13 @@ pub enum AuditKind {
     AgentJoined,
     /// An agent's identity was revoked.
     AgentRevoked,
+    /// An identity configuration (ID-token audience, cloud roles) was set or deleted.
+    IdentityChanged,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 20] = [
+    pub const ALL: [AuditKind; 21] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -81,6 +83,7 @@ impl AuditKind {
         AuditKind::RuleChanged,
         AuditKind::AgentJoined,
         AuditKind::AgentRevoked,
+        AuditKind::IdentityChanged,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -106,6 +109,7 @@ impl AuditKind {
             AuditKind::RuleChanged => "rule_changed",
             AuditKind::AgentJoined => "agent_joined",
             AuditKind::AgentRevoked => "agent_revoked",
+            AuditKind::IdentityChanged => "identity_changed",
         }
     }
 

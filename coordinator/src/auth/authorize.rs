@@ -51,11 +51,14 @@ pub enum Action {
     ManageAgents,
     /// Read and verify the audit log.
     ReadAudit,
+    /// Set and delete identity configurations (the audience and cloud roles of tasks' ID
+    /// tokens).
+    ManageIdentities,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::ReadRuns,
         Action::UploadBundle,
         Action::Submit,
@@ -78,6 +81,7 @@ impl Action {
         Action::ManageRules,
         Action::ManageAgents,
         Action::ReadAudit,
+        Action::ManageIdentities,
     ];
 
     /// Actions about the whole coordinator rather than one workspace: they need a grant on
@@ -93,6 +97,7 @@ impl Action {
                 | ManageRules
                 | ManageAgents
                 | ReadAudit
+                | ManageIdentities
         )
     }
 

@@ -1,8 +1,10 @@
 //! The HTTP side of the coordinator: the routes of OpenTofu's `http` state backend
-//! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]) and `/metrics` ([`metrics`]).
+//! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]), `/metrics` ([`metrics`]),
+//! and the OIDC discovery document and JWKS of tasks' ID tokens ([`oidc`]).
 
 mod health;
 mod metrics;
+mod oidc;
 
 use crate::auth::Failures;
 use crate::store::Store;
@@ -32,6 +34,12 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc::openid_configuration),
+        )
+        .route("/.well-known/jwks", get(oidc::jwks))
+        .route("/.well-known/jwks.json", get(oidc::jwks))
         .route("/state/{*workspace}", any(crate::state_backend::route))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(app)

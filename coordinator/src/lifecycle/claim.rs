@@ -80,6 +80,7 @@ impl Store {
             ));
         };
         record_attempt(&mut tx, &task, &run.id, agent_id, lease.epoch, now).await?;
+        let identity = self.issue_identity(&mut tx, &task, &run, now, now).await?;
         let who = agent_label(&mut tx, agent_id).await?;
         transition(
             &mut tx,
@@ -105,6 +106,7 @@ impl Store {
             run,
             token: lease.state_token,
             lease_token: lease.lease_token,
+            identity,
         })))
     }
 }

@@ -22,6 +22,8 @@ pub struct HeartbeatAnswer {
     pub lost: Vec<String>,
     /// An admin revoked the agent: it must stop.
     pub revoked: bool,
+    /// Fresh ID tokens for renewed leases whose token was past half its life.
+    pub renewed: Vec<super::RenewedToken>,
 }
 
 impl Store {
@@ -73,6 +75,9 @@ impl Store {
                 if t.cancel_requested {
                     answer.cancel.push(task_id.clone());
                 }
+                answer
+                    .renewed
+                    .extend(self.renew_id_token(&mut c, &t, now).await?);
             }
         }
         Ok(answer)

@@ -10,6 +10,8 @@ mod heartbeat;
 
 pub use claim::ClaimOutcome;
 pub use heartbeat::{HeartbeatAnswer, HeldLease};
+mod identity;
+pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;
 mod submit;

@@ -19,6 +19,12 @@ impl Store {
         if let Some(key_id) = self.rotate_signing_keys().await? {
             done.push(format!("signing key {key_id} is now the active one"));
         }
+        if let Some(key_id) = self.rotate_oidc_keys().await? {
+            done.push(format!(
+                "ID-token signing key {key_id} is now the active one"
+            ));
+        }
+        self.prune_id_token_records().await?;
         Ok(done)
     }
 

@@ -143,8 +143,9 @@ pub fn allowed(from: RunState, to: RunState) -> bool {
     )
 }
 
-/// The phase a task runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The phase a task runs (in ID tokens' `run_phase` claim as `plan` / `apply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     Plan,
     Apply,

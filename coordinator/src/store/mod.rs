@@ -13,8 +13,10 @@ mod access;
 mod agents;
 mod audit;
 mod blobs;
+mod identities;
 mod join_tokens;
 mod logs;
+mod oidc_keys;
 mod outbox;
 mod rows;
 mod rules;
@@ -30,8 +32,10 @@ pub use access::*;
 pub use agents::*;
 pub use audit::AuditFilter;
 pub(crate) use audit::{append_audit, transition_entry};
+pub use identities::*;
 pub use join_tokens::*;
 pub use logs::*;
+pub use oidc_keys::*;
 pub use outbox::*;
 pub(crate) use rows::*;
 pub use rules::*;
@@ -96,6 +100,8 @@ pub struct Store {
     pub(crate) effects: crate::lifecycle::events::Effects,
     /// Signs task messages (`signing_keys.rs`).
     pub(crate) signer: std::sync::Arc<Signer>,
+    /// Signs ID tokens (`oidc_keys.rs`).
+    pub(crate) oidc: std::sync::Arc<IdTokenSigner>,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -183,6 +189,7 @@ impl Store {
             keep_versions: 0,
             effects: Default::default(),
             signer: Default::default(),
+            oidc: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -258,7 +265,8 @@ impl Store {
             + self.rotate_blobs().await?
             + self.rotate_runs().await?
             + self.rotate_events().await?
-            + self.rotate_signing_seals().await?;
+            + self.rotate_signing_seals().await?
+            + self.rotate_oidc_seals().await?;
         Ok(n)
     }
 }

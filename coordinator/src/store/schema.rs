@@ -262,6 +262,47 @@ ALTER TABLE tasks ADD COLUMN envelope_expires_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tasks_by_envelope_expiry ON tasks (state, envelope_expires_ms)
 "#,
     ),
+    (
+        9,
+        r#"
+CREATE TABLE oidc_keys (
+  id TEXT PRIMARY KEY,
+  modulus TEXT NOT NULL,
+  exponent TEXT NOT NULL,
+  sealed_private_key {BLOB} NOT NULL,
+  created_ms BIGINT NOT NULL,
+  active BIGINT UNIQUE,
+  verify_until_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE identities (
+  name TEXT PRIMARY KEY,
+  workspaces TEXT NOT NULL,
+  audience TEXT NOT NULL,
+  aws_role_arn TEXT NOT NULL,
+  aws_plan_role_arn TEXT NOT NULL,
+  aws_apply_role_arn TEXT NOT NULL,
+  gcp_audience TEXT NOT NULL,
+  gcp_service_account TEXT NOT NULL,
+  azure_client_id TEXT NOT NULL,
+  azure_tenant_id TEXT NOT NULL,
+  azure_subscription_id TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE TABLE id_tokens (
+  jti TEXT PRIMARY KEY,
+  task_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  key_id TEXT NOT NULL,
+  audience TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  issued_ms BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL
+);
+CREATE INDEX id_tokens_by_task ON id_tokens (task_id, attempt, expires_ms);
+CREATE INDEX id_tokens_by_expiry ON id_tokens (expires_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -30,6 +30,8 @@ pub struct ClaimGrant {
     pub token: String,
     /// The lease's own secret, for the agent only (only its hash is stored).
     pub lease_token: String,
+    /// The task's ID token and the cloud settings that go with it.
+    pub identity: crate::lifecycle::IssuedIdentity,
 }
 
 /// What an agent presents to act on a task: the lease it holds, and who it is (authenticated).

@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod bundles;
 mod dead_letters;
+mod identities;
 mod rules;
 mod runs;
 mod state;
@@ -328,5 +329,24 @@ impl UserService for UserApi {
         req: Request<v1::VerifyAuditRequest>,
     ) -> Reply<v1::VerifyAuditResponse> {
         audit::verify(&self.shared, req).await
+    }
+
+    async fn set_identity(&self, req: Request<v1::Identity>) -> Reply<v1::Identity> {
+        identities::set(&self.shared, req).await
+    }
+
+    async fn get_identity(&self, req: Request<v1::IdentityRequest>) -> Reply<v1::Identity> {
+        identities::get(&self.shared, req).await
+    }
+
+    async fn list_identities(
+        &self,
+        req: Request<v1::ListIdentitiesRequest>,
+    ) -> Reply<v1::ListIdentitiesResponse> {
+        identities::list(&self.shared, req).await
+    }
+
+    async fn delete_identity(&self, req: Request<v1::IdentityRequest>) -> Reply<v1::Identity> {
+        identities::delete(&self.shared, req).await
     }
 }
