@@ -75,6 +75,10 @@ enum Cmd {
     /// Set, delete and list workspace rules: four-eyes, allowed sources, digests and pools.
     #[command(subcommand)]
     Rule(commands::rule::RuleCmd),
+    /// Set, list, show and delete identity configurations: the audience of tasks' OIDC ID
+    /// tokens and the AWS, Google or Azure roles they are exchanged for (admin to change).
+    #[command(subcommand)]
+    Identity(commands::identity::IdentityCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -175,6 +179,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Token(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Role(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Identity(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,
@@ -288,6 +293,26 @@ mod tests {
         assert!(parse(&["tofuflow", "token", "list", "--user", "a", "--all"]).is_err());
         assert!(parse(&["tofuflow", "token", "create", "--ttl", "soon"]).is_err());
         assert!(parse(&["tofuflow", "token", "revoke"]).is_err());
+    }
+
+    #[test]
+    fn identity_arguments_pair_up() {
+        let arn = "arn:aws:iam::123456789012:role/x";
+        let set = |extra: &[&str]| {
+            let mut a = vec!["tofuflow", "identity", "set", "ml", "--workspace", "ml/*"];
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert!(set(&["--aws-role-arn", arn]).is_ok());
+        assert!(set(&["--aws-plan-role-arn", arn, "--aws-apply-role-arn", arn]).is_ok());
+        assert!(set(&["--aws-plan-role-arn", arn]).is_err());
+        assert!(set(&["--aws-role-arn", arn, "--aws-apply-role-arn", arn]).is_err());
+        assert!(set(&["--gcp-service-account", "a@b.iam.gserviceaccount.com"]).is_err());
+        assert!(set(&["--azure-client-id", "x"]).is_err());
+        assert!(parse(&["tofuflow", "identity", "set", "ml"]).is_err());
+        assert!(parse(&["tofuflow", "identity", "show", "ml"]).is_ok());
+        assert!(parse(&["tofuflow", "identity", "delete", "ml"]).is_ok());
+        assert!(parse(&["tofuflow", "identity", "list"]).is_ok());
     }
 
     #[test]

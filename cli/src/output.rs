@@ -823,6 +823,101 @@ pub fn render_line(line: &str) -> String {
     line.to_string()
 }
 
+/// One identity configuration as JSON (empty fields: not set).
+pub fn identity_json(i: &v1::Identity) -> serde_json::Value {
+    serde_json::json!({"name": i.name, "workspaces": i.workspaces, "audience": i.audience,
+        "aws_role_arn": i.aws_role_arn, "aws_plan_role_arn": i.aws_plan_role_arn,
+        "aws_apply_role_arn": i.aws_apply_role_arn, "gcp_audience": i.gcp_audience,
+        "gcp_service_account": i.gcp_service_account, "azure_client_id": i.azure_client_id,
+        "azure_tenant_id": i.azure_tenant_id, "azure_subscription_id": i.azure_subscription_id,
+        "updated_by": i.updated_by, "updated_unix_ms": i.updated_unix_ms})
+}
+
+/// The clouds an identity configuration sets up, in words.
+fn identity_clouds(i: &v1::Identity) -> String {
+    let mut c = Vec::new();
+    if !i.aws_role_arn.is_empty() {
+        c.push("aws");
+    }
+    if !i.aws_plan_role_arn.is_empty() {
+        c.push("aws (plan/apply roles)");
+    }
+    if !i.gcp_audience.is_empty() {
+        c.push("gcp");
+    }
+    if !i.azure_client_id.is_empty() {
+        c.push("azure");
+    }
+    if c.is_empty() {
+        "token only".into()
+    } else {
+        c.join(", ")
+    }
+}
+
+/// Identity configurations: name, glob, audience, clouds.
+pub fn print_identities(all: &[v1::Identity], json: bool) {
+    if json {
+        print_json(&serde_json::json!(all
+            .iter()
+            .map(identity_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.workspaces.clone(),
+                or_default(&i.audience),
+                identity_clouds(i),
+                i.updated_by.clone(),
+                when(i.updated_unix_ms, "-"),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "WORKSPACES",
+        "AUDIENCE",
+        "CLOUDS",
+        "UPDATED BY",
+        "UPDATED",
+    ];
+    println!("{}", table(&header, &rows));
+}
+
+fn or_default(audience: &str) -> String {
+    if audience.is_empty() {
+        "(coordinator default)".into()
+    } else {
+        audience.to_string()
+    }
+}
+
+/// One identity configuration, a field a line (only those that are set).
+pub fn print_identity(i: &v1::Identity) {
+    let fields = [
+        ("name", i.name.clone()),
+        ("workspaces", i.workspaces.clone()),
+        ("audience", or_default(&i.audience)),
+        ("aws role", i.aws_role_arn.clone()),
+        ("aws plan role", i.aws_plan_role_arn.clone()),
+        ("aws apply role", i.aws_apply_role_arn.clone()),
+        ("gcp provider", i.gcp_audience.clone()),
+        ("gcp service account", i.gcp_service_account.clone()),
+        ("azure client id", i.azure_client_id.clone()),
+        ("azure tenant id", i.azure_tenant_id.clone()),
+        ("azure subscription id", i.azure_subscription_id.clone()),
+        ("updated by", i.updated_by.clone()),
+        ("updated", when(i.updated_unix_ms, "-")),
+    ];
+    for (k, v) in fields.iter().filter(|(_, v)| !v.is_empty()) {
+        println!("{k:<22} {v}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

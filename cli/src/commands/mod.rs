@@ -1,10 +1,12 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
-//! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`): a group's clap
+//! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
+//! `identity` for tasks' OIDC ID tokens): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
 pub mod audit;
 pub mod dead_letter;
+pub mod identity;
 pub mod login;
 pub mod pool;
 pub mod role;
