@@ -56,11 +56,15 @@ pub enum AuditKind {
     AgentJoined,
     /// An agent's identity was revoked.
     AgentRevoked,
+    /// A connection was set, rotated or deleted (its keys, never values).
+    ConnectionChanged,
+    /// A task received a connection's values (at claim: which version, which agent).
+    ConnectionRead,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 20] = [
+    pub const ALL: [AuditKind; 22] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -81,6 +85,8 @@ impl AuditKind {
         AuditKind::RuleChanged,
         AuditKind::AgentJoined,
         AuditKind::AgentRevoked,
+        AuditKind::ConnectionChanged,
+        AuditKind::ConnectionRead,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -106,6 +112,8 @@ impl AuditKind {
             AuditKind::RuleChanged => "rule_changed",
             AuditKind::AgentJoined => "agent_joined",
             AuditKind::AgentRevoked => "agent_revoked",
+            AuditKind::ConnectionChanged => "connection_changed",
+            AuditKind::ConnectionRead => "connection_read",
         }
     }
 

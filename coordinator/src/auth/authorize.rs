@@ -51,11 +51,13 @@ pub enum Action {
     ManageAgents,
     /// Read and verify the audit log.
     ReadAudit,
+    /// Set, rotate, delete, list and show connections (never their secret values).
+    ManageConnections,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::ReadRuns,
         Action::UploadBundle,
         Action::Submit,
@@ -78,6 +80,7 @@ impl Action {
         Action::ManageRules,
         Action::ManageAgents,
         Action::ReadAudit,
+        Action::ManageConnections,
     ];
 
     /// Actions about the whole coordinator rather than one workspace: they need a grant on
@@ -93,6 +96,7 @@ impl Action {
                 | ManageRules
                 | ManageAgents
                 | ReadAudit
+                | ManageConnections
         )
     }
 

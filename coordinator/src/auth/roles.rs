@@ -40,7 +40,9 @@ impl Role {
             }
             Approve | Reject => matches!(self, Role::Approver | Role::Admin),
             ForceUnlock | Rollback | ReadDeadLetters | PurgeDeadLetters | ManageTokens
-            | ManageRoles | ManageRules | ManageAgents | ReadAudit => self == Role::Admin,
+            | ManageRoles | ManageRules | ManageAgents | ReadAudit | ManageConnections => {
+                self == Role::Admin
+            }
         }
     }
 }

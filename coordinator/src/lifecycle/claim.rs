@@ -98,6 +98,9 @@ impl Store {
             .await?
             .ok_or_else(|| Error::Internal("task vanished".into()))?;
         let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
+        let connections = self
+            .grant_connections(&mut tx, &run, &task, agent_id)
+            .await?;
         self.commit(tx).await?;
         Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
             epoch: lease.epoch,
@@ -105,6 +108,7 @@ impl Store {
             run,
             token: lease.state_token,
             lease_token: lease.lease_token,
+            connections,
         })))
     }
 }

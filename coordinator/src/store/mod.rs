@@ -13,6 +13,7 @@ mod access;
 mod agents;
 mod audit;
 mod blobs;
+mod connections;
 mod join_tokens;
 mod logs;
 mod outbox;
@@ -30,6 +31,7 @@ pub use access::*;
 pub use agents::*;
 pub use audit::AuditFilter;
 pub(crate) use audit::{append_audit, transition_entry};
+pub use connections::*;
 pub use join_tokens::*;
 pub use logs::*;
 pub use outbox::*;
@@ -258,7 +260,8 @@ impl Store {
             + self.rotate_blobs().await?
             + self.rotate_runs().await?
             + self.rotate_events().await?
-            + self.rotate_signing_seals().await?;
+            + self.rotate_signing_seals().await?
+            + self.rotate_connection_seals().await?;
         Ok(n)
     }
 }

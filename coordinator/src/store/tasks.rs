@@ -30,6 +30,8 @@ pub struct ClaimGrant {
     pub token: String,
     /// The lease's own secret, for the agent only (only its hash is stored).
     pub lease_token: String,
+    /// The connections attached to the run's workspace, current at the claim.
+    pub connections: Vec<GrantedConnection>,
 }
 
 /// What an agent presents to act on a task: the lease it holds, and who it is (authenticated).
