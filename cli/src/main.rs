@@ -75,6 +75,10 @@ enum Cmd {
     /// Set, delete and list workspace rules: four-eyes, allowed sources, digests and pools.
     #[command(subcommand)]
     Rule(commands::rule::RuleCmd),
+    /// Named credential sets (variables and files) that tasks of matching workspaces receive
+    /// (admin).
+    #[command(subcommand)]
+    Connection(commands::connection::ConnectionCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -175,6 +179,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Token(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Role(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod connection;
 pub mod dead_letter;
 pub mod login;
 pub mod pool;
