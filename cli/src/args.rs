@@ -47,6 +47,28 @@ pub fn pool(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Checks a workspace name.
+pub fn workspace(s: &str) -> Result<String, String> {
+    tofuflow_proto::names::valid_workspace(s)?;
+    Ok(s.to_string())
+}
+
+/// Checks a connection name.
+pub fn connection_name(s: &str) -> Result<String, String> {
+    tofuflow_proto::connections::valid_name(s)?;
+    Ok(s.to_string())
+}
+
+/// `VAR=PATH` (`--file KUBECONFIG=./kubeconfig`).
+pub fn key_path(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (k, p) = s
+        .split_once('=')
+        .filter(|(k, p)| !k.is_empty() && !p.is_empty())
+        .ok_or_else(|| format!("{s:?}: expected VAR=PATH, e.g. KUBECONFIG=./kubeconfig"))?;
+    tofuflow_proto::connections::valid_key(k)?;
+    Ok((k.to_string(), p.into()))
+}
+
 /// Checks that a value is not empty (a user name, a source prefix, an id).
 pub fn non_empty(s: &str) -> Result<String, String> {
     let s = s.trim();

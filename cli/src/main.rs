@@ -79,6 +79,10 @@ enum Cmd {
     /// tokens and the AWS, Google or Azure roles they are exchanged for (admin to change).
     #[command(subcommand)]
     Identity(commands::identity::IdentityCmd),
+    /// Named credential sets (variables and files) that tasks of matching workspaces receive
+    /// (admin).
+    #[command(subcommand)]
+    Connection(commands::connection::ConnectionCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -180,6 +184,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Role(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Identity(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

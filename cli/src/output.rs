@@ -918,6 +918,114 @@ pub fn print_identity(i: &v1::Identity) {
     }
 }
 
+/// A connection as JSON: names, workspaces, keys, versions; values of plain keys only.
+pub fn connection_json(c: &v1::Connection) -> serde_json::Value {
+    serde_json::json!({
+        "name": c.name,
+        "workspaces": c.workspaces,
+        "description": c.description,
+        "version": c.version,
+        "keys": c.keys.iter().map(|k| {
+            let mut o = serde_json::json!({"name": k.name, "file": k.file, "plain": k.plain});
+            if k.plain {
+                o["value"] = serde_json::json!(k.value);
+            }
+            o
+        }).collect::<Vec<_>>(),
+        "versions": c.versions.iter().map(|v| serde_json::json!({
+            "version": v.version, "created_by": v.created_by, "created_ms": v.created_ms, "keys": v.keys,
+        })).collect::<Vec<_>>(),
+        "updated_by": c.updated_by,
+        "updated_ms": c.updated_ms,
+        "last_used_ms": c.last_used_ms,
+    })
+}
+
+/// Connections as a table (or JSON).
+pub fn print_connections(cs: &[v1::Connection], json: bool) {
+    if json {
+        print_json(&serde_json::json!(cs
+            .iter()
+            .map(connection_json)
+            .collect::<Vec<_>>()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = cs
+        .iter()
+        .map(|c| {
+            let keys: Vec<String> = c.keys.iter().map(|k| k.name.clone()).collect();
+            vec![
+                c.name.clone(),
+                c.workspaces.join(","),
+                keys.join(","),
+                c.version.to_string(),
+                c.updated_by.clone(),
+                when(c.updated_ms, "-"),
+                when(c.last_used_ms, "never"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "NAME",
+                "WORKSPACES",
+                "KEYS",
+                "VERSION",
+                "UPDATED BY",
+                "UPDATED",
+                "LAST USED"
+            ],
+            &rows
+        )
+    );
+}
+
+/// One connection in detail (or JSON); secret values are never there to print.
+pub fn print_connection(c: &v1::Connection, json: bool) {
+    if json {
+        print_json(&connection_json(c));
+        return;
+    }
+    println!("name:        {}", c.name);
+    println!("workspaces:  {}", c.workspaces.join(", "));
+    if !c.description.is_empty() {
+        println!("description: {}", c.description);
+    }
+    println!(
+        "version:     {} ({} by {})",
+        c.version,
+        when(c.updated_ms, "-"),
+        c.updated_by
+    );
+    println!("last used:   {}", when(c.last_used_ms, "never"));
+    println!("keys:");
+    for k in &c.keys {
+        let kind = if k.file {
+            " (file: the variable names its path)"
+        } else {
+            ""
+        };
+        let value = if k.plain {
+            format!("= {}", k.value)
+        } else {
+            "= (secret)".into()
+        };
+        println!("  {} {value}{kind}", k.name);
+    }
+    println!("versions:");
+    for v in &c.versions {
+        println!(
+            "  {}  {}  {}  {}",
+            v.version,
+            when(v.created_ms, "-"),
+            v.created_by,
+            v.keys.join(",")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod v1 {
 pub mod amqp;
 pub mod audit;
 pub mod auth;
+pub mod connections;
 pub mod names;
 #[cfg(feature = "signing")]
 pub mod signing;

@@ -6,12 +6,14 @@
 mod apply;
 mod backend;
 mod blobs;
+mod connections;
 mod egress;
 mod env;
 mod limits;
 mod outcome;
 mod plan;
 pub mod process;
+pub mod secrets;
 mod tofu;
 mod watchdog;
 mod workdir;
@@ -165,7 +167,8 @@ impl Runner {
             Masker::new(
                 spec.secrets
                     .iter()
-                    .chain(spec.backend.iter().map(|b| &b.password)),
+                    .chain(spec.backend.iter().map(|b| &b.password))
+                    .chain(connections::secret_values(spec).iter()),
             ),
         );
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
@@ -230,6 +233,9 @@ impl Runner {
             .await?;
         let var_args = workdir::write_var_files(spec, wd, &inner)?;
         workdir::write_tofurc(sb, wd)?;
+        // Removed (unmounted) when this function returns, however it returns.
+        let secrets = secrets::SecretsDir::create(wd, &inner, user)?;
+        let connection_env = connections::apply(spec, &secrets, rep)?;
         // State: the coordinator's http backend unless the module brings its own.
         let isolated = ctx.network != Network::Host;
         let state = self.state_backend(spec, &module, isolated, (wd, &inner), rep)?;
@@ -246,7 +252,8 @@ impl Runner {
         if let Some((uid, gid)) = user {
             workdir::chown_tree(wd, uid, gid)?;
         }
-        let env = self.env(spec, &inner, &state, egress.as_ref().map(|e| e.proxy_port));
+        let mut env = self.env(spec, &inner, &state, egress.as_ref().map(|e| e.proxy_port));
+        env.extend(connection_env);
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
         confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
         let tofu = tofu::Tofu {

@@ -23,6 +23,8 @@ pub(super) fn inner(sb: &Sandbox, wd: &Path) -> PathBuf {
 pub(super) fn fresh(wd: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     if wd.exists() {
+        // A crashed agent may have left the task's secrets tmpfs mounted there.
+        super::secrets::remove(&wd.join(super::secrets::DIR));
         std::fs::remove_dir_all(wd).map_err(|e| {
             TaskError::workdir(
                 format!("cannot clear old working directory {}", wd.display()),

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod connection;
 pub mod dead_letter;
 pub mod identity;
 pub mod login;

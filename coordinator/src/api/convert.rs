@@ -277,6 +277,7 @@ pub fn task_spec(g: &ClaimGrant, public_http_url: &str) -> v1::TaskSpec {
         env: Default::default(),
         limits: Some(limits_to_pb(&run.limits)),
         identity: Some(identity_to_pb(&g.identity)),
+        connections: g.connections.iter().map(connection_grant_to_pb).collect(),
     }
 }
 
@@ -341,6 +342,59 @@ pub fn identity_fields(r: &v1::Identity) -> crate::oidc::identities::IdentityFie
         azure_client_id: r.azure_client_id.clone(),
         azure_tenant_id: r.azure_tenant_id.clone(),
         azure_subscription_id: r.azure_subscription_id.clone(),
+    }
+}
+
+/// One connection's values for the claim answer (the only place they leave the store).
+fn connection_grant_to_pb(g: &store::GrantedConnection) -> v1::ConnectionGrant {
+    v1::ConnectionGrant {
+        name: g.name.clone(),
+        version: g.version as u64,
+        env: g.values.env.clone().into_iter().collect(),
+        files: g.values.files.clone().into_iter().collect(),
+        plain_keys: g.values.plain.clone(),
+    }
+}
+
+/// A connection as the API shows it: names, globs, history; values of plain keys only.
+pub fn connection_to_pb(c: store::Connection) -> v1::Connection {
+    let key = |k: store::ConnectionKey| v1::ConnectionKey {
+        value: c.plain_values.get(&k.name).cloned().unwrap_or_default(),
+        name: k.name,
+        file: k.file,
+        plain: k.plain,
+    };
+    v1::Connection {
+        keys: c.keys.clone().into_iter().map(key).collect(),
+        versions: c
+            .versions
+            .into_iter()
+            .map(|v| v1::ConnectionVersion {
+                version: v.version as u64,
+                created_by: v.created_by,
+                created_ms: v.created_ms,
+                keys: v.keys.into_iter().map(|k| k.name).collect(),
+            })
+            .collect(),
+        name: c.name,
+        workspaces: c.workspaces,
+        description: c.description,
+        version: c.version as u64,
+        updated_by: c.updated_by,
+        updated_ms: c.updated_ms,
+        last_used_ms: c.last_used_ms,
+    }
+}
+
+/// A request's values, checked by the store.
+pub fn connection_values(v: Option<&v1::ConnectionValues>) -> store::ConnectionValues {
+    let Some(v) = v else {
+        return store::ConnectionValues::default();
+    };
+    store::ConnectionValues {
+        env: v.env.clone().into_iter().collect(),
+        files: v.files.clone().into_iter().collect(),
+        plain: v.plain_keys.clone(),
     }
 }
 

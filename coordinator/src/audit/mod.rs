@@ -58,11 +58,15 @@ pub enum AuditKind {
     AgentRevoked,
     /// An identity configuration (ID-token audience, cloud roles) was set or deleted.
     IdentityChanged,
+    /// A connection was set, rotated or deleted (its keys, never values).
+    ConnectionChanged,
+    /// A task received a connection's values (at claim: which version, which agent).
+    ConnectionRead,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 21] = [
+    pub const ALL: [AuditKind; 23] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -84,6 +88,8 @@ impl AuditKind {
         AuditKind::AgentJoined,
         AuditKind::AgentRevoked,
         AuditKind::IdentityChanged,
+        AuditKind::ConnectionChanged,
+        AuditKind::ConnectionRead,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -110,6 +116,8 @@ impl AuditKind {
             AuditKind::AgentJoined => "agent_joined",
             AuditKind::AgentRevoked => "agent_revoked",
             AuditKind::IdentityChanged => "identity_changed",
+            AuditKind::ConnectionChanged => "connection_changed",
+            AuditKind::ConnectionRead => "connection_read",
         }
     }
 

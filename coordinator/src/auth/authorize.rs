@@ -54,11 +54,13 @@ pub enum Action {
     /// Set and delete identity configurations (the audience and cloud roles of tasks' ID
     /// tokens).
     ManageIdentities,
+    /// Set, rotate, delete, list and show connections (never their secret values).
+    ManageConnections,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::ReadRuns,
         Action::UploadBundle,
         Action::Submit,
@@ -82,6 +84,7 @@ impl Action {
         Action::ManageAgents,
         Action::ReadAudit,
         Action::ManageIdentities,
+        Action::ManageConnections,
     ];
 
     /// Actions about the whole coordinator rather than one workspace: they need a grant on
@@ -98,6 +101,7 @@ impl Action {
                 | ManageAgents
                 | ReadAudit
                 | ManageIdentities
+                | ManageConnections
         )
     }
 

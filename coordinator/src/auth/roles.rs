@@ -40,9 +40,8 @@ impl Role {
             }
             Approve | Reject => matches!(self, Role::Approver | Role::Admin),
             ForceUnlock | Rollback | ReadDeadLetters | PurgeDeadLetters | ManageTokens
-            | ManageRoles | ManageRules | ManageAgents | ReadAudit | ManageIdentities => {
-                self == Role::Admin
-            }
+            | ManageRoles | ManageRules | ManageAgents | ReadAudit | ManageIdentities
+            | ManageConnections => self == Role::Admin,
         }
     }
 }

@@ -95,10 +95,7 @@ impl Store {
             now,
         )
         .await?;
-        let task = get_task_c(&mut tx, task_id)
-            .await?
-            .ok_or_else(|| Error::Internal("task vanished".into()))?;
-        let run = get_run_c(&self.keys, &mut tx, &run.id).await?;
+        let (task, run, connections) = self.granted(&mut tx, task_id, &run.id, agent_id).await?;
         self.commit(tx).await?;
         Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
             epoch: lease.epoch,
@@ -107,7 +104,26 @@ impl Store {
             token: lease.state_token,
             lease_token: lease.lease_token,
             identity,
+            connections,
         })))
+    }
+}
+
+impl Store {
+    /// The task and run as the claim left them, and the connections the task receives.
+    async fn granted(
+        &self,
+        tx: &mut Tx,
+        task_id: &str,
+        run_id: &str,
+        agent_id: &str,
+    ) -> Result<(Task, Run, Vec<GrantedConnection>)> {
+        let task = get_task_c(tx, task_id)
+            .await?
+            .ok_or_else(|| Error::Internal("task vanished".into()))?;
+        let run = get_run_c(&self.keys, tx, run_id).await?;
+        let connections = self.grant_connections(tx, &run, &task, agent_id).await?;
+        Ok((task, run, connections))
     }
 }
 

@@ -13,6 +13,7 @@ mod access;
 mod agents;
 mod audit;
 mod blobs;
+mod connections;
 mod identities;
 mod join_tokens;
 mod logs;
@@ -32,6 +33,7 @@ pub use access::*;
 pub use agents::*;
 pub use audit::AuditFilter;
 pub(crate) use audit::{append_audit, transition_entry};
+pub use connections::*;
 pub use identities::*;
 pub use join_tokens::*;
 pub use logs::*;
@@ -266,7 +268,8 @@ impl Store {
             + self.rotate_runs().await?
             + self.rotate_events().await?
             + self.rotate_signing_seals().await?
-            + self.rotate_oidc_seals().await?;
+            + self.rotate_oidc_seals().await?
+            + self.rotate_connection_seals().await?;
         Ok(n)
     }
 }

@@ -263,6 +263,29 @@ CREATE INDEX tasks_by_envelope_expiry ON tasks (state, envelope_expires_ms)
 "#,
     ),
     (
+        8,
+        r#"
+CREATE TABLE connections (
+  name TEXT PRIMARY KEY,
+  workspaces TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  version BIGINT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  last_used_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE connection_versions (
+  name TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  keys TEXT NOT NULL,
+  sealed_values {BLOB} NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY (name, version)
+)
+"#,
+    ),
+    (
         9,
         r#"
 CREATE TABLE oidc_keys (

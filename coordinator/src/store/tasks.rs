@@ -32,6 +32,8 @@ pub struct ClaimGrant {
     pub lease_token: String,
     /// The task's ID token and the cloud settings that go with it.
     pub identity: crate::lifecycle::IssuedIdentity,
+    /// The connections attached to the run's workspace, current at the claim.
+    pub connections: Vec<GrantedConnection>,
 }
 
 /// What an agent presents to act on a task: the lease it holds, and who it is (authenticated).

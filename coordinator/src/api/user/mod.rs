@@ -7,6 +7,7 @@ mod access;
 mod agents;
 mod audit;
 mod bundles;
+mod connections;
 mod dead_letters;
 mod identities;
 mod rules;
@@ -318,6 +319,38 @@ impl UserService for UserApi {
 
     async fn revoke_agent(&self, req: Request<v1::RevokeAgentRequest>) -> Reply<v1::Agent> {
         agents::revoke_agent(&self.shared, req).await
+    }
+
+    async fn set_connection(
+        &self,
+        req: Request<v1::SetConnectionRequest>,
+    ) -> Reply<v1::Connection> {
+        connections::set(&self.shared, req).await
+    }
+
+    async fn rotate_connection(
+        &self,
+        req: Request<v1::RotateConnectionRequest>,
+    ) -> Reply<v1::Connection> {
+        connections::rotate(&self.shared, req).await
+    }
+
+    async fn delete_connection(
+        &self,
+        req: Request<v1::ConnectionRequest>,
+    ) -> Reply<v1::Connection> {
+        connections::delete(&self.shared, req).await
+    }
+
+    async fn get_connection(&self, req: Request<v1::ConnectionRequest>) -> Reply<v1::Connection> {
+        connections::get(&self.shared, req).await
+    }
+
+    async fn list_connections(
+        &self,
+        req: Request<v1::ListConnectionsRequest>,
+    ) -> Reply<v1::ListConnectionsResponse> {
+        connections::list(&self.shared, req).await
     }
 
     async fn list_audit(&self, req: Request<v1::ListAuditRequest>) -> Reply<v1::ListAuditResponse> {

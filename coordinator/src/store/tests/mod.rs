@@ -6,6 +6,7 @@ use prost::Message;
 use tofuflow_proto::v1;
 
 mod audit;
+mod connections;
 mod events;
 mod invariants;
 mod leases;
