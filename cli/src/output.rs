@@ -823,66 +823,6 @@ pub fn render_line(line: &str) -> String {
     line.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendering() {
-        assert_eq!(
-            render_line(r#"{"@message":"Plan: 1 to add","type":"change_summary"}"#),
-            "Plan: 1 to add"
-        );
-        assert_eq!(render_line("plain"), "plain");
-        assert_eq!(
-            render_line(
-                r#"{"@message":"Error: Error acquiring the state lock","diagnostic":{"detail":"Lock Info:\n  ID: x"},"type":"diagnostic"}"#
-            ),
-            "Error: Error acquiring the state lock\n    Lock Info:\n      ID: x"
-        );
-        assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
-    }
-
-    #[test]
-    fn tables_fit_their_widest_cell() {
-        let t = table(
-            &["ID", "USER", "REVOKED"],
-            &[
-                vec!["a".into(), "alice".into(), "-".into()],
-                vec!["long-id".into(), "bo".into(), when(951_782_400_000, "-")],
-            ],
-        );
-        assert_eq!(
-            t,
-            "ID       USER   REVOKED\n\
-             a        alice  -\n\
-             long-id  bo     2000-02-29 00:00:00 UTC"
-        );
-        assert_eq!(table(&["ID", "USER"], &[]), "ID  USER");
-        assert_eq!(when(0, "never"), "never");
-        assert_eq!(list_or(&[], "any"), "any");
-        assert_eq!(list_or(&["a".into(), "b".into()], "any"), "a,b");
-    }
-
-    #[test]
-    fn created_tokens_are_in_json_but_listed_ones_never() {
-        let info = v1::TokenInfo {
-            id: "t1".into(),
-            user: "alice".into(),
-            ..Default::default()
-        };
-        let j = token_json(&info);
-        assert!(j.get("token").is_none());
-        assert_eq!(j["expires_unix_ms"], 0);
-        let r = v1::JoinTokenInfo {
-            id: "j1".into(),
-            pools: vec!["gpu".into()],
-            ..Default::default()
-        };
-        assert_eq!(join_token_json(&r)["pools"][0], "gpu");
-    }
-}
-
 /// A connection as JSON: names, workspaces, keys, versions; values of plain keys only.
 pub fn connection_json(c: &v1::Connection) -> serde_json::Value {
     serde_json::json!({
@@ -988,5 +928,65 @@ pub fn print_connection(c: &v1::Connection, json: bool) {
             v.created_by,
             v.keys.join(",")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering() {
+        assert_eq!(
+            render_line(r#"{"@message":"Plan: 1 to add","type":"change_summary"}"#),
+            "Plan: 1 to add"
+        );
+        assert_eq!(render_line("plain"), "plain");
+        assert_eq!(
+            render_line(
+                r#"{"@message":"Error: Error acquiring the state lock","diagnostic":{"detail":"Lock Info:\n  ID: x"},"type":"diagnostic"}"#
+            ),
+            "Error: Error acquiring the state lock\n    Lock Info:\n      ID: x"
+        );
+        assert_eq!(date(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn tables_fit_their_widest_cell() {
+        let t = table(
+            &["ID", "USER", "REVOKED"],
+            &[
+                vec!["a".into(), "alice".into(), "-".into()],
+                vec!["long-id".into(), "bo".into(), when(951_782_400_000, "-")],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ID       USER   REVOKED\n\
+             a        alice  -\n\
+             long-id  bo     2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(table(&["ID", "USER"], &[]), "ID  USER");
+        assert_eq!(when(0, "never"), "never");
+        assert_eq!(list_or(&[], "any"), "any");
+        assert_eq!(list_or(&["a".into(), "b".into()], "any"), "a,b");
+    }
+
+    #[test]
+    fn created_tokens_are_in_json_but_listed_ones_never() {
+        let info = v1::TokenInfo {
+            id: "t1".into(),
+            user: "alice".into(),
+            ..Default::default()
+        };
+        let j = token_json(&info);
+        assert!(j.get("token").is_none());
+        assert_eq!(j["expires_unix_ms"], 0);
+        let r = v1::JoinTokenInfo {
+            id: "j1".into(),
+            pools: vec!["gpu".into()],
+            ..Default::default()
+        };
+        assert_eq!(join_token_json(&r)["pools"][0], "gpu");
     }
 }
