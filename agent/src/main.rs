@@ -37,7 +37,13 @@ fn main() {
         }
     };
     rt.block_on(async move {
-        let _telemetry = match tofuflow_proto::telemetry::init("tofuflow-agent", &cfg.log_format) {
+        let _telemetry = match tofuflow_proto::telemetry::init_with_writer(
+            "tofuflow-agent",
+            &cfg.log_format,
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(|| {
+                tofuflow_agent::mask::MaskingWriter
+            }),
+        ) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");

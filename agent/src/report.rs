@@ -5,7 +5,7 @@
 
 use crate::mask::Masker;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tofuflow_proto::v1;
 use tokio::sync::mpsc;
@@ -32,24 +32,31 @@ fn now_ms() -> i64 {
 
 impl Reporter {
     pub fn start(client: crate::Client, lease: Lease, masker: Masker) -> Reporter {
+        crate::mask::Registry::global().add(&lease.task_id, &masker);
+        let masker = Arc::new(RwLock::new(masker));
+        let shared = masker.clone();
         let Lease {
             task_id,
             attempt,
             epoch,
             token,
         } = lease;
+        let task_id_of_sink = task_id.clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<v1::Event>();
         let handle = tokio::spawn(async move {
             let mut pending: Vec<v1::Event> = Vec::new();
+            // Lines whose end may begin a secret: masked with the lines that follow.
+            let mut held: Vec<v1::Event> = Vec::new();
             let mut open = true;
             let mut backoff = Duration::from_millis(100);
             loop {
                 if open {
                     // Gather what arrives within 100 ms (or until 500 lines).
                     let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-                    while pending.len() < 500 {
+                    let mut fresh = Vec::new();
+                    while fresh.len() < 500 {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(e)) => pending.push(e),
+                            Ok(Some(e)) => fresh.push(e),
                             Ok(None) => {
                                 open = false;
                                 break;
@@ -57,6 +64,10 @@ impl Reporter {
                             Err(_) => break,
                         }
                     }
+                    let m = masker.read().unwrap_or_else(|p| p.into_inner());
+                    let ready = mask_batch(&m, &mut held, fresh, !open);
+                    drop(m);
+                    pending.extend(ready);
                 }
                 if pending.is_empty() {
                     if !open {
@@ -96,7 +107,8 @@ impl Reporter {
             sink: LineSink {
                 tx: Some(tx),
                 seq: Arc::new(AtomicU64::new(0)),
-                masker: Arc::new(masker),
+                masker: shared,
+                task_id: task_id_of_sink,
             },
             handle,
         }
@@ -126,25 +138,64 @@ impl Reporter {
     }
 }
 
+/// Masks `held` and `fresh` lines as one stream (a secret split across lines is masked in
+/// every part); returns the lines ready to send, keeping in `held` those whose end may begin a
+/// secret (until the next lines, or `last`, or a window with no new line).
+fn mask_batch(
+    masker: &Masker,
+    held: &mut Vec<v1::Event>,
+    fresh: Vec<v1::Event>,
+    last: bool,
+) -> Vec<v1::Event> {
+    let flush = last || fresh.is_empty();
+    held.extend(fresh);
+    let mut lines: Vec<String> = held
+        .iter_mut()
+        .map(|e| std::mem::take(&mut e.line))
+        .collect();
+    let keep = masker.mask_stream(&mut lines, flush);
+    let mut ready = std::mem::take(held);
+    for (e, line) in ready.iter_mut().zip(lines) {
+        e.line = line;
+    }
+    *held = ready.split_off(ready.len() - keep);
+    for e in &mut ready {
+        truncate(&mut e.line);
+    }
+    ready
+}
+
+/// Cuts a line at 64 KiB (after masking, so no secret is cut in two).
+fn truncate(text: &mut String) {
+    if text.len() > 64 * 1024 {
+        let mut cut = 64 * 1024;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" …[line truncated]");
+    }
+}
+
 #[derive(Clone)]
 pub struct LineSink {
     tx: Option<mpsc::UnboundedSender<v1::Event>>,
     seq: Arc<AtomicU64>,
-    masker: Arc<Masker>,
+    masker: Arc<RwLock<Masker>>,
+    task_id: String,
 }
 
 impl LineSink {
-    /// Queues one line, masked, and cut at 64 KiB (after masking, so no secret is cut in two).
-    pub fn line(&self, stream: v1::LogStream, text: String) {
-        let mut text = self.masker.mask(text);
-        if text.len() > 64 * 1024 {
-            let mut cut = 64 * 1024;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push_str(" …[line truncated]");
+    /// Masks `secrets` too from now on (a renewed token), here and in the agent's own log.
+    pub fn add_secrets(&self, secrets: &[String]) {
+        if let Ok(mut m) = self.masker.write() {
+            m.extend(secrets);
+            crate::mask::Registry::global().add(&self.task_id, &m);
         }
+    }
+
+    /// Queues one line (masked and cut by the reporter before it leaves the agent).
+    pub fn line(&self, stream: v1::LogStream, text: String) {
         let e = v1::Event {
             seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
             unix_ms: now_ms(),

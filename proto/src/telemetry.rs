@@ -29,17 +29,30 @@ impl Drop for Guard {
 
 /// Sets up logging, and OTLP export when configured. Call inside the Tokio runtime.
 pub fn init(service: &'static str, log_format: &str) -> Result<Guard, String> {
+    init_with_writer(
+        service,
+        log_format,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    )
+}
+
+/// [`init`], with the log written through `writer` (the agent's masks secrets).
+pub fn init_with_writer(
+    service: &'static str,
+    log_format: &str,
+    writer: tracing_subscriber::fmt::writer::BoxMakeWriter,
+) -> Result<Guard, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOFUFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = if log_format == "json" {
         tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed()
     };
     let (otel, provider) = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -152,6 +152,7 @@ impl Runner {
             tracing::warn!("not all log lines reached the coordinator");
         }
         self.complete(req).await;
+        crate::mask::Registry::global().remove(&spec.task_id);
     }
 
     /// Starts streaming the task's log (secrets masked) and says who runs what.
