@@ -140,6 +140,7 @@ impl Slot {
                         lease_token,
                         cancel: self.hard_stop.child_token(),
                         reason: Arc::new(std::sync::Mutex::new(None)),
+                        id_token: Default::default(),
                     });
                     // A drain that runs out of time stops the task with a reason.
                     let (h2, hs) = (held.clone(), self.hard_stop.clone());

@@ -45,6 +45,13 @@ impl Leases {
             stop(h, why);
         }
     }
+    /// Hands a renewed ID token to its task (which masks it and rewrites its token file).
+    pub fn renew_id_token(&self, task_id: &str, token: &str) {
+        let held = self.inner.lock().expect("leases").get(task_id).cloned();
+        if let Some(h) = held {
+            h.id_token.renew(token);
+        }
+    }
     pub fn stop_all(&self, why: StopReason) {
         for (_, h) in self.snapshot() {
             stop(&h, why.clone());
@@ -121,6 +128,10 @@ pub async fn heartbeat_loop(
                 for id in r.cancel_task_ids {
                     tracing::info!(task_id = %id, "coordinator asks to cancel the task");
                     leases.stop(&id, StopReason::UserCancel);
+                }
+                for t in &r.id_tokens {
+                    tracing::debug!(task_id = %t.task_id, expires_unix_ms = t.expires_unix_ms, "renewed ID token");
+                    leases.renew_id_token(&t.task_id, &t.id_token);
                 }
                 for id in r.lost_task_ids {
                     tracing::warn!(task_id = %id, "the coordinator no longer honours this lease: stopping the task");

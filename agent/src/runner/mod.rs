@@ -9,6 +9,7 @@ mod blobs;
 mod connections;
 mod egress;
 mod env;
+pub mod identity;
 mod limits;
 mod outcome;
 mod plan;
@@ -52,6 +53,8 @@ pub struct Held {
     pub lease_token: String,
     pub cancel: CancellationToken,
     pub reason: Arc<std::sync::Mutex<Option<StopReason>>>,
+    /// Where renewed ID tokens go (the heartbeat loop hands them over).
+    pub id_token: identity::TokenSlot,
 }
 
 /// Runs the tasks this agent takes: one `run` per task, any number at once.
@@ -169,9 +172,11 @@ impl Runner {
                 spec.secrets
                     .iter()
                     .chain(spec.backend.iter().map(|b| &b.password))
-                    .chain(connections::secret_values(spec).iter()),
+                    .chain(connections::secret_values(spec).iter())
+                    .chain(spec.identity.iter().map(|i| &i.id_token)),
             ),
         );
+        held.id_token.set_sink(reporter.handle());
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         reporter.system(format!(
             "tofuflow: agent {} ({}) runs {phase} attempt {} of run {} for workspace {}",
@@ -237,6 +242,7 @@ impl Runner {
         // Removed (unmounted) when this function returns, however it returns.
         let secrets = secrets::SecretsDir::create(wd, &inner, user)?;
         let connection_env = connections::apply(spec, &secrets, rep)?;
+        let identity_env = identity::apply(spec, &secrets, &lease.id_token, rep)?;
         // State: the coordinator's http backend unless the module brings its own.
         let isolated = ctx.network != Network::Host;
         let state = self.state_backend(spec, &module, isolated, (wd, &inner), rep)?;
@@ -255,6 +261,7 @@ impl Runner {
         }
         let mut env = self.env(spec, &inner, &state, egress.as_ref().map(|e| e.proxy_port));
         env.extend(connection_env);
+        env.extend(identity_env);
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
         confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
         let tofu = tofu::Tofu {

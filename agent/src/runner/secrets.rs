@@ -67,6 +67,11 @@ impl SecretsDir {
         &self.host
     }
 
+    /// Who owns the files (the run user), for files replaced while the task runs.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
     fn chown(&self, p: &Path) -> Result<()> {
         let Some((uid, gid)) = self.owner else {
             return Ok(());
