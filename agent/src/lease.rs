@@ -75,6 +75,33 @@ pub struct Revocation {
     pub stop_agent: CancellationToken,
 }
 
+/// Does what a heartbeat answer says: stop the agent (revoked), cancel tasks, stop tasks
+/// whose lease is gone, hand renewed ID tokens to their tasks.
+fn obey(r: v1::HeartbeatResponse, leases: &Leases, revocation: &Revocation) {
+    if r.revoked {
+        tracing::error!("the coordinator revoked this agent: stopping");
+        revocation
+            .flag
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        revocation.stop_agent.cancel();
+    }
+    for id in r.cancel_task_ids {
+        tracing::info!(task_id = %id, "coordinator asks to cancel the task");
+        leases.stop(&id, StopReason::UserCancel);
+    }
+    for t in &r.id_tokens {
+        tracing::debug!(task_id = %t.task_id, expires_unix_ms = t.expires_unix_ms, "renewed ID token");
+        leases.renew_id_token(&t.task_id, &t.id_token);
+    }
+    for id in r.lost_task_ids {
+        tracing::warn!(task_id = %id, "the coordinator no longer honours this lease: stopping the task");
+        leases.stop(
+            &id,
+            StopReason::LeaseLost("the coordinator fenced this attempt (lease expired)".into()),
+        );
+    }
+}
+
 /// Heartbeats until `shutdown`; `draining` is reported once set.
 #[allow(clippy::too_many_arguments)]
 pub async fn heartbeat_loop(
@@ -117,31 +144,7 @@ pub async fn heartbeat_loop(
         match tokio::time::timeout(every.max(Duration::from_secs(2)), client.heartbeat(req)).await {
             Ok(Ok(r)) => {
                 last_ok = Instant::now();
-                let r = r.into_inner();
-                if r.revoked {
-                    tracing::error!("the coordinator revoked this agent: stopping");
-                    revocation
-                        .flag
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    revocation.stop_agent.cancel();
-                }
-                for id in r.cancel_task_ids {
-                    tracing::info!(task_id = %id, "coordinator asks to cancel the task");
-                    leases.stop(&id, StopReason::UserCancel);
-                }
-                for t in &r.id_tokens {
-                    tracing::debug!(task_id = %t.task_id, expires_unix_ms = t.expires_unix_ms, "renewed ID token");
-                    leases.renew_id_token(&t.task_id, &t.id_token);
-                }
-                for id in r.lost_task_ids {
-                    tracing::warn!(task_id = %id, "the coordinator no longer honours this lease: stopping the task");
-                    leases.stop(
-                        &id,
-                        StopReason::LeaseLost(
-                            "the coordinator fenced this attempt (lease expired)".into(),
-                        ),
-                    );
-                }
+                obey(r.into_inner(), &leases, &revocation);
             }
             Ok(Err(e)) => tracing::warn!(error = %e.message(), "heartbeat failed"),
             Err(_) => tracing::warn!("heartbeat timed out"),
