@@ -164,6 +164,13 @@ impl TokenSlot {
         }
     }
 
+    /// Forgets the task's log sink and token file (the task has ended): a renewal that still
+    /// comes is dropped. The reporter cannot finish while the sink is kept here.
+    pub fn detach(&self) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *s = SlotState::default();
+    }
+
     /// Rewrites the token file in `dir` on renewal from now on; returns a token renewed
     /// before (to write instead of the claim's).
     fn attach(&self, dir: &SecretsDir) -> Result<Option<String>> {
@@ -173,21 +180,20 @@ impl TokenSlot {
     }
 
     /// Takes a renewed token: masked first, then written over the old file (or kept until the
-    /// file exists). A failed write is logged; the old token stays until it expires.
+    /// file exists; dropped once the task has ended). A failed write is logged; the old token stays until it expires.
     pub fn renew(&self, token: &str) {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sink) = &s.sink {
             sink.add_secrets(&[token.to_string()]);
         }
         match &s.file {
-            // The task has ended and its directory is gone.
-            Some((dir, _)) if !dir.exists() => {}
             Some((dir, owner)) => {
                 if let Err(e) = replace(dir, *owner, token.as_bytes()) {
                     tracing::warn!(error = %e, "cannot write the renewed ID token; the task keeps the old one until it expires");
                 }
             }
-            None => s.pending = Some(token.to_string()),
+            None if s.sink.is_some() => s.pending = Some(token.to_string()),
+            None => {}
         }
     }
 }
@@ -329,8 +335,12 @@ mod tests {
             "no temporary file left"
         );
         let slot = TokenSlot::default();
-        slot.renew("early");
-        assert_eq!(slot.inner.lock().unwrap().pending.as_deref(), Some("early"));
+        slot.renew("ended");
+        assert_eq!(
+            slot.inner.lock().unwrap().pending,
+            None,
+            "no task, nothing kept"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -151,6 +151,8 @@ impl Runner {
             }
         ));
         workdir::clean_up(&wd, self.cfg.keep_workdirs, &reporter);
+        // Its log sink must go before the reporter can finish (it holds the log's sender).
+        held.id_token.detach();
         if !reporter.finish(Duration::from_secs(60)).await {
             tracing::warn!("not all log lines reached the coordinator");
         }
