@@ -470,3 +470,98 @@ async fn a_long_apply_sees_its_token_file_renewed_in_place_and_both_tokens_maske
         assert!(b["exp"].as_i64() > a["exp"].as_i64());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_configurations_are_an_admins_to_change_anyones_to_read_and_audited() {
+    let c = Cluster::start(Db::Sqlite).await;
+    let admin = c.client().await;
+    let mut a = admin.clone();
+    a.grant_role(v1::RoleGrantRequest {
+        user: "vic".into(),
+        role: "operator".into(),
+        workspaces: "**".into(),
+    })
+    .await
+    .unwrap();
+    let vic = a
+        .create_token(v1::CreateTokenRequest {
+            user: "vic".into(),
+            ttl_ms: 0,
+            description: "oidc test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let wanted = v1::Identity {
+        name: "gcp".into(),
+        workspaces: "data/**".into(),
+        gcp_audience: "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/p/providers/tofuflow".into(),
+        gcp_service_account: "tofu@proj.iam.gserviceaccount.com".into(),
+        ..Default::default()
+    };
+    let mut operator = c.client_as(Some(&vic)).await;
+    let refused = operator.set_identity(wanted.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let set = a.set_identity(wanted).await.unwrap().into_inner();
+    assert_eq!(set.updated_by, "tester");
+    let bad = c.cli(&[
+        "identity",
+        "set",
+        "x",
+        "--workspace",
+        "**",
+        "--aws-role-arn",
+        "arn:aws:iam::1:role/x",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--aws-role-arn"),
+        "the wrong flag is named"
+    );
+
+    let listed = operator
+        .list_identities(v1::ListIdentitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.identities.len(), 1);
+    let shown = c.cli(&["identity", "show", "gcp"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("tofu@proj.iam.gserviceaccount.com") && shown.contains("data/**"),
+        "{shown}"
+    );
+    let listed = String::from_utf8_lossy(&c.cli(&["identity", "list"]).stdout).to_string();
+    assert!(
+        listed.contains("gcp") && listed.contains("(coordinator default)"),
+        "{listed}"
+    );
+
+    // A task of a matching workspace gets the Google settings.
+    c.submit(&module(&c), "data/etl", &[]);
+    let t = claim_next(&c, "default", "fake").await;
+    let id = t.spec.identity.unwrap();
+    assert_eq!(id.gcp_service_account, "tofu@proj.iam.gserviceaccount.com");
+    assert!(id.gcp_audience.ends_with("/providers/tofuflow"));
+
+    let deleted = c.cli(&["identity", "delete", "gcp"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let gone = c.cli(&["identity", "show", "gcp"]);
+    assert!(!gone.status.success());
+    let audit = c.cli(&["audit", "list", "--kind", "identity_changed", "-o", "json"]);
+    let audit = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert_eq!(
+        audit.matches("identity_changed").count(),
+        2,
+        "set and delete:\n{audit}"
+    );
+    assert!(
+        audit.contains("\"deleted\":true") || audit.contains("\"deleted\": true"),
+        "{audit}"
+    );
+}
