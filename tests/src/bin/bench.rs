@@ -4,7 +4,8 @@
 //! 2. the stand-in `tofu`'s start-up time (`tofu-double version -json`);
 //! 3. per-task cost: spawning `tofu init` + `tofu plan` directly vs the same task through an agent
 //!    (lease → bundle → workdir → init → plan → report → complete);
-//! 4. submit → tofu-start latency at idle (p50/p99), against the floor;
+//! 4. submit → tofu-start latency at idle (p50/p99), against the floor; claiming (signature
+//!    check, then the Claim RPC, which mints the task's OIDC ID token), and minting alone;
 //! 5. throughput of N no-change plan runs with 2 agents.
 //!
 //! Build everything in one profile first (the bench starts the binaries next to itself):
@@ -80,6 +81,10 @@ struct Figures {
     /// agent's identity, the workspace and pool rules, the lease).
     verify: Spread,
     claim: Spread,
+    /// Minting an ID token alone (claims, RS256 signature with the cached key).
+    mint: Spread,
+    /// Generating one RSA 2048 signing key (once per rotation, off the claim path).
+    keygen_ms: f64,
     /// Time to submit all throughput runs, and for all to finish.
     submitted: Duration,
     total: Duration,
@@ -119,6 +124,7 @@ async fn main() {
 
     // 4b. Claiming, one task at a time, by an agent that is only a gRPC client.
     let (verify, claim) = claim_latency(&c, &mut client, &bundle, runs).await;
+    let (mint, keygen_ms) = minting_alone(runs);
 
     // 5. Throughput: N runs submitted at once, 2 agents.
     c.agent(AgentOpts::default()).await;
@@ -135,6 +141,8 @@ async fn main() {
         task_p50,
         verify,
         claim,
+        mint,
+        keygen_ms,
         submitted,
         total,
     });
@@ -221,6 +229,38 @@ async fn claim_latency(
             .unwrap();
     }
     (Spread::of(&mut verify), Spread::of(&mut claim))
+}
+
+/// Figure 4c: minting a task's ID token alone, as a claim does it (the coordinator's own
+/// code, a key of its own): `runs` times; and the one-off generation of that key.
+fn minting_alone(runs: usize) -> (Spread, f64) {
+    use tofuflow_coordinator::oidc::{claims::TaskFacts, IdClaims, Issuer, TokenWindow};
+    let t = Instant::now();
+    let key = tofuflow_coordinator::store::DetachedKey::generate().expect("an RSA key");
+    let keygen_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let issuer = Issuer::parse("https://tofuflow.example.com").unwrap();
+    let mut mint = Vec::with_capacity(runs);
+    for i in 0..runs.max(1) * 10 {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let t0 = now_ms_f();
+        let facts = TaskFacts {
+            workspace: "bench/mint",
+            run_id: &run_id,
+            task_id: &run_id,
+            phase: tofuflow_coordinator::runs::Phase::Apply,
+            actor: "bench",
+            pipeline: "dag-1",
+            commit: "0123456789abcdef",
+            bundle_digest: "sha256:00",
+        };
+        let window = TokenWindow::new(now_ms_f() as i64, 900_000, &[]);
+        let claims =
+            IdClaims::for_task(&issuer, "sts.amazonaws.com", &facts, window, format!("{i}"));
+        let token = key.sign(&claims).expect("a token");
+        mint.push(now_ms_f() - t0);
+        assert!(token.len() > 100);
+    }
+    (Spread::of(&mut mint), keygen_ms)
 }
 
 /// Figure 1, the floor: raw publish → consume on the same broker, one message at a time;
@@ -603,7 +643,21 @@ fn print_table(f: &Figures) {
     );
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",
-        "Claim RPC (identity, rules, lease), one at a time", f.claim.p50, f.claim.p99
+        "Claim RPC (identity, rules, lease, ID token), one at a time", f.claim.p50, f.claim.p99
+    );
+    println!(
+        "{:<58} {:>9.2} ms {:>9.2} ms",
+        "  ID-token minting alone (claims + RS256, cached key)", f.mint.p50, f.mint.p99
+    );
+    println!(
+        "{:<58} {:>12} {:>10.1} %",
+        "  … minting's share of a claim (p50)",
+        "",
+        100.0 * f.mint.p50 / f.claim.p50
+    );
+    println!(
+        "{:<58} {:>9.2} ms {:>12}",
+        "RSA 2048 key generation (once per rotation, reaper)", f.keygen_ms, ""
     );
     println!(
         "{:<58} {:>9.2} ms {:>9.2} ms",
