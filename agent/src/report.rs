@@ -51,19 +51,7 @@ impl Reporter {
             let mut backoff = Duration::from_millis(100);
             loop {
                 if open {
-                    // Gather what arrives within 100 ms (or until 500 lines).
-                    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-                    let mut fresh = Vec::new();
-                    while fresh.len() < 500 {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(e)) => fresh.push(e),
-                            Ok(None) => {
-                                open = false;
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let fresh = gather(&mut rx, &mut open).await;
                     let m = masker.read().unwrap_or_else(|p| p.into_inner());
                     let ready = mask_batch(&m, &mut held, fresh, !open);
                     drop(m);
@@ -136,6 +124,23 @@ impl Reporter {
             Ok(Ok(true))
         )
     }
+}
+
+/// What arrives within 100 ms (or until 500 lines); `open` turns false when the sender is gone.
+async fn gather(rx: &mut mpsc::UnboundedReceiver<v1::Event>, open: &mut bool) -> Vec<v1::Event> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut fresh = Vec::new();
+    while fresh.len() < 500 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) => fresh.push(e),
+            Ok(None) => {
+                *open = false;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    fresh
 }
 
 /// Masks `held` and `fresh` lines as one stream (a secret split across lines is masked in

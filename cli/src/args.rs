@@ -69,6 +69,15 @@ pub fn key_path(s: &str) -> Result<(String, std::path::PathBuf), String> {
     Ok((k.to_string(), p.into()))
 }
 
+/// A run tag `KEY=VALUE` (`dag_id=nightly`).
+pub fn tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE, e.g. dag_id=nightly"))?;
+    tofuflow_proto::names::valid_tag(k, v)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// Checks that a value is not empty (a user name, a source prefix, an id).
 pub fn non_empty(s: &str) -> Result<String, String> {
     let s = s.trim();

@@ -321,6 +321,58 @@ mod tests {
     }
 
     #[test]
+    fn connection_arguments_are_checked_and_values_never_come_from_argv() {
+        let set = |extra: &[&str]| {
+            let mut a = vec!["tofuflow", "connection", "set", "ml-aws"];
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert!(set(&[
+            "-w",
+            "ml/*",
+            "--from-file",
+            "x.env",
+            "--plain",
+            "AWS_REGION"
+        ])
+        .is_ok());
+        assert!(set(&["-w", "ml/*", "--file", "KUBECONFIG=./kube"]).is_ok());
+        assert!(
+            set(&["--from-file", "x.env"]).is_err(),
+            "a workspace glob is required"
+        );
+        assert!(
+            set(&["-w", "ml/*", "--file", "KUBECONFIG"]).is_err(),
+            "VAR=PATH"
+        );
+        assert!(
+            set(&["-w", "ml/*", "--file", "LD_PRELOAD=./x.so"]).is_err(),
+            "reserved"
+        );
+        assert!(
+            set(&["-w", "ml/*", "--value", "secret"]).is_err(),
+            "no value on argv"
+        );
+        assert!(parse(&["tofuflow", "connection", "set", "bad name", "-w", "**"]).is_err());
+        assert!(parse(&[
+            "tofuflow",
+            "connection",
+            "rotate",
+            "ml-aws",
+            "--remove",
+            "A"
+        ])
+        .is_ok());
+        assert!(parse(&["tofuflow", "connection", "list", "-w", "ml/a"]).is_ok());
+        assert!(
+            parse(&["tofuflow", "connection", "list", "-w", "ml/*"]).is_err(),
+            "a workspace, not a glob"
+        );
+        assert!(parse(&["tofuflow", "connection", "show", "ml-aws"]).is_ok());
+        assert!(parse(&["tofuflow", "connection", "delete", "ml-aws"]).is_ok());
+    }
+
+    #[test]
     fn role_rule_pool_and_join_token_arguments_are_checked() {
         assert!(parse(&[
             "tofuflow",

@@ -39,6 +39,7 @@ pub fn run_json(r: &v1::Run) -> serde_json::Value {
         "id": r.id, "workspace": r.workspace, "pool": r.pool, "kind": kind(r.kind), "state": r.state,
         "bundle_digest": r.bundle_digest, "plan_digest": r.plan_digest, "auto_approve": r.auto_approve,
         "submitted_by": r.submitted_by, "commit": r.commit, "pipeline_id": r.pipeline_id,
+        "tags": r.tags.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "created_unix_ms": r.created_unix_ms, "updated_unix_ms": r.updated_unix_ms,
         "has_changes": r.has_changes, "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
         "outputs": outputs, "error": r.error, "variables": r.variables, "plan_attempts": r.plan_attempts,
@@ -126,6 +127,9 @@ fn print_header(r: &v1::Run) {
         audit.push_str(&format!(", pipeline {}", r.pipeline_id));
     }
     println!("Submitted  {audit}");
+    if !r.tags.is_empty() {
+        println!("Tags       {}", tags_text(&r.tags));
+    }
     if r.has_changes || s.add + s.change + s.destroy > 0 {
         println!(
             "Plan       {} to add, {} to change, {} to destroy",
@@ -218,6 +222,16 @@ fn print_history(r: &v1::Run) {
     }
 }
 
+/// Tags as `k=v, k2=v2`, sorted.
+fn tags_text(tags: &std::collections::HashMap<String, String>) -> String {
+    let sorted: std::collections::BTreeMap<_, _> = tags.iter().collect();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn print_runs(runs: &[v1::Run], json: bool) {
     if json {
         println!(
@@ -228,18 +242,19 @@ pub fn print_runs(runs: &[v1::Run], json: bool) {
         return;
     }
     println!(
-        "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  CREATED",
-        "RUN", "WORKSPACE", "STATE", "KIND", "BY"
+        "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  {:<19}  TAGS",
+        "RUN", "WORKSPACE", "STATE", "KIND", "BY", "CREATED"
     );
     for r in runs {
         println!(
-            "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  {}",
+            "{:<36}  {:<24}  {:<18}  {:<14}  {:<10}  {:<19}  {}",
             r.id,
             r.workspace,
             r.state,
             kind(r.kind),
             r.submitted_by,
-            date(r.created_unix_ms)
+            date(r.created_unix_ms),
+            tags_text(&r.tags)
         );
     }
 }

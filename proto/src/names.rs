@@ -55,6 +55,47 @@ pub fn valid_pool(pool: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// At most this many tags per run.
+pub const MAX_TAGS: usize = 32;
+
+/// Checks a run tag: the key 1–63 of lowercase letters, digits, `_`, `-`, `.`, `/`, starting
+/// with a letter (`dag_id`, `team`, `airflow.task_id`); the value at most 256 printable
+/// characters (empty allowed).
+pub fn valid_tag(key: &str, value: &str) -> Result<(), String> {
+    let key_ok = !key.is_empty()
+        && key.len() <= 63
+        && key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-./".contains(c));
+    if !key_ok {
+        return Err(format!(
+            "invalid tag key {key:?}: use 1 to 63 lowercase letters, digits, '_', '-', '.', '/', starting with a letter (e.g. dag_id)"
+        ));
+    }
+    if value.chars().count() > 256 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid value for tag {key}: at most 256 characters, no control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a run's tags: each one, and how many.
+pub fn valid_tags<'a>(
+    tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), String> {
+    let mut n = 0;
+    for (k, v) in tags {
+        valid_tag(k, v)?;
+        n += 1;
+    }
+    if n > MAX_TAGS {
+        return Err(format!("a run carries at most {MAX_TAGS} tags ({n} given)"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +131,19 @@ mod tests {
         assert!(valid_pool("gpu-a100").is_ok());
         assert!(valid_pool("a.b").is_err());
         assert!(valid_pool("").is_err());
+    }
+
+    #[test]
+    fn tags_are_plain_keys_and_short_printable_values() {
+        valid_tag("dag_id", "nightly_gpu").unwrap();
+        valid_tag("airflow.task_id", "").unwrap();
+        for k in ["", "Dag", "1x", "a b", &"x".repeat(64)] {
+            assert!(valid_tag(k, "v").is_err(), "{k:?}");
+        }
+        assert!(valid_tag("k", "a\nb").is_err());
+        assert!(valid_tag("k", &"v".repeat(257)).is_err());
+        let many: std::collections::BTreeMap<String, String> =
+            (0..33).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(valid_tags(&many).unwrap_err().contains("at most 32"));
     }
 }

@@ -8,6 +8,7 @@
 //!   CLI; wait on a run), [`Db`]
 //! - `inspect`: what only the coordinator's database can answer (task ids, epochs, attempts,
 //!   stored bundles), on both databases
+//! - `leaks`: looking for secrets in command lines, task messages and the whole database
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
@@ -21,6 +22,7 @@ mod cluster;
 mod fake_agent;
 mod http;
 mod inspect;
+mod leaks;
 mod proxy;
 mod users;
 mod wait;
@@ -35,6 +37,7 @@ pub use fake_agent::{
 };
 pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;
+pub use leaks::{leaks, CmdlineScan};
 pub use proxy::Proxy;
 pub use users::users_file;
 pub use wait::wait_for;

@@ -5,10 +5,8 @@
 //! coordinator's and agent's own logs, and the command line of any process on the host while the
 //! run executes. The controls prove each place was really exercised.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tofuflow_e2e::{bin_dir, AgentOpts, Cluster, Db};
+use tofuflow_e2e::{bin_dir, AgentOpts, Cluster, CmdlineScan, Db};
 
 const T: Duration = Duration::from_secs(90);
 const CANARY_VAR: &str = "canary-var-7d1e9a3f5b";
@@ -64,77 +62,7 @@ output "region" {
 "#;
 
 fn leaks(what: &str, bytes: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(bytes);
-    CANARIES
-        .iter()
-        .filter(|c| text.contains(*c))
-        .map(|c| format!("{c} in {what}"))
-        .collect()
-}
-
-/// Scans every process's command line until stopped; returns what it found, and how many scans
-/// it made.
-fn scan_cmdlines(
-    stop: Arc<AtomicBool>,
-    found: Arc<Mutex<Vec<String>>>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut scans = 0;
-        while !stop.load(Ordering::SeqCst) {
-            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-                    let l = leaks(
-                        &format!("/proc/{}/cmdline", e.file_name().to_string_lossy()),
-                        &cmd,
-                    );
-                    if !l.is_empty() {
-                        found.lock().unwrap().extend(l);
-                    }
-                }
-            }
-            scans += 1;
-        }
-        scans
-    })
-}
-
-async fn capture_queue(c: &Cluster) -> lapin::Channel {
-    let ch = c.amqp().await;
-    ch.queue_declare(
-        "secrets-capture".into(),
-        lapin::options::QueueDeclareOptions::default(),
-        lapin::types::FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        "secrets-capture".into(),
-        tofuflow_proto::amqp::TASK_EXCHANGE.into(),
-        "#".into(),
-        lapin::options::QueueBindOptions::default(),
-        lapin::types::FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch
-}
-
-/// Every message the capture queue got, as bytes (body and headers).
-async fn captured(ch: &lapin::Channel) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(
-            "secrets-capture".into(),
-            lapin::options::BasicGetOptions { no_ack: true },
-        )
-        .await
-        .unwrap()
-    {
-        let mut b = m.delivery.data.clone();
-        b.extend(format!("{:?}", m.delivery.properties).into_bytes());
-        out.push(b);
-    }
-    out
+    tofuflow_e2e::leaks(&CANARIES, what, bytes)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,7 +70,7 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
     let mut c = Cluster::start_with(Db::Sqlite, &["default"], &["--state-key", key]).await;
     c.agent(AgentOpts::default()).await;
-    let ch = capture_queue(&c).await;
+    let ch = c.capture_task_messages("secrets-capture").await;
     let dir = c.dir.join("secret-module");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("main.tf"), MODULE).unwrap();
@@ -183,16 +111,10 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
 
     // While the run executes, every command line on this host is read over and over.
-    let (stop, found) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Mutex::new(Vec::new())),
-    );
-    let scanner = scan_cmdlines(stop.clone(), found.clone());
+    let scan = CmdlineScan::start(&CANARIES);
     let r = c.wait_state(&id, &["applied"], T).await;
-    stop.store(true, Ordering::SeqCst);
-    let scans = scanner.join().unwrap();
+    let (mut leaked, scans) = scan.stop();
     assert!(scans > 5, "the process scan ran ({scans} times)");
-    let mut leaked = found.lock().unwrap().clone();
 
     // The run's log: the module printed its environment and its variables files...
     let log = c.cli(&["run", "logs", &id]);
@@ -279,7 +201,7 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
         }
     }
     // The task messages that went through RabbitMQ.
-    let msgs = captured(&ch).await;
+    let msgs = Cluster::captured_messages(&ch, "secrets-capture").await;
     assert!(msgs.len() >= 2, "plan and apply messages were captured");
     for m in &msgs {
         leaked.extend(leaks("a RabbitMQ message", m));

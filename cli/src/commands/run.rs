@@ -87,6 +87,10 @@ pub struct Submit {
     /// Pipeline or DAG run id (audit).
     #[arg(long, env = "TOFUFLOW_PIPELINE_ID")]
     pipeline: Option<String>,
+    /// A key=value tag (dag_id=nightly, team=ml): shown by `run show`, filtered on by
+    /// `run list --tag`, in the audit trail and the trace. Repeatable.
+    #[arg(long = "tag", value_name = "K=V", value_parser = crate::args::tag)]
+    tags: Vec<(String, String)>,
     /// Where the module comes from, as `REPOSITORY_URL//PATH` (checked against the workspace
     /// rules' allowed sources). Default: the module directory's git `origin` remote and its
     /// path in the repository, when it is in a git checkout.
@@ -202,6 +206,7 @@ impl Submit {
             actor: ctx.who.clone(),
             commit: self.commit.clone().unwrap_or_default(),
             pipeline_id: self.pipeline.clone().unwrap_or_default(),
+            tags: self.tags.iter().cloned().collect(),
             source: self
                 .source
                 .clone()
@@ -317,6 +322,9 @@ pub struct List {
     state: Option<String>,
     #[arg(long, default_value_t = 20)]
     limit: u32,
+    /// Only runs carrying this key=value tag. Repeatable: runs carrying all of them.
+    #[arg(long = "tag", value_name = "K=V", value_parser = crate::args::tag)]
+    tags: Vec<(String, String)>,
 }
 
 impl List {
@@ -327,6 +335,7 @@ impl List {
                 workspace: self.workspace.unwrap_or_default(),
                 state: self.state.unwrap_or_default(),
                 limit: self.limit,
+                tags: self.tags.into_iter().collect(),
             })
             .await
             .map_err(|s| ctx.explain(s))?

@@ -107,6 +107,7 @@ pub fn run_to_pb(
         })
         .collect();
     v1::Run {
+        tags: r.tags.clone().into_iter().collect(),
         id: r.id.clone(),
         workspace: r.workspace.clone(),
         pool: r.pool.clone(),

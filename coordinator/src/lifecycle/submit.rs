@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::runs::{Phase, RunKind, RunState};
 use crate::store::*;
 use base64::Engine;
+use std::collections::BTreeMap;
 
 impl Store {
     /// Creates a run and its plan task, and queues the task, in one transaction.
@@ -62,6 +63,7 @@ impl Store {
         .bind(&n.source)
         .execute(&mut *tx)
         .await?;
+        insert_tags(&mut tx, &id, &n.tags).await?;
         let run = get_run_c(&self.keys, &mut tx, &id).await?;
         let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
         match &holder {
@@ -99,5 +101,27 @@ fn submitted(n: &NewRun, id: &str) -> AuditEntry {
             "pipeline_id": n.pipeline_id,
             "bundle_digest": n.bundle_digest,
             "auto_approve": n.auto_approve,
+            "tags": n.tags,
         }))
+}
+
+/// A new run's tags: on the run (to show) and one row each (to filter on).
+async fn insert_tags(tx: &mut Tx, run_id: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE runs SET tags = $1 WHERE id = $2")
+        .bind(serde_json::to_string(tags).map_err(json_err)?)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    for (k, v) in tags {
+        sqlx::query("INSERT INTO run_tags (run_id, tag_key, tag_value) VALUES ($1, $2, $3)")
+            .bind(run_id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -46,6 +46,7 @@ pub(crate) fn run_from_row(keys: &crypt::Keys, r: &sqlx::any::AnyRow) -> Result<
         plan_json_digest: s(r, "plan_json_digest")?,
         limits: json_col(&s(r, "limits")?, "runs", "limits")?,
         limit_hit: s(r, "limit_hit")?,
+        tags: json_col(&s(r, "tags")?, "runs", "tags")?,
     })
 }
 

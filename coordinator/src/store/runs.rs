@@ -36,6 +36,8 @@ pub struct Run {
     /// The module's variable declarations that matter here (sensitive, expression-typed),
     /// plus variables the submitter marked sensitive.
     pub variable_decls: BTreeMap<String, Declared>,
+    /// key=value tags given at submit.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Run {
@@ -81,6 +83,17 @@ pub struct NewRun {
     /// Where the module comes from (repository URL and path), as declared at submit.
     pub source: String,
     pub traceparent: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Which runs `list_runs` returns ('' = any), newest first.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub workspace: String,
+    pub state: String,
+    /// Runs carrying every one of these tags.
+    pub tags: BTreeMap<String, String>,
+    pub limit: i64,
 }
 
 /// The associated data binding a run's sealed columns and log lines to it.
@@ -128,17 +141,25 @@ impl Store {
         get_run_c(&self.keys, &mut c, id).await
     }
 
-    pub async fn list_runs(&self, workspace: &str, state: &str, limit: i64) -> Result<Vec<Run>> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs WHERE ($1 = '' OR workspace = $2) AND ($3 = '' OR state = $4) ORDER BY created_ms DESC, id DESC LIMIT $5",
-        )
-        .bind(workspace)
-        .bind(workspace)
-        .bind(state)
-        .bind(state)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {
+        let mut sql =
+            "SELECT * FROM runs WHERE ($1 = '' OR workspace = $2) AND ($3 = '' OR state = $4)"
+                .to_string();
+        for n in 0..f.tags.len() {
+            let (k, v) = (6 + 2 * n, 7 + 2 * n);
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag_key = ${k} AND t.tag_value = ${v})"));
+        }
+        sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT $5");
+        let mut q = sqlx::query(&sql)
+            .bind(&f.workspace)
+            .bind(&f.workspace)
+            .bind(&f.state)
+            .bind(&f.state)
+            .bind(f.limit);
+        for (k, v) in &f.tags {
+            q = q.bind(k).bind(v);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(|r| run_from_row(&self.keys, r)).collect()
     }
 

@@ -326,6 +326,19 @@ CREATE INDEX id_tokens_by_task ON id_tokens (task_id, attempt, expires_ms);
 CREATE INDEX id_tokens_by_expiry ON id_tokens (expires_ms)
 "#,
     ),
+    (
+        10,
+        r#"
+ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE run_tags (
+  run_id TEXT NOT NULL,
+  tag_key TEXT NOT NULL,
+  tag_value TEXT NOT NULL,
+  PRIMARY KEY (run_id, tag_key)
+);
+CREATE INDEX run_tags_by_tag ON run_tags (tag_key, tag_value, run_id)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

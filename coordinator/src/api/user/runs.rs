@@ -47,7 +47,7 @@ fn is_done(state: &str, kind: i32) -> bool {
 }
 
 /// Starts a run (operator): checks the request, then stores the run and its first task.
-#[tracing::instrument(skip_all, fields(workspace = %req.get_ref().workspace, pool = %req.get_ref().pool))]
+#[tracing::instrument(skip_all, fields(workspace = %req.get_ref().workspace, pool = %req.get_ref().pool, tags = tracing::field::Empty))]
 pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) -> Reply<v1::Run> {
     let actor = authorize(
         shared,
@@ -66,8 +66,10 @@ pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) 
     let variable_decls = variable_decls(shared, &mut r).await?;
     let new = new_run(r, pool, variable_decls);
     let actor = new.actor.clone();
+    let tags = tag_list(&new.tags);
+    tracing::Span::current().record("tags", tags.as_str());
     let run = shared.store.submit(new, &shared.policy).await?;
-    tracing::info!(run_id = %run.id, actor = %actor, "run submitted");
+    tracing::info!(run_id = %run.id, actor = %actor, tags = %tags, "run submitted");
     Ok(Response::new(full_run(shared, &run.id, false).await?))
 }
 
@@ -83,6 +85,7 @@ async fn validate_submit(shared: &Shared, r: &v1::SubmitRunRequest) -> Result<St
     for k in r.variables.keys() {
         valid_var_name(k).map_err(Error::InvalidInput)?;
     }
+    tofuflow_proto::names::valid_tags(&r.tags).map_err(Error::InvalidInput)?;
     if !shared.store.has_blob(&r.bundle_digest).await? {
         return Err(Error::Conflict(format!(
             "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
@@ -164,7 +167,16 @@ fn new_run(
         commit: r.commit,
         pipeline_id: r.pipeline_id,
         source: r.source,
+        tags: r.tags.into_iter().collect(),
     }
+}
+
+/// Tags as one trace attribute and log field: `k=v,k2=v2`, sorted.
+fn tag_list(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The trace a new run joins: the current span's (when exported), else the caller's, else a
@@ -227,11 +239,14 @@ pub(super) async fn list(
             .parse::<runs::RunState>()
             .map_err(Error::InvalidInput)?;
     }
-    let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) } as i64;
-    let list = shared
-        .store
-        .list_runs(&r.workspace, &r.state, limit)
-        .await?;
+    tofuflow_proto::names::valid_tags(&r.tags).map_err(Error::InvalidInput)?;
+    let filter = crate::store::RunFilter {
+        limit: if r.limit == 0 { 50 } else { r.limit.min(1000) } as i64,
+        tags: r.tags.into_iter().collect(),
+        workspace: r.workspace,
+        state: r.state,
+    };
+    let list = shared.store.list_runs(&filter).await?;
     Ok(Response::new(v1::ListRunsResponse {
         runs: list
             .iter()

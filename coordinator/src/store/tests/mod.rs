@@ -62,6 +62,7 @@ fn new_run(ws: &str, auto: bool) -> NewRun {
         pipeline_id: "p1".into(),
         source: String::new(),
         traceparent: String::new(),
+        tags: BTreeMap::from([("dag_id".into(), "nightly".into())]),
     }
 }
 

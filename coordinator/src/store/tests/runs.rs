@@ -240,3 +240,56 @@ async fn runs_that_apply_take_turns_on_a_workspace() {
         assert!(t[1].reason.contains("is free"), "{:?}", t[1]);
     }
 }
+
+#[tokio::test]
+async fn runs_are_listed_by_every_tag_they_carry() {
+    for (name, st, _g, _d) in stores().await {
+        let p = policy();
+        let mut a = new_run("w1", false);
+        a.tags = BTreeMap::from([
+            ("dag_id".into(), "gpu".into()),
+            ("team".into(), "ml".into()),
+        ]);
+        let a = st.submit(a, &p).await.unwrap();
+        let mut b = new_run("w2", false);
+        b.tags = BTreeMap::from([("dag_id".into(), "gpu".into())]);
+        let b = st.submit(b, &p).await.unwrap();
+        let mut c = new_run("w3", false);
+        c.tags = BTreeMap::new();
+        st.submit(c, &p).await.unwrap();
+        let ids = |tags: &[(&str, &str)]| {
+            let f = RunFilter {
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                limit: 10,
+                ..RunFilter::default()
+            };
+            let st = &st;
+            async move {
+                let mut v: Vec<String> = st
+                    .list_runs(&f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        let mut both = vec![a.id.clone(), b.id.clone()];
+        both.sort();
+        assert_eq!(ids(&[("dag_id", "gpu")]).await, both, "{name}");
+        assert_eq!(
+            ids(&[("dag_id", "gpu"), ("team", "ml")]).await,
+            vec![a.id.clone()],
+            "{name}"
+        );
+        assert!(ids(&[("dag_id", "cpu")]).await.is_empty(), "{name}");
+        assert_eq!(ids(&[]).await.len(), 3, "{name}");
+        let shown = st.get_run(&a.id).await.unwrap();
+        assert_eq!(shown.tags["team"], "ml", "{name}");
+    }
+}
