@@ -10,6 +10,7 @@ mod connections;
 mod events;
 mod invariants;
 mod leases;
+mod oidc;
 mod runs;
 mod signing;
 mod state;
