@@ -111,7 +111,7 @@ pub(super) fn apply(
     let Some(id) = spec.identity.as_ref().filter(|i| !i.id_token.is_empty()) else {
         return Ok(BTreeMap::new());
     };
-    let token = slot.attach(dir)?.unwrap_or_else(|| id.id_token.clone());
+    let token = slot.attach(dir).unwrap_or_else(|| id.id_token.clone());
     let token_path = dir.write(TOKEN_FILE, token.as_bytes())?;
     let token_path = token_path.display().to_string();
     let gcp_path = match id.gcp_audience.is_empty() {
@@ -173,10 +173,10 @@ impl TokenSlot {
 
     /// Rewrites the token file in `dir` on renewal from now on; returns a token renewed
     /// before (to write instead of the claim's).
-    fn attach(&self, dir: &SecretsDir) -> Result<Option<String>> {
+    fn attach(&self, dir: &SecretsDir) -> Option<String> {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         s.file = Some((dir.host_path().to_path_buf(), dir.owner()));
-        Ok(s.pending.take())
+        s.pending.take()
     }
 
     /// Takes a renewed token: masked first, then written over the old file (or kept until the
