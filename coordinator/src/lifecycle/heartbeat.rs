@@ -75,9 +75,14 @@ impl Store {
                 if t.cancel_requested {
                     answer.cancel.push(task_id.clone());
                 }
-                answer
-                    .renewed
-                    .extend(self.renew_id_token(&mut c, &t, now).await?);
+                // A token that cannot be renewed now must not cost the lease its renewal: the
+                // task keeps its current token and the next heartbeat tries again.
+                match self.renew_id_token(&mut c, &t, now).await {
+                    Ok(fresh) => answer.renewed.extend(fresh),
+                    Err(e) => {
+                        tracing::warn!(task_id = %t.id, error = %e, "cannot renew the task's ID token; the next heartbeat tries again")
+                    }
+                }
             }
         }
         Ok(answer)
