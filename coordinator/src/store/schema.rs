@@ -272,7 +272,8 @@ CREATE TABLE connections (
   version BIGINT NOT NULL,
   updated_by TEXT NOT NULL,
   updated_ms BIGINT NOT NULL,
-  last_used_ms BIGINT NOT NULL DEFAULT 0
+  last_used_ms BIGINT NOT NULL DEFAULT 0,
+  phases TEXT NOT NULL DEFAULT '["plan","apply"]'
 );
 CREATE TABLE connection_versions (
   name TEXT NOT NULL,
