@@ -114,8 +114,16 @@ pub(crate) async fn get_run_c(keys: &crypt::Keys, c: &mut AnyConnection, id: &st
     run_from_row(keys, &row)
 }
 
+/// The advisory lock key of a workspace's turn-taking on PostgreSQL (a stable 64-bit hash).
+fn workspace_lock_key(workspace: &str) -> i64 {
+    let d = Sha256::digest(format!("tofuflow-workspace:{workspace}").as_bytes());
+    i64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8]))
+}
+
 /// The run (that may apply) holding `workspace`, if any; with `count_pending`, waiting runs count
-/// too (a new run queues behind them).
+/// too (a new run queues behind them). On PostgreSQL the workspace's turn is locked first, until
+/// the transaction ends: two coordinators submitting to (or starting a pending run of) one
+/// workspace at once take turns, so only one of them can find it free.
 pub(crate) async fn workspace_holder(
     c: &mut AnyConnection,
     workspace: &str,
@@ -126,6 +134,12 @@ pub(crate) async fn workspace_holder(
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ");
+    if c.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(workspace_lock_key(workspace))
+            .execute(&mut *c)
+            .await?;
+    }
     let pending = if count_pending { ", 'pending'" } else { "" };
     let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind <> 'plan_only' AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
     let row = sqlx::query(&sql)

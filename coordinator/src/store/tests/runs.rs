@@ -293,3 +293,37 @@ async fn runs_are_listed_by_every_tag_they_carry() {
         assert_eq!(shown.tags["team"], "ml", "{name}");
     }
 }
+
+/// Two coordinators on one PostgreSQL (two stores on one database), or one on SQLite,
+/// submitting to one workspace at once: exactly one run gets the workspace, the rest wait.
+#[tokio::test]
+async fn concurrent_submits_to_one_workspace_take_turns() {
+    for (name, st, pg, _d) in stores().await {
+        let other = match &pg {
+            Some(db) => {
+                let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
+                Store::connect(&url).await.unwrap()
+            }
+            None => st.clone(),
+        };
+        let mut submits = Vec::new();
+        for i in 0..16 {
+            let s = if i % 2 == 0 { st.clone() } else { other.clone() };
+            submits.push(tokio::spawn(async move {
+                s.submit(new_run("race/ws", false), &policy()).await
+            }));
+        }
+        for s in submits {
+            s.await.unwrap().unwrap();
+        }
+        let f = RunFilter {
+            workspace: "race/ws".into(),
+            limit: 100,
+            ..RunFilter::default()
+        };
+        let runs = st.list_runs(&f).await.unwrap();
+        let queued = runs.iter().filter(|r| r.state == RunState::Queued).count();
+        let pending = runs.iter().filter(|r| r.state == RunState::Pending).count();
+        assert_eq!((queued, pending), (1, 15), "{name}: one run holds the workspace");
+    }
+}
