@@ -84,6 +84,16 @@ pub struct NewRun {
     pub source: String,
     pub traceparent: String,
     pub tags: BTreeMap<String, String>,
+    /// A retried submit with this key returns the first one's run.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A submit's idempotency key (scoped to its actor) and what the request was.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    /// SHA-256 of the request's canonical form: the same key with another request is refused.
+    pub request_sha256: String,
 }
 
 /// Which runs `list_runs` returns ('' = any), newest first.
@@ -93,6 +103,8 @@ pub struct RunFilter {
     pub state: String,
     /// Runs carrying every one of these tags.
     pub tags: BTreeMap<String, String>,
+    /// Paging: only runs older than this one.
+    pub before: String,
     pub limit: i64,
 }
 
@@ -163,6 +175,10 @@ impl Store {
             let (k, v) = (6 + 2 * n, 7 + 2 * n);
             sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag_key = ${k} AND t.tag_value = ${v})"));
         }
+        if !f.before.is_empty() {
+            let n = 6 + 2 * f.tags.len();
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM runs b WHERE b.id = ${n} AND (runs.created_ms < b.created_ms OR (runs.created_ms = b.created_ms AND runs.id < b.id)))"));
+        }
         sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT $5");
         let mut q = sqlx::query(&sql)
             .bind(&f.workspace)
@@ -172,6 +188,9 @@ impl Store {
             .bind(f.limit);
         for (k, v) in &f.tags {
             q = q.bind(k).bind(v);
+        }
+        if !f.before.is_empty() {
+            q = q.bind(&f.before);
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(|r| run_from_row(&self.keys, r)).collect()

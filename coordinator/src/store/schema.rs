@@ -299,6 +299,20 @@ CREATE TABLE run_tags (
 CREATE INDEX run_tags_by_tag ON run_tags (tag_key, tag_value, run_id)
 "#,
     ),
+    (
+        11,
+        r#"
+CREATE TABLE idempotency_keys (
+  actor TEXT NOT NULL,
+  idem_key TEXT NOT NULL,
+  request_sha256 TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY (actor, idem_key)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.
