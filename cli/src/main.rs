@@ -337,6 +337,8 @@ mod tests {
         ])
         .is_ok());
         assert!(set(&["-w", "ml/*", "--file", "KUBECONFIG=./kube"]).is_ok());
+        assert!(set(&["-w", "ml/*", "--phase", "apply"]).is_ok());
+        assert!(set(&["-w", "ml/*", "--phase", "destroy"]).is_err());
         assert!(
             set(&["--from-file", "x.env"]).is_err(),
             "a workspace glob is required"

@@ -938,6 +938,7 @@ pub fn connection_json(c: &v1::Connection) -> serde_json::Value {
     serde_json::json!({
         "name": c.name,
         "workspaces": c.workspaces,
+        "phases": phase_names(&c.phases),
         "description": c.description,
         "version": c.version,
         "keys": c.keys.iter().map(|k| {
@@ -956,6 +957,18 @@ pub fn connection_json(c: &v1::Connection) -> serde_json::Value {
     })
 }
 
+/// A connection's phases by name.
+fn phase_names(phases: &[i32]) -> Vec<&'static str> {
+    phases
+        .iter()
+        .map(|p| match v1::Phase::try_from(*p) {
+            Ok(v1::Phase::Plan) => "plan",
+            Ok(v1::Phase::Apply) => "apply",
+            _ => "?",
+        })
+        .collect()
+}
+
 /// Connections as a table (or JSON).
 pub fn print_connections(cs: &[v1::Connection], json: bool) {
     if json {
@@ -972,6 +985,7 @@ pub fn print_connections(cs: &[v1::Connection], json: bool) {
             vec![
                 c.name.clone(),
                 c.workspaces.join(","),
+                phase_names(&c.phases).join(","),
                 keys.join(","),
                 c.version.to_string(),
                 c.updated_by.clone(),
@@ -986,6 +1000,7 @@ pub fn print_connections(cs: &[v1::Connection], json: bool) {
             &[
                 "NAME",
                 "WORKSPACES",
+                "PHASES",
                 "KEYS",
                 "VERSION",
                 "UPDATED BY",
@@ -1005,6 +1020,7 @@ pub fn print_connection(c: &v1::Connection, json: bool) {
     }
     println!("name:        {}", c.name);
     println!("workspaces:  {}", c.workspaces.join(", "));
+    println!("phases:      {}", phase_names(&c.phases).join(", "));
     if !c.description.is_empty() {
         println!("description: {}", c.description);
     }

@@ -41,6 +41,9 @@ pub enum Error {
         column: &'static str,
         detail: String,
     },
+    /// Well-formed, but not acceptable as it is (an idempotency key reused for another request).
+    #[error("{0}")]
+    Unprocessable(String),
     /// Too large, too many: the caller must send less.
     #[error("{0}")]
     TooLarge(String),
@@ -63,7 +66,7 @@ impl Error {
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             Error::NotFound(_) => tonic::Code::NotFound,
-            Error::InvalidInput(_) => tonic::Code::InvalidArgument,
+            Error::InvalidInput(_) | Error::Unprocessable(_) => tonic::Code::InvalidArgument,
             Error::Conflict(_) => tonic::Code::FailedPrecondition,
             Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
@@ -81,6 +84,7 @@ impl Error {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,

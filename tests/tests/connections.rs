@@ -139,6 +139,7 @@ fn set_connection(c: &Cluster) {
     assert!(out.contains("version 1"), "{out}");
     let shown = ok(&c.cli(&["connection", "show", "ml-creds"]));
     assert!(shown.contains("AWS_REGION = eu-west-1"), "{shown}");
+    assert!(shown.contains("phases:      plan, apply"), "{shown}");
     assert!(shown.contains("API_TOKEN = (secret)"), "{shown}");
     assert!(
         leaks(&CANARIES, "connection show", shown.as_bytes()).is_empty(),

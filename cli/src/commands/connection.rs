@@ -60,9 +60,29 @@ pub struct Set {
     workspaces: Vec<String>,
     #[command(flatten)]
     values: Values,
+    /// Only tasks of this phase receive it (e.g. `apply` for write credentials, so plans run
+    /// with read-only ones). Repeatable; default: plan and apply.
+    #[arg(long = "phase", value_name = "PHASE")]
+    phases: Vec<PhaseArg>,
     /// What it is for.
     #[arg(long, default_value = "")]
     description: String,
+}
+
+/// A task phase, as `--phase` takes it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PhaseArg {
+    Plan,
+    Apply,
+}
+
+impl PhaseArg {
+    fn to_pb(self) -> i32 {
+        match self {
+            PhaseArg::Plan => v1::Phase::Plan as i32,
+            PhaseArg::Apply => v1::Phase::Apply as i32,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -124,6 +144,7 @@ impl ConnectionCmd {
                     name: s.name,
                     workspaces: s.workspaces,
                     description: s.description,
+                    phases: s.phases.iter().map(|p| p.to_pb()).collect(),
                 };
                 let c = ctx.client.set_connection(req).await;
                 let c = c.map_err(|s| ctx.explain(s))?.into_inner();

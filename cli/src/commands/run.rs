@@ -91,6 +91,10 @@ pub struct Submit {
     /// `run list --tag`, in the audit trail and the trace. Repeatable.
     #[arg(long = "tag", value_name = "K=V", value_parser = crate::args::tag)]
     tags: Vec<(String, String)>,
+    /// A key that makes the submit safe to retry: a second submit with the same key (and the
+    /// same request) prints the run the first one started (kept 24 h, per user).
+    #[arg(long, env = "TOFUFLOW_IDEMPOTENCY_KEY", value_parser = crate::args::non_empty)]
+    idempotency_key: Option<String>,
     /// Where the module comes from, as `REPOSITORY_URL//PATH` (checked against the workspace
     /// rules' allowed sources). Default: the module directory's git `origin` remote and its
     /// path in the repository, when it is in a git checkout.
@@ -207,6 +211,7 @@ impl Submit {
             commit: self.commit.clone().unwrap_or_default(),
             pipeline_id: self.pipeline.clone().unwrap_or_default(),
             tags: self.tags.iter().cloned().collect(),
+            idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
             source: self
                 .source
                 .clone()
@@ -325,6 +330,9 @@ pub struct List {
     /// Only runs carrying this key=value tag. Repeatable: runs carrying all of them.
     #[arg(long = "tag", value_name = "K=V", value_parser = crate::args::tag)]
     tags: Vec<(String, String)>,
+    /// The next page: runs older than this run (the last id of the previous page).
+    #[arg(long, value_name = "RUN_ID")]
+    before: Option<String>,
 }
 
 impl List {
@@ -336,6 +344,7 @@ impl List {
                 state: self.state.unwrap_or_default(),
                 limit: self.limit,
                 tags: self.tags.into_iter().collect(),
+                before: self.before.unwrap_or_default(),
             })
             .await
             .map_err(|s| ctx.explain(s))?

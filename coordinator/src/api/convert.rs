@@ -366,6 +366,7 @@ pub fn connection_to_pb(c: store::Connection) -> v1::Connection {
         plain: k.plain,
     };
     v1::Connection {
+        phases: c.phases.iter().map(|p| phase_to_pb(*p) as i32).collect(),
         keys: c.keys.clone().into_iter().map(key).collect(),
         versions: c
             .versions

@@ -64,6 +64,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_tags(&mut tx, &id, &n.tags).await?;
+        remember_key(&mut tx, &n, &id, now).await?;
         let run = get_run_c(&self.keys, &mut tx, &id).await?;
         let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
         match &holder {
@@ -124,4 +125,76 @@ async fn insert_tags(tx: &mut Tx, run_id: &str, tags: &BTreeMap<String, String>)
             .await?;
     }
     Ok(())
+}
+
+/// How long a submit's idempotency key is remembered.
+pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
+
+/// Records the submit's idempotency key with its run, in the submit's transaction: a
+/// concurrent submit with the same key fails on the key's primary key and is answered from it.
+async fn remember_key(tx: &mut Tx, n: &NewRun, run_id: &str, now: i64) -> Result<()> {
+    let Some(k) = &n.idempotency else {
+        return Ok(());
+    };
+    sqlx::query("INSERT INTO idempotency_keys (actor, idem_key, request_sha256, run_id, created_ms) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&n.actor)
+        .bind(&k.key)
+        .bind(&k.request_sha256)
+        .bind(run_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Submits, unless a submit with the same idempotency key (by the same actor, within
+    /// [`IDEMPOTENCY_KEEP_MS`]) came first: then its run, or a refusal when that request
+    /// differed.
+    pub async fn submit_once(&self, n: NewRun, policy: &Policy) -> Result<Run> {
+        let Some(k) = n.idempotency.clone() else {
+            return self.submit(n, policy).await;
+        };
+        if let Some(run) = self.submitted_before(&n.actor, &k).await? {
+            return Ok(run);
+        }
+        let actor = n.actor.clone();
+        match self.submit(n, policy).await {
+            Err(Error::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.submitted_before(&actor, &k).await?.ok_or_else(|| {
+                    Error::Conflict("a submit with this idempotency key is in flight; retry".into())
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The run an earlier submit with this key started, if there was one.
+    async fn submitted_before(&self, actor: &str, k: &Idempotency) -> Result<Option<Run>> {
+        let row = sqlx::query("SELECT request_sha256, run_id FROM idempotency_keys WHERE actor = $1 AND idem_key = $2 AND created_ms > $3")
+            .bind(actor)
+            .bind(&k.key)
+            .bind(now_ms() - IDEMPOTENCY_KEEP_MS)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if s(&row, "request_sha256")? != k.request_sha256 {
+            return Err(Error::Unprocessable(format!(
+                "idempotency key {:?} was used for a different request: use a new key for a new run",
+                k.key
+            )));
+        }
+        Ok(Some(self.get_run(&s(&row, "run_id")?).await?))
+    }
+
+    /// Forgets idempotency keys older than [`IDEMPOTENCY_KEEP_MS`]; returns how many.
+    pub(crate) async fn forget_idempotency_keys(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_ms <= $1")
+            .bind(now - IDEMPOTENCY_KEEP_MS)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
 }

@@ -42,6 +42,8 @@ pub struct ConnectionVersion {
 pub struct Connection {
     pub name: String,
     pub workspaces: Vec<String>,
+    /// The phases whose tasks receive it.
+    pub phases: Vec<Phase>,
     pub description: String,
     pub version: i64,
     pub keys: Vec<ConnectionKey>,
@@ -179,10 +181,15 @@ impl Store {
         let version = current_version(&mut tx, &c.name).await?.unwrap_or(0) + 1;
         let now = now_ms();
         let globs = serde_json::to_string(&c.workspaces).map_err(json_err)?;
-        sqlx::query("INSERT INTO connections (name, workspaces, description, version, updated_by, updated_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (name) DO UPDATE SET workspaces = excluded.workspaces, description = excluded.description, version = excluded.version, updated_by = excluded.updated_by, updated_ms = excluded.updated_ms")
+        let mut phases: Vec<&str> = c.phases.iter().map(|p| p.as_str()).collect();
+        if phases.is_empty() {
+            phases = vec![Phase::Plan.as_str(), Phase::Apply.as_str()];
+        }
+        sqlx::query("INSERT INTO connections (name, workspaces, phases, description, version, updated_by, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (name) DO UPDATE SET workspaces = excluded.workspaces, phases = excluded.phases, description = excluded.description, version = excluded.version, updated_by = excluded.updated_by, updated_ms = excluded.updated_ms")
             .bind(&c.name)
             .bind(globs)
+            .bind(serde_json::to_string(&phases).map_err(json_err)?)
             .bind(&c.description)
             .bind(version)
             .bind(by)
@@ -340,7 +347,7 @@ impl Store {
         task: &Task,
         agent_id: &str,
     ) -> Result<Vec<GrantedConnection>> {
-        let rows = sqlx::query("SELECT c.name, c.workspaces, c.version, v.sealed_values FROM connections c JOIN connection_versions v ON v.name = c.name AND v.version = c.version")
+        let rows = sqlx::query("SELECT c.name, c.workspaces, c.phases, c.version, v.sealed_values FROM connections c JOIN connection_versions v ON v.name = c.name AND v.version = c.version")
             .fetch_all(&mut **tx)
             .await?;
         let mut found = Vec::new();
@@ -349,6 +356,9 @@ impl Store {
             let Some(rank) = best_match(&globs, &run.workspace) else {
                 continue;
             };
+            if !phases_of(r)?.contains(&task.phase) {
+                continue;
+            }
             let (name, version) = (s(r, "name")?, i(r, "version")?);
             let values =
                 self.open_values(&name, version, &r.try_get::<Vec<u8>, _>("sealed_values")?)?;
@@ -446,8 +456,17 @@ fn matches(globs: &[String], workspace: &str) -> bool {
     best_match(globs, workspace).is_some()
 }
 
+fn phases_of(r: &sqlx::any::AnyRow) -> Result<Vec<Phase>> {
+    let names: Vec<String> = json_col(&s(r, "phases")?, "connections", "phases")?;
+    names
+        .iter()
+        .map(|p| p.parse().map_err(Error::Internal))
+        .collect()
+}
+
 fn connection_from_row(r: &sqlx::any::AnyRow) -> Result<Connection> {
     Ok(Connection {
+        phases: phases_of(r)?,
         name: s(r, "name")?,
         workspaces: json_col(&s(r, "workspaces")?, "connections", "workspaces")?,
         description: s(r, "description")?,

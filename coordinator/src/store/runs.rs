@@ -84,6 +84,16 @@ pub struct NewRun {
     pub source: String,
     pub traceparent: String,
     pub tags: BTreeMap<String, String>,
+    /// A retried submit with this key returns the first one's run.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A submit's idempotency key (scoped to its actor) and what the request was.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    /// SHA-256 of the request's canonical form: the same key with another request is refused.
+    pub request_sha256: String,
 }
 
 /// Which runs `list_runs` returns ('' = any), newest first.
@@ -93,6 +103,8 @@ pub struct RunFilter {
     pub state: String,
     /// Runs carrying every one of these tags.
     pub tags: BTreeMap<String, String>,
+    /// Paging: only runs older than this one.
+    pub before: String,
     pub limit: i64,
 }
 
@@ -114,8 +126,16 @@ pub(crate) async fn get_run_c(keys: &crypt::Keys, c: &mut AnyConnection, id: &st
     run_from_row(keys, &row)
 }
 
+/// The advisory lock key of a workspace's turn-taking on PostgreSQL (a stable 64-bit hash).
+fn workspace_lock_key(workspace: &str) -> i64 {
+    let d = Sha256::digest(format!("tofuflow-workspace:{workspace}").as_bytes());
+    i64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8]))
+}
+
 /// The run (that may apply) holding `workspace`, if any; with `count_pending`, waiting runs count
-/// too (a new run queues behind them).
+/// too (a new run queues behind them). On PostgreSQL the workspace's turn is locked first, until
+/// the transaction ends: two coordinators submitting to (or starting a pending run of) one
+/// workspace at once take turns, so only one of them can find it free.
 pub(crate) async fn workspace_holder(
     c: &mut AnyConnection,
     workspace: &str,
@@ -126,6 +146,12 @@ pub(crate) async fn workspace_holder(
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ");
+    if c.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(workspace_lock_key(workspace))
+            .execute(&mut *c)
+            .await?;
+    }
     let pending = if count_pending { ", 'pending'" } else { "" };
     let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind <> 'plan_only' AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
     let row = sqlx::query(&sql)
@@ -149,6 +175,10 @@ impl Store {
             let (k, v) = (6 + 2 * n, 7 + 2 * n);
             sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag_key = ${k} AND t.tag_value = ${v})"));
         }
+        if !f.before.is_empty() {
+            let n = 6 + 2 * f.tags.len();
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM runs b WHERE b.id = ${n} AND (runs.created_ms < b.created_ms OR (runs.created_ms = b.created_ms AND runs.id < b.id)))"));
+        }
         sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT $5");
         let mut q = sqlx::query(&sql)
             .bind(&f.workspace)
@@ -158,6 +188,9 @@ impl Store {
             .bind(f.limit);
         for (k, v) in &f.tags {
             q = q.bind(k).bind(v);
+        }
+        if !f.before.is_empty() {
+            q = q.bind(&f.before);
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(|r| run_from_row(&self.keys, r)).collect()

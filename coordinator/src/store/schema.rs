@@ -272,7 +272,8 @@ CREATE TABLE connections (
   version BIGINT NOT NULL,
   updated_by TEXT NOT NULL,
   updated_ms BIGINT NOT NULL,
-  last_used_ms BIGINT NOT NULL DEFAULT 0
+  last_used_ms BIGINT NOT NULL DEFAULT 0,
+  phases TEXT NOT NULL DEFAULT '["plan","apply"]'
 );
 CREATE TABLE connection_versions (
   name TEXT NOT NULL,
@@ -337,6 +338,20 @@ CREATE TABLE run_tags (
   PRIMARY KEY (run_id, tag_key)
 );
 CREATE INDEX run_tags_by_tag ON run_tags (tag_key, tag_value, run_id)
+"#,
+    ),
+    (
+        11,
+        r#"
+CREATE TABLE idempotency_keys (
+  actor TEXT NOT NULL,
+  idem_key TEXT NOT NULL,
+  request_sha256 TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY (actor, idem_key)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_ms)
 "#,
     ),
 ];

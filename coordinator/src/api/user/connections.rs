@@ -6,6 +6,7 @@ use super::{authorize_change, Reply, Shared};
 use crate::api::convert::{connection_to_pb, connection_values};
 use crate::auth::{Action, WorkspaceGlob};
 use crate::error::{Error, Result};
+use crate::runs::Phase;
 use crate::store::Connection;
 use tofuflow_proto::v1;
 use tonic::{Request, Response};
@@ -29,9 +30,23 @@ fn checked(r: &v1::SetConnectionRequest) -> Result<Connection> {
             "a connection's description is at most 500 characters".into(),
         ));
     }
+    let mut phases = Vec::new();
+    for p in &r.phases {
+        match v1::Phase::try_from(*p) {
+            Ok(v1::Phase::Plan) => phases.push(Phase::Plan),
+            Ok(v1::Phase::Apply) => phases.push(Phase::Apply),
+            _ => {
+                return Err(Error::InvalidInput(
+                    "a connection's phases are plan and apply".into(),
+                ))
+            }
+        }
+    }
+    phases.dedup();
     Ok(Connection {
         name: r.name.clone(),
         workspaces,
+        phases,
         description: r.description.clone(),
         ..Connection::default()
     })

@@ -68,7 +68,7 @@ pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) 
     let actor = new.actor.clone();
     let tags = tag_list(&new.tags);
     tracing::Span::current().record("tags", tags.as_str());
-    let run = shared.store.submit(new, &shared.policy).await?;
+    let run = shared.store.submit_once(new, &shared.policy).await?;
     tracing::info!(run_id = %run.id, actor = %actor, tags = %tags, "run submitted");
     Ok(Response::new(full_run(shared, &run.id, false).await?))
 }
@@ -149,6 +149,10 @@ fn new_run(
     variable_decls: BTreeMap<String, Declared>,
 ) -> NewRun {
     NewRun {
+        idempotency: (!r.idempotency_key.is_empty()).then(|| crate::store::Idempotency {
+            key: r.idempotency_key.clone(),
+            request_sha256: request_sha256(&r, &pool),
+        }),
         traceparent: run_traceparent(&r.traceparent),
         variable_decls,
         limits: limits_from_pb(r.limits),
@@ -169,6 +173,25 @@ fn new_run(
         source: r.source,
         tags: r.tags.into_iter().collect(),
     }
+}
+
+/// What a submit asks for, in a canonical form (maps sorted, file contents hashed), hashed:
+/// a retried submit with the same idempotency key must ask for the same.
+fn request_sha256(r: &v1::SubmitRunRequest, pool: &str) -> String {
+    let sorted = |m: &std::collections::HashMap<String, String>| -> BTreeMap<String, String> {
+        m.clone().into_iter().collect()
+    };
+    let mut sensitive = r.sensitive_variables.clone();
+    sensitive.sort();
+    let l = r.limits.unwrap_or_default();
+    let canonical = serde_json::json!({
+        "workspace": r.workspace, "bundle_digest": r.bundle_digest, "pool": pool, "kind": r.kind,
+        "variables": sorted(&r.variables), "tags": sorted(&r.tags), "sensitive": sensitive,
+        "var_files": r.var_files.iter().map(|f| (f.name.clone(), crate::store::sha256_hex(&f.content))).collect::<Vec<_>>(),
+        "auto_approve": r.auto_approve, "commit": r.commit, "pipeline_id": r.pipeline_id, "source": r.source,
+        "limits": [l.cpu_secs, l.memory_bytes, l.nproc, l.fsize_bytes, l.timeout_secs],
+    });
+    crate::store::sha256_hex(canonical.to_string().as_bytes())
 }
 
 /// Tags as one trace attribute and log field: `k=v,k2=v2`, sorted.
@@ -245,6 +268,7 @@ pub(super) async fn list(
         tags: r.tags.into_iter().collect(),
         workspace: r.workspace,
         state: r.state,
+        before: r.before,
     };
     let list = shared.store.list_runs(&filter).await?;
     Ok(Response::new(v1::ListRunsResponse {

@@ -164,6 +164,52 @@ async fn the_most_specific_glob_wins_a_shared_key() {
 }
 
 #[tokio::test]
+async fn an_apply_only_connection_is_not_given_to_plans() {
+    for (name, mut st, _g, _d) in stores().await {
+        st.set_keys(keys(), 0).await.unwrap();
+        let mut c = conn("writer", &["**"]);
+        c.phases = vec![Phase::Apply];
+        st.set_connection(&c, &values(&[("WRITE_TOKEN", SECRET)]), "a")
+            .await
+            .unwrap();
+        assert!(
+            granted(&st, "w/plan").await.is_empty(),
+            "{name}: plans get nothing"
+        );
+        let p = policy();
+        let run = st.submit(new_run("w/auto", true), &p).await.unwrap();
+        let env = opened(&st.unsent(100).await.unwrap().last().unwrap().payload);
+        let g = st
+            .claim("a1", &env.task_id, 1, &env.id, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
+        let report = complete(
+            &g.task,
+            g.epoch,
+            &g.lease_token,
+            v1::Outcome::Succeeded,
+            true,
+        );
+        st.complete_task(&report, &p).await.unwrap();
+        let rows = st.unsent(100).await.unwrap();
+        let apply = rows
+            .iter()
+            .map(|r| opened(&r.payload))
+            .find(|e| e.run_id == run.id && e.phase == v1::Phase::Apply as i32)
+            .expect("the apply is queued");
+        let g = st
+            .claim("a2", &apply.task_id, 1, &apply.id, &p)
+            .await
+            .unwrap()
+            .granted()
+            .unwrap();
+        assert_eq!(g.connections.len(), 1, "{name}: the apply gets it");
+    }
+}
+
+#[tokio::test]
 async fn no_connection_is_stored_without_a_state_key_and_bad_values_are_refused() {
     for (name, st, _g, _d) in stores().await {
         let e = st

@@ -64,6 +64,7 @@ fn new_run(ws: &str, auto: bool) -> NewRun {
         source: String::new(),
         traceparent: String::new(),
         tags: BTreeMap::from([("dag_id".into(), "nightly".into())]),
+        idempotency: None,
     }
 }
 

@@ -291,5 +291,120 @@ async fn runs_are_listed_by_every_tag_they_carry() {
         assert_eq!(ids(&[]).await.len(), 3, "{name}");
         let shown = st.get_run(&a.id).await.unwrap();
         assert_eq!(shown.tags["team"], "ml", "{name}");
+        // Paging, one run a page: newest first, each run once.
+        let (mut seen, mut before) = (Vec::new(), String::new());
+        loop {
+            let f = RunFilter {
+                limit: 1,
+                before: before.clone(),
+                ..RunFilter::default()
+            };
+            let page = st.list_runs(&f).await.unwrap();
+            let Some(r) = page.first() else { break };
+            before = r.id.clone();
+            seen.push(r.id.clone());
+        }
+        assert_eq!(seen.len(), 3, "{name}: {seen:?}");
+        seen.dedup();
+        assert_eq!(seen.len(), 3, "{name}");
+    }
+}
+
+/// Two coordinators on one PostgreSQL (two stores on one database), or one on SQLite,
+/// submitting to one workspace at once: exactly one run gets the workspace, the rest wait.
+#[tokio::test]
+async fn concurrent_submits_to_one_workspace_take_turns() {
+    for (name, st, pg, _d) in stores().await {
+        let other = match &pg {
+            Some(db) => {
+                let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
+                Store::connect(&url).await.unwrap()
+            }
+            None => st.clone(),
+        };
+        let mut submits = Vec::new();
+        for i in 0..16 {
+            let s = if i % 2 == 0 {
+                st.clone()
+            } else {
+                other.clone()
+            };
+            submits.push(tokio::spawn(async move {
+                s.submit(new_run("race/ws", false), &policy()).await
+            }));
+        }
+        for s in submits {
+            s.await.unwrap().unwrap();
+        }
+        let f = RunFilter {
+            workspace: "race/ws".into(),
+            limit: 100,
+            ..RunFilter::default()
+        };
+        let runs = st.list_runs(&f).await.unwrap();
+        let queued = runs.iter().filter(|r| r.state == RunState::Queued).count();
+        let pending = runs.iter().filter(|r| r.state == RunState::Pending).count();
+        assert_eq!(
+            (queued, pending),
+            (1, 15),
+            "{name}: one run holds the workspace"
+        );
+    }
+}
+
+/// A retried submit with the same idempotency key gets the first one's run, also when both
+/// arrive at once (on PostgreSQL through two stores); another request under the key is refused.
+#[tokio::test]
+async fn a_retried_submit_with_its_idempotency_key_starts_one_run() {
+    for (name, st, pg, _d) in stores().await {
+        let other = match &pg {
+            Some(db) => {
+                let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
+                Store::connect(&url).await.unwrap()
+            }
+            None => st.clone(),
+        };
+        let keyed = |sha: &str| {
+            let mut n = new_run("idem/ws", false);
+            n.idempotency = Some(Idempotency {
+                key: "retry-1".into(),
+                request_sha256: sha.into(),
+            });
+            n
+        };
+        let mut all = Vec::new();
+        for i in 0..6 {
+            let s = if i % 2 == 0 {
+                st.clone()
+            } else {
+                other.clone()
+            };
+            let n = keyed("same");
+            all.push(tokio::spawn(
+                async move { s.submit_once(n, &policy()).await },
+            ));
+        }
+        let mut ids = Vec::new();
+        for a in all {
+            ids.push(a.await.unwrap().unwrap().id);
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{name}: one run for one key: {ids:?}");
+        let e = st
+            .submit_once(keyed("different"), &policy())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unprocessable(_)), "{name}: {e}");
+        let f = RunFilter {
+            workspace: "idem/ws".into(),
+            limit: 10,
+            ..RunFilter::default()
+        };
+        assert_eq!(st.list_runs(&f).await.unwrap().len(), 1, "{name}");
+        let mut n = new_run("idem/ws", false);
+        n.actor = "someone-else".into();
+        n.idempotency = keyed("same").idempotency;
+        let theirs = st.submit_once(n, &policy()).await.unwrap();
+        assert_ne!(theirs.id, ids[0], "{name}: keys are per actor");
     }
 }
