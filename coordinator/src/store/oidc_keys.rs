@@ -77,7 +77,10 @@ impl IdTokenSigner {
             let own = self.own.lock().expect("oidc signer").clone();
             let k = match own {
                 Some(k) => k,
-                None => self.make_own_key(c, now).await?,
+                None => {
+                    self.make_own_key(c, generate_off_thread().await?, now)
+                        .await?
+                }
             };
             return Ok(ActiveKey {
                 id: k.id,
@@ -90,7 +93,7 @@ impl IdTokenSigner {
             .await?;
         let (id, sealed) = match row {
             Some(r) => (s(&r, "id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?),
-            None => insert_shared_key(c, keys, now).await?,
+            None => insert_shared_key(c, keys, generate_off_thread().await?, now).await?,
         };
         if let Some(k) = self.opened.lock().expect("oidc signer").get(&id) {
             return Ok(ActiveKey {
@@ -113,8 +116,7 @@ impl IdTokenSigner {
     }
 
     /// A new own key (per-process mode), its public half stored before it signs anything.
-    async fn make_own_key(&self, c: &mut AnyConnection, now: i64) -> Result<OwnKey> {
-        let new = generate_off_thread().await?;
+    async fn make_own_key(&self, c: &mut AnyConnection, new: NewKey, now: i64) -> Result<OwnKey> {
         let verify_until_ms = now + self.config.rotation_ms + self.config.token_ttl_ms;
         insert_key(c, &new.public, Vec::new(), now, None, verify_until_ms).await?;
         let own = OwnKey {
@@ -134,9 +136,9 @@ impl IdTokenSigner {
 async fn insert_shared_key(
     c: &mut AnyConnection,
     keys: &crypt::Keys,
+    new: NewKey,
     now: i64,
 ) -> Result<(String, Vec<u8>)> {
-    let new = generate_off_thread().await?;
     let sealed = keys
         .encrypt(&aad(&new.public.kid), &new.pkcs1_der)
         .map_err(Error::Internal)?;
@@ -268,6 +270,10 @@ impl Store {
                 return Ok(None);
             }
         }
+        // Made before the transaction: the (single, on SQLite) connection is not held meanwhile.
+        let new = generate_off_thread().await?;
+        // The old key retires now, not when generation began: its last token expires a TTL on.
+        let now = now_ms();
         let mut tx = self.pool.begin().await?;
         if let Some(r) = &due {
             let retired = sqlx::query("UPDATE oidc_keys SET active = NULL, verify_until_ms = $1 WHERE id = $2 AND active = 1")
@@ -279,7 +285,7 @@ impl Store {
                 return Ok(None); // another coordinator rotated it
             }
         }
-        let (id, _) = match insert_shared_key(&mut tx, &self.keys, now).await {
+        let (id, _) = match insert_shared_key(&mut tx, &self.keys, new, now).await {
             Ok(k) => k,
             Err(Error::Db(_)) => return Ok(None), // another coordinator made one first
             Err(e) => return Err(e),
@@ -299,8 +305,9 @@ impl Store {
         if !due {
             return Ok(None);
         }
+        let new = generate_off_thread().await?;
         let mut c = self.pool.acquire().await?;
-        let own = self.oidc.make_own_key(&mut c, now).await?;
+        let own = self.oidc.make_own_key(&mut c, new, now_ms()).await?;
         Ok(Some(own.id))
     }
 
