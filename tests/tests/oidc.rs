@@ -565,3 +565,69 @@ async fn identity_configurations_are_an_admins_to_change_anyones_to_read_and_aud
         "{audit}"
     );
 }
+
+const CHECK_GCP_AZURE: &str = r#"set -e
+t="$TOFUFLOW_ID_TOKEN_FILE"
+test -s "$t"
+test -z "$AWS_ROLE_ARN"
+test -z "$AWS_WEB_IDENTITY_TOKEN_FILE"
+g="$GOOGLE_APPLICATION_CREDENTIALS"
+test -s "$g"
+test "$(stat -c %a "$g")" = 600
+grep -q '"type": "external_account"' "$g"
+grep -q "\"file\": \"$t\"" "$g"
+grep -q 'serviceAccounts/tofu@proj.iam.gserviceaccount.com:generateAccessToken' "$g"
+if grep -q "$(cut -c1-40 "$t")" "$g"; then echo "the token is in the credentials file"; exit 1; fi
+test "$ARM_USE_OIDC" = true
+test "$ARM_OIDC_TOKEN_FILE_PATH" = "$t"
+test "$AZURE_FEDERATED_TOKEN_FILE" = "$t"
+test "$ARM_CLIENT_ID" = 11111111-1111-1111-1111-111111111111
+test "$ARM_TENANT_ID" = 22222222-2222-2222-2222-222222222222
+test "$ARM_SUBSCRIPTION_ID" = 33333333-3333-3333-3333-333333333333
+echo CLOUDS SET UP
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_task_gets_the_google_credentials_file_and_the_azure_variables() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    let set = c.cli(&[
+        "identity",
+        "set",
+        "data",
+        "--workspace",
+        "data/etl",
+        "--gcp-audience",
+        "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/p/providers/tofuflow",
+        "--gcp-service-account",
+        "tofu@proj.iam.gserviceaccount.com",
+        "--azure-client-id",
+        "11111111-1111-1111-1111-111111111111",
+        "--azure-tenant-id",
+        "22222222-2222-2222-2222-222222222222",
+        "--azure-subscription-id",
+        "33333333-3333-3333-3333-333333333333",
+    ]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let dir = c.dir.join("clouds-module");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("check.sh"), CHECK_GCP_AZURE).unwrap();
+    std::fs::write(
+        dir.join("main.tf"),
+        "resource \"terraform_data\" \"clouds\" {\n  provisioner \"local-exec\" {\n    command = \"bash ./check.sh\"\n  }\n}\n",
+    )
+    .unwrap();
+    let id = c.submit(&dir, "data/etl", &["--auto-approve"]);
+    let r = c.wait_state(&id, &["applied", "failed"], T).await;
+    let log = String::from_utf8_lossy(&c.cli(&["run", "logs", &id]).stdout).to_string();
+    assert_eq!(r.state, "applied", "the module's checks failed:\n{log}");
+    assert!(log.contains("CLOUDS SET UP"), "{log}");
+    assert!(
+        log.contains("set up for Google, Azure"),
+        "the task's log says so:\n{log}"
+    );
+}
