@@ -1,6 +1,7 @@
 //! The HTTP side of the coordinator: the routes of OpenTofu's `http` state backend
 //! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]) and `/metrics` ([`metrics`]).
 
+pub mod api;
 mod health;
 mod metrics;
 
@@ -23,12 +24,16 @@ pub struct App {
     pub auth_failures: Arc<Failures>,
     /// The dead-letter queue, counted in `/metrics`.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
+    /// The JSON API's user service and credential check (absent: no `/api/v1`).
+    pub api: Option<api::Api>,
 }
 
 /// The routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()`: failed
 /// state-backend authentications are logged with the peer address.
 pub fn router(app: App) -> Router {
+    let (api_routes, _) = api::routes(&app);
     Router::new()
+        .merge(api_routes)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

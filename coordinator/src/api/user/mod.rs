@@ -22,6 +22,14 @@ use tofuflow_proto::v1::{self, user_service_server::UserService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Stores a bundle that arrived whole (the HTTP API's upload), as `UploadBundle` does.
+pub async fn upload_bundle_bytes(
+    api: &UserApi,
+    req: Request<Vec<u8>>,
+) -> Result<v1::UploadBundleResponse, Status> {
+    Ok(bundles::upload_bytes(&api.shared, req).await?.into_inner())
+}
+
 /// The user service over the coordinator's shared state.
 pub struct UserApi {
     /// What every handler needs.
