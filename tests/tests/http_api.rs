@@ -208,6 +208,31 @@ async fn the_json_api_does_what_the_cli_does() {
     assert_eq!(page["runs"][0]["id"], id.as_str(), "{page}");
     assert_eq!(page["runs"][0]["tags"]["dag_id"], "api_test");
 
+    let plan = c
+        .api(
+            "GET",
+            &format!("/api/v1/runs/{id}/plan"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .json();
+    let rc = &plan["changes"]["resource_changes"][0];
+    assert_eq!(rc["address"], "terraform_data.hello", "{plan}");
+    assert_eq!(rc["change"]["after"]["input"], "api");
+    assert_eq!(plan["summary"]["add"], 1);
+    let shown = c.cli(&["run", "plan", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("# terraform_data.hello will be created"),
+        "{shown}"
+    );
+    assert!(shown.contains("+ input = \"api\""), "{shown}");
+    assert!(
+        shown.contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{shown}"
+    );
+
     let denied = c.api(
         "POST",
         &format!("/api/v1/runs/{id}/approve"),

@@ -160,6 +160,10 @@ impl UserService for UserApi {
         runs::get(&self.shared, req).await
     }
 
+    async fn get_plan(&self, req: Request<v1::GetRunRequest>) -> Reply<v1::Plan> {
+        runs::plan(&self.shared, req).await
+    }
+
     async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Reply<v1::ListRunsResponse> {
         runs::list(&self.shared, req).await
     }

@@ -589,3 +589,32 @@ impl From<v1::WhoAmIResponse> for WhoAmIJson {
         }
     }
 }
+
+/// A run's saved plan: counts and the changes (`tofu show -json`'s resource_changes,
+/// resource_drift and output_changes) with sensitive values masked.
+#[derive(Serialize, ToSchema)]
+pub struct PlanJson {
+    pub run_id: String,
+    pub has_changes: bool,
+    pub summary: SummaryJson,
+    pub plan_digest: String,
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
+}
+
+impl From<v1::Plan> for PlanJson {
+    fn from(p: v1::Plan) -> PlanJson {
+        let s = p.summary.unwrap_or_default();
+        PlanJson {
+            changes: json_of(&p.changes_json),
+            run_id: p.run_id,
+            has_changes: p.has_changes,
+            summary: SummaryJson {
+                add: s.add,
+                change: s.change,
+                destroy: s.destroy,
+            },
+            plan_digest: p.plan_digest,
+        }
+    }
+}

@@ -143,6 +143,7 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(runs::list, runs::submit))
         .routes(routes!(runs::show))
+        .routes(routes!(runs::plan))
         .routes(routes!(runs::approve))
         .routes(routes!(runs::reject))
         .routes(routes!(runs::cancel))

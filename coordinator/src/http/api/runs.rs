@@ -1,7 +1,9 @@
 //! Runs: list (filters, tags, paging), submit (idempotent with `Idempotency-Key`), show,
 //! approve, reject, cancel; bundles.
 
-use super::dto::{BundleJson, ReasonBody, RunJson, RunPage, RunQuery, ShowQuery, SubmitBody};
+use super::dto::{
+    BundleJson, PlanJson, ReasonBody, RunJson, RunPage, RunQuery, ShowQuery, SubmitBody,
+};
 use super::{call, Body, OptBody, Params, Problem, Reply};
 use crate::http::App;
 use axum::body::Bytes;
@@ -82,6 +84,22 @@ pub async fn show(
         actor: String::new(),
     };
     Ok(Json(RunJson::from(call!(app, headers, get_run, msg))))
+}
+
+/// The run's saved plan: what it will create, change, replace and destroy, attribute by
+/// attribute, with sensitive values masked and unknown ones marked (`after_unknown`).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/plan", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = PlanJson), (status = 404, body = Problem)))]
+pub async fn plan(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply<PlanJson> {
+    let msg = v1::GetRunRequest {
+        run_id: id,
+        ..Default::default()
+    };
+    Ok(Json(PlanJson::from(call!(app, headers, get_plan, msg))))
 }
 
 fn action(id: String, body: ReasonBody) -> v1::RunActionRequest {
