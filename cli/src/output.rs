@@ -1057,6 +1057,105 @@ pub fn print_connection(c: &v1::Connection, json: bool) {
     }
 }
 
+/// A saved plan as `tofu show` words it: one block per resource change (symbol, address,
+/// what happens, the attributes that matter), output changes, the summary.
+pub fn print_plan(p: &v1::Plan, json: bool) {
+    let changes: serde_json::Value = serde_json::from_str(&p.changes_json).unwrap_or_default();
+    if json {
+        print_json(
+            &serde_json::json!({"run_id": p.run_id, "has_changes": p.has_changes, "plan_digest": p.plan_digest, "changes": changes}),
+        );
+        return;
+    }
+    for rc in changes["resource_changes"].as_array().into_iter().flatten() {
+        print_resource_change(rc);
+    }
+    let outputs = changes["output_changes"].as_object();
+    if outputs.is_some_and(|o| o.values().any(|c| action_of(c).0 != " ")) {
+        println!("Changes to Outputs:");
+        for (name, c) in outputs.into_iter().flatten() {
+            let (sym, _) = action_of(c);
+            if sym != " " {
+                println!(
+                    "  {sym} {name} = {}",
+                    value_text(&c["after"], &c["after_unknown"])
+                );
+            }
+        }
+        println!();
+    }
+    let s = p.summary.unwrap_or_default();
+    println!(
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    );
+}
+
+/// The symbol and words of a change's actions, as OpenTofu prints them.
+fn action_of(change: &serde_json::Value) -> (&'static str, &'static str) {
+    let actions: Vec<&str> = change["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    match actions.as_slice() {
+        ["create"] => ("+", "will be created"),
+        ["delete"] => ("-", "will be destroyed"),
+        ["update"] => ("~", "will be updated in-place"),
+        ["delete", "create"] => ("-/+", "must be replaced"),
+        ["create", "delete"] => ("+/-", "must be replaced"),
+        ["read"] => ("<=", "will be read during apply"),
+        ["forget"] => (
+            ".",
+            "will be removed from the state but will not be destroyed",
+        ),
+        _ => (" ", "has no changes"),
+    }
+}
+
+fn value_text(v: &serde_json::Value, unknown: &serde_json::Value) -> String {
+    if unknown == &serde_json::Value::Bool(true) {
+        return "(known after apply)".into();
+    }
+    match v {
+        serde_json::Value::String(s) if s == "(sensitive)" => "(sensitive value)".into(),
+        serde_json::Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_resource_change(rc: &serde_json::Value) {
+    let c = &rc["change"];
+    let (sym, words) = action_of(c);
+    if sym == " " {
+        return;
+    }
+    let address = rc["address"].as_str().unwrap_or("?");
+    println!("  # {address} {words}");
+    println!("  {sym} resource {address}");
+    let (before, after, unknown) = (&c["before"], &c["after"], &c["after_unknown"]);
+    let mut keys: std::collections::BTreeSet<&String> = std::collections::BTreeSet::new();
+    for side in [before, after, unknown] {
+        keys.extend(side.as_object().into_iter().flat_map(|o| o.keys()));
+    }
+    for k in keys {
+        let (b, a, u) = (&before[k], &after[k], &unknown[k]);
+        let now = value_text(a, u);
+        if sym == "-" {
+            println!("      - {k} = {}", value_text(b, &serde_json::Value::Null));
+        } else if b.is_null() || sym == "+" {
+            println!("      + {k} = {now}");
+        } else if b != a || u == &serde_json::Value::Bool(true) {
+            println!(
+                "      ~ {k} = {} -> {now}",
+                value_text(b, &serde_json::Value::Null)
+            );
+        }
+    }
+    println!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

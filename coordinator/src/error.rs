@@ -103,7 +103,13 @@ impl From<Error> for tonic::Status {
         if matches!(e, Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. }) {
             tracing::error!(error = %e, "request failed");
         }
-        tonic::Status::new(e.grpc_code(), e.to_string())
+        let mut s = tonic::Status::new(e.grpc_code(), e.to_string());
+        // The table's HTTP status, for the HTTP API that calls the user service.
+        if let Ok(v) = e.http_status().as_u16().to_string().parse() {
+            s.metadata_mut()
+                .insert(crate::http::api::HTTP_STATUS_KEY, v);
+        }
+        s
     }
 }
 

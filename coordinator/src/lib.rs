@@ -80,12 +80,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         token_ttl_ms: cfg.token_ttl.as_millis() as i64,
         agent_credentials: Default::default(),
     };
+    let api = http::api::Api {
+        user: Arc::new(api::user::UserApi {
+            shared: shared.clone(),
+        }),
+        auth: auth.clone(),
+    };
     serve_grpc(&tracker, grpc, shared, &auth, tls.as_ref(), &shutdown).await;
     let app = http::App {
         store,
         amqp_ready,
         auth_failures: auth.failures.clone(),
         dead_letters,
+        api: Some(api),
     };
     serve_http(&tracker, (http_l, http_addr), app, tls.as_ref(), &shutdown);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), agent_client_certs = tls.as_ref().is_some_and(|t| t.agent_certs), database = %queue::redact(&cfg.database_url), "coordinator listening");

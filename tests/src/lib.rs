@@ -12,10 +12,12 @@
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
+//! - `api`: the HTTP JSON API as a client sees it (requests with a bearer token, SSE streams)
 //! - `http`: plain HTTP (and HTTPS) requests and `/metrics`; `users`: `--users-file`s
 //! - `wait`: [`wait_for`] a condition; `bins`: the built binaries, the examples, processes
 
 mod agent;
+mod api;
 mod bins;
 mod broker;
 mod cluster;
@@ -28,6 +30,7 @@ mod users;
 mod wait;
 
 pub use agent::{Agent, AgentOpts};
+pub use api::Answer;
 pub use bins::{bin_dir, example, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};

@@ -138,6 +138,16 @@ async fn a_sensitive_canary_appears_nowhere_but_in_tofu() {
         &c.cli(&["run", "logs", &id, "--raw"]).stdout,
     ));
 
+    // The saved plan, as a diff and as JSON.
+    let plan = c.cli(&["run", "plan", &id]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(plan_text.contains("(sensitive value)"), "{plan_text}");
+    leaked.extend(leaks("run plan", &plan.stdout));
+    leaked.extend(leaks(
+        "run plan -o json",
+        &c.cli(&["run", "plan", &id, "-o", "json"]).stdout,
+    ));
+
     // run show, table and JSON.
     let table = c.cli(&["run", "show", &id]);
     let table_text = String::from_utf8_lossy(&table.stdout).to_string();

@@ -19,6 +19,8 @@ pub enum RunCmd {
     List(List),
     /// Show a run: state, plan summary, outputs, history.
     Show(Show),
+    /// Show a run's saved plan as a diff (sensitive values masked).
+    Plan(PlanCmd),
     /// Print a run's log.
     Logs(Logs),
     /// Approve a planned run: its saved plan is applied.
@@ -39,6 +41,7 @@ impl RunCmd {
             RunCmd::List(cmd) => cmd.execute(ctx).await,
             RunCmd::Show(cmd) => cmd.execute(ctx).await,
             RunCmd::Logs(cmd) => cmd.execute(ctx).await,
+            RunCmd::Plan(cmd) => cmd.execute(ctx).await,
             RunCmd::Approve(cmd) => cmd.execute(ctx).await,
             RunCmd::Reject(cmd) => cmd.execute(ctx).await,
             RunCmd::Cancel(cmd) => cmd.execute(ctx).await,
@@ -377,6 +380,24 @@ impl Show {
             .into_inner();
         output::print_run(&r, ctx.json);
         Ok(code_for(&r.state))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct PlanCmd {
+    run_id: String,
+}
+
+impl PlanCmd {
+    async fn execute(self, ctx: &mut Ctx) -> Result<u8, String> {
+        let req = v1::GetRunRequest {
+            run_id: self.run_id,
+            ..Default::default()
+        };
+        let p = ctx.client.get_plan(req).await;
+        let p = p.map_err(|s| ctx.explain(s))?.into_inner();
+        output::print_plan(&p, ctx.json);
+        Ok(0)
     }
 }
 

@@ -2,6 +2,7 @@
 //! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]), `/metrics` ([`metrics`]),
 //! and the OIDC discovery document and JWKS of tasks' ID tokens ([`oidc`]).
 
+pub mod api;
 mod health;
 mod metrics;
 mod oidc;
@@ -25,12 +26,16 @@ pub struct App {
     pub auth_failures: Arc<Failures>,
     /// The dead-letter queue, counted in `/metrics`.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
+    /// The JSON API's user service and credential check (absent: no `/api/v1`).
+    pub api: Option<api::Api>,
 }
 
 /// The routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()`: failed
 /// state-backend authentications are logged with the peer address.
 pub fn router(app: App) -> Router {
+    let (api_routes, _) = api::routes(&app);
     Router::new()
+        .merge(api_routes)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -2,6 +2,7 @@
 //! legal, which states are terminal, what a finished plan leads to. No I/O here.
 
 pub mod events;
+pub mod plan;
 mod report;
 pub mod state;
 pub use report::{Artifact, ChangeSummary, LogLine, TaskOutcome, TaskReport};

@@ -7,6 +7,13 @@ use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Streaming};
 
+fn too_large(shared: &Shared) -> Error {
+    Error::TooLarge(format!(
+        "bundle larger than {} bytes: remove build output and .terraform/ from the module directory, or raise the coordinator's --max-bundle-bytes",
+        shared.max_bundle_bytes
+    ))
+}
+
 /// Stores an uploaded bundle (operator), refusing an empty one and one larger than
 /// `--max-bundle-bytes`.
 pub(super) async fn upload(
@@ -19,13 +26,26 @@ pub(super) async fn upload(
     while let Some(c) = s.next().await {
         data.extend_from_slice(&c?.data);
         if data.len() as u64 > shared.max_bundle_bytes {
-            return Err(Error::TooLarge(format!(
-                "bundle larger than {} bytes: remove build output and .terraform/ from the module directory, or raise the coordinator's --max-bundle-bytes",
-                shared.max_bundle_bytes
-            ))
-            .into());
+            return Err(too_large(shared).into());
         }
     }
+    store(shared, data).await
+}
+
+/// The same for a bundle that arrived whole (the HTTP API's upload).
+pub(crate) async fn upload_bytes(
+    shared: &Shared,
+    req: Request<Vec<u8>>,
+) -> Reply<v1::UploadBundleResponse> {
+    authorize(shared, &req, Action::UploadBundle, None, None).await?;
+    let data = req.into_inner();
+    if data.len() as u64 > shared.max_bundle_bytes {
+        return Err(too_large(shared).into());
+    }
+    store(shared, data).await
+}
+
+async fn store(shared: &Shared, data: Vec<u8>) -> Reply<v1::UploadBundleResponse> {
     if data.is_empty() {
         return Err(Error::InvalidInput("empty bundle".into()).into());
     }

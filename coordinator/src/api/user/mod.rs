@@ -23,6 +23,14 @@ use tofuflow_proto::v1::{self, user_service_server::UserService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Stores a bundle that arrived whole (the HTTP API's upload), as `UploadBundle` does.
+pub async fn upload_bundle_bytes(
+    api: &UserApi,
+    req: Request<Vec<u8>>,
+) -> Result<v1::UploadBundleResponse, Status> {
+    Ok(bundles::upload_bytes(&api.shared, req).await?.into_inner())
+}
+
 /// The user service over the coordinator's shared state.
 pub struct UserApi {
     /// What every handler needs.
@@ -151,6 +159,10 @@ impl UserService for UserApi {
 
     async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Reply<v1::Run> {
         runs::get(&self.shared, req).await
+    }
+
+    async fn get_plan(&self, req: Request<v1::GetRunRequest>) -> Reply<v1::Plan> {
+        runs::plan(&self.shared, req).await
     }
 
     async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Reply<v1::ListRunsResponse> {

@@ -372,6 +372,39 @@ pub(super) async fn logs(shared: &Shared, req: Request<v1::RunLogsRequest>) -> R
     )))
 }
 
+/// A run's saved plan, its changes with sensitive values masked (viewer).
+pub(super) async fn plan(shared: &Shared, req: Request<v1::GetRunRequest>) -> Reply<v1::Plan> {
+    let ws = run_workspace(shared, &req.get_ref().run_id).await?;
+    authorize(shared, &req, Action::ReadRuns, Some(&ws), None).await?;
+    let run = shared.store.get_run(&req.get_ref().run_id).await?;
+    if run.plan_json_digest.is_empty() {
+        return Err(Error::NotFound(format!(
+            "run {} has no saved plan ({}): a plan exists once the run has planned",
+            run.id, run.state
+        ))
+        .into());
+    }
+    let json = shared.store.get_blob(&run.plan_json_digest).await?;
+    let plan: serde_json::Value = serde_json::from_slice(&json)
+        .map_err(|e| Error::Internal(format!("run {}'s plan JSON does not parse: {e}", run.id)))?;
+    Ok(Response::new(v1::Plan {
+        changes_json: runs::plan::masked_changes(&plan, &plan_secrets(&run)).to_string(),
+        run_id: run.id,
+        has_changes: run.has_changes,
+        summary: Some(v1::ChangeSummary {
+            add: run.add as u32,
+            change: run.change as u32,
+            destroy: run.destroy as u32,
+        }),
+        plan_digest: run.plan_digest,
+    }))
+}
+
+/// The values of `run` that are secret (as its tasks mask them).
+fn plan_secrets(run: &crate::store::Run) -> Vec<String> {
+    variables::secrets(&run.variables, &run.var_files, &run.sensitive())
+}
+
 /// The workspace of run `id` (roles are checked on it).
 async fn run_workspace(shared: &Shared, id: &str) -> Result<String> {
     Ok(shared.store.get_run(id).await?.workspace)

@@ -1,0 +1,401 @@
+//! The HTTP JSON API end to end: every operation of the served OpenAPI document exists and
+//! refuses an anonymous caller with problem+json; a bundle upload and an idempotent submit; a
+//! run listed by tag and paged; its log as pages and as an SSE stream that resumes after
+//! Last-Event-ID and answers 204 once nothing follows; approval refused to a viewer (403) and
+//! done by an approver; the state it wrote, pulled, locked and unlocked; the caller; audit.
+
+use std::io::Write;
+use std::time::Duration;
+use tofuflow_e2e::{AgentOpts, Cluster, Db};
+use tofuflow_proto::v1;
+
+const T: Duration = Duration::from_secs(90);
+
+const MODULE: &str = r#"
+variable "who" {
+  type = string
+}
+resource "terraform_data" "hello" {
+  input = var.who
+  provisioner "local-exec" {
+    command = "echo one; echo two; echo three"
+  }
+}
+output "greeting" {
+  value = "hello ${var.who}"
+}
+"#;
+
+fn bundle() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(MODULE.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "main.tf", MODULE.as_bytes())
+        .unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+async fn token_for(c: &Cluster, user: &str, role: &str) -> String {
+    let mut client = c.client().await;
+    client
+        .grant_role(v1::RoleGrantRequest {
+            user: user.into(),
+            role: role.into(),
+            workspaces: "**".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .create_token(v1::CreateTokenRequest {
+            user: user.into(),
+            ttl_ms: 3_600_000,
+            description: "api test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+/// Every operation in the document answers an anonymous call with 401 problem+json (so each
+/// one is a route, behind the credential check); unknown API paths are 404 problem+json.
+fn spec_matches_routes(c: &Cluster) -> serde_json::Value {
+    let doc = c.api("GET", "/api/v1/openapi.json", None, None, &[]);
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for want in [
+        "/api/v1/runs",
+        "/api/v1/runs/{id}/logs/stream",
+        "/api/v1/workspaces/{workspace}/state",
+        "/api/v1/me",
+    ] {
+        assert!(paths.contains_key(want), "{want} documented");
+    }
+    let mut n = 0;
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{id}", "no-such-run")
+            .replace("{workspace}", "ws")
+            .replace("{version}", "1");
+        for method in ops.as_object().unwrap().keys() {
+            let a = c.api(
+                &method.to_uppercase(),
+                &concrete,
+                None,
+                Some(("application/json", b"{}")),
+                &[],
+            );
+            assert_eq!(
+                a.status,
+                401,
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            assert_eq!(
+                a.header("content-type").as_deref(),
+                Some("application/problem+json")
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 17, "{n} operations");
+    let a = c.api("GET", "/api/v1/nothing-here", None, None, &[]);
+    assert_eq!((a.status, a.json()["status"].as_u64()), (404, Some(404)));
+    doc
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_api_does_what_the_cli_does() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    spec_matches_routes(&c);
+    let admin = c.token.clone().unwrap();
+    let viewer = token_for(&c, "vera", "viewer").await;
+    let approver = token_for(&c, "ann", "approver").await;
+
+    let up = c.api(
+        "POST",
+        "/api/v1/bundles",
+        Some(&admin),
+        Some(("application/gzip", &bundle())),
+        &[],
+    );
+    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
+    let digest = up.json()["digest"].as_str().unwrap().to_string();
+    let body = serde_json::json!({"workspace": "api/demo", "bundle_digest": digest, "variables": {"who": "api"}, "tags": {"dag_id": "api_test"}});
+    let bytes = body.to_string().into_bytes();
+    let key = [("Idempotency-Key", "submit-1")];
+    let first = c.api(
+        "POST",
+        "/api/v1/runs",
+        Some(&admin),
+        Some(("application/json", &bytes)),
+        &key,
+    );
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let again = c.api(
+        "POST",
+        "/api/v1/runs",
+        Some(&admin),
+        Some(("application/json", &bytes)),
+        &key,
+    );
+    assert_eq!(
+        again.json()["id"],
+        id.as_str(),
+        "a retried submit answers the same run"
+    );
+    let other = serde_json::json!({"workspace": "api/other", "bundle_digest": digest, "variables": {"who": "x"}}).to_string();
+    let clash = c.api(
+        "POST",
+        "/api/v1/runs",
+        Some(&admin),
+        Some(("application/json", other.as_bytes())),
+        &key,
+    );
+    assert_eq!(
+        clash.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&clash.body)
+    );
+    assert_eq!(
+        clash.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    assert!(clash.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("different request"));
+    let bad = c.api(
+        "POST",
+        "/api/v1/runs",
+        Some(&admin),
+        Some((
+            "application/json",
+            br#"{"workspace": "../x", "bundle_digest": "sha256:00"}"#,
+        )),
+        &[],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("invalid workspace"));
+
+    c.wait_state(&id, &["awaiting_approval"], T).await;
+    let page = c.api(
+        "GET",
+        "/api/v1/runs?tag=dag_id%3Dapi_test&limit=1",
+        Some(&viewer),
+        None,
+        &[],
+    );
+    let page = page.json();
+    assert_eq!(page["runs"][0]["id"], id.as_str(), "{page}");
+    assert_eq!(page["runs"][0]["tags"]["dag_id"], "api_test");
+
+    let plan = c
+        .api(
+            "GET",
+            &format!("/api/v1/runs/{id}/plan"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .json();
+    let rc = &plan["changes"]["resource_changes"][0];
+    assert_eq!(rc["address"], "terraform_data.hello", "{plan}");
+    assert_eq!(rc["change"]["after"]["input"], "api");
+    assert_eq!(plan["summary"]["add"], 1);
+    let shown = c.cli(&["run", "plan", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("# terraform_data.hello will be created"),
+        "{shown}"
+    );
+    assert!(shown.contains("+ input = \"api\""), "{shown}");
+    assert!(
+        shown.contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{shown}"
+    );
+
+    let denied = c.api(
+        "POST",
+        &format!("/api/v1/runs/{id}/approve"),
+        Some(&viewer),
+        None,
+        &[],
+    );
+    assert_eq!(denied.status, 403);
+    assert!(
+        denied.json()["detail"].as_str().unwrap().contains("vera"),
+        "names the caller"
+    );
+    let ok = c.api(
+        "POST",
+        &format!("/api/v1/runs/{id}/approve"),
+        Some(&approver),
+        Some(("application/json", br#"{"reason": "looks right"}"#)),
+        &[],
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+
+    let (status, events) = c.api_events(&format!("/api/v1/runs/{id}/logs/stream"), &viewer, None);
+    assert_eq!(status, 200);
+    let logs: Vec<&(String, String, String)> = events.iter().filter(|e| e.1 == "log").collect();
+    let end = events.last().unwrap();
+    assert_eq!(end.1, "end", "the stream ends with the run: {events:?}");
+    assert!(end.2.contains("applied"), "{end:?}");
+    assert!(
+        logs.iter().any(|e| e.2.contains("(local-exec): two")),
+        "the apply's output streamed"
+    );
+    let ids: Vec<u64> = logs.iter().map(|e| e.0.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids are consecutive: {ids:?}"
+    );
+    let mid = logs[logs.len() / 2].0.clone();
+    let (_, resumed) = c.api_events(
+        &format!("/api/v1/runs/{id}/logs/stream"),
+        &viewer,
+        Some(&mid),
+    );
+    let first_resumed: u64 = resumed
+        .iter()
+        .find(|e| e.1 == "log")
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    assert_eq!(
+        first_resumed,
+        mid.parse::<u64>().unwrap() + 1,
+        "resumes after Last-Event-ID"
+    );
+    let last = logs.last().unwrap().0.clone();
+    let (gone, _) = c.api_events(
+        &format!("/api/v1/runs/{id}/logs/stream"),
+        &viewer,
+        Some(&last),
+    );
+    assert_eq!(gone, 204, "nothing follows the last line of an ended run");
+    let p = c
+        .api(
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?after={mid}&limit=2"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .json();
+    assert_eq!(p["lines"].as_array().unwrap().len(), 2, "{p}");
+    assert_eq!(
+        p["lines"][0]["cursor"].as_str().unwrap(),
+        (mid.parse::<u64>().unwrap() + 1).to_string()
+    );
+    assert_eq!(p["complete"], false);
+
+    let run = c
+        .api(
+            "GET",
+            &format!("/api/v1/runs/{id}"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .json();
+    assert_eq!(run["state"], "applied");
+    assert_eq!(run["outputs"]["greeting"]["value"], "hello api", "{run}");
+    assert!(run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["actor"] == "ann" && t["to"] == "approved"));
+
+    let ws = "/api/v1/workspaces/api%2Fdemo/state";
+    let h = c.api("GET", ws, Some(&viewer), None, &[]).json();
+    assert_eq!(h["versions"][0]["run_id"], id.as_str(), "{h}");
+    let content = c
+        .api(
+            "GET",
+            &format!("{ws}/versions/0/content"),
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .json();
+    assert!(content["serial"].as_u64().unwrap() >= 1, "{content}");
+    let locked = c.api(
+        "POST",
+        &format!("{ws}/lock"),
+        Some(&admin),
+        Some(("application/json", br#"{"reason": "maintenance"}"#)),
+        &[],
+    );
+    assert_eq!(
+        locked.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&locked.body)
+    );
+    let no = c.api("POST", &format!("{ws}/lock"), Some(&viewer), None, &[]);
+    assert_eq!(no.status, 403);
+    assert_eq!(
+        c.api("POST", &format!("{ws}/unlock"), Some(&admin), None, &[])
+            .status,
+        200
+    );
+
+    let me = c
+        .api("GET", "/api/v1/me", Some(&approver), None, &[])
+        .json();
+    assert_eq!(me["name"], "ann");
+    assert_eq!(me["grants"][0]["role"], "approver");
+    let audit = c
+        .api(
+            "GET",
+            &format!("/api/v1/audit?run_id={id}"),
+            Some(&admin),
+            None,
+            &[],
+        )
+        .json();
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"run_submitted") && kinds.contains(&"run_approved"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        c.api("GET", "/api/v1/audit", Some(&viewer), None, &[])
+            .status,
+        403
+    );
+    assert_eq!(
+        c.api("GET", "/api/v1/agents", Some(&viewer), None, &[])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
