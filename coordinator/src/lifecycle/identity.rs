@@ -93,6 +93,7 @@ impl Store {
             pipeline: &run.pipeline_id,
             commit: &run.commit,
             bundle_digest: &run.bundle_digest,
+            tags: &run.tags,
         };
         let jti = uuid::Uuid::new_v4().to_string();
         let claims = IdClaims::for_task(&cfg.issuer, &audience, &facts, window, jti);

@@ -6,6 +6,7 @@
 
 use crate::runs::Phase;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The claims a token carries (the discovery document's `claims_supported`).
 pub const CLAIMS: &[&str] = &[
@@ -24,6 +25,7 @@ pub const CLAIMS: &[&str] = &[
     "pipeline",
     "commit",
     "bundle_digest",
+    "tags",
 ];
 
 /// The claims of one task's ID token.
@@ -53,6 +55,9 @@ pub struct IdClaims {
     pub commit: String,
     /// The module bundle's digest (sha256:…): what code runs with the credentials.
     pub bundle_digest: String,
+    /// The run's tags (`dag_id`, `team`, …), when it has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What a task's token is about (taken from its run and task).
@@ -66,6 +71,7 @@ pub struct TaskFacts<'a> {
     pub pipeline: &'a str,
     pub commit: &'a str,
     pub bundle_digest: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
 }
 
 /// The `sub` of a workspace's tokens in one phase.
@@ -98,6 +104,7 @@ impl IdClaims {
             pipeline: task.pipeline.to_string(),
             commit: task.commit.to_string(),
             bundle_digest: task.bundle_digest.to_string(),
+            tags: task.tags.clone(),
         }
     }
 }
@@ -135,6 +142,9 @@ impl TokenWindow {
 mod tests {
     use super::*;
 
+    static TAGS: std::sync::LazyLock<BTreeMap<String, String>> =
+        std::sync::LazyLock::new(|| BTreeMap::from([("dag_id".into(), "nightly_gpu".into())]));
+
     fn facts(phase: Phase) -> TaskFacts<'static> {
         TaskFacts {
             workspace: "ml/gpu-a100",
@@ -145,6 +155,7 @@ mod tests {
             pipeline: "",
             commit: "abc123",
             bundle_digest: "sha256:00",
+            tags: &TAGS,
         }
     }
 
@@ -176,6 +187,7 @@ mod tests {
         assert_eq!(v["aud"], "sts.amazonaws.com");
         assert_eq!(v["commit"], "abc123");
         assert!(v.get("pipeline").is_none(), "no pipeline id: no claim");
+        assert_eq!(v["tags"]["dag_id"], "nightly_gpu", "the run's tags");
         for k in v.as_object().unwrap().keys() {
             assert!(CLAIMS.contains(&k.as_str()), "{k} not in claims_supported");
         }
