@@ -156,7 +156,10 @@ fn masker_throughput() {
     while bytes < 16 << 20 {
         let n = lines.len();
         let line = if n % 1000 == 0 {
-            format!("aws_instance.gpu[{n}]: Still creating... token={}", secrets[n % 8])
+            format!(
+                "aws_instance.gpu[{n}]: Still creating... token={}",
+                secrets[n % 8]
+            )
         } else {
             format!("aws_instance.gpu[{n}]: Still creating... [{n}s elapsed] (id=i-0abc{n:08})")
         };
@@ -183,7 +186,10 @@ fn masker_throughput() {
         masked,
         copy / masked
     );
-    println!("{:<58} {:>7.0} MB/s", "  … floor: copying the same lines", copy);
+    println!(
+        "{:<58} {:>7.0} MB/s",
+        "  … floor: copying the same lines", copy
+    );
 }
 
 /// Figure 4b: for each of `runs` plan-only runs on pool `bench-claim`, the time to verify its

@@ -4,6 +4,7 @@
 
 use crate::config::{self, Module, Provisioner, ResourceDecl};
 use crate::eval::{self, Scope, UNKNOWN};
+use crate::jsonplan;
 use crate::signals;
 use crate::state::{self, Instance, Resource, StateFile, StateOutput};
 use crate::ui::{self, Diag, Ui};
@@ -890,10 +891,8 @@ impl Walk<'_> {
                         tainted: false,
                         each: each.clone(),
                     });
-                    let ids = id.as_str().unwrap_or_default().to_string();
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
-                    self.ui
-                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
+                    // Creation provisioners run before the resource counts as created, so
+                    // their messages come before `apply_complete` (or `apply_errored`).
                     if phase == Action::Create {
                         for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
                             if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
@@ -902,10 +901,16 @@ impl Walk<'_> {
                                 {
                                     rec.tainted = true;
                                 }
+                                self.errored(&a, &ro, phase, started);
                                 return Err(Some(d));
                             }
                         }
                     }
+                    let el = started.elapsed().as_secs();
+                    let ids = id.as_str().unwrap_or_default().to_string();
+                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
+                    self.ui
+                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
                 }
             }
         }
@@ -1435,9 +1440,14 @@ pub fn plan_json(
         }
         rcs.push(rc);
     }
+    let root = if pv_res.is_empty() {
+        json!({})
+    } else {
+        json!({ "resources": pv_res })
+    };
     doc.insert(
         "planned_values".into(),
-        json!({"outputs": pv_outputs, "root_module": {"resources": pv_res}}),
+        json!({"outputs": pv_outputs, "root_module": root}),
     );
     if !rcs.is_empty() {
         doc.insert("resource_changes".into(), Value::Array(rcs));
@@ -1446,18 +1456,17 @@ pub fn plan_json(
         let oc: Map<String, Value> = outs
             .iter()
             .map(|(n, act, b, a, s)| {
-                let (after, unk) = match a {
-                    Some(v) if eval::is_unknown(v) => (Value::Null, json!(true)),
-                    Some(v) => (v.clone(), json!(false)),
-                    None => (Value::Null, json!(false)),
-                };
-                (n.clone(), json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after": after, "after_unknown": unk, "before_sensitive": s, "after_sensitive": s}))
+                let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
+                match a {
+                    // An unknown value has no `after` at all (not `null`).
+                    Some(v) if eval::is_unknown(v) => ch["after_unknown"] = json!(true),
+                    Some(v) => ch["after"] = v.clone(),
+                    None => ch["after"] = Value::Null,
+                }
+                (n.clone(), ch)
             })
             .collect();
         doc.insert("output_changes".into(), Value::Object(oc));
-    }
-    if prior.is_some() {
-        doc.insert("prior_state".into(), state_json(prior));
     }
     let cfg_resources: Vec<Value> = m
         .resources
@@ -1489,6 +1498,14 @@ pub fn plan_json(
         json!(ui::rfc3339_secs(SystemTime::now())),
     );
     doc.insert("errored".into(), json!(errored));
+    let changed: Vec<String> = out
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| c.name.clone())
+        .collect();
+    let applyable = !errored && has_changes(&out.changes, &outs);
+    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable);
     Value::Object(doc)
 }
 

@@ -2,13 +2,17 @@
 //! `shared/reference/opentofu-contract.md`. See tests/tofu-double/README.md for the fault hooks.
 
 mod args;
+mod cidr;
 mod config;
 mod engine;
 mod eval;
 mod fmt;
 mod http;
+mod jsonplan;
+mod lazy;
 mod signals;
 mod state;
+mod strfmt;
 mod ui;
 
 use args::Kind::{Bool, Repeat, Value as Val};
@@ -210,6 +214,16 @@ fn cwd() -> PathBuf {
 }
 
 fn load_module(json: bool) -> Result<config::Module, Failure> {
+    let m = load_module_for_init(json)?;
+    if !m.unknown_functions.is_empty() {
+        let diags = m.unknown_functions.clone();
+        return Err(Failure { diags, json });
+    }
+    Ok(m)
+}
+
+/// The module as init reads it: calls to unknown functions are not its concern.
+fn load_module_for_init(json: bool) -> Result<config::Module, Failure> {
     let dir = cwd();
     let files = config::read_files(&dir).map_err(|d| fail(json, d))?;
     let m = config::load(&dir, files).map_err(|diags| Failure { diags, json })?;
@@ -334,7 +348,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
             ));
         }
     }
-    let m = load_module(json)?;
+    let m = load_module_for_init(json)?;
     let dd = data_dir();
     std::fs::create_dir_all(&dd).map_err(|e| {
         fail(
@@ -418,6 +432,7 @@ fn cmd_validate(a: &[String]) -> CmdResult {
     let diags = match config::read_files(&dir) {
         Err(d) => vec![d],
         Ok(files) => match config::load(&dir, files) {
+            Ok(m) if !m.unknown_functions.is_empty() => m.unknown_functions,
             Ok(m) => config::topo_order(&m).err().into_iter().collect(),
             Err(d) => d,
         },
@@ -737,10 +752,12 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 st.outputs
                     .iter()
                     .map(|(k, o)| {
-                        (
-                            k.clone(),
-                            json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value}),
-                        )
+                        // A sensitive value is left out of the message, as the real binary does.
+                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
+                        if !o.sensitive {
+                            v["value"] = o.value.clone();
+                        }
+                        (k.clone(), v)
                     })
                     .collect()
             })
@@ -868,10 +885,12 @@ fn cmd_output(a: &[String]) -> CmdResult {
                 let m: Map<String, Value> = outputs
                     .iter()
                     .map(|(k, o)| {
-                        (
-                            k.clone(),
-                            json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value}),
-                        )
+                        // A sensitive value is left out of the message, as the real binary does.
+                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
+                        if !o.sensitive {
+                            v["value"] = o.value.clone();
+                        }
+                        (k.clone(), v)
                     })
                     .collect();
                 println!(

@@ -175,13 +175,25 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
     let p: Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(p["format_version"], "1.2");
     assert_eq!(p["errored"], false);
-    assert!(
-        p.get("applyable").is_none() && p.get("complete").is_none(),
-        "OpenTofu has no applyable/complete keys"
+    // Terraform writes `applyable` and `complete` (OpenTofu leaves them out; readers ignore
+    // unknown keys); with no state yet, `prior_state` holds the outputs already known.
+    assert_eq!(
+        (&p["applyable"], &p["complete"]),
+        (&json!(true), &json!(true))
     );
-    assert!(
-        p.get("prior_state").is_none(),
-        "omitted when there is no prior state"
+    assert_eq!(
+        p["prior_state"]["values"],
+        json!({"outputs": {"gpu_total": {"sensitive": false, "type": "number", "value": 2}}, "root_module": {}})
+    );
+    assert_eq!(
+        p["relevant_attributes"],
+        json!([{"resource": "terraform_data.node", "attribute": []},
+               {"resource": "terraform_data.pool", "attribute": ["output", "name"]}])
+    );
+    assert_eq!(
+        p["checks"],
+        json!([{"address": {"kind": "var", "name": "gpu_type", "to_display": "var.gpu_type"}, "status": "pass",
+                "instances": [{"address": {"to_display": "var.gpu_type"}, "status": "pass"}]}])
     );
     assert_eq!(p["variables"]["gpu_count"]["value"], 2);
     let rc = &p["resource_changes"][0];

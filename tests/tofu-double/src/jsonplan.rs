@@ -1,0 +1,156 @@
+//! The top-level keys of `show -json PLAN` that depend on more than the changes themselves:
+//! `relevant_attributes`, `checks`, `prior_state` (written even for a first plan, with the
+//! outputs already known), `applyable` and `complete`, as the real binary writes them.
+
+use crate::config::{expr_text, Module};
+use crate::engine::{state_json, OutputChange};
+use crate::eval;
+use crate::state::StateFile;
+use serde_json::{json, Map, Value};
+
+/// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path);
+/// a reference through an index or splat (`terraform_data.n[*].id`) names the whole resource.
+pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
+    let pat = "terraform_data.";
+    let word = |s: &str| {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect::<String>()
+    };
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(pat) {
+        let boundary = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        let mut after = &rest[i + pat.len()..];
+        let name = word(after);
+        after = &after[name.len()..];
+        let mut path = Vec::new();
+        let indexed = after.starts_with('[');
+        while let Some(next) = after.strip_prefix('.').filter(|_| !indexed) {
+            let w = word(next);
+            if w.is_empty() {
+                break;
+            }
+            after = &next[w.len()..];
+            path.push(w);
+        }
+        if boundary && !name.is_empty() && (indexed || !path.is_empty()) {
+            out.push((format!("terraform_data.{name}"), path));
+        }
+        rest = &rest[i + pat.len()..];
+    }
+    out
+}
+
+/// Attributes of resources that changing outputs and resources refer to, sorted and unique.
+pub fn relevant_attributes(m: &Module, changed: &[String], outs: &[OutputChange]) -> Vec<Value> {
+    let mut texts: Vec<String> = outs
+        .iter()
+        .filter(|o| o.1 != "no-op")
+        .filter_map(|o| m.outputs.iter().find(|d| d.name == o.0))
+        .map(|d| expr_text(&d.value))
+        .collect();
+    for r in m.resources.iter().filter(|r| changed.contains(&r.name)) {
+        let exprs = [&r.input, &r.triggers_replace, &r.count, &r.for_each];
+        texts.extend(exprs.into_iter().flatten().map(expr_text));
+    }
+    let mut refs: Vec<(String, Vec<String>)> =
+        texts.iter().flat_map(|t| attribute_refs(t)).collect();
+    refs.sort();
+    refs.dedup();
+    refs.into_iter()
+        .map(|(r, a)| json!({"resource": r, "attribute": a}))
+        .collect()
+}
+
+/// One passing check per variable with `validation` blocks (a plan with a failing one errors).
+pub fn checks(m: &Module) -> Vec<Value> {
+    let mut names: Vec<&str> = m
+        .variables
+        .iter()
+        .filter(|v| !v.validations.is_empty())
+        .map(|v| v.name.as_str())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let shown = format!("var.{n}");
+            json!({"address": {"kind": "var", "name": n, "to_display": shown}, "status": "pass",
+                   "instances": [{"address": {"to_display": shown}, "status": "pass"}]})
+        })
+        .collect()
+}
+
+/// The state the plan started from; with no state yet, an empty one holding the outputs the
+/// plan already knows (the real binary evaluates those before it plans), or none at all.
+pub fn prior_state(prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<Value> {
+    if prior.is_some() {
+        return Some(state_json(prior));
+    }
+    let known: Map<String, Value> = outs
+        .iter()
+        .filter_map(|(n, _, _, a, sens)| {
+            let a = a.as_ref().filter(|v| !eval::is_unknown(v))?;
+            Some((
+                n.clone(),
+                json!({"sensitive": sens, "value": a, "type": eval::cty_type(a)}),
+            ))
+        })
+        .collect();
+    if known.is_empty() {
+        return None;
+    }
+    let values = json!({"outputs": known, "root_module": {}});
+    Some(
+        json!({"format_version": "1.0", "terraform_version": crate::ui::VERSION, "values": values}),
+    )
+}
+
+/// Adds the keys above and `applyable`/`complete` to a plan document.
+pub fn complete_doc(
+    doc: &mut Map<String, Value>,
+    m: &Module,
+    prior: &Option<StateFile>,
+    changed: &[String],
+    outs: &[OutputChange],
+    applyable: bool,
+) {
+    if let Some(p) = prior_state(prior, outs) {
+        doc.insert("prior_state".into(), p);
+    }
+    let relevant = relevant_attributes(m, changed, outs);
+    if !relevant.is_empty() {
+        doc.insert("relevant_attributes".into(), Value::Array(relevant));
+    }
+    let checks = checks(m);
+    if !checks.is_empty() {
+        doc.insert("checks".into(), Value::Array(checks));
+    }
+    doc.insert("applyable".into(), json!(applyable));
+    doc.insert("complete".into(), json!(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_attribute_references() {
+        let refs = attribute_refs(
+            "\"${terraform_data.a.id}-${terraform_data.b_2.output.x}\" + terraform_data.c + xterraform_data.d.id + terraform_data.n[*].id",
+        );
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            refs,
+            vec![
+                ("terraform_data.a".to_string(), path(&["id"])),
+                ("terraform_data.b_2".to_string(), path(&["output", "x"])),
+                ("terraform_data.n".to_string(), path(&[])),
+            ]
+        );
+    }
+}
