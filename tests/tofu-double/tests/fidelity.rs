@@ -1,0 +1,127 @@
+//! Where the stand-in used to differ from the real binary (issue 18), checked through the CLI:
+//! unknown outputs in plan JSON, sensitive outputs in the `-json` `outputs` message and the order
+//! of provisioner messages. Expected shapes were printed by Terraform 1.11.4 for the same modules.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tofu-double");
+
+fn module(src: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tofu-double-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("main.tf"), src).unwrap();
+    d
+}
+
+/// Runs the stand-in; returns the exit code and stdout.
+fn tofu(dir: &Path, args: &[&str]) -> (i32, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TF_CLI_ARGS")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+    )
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const OUTPUTS: &str = r#"
+resource "terraform_data" "x" {
+  input = "hello"
+}
+
+output "later" {
+  value = terraform_data.x.output
+}
+
+output "secret" {
+  value     = "s3cr3t-value"
+  sensitive = true
+}
+"#;
+
+#[test]
+fn unknown_outputs_have_no_after_and_sensitive_values_stay_out_of_the_outputs_message() {
+    let d = module(OUTPUTS);
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    assert_eq!(tofu(&d, &["plan", "-input=false", "-out=p"]).0, 0);
+    let (_, show) = tofu(&d, &["show", "-json", "p"]);
+    let p: Value = serde_json::from_str(&show).unwrap();
+    let later = &p["output_changes"]["later"];
+    assert!(later.get("after").is_none(), "no `after` at all: {later}");
+    assert_eq!(later["after_unknown"], true);
+    assert_eq!(p["output_changes"]["secret"]["after"], "s3cr3t-value");
+
+    let (code, out) = tofu(&d, &["apply", "-input=false", "-json", "p"]);
+    assert_eq!(code, 0, "{out}");
+    let lines = json_lines(&out);
+    let outputs = lines.iter().rfind(|l| l["type"] == "outputs").unwrap();
+    assert_eq!(
+        outputs["outputs"]["secret"],
+        json!({"sensitive": true, "type": "string"})
+    );
+    assert_eq!(outputs["outputs"]["later"]["value"], "hello");
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+}
+
+const PROVISIONED: &str = r#"
+resource "terraform_data" "ok" {
+  provisioner "local-exec" {
+    command = "echo provisioned"
+  }
+}
+
+resource "terraform_data" "bad" {
+  depends_on = [terraform_data.ok]
+
+  provisioner "local-exec" {
+    command = "exit 3"
+  }
+}
+"#;
+
+#[test]
+fn provisioner_messages_come_before_the_resource_completes_or_errors() {
+    let d = module(PROVISIONED);
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["apply", "-auto-approve", "-json"]);
+    assert_eq!(code, 1, "{out}");
+    let order = |addr: &str| -> Vec<String> {
+        json_lines(&out)
+            .iter()
+            .filter(|l| l["hook"]["resource"]["addr"] == addr)
+            .map(|l| l["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        order("terraform_data.ok"),
+        [
+            "apply_start",
+            "provision_start",
+            "provision_progress",
+            "provision_progress",
+            "provision_complete",
+            "apply_complete"
+        ]
+    );
+    assert_eq!(
+        order("terraform_data.bad"),
+        [
+            "apply_start",
+            "provision_start",
+            "provision_progress",
+            "provision_errored",
+            "apply_errored"
+        ]
+    );
+}
