@@ -55,6 +55,9 @@ pub struct Module {
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
+    /// `Call to unknown function` for each function the stand-in lacks: errors for validate,
+    /// plan and apply, not for init (as with the real binary).
+    pub unknown_functions: Vec<Diag>,
 }
 
 /// Reads the configuration files of `dir` (`.tofu` wins over a `.tf` of the same stem).
@@ -163,6 +166,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         locals: Vec::new(),
         resources: Vec::new(),
         outputs: Vec::new(),
+        unknown_functions: Vec::new(),
     };
     let mut diags = Vec::new();
     for (name, src) in &files {
@@ -176,6 +180,8 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
                 continue;
             }
         };
+        m.unknown_functions
+            .extend(crate::lazy::unknown_functions(&body));
         for s in body.attributes() {
             diags.push(Diag::error(
                 "Unsupported argument",

@@ -148,8 +148,12 @@ impl Scope<'_> {
     }
 }
 
+/// Evaluates an expression, `try` and `can` resolved first (their arguments are lazy).
 pub fn eval(e: &Expression, ctx: &Context) -> Result<Value, String> {
-    e.evaluate(ctx).map(to_json).map_err(|e| e.to_string())
+    crate::lazy::resolve(e, ctx)
+        .evaluate(ctx)
+        .map(to_json)
+        .map_err(|e| e.to_string())
 }
 
 /// Evaluates all locals that can be evaluated (they may refer to each other in any order).
@@ -300,27 +304,16 @@ fn s(v: &HValue) -> String {
 }
 
 fn go_format(args: FuncArgs) -> Result<HValue, String> {
-    let fmt = s(&args[0]);
-    let mut vals = args.iter().skip(1);
-    let mut out = String::new();
-    let mut chars = fmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('q') => out.push_str(&format!("{:?}", s(vals.next().ok_or("too few arguments")?))),
-            Some('d') => out.push_str(&format!(
-                "{}",
-                num(vals.next().ok_or("too few arguments")?) as i64
-            )),
-            Some(_) => out.push_str(&s(vals.next().ok_or("too few arguments")?)),
-            None => return Err("unterminated format verb".into()),
-        }
+    let rest: Vec<Value> = args.iter().skip(1).cloned().map(to_json).collect();
+    crate::strfmt::format(&s(&args[0]), &rest).map(|v| to_hcl(&v))
+}
+
+fn int_arg(v: &HValue, what: &str) -> Result<i64, String> {
+    let f = num(v);
+    if f.fract() != 0.0 {
+        return Err(format!("{what} must be a whole number"));
     }
-    Ok(HValue::String(out))
+    Ok(f as i64)
 }
 
 fn list(v: &HValue) -> Vec<HValue> {
@@ -331,7 +324,53 @@ fn list(v: &HValue) -> Vec<HValue> {
     }
 }
 
-/// Declares OpenTofu's commonly used built-in functions.
+/// Every function `declare_functions` declares: a call to any other is `Call to unknown
+/// function` when the module is loaded, as OpenTofu reports it, never a value.
+pub const FUNCTIONS: &[&str] = &[
+    "abs",
+    "base64decode",
+    "base64encode",
+    "can",
+    "ceil",
+    "cidrhost",
+    "cidrsubnet",
+    "coalesce",
+    "concat",
+    "contains",
+    "distinct",
+    "element",
+    "endswith",
+    "flatten",
+    "floor",
+    "format",
+    "join",
+    "jsondecode",
+    "jsonencode",
+    "keys",
+    "length",
+    "lookup",
+    "lower",
+    "max",
+    "merge",
+    "min",
+    "range",
+    "replace",
+    "split",
+    "startswith",
+    "substr",
+    "tobool",
+    "tolist",
+    "tomap",
+    "tonumber",
+    "toset",
+    "tostring",
+    "trimspace",
+    "try",
+    "upper",
+    "values",
+];
+
+/// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
     use ParamType::{Any, Number, String as Str};
     let f = |ctx: &mut Context,
@@ -373,7 +412,26 @@ pub fn declare_functions(ctx: &mut Context) {
         ))
     });
     f(ctx, "replace", vec![Str, Str, Str], None, |a| {
-        Ok(HValue::String(s(&a[0]).replace(&s(&a[1]), &s(&a[2]))))
+        let find = s(&a[1]);
+        if find.len() > 1 && find.starts_with('/') && find.ends_with('/') {
+            return Err("replace() with a regular expression is not implemented by the tofu stand-in; run this module with real OpenTofu".into());
+        }
+        Ok(HValue::String(s(&a[0]).replace(&find, &s(&a[2]))))
+    });
+    // `try` and `can` are resolved lazily by `lazy::resolve`; these eager forms only see calls it
+    // could not resolve, where every argument already evaluated (or the call failed loudly).
+    f(ctx, "try", vec![], Some(Any), |a| {
+        a.first()
+            .cloned()
+            .ok_or_else(|| "at least one argument is required".into())
+    });
+    f(ctx, "can", vec![Any], None, |_| Ok(HValue::Bool(true)));
+    f(ctx, "cidrsubnet", vec![Str, Number, Number], None, |a| {
+        let (bits, net) = (int_arg(&a[1], "newbits")?, int_arg(&a[2], "netnum")?);
+        crate::cidr::subnet(&s(&a[0]), bits, net).map(HValue::String)
+    });
+    f(ctx, "cidrhost", vec![Str, Number], None, |a| {
+        crate::cidr::host(&s(&a[0]), int_arg(&a[1], "hostnum")?).map(HValue::String)
     });
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {

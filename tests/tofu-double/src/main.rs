@@ -2,14 +2,17 @@
 //! `shared/reference/opentofu-contract.md`. See tests/tofu-double/README.md for the fault hooks.
 
 mod args;
+mod cidr;
 mod config;
 mod engine;
 mod eval;
 mod fmt;
 mod http;
 mod jsonplan;
+mod lazy;
 mod signals;
 mod state;
+mod strfmt;
 mod ui;
 
 use args::Kind::{Bool, Repeat, Value as Val};
@@ -211,6 +214,16 @@ fn cwd() -> PathBuf {
 }
 
 fn load_module(json: bool) -> Result<config::Module, Failure> {
+    let m = load_module_for_init(json)?;
+    if !m.unknown_functions.is_empty() {
+        let diags = m.unknown_functions.clone();
+        return Err(Failure { diags, json });
+    }
+    Ok(m)
+}
+
+/// The module as init reads it: calls to unknown functions are not its concern.
+fn load_module_for_init(json: bool) -> Result<config::Module, Failure> {
     let dir = cwd();
     let files = config::read_files(&dir).map_err(|d| fail(json, d))?;
     let m = config::load(&dir, files).map_err(|diags| Failure { diags, json })?;
@@ -335,7 +348,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
             ));
         }
     }
-    let m = load_module(json)?;
+    let m = load_module_for_init(json)?;
     let dd = data_dir();
     std::fs::create_dir_all(&dd).map_err(|e| {
         fail(
@@ -419,6 +432,7 @@ fn cmd_validate(a: &[String]) -> CmdResult {
     let diags = match config::read_files(&dir) {
         Err(d) => vec![d],
         Ok(files) => match config::load(&dir, files) {
+            Ok(m) if !m.unknown_functions.is_empty() => m.unknown_functions,
             Ok(m) => config::topo_order(&m).err().into_iter().collect(),
             Err(d) => d,
         },

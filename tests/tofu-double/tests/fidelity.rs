@@ -1,6 +1,7 @@
 //! Where the stand-in used to differ from the real binary (issue 18), checked through the CLI:
-//! unknown outputs in plan JSON, sensitive outputs in the `-json` `outputs` message and the order
-//! of provisioner messages. Expected shapes were printed by Terraform 1.11.4 for the same modules.
+//! unknown outputs in plan JSON, sensitive outputs in the `-json` `outputs` message, the order
+//! of provisioner messages, unknown functions, and functions whose values must be the real
+//! binary's. Expected values were printed by Terraform 1.11.4 for the same modules.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -124,4 +125,72 @@ fn provisioner_messages_come_before_the_resource_completes_or_errors() {
             "apply_errored"
         ]
     );
+}
+
+#[test]
+fn unknown_functions_fail_as_opentofu_reports_them() {
+    let d = module("output \"x\" {\n  value = nosuchfn(1)\n}\n");
+    let (code, out) = tofu(&d, &["validate", "-json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["summary"], "Call to unknown function");
+    assert_eq!(
+        v["diagnostics"][0]["detail"],
+        "There is no function named \"nosuchfn\"."
+    );
+    let d =
+        module("output \"x\" {\n  value = \"${timeadd(\"2024-01-01T00:00:00Z\", \"1h\")}\"\n}\n");
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["plan", "-input=false", "-json"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("There is no function named \\\"timeadd\\\"."),
+        "{out}"
+    );
+}
+
+const FUNCTIONS: &str = r#"
+locals {
+  m = { a = 1 }
+}
+
+output "format" {
+  value = format("%5d|%-8s|%05.2f|%q|%t|%v|%x|%#v", 42, "ab", 3.14159, "q", true, 1.5, 255, "s")
+}
+
+output "general" {
+  value = format("%g|%g|%g|%.3g|%e", 1234567.0, 100000, 0.00001234, 3.14159, 12345.678)
+}
+
+output "cidr" {
+  value = [cidrsubnet("10.0.0.0/16", 8, 2), cidrhost("10.0.0.0/24", -1), cidrsubnet("fd00::/32", 16, 258)]
+}
+
+output "lazy" {
+  value = [try(local.m.zz, "fb"), try(local.m.a, "fb"), can(tonumber("x")), "x-${try(local.m.zz, "y")}"]
+}
+"#;
+
+#[test]
+fn functions_give_the_real_binarys_values() {
+    let d = module(FUNCTIONS);
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = tofu(&d, &["output", "-json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["format"]["value"],
+        "   42|ab      |03.14|\"q\"|true|1.5|ff|\"s\""
+    );
+    assert_eq!(
+        v["general"]["value"],
+        "1.234567e+06|100000|1.234e-05|3.14|1.234568e+04"
+    );
+    assert_eq!(
+        v["cidr"]["value"],
+        json!(["10.0.2.0/24", "10.0.0.255", "fd00:0:102::/48"])
+    );
+    assert_eq!(v["lazy"]["value"], json!(["fb", 1, false, "x-y"]));
 }
