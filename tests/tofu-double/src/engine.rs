@@ -1313,6 +1313,41 @@ fn rc_values(v: &Vals) -> (Value, Value) {
     eval::split_unknown(&v.object())
 }
 
+/// The sensitivity mirror of a `terraform_data` object (nothing is sensitive in the stand-in);
+/// an unknown `output` has the shape of `input`: `{}` or `[]` for collections, else nothing.
+fn sensitive_of(obj: &Value) -> Value {
+    let mut m = eval::sensitive_mirror(obj);
+    if eval::is_unknown(&obj["output"]) {
+        let shape = match &obj["input"] {
+            Value::Object(_) => Some(json!({})),
+            Value::Array(_) => Some(json!([])),
+            _ => None,
+        };
+        if let (Some(o), Some(shape)) = (m.as_object_mut(), shape) {
+            o.insert("output".into(), shape);
+        }
+    }
+    m
+}
+
+/// Changes in the order `jsonplan` writes them: by resource name, then instance key (numbers
+/// before strings).
+fn sorted_by_address(changes: &[Change]) -> Vec<&Change> {
+    let key = |c: &Change| match &c.key {
+        Some(Value::Number(n)) => (0, n.as_f64().unwrap_or(0.0), String::new()),
+        Some(Value::String(s)) => (1, 0.0, s.clone()),
+        _ => (0, -1.0, String::new()),
+    };
+    let mut sorted: Vec<&Change> = changes.iter().collect();
+    sorted.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        (&a.name, ka.0, &ka.2)
+            .cmp(&(&b.name, kb.0, &kb.2))
+            .then(ka.1.total_cmp(&kb.1))
+    });
+    sorted
+}
+
 /// The state in `show -json` shape (`jsonstate`, format 1.0).
 pub fn state_json(st: &Option<StateFile>) -> Value {
     let Some(st) = st else {
@@ -1341,8 +1376,8 @@ pub fn state_json(st: &Option<StateFile>) -> Value {
                     "output": state::unwrap_dynamic(i.attributes.get("output")).unwrap_or(Value::Null),
                     "triggers_replace": state::unwrap_dynamic(i.attributes.get("triggers_replace")).unwrap_or(Value::Null),
                 },
-                "sensitive_values": {},
             });
+            x["sensitive_values"] = eval::sensitive_mirror(&x["values"]);
             if let Some(k) = &i.index_key {
                 x["index"] = k.clone();
             }
@@ -1391,39 +1426,32 @@ pub fn plan_json(
     }
     let mut pv_res = Vec::new();
     let mut rcs = Vec::new();
-    for c in &out.changes {
+    for c in sorted_by_address(&out.changes) {
         let a = c.addr();
-        if let Some(after) = &c.after {
-            let (vals, _) = rc_values(after);
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": {}});
+        // `output` is computed: unknown until apply whenever the resource changes.
+        let planned = c.after.as_ref().map(|x| {
+            let mut planned = x.object();
+            if c.action != Action::NoOp {
+                planned["output"] = json!(UNKNOWN);
+            }
+            planned
+        });
+        if let Some(planned) = &planned {
+            let (vals, _) = eval::split_unknown(planned);
+            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned)});
             if let Some(k) = &c.key {
                 r["index"] = k.clone();
             }
             pv_res.push(r);
         }
         let (before, before_s) = match &c.before {
-            Some(b) => (rc_values(b).0, json!({})),
+            Some(b) => (rc_values(b).0, eval::sensitive_mirror(&b.object())),
             None => (Value::Null, json!(false)),
         };
-        let (after, after_unknown, after_s) = match &c.after {
-            Some(x) => {
-                // `output` is computed: unknown until apply whenever the resource changes.
-                let mut planned = x.object();
-                if c.action != Action::NoOp {
-                    planned["output"] = json!(UNKNOWN);
-                }
-                let (v, u) = eval::split_unknown(&planned);
-                let mut sens = serde_json::Map::new();
-                for k in ["input", "output", "triggers_replace"] {
-                    if x.input
-                        .as_ref()
-                        .is_some_and(|i| i.is_object() || i.is_array())
-                        && k != "triggers_replace"
-                    {
-                        sens.insert(k.into(), json!({}));
-                    }
-                }
-                (v, u, Value::Object(sens))
+        let (after, after_unknown, after_s) = match &planned {
+            Some(p) => {
+                let (v, u) = eval::split_unknown(p);
+                (v, u, sensitive_of(p))
             }
             None => (Value::Null, json!(false), json!(false)),
         };

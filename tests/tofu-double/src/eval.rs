@@ -44,37 +44,16 @@ pub fn unknown_like(v: &Value) -> Value {
 
 /// Splits a planned value into its known part and the `after_unknown` mirror, as `jsonplan`
 /// does: unknown object attributes are left out of the known part (unknown list elements become
-/// `null`), and the mirror has `true` at each unknown leaf.
+/// `null`); the mirror has `true` at each unknown leaf and `false` at each known one, arrays
+/// element by element, objects without their `false` entries.
 pub fn split_unknown(v: &Value) -> (Value, Value) {
     fn go(v: &Value) -> (Option<Value>, Value) {
         match v {
             Value::String(s) if s.contains(UNKNOWN) => (None, Value::Bool(true)),
             Value::Array(a) => {
                 let (vals, unk): (Vec<_>, Vec<_>) = a.iter().map(go).unzip();
-                let any = unk
-                    .iter()
-                    .any(|u| u != &Value::Bool(false) && u != &json!({}) && u != &json!([]));
-                let unk = if any {
-                    Value::Array(
-                        unk.into_iter()
-                            .map(|u| {
-                                if u == Value::Bool(false) {
-                                    json!(false)
-                                } else {
-                                    u
-                                }
-                            })
-                            .collect(),
-                    )
-                } else {
-                    json!([])
-                };
-                (
-                    Some(Value::Array(
-                        vals.into_iter().map(|x| x.unwrap_or(Value::Null)).collect(),
-                    )),
-                    unk,
-                )
+                let vals = vals.into_iter().map(|x| x.unwrap_or(Value::Null));
+                (Some(Value::Array(vals.collect())), Value::Array(unk))
             }
             Value::Object(o) => {
                 let mut vals = serde_json::Map::new();
@@ -84,7 +63,7 @@ pub fn split_unknown(v: &Value) -> (Value, Value) {
                     if let Some(a) = a {
                         vals.insert(k.clone(), a);
                     }
-                    if b != Value::Bool(false) && b != json!({}) && b != json!([]) {
+                    if b != Value::Bool(false) {
                         unk.insert(k.clone(), b);
                     }
                 }
@@ -95,6 +74,21 @@ pub fn split_unknown(v: &Value) -> (Value, Value) {
     }
     let (a, b) = go(v);
     (a.unwrap_or(Value::Null), b)
+}
+
+/// The `sensitive_values` / `after_sensitive` mirror of a value in which nothing is sensitive:
+/// `false` at each leaf, arrays element by element, objects without their `false` entries.
+pub fn sensitive_mirror(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(sensitive_mirror).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), sensitive_mirror(x)))
+                .filter(|(_, m)| m != &Value::Bool(false))
+                .collect(),
+        ),
+        _ => Value::Bool(false),
+    }
 }
 
 /// The cty type of a JSON value as OpenTofu writes it in state and outputs.

@@ -8,8 +8,9 @@ use crate::eval;
 use crate::state::StateFile;
 use serde_json::{json, Map, Value};
 
-/// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path);
-/// a reference through an index or splat (`terraform_data.n[*].id`) names the whole resource.
+/// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path); an
+/// instance key stays in the address (`terraform_data.z["a"]`), a splat (`terraform_data.n[*].id`)
+/// names the whole resource.
 pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
     let pat = "terraform_data.";
     let word = |s: &str| {
@@ -25,11 +26,18 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
             .next_back()
             .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
         let mut after = &rest[i + pat.len()..];
-        let name = word(after);
+        let mut name = word(after);
         after = &after[name.len()..];
         let mut path = Vec::new();
-        let indexed = after.starts_with('[');
-        while let Some(next) = after.strip_prefix('.').filter(|_| !indexed) {
+        let index = after
+            .strip_prefix('[')
+            .and_then(|r| r.find(']').map(|e| &r[..e]));
+        let splat = index == Some("*");
+        if let Some(i) = index.filter(|_| !splat) {
+            after = &after[i.len() + 2..];
+            name = format!("{name}[{i}]");
+        }
+        while let Some(next) = after.strip_prefix('.').filter(|_| !splat) {
             let w = word(next);
             if w.is_empty() {
                 break;
@@ -37,7 +45,7 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
             after = &next[w.len()..];
             path.push(w);
         }
-        if boundary && !name.is_empty() && (indexed || !path.is_empty()) {
+        if boundary && !name.is_empty() && (splat || !path.is_empty()) {
             out.push((format!("terraform_data.{name}"), path));
         }
         rest = &rest[i + pat.len()..];
@@ -141,7 +149,7 @@ mod tests {
     #[test]
     fn finds_attribute_references() {
         let refs = attribute_refs(
-            "\"${terraform_data.a.id}-${terraform_data.b_2.output.x}\" + terraform_data.c + xterraform_data.d.id + terraform_data.n[*].id",
+            "\"${terraform_data.a.id}-${terraform_data.b_2.output.x}\" + terraform_data.c + xterraform_data.d.id + terraform_data.n[*].id + terraform_data.z[\"k\"].input",
         );
         let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
@@ -150,6 +158,7 @@ mod tests {
                 ("terraform_data.a".to_string(), path(&["id"])),
                 ("terraform_data.b_2".to_string(), path(&["output", "x"])),
                 ("terraform_data.n".to_string(), path(&[])),
+                ("terraform_data.z[\"k\"]".to_string(), path(&["input"])),
             ]
         );
     }

@@ -139,7 +139,16 @@ fn walk_body(body: &Body, names: &mut Vec<String>) {
 }
 
 fn walk_block(b: &Block, names: &mut Vec<String>) {
-    walk_body(b.body(), names);
+    if b.identifier() != "variable" {
+        return walk_body(b.body(), names);
+    }
+    // A variable's `type` is a type constraint (`map(string)`), not a function call.
+    for a in b.body().attributes().filter(|a| a.key() != "type") {
+        walk_expr(a.expr(), names);
+    }
+    for inner in b.body().blocks() {
+        walk_block(inner, names);
+    }
 }
 
 fn walk_expr(e: &Expression, names: &mut Vec<String>) {
@@ -259,6 +268,7 @@ mod tests {
     #[test]
     fn unknown_functions_are_found_everywhere() {
         let src = r#"
+variable "m" { type = map(list(string)) }
 output "a" { value = nosuchfn(1) }
 output "b" { value = "x-${upper(other_fn())}" }
 locals { c = [for x in [1] : timeadd(x)] }

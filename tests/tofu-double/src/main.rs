@@ -885,11 +885,8 @@ fn cmd_output(a: &[String]) -> CmdResult {
                 let m: Map<String, Value> = outputs
                     .iter()
                     .map(|(k, o)| {
-                        // A sensitive value is left out of the message, as the real binary does.
-                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
-                        if !o.sensitive {
-                            v["value"] = o.value.clone();
-                        }
+                        // `output -json` shows sensitive values in clear (unlike the UI stream).
+                        let v = json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value});
                         (k.clone(), v)
                     })
                     .collect();

@@ -196,7 +196,8 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
                 "instances": [{"address": {"to_display": "var.gpu_type"}, "status": "pass"}]}])
     );
     assert_eq!(p["variables"]["gpu_count"]["value"], 2);
-    let rc = &p["resource_changes"][0];
+    // Sorted by address, as jsonplan writes them: node[0], node[1], pool.
+    let rc = &p["resource_changes"][2];
     assert_eq!(
         keys(rc),
         ["address", "change", "mode", "name", "provider_name", "type"]
@@ -220,9 +221,9 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
         "ids are known after apply"
     );
     assert_eq!(rc["change"]["after"]["input"]["name"], "gpu-a100-eu-west-1");
-    assert_eq!(p["resource_changes"][1]["index"], 0);
+    assert_eq!(p["resource_changes"][0]["index"], 0);
     // Unknowns propagate and are left out of `after`, as in real OpenTofu/Terraform output.
-    let node = &p["resource_changes"][1]["change"];
+    let node = &p["resource_changes"][0]["change"];
     assert_eq!(
         node["after_unknown"],
         json!({"id": true, "input": {"pool": true}, "output": true})
