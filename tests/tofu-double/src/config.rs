@@ -55,9 +55,10 @@ pub struct Module {
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
-    /// `Call to unknown function` for each function the stand-in lacks: errors for validate,
-    /// plan and apply, not for init (as with the real binary).
-    pub unknown_functions: Vec<Diag>,
+    /// Errors the real binary reports when it validates (validate, plan, apply; not init):
+    /// `Call to unknown function` for each function the stand-in lacks, `Output refers to
+    /// sensitive values`.
+    pub validation_errors: Vec<Diag>,
 }
 
 /// Reads the configuration files of `dir` (`.tofu` wins over a `.tf` of the same stem).
@@ -166,7 +167,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         locals: Vec::new(),
         resources: Vec::new(),
         outputs: Vec::new(),
-        unknown_functions: Vec::new(),
+        validation_errors: Vec::new(),
     };
     let mut diags = Vec::new();
     for (name, src) in &files {
@@ -180,7 +181,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
                 continue;
             }
         };
-        m.unknown_functions
+        m.validation_errors
             .extend(crate::lazy::unknown_functions(&body));
         for s in body.attributes() {
             diags.push(Diag::error(
@@ -200,6 +201,8 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
     m.files = files;
     if diags.is_empty() {
         resolve_deps(&mut m);
+        let leaks = sensitive_outputs(&m);
+        m.validation_errors.extend(leaks);
         Ok(m)
     } else {
         Err(diags)
@@ -460,6 +463,55 @@ fn resolve_deps(m: &mut Module) {
         }
         r.deps = deps;
     }
+}
+
+/// `Output refers to sensitive values` for each output not marked sensitive whose value refers
+/// to a sensitive variable, directly or through locals (sensitivity through resources is not
+/// tracked by the stand-in).
+fn sensitive_outputs(m: &Module) -> Vec<Diag> {
+    let secret_vars: Vec<&str> = m
+        .variables
+        .iter()
+        .filter(|v| v.sensitive)
+        .map(|v| v.name.as_str())
+        .collect();
+    let local_texts: Vec<(String, String)> = m
+        .locals
+        .iter()
+        .map(|(n, e)| (n.clone(), expr_text(e)))
+        .collect();
+    let touches = |text: &str| -> bool {
+        let mut seen: Vec<String> = Vec::new();
+        let mut texts = vec![text.to_string()];
+        while let Some(t) = texts.pop() {
+            if refs(&t, "var")
+                .iter()
+                .any(|v| secret_vars.contains(&v.as_str()))
+            {
+                return true;
+            }
+            for l in refs(&t, "local") {
+                if seen.contains(&l) {
+                    continue;
+                }
+                if let Some((_, lt)) = local_texts.iter().find(|(n, _)| *n == l) {
+                    texts.push(lt.clone());
+                }
+                seen.push(l);
+            }
+        }
+        false
+    };
+    m.outputs
+        .iter()
+        .filter(|o| !o.sensitive && touches(&expr_text(&o.value)))
+        .map(|_| {
+            Diag::error(
+                "Output refers to sensitive values",
+                "To reduce the risk of accidentally exporting sensitive data that was intended to be only internal, OpenTofu requires that any root module output containing sensitive data be explicitly marked as sensitive, to confirm your intent.\n\nIf you do intend to export this data, annotate the output value as sensitive by adding the following argument:\n    sensitive = true",
+            )
+        })
+        .collect()
 }
 
 /// Orders resources so that each comes after those it depends on (file order otherwise).

@@ -559,6 +559,16 @@ impl Walk<'_> {
                     return out;
                 }
             };
+            if keys.is_empty() {
+                // No instances (`count = 0`, an empty `for_each`): references see an empty
+                // collection, not a missing resource.
+                let empty = if r.for_each.is_some() {
+                    json!({})
+                } else {
+                    json!([])
+                };
+                resources.insert(r.name.clone(), empty);
+            }
             for (key, extra) in keys {
                 desired.push((r.name.clone(), key.clone()));
                 let prior = recs
@@ -1473,10 +1483,11 @@ pub fn plan_json(
     } else {
         json!({ "resources": pv_res })
     };
-    doc.insert(
-        "planned_values".into(),
-        json!({"outputs": pv_outputs, "root_module": root}),
-    );
+    let mut planned_values = json!({ "root_module": root });
+    if !pv_outputs.is_empty() {
+        planned_values["outputs"] = Value::Object(pv_outputs);
+    }
+    doc.insert("planned_values".into(), planned_values);
     if !rcs.is_empty() {
         doc.insert("resource_changes".into(), Value::Array(rcs));
     }

@@ -215,8 +215,8 @@ fn cwd() -> PathBuf {
 
 fn load_module(json: bool) -> Result<config::Module, Failure> {
     let m = load_module_for_init(json)?;
-    if !m.unknown_functions.is_empty() {
-        let diags = m.unknown_functions.clone();
+    if !m.validation_errors.is_empty() {
+        let diags = m.validation_errors.clone();
         return Err(Failure { diags, json });
     }
     Ok(m)
@@ -432,7 +432,7 @@ fn cmd_validate(a: &[String]) -> CmdResult {
     let diags = match config::read_files(&dir) {
         Err(d) => vec![d],
         Ok(files) => match config::load(&dir, files) {
-            Ok(m) if !m.unknown_functions.is_empty() => m.unknown_functions,
+            Ok(m) if !m.validation_errors.is_empty() => m.validation_errors,
             Ok(m) => config::topo_order(&m).err().into_iter().collect(),
             Err(d) => d,
         },

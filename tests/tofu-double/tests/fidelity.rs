@@ -194,3 +194,57 @@ fn functions_give_the_real_binarys_values() {
     );
     assert_eq!(v["lazy"]["value"], json!(["fb", 1, false, "x-y"]));
 }
+
+const LEAKY: &str = r#"
+variable "password" {
+  type      = string
+  default   = "hunter2"
+  sensitive = true
+}
+
+locals {
+  dsn = "db://u:${var.password}@h"
+}
+
+output "leaky" {
+  value = local.dsn
+}
+"#;
+
+#[test]
+fn an_output_of_a_sensitive_value_must_be_marked_sensitive() {
+    let d = module(LEAKY);
+    let (code, out) = tofu(&d, &["validate", "-json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["diagnostics"][0]["summary"],
+        "Output refers to sensitive values"
+    );
+    assert_eq!(
+        tofu(&d, &["init", "-input=false"]).0,
+        0,
+        "init does not validate"
+    );
+    let (code, out) = tofu(&d, &["plan", "-input=false", "-json"]);
+    assert_eq!(code, 1);
+    assert!(!out.contains("hunter2"), "{out}");
+    std::fs::write(
+        d.join("main.tf"),
+        LEAKY.replace("local.dsn\n", "local.dsn\n  sensitive = true\n"),
+    )
+    .unwrap();
+    assert_eq!(tofu(&d, &["validate", "-json"]).0, 0);
+}
+
+#[test]
+fn a_resource_without_instances_is_an_empty_collection() {
+    let d = module(
+        "resource \"terraform_data\" \"m\" {\n  count = 0\n}\n\noutput \"ids\" {\n  value = terraform_data.m[*].id\n}\n",
+    );
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = tofu(&d, &["output", "-json", "ids"]);
+    assert_eq!(out.trim(), "[]");
+}
