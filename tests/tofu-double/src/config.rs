@@ -465,46 +465,37 @@ fn resolve_deps(m: &mut Module) {
     }
 }
 
-/// `Output refers to sensitive values` for each output not marked sensitive whose value refers
-/// to a sensitive variable, directly or through locals (sensitivity through resources is not
-/// tracked by the stand-in).
-fn sensitive_outputs(m: &Module) -> Vec<Diag> {
-    let secret_vars: Vec<&str> = m
-        .variables
-        .iter()
-        .filter(|v| v.sensitive)
-        .map(|v| v.name.as_str())
-        .collect();
-    let local_texts: Vec<(String, String)> = m
-        .locals
-        .iter()
-        .map(|(n, e)| (n.clone(), expr_text(e)))
-        .collect();
-    let touches = |text: &str| -> bool {
+impl Module {
+    /// True when HCL text refers to a sensitive variable, directly or through locals
+    /// (sensitivity carried through resources is not tracked by the stand-in).
+    pub fn refers_to_sensitive(&self, text: &str) -> bool {
+        let secret = |v: &String| self.variables.iter().any(|d| d.sensitive && d.name == *v);
         let mut seen: Vec<String> = Vec::new();
         let mut texts = vec![text.to_string()];
         while let Some(t) = texts.pop() {
-            if refs(&t, "var")
-                .iter()
-                .any(|v| secret_vars.contains(&v.as_str()))
-            {
+            if refs(&t, "var").iter().any(secret) {
                 return true;
             }
             for l in refs(&t, "local") {
                 if seen.contains(&l) {
                     continue;
                 }
-                if let Some((_, lt)) = local_texts.iter().find(|(n, _)| *n == l) {
-                    texts.push(lt.clone());
+                if let Some((_, e)) = self.locals.iter().find(|(n, _)| *n == l) {
+                    texts.push(expr_text(e));
                 }
                 seen.push(l);
             }
         }
         false
-    };
+    }
+}
+
+/// `Output refers to sensitive values` for each output not marked sensitive whose value refers
+/// to a sensitive variable.
+fn sensitive_outputs(m: &Module) -> Vec<Diag> {
     m.outputs
         .iter()
-        .filter(|o| !o.sensitive && touches(&expr_text(&o.value)))
+        .filter(|o| !o.sensitive && m.refers_to_sensitive(&expr_text(&o.value)))
         .map(|_| {
             Diag::error(
                 "Output refers to sensitive values",

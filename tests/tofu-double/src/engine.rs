@@ -12,6 +12,9 @@ use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::time::{Duration, Instant, SystemTime};
 
+/// What a provisioner with a sensitive value in its configuration shows instead of its output.
+const SUPPRESSED: &str = "(output suppressed due to sensitive value in config)";
+
 /// One output's planned change: name, action, before, after, sensitive.
 pub type OutputChange = (String, &'static str, Option<Value>, Option<Value>, bool);
 /// Instance keys of a resource with their `count`/`each` bindings, and the `each` mode.
@@ -927,6 +930,19 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// True when the provisioner's configuration refers to a sensitive value.
+    fn sensitive_config(&self, p: &Provisioner) -> bool {
+        let exprs = [
+            Some(&p.command),
+            p.environment.as_ref(),
+            p.working_dir.as_ref(),
+        ];
+        let exprs = exprs.into_iter().chain([p.interpreter.as_ref()]).flatten();
+        exprs
+            .map(config::expr_text)
+            .any(|t| self.module.refers_to_sensitive(&t))
+    }
+
     fn errored(&self, a: &str, ro: &Value, phase: Action, started: Instant) {
         let el = started.elapsed().as_secs();
         let verb = match phase {
@@ -999,19 +1015,28 @@ impl Walk<'_> {
             &format!("{a}: Provisioning with 'local-exec'..."),
             json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
         );
-        let executing = format!(
-            "Executing: {:?}",
-            [interpreter.clone(), vec![command.clone()]].concat()
-        );
-        self.ui.line(
-            "info",
-            "provision_progress",
-            &format!("{a}: (local-exec): {executing}"),
-            json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": executing}}),
-        );
-        self.ui.human(&format!(
-            "{a}: Provisioning with 'local-exec'...\n{a} (local-exec): {executing}"
-        ));
+        self.ui
+            .human(&format!("{a}: Provisioning with 'local-exec'..."));
+        // A provisioner whose configuration holds a sensitive value shows none of its output
+        // (its failure's diagnostic still does, as the real binary's does).
+        let suppressed = self.sensitive_config(p);
+        let progress = |line: &str| {
+            let shown = if suppressed { SUPPRESSED } else { line };
+            self.ui.line(
+                "info",
+                "provision_progress",
+                &format!("{a}: (local-exec): {shown}"),
+                json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": shown}}),
+            );
+            self.ui.human(&format!("{a} (local-exec): {shown}"));
+        };
+        // Go's `%q` of a string slice: `["/bin/sh" "-c" "echo hi"]`.
+        let argv: Vec<String> = interpreter
+            .iter()
+            .chain([&command])
+            .map(|w| crate::strfmt::quote(w))
+            .collect();
+        progress(&format!("Executing: [{}]", argv.join(" ")));
         let Some((prog, args)) = interpreter.split_first() else {
             return Err(perr("empty interpreter".into()));
         };
@@ -1060,13 +1085,15 @@ impl Walk<'_> {
         }
         drop(tx);
         let mut status = None;
+        let mut output = String::new();
         let mut exited_at: Option<Instant> = None;
         let mut killed = false;
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(line) => {
-                    self.ui.line("info", "provision_progress", &format!("{a}: (local-exec): {line}"), json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": line}}));
-                    self.ui.human(&format!("{a} (local-exec): {line}"));
+                    progress(&line);
+                    output.push_str(&line);
+                    output.push('\n');
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
@@ -1127,7 +1154,7 @@ impl Walk<'_> {
                 (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
             };
             Err(perr(format!(
-                "Error running command '{command}': {why}. Output: "
+                "Error running command '{command}': {why}. Output: {output}"
             )))
         }
     }

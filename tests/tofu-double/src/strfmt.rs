@@ -246,7 +246,7 @@ fn general(a: f64, prec: Option<usize>) -> String {
 }
 
 /// Go's `strconv.Quote`.
-fn quote(t: &str) -> String {
+pub fn quote(t: &str) -> String {
     let mut out = String::from("\"");
     for c in t.chars() {
         match c {

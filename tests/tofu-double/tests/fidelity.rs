@@ -97,6 +97,10 @@ fn provisioner_messages_come_before_the_resource_completes_or_errors() {
     assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
     let (code, out) = tofu(&d, &["apply", "-auto-approve", "-json"]);
     assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(r#""output":"Executing: [\"/bin/sh\" \"-c\" \"echo provisioned\"]""#),
+        "the command as Go's %q prints it: {out}"
+    );
     let order = |addr: &str| -> Vec<String> {
         json_lines(&out)
             .iter()
@@ -247,4 +251,46 @@ fn a_resource_without_instances_is_an_empty_collection() {
     assert_eq!(code, 0, "{out}");
     let (_, out) = tofu(&d, &["output", "-json", "ids"]);
     assert_eq!(out.trim(), "[]");
+}
+
+const SECRET_PROVISIONER: &str = r#"
+variable "token" {
+  type      = string
+  default   = "tok-3f9a"
+  sensitive = true
+}
+
+resource "terraform_data" "e" {
+  provisioner "local-exec" {
+    command     = "echo a $T; echo b; exit 4"
+    environment = { T = var.token }
+  }
+}
+"#;
+
+/// As Terraform 1.11.4 printed it: one suppressed line for `Executing` and one per output line,
+/// and the failure's diagnostic still carries the output.
+#[test]
+fn a_provisioner_with_a_sensitive_value_in_its_configuration_shows_no_output() {
+    let d = module(SECRET_PROVISIONER);
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["apply", "-auto-approve", "-json"]);
+    assert_eq!(code, 1, "{out}");
+    let lines = json_lines(&out);
+    let progress: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "provision_progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{out}");
+    for p in progress {
+        assert_eq!(
+            p["hook"]["output"],
+            "(output suppressed due to sensitive value in config)"
+        );
+    }
+    let diag = lines.iter().find(|l| l["type"] == "diagnostic").unwrap();
+    assert_eq!(
+        diag["diagnostic"]["detail"],
+        "Error running command 'echo a $T; echo b; exit 4': exit status 4. Output: a tok-3f9a\nb\n"
+    );
 }
