@@ -4,6 +4,7 @@
 mod args;
 mod cidr;
 mod config;
+mod decimal;
 mod engine;
 mod eval;
 mod fmt;

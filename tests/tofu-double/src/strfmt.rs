@@ -3,6 +3,7 @@
 //! indexes `%[n]v`, with Go's rounding and exponent notation. A null argument makes the result
 //! null and an unknown one makes it unknown, as in OpenTofu.
 
+use crate::decimal::{general, Decimal};
 use crate::eval::{self, UNKNOWN};
 use serde_json::Value;
 
@@ -192,57 +193,15 @@ fn integer(s: &Spec, x: f64) -> Result<(&'static str, String, bool), &'static st
 
 fn float(s: &Spec, x: f64) -> Result<(&'static str, String, bool), &'static str> {
     let neg = x.is_sign_negative() && x != 0.0;
-    let a = x.abs();
+    let d = Decimal::of(x);
     let body = match s.verb {
-        'f' => format!("{a:.*}", s.prec.unwrap_or(6)),
-        'e' => exponent(&format!("{a:.*e}", s.prec.unwrap_or(6))),
-        'E' => exponent(&format!("{a:.*e}", s.prec.unwrap_or(6))).to_uppercase(),
-        'g' => general(a, s.prec),
-        _ => general(a, s.prec).to_uppercase(),
+        'f' => d.fixed(s.prec.unwrap_or(6)),
+        'e' => d.scientific(s.prec.unwrap_or(6)),
+        'E' => d.scientific(s.prec.unwrap_or(6)).to_uppercase(),
+        'g' => general(x, s.prec),
+        _ => general(x, s.prec).to_uppercase(),
     };
     Ok((sign(s, neg), body, true))
-}
-
-/// Rust's `1.5e3` as Go's `1.5e+03`.
-fn exponent(rust: &str) -> String {
-    match rust.split_once('e') {
-        Some((m, e)) => {
-            let n: i32 = e.parse().unwrap_or(0);
-            format!("{m}e{}{:02}", if n < 0 { '-' } else { '+' }, n.abs())
-        }
-        None => rust.to_string(),
-    }
-}
-
-/// Go's `%g`: the shortest representation (or `prec` significant digits), in exponent notation
-/// when the exponent is below -4 or at least the precision (6 for the shortest).
-fn general(a: f64, prec: Option<usize>) -> String {
-    if a == 0.0 {
-        return "0".into();
-    }
-    let sci = match prec {
-        Some(p) => format!("{a:.*e}", p.max(1) - 1),
-        None => format!("{a:e}"),
-    };
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digs: String = mant.replace('.', "").trim_end_matches('0').to_string();
-    let nd = digs.len().max(1) as i32;
-    let dp = exp + 1;
-    let mut p = prec.map(|p| p.max(1) as i32).unwrap_or(nd);
-    let eprec = match prec {
-        None => 6,
-        Some(_) if p > nd && nd >= dp => nd,
-        Some(_) => p,
-    };
-    if exp < -4 || exp >= eprec {
-        p = p.min(nd);
-        return exponent(&format!("{a:.*e}", (p - 1) as usize));
-    }
-    if p > dp {
-        p = nd;
-    }
-    format!("{a:.*}", (p - dp).max(0) as usize)
 }
 
 /// Go's `strconv.Quote`.
@@ -324,6 +283,10 @@ mod tests {
         assert_eq!(
             f("%d|%5.1f|%.0f|%.1f", json!(["5", 0.25, 2.5, 0.05])),
             "5|  0.2|2|0.1"
+        );
+        assert_eq!(
+            f("%.2f|%5.1f|%.2f%%", json!([12.345, -0.05, 12.345])),
+            "12.34| -0.1|12.34%"
         );
         assert_eq!(
             f("%%|%-4q|%6.2e", json!(["a", 1234.5])),
