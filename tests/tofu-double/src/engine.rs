@@ -1523,10 +1523,14 @@ pub fn plan_json(
             .iter()
             .map(|(n, act, b, a, s)| {
                 let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
-                match a {
-                    // An unknown value has no `after` at all (not `null`).
-                    Some(v) if eval::is_unknown(v) => ch["after_unknown"] = json!(true),
-                    Some(v) => ch["after"] = v.clone(),
+                match a.as_ref().map(eval::split_unknown) {
+                    // A wholly unknown value has no `after` at all (not `null`); a partly
+                    // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
+                    Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
+                    Some((known, unk)) => {
+                        ch["after"] = known;
+                        ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) { unk } else { json!(false) };
+                    }
                     None => ch["after"] = Value::Null,
                 }
                 (n.clone(), ch)

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 /// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path); an
 /// instance key stays in the address (`terraform_data.z["a"]`), a splat (`terraform_data.n[*].id`)
 /// names the whole resource.
-pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
+pub fn attribute_refs(text: &str) -> Vec<(String, Vec<Value>)> {
     let pat = "terraform_data.";
     let word = |s: &str| {
         s.chars()
@@ -28,7 +28,7 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
         let mut after = &rest[i + pat.len()..];
         let mut name = word(after);
         after = &after[name.len()..];
-        let mut path = Vec::new();
+        let mut path: Vec<Value> = Vec::new();
         let index = after
             .strip_prefix('[')
             .and_then(|r| r.find(']').map(|e| &r[..e]));
@@ -37,13 +37,20 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
             after = &after[i.len() + 2..];
             name = format!("{name}[{i}]");
         }
-        while let Some(next) = after.strip_prefix('.').filter(|_| !splat) {
-            let w = word(next);
-            if w.is_empty() {
+        while !splat && !after.is_empty() {
+            if let Some(next) = after.strip_prefix('.') {
+                let w = word(next);
+                if w.is_empty() {
+                    break;
+                }
+                after = &next[w.len()..];
+                path.push(json!(w));
+            } else if let Some((step, len)) = index_step(after) {
+                after = &after[len..];
+                path.push(step);
+            } else {
                 break;
             }
-            after = &next[w.len()..];
-            path.push(w);
         }
         if boundary && !name.is_empty() && (splat || !path.is_empty()) {
             out.push((format!("terraform_data.{name}"), path));
@@ -51,6 +58,18 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<String>)> {
         rest = &rest[i + pat.len()..];
     }
     out
+}
+
+/// A `[0]` or `["key"]` step at the start of `text`, and its length.
+fn index_step(text: &str) -> Option<(Value, usize)> {
+    let inner = text.strip_prefix('[')?;
+    let end = inner.find(']')?;
+    let key = &inner[..end];
+    let step = match key.parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(key.strip_prefix('"')?.strip_suffix('"')?),
+    };
+    Some((step, end + 2))
 }
 
 /// Attributes of resources that changing outputs and resources refer to, sorted and unique.
@@ -65,9 +84,9 @@ pub fn relevant_attributes(m: &Module, changed: &[String], outs: &[OutputChange]
         let exprs = [&r.input, &r.triggers_replace, &r.count, &r.for_each];
         texts.extend(exprs.into_iter().flatten().map(expr_text));
     }
-    let mut refs: Vec<(String, Vec<String>)> =
+    let mut refs: Vec<(String, Vec<Value>)> =
         texts.iter().flat_map(|t| attribute_refs(t)).collect();
-    refs.sort();
+    refs.sort_by_key(|(r, p)| (r.clone(), serde_json::to_string(p).unwrap_or_default()));
     refs.dedup();
     refs.into_iter()
         .map(|(r, a)| json!({"resource": r, "attribute": a}))
@@ -151,7 +170,7 @@ mod tests {
         let refs = attribute_refs(
             "\"${terraform_data.a.id}-${terraform_data.b_2.output.x}\" + terraform_data.c + xterraform_data.d.id + terraform_data.n[*].id + terraform_data.z[\"k\"].input",
         );
-        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let path = |p: &[&str]| p.iter().map(|s| json!(s)).collect::<Vec<_>>();
         assert_eq!(
             refs,
             vec![
@@ -160,6 +179,11 @@ mod tests {
                 ("terraform_data.n".to_string(), path(&[])),
                 ("terraform_data.z[\"k\"]".to_string(), path(&["input"])),
             ]
+        );
+        let refs = attribute_refs("terraform_data.n.output.pools[0].name");
+        assert_eq!(
+            refs[0].1,
+            vec![json!("output"), json!("pools"), json!(0), json!("name")]
         );
     }
 }
