@@ -1579,6 +1579,26 @@ pub fn plan_json(
     Value::Object(doc)
 }
 
+/// Emits `refresh_start` and `refresh_complete` for every instance in the prior state, as a
+/// plan that refreshes does before it plans.
+pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
+    let Some(st) = prior else { return };
+    for r in st.resources.iter().filter(|r| r.mode == "managed") {
+        for i in &r.instances {
+            let a = addr(&r.name, &i.index_key);
+            let id = i.attributes.get("id").cloned().unwrap_or(Value::Null);
+            let shown = id.as_str().unwrap_or_default().to_string();
+            let hook =
+                json!({"resource": res_obj(&r.name, &i.index_key), "id_key": "id", "id_value": id});
+            let start = format!("{a}: Refreshing state... [id={shown}]");
+            ui.line("info", "refresh_start", &start, json!({ "hook": hook }));
+            ui.human(&start);
+            let done = format!("{a}: Refresh complete [id={shown}]");
+            ui.line("info", "refresh_complete", &done, json!({ "hook": hook }));
+        }
+    }
+}
+
 /// Emits the plan's `planned_change` lines, its summary and output actions.
 pub fn report_plan(
     ui: &Ui,

@@ -538,6 +538,9 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "plan") {
             return Err(fail(json, Diag::error("execution halted", "")));
         }
+        if f.bool_or("refresh", true) {
+            engine::report_refresh(&ui, &prior);
+        }
         let walk = Walk {
             module: &m,
             vars: &vars,
@@ -693,6 +696,9 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             ui: &ui,
             apply: false,
         };
+        if saved.is_none() && f.bool_or("refresh", true) {
+            engine::report_refresh(&ui, &prior);
+        }
         let planned = planner.run();
         if let Some(d) = planned.error {
             return Err(fail(json, d));

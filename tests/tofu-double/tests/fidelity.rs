@@ -294,3 +294,41 @@ fn a_provisioner_with_a_sensitive_value_in_its_configuration_shows_no_output() {
         "Error running command 'echo a $T; echo b; exit 4': exit status 4. Output: a tok-3f9a\nb\n"
     );
 }
+
+/// As Terraform 1.11.4 prints it: every instance in state is refreshed before anything is
+/// planned (`-refresh=false` skips it; applying a saved plan does not refresh again).
+#[test]
+fn a_plan_with_state_refreshes_every_instance_first() {
+    let d = module(
+        "resource \"terraform_data\" \"n\" {\n  count = 2\n  input = count.index\n}\n\nresource \"terraform_data\" \"one\" {\n  input = \"v1\"\n}\n",
+    );
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    assert_eq!(tofu(&d, &["apply", "-auto-approve", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["plan", "-input=false", "-json", "-out=p"]);
+    assert_eq!(code, 0, "{out}");
+    let lines = json_lines(&out);
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..7],
+        [
+            "version",
+            "refresh_start",
+            "refresh_complete",
+            "refresh_start",
+            "refresh_complete",
+            "refresh_start",
+            "refresh_complete"
+        ]
+    );
+    let first = &lines[1];
+    assert_eq!(first["hook"]["id_key"], "id");
+    let id = first["hook"]["id_value"].as_str().unwrap();
+    assert!(first["@message"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(": Refreshing state... [id={id}]")));
+    let (_, out) = tofu(&d, &["plan", "-input=false", "-json", "-refresh=false"]);
+    assert!(!out.contains("refresh_start"), "{out}");
+    let (_, out) = tofu(&d, &["apply", "-input=false", "-json", "p"]);
+    assert!(!out.contains("refresh_start"), "{out}");
+}
