@@ -11,6 +11,7 @@ mod fmt;
 mod http;
 mod jsonplan;
 mod lazy;
+mod planfile;
 mod signals;
 mod state;
 mod strfmt;
@@ -493,7 +494,8 @@ fn mode_of(f: &args::Flags, json: bool) -> Result<Mode, Failure> {
     }
 }
 
-/// The saved plan file (opaque to everyone but the stand-in).
+/// The stand-in's plan, saved as the `tfplan` entry of a zip archive like OpenTofu's plan files
+/// (opaque to everyone but the stand-in).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PlanFile {
     format: String,
@@ -505,6 +507,13 @@ struct PlanFile {
     errored: bool,
     changes: Vec<(String, String)>,
     plan_json: Value,
+}
+
+/// The stand-in's plan from a saved plan file (a zip archive with a `tfplan` entry).
+fn read_plan(bytes: &[u8]) -> Option<PlanFile> {
+    let entries = planfile::unzip(bytes)?;
+    let (_, plan) = entries.iter().find(|(n, _)| n == "tfplan")?;
+    serde_json::from_slice(plan).ok()
 }
 
 fn cmd_plan(a: &[String]) -> CmdResult {
@@ -576,7 +585,21 @@ fn cmd_plan(a: &[String]) -> CmdResult {
                     .collect(),
                 plan_json: engine::plan_json(&m, &vars, &prior, &out, mode, false),
             };
-            std::fs::write(path, serde_json::to_vec(&pf).unwrap_or_default()).map_err(|e| {
+            let mut entries = vec![(
+                "tfplan".to_string(),
+                serde_json::to_vec(&pf).unwrap_or_default(),
+            )];
+            entries.extend(
+                prior
+                    .as_ref()
+                    .map(|p| ("tfstate".to_string(), p.to_bytes())),
+            );
+            entries.extend(
+                m.files
+                    .iter()
+                    .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
+            );
+            std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
                 fail(
                     json,
                     Diag::error("Failed to write plan file", e.to_string()),
@@ -633,7 +656,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                     ),
                 )
             })?;
-            let pf: PlanFile = serde_json::from_slice(&bytes).map_err(|_| {
+            let pf: PlanFile = read_plan(&bytes).ok_or_else(|| {
                 fail(
                     json,
                     Diag::error(
@@ -817,7 +840,7 @@ fn cmd_show(a: &[String]) -> CmdResult {
                     ),
                 )
             })?;
-            if let Ok(pf) = serde_json::from_slice::<PlanFile>(&bytes) {
+            if let Some(pf) = read_plan(&bytes) {
                 pf.plan_json
             } else {
                 let st = StateFile::parse(&bytes).map_err(|_| {

@@ -332,3 +332,32 @@ fn a_plan_with_state_refreshes_every_instance_first() {
     let (_, out) = tofu(&d, &["apply", "-input=false", "-json", "p"]);
     assert!(!out.contains("refresh_start"), "{out}");
 }
+
+/// A saved plan is a zip archive, as OpenTofu's are (stored entries: `tfplan`, `tfstate` when
+/// there is state, `tfconfig/<file>`), so whatever carries it carries a binary file.
+#[test]
+fn a_saved_plan_is_a_zip_archive() {
+    let d = module(OUTPUTS);
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    assert_eq!(tofu(&d, &["plan", "-input=false", "-out=p"]).0, 0);
+    let bytes = std::fs::read(d.join("p")).unwrap();
+    assert!(
+        bytes.starts_with(b"PK\x03\x04"),
+        "a local file header first"
+    );
+    let eocd = &bytes[bytes.len() - 22..];
+    assert!(
+        eocd.starts_with(b"PK\x05\x06"),
+        "the end of central directory last"
+    );
+    assert_eq!(
+        u16::from_le_bytes([eocd[10], eocd[11]]),
+        2,
+        "tfplan and tfconfig/main.tf"
+    );
+    let (code, out) = tofu(&d, &["apply", "-input=false", "p"]);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(d.join("bad"), b"PK\x03\x04 not really").unwrap();
+    let (code, _) = tofu(&d, &["apply", "-input=false", "bad"]);
+    assert_eq!(code, 1);
+}
