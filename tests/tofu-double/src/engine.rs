@@ -355,6 +355,31 @@ pub struct Walk<'a> {
     pub workspace: String,
     pub ui: &'a Ui,
     pub apply: bool,
+    /// Intermediate state writes during an apply (`None` while planning).
+    pub persist: Option<&'a Persist<'a>>,
+}
+
+/// Writes intermediate state during an apply, as the real binary's state hook does: after a
+/// change, once at least `interval` has passed since the apply began or since the last write.
+pub struct Persist<'a> {
+    interval: Duration,
+    last: std::cell::Cell<Instant>,
+    write: &'a dyn Fn(&Outcome),
+}
+
+impl<'a> Persist<'a> {
+    /// `TF_STATE_PERSIST_INTERVAL` seconds (default and minimum 20);
+    /// `TOFU_DOUBLE_PERSIST_INTERVAL` (a test's hook) may be shorter.
+    pub fn new(write: &'a dyn Fn(&Outcome)) -> Persist<'a> {
+        let secs = |v: &str| hook(v).and_then(|s| s.parse::<f64>().ok());
+        let interval = secs("TOFU_DOUBLE_PERSIST_INTERVAL")
+            .unwrap_or_else(|| secs("TF_STATE_PERSIST_INTERVAL").unwrap_or(20.0).max(20.0));
+        Persist {
+            interval: Duration::from_secs_f64(interval.max(0.0)),
+            last: std::cell::Cell::new(Instant::now()),
+            write,
+        }
+    }
 }
 
 pub struct Outcome {
@@ -927,6 +952,7 @@ impl Walk<'_> {
                 }
             }
         }
+        self.checkpoint(recs);
         Ok(())
     }
 
@@ -941,6 +967,28 @@ impl Walk<'_> {
         exprs
             .map(config::expr_text)
             .any(|t| self.module.refers_to_sensitive(&t))
+    }
+
+    /// Writes the state so far when the persist interval has passed.
+    fn checkpoint(&self, recs: &[Rec]) {
+        let Some(p) = self.persist else { return };
+        if p.last.get().elapsed() < p.interval {
+            return;
+        }
+        let outputs = self
+            .prior
+            .iter()
+            .flat_map(|st| st.outputs.iter().map(|(k, o)| (k.clone(), o.value.clone())))
+            .collect();
+        let partial = Outcome {
+            changes: Vec::new(),
+            outputs,
+            recs: recs.to_vec(),
+            error: None,
+            interrupted: false,
+        };
+        (p.write)(&partial);
+        p.last.set(Instant::now());
     }
 
     fn errored(&self, a: &str, ro: &Value, phase: Action, started: Instant) {

@@ -558,6 +558,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             workspace: workspace(),
             ui: &ui,
             apply: false,
+            persist: None,
         };
         let out = walk.run();
         if let Some(d) = out.error {
@@ -718,6 +719,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             workspace: workspace(),
             ui: &ui,
             apply: false,
+            persist: None,
         };
         if saved.is_none() && f.bool_or("refresh", true) {
             engine::report_refresh(&ui, &prior);
@@ -728,6 +730,27 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         }
         let outs = engine::output_changes(&m, &prior, &planned.outputs, mode);
         engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
+        // State is written as the apply goes (every persist interval) and at the end; each
+        // write counts from the last one.
+        let written = std::cell::RefCell::new(prior.clone());
+        let backend = std::cell::RefCell::new(&mut be);
+        let write = |st: &StateFile| -> Result<(), Diag> {
+            let mut be = backend.borrow_mut();
+            if written.borrow().is_none() {
+                // A brand-new state is read once more before the first write.
+                let _ = be.read();
+            }
+            be.write(st)?;
+            *written.borrow_mut() = Some(st.clone());
+            Ok(())
+        };
+        let intermediate = |o: &engine::Outcome| {
+            let next = engine::new_state(&written.borrow(), o, &m, mode);
+            if let Some(st) = next {
+                let _ = write(&st);
+            }
+        };
+        let persist = engine::Persist::new(&intermediate);
         let walk = Walk {
             module: &m,
             vars: &vars,
@@ -736,16 +759,14 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             workspace: workspace(),
             ui: &ui,
             apply: true,
+            persist: Some(&persist),
         };
         let out = walk.run();
         // Persist whatever was done, even on failure or interrupt.
-        let persisted = match engine::new_state(&prior, &out, &m, mode) {
+        let last = written.borrow().clone();
+        let persisted = match engine::new_state(&last, &out, &m, mode) {
             Some(st) => {
-                if prior.is_none() {
-                    // A brand-new state is read once more before the first write.
-                    let _ = be.read();
-                }
-                be.write(&st).map_err(|d| {
+                write(&st).map_err(|d| {
                     let _ = std::fs::write("errored.tfstate", st.to_bytes());
                     let mut d = d;
                     d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
@@ -753,7 +774,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 })?;
                 Some(st)
             }
-            None => prior.clone(),
+            None => last,
         };
         if let Some(d) = out.error {
             return Err(fail(json, d));

@@ -361,3 +361,34 @@ fn a_saved_plan_is_a_zip_archive() {
     let (code, _) = tofu(&d, &["apply", "-input=false", "bad"]);
     assert_eq!(code, 1);
 }
+
+/// The real binary writes state as a long apply goes (after a change, once the persist interval
+/// has passed), not only at the end: each write is a serial. `TOFU_DOUBLE_PERSIST_INTERVAL`
+/// shortens the interval (20 s at least otherwise) so that the test stays quick.
+#[test]
+fn a_long_apply_persists_state_as_it_goes() {
+    let src = "resource \"terraform_data\" \"a\" {\n  input = 1\n}\n\nresource \"terraform_data\" \"b\" {\n  input = terraform_data.a.output\n}\n\nresource \"terraform_data\" \"c\" {\n  input = terraform_data.b.output\n}\n";
+    let serial_after = |env: &[(&str, &str)]| {
+        let d = module(src);
+        assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+        let o = Command::new(BIN)
+            .args(["apply", "-auto-approve", "-input=false"])
+            .current_dir(&d)
+            .env("TOFU_DOUBLE_RESOURCE_DELAY", "0.3")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let st: Value =
+            serde_json::from_slice(&std::fs::read(d.join("terraform.tfstate")).unwrap()).unwrap();
+        assert_eq!(st["resources"].as_array().unwrap().len(), 3);
+        st["serial"].as_u64().unwrap()
+    };
+    // After b (0.6 s) the interval has passed: one write then, one at the end.
+    assert_eq!(serial_after(&[("TOFU_DOUBLE_PERSIST_INTERVAL", "0.5")]), 2);
+    assert_eq!(
+        serial_after(&[]),
+        1,
+        "20 s by default: only the final write"
+    );
+}
