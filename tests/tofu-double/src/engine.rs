@@ -360,7 +360,8 @@ pub struct Walk<'a> {
 }
 
 /// Writes intermediate state during an apply, as the real binary's state hook does: after a
-/// change, once at least `interval` has passed since the apply began or since the last write.
+/// change, once at least `interval` has passed since the apply began or since the last write
+/// (a local state file is written after every change).
 pub struct Persist<'a> {
     interval: Duration,
     last: std::cell::Cell<Instant>,
@@ -368,12 +369,14 @@ pub struct Persist<'a> {
 }
 
 impl<'a> Persist<'a> {
-    /// `TF_STATE_PERSIST_INTERVAL` seconds (default and minimum 20);
-    /// `TOFU_DOUBLE_PERSIST_INTERVAL` (a test's hook) may be shorter.
-    pub fn new(write: &'a dyn Fn(&Outcome)) -> Persist<'a> {
+    /// `TF_STATE_PERSIST_INTERVAL` seconds (default and minimum 20) for a remote backend, none
+    /// for a local file; `TOFU_DOUBLE_PERSIST_INTERVAL` (a test's hook) overrides both.
+    pub fn new(write: &'a dyn Fn(&Outcome), local: bool) -> Persist<'a> {
         let secs = |v: &str| hook(v).and_then(|s| s.parse::<f64>().ok());
-        let interval = secs("TOFU_DOUBLE_PERSIST_INTERVAL")
-            .unwrap_or_else(|| secs("TF_STATE_PERSIST_INTERVAL").unwrap_or(20.0).max(20.0));
+        let remote = || secs("TF_STATE_PERSIST_INTERVAL").unwrap_or(20.0).max(20.0);
+        let interval =
+            secs("TOFU_DOUBLE_PERSIST_INTERVAL")
+                .unwrap_or_else(|| if local { 0.0 } else { remote() });
         Persist {
             interval: Duration::from_secs_f64(interval.max(0.0)),
             last: std::cell::Cell::new(Instant::now()),

@@ -732,6 +732,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
         // State is written as the apply goes (every persist interval) and at the end; each
         // write counts from the last one.
+        let local = be.is_local();
         let written = std::cell::RefCell::new(prior.clone());
         let backend = std::cell::RefCell::new(&mut be);
         let write = |st: &StateFile| -> Result<(), Diag> {
@@ -744,13 +745,24 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             *written.borrow_mut() = Some(st.clone());
             Ok(())
         };
+        // What the next write holds, if anything: a local file is rewritten whenever it differs
+        // from the state read at the start (each write a serial), remote state when it differs
+        // from the last write.
+        let next_state = |o: &engine::Outcome| -> Option<StateFile> {
+            let last = written.borrow().clone();
+            let mut st = engine::new_state(if local { &prior } else { &last }, o, &m, mode)?;
+            if let Some(l) = &last {
+                st.serial = l.serial + 1;
+                st.lineage = l.lineage.clone();
+            }
+            Some(st)
+        };
         let intermediate = |o: &engine::Outcome| {
-            let next = engine::new_state(&written.borrow(), o, &m, mode);
-            if let Some(st) = next {
+            if let Some(st) = next_state(o) {
                 let _ = write(&st);
             }
         };
-        let persist = engine::Persist::new(&intermediate);
+        let persist = engine::Persist::new(&intermediate, local);
         let walk = Walk {
             module: &m,
             vars: &vars,
@@ -763,8 +775,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         };
         let out = walk.run();
         // Persist whatever was done, even on failure or interrupt.
-        let last = written.borrow().clone();
-        let persisted = match engine::new_state(&last, &out, &m, mode) {
+        let persisted = match next_state(&out) {
             Some(st) => {
                 write(&st).map_err(|d| {
                     let _ = std::fs::write("errored.tfstate", st.to_bytes());
@@ -774,7 +785,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 })?;
                 Some(st)
             }
-            None => last,
+            None => written.borrow().clone(),
         };
         if let Some(d) = out.error {
             return Err(fail(json, d));
