@@ -1240,17 +1240,7 @@ pub fn new_state(
                     .map(|k| k.to_string())
                     .cmp(&b.key.as_ref().map(|k| k.to_string()))
             });
-            let deps: Vec<String> = m
-                .resources
-                .iter()
-                .find(|r| &r.name == n)
-                .map(|r| {
-                    r.deps
-                        .iter()
-                        .map(|d| format!("terraform_data.{d}"))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let deps = all_dependencies(m, n);
             Resource {
                 module: None,
                 mode: "managed".into(),
@@ -1418,25 +1408,50 @@ fn sensitive_of(obj: &Value) -> Value {
     m
 }
 
-/// Changes in the order `jsonplan` writes them: by resource name, then instance key (numbers
+/// Everything a resource depends on, directly or through others, sorted, as state records it.
+fn all_dependencies(m: &Module, name: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(n) = todo.pop() {
+        let direct = m.resources.iter().find(|r| r.name == n).map(|r| &r.deps);
+        for d in direct.into_iter().flatten() {
+            if d != name && !found.contains(d) {
+                found.push(d.clone());
+                todo.push(d.clone());
+            }
+        }
+    }
+    let mut deps: Vec<String> = found
+        .iter()
+        .map(|d| format!("terraform_data.{d}"))
+        .collect();
+    deps.sort();
+    deps
+}
+
+/// The order of resource instance addresses: by resource name, then instance key (numbers
 /// before strings).
-fn sorted_by_address(changes: &[Change]) -> Vec<&Change> {
-    let key = |c: &Change| match &c.key {
+fn address_order(a: &str, ka: &Option<Value>, b: &str, kb: &Option<Value>) -> std::cmp::Ordering {
+    let key = |k: &Option<Value>| match k {
         Some(Value::Number(n)) => (0, n.as_f64().unwrap_or(0.0), String::new()),
         Some(Value::String(s)) => (1, 0.0, s.clone()),
         _ => (0, -1.0, String::new()),
     };
+    let (ka, kb) = (key(ka), key(kb));
+    (a, ka.0, &ka.2)
+        .cmp(&(b, kb.0, &kb.2))
+        .then(ka.1.total_cmp(&kb.1))
+}
+
+/// Changes in the order `jsonplan` writes them (by address).
+fn sorted_by_address(changes: &[Change]) -> Vec<&Change> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
-    sorted.sort_by(|a, b| {
-        let (ka, kb) = (key(a), key(b));
-        (&a.name, ka.0, &ka.2)
-            .cmp(&(&b.name, kb.0, &kb.2))
-            .then(ka.1.total_cmp(&kb.1))
-    });
+    sorted.sort_by(|a, b| address_order(&a.name, &a.key, &b.name, &b.key));
     sorted
 }
 
-/// The state in `show -json` shape (`jsonstate`, format 1.0).
+/// The state in `show -json` shape (`jsonstate`, format 1.0): resources by address, with
+/// `depends_on`; no `outputs` or `resources` key when there are none.
 pub fn state_json(st: &Option<StateFile>) -> Value {
     let Some(st) = st else {
         return json!({"format_version": "1.0"});
@@ -1451,31 +1466,52 @@ pub fn state_json(st: &Option<StateFile>) -> Value {
             )
         })
         .collect();
-    let mut resources = Vec::new();
-    for r in &st.resources {
-        for i in &r.instances {
-            let a = addr(&r.name, &i.index_key);
-            let mut x = json!({
-                "address": a, "mode": r.mode, "type": r.typ, "name": r.name,
-                "provider_name": "terraform.io/builtin/terraform", "schema_version": i.schema_version,
-                "values": {
-                    "id": i.attributes.get("id").cloned().unwrap_or(Value::Null),
-                    "input": state::unwrap_dynamic(i.attributes.get("input")).unwrap_or(Value::Null),
-                    "output": state::unwrap_dynamic(i.attributes.get("output")).unwrap_or(Value::Null),
-                    "triggers_replace": state::unwrap_dynamic(i.attributes.get("triggers_replace")).unwrap_or(Value::Null),
-                },
-            });
-            x["sensitive_values"] = eval::sensitive_mirror(&x["values"]);
-            if let Some(k) = &i.index_key {
-                x["index"] = k.clone();
-            }
-            if i.status.as_deref() == Some("tainted") {
-                x["tainted"] = json!(true);
-            }
-            resources.push(x);
-        }
+    let mut instances: Vec<(&Resource, &Instance)> = st
+        .resources
+        .iter()
+        .flat_map(|r| r.instances.iter().map(move |i| (r, i)))
+        .collect();
+    instances.sort_by(|(ra, ia), (rb, ib)| {
+        address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key)
+    });
+    let resources: Vec<Value> = instances
+        .into_iter()
+        .map(|(r, i)| instance_json(r, i))
+        .collect();
+    let mut values = json!({ "root_module": {} });
+    if !resources.is_empty() {
+        values["root_module"]["resources"] = Value::Array(resources);
     }
-    json!({"format_version": "1.0", "terraform_version": st.terraform_version, "values": {"outputs": outputs, "root_module": {"resources": resources}}})
+    if !outputs.is_empty() {
+        values["outputs"] = Value::Object(outputs);
+    }
+    json!({"format_version": "1.0", "terraform_version": st.terraform_version, "values": values})
+}
+
+/// One instance in `jsonstate` shape.
+fn instance_json(r: &Resource, i: &Instance) -> Value {
+    let attr = |k: &str| state::unwrap_dynamic(i.attributes.get(k)).unwrap_or(Value::Null);
+    let mut x = json!({
+        "address": addr(&r.name, &i.index_key), "mode": r.mode, "type": r.typ, "name": r.name,
+        "provider_name": "terraform.io/builtin/terraform", "schema_version": i.schema_version,
+        "values": {
+            "id": i.attributes.get("id").cloned().unwrap_or(Value::Null),
+            "input": attr("input"),
+            "output": attr("output"),
+            "triggers_replace": attr("triggers_replace"),
+        },
+    });
+    x["sensitive_values"] = eval::sensitive_mirror(&x["values"]);
+    if let Some(k) = &i.index_key {
+        x["index"] = k.clone();
+    }
+    if i.status.as_deref() == Some("tainted") {
+        x["tainted"] = json!(true);
+    }
+    if !i.dependencies.is_empty() {
+        x["depends_on"] = json!(i.dependencies);
+    }
+    x
 }
 
 /// The plan in `show -json` shape (`jsonplan`, format 1.2).
@@ -1539,6 +1575,8 @@ pub fn plan_json(
         let (after, after_unknown, after_s) = match &planned {
             Some(p) => {
                 let (v, u) = eval::split_unknown(p);
+                // A wholly known value has `{}`, not a mirror of `false`s.
+                let u = if eval::is_unknown(p) { u } else { json!({}) };
                 (v, u, sensitive_of(p))
             }
             None => (Value::Null, json!(false), json!(false)),

@@ -1,7 +1,8 @@
 //! The differential check (issue 18): every module under `conformance/modules/` runs through the
 //! stand-in and through a real Terraform or OpenTofu (`TOFUFLOW_REAL_TOFU`, else
 //! `/usr/local/bin/terraform`, else `tofu` or `terraform` on PATH): `init`, `validate -json`,
-//! `plan -json -out`, `show -json` of the saved plan, `apply` of it and `output -json`. Both
+//! `plan -json -out`, `show -json` of the saved plan, `apply` of it, `output -json`, and a
+//! second plan over the state the apply left (`show -json` of it too). Both
 //! results are normalised (ids, timestamps, versions) and compared; the test fails on any
 //! difference not listed, with its reason, in `conformance/allow-list.toml`. Without a real
 //! binary it says so loudly and compares nothing.
@@ -149,6 +150,14 @@ fn observe(bin: &Path, module: &Path, work: &Path) -> Value {
     );
     let (code, out) = run(bin, &dir, &["output", "-json"]);
     doc.insert("output".into(), json!({"exit": code, "json": parsed(&out)}));
+    // A second plan, over the state the apply left.
+    let replan = ["plan", "-input=false", "-no-color", "-json", "-out=again"];
+    let (code, out) = run(bin, &dir, &replan);
+    let mut p = json!({"exit": code, "diagnostics": diagnostics(&out)});
+    if code == 0 {
+        p["show"] = parsed(&run(bin, &dir, &["show", "-json", "again"]).1);
+    }
+    doc.insert("replan".into(), p);
     Value::Object(doc)
 }
 
