@@ -255,7 +255,7 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             },
         };
         let v = match &d.type_expr {
-            Some(t) => match eval::convert(v, t) {
+            Some(t) => match crate::types::parse(t).and_then(|ty| crate::types::convert(v, &ty)) {
                 Ok(v) => v,
                 Err(e) => {
                     diags.push(bad_value(&d.name, &e));
@@ -1278,7 +1278,7 @@ pub fn new_state(
                     o.name.clone(),
                     StateOutput {
                         value: v.clone(),
-                        typ: eval::cty_type(v),
+                        typ: output_type(m, &o.name, v),
                         sensitive: o.sensitive,
                     },
                 ))
@@ -1406,6 +1406,29 @@ fn sensitive_of(obj: &Value) -> Value {
         }
     }
     m
+}
+
+/// The cty type of an output's value: a variable's declared type when the output is that
+/// variable (`value = var.pool`), else the type of the value itself (a tuple for a list, an
+/// object for a map: the stand-in does not carry types through expressions).
+pub fn output_type(m: &Module, name: &str, v: &Value) -> Value {
+    let declared = m
+        .outputs
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| {
+            config::expr_text(&o.value)
+                .trim()
+                .strip_prefix("var.")
+                .map(str::to_string)
+        })
+        .and_then(|var| m.variables.iter().find(|d| d.name == var))
+        .and_then(|d| d.type_expr.as_deref())
+        .and_then(|t| crate::types::parse(t).ok());
+    match declared {
+        Some(ty) => crate::types::cty_json(&ty, v),
+        None => eval::cty_type(v),
+    }
 }
 
 /// Everything a resource depends on, directly or through others, sorted, as state records it.
@@ -1543,7 +1566,7 @@ pub fn plan_json(
             let mut o = json!({"sensitive": sens});
             if !eval::is_unknown(a) {
                 o["value"] = a.clone();
-                o["type"] = eval::cty_type(a);
+                o["type"] = output_type(m, n, a);
             }
             pv_outputs.insert(n.clone(), o);
         }

@@ -270,7 +270,7 @@ pub fn parse_raw_var(raw: &str, ty: Option<&str>) -> Result<Value, String> {
                 .map(|a| a.expr().clone())
                 .ok_or("empty value")?;
             let v = eval_static(&expr)?;
-            convert(v, t)
+            crate::types::convert(v, &crate::types::parse(t)?)
         }
     }
 }
@@ -498,13 +498,8 @@ pub fn declare_functions(ctx: &mut Context) {
         Ok(HValue::Array(list(&a[0])))
     });
     f(ctx, "toset", vec![Any], None, |a| {
-        let mut out: Vec<HValue> = Vec::new();
-        for v in list(&a[0]) {
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
-        Ok(HValue::Array(out))
+        let items: Vec<Value> = list(&a[0]).into_iter().map(to_json).collect();
+        Ok(to_hcl(&Value::Array(crate::types::set(items))))
     });
     f(ctx, "tomap", vec![Any], None, |a| Ok(a[0].clone()));
     f(ctx, "jsonencode", vec![Any], None, |a| {

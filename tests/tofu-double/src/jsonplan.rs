@@ -114,7 +114,7 @@ pub fn checks(m: &Module) -> Vec<Value> {
 
 /// The state the plan started from; with no state yet, an empty one holding the outputs the
 /// plan already knows (the real binary evaluates those before it plans), or none at all.
-pub fn prior_state(prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<Value> {
+pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<Value> {
     if prior.is_some() {
         return Some(state_json(prior));
     }
@@ -124,7 +124,7 @@ pub fn prior_state(prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<V
             let a = a.as_ref().filter(|v| !eval::is_unknown(v))?;
             Some((
                 n.clone(),
-                json!({"sensitive": sens, "value": a, "type": eval::cty_type(a)}),
+                json!({"sensitive": sens, "value": a, "type": crate::engine::output_type(m, n, a)}),
             ))
         })
         .collect();
@@ -146,7 +146,7 @@ pub fn complete_doc(
     outs: &[OutputChange],
     applyable: bool,
 ) {
-    if let Some(p) = prior_state(prior, outs) {
+    if let Some(p) = prior_state(m, prior, outs) {
         doc.insert("prior_state".into(), p);
     }
     let relevant = relevant_attributes(m, changed, outs);

@@ -15,6 +15,7 @@ mod planfile;
 mod signals;
 mod state;
 mod strfmt;
+mod types;
 mod ui;
 
 use args::Kind::{Bool, Repeat, Value as Val};
