@@ -320,7 +320,23 @@ fn list(v: &HValue) -> Vec<HValue> {
 
 /// Every function `declare_functions` declares: a call to any other is `Call to unknown
 /// function` when the module is loaded, as OpenTofu reports it, never a value.
-pub const FUNCTIONS: &[&str] = &[
+pub const FUNCTIONS: &[&str] = &FUNCTION_NAMES;
+
+const FUNCTION_NAMES: [&str; 41 + crate::functions::NAMES.len()] = {
+    let mut all = [""; 41 + crate::functions::NAMES.len()];
+    let mut i = 0;
+    while i < FIRST.len() {
+        all[i] = FIRST[i];
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = crate::functions::NAMES[i - FIRST.len()];
+        i += 1;
+    }
+    all
+};
+
+const FIRST: [&str; 41] = [
     "abs",
     "base64decode",
     "base64encode",
@@ -366,6 +382,7 @@ pub const FUNCTIONS: &[&str] = &[
 
 /// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
+    crate::functions::declare(ctx);
     use ParamType::{Any, Number, String as Str};
     let f = |ctx: &mut Context,
              name: &str,

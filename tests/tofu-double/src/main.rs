@@ -8,6 +8,7 @@ mod decimal;
 mod engine;
 mod eval;
 mod fmt;
+mod functions;
 mod http;
 mod jsonplan;
 mod lazy;
