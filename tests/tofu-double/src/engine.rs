@@ -5,6 +5,7 @@
 use crate::config::{self, Module, Provisioner, ResourceDecl};
 use crate::eval::{self, Scope, UNKNOWN};
 use crate::jsonplan;
+use crate::sensitivity;
 use crate::signals;
 use crate::state::{self, Instance, Resource, StateFile, StateOutput};
 use crate::ui::{self, Diag, Ui};
@@ -64,6 +65,9 @@ pub struct Vals {
     pub id: Value,
     pub input: Option<Value>,
     pub triggers: Option<Value>,
+    /// Sensitive parts of `input` and `triggers_replace`: `{"input": mirror, ...}` with `true`
+    /// where sensitive (`sensitivity.rs`), `Null` when nothing is.
+    pub marks: Value,
 }
 
 impl Vals {
@@ -131,17 +135,63 @@ fn records(st: &Option<StateFile>) -> Vec<Rec> {
             out.push(Rec {
                 name: r.name.clone(),
                 key: i.index_key.clone(),
-                vals: Vals {
-                    id: a.get("id").cloned().unwrap_or(Value::Null),
-                    input: state::unwrap_dynamic(a.get("input")),
-                    triggers: state::unwrap_dynamic(a.get("triggers_replace")),
-                },
+                vals: state_vals(a, &i.sensitive_attributes),
                 tainted: i.status.as_deref() == Some("tainted"),
                 each: r.each.clone(),
             });
         }
     }
     out
+}
+
+/// An instance's values from state, with the marks its `sensitive_attributes` record.
+fn state_vals(a: &Value, sensitive: &[Value]) -> Vals {
+    let input = state::unwrap_dynamic(a.get("input"));
+    let triggers = state::unwrap_dynamic(a.get("triggers_replace"));
+    let mut marks = Map::new();
+    for (attr, v) in [("input", &input), ("triggers_replace", &triggers)] {
+        let v = v.clone().unwrap_or(Value::Null);
+        let mark = sensitivity::from_paths(sensitive, attr, &v);
+        if !mark.is_null() {
+            marks.insert(attr.into(), mark);
+        }
+    }
+    Vals {
+        id: a.get("id").cloned().unwrap_or(Value::Null),
+        input,
+        triggers,
+        marks: if marks.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(marks)
+        },
+    }
+}
+
+/// The marks of a planned instance, from its configuration.
+fn config_marks(
+    m: &Module,
+    r: &ResourceDecl,
+    input: &Option<Value>,
+    triggers: &Option<Value>,
+) -> Value {
+    let mut marks = Map::new();
+    for (attr, e, v) in [
+        ("input", &r.input, input),
+        ("triggers_replace", &r.triggers_replace, triggers),
+    ] {
+        if let (Some(e), Some(v)) = (e, v) {
+            let mark = sensitivity::marks_of(m, e, v);
+            if sensitivity::any(&mark) {
+                marks.insert(attr.into(), mark);
+            }
+        }
+    }
+    if marks.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(marks)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -644,17 +694,23 @@ impl Walk<'_> {
                     Some(p) if p.vals.input != input => (Action::Update, None),
                     Some(_) => (Action::NoOp, None),
                 };
+                let marks = config_marks(self.module, r, &input, &triggers);
                 let after = match (action, &prior) {
-                    (Action::NoOp, Some(p)) => Some(p.vals.clone()),
+                    (Action::NoOp, Some(p)) => Some(Vals {
+                        marks,
+                        ..p.vals.clone()
+                    }),
                     (Action::Update, Some(p)) => Some(Vals {
                         id: p.vals.id.clone(),
                         input: input.clone(),
                         triggers: triggers.clone(),
+                        marks,
                     }),
                     _ => Some(Vals {
                         id: json!(UNKNOWN),
                         input: input.clone(),
                         triggers: triggers.clone(),
+                        marks,
                     }),
                 };
                 let change = Change {
@@ -913,6 +969,7 @@ impl Walk<'_> {
                         id: Value::Null,
                         input: None,
                         triggers: None,
+                        marks: Value::Null,
                     });
                     let id = if phase == Action::Create {
                         json!(uuid::Uuid::new_v4().to_string())
@@ -921,8 +978,7 @@ impl Walk<'_> {
                     };
                     let vals = Vals {
                         id: id.clone(),
-                        input: after.input.clone(),
-                        triggers: after.triggers.clone(),
+                        ..after.clone()
                     };
                     recs.retain(|x| !(x.name == c.name && x.key == c.key));
                     recs.push(Rec {
@@ -1260,7 +1316,14 @@ pub fn new_state(
                             "output": state::wrap_dynamic(&r.vals.input),
                             "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
                         }),
-                        sensitive_attributes: vec![],
+                        sensitive_attributes: r
+                            .vals
+                            .marks
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
+                            .collect(),
                         dependencies: deps.clone(),
                     })
                     .collect(),
@@ -1393,8 +1456,11 @@ fn rc_values(v: &Vals) -> (Value, Value) {
 
 /// The sensitivity mirror of a `terraform_data` object (nothing is sensitive in the stand-in);
 /// an unknown `output` has the shape of `input`: `{}` or `[]` for collections, else nothing.
-fn sensitive_of(obj: &Value) -> Value {
+fn sensitive_of(obj: &Value, marks: &Value) -> Value {
     let mut m = eval::sensitive_mirror(obj);
+    for attr in ["input", "triggers_replace"] {
+        sensitivity::overlay(&mut m, attr, &marks[attr]);
+    }
     if eval::is_unknown(&obj["output"]) {
         let shape = match &obj["input"] {
             Value::Object(_) => Some(json!({})),
@@ -1524,7 +1590,8 @@ fn instance_json(r: &Resource, i: &Instance) -> Value {
             "triggers_replace": attr("triggers_replace"),
         },
     });
-    x["sensitive_values"] = eval::sensitive_mirror(&x["values"]);
+    let marks = state_vals(&i.attributes, &i.sensitive_attributes).marks;
+    x["sensitive_values"] = sensitive_of(&x["values"], &marks);
     if let Some(k) = &i.index_key {
         x["index"] = k.clone();
     }
@@ -1576,6 +1643,11 @@ pub fn plan_json(
     for c in sorted_by_address(&out.changes) {
         let a = c.addr();
         // `output` is computed: unknown until apply whenever the resource changes.
+        let marks = c
+            .after
+            .as_ref()
+            .map(|x| x.marks.clone())
+            .unwrap_or(Value::Null);
         let planned = c.after.as_ref().map(|x| {
             let mut planned = x.object();
             if c.action != Action::NoOp {
@@ -1585,14 +1657,14 @@ pub fn plan_json(
         });
         if let Some(planned) = &planned {
             let (vals, _) = eval::split_unknown(planned);
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned)});
+            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
             if let Some(k) = &c.key {
                 r["index"] = k.clone();
             }
             pv_res.push(r);
         }
         let (before, before_s) = match &c.before {
-            Some(b) => (rc_values(b).0, eval::sensitive_mirror(&b.object())),
+            Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
             None => (Value::Null, json!(false)),
         };
         let (after, after_unknown, after_s) = match &planned {
@@ -1600,7 +1672,7 @@ pub fn plan_json(
                 let (v, u) = eval::split_unknown(p);
                 // A wholly known value has `{}`, not a mirror of `false`s.
                 let u = if eval::is_unknown(p) { u } else { json!({}) };
-                (v, u, sensitive_of(p))
+                (v, u, sensitive_of(p, &marks))
             }
             None => (Value::Null, json!(false), json!(false)),
         };

@@ -13,6 +13,7 @@ mod http;
 mod jsonplan;
 mod lazy;
 mod planfile;
+mod sensitivity;
 mod signals;
 mod state;
 mod strfmt;
