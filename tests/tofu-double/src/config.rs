@@ -40,6 +40,39 @@ pub struct OutputDecl {
     pub sensitive: bool,
 }
 
+/// A `terraform_data` resource (no key) or one of its instances, as a `moved` block names it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoveAddr {
+    pub name: String,
+    pub key: Option<serde_json::Value>,
+}
+
+impl MoveAddr {
+    /// Parses `terraform_data.NAME`, `terraform_data.NAME[0]` or `terraform_data.NAME["k"]`.
+    fn parse(text: &str) -> Option<MoveAddr> {
+        let rest = text.trim().strip_prefix("terraform_data.")?;
+        let (name, key) = match rest.split_once('[') {
+            Some((n, k)) => {
+                let k = k.strip_suffix(']')?;
+                let key = match k.parse::<i64>() {
+                    Ok(i) => serde_json::json!(i),
+                    Err(_) => serde_json::json!(k.strip_prefix('"')?.strip_suffix('"')?),
+                };
+                (n, Some(key))
+            }
+            None => (rest, None),
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        valid.then(|| MoveAddr {
+            name: name.to_string(),
+            key,
+        })
+    }
+}
+
 pub struct BackendDecl {
     pub kind: String,
     pub attrs: serde_json::Map<String, serde_json::Value>,
@@ -55,6 +88,8 @@ pub struct Module {
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
+    /// `moved` blocks: from and to, each a resource name with an optional instance key.
+    pub moves: Vec<(MoveAddr, MoveAddr)>,
     /// Errors the real binary reports when it validates (validate, plan, apply; not init):
     /// `Call to unknown function` for each function the stand-in lacks, `Output refers to
     /// sensitive values`.
@@ -167,6 +202,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         locals: Vec::new(),
         resources: Vec::new(),
         outputs: Vec::new(),
+        moves: Vec::new(),
         validation_errors: Vec::new(),
     };
     let mut diags = Vec::new();
@@ -423,7 +459,24 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 label(b, 0)
             ),
         )),
-        "moved" | "import" | "removed" | "check" => Err(unsupported(
+        "moved" => {
+            let at = |k: &str| {
+                attr(b.body(), k)
+                    .map(expr_text)
+                    .and_then(|t| MoveAddr::parse(&t))
+            };
+            match (at("from"), at("to")) {
+                (Some(from), Some(to)) if from.key.is_some() == to.key.is_some() => {
+                    m.moves.push((from, to));
+                    Ok(())
+                }
+                _ => Err(unsupported(
+                    "moved block",
+                    &format!("{file}: only moves between terraform_data resources or instances are implemented."),
+                )),
+            }
+        }
+        "import" | "removed" | "check" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
         )),

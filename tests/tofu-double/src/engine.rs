@@ -89,6 +89,8 @@ pub struct Change {
     pub before: Option<Vals>,
     pub after: Option<Vals>,
     pub reason: Option<&'static str>,
+    /// The address a `moved` block moved this instance from.
+    pub previous: Option<String>,
 }
 
 impl Change {
@@ -402,6 +404,8 @@ pub struct Walk<'a> {
     pub vars: &'a Map<String, Value>,
     pub mode: Mode,
     pub prior: &'a Option<StateFile>,
+    /// Instances `moved` blocks moved in `prior`: (new address, previous address).
+    pub moved: &'a [(String, String)],
     pub workspace: String,
     pub ui: &'a Ui,
     pub apply: bool,
@@ -610,6 +614,7 @@ impl Walk<'_> {
                     before: Some(r.vals.clone()),
                     after: None,
                     reason: None,
+                    previous: None,
                 });
             }
             if self.apply {
@@ -713,6 +718,12 @@ impl Walk<'_> {
                         marks,
                     }),
                 };
+                let here = addr(&r.name, &key);
+                let previous = self
+                    .moved
+                    .iter()
+                    .find(|(to, _)| *to == here)
+                    .map(|(_, from)| from.clone());
                 let change = Change {
                     name: r.name.clone(),
                     key: key.clone(),
@@ -720,6 +731,7 @@ impl Walk<'_> {
                     before: prior.as_ref().map(|p| p.vals.clone()),
                     after,
                     reason,
+                    previous,
                 };
                 let obj = if self.apply {
                     if let Err(stop) = self.execute_with_ctx(
@@ -765,6 +777,7 @@ impl Walk<'_> {
                         before: Some(r.vals.clone()),
                         after: None,
                         reason: Some("delete_because_no_resource_config"),
+                        previous: None,
                     });
                 }
             }
@@ -1447,7 +1460,10 @@ pub fn output_changes(
 }
 
 pub fn has_changes(changes: &[Change], outs: &[OutputChange]) -> bool {
-    changes.iter().any(|c| c.action != Action::NoOp) || outs.iter().any(|o| o.1 != "no-op")
+    changes
+        .iter()
+        .any(|c| c.action != Action::NoOp || c.previous.is_some())
+        || outs.iter().any(|o| o.1 != "no-op")
 }
 
 fn rc_values(v: &Vals) -> (Value, Value) {
@@ -1687,6 +1703,9 @@ pub fn plan_json(
         if let Some(r) = c.reason {
             rc["action_reason"] = json!(r);
         }
+        if let Some(p) = &c.previous {
+            rc["previous_address"] = json!(p);
+        }
         rcs.push(rc);
     }
     let root = if pv_res.is_empty() {
@@ -1763,6 +1782,83 @@ pub fn plan_json(
     Value::Object(doc)
 }
 
+/// The UI's resource object for an address (`terraform_data.n[0]`).
+fn previous_resource(a: &str) -> Value {
+    let rest = a.strip_prefix("terraform_data.").unwrap_or(a);
+    let (name, key) = match rest.split_once('[') {
+        Some((n, k)) => {
+            let k = k.trim_end_matches(']');
+            let key = k
+                .parse::<i64>()
+                .map(|i| json!(i))
+                .unwrap_or_else(|_| json!(k.trim_matches('"')));
+            (n, Some(key))
+        }
+        None => (rest, None),
+    };
+    res_obj(name, &key)
+}
+
+/// Applies `moved` blocks to the state read: the state the plan starts from and the moves made,
+/// as (new address, previous address). A move whose source is not in state does nothing.
+pub fn apply_moves(
+    read: &Option<StateFile>,
+    m: &Module,
+) -> (Option<StateFile>, Vec<(String, String)>) {
+    let Some(mut st) = read.clone() else {
+        return (None, Vec::new());
+    };
+    let mut moved = Vec::new();
+    for (from, to) in &m.moves {
+        let Some(ri) = st.resources.iter().position(|r| r.name == from.name) else {
+            continue;
+        };
+        if from.key.is_none() {
+            if st.resources.iter().any(|r| r.name == to.name) {
+                continue;
+            }
+            let r = &mut st.resources[ri];
+            r.name = to.name.clone();
+            moved.extend(
+                r.instances
+                    .iter()
+                    .map(|i| (addr(&to.name, &i.index_key), addr(&from.name, &i.index_key))),
+            );
+            continue;
+        }
+        let Some(ii) = st.resources[ri]
+            .instances
+            .iter()
+            .position(|i| i.index_key == from.key)
+        else {
+            continue;
+        };
+        let mut inst = st.resources[ri].instances.remove(ii);
+        if st.resources[ri].instances.is_empty() {
+            st.resources.remove(ri);
+        }
+        inst.index_key = to.key.clone();
+        let each = match &to.key {
+            Some(Value::String(_)) => Some("map".to_string()),
+            _ => Some("list".to_string()),
+        };
+        match st.resources.iter_mut().find(|r| r.name == to.name) {
+            Some(r) => r.instances.push(inst),
+            None => st.resources.push(Resource {
+                module: None,
+                mode: "managed".into(),
+                typ: "terraform_data".into(),
+                name: to.name.clone(),
+                each,
+                provider: state::PROVIDER.into(),
+                instances: vec![inst],
+            }),
+        }
+        moved.push((addr(&to.name, &to.key), addr(&from.name, &from.key)));
+    }
+    (Some(st), moved)
+}
+
 /// Emits `refresh_start` and `refresh_complete` for every instance in the prior state, as a
 /// plan that refreshes does before it plans.
 pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
@@ -1791,15 +1887,27 @@ pub fn report_plan(
     mode: Mode,
     with_summary: bool,
 ) {
-    for c in changes.iter().filter(|c| c.action != Action::NoOp) {
+    for c in changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp || c.previous.is_some())
+    {
         let a = c.addr();
         let verb = match c.action {
+            Action::NoOp => "move",
             Action::Create => "create",
             Action::Update => "update",
             Action::Replace => "replace",
             _ => "delete",
         };
-        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": c.action.ui()});
+        let action = if c.action == Action::NoOp {
+            "move"
+        } else {
+            c.action.ui()
+        };
+        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
+        if let Some(p) = &c.previous {
+            ch["previous_resource"] = previous_resource(p);
+        }
         if let Some(r) = c.reason {
             ch["reason"] = json!(match r {
                 "replace_because_tainted" => "tainted",
@@ -1813,6 +1921,13 @@ pub fn report_plan(
             &format!("{a}: Plan to {verb}"),
             json!({"change": ch}),
         );
+        if c.action == Action::NoOp {
+            ui.human(&format!(
+                "  # {} has moved to {a}",
+                c.previous.as_deref().unwrap_or("")
+            ));
+            continue;
+        }
         let sym = match c.action {
             Action::Create => "+",
             Action::Update => "~",

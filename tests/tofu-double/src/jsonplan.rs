@@ -112,12 +112,10 @@ pub fn checks(m: &Module) -> Vec<Value> {
         .collect()
 }
 
-/// The state the plan started from; with no state yet, an empty one holding the outputs the
-/// plan already knows (the real binary evaluates those before it plans), or none at all.
+/// The state the plan started from, as the real binary's refresh leaves it: the state's outputs
+/// with those the plan already knows evaluated anew (with no state yet, only those), or none at
+/// all when that is empty.
 pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<Value> {
-    if prior.is_some() {
-        return Some(state_json(prior));
-    }
     let known: Map<String, Value> = outs
         .iter()
         .filter_map(|(n, _, _, a, sens)| {
@@ -128,13 +126,25 @@ pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange])
             ))
         })
         .collect();
-    if known.is_empty() {
+    if prior.is_none() && known.is_empty() {
         return None;
     }
-    let values = json!({"outputs": known, "root_module": {}});
-    Some(
-        json!({"format_version": "1.0", "terraform_version": crate::ui::VERSION, "values": values}),
-    )
+    let mut doc = match prior {
+        Some(_) => state_json(prior),
+        None => {
+            json!({"format_version": "1.0", "terraform_version": crate::ui::VERSION, "values": {"root_module": {}}})
+        }
+    };
+    if !known.is_empty() {
+        let outputs = &mut doc["values"]["outputs"];
+        if !outputs.is_object() {
+            *outputs = json!({});
+        }
+        if let Some(o) = outputs.as_object_mut() {
+            o.extend(known);
+        }
+    }
+    Some(doc)
 }
 
 /// Adds the keys above and `applyable`/`complete` to a plan document.

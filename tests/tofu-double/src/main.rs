@@ -546,7 +546,9 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             .map_err(|d| fail(json, d))?;
     }
     let result = (|| {
-        let prior = be.read().map_err(|d| fail(json, d))?;
+        let read = be.read().map_err(|d| fail(json, d))?;
+        // `moved` blocks apply to the state before anything else looks at it.
+        let (prior, moved) = engine::apply_moves(&read, &m);
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "plan") {
             return Err(fail(json, Diag::error("execution halted", "")));
         }
@@ -558,6 +560,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: false,
@@ -697,7 +700,9 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             .map_err(|d| fail(json, d))?;
     }
     let result = (|| -> CmdResult {
-        let prior = be.read().map_err(|d| fail(json, d))?;
+        let read = be.read().map_err(|d| fail(json, d))?;
+        // `moved` blocks apply to the state before anything else looks at it.
+        let (prior, moved) = engine::apply_moves(&read, &m);
         if let Some(pf) = &saved {
             let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
             let cur_lineage = prior
@@ -719,6 +724,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: false,
@@ -736,7 +742,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         // State is written as the apply goes (every persist interval) and at the end; each
         // write counts from the last one.
         let local = be.is_local();
-        let written = std::cell::RefCell::new(prior.clone());
+        let written = std::cell::RefCell::new(read.clone());
         let backend = std::cell::RefCell::new(&mut be);
         let write = |st: &StateFile| -> Result<(), Diag> {
             let mut be = backend.borrow_mut();
@@ -753,7 +759,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         // from the last write.
         let next_state = |o: &engine::Outcome| -> Option<StateFile> {
             let last = written.borrow().clone();
-            let mut st = engine::new_state(if local { &prior } else { &last }, o, &m, mode)?;
+            let mut st = engine::new_state(if local { &read } else { &last }, o, &m, mode)?;
             if let Some(l) = &last {
                 st.serial = l.serial + 1;
                 st.lineage = l.lineage.clone();
@@ -771,6 +777,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: true,

@@ -2,7 +2,8 @@
 //! stand-in and through a real Terraform or OpenTofu (`TOFUFLOW_REAL_TOFU`, else
 //! `/usr/local/bin/terraform`, else `tofu` or `terraform` on PATH): `init`, `validate -json`,
 //! `plan -json -out`, `show -json` of the saved plan, `apply` of it, `output -json`, and a
-//! second plan over the state the apply left (`show -json` of it too). Both
+//! second plan over the state the apply left (`show -json` of it too); a module with a
+//! `stage2/` directory then has that configuration planned, shown and applied over it. Both
 //! results are normalised (ids, timestamps, versions) and compared; the test fails on any
 //! difference not listed, with its reason, in `conformance/allow-list.toml`. Without a real
 //! binary it says so loudly and compares nothing.
@@ -114,10 +115,7 @@ fn parsed(out: &str) -> Value {
 /// Everything one binary says about one module, as one JSON document.
 fn observe(bin: &Path, module: &Path, work: &Path) -> Value {
     let dir = work.join("m");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in std::fs::read_dir(module).unwrap().flatten() {
-        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
-    }
+    copy_files(module, &dir);
     let mut doc = Map::new();
     let (code, _) = run(bin, &dir, &["init", "-input=false", "-no-color"]);
     doc.insert("init".into(), json!({ "exit": code }));
@@ -158,7 +156,40 @@ fn observe(bin: &Path, module: &Path, work: &Path) -> Value {
         p["show"] = parsed(&run(bin, &dir, &["show", "-json", "again"]).1);
     }
     doc.insert("replan".into(), p);
+    if module.join("stage2").is_dir() {
+        doc.insert("stage2".into(), stage2(bin, module, &dir));
+    }
     Value::Object(doc)
+}
+
+/// The module's files (not its directories) copied into `dir`.
+fn copy_files(from: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in std::fs::read_dir(from).unwrap().flatten() {
+        if f.path().is_file() {
+            std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+        }
+    }
+}
+
+/// A second configuration (`stage2/`) planned, shown and applied over the first one's state.
+fn stage2(bin: &Path, module: &Path, dir: &Path) -> Value {
+    for f in std::fs::read_dir(dir).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "tf") {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+    }
+    copy_files(&module.join("stage2"), dir);
+    let plan = ["plan", "-input=false", "-no-color", "-json", "-out=stage2"];
+    let (code, out) = run(bin, dir, &plan);
+    let mut doc = json!({"exit": code, "diagnostics": diagnostics(&out)});
+    if code == 0 {
+        doc["show"] = parsed(&run(bin, dir, &["show", "-json", "stage2"]).1);
+        let apply = ["apply", "-input=false", "-no-color", "-json", "stage2"];
+        doc["apply_exit"] = json!(run(bin, dir, &apply).0);
+        doc["output"] = parsed(&run(bin, dir, &["output", "-json"]).1);
+    }
+    doc
 }
 
 fn is_uuid(s: &str) -> bool {

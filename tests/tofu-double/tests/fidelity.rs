@@ -380,3 +380,51 @@ fn a_local_state_file_is_written_after_every_change() {
             .unwrap();
     assert_eq!(backup["serial"], 3, "the write before the last one");
 }
+
+/// As Terraform 1.11.4 plans a `moved` block: a `planned_change` "Plan to move" with the
+/// previous resource, exit code 2 with `-detailed-exitcode` though nothing else changes, and
+/// state under the new address after the apply.
+#[test]
+fn a_moved_block_plans_a_move_and_the_apply_renames_the_instance() {
+    let d = module("resource \"terraform_data\" \"a\" {\n  input = \"x\"\n}\n");
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    assert_eq!(tofu(&d, &["apply", "-auto-approve", "-input=false"]).0, 0);
+    let moved = "resource \"terraform_data\" \"b\" {\n  input = \"x\"\n}\n\nmoved {\n  from = terraform_data.a\n  to   = terraform_data.b\n}\n";
+    std::fs::write(d.join("main.tf"), moved).unwrap();
+    let (code, out) = tofu(
+        &d,
+        &[
+            "plan",
+            "-input=false",
+            "-json",
+            "-detailed-exitcode",
+            "-out=p",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    let lines = json_lines(&out);
+    let change = lines
+        .iter()
+        .find(|l| l["type"] == "planned_change")
+        .unwrap();
+    assert_eq!(change["@message"], "terraform_data.b: Plan to move");
+    assert_eq!(change["change"]["action"], "move");
+    assert_eq!(
+        change["change"]["previous_resource"]["addr"],
+        "terraform_data.a"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l["type"] == "change_summary")
+        .unwrap();
+    assert_eq!(
+        summary["@message"],
+        "Plan: 0 to add, 0 to change, 0 to destroy."
+    );
+    assert_eq!(tofu(&d, &["apply", "-input=false", "p"]).0, 0);
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(d.join("terraform.tfstate")).unwrap()).unwrap();
+    assert_eq!(st["resources"][0]["name"], "b");
+    let (code, _) = tofu(&d, &["plan", "-input=false", "-detailed-exitcode"]);
+    assert_eq!(code, 0, "nothing left to move");
+}
