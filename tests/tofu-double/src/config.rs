@@ -90,6 +90,8 @@ pub struct Module {
     pub outputs: Vec<OutputDecl>,
     /// `moved` blocks: from and to, each a resource name with an optional instance key.
     pub moves: Vec<(MoveAddr, MoveAddr)>,
+    /// `check` blocks: name and assertions (condition, error message).
+    pub checks: Vec<(String, Vec<(Expression, Expression)>)>,
     /// Errors the real binary reports when it validates (validate, plan, apply; not init):
     /// `Call to unknown function` for each function the stand-in lacks, `Output refers to
     /// sensitive values`.
@@ -203,6 +205,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         resources: Vec::new(),
         outputs: Vec::new(),
         moves: Vec::new(),
+        checks: Vec::new(),
         validation_errors: Vec::new(),
     };
     let mut diags = Vec::new();
@@ -476,7 +479,25 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 )),
             }
         }
-        "import" | "removed" | "check" => Err(unsupported(
+        "check" => {
+            let mut asserts = Vec::new();
+            for inner in b.body().blocks() {
+                let (c, msg) = (
+                    attr(inner.body(), "condition"),
+                    attr(inner.body(), "error_message"),
+                );
+                match (inner.identifier(), c, msg) {
+                    ("assert", Some(c), Some(msg)) => asserts.push((c.clone(), msg.clone())),
+                    _ => return Err(unsupported(
+                        "check block",
+                        &format!("{file}: check {:?}: only assert blocks with condition and error_message are implemented.", label(b, 0)),
+                    )),
+                }
+            }
+            m.checks.push((label(b, 0), asserts));
+            Ok(())
+        }
+        "import" | "removed" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
         )),

@@ -439,9 +439,20 @@ impl<'a> Persist<'a> {
     }
 }
 
+/// The result of one `check` block: its name, `pass`, `fail` or `unknown`, and the messages of
+/// its failed assertions.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: &'static str,
+    pub problems: Vec<String>,
+}
+
 pub struct Outcome {
     pub changes: Vec<Change>,
     pub outputs: Map<String, Value>,
+    /// `check` blocks, evaluated once everything else was.
+    pub checks: Vec<CheckResult>,
     /// Records after apply (only meaningful when `apply`).
     recs: Vec<Rec>,
     pub error: Option<Diag>,
@@ -579,6 +590,7 @@ impl Walk<'_> {
         let mut out = Outcome {
             changes: Vec::new(),
             outputs: Map::new(),
+            checks: Vec::new(),
             recs: Vec::new(),
             error: None,
             interrupted: false,
@@ -812,9 +824,44 @@ impl Walk<'_> {
                 }
             }
         }
+        out.checks = self.run_checks(&ctx);
         out.changes = changes;
         out.recs = recs;
         out
+    }
+
+    /// Evaluates every `check` block's assertions.
+    fn run_checks(&self, ctx: &hcl::eval::Context) -> Vec<CheckResult> {
+        let mut results = Vec::new();
+        for (name, asserts) in &self.module.checks {
+            let (mut unknown, mut problems) = (false, Vec::new());
+            for (cond, msg) in asserts {
+                if crate::lazy::touches_unknown(cond, ctx) {
+                    unknown = true;
+                    continue;
+                }
+                match eval::eval(cond, ctx) {
+                    Ok(Value::Bool(true)) => {}
+                    Ok(v) if eval::is_unknown(&v) => unknown = true,
+                    _ => problems.push(match eval::eval(msg, ctx) {
+                        Ok(Value::String(s)) => s,
+                        Ok(other) => other.to_string(),
+                        Err(e) => e,
+                    }),
+                }
+            }
+            let status = match (problems.is_empty(), unknown) {
+                (false, _) => "fail",
+                (true, true) => "unknown",
+                (true, false) => "pass",
+            };
+            results.push(CheckResult {
+                name: name.clone(),
+                status,
+                problems,
+            });
+        }
+        results
     }
 
     fn execute(
@@ -1055,6 +1102,7 @@ impl Walk<'_> {
         let partial = Outcome {
             changes: Vec::new(),
             outputs,
+            checks: Vec::new(),
             recs: recs.to_vec(),
             error: None,
             interrupted: false,
@@ -1778,7 +1826,7 @@ pub fn plan_json(
         .map(|c| c.name.clone())
         .collect();
     let applyable = !errored && has_changes(&out.changes, &outs);
-    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable);
+    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable, &out.checks);
     Value::Object(doc)
 }
 
@@ -1876,6 +1924,17 @@ pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
             let done = format!("{a}: Refresh complete [id={shown}]");
             ui.line("info", "refresh_complete", &done, json!({ "hook": hook }));
         }
+    }
+}
+
+/// Warns, while planning, of the check blocks known only after apply, then of every failed
+/// assertion (the real binary's order).
+pub fn report_checks(ui: &Ui, checks: &[CheckResult]) {
+    for _ in checks.iter().filter(|c| c.status == "unknown") {
+        ui.diag(&Diag::warning("Check block assertion known after apply", "The condition could not be evaluated at this time, a result will be known when this plan is applied."));
+    }
+    for p in checks.iter().flat_map(|c| &c.problems) {
+        ui.diag(&Diag::warning("Check block assertion failed", p.clone()));
     }
 }
 

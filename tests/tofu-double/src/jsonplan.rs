@@ -93,8 +93,32 @@ pub fn relevant_attributes(m: &Module, changed: &[String], outs: &[OutputChange]
         .collect()
 }
 
-/// One passing check per variable with `validation` blocks (a plan with a failing one errors).
-pub fn checks(m: &Module) -> Vec<Value> {
+/// The `checks` of a plan: one per `check` block with its status (and the messages of failed
+/// assertions), and one passing check per variable with `validation` blocks (a plan with a
+/// failing one errors); by address.
+pub fn checks(m: &Module, results: &[crate::engine::CheckResult]) -> Vec<Value> {
+    let mut all: Vec<Value> = results
+        .iter()
+        .map(|c| {
+            let shown = format!("check.{}", c.name);
+            let mut inst = json!({"address": {"to_display": shown}, "status": c.status});
+            if !c.problems.is_empty() {
+                inst["problems"] = c.problems.iter().map(|p| json!({ "message": p })).collect();
+            }
+            json!({"address": {"kind": "check", "name": c.name, "to_display": shown}, "status": c.status, "instances": [inst]})
+        })
+        .collect();
+    all.extend(variable_checks(m));
+    all.sort_by_key(|c| {
+        c["address"]["to_display"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    all
+}
+
+fn variable_checks(m: &Module) -> Vec<Value> {
     let mut names: Vec<&str> = m
         .variables
         .iter()
@@ -155,6 +179,7 @@ pub fn complete_doc(
     changed: &[String],
     outs: &[OutputChange],
     applyable: bool,
+    results: &[crate::engine::CheckResult],
 ) {
     if let Some(p) = prior_state(m, prior, outs) {
         doc.insert("prior_state".into(), p);
@@ -163,7 +188,7 @@ pub fn complete_doc(
     if !relevant.is_empty() {
         doc.insert("relevant_attributes".into(), Value::Array(relevant));
     }
-    let checks = checks(m);
+    let checks = checks(m, results);
     if !checks.is_empty() {
         doc.insert("checks".into(), Value::Array(checks));
     }

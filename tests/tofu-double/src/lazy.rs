@@ -111,6 +111,36 @@ fn can(arg: &Expression, ctx: &Context) -> Expression {
     }
 }
 
+/// True when any reference in `e` (a variable or traversal, in templates too) evaluates to a
+/// value that is not wholly known: hcl-rs knows no unknowns, so `x == 3` with `x` unknown
+/// would otherwise evaluate to `false` where OpenTofu's result is unknown.
+pub fn touches_unknown(e: &Expression, ctx: &Context) -> bool {
+    let go = |x: &Expression| touches_unknown(x, ctx);
+    match e {
+        Expression::Variable(_) | Expression::Traversal(_) => {
+            eval::eval(e, ctx).is_ok_and(|v| eval::is_unknown(&v))
+                || matches!(e, Expression::Traversal(t) if go(&t.expr))
+        }
+        Expression::FuncCall(f) => f.args.iter().any(go),
+        Expression::Array(a) => a.iter().any(go),
+        Expression::Object(o) => o.values().any(go),
+        Expression::Parenthesis(x) => go(x),
+        Expression::Conditional(c) => [&c.cond_expr, &c.true_expr, &c.false_expr]
+            .into_iter()
+            .any(go),
+        Expression::Operation(op) => match op.as_ref() {
+            hcl::Operation::Unary(u) => go(&u.expr),
+            hcl::Operation::Binary(b) => go(&b.lhs_expr) || go(&b.rhs_expr),
+        },
+        Expression::TemplateExpr(t) => Template::from_expr(t).is_ok_and(|t| {
+            t.elements()
+                .iter()
+                .any(|el| matches!(el, Element::Interpolation(i) if go(&i.expr)))
+        }),
+        _ => false,
+    }
+}
+
 /// `Call to unknown function` for every call in the file's body to a function the stand-in does
 /// not implement (OpenTofu reports these while loading, before anything is evaluated).
 pub fn unknown_functions(body: &Body) -> Vec<Diag> {

@@ -573,6 +573,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         let outs = engine::output_changes(&m, &prior, &out.outputs, mode);
         let changed = engine::has_changes(&out.changes, &outs);
         engine::report_plan(&ui, &out.changes, &outs, mode, true);
+        engine::report_checks(&ui, &out.checks);
         if let Some(path) = f.value("out") {
             let pf = PlanFile {
                 format: "tofu-double-plan/1".into(),
@@ -800,6 +801,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
+        engine::report_checks(&ui, &out.checks);
         sleep_hook("TOFU_DOUBLE_SLEEP_AFTER", "apply");
         let s = engine::summary(&out.changes);
         let (op, msg) = if mode == Mode::Destroy {
@@ -834,13 +836,14 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                     .collect()
             })
             .unwrap_or_default();
+        // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
+        ui.line(
+            "info",
+            "outputs",
+            &format!("Outputs: {}", outputs.len()),
+            json!({ "outputs": outputs }),
+        );
         if !outputs.is_empty() {
-            ui.line(
-                "info",
-                "outputs",
-                &format!("Outputs: {}", outputs.len()),
-                json!({"outputs": outputs}),
-            );
             ui.human("\nOutputs:\n");
             if let Some(st) = &persisted {
                 for (k, o) in &st.outputs {

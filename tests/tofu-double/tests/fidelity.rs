@@ -428,3 +428,29 @@ fn a_moved_block_plans_a_move_and_the_apply_renames_the_instance() {
     let (code, _) = tofu(&d, &["plan", "-input=false", "-detailed-exitcode"]);
     assert_eq!(code, 0, "nothing left to move");
 }
+
+/// As Terraform 1.11.4 applies a failing `check` block: a warning (not an error) after the
+/// resources, exit 0, and the stream's last message `Outputs: 0` even without outputs.
+#[test]
+fn a_failing_check_warns_and_an_apply_always_reports_its_outputs() {
+    let d = module("resource \"terraform_data\" \"r\" {\n  input = 4\n}\n\ncheck \"small\" {\n  assert {\n    condition     = terraform_data.r.output < 2\n    error_message = \"r is not small\"\n  }\n}\n");
+    assert_eq!(tofu(&d, &["init", "-input=false"]).0, 0);
+    let (code, out) = tofu(&d, &["plan", "-input=false", "-json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Check block assertion known after apply"),
+        "{out}"
+    );
+    let (code, out) = tofu(&d, &["apply", "-auto-approve", "-input=false", "-json"]);
+    assert_eq!(code, 0, "{out}");
+    let lines = json_lines(&out);
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    let warn = lines
+        .iter()
+        .position(|l| l["@message"] == "Warning: Check block assertion failed")
+        .unwrap();
+    assert_eq!(lines[warn]["diagnostic"]["detail"], "r is not small");
+    assert!(warn > types.iter().position(|t| *t == "apply_complete").unwrap());
+    assert_eq!(types[types.len() - 2..], ["change_summary", "outputs"]);
+    assert_eq!(lines.last().unwrap()["@message"], "Outputs: 0");
+}
