@@ -462,41 +462,8 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 label(b, 0)
             ),
         )),
-        "moved" => {
-            let at = |k: &str| {
-                attr(b.body(), k)
-                    .map(expr_text)
-                    .and_then(|t| MoveAddr::parse(&t))
-            };
-            match (at("from"), at("to")) {
-                (Some(from), Some(to)) if from.key.is_some() == to.key.is_some() => {
-                    m.moves.push((from, to));
-                    Ok(())
-                }
-                _ => Err(unsupported(
-                    "moved block",
-                    &format!("{file}: only moves between terraform_data resources or instances are implemented."),
-                )),
-            }
-        }
-        "check" => {
-            let mut asserts = Vec::new();
-            for inner in b.body().blocks() {
-                let (c, msg) = (
-                    attr(inner.body(), "condition"),
-                    attr(inner.body(), "error_message"),
-                );
-                match (inner.identifier(), c, msg) {
-                    ("assert", Some(c), Some(msg)) => asserts.push((c.clone(), msg.clone())),
-                    _ => return Err(unsupported(
-                        "check block",
-                        &format!("{file}: check {:?}: only assert blocks with condition and error_message are implemented.", label(b, 0)),
-                    )),
-                }
-            }
-            m.checks.push((label(b, 0), asserts));
-            Ok(())
-        }
+        "moved" => load_moved(m, file, b),
+        "check" => load_check(m, file, b),
         "import" | "removed" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
@@ -506,6 +473,47 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             format!("{file}: blocks of type {other:?} are not expected here."),
         )),
     }
+}
+
+/// A `moved` block between `terraform_data` resources or instances.
+fn load_moved(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let at = |k: &str| {
+        attr(b.body(), k)
+            .map(expr_text)
+            .and_then(|t| MoveAddr::parse(&t))
+    };
+    match (at("from"), at("to")) {
+        (Some(from), Some(to)) if from.key.is_some() == to.key.is_some() => {
+            m.moves.push((from, to));
+            Ok(())
+        }
+        _ => Err(unsupported(
+            "moved block",
+            &format!(
+                "{file}: only moves between terraform_data resources or instances are implemented."
+            ),
+        )),
+    }
+}
+
+/// A `check` block of `assert`s.
+fn load_check(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let mut asserts = Vec::new();
+    for inner in b.body().blocks() {
+        let (c, msg) = (
+            attr(inner.body(), "condition"),
+            attr(inner.body(), "error_message"),
+        );
+        match (inner.identifier(), c, msg) {
+                    ("assert", Some(c), Some(msg)) => asserts.push((c.clone(), msg.clone())),
+                    _ => return Err(unsupported(
+                        "check block",
+                        &format!("{file}: check {:?}: only assert blocks with condition and error_message are implemented.", label(b, 0)),
+                    )),
+                }
+    }
+    m.checks.push((label(b, 0), asserts));
+    Ok(())
 }
 
 /// Computes each resource's dependencies on other resources, directly or through locals.

@@ -62,6 +62,12 @@ macro_rules! declare_all {
 
 /// Declares every function in `NAMES` (arguments as JSON values, so unknowns stay strings).
 pub fn declare(ctx: &mut Context) {
+    declare_first(ctx);
+    declare_second(ctx);
+}
+
+/// `alltrue` to `formatlist`.
+fn declare_first(ctx: &mut Context) {
     declare_all!(
         ctx,
         ("alltrue", 1, false, |a| {
@@ -95,6 +101,13 @@ pub fn declare(ctx: &mut Context) {
             Ok(json!(std::path::Path::new(&text(&a[0])).is_file()))
         }),
         ("formatlist", 1, true, formatlist),
+    );
+}
+
+/// `index` to `zipmap`.
+fn declare_second(ctx: &mut Context) {
+    declare_all!(
+        ctx,
         ("index", 2, false, |a| {
             let at = items(&a[0]).iter().position(|v| v == &a[1]);
             at.map(|i| json!(i)).ok_or_else(|| "item not found".into())
