@@ -11,7 +11,8 @@ use hcl::{Block, Body, Expression};
 use serde_json::Value;
 
 /// Replaces every `try(...)` and `can(...)` outside `for` expressions (and in templates without
-/// directives) by the value it stands for. Calls that cannot be resolved here (all of `try`'s arguments fail, or the call
+/// directives) by the value it stands for, and an operation, a condition or a (non-structural)
+/// function call over a value not wholly known by an unknown value, as OpenTofu's result is. Calls that cannot be resolved here (all of `try`'s arguments fail, or the call
 /// uses iteration variables) are left for the eager fallbacks in `eval::declare_functions`, which
 /// fail loudly instead of choosing a wrong value.
 pub fn resolve(e: &Expression, ctx: &Context) -> Expression {
@@ -22,6 +23,9 @@ pub fn resolve(e: &Expression, ctx: &Context) -> Expression {
             match f.name.name.as_str() {
                 "try" => try_first(&args, ctx).unwrap_or_else(|| call_with(f, args)),
                 "can" if args.len() == 1 => can(&args[0], ctx),
+                n if !STRUCTURAL.contains(&n) && args.iter().any(|a| unknown(a, ctx)) => {
+                    Expression::String(UNKNOWN.into())
+                }
                 _ => call_with(f, args),
             }
         }
@@ -38,20 +42,32 @@ pub fn resolve(e: &Expression, ctx: &Context) -> Expression {
         Expression::Conditional(c) => {
             let mut c = c.clone();
             c.cond_expr = go(&c.cond_expr);
+            if unknown(&c.cond_expr, ctx) {
+                return Expression::String(UNKNOWN.into());
+            }
             c.true_expr = go(&c.true_expr);
             c.false_expr = go(&c.false_expr);
             Expression::Conditional(c)
         }
-        Expression::Operation(op) => Expression::Operation(Box::new(match op.as_ref() {
-            hcl::Operation::Unary(u) => {
-                hcl::Operation::Unary(hcl::UnaryOp::new(u.operator, go(&u.expr)))
+        Expression::Operation(op) => {
+            let operands: Vec<Expression> = match op.as_ref() {
+                hcl::Operation::Unary(u) => vec![go(&u.expr)],
+                hcl::Operation::Binary(b) => vec![go(&b.lhs_expr), go(&b.rhs_expr)],
+            };
+            if operands.iter().any(|x| unknown(x, ctx)) {
+                return Expression::String(UNKNOWN.into());
             }
-            hcl::Operation::Binary(b) => hcl::Operation::Binary(hcl::BinaryOp::new(
-                go(&b.lhs_expr),
-                b.operator,
-                go(&b.rhs_expr),
-            )),
-        })),
+            let mut operands = operands.into_iter();
+            let mut next = || operands.next().unwrap_or(Expression::Null);
+            Expression::Operation(Box::new(match op.as_ref() {
+                hcl::Operation::Unary(u) => {
+                    hcl::Operation::Unary(hcl::UnaryOp::new(u.operator, next()))
+                }
+                hcl::Operation::Binary(b) => {
+                    hcl::Operation::Binary(hcl::BinaryOp::new(next(), b.operator, next()))
+                }
+            }))
+        }
         Expression::TemplateExpr(t) if calls_lazy(t) => {
             template(t, ctx).unwrap_or_else(|| e.clone())
         }
@@ -87,6 +103,33 @@ fn template(t: &hcl::expr::TemplateExpr, ctx: &Context) -> Option<Expression> {
         }
     }
     Some(Expression::String(out))
+}
+
+/// Functions whose result keeps the shape of their arguments, so that an unknown element stays
+/// an unknown element of a known result (`length` of a list of unknowns is known). Any other
+/// function with an unknown argument has an unknown result, as in OpenTofu.
+const STRUCTURAL: &[&str] = &[
+    "chunklist",
+    "coalescelist",
+    "concat",
+    "element",
+    "flatten",
+    "keys",
+    "length",
+    "lookup",
+    "merge",
+    "one",
+    "reverse",
+    "slice",
+    "tolist",
+    "tomap",
+    "values",
+    "zipmap",
+];
+
+/// True when an expression evaluates to a value that is not wholly known.
+fn unknown(e: &Expression, ctx: &Context) -> bool {
+    eval::eval(e, ctx).is_ok_and(|v| eval::is_unknown(&v))
 }
 
 fn call_with(f: &hcl::expr::FuncCall, args: Vec<Expression>) -> Expression {

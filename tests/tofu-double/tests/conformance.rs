@@ -94,9 +94,10 @@ fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String) {
     (code, String::from_utf8_lossy(&out.stdout).into())
 }
 
-/// The `diagnostic` messages of a `-json` stream, as severity, summary and detail.
+/// The `diagnostic` messages of a `-json` stream, as severity, summary and detail, sorted: the
+/// real binary reports what its graph walk finds in no fixed order.
 fn diagnostics(stream: &str) -> Value {
-    let diags: Vec<Value> = stream
+    let mut diags: Vec<Value> = stream
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["type"] == "diagnostic")
@@ -105,6 +106,7 @@ fn diagnostics(stream: &str) -> Value {
             json!({"severity": d["severity"], "summary": d["summary"], "detail": d["detail"]})
         })
         .collect();
+    diags.sort_by_key(|d| d.to_string());
     Value::Array(diags)
 }
 
@@ -200,13 +202,30 @@ fn is_uuid(s: &str) -> bool {
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Replaces what differs from run to run and binary to binary by placeholders: ids (UUIDs),
+/// `s` with every UUID in it (whole, or inside a JSON-encoded string) replaced by `<uuid>`.
+fn without_ids(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        if rest.len() >= 36 && rest.is_char_boundary(36) && is_uuid(&rest[..36]) {
+            out.push_str("<uuid>");
+            rest = &rest[36..];
+        } else {
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Replaces what differs from run to run and binary to binary by placeholders: ids (UUIDs, also
+/// inside strings),
 /// timestamps, versions, and the product's name in messages ("Terraform requires ..."); sorts
 /// what the contract leaves unordered (`relevant_attributes`).
 fn normalise(v: &mut Value) {
     match v {
-        Value::String(s) if is_uuid(s) => *s = "<uuid>".into(),
-        Value::String(s) if s.contains("Terraform") => *s = s.replace("Terraform", "OpenTofu"),
+        Value::String(s) => *s = without_ids(s).replace("Terraform", "OpenTofu"),
         Value::Array(a) => a.iter_mut().for_each(normalise),
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
@@ -372,8 +391,8 @@ fn the_stand_in_matches_the_real_binary_on_the_corpus() {
 
 #[test]
 fn the_normaliser_and_differ_report_paths() {
-    let mut a = json!({"timestamp": "2024-01-01T00:00:00Z", "id": "0b7f8f3c-1d2e-4a5b-8c9d-0e1f2a3b4c5d", "x": [1, {"y": 2}], "only": true, "m": "Terraform requires"});
-    let mut b = json!({"timestamp": "2026-12-06T22:00:00Z", "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "x": [1, {"y": 3}], "extra": 1, "m": "OpenTofu requires"});
+    let mut a = json!({"timestamp": "2024-01-01T00:00:00Z", "id": "0b7f8f3c-1d2e-4a5b-8c9d-0e1f2a3b4c5d", "x": [1, {"y": 2}], "only": true, "m": "Terraform requires", "j": "[\"0b7f8f3c-1d2e-4a5b-8c9d-0e1f2a3b4c5d\"]"});
+    let mut b = json!({"timestamp": "2026-12-06T22:00:00Z", "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "x": [1, {"y": 3}], "extra": 1, "m": "OpenTofu requires", "j": "[\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\"]"});
     normalise(&mut a);
     normalise(&mut b);
     let mut found = Vec::new();
