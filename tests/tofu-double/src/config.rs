@@ -40,6 +40,39 @@ pub struct OutputDecl {
     pub sensitive: bool,
 }
 
+/// A `terraform_data` resource (no key) or one of its instances, as a `moved` block names it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoveAddr {
+    pub name: String,
+    pub key: Option<serde_json::Value>,
+}
+
+impl MoveAddr {
+    /// Parses `terraform_data.NAME`, `terraform_data.NAME[0]` or `terraform_data.NAME["k"]`.
+    fn parse(text: &str) -> Option<MoveAddr> {
+        let rest = text.trim().strip_prefix("terraform_data.")?;
+        let (name, key) = match rest.split_once('[') {
+            Some((n, k)) => {
+                let k = k.strip_suffix(']')?;
+                let key = match k.parse::<i64>() {
+                    Ok(i) => serde_json::json!(i),
+                    Err(_) => serde_json::json!(k.strip_prefix('"')?.strip_suffix('"')?),
+                };
+                (n, Some(key))
+            }
+            None => (rest, None),
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        valid.then(|| MoveAddr {
+            name: name.to_string(),
+            key,
+        })
+    }
+}
+
 pub struct BackendDecl {
     pub kind: String,
     pub attrs: serde_json::Map<String, serde_json::Value>,
@@ -55,6 +88,14 @@ pub struct Module {
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
     pub outputs: Vec<OutputDecl>,
+    /// `moved` blocks: from and to, each a resource name with an optional instance key.
+    pub moves: Vec<(MoveAddr, MoveAddr)>,
+    /// `check` blocks: name and assertions (condition, error message).
+    pub checks: Vec<(String, Vec<(Expression, Expression)>)>,
+    /// Errors the real binary reports when it validates (validate, plan, apply; not init):
+    /// `Call to unknown function` for each function the stand-in lacks, `Output refers to
+    /// sensitive values`.
+    pub validation_errors: Vec<Diag>,
 }
 
 /// Reads the configuration files of `dir` (`.tofu` wins over a `.tf` of the same stem).
@@ -163,6 +204,9 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         locals: Vec::new(),
         resources: Vec::new(),
         outputs: Vec::new(),
+        moves: Vec::new(),
+        checks: Vec::new(),
+        validation_errors: Vec::new(),
     };
     let mut diags = Vec::new();
     for (name, src) in &files {
@@ -176,6 +220,8 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
                 continue;
             }
         };
+        m.validation_errors
+            .extend(crate::lazy::unknown_functions(&body));
         for s in body.attributes() {
             diags.push(Diag::error(
                 "Unsupported argument",
@@ -194,6 +240,8 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
     m.files = files;
     if diags.is_empty() {
         resolve_deps(&mut m);
+        let leaks = sensitive_outputs(&m);
+        m.validation_errors.extend(leaks);
         Ok(m)
     } else {
         Err(diags)
@@ -414,7 +462,9 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 label(b, 0)
             ),
         )),
-        "moved" | "import" | "removed" | "check" => Err(unsupported(
+        "moved" => load_moved(m, file, b),
+        "check" => load_check(m, file, b),
+        "import" | "removed" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
         )),
@@ -423,6 +473,47 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             format!("{file}: blocks of type {other:?} are not expected here."),
         )),
     }
+}
+
+/// A `moved` block between `terraform_data` resources or instances.
+fn load_moved(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let at = |k: &str| {
+        attr(b.body(), k)
+            .map(expr_text)
+            .and_then(|t| MoveAddr::parse(&t))
+    };
+    match (at("from"), at("to")) {
+        (Some(from), Some(to)) if from.key.is_some() == to.key.is_some() => {
+            m.moves.push((from, to));
+            Ok(())
+        }
+        _ => Err(unsupported(
+            "moved block",
+            &format!(
+                "{file}: only moves between terraform_data resources or instances are implemented."
+            ),
+        )),
+    }
+}
+
+/// A `check` block of `assert`s.
+fn load_check(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let mut asserts = Vec::new();
+    for inner in b.body().blocks() {
+        let (c, msg) = (
+            attr(inner.body(), "condition"),
+            attr(inner.body(), "error_message"),
+        );
+        match (inner.identifier(), c, msg) {
+                    ("assert", Some(c), Some(msg)) => asserts.push((c.clone(), msg.clone())),
+                    _ => return Err(unsupported(
+                        "check block",
+                        &format!("{file}: check {:?}: only assert blocks with condition and error_message are implemented.", label(b, 0)),
+                    )),
+                }
+    }
+    m.checks.push((label(b, 0), asserts));
+    Ok(())
 }
 
 /// Computes each resource's dependencies on other resources, directly or through locals.
@@ -454,6 +545,46 @@ fn resolve_deps(m: &mut Module) {
         }
         r.deps = deps;
     }
+}
+
+impl Module {
+    /// True when HCL text refers to a sensitive variable, directly or through locals
+    /// (sensitivity carried through resources is not tracked by the stand-in).
+    pub fn refers_to_sensitive(&self, text: &str) -> bool {
+        let secret = |v: &String| self.variables.iter().any(|d| d.sensitive && d.name == *v);
+        let mut seen: Vec<String> = Vec::new();
+        let mut texts = vec![text.to_string()];
+        while let Some(t) = texts.pop() {
+            if refs(&t, "var").iter().any(secret) {
+                return true;
+            }
+            for l in refs(&t, "local") {
+                if seen.contains(&l) {
+                    continue;
+                }
+                if let Some((_, e)) = self.locals.iter().find(|(n, _)| *n == l) {
+                    texts.push(expr_text(e));
+                }
+                seen.push(l);
+            }
+        }
+        false
+    }
+}
+
+/// `Output refers to sensitive values` for each output not marked sensitive whose value refers
+/// to a sensitive variable.
+fn sensitive_outputs(m: &Module) -> Vec<Diag> {
+    m.outputs
+        .iter()
+        .filter(|o| !o.sensitive && m.refers_to_sensitive(&expr_text(&o.value)))
+        .map(|_| {
+            Diag::error(
+                "Output refers to sensitive values",
+                "To reduce the risk of accidentally exporting sensitive data that was intended to be only internal, OpenTofu requires that any root module output containing sensitive data be explicitly marked as sensitive, to confirm your intent.\n\nIf you do intend to export this data, annotate the output value as sensitive by adding the following argument:\n    sensitive = true",
+            )
+        })
+        .collect()
 }
 
 /// Orders resources so that each comes after those it depends on (file order otherwise).

@@ -4,12 +4,17 @@
 
 use crate::config::{self, Module, Provisioner, ResourceDecl};
 use crate::eval::{self, Scope, UNKNOWN};
+use crate::jsonplan;
+use crate::sensitivity;
 use crate::signals;
 use crate::state::{self, Instance, Resource, StateFile, StateOutput};
 use crate::ui::{self, Diag, Ui};
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::time::{Duration, Instant, SystemTime};
+
+/// What a provisioner with a sensitive value in its configuration shows instead of its output.
+const SUPPRESSED: &str = "(output suppressed due to sensitive value in config)";
 
 /// One output's planned change: name, action, before, after, sensitive.
 pub type OutputChange = (String, &'static str, Option<Value>, Option<Value>, bool);
@@ -60,6 +65,9 @@ pub struct Vals {
     pub id: Value,
     pub input: Option<Value>,
     pub triggers: Option<Value>,
+    /// Sensitive parts of `input` and `triggers_replace`: `{"input": mirror, ...}` with `true`
+    /// where sensitive (`sensitivity.rs`), `Null` when nothing is.
+    pub marks: Value,
 }
 
 impl Vals {
@@ -81,6 +89,8 @@ pub struct Change {
     pub before: Option<Vals>,
     pub after: Option<Vals>,
     pub reason: Option<&'static str>,
+    /// The address a `moved` block moved this instance from.
+    pub previous: Option<String>,
 }
 
 impl Change {
@@ -127,17 +137,63 @@ fn records(st: &Option<StateFile>) -> Vec<Rec> {
             out.push(Rec {
                 name: r.name.clone(),
                 key: i.index_key.clone(),
-                vals: Vals {
-                    id: a.get("id").cloned().unwrap_or(Value::Null),
-                    input: state::unwrap_dynamic(a.get("input")),
-                    triggers: state::unwrap_dynamic(a.get("triggers_replace")),
-                },
+                vals: state_vals(a, &i.sensitive_attributes),
                 tainted: i.status.as_deref() == Some("tainted"),
                 each: r.each.clone(),
             });
         }
     }
     out
+}
+
+/// An instance's values from state, with the marks its `sensitive_attributes` record.
+fn state_vals(a: &Value, sensitive: &[Value]) -> Vals {
+    let input = state::unwrap_dynamic(a.get("input"));
+    let triggers = state::unwrap_dynamic(a.get("triggers_replace"));
+    let mut marks = Map::new();
+    for (attr, v) in [("input", &input), ("triggers_replace", &triggers)] {
+        let v = v.clone().unwrap_or(Value::Null);
+        let mark = sensitivity::from_paths(sensitive, attr, &v);
+        if !mark.is_null() {
+            marks.insert(attr.into(), mark);
+        }
+    }
+    Vals {
+        id: a.get("id").cloned().unwrap_or(Value::Null),
+        input,
+        triggers,
+        marks: if marks.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(marks)
+        },
+    }
+}
+
+/// The marks of a planned instance, from its configuration.
+fn config_marks(
+    m: &Module,
+    r: &ResourceDecl,
+    input: &Option<Value>,
+    triggers: &Option<Value>,
+) -> Value {
+    let mut marks = Map::new();
+    for (attr, e, v) in [
+        ("input", &r.input, input),
+        ("triggers_replace", &r.triggers_replace, triggers),
+    ] {
+        if let (Some(e), Some(v)) = (e, v) {
+            let mark = sensitivity::marks_of(m, e, v);
+            if sensitivity::any(&mark) {
+                marks.insert(attr.into(), mark);
+            }
+        }
+    }
+    if marks.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(marks)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +307,7 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             },
         };
         let v = match &d.type_expr {
-            Some(t) => match eval::convert(v, t) {
+            Some(t) => match crate::types::parse(t).and_then(|ty| crate::types::convert(v, &ty)) {
                 Ok(v) => v,
                 Err(e) => {
                     diags.push(bad_value(&d.name, &e));
@@ -348,14 +404,55 @@ pub struct Walk<'a> {
     pub vars: &'a Map<String, Value>,
     pub mode: Mode,
     pub prior: &'a Option<StateFile>,
+    /// Instances `moved` blocks moved in `prior`: (new address, previous address).
+    pub moved: &'a [(String, String)],
     pub workspace: String,
     pub ui: &'a Ui,
     pub apply: bool,
+    /// Intermediate state writes during an apply (`None` while planning).
+    pub persist: Option<&'a Persist<'a>>,
+}
+
+/// Writes intermediate state during an apply, as the real binary's state hook does: after a
+/// change, once at least `interval` has passed since the apply began or since the last write
+/// (a local state file is written after every change).
+pub struct Persist<'a> {
+    interval: Duration,
+    last: std::cell::Cell<Instant>,
+    write: &'a dyn Fn(&Outcome),
+}
+
+impl<'a> Persist<'a> {
+    /// `TF_STATE_PERSIST_INTERVAL` seconds (default and minimum 20) for a remote backend, none
+    /// for a local file; `TOFU_DOUBLE_PERSIST_INTERVAL` (a test's hook) overrides both.
+    pub fn new(write: &'a dyn Fn(&Outcome), local: bool) -> Persist<'a> {
+        let secs = |v: &str| hook(v).and_then(|s| s.parse::<f64>().ok());
+        let remote = || secs("TF_STATE_PERSIST_INTERVAL").unwrap_or(20.0).max(20.0);
+        let interval =
+            secs("TOFU_DOUBLE_PERSIST_INTERVAL")
+                .unwrap_or_else(|| if local { 0.0 } else { remote() });
+        Persist {
+            interval: Duration::from_secs_f64(interval.max(0.0)),
+            last: std::cell::Cell::new(Instant::now()),
+            write,
+        }
+    }
+}
+
+/// The result of one `check` block: its name, `pass`, `fail` or `unknown`, and the messages of
+/// its failed assertions.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: &'static str,
+    pub problems: Vec<String>,
 }
 
 pub struct Outcome {
     pub changes: Vec<Change>,
     pub outputs: Map<String, Value>,
+    /// `check` blocks, evaluated once everything else was.
+    pub checks: Vec<CheckResult>,
     /// Records after apply (only meaningful when `apply`).
     recs: Vec<Rec>,
     pub error: Option<Diag>,
@@ -493,6 +590,7 @@ impl Walk<'_> {
         let mut out = Outcome {
             changes: Vec::new(),
             outputs: Map::new(),
+            checks: Vec::new(),
             recs: Vec::new(),
             error: None,
             interrupted: false,
@@ -528,6 +626,7 @@ impl Walk<'_> {
                     before: Some(r.vals.clone()),
                     after: None,
                     reason: None,
+                    previous: None,
                 });
             }
             if self.apply {
@@ -558,6 +657,16 @@ impl Walk<'_> {
                     return out;
                 }
             };
+            if keys.is_empty() {
+                // No instances (`count = 0`, an empty `for_each`): references see an empty
+                // collection, not a missing resource.
+                let empty = if r.for_each.is_some() {
+                    json!({})
+                } else {
+                    json!([])
+                };
+                resources.insert(r.name.clone(), empty);
+            }
             for (key, extra) in keys {
                 desired.push((r.name.clone(), key.clone()));
                 let prior = recs
@@ -602,19 +711,31 @@ impl Walk<'_> {
                     Some(p) if p.vals.input != input => (Action::Update, None),
                     Some(_) => (Action::NoOp, None),
                 };
+                let marks = config_marks(self.module, r, &input, &triggers);
                 let after = match (action, &prior) {
-                    (Action::NoOp, Some(p)) => Some(p.vals.clone()),
+                    (Action::NoOp, Some(p)) => Some(Vals {
+                        marks,
+                        ..p.vals.clone()
+                    }),
                     (Action::Update, Some(p)) => Some(Vals {
                         id: p.vals.id.clone(),
                         input: input.clone(),
                         triggers: triggers.clone(),
+                        marks,
                     }),
                     _ => Some(Vals {
                         id: json!(UNKNOWN),
                         input: input.clone(),
                         triggers: triggers.clone(),
+                        marks,
                     }),
                 };
+                let here = addr(&r.name, &key);
+                let previous = self
+                    .moved
+                    .iter()
+                    .find(|(to, _)| *to == here)
+                    .map(|(_, from)| from.clone());
                 let change = Change {
                     name: r.name.clone(),
                     key: key.clone(),
@@ -622,6 +743,7 @@ impl Walk<'_> {
                     before: prior.as_ref().map(|p| p.vals.clone()),
                     after,
                     reason,
+                    previous,
                 };
                 let obj = if self.apply {
                     if let Err(stop) = self.execute_with_ctx(
@@ -667,6 +789,7 @@ impl Walk<'_> {
                         before: Some(r.vals.clone()),
                         after: None,
                         reason: Some("delete_because_no_resource_config"),
+                        previous: None,
                     });
                 }
             }
@@ -701,9 +824,44 @@ impl Walk<'_> {
                 }
             }
         }
+        out.checks = self.run_checks(&ctx);
         out.changes = changes;
         out.recs = recs;
         out
+    }
+
+    /// Evaluates every `check` block's assertions.
+    fn run_checks(&self, ctx: &hcl::eval::Context) -> Vec<CheckResult> {
+        let mut results = Vec::new();
+        for (name, asserts) in &self.module.checks {
+            let (mut unknown, mut problems) = (false, Vec::new());
+            for (cond, msg) in asserts {
+                if crate::lazy::touches_unknown(cond, ctx) {
+                    unknown = true;
+                    continue;
+                }
+                match eval::eval(cond, ctx) {
+                    Ok(Value::Bool(true)) => {}
+                    Ok(v) if eval::is_unknown(&v) => unknown = true,
+                    _ => problems.push(match eval::eval(msg, ctx) {
+                        Ok(Value::String(s)) => s,
+                        Ok(other) => other.to_string(),
+                        Err(e) => e,
+                    }),
+                }
+            }
+            let status = match (problems.is_empty(), unknown) {
+                (false, _) => "fail",
+                (true, true) => "unknown",
+                (true, false) => "pass",
+            };
+            results.push(CheckResult {
+                name: name.clone(),
+                status,
+                problems,
+            });
+        }
+        results
     }
 
     fn execute(
@@ -871,6 +1029,7 @@ impl Walk<'_> {
                         id: Value::Null,
                         input: None,
                         triggers: None,
+                        marks: Value::Null,
                     });
                     let id = if phase == Action::Create {
                         json!(uuid::Uuid::new_v4().to_string())
@@ -879,8 +1038,7 @@ impl Walk<'_> {
                     };
                     let vals = Vals {
                         id: id.clone(),
-                        input: after.input.clone(),
-                        triggers: after.triggers.clone(),
+                        ..after.clone()
                     };
                     recs.retain(|x| !(x.name == c.name && x.key == c.key));
                     recs.push(Rec {
@@ -890,10 +1048,8 @@ impl Walk<'_> {
                         tainted: false,
                         each: each.clone(),
                     });
-                    let ids = id.as_str().unwrap_or_default().to_string();
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
-                    self.ui
-                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
+                    // Creation provisioners run before the resource counts as created, so
+                    // their messages come before `apply_complete` (or `apply_errored`).
                     if phase == Action::Create {
                         for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
                             if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
@@ -902,14 +1058,57 @@ impl Walk<'_> {
                                 {
                                     rec.tainted = true;
                                 }
+                                self.errored(&a, &ro, phase, started);
                                 return Err(Some(d));
                             }
                         }
                     }
+                    let el = started.elapsed().as_secs();
+                    let ids = id.as_str().unwrap_or_default().to_string();
+                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
+                    self.ui
+                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
                 }
             }
         }
+        self.checkpoint(recs);
         Ok(())
+    }
+
+    /// True when the provisioner's configuration refers to a sensitive value.
+    fn sensitive_config(&self, p: &Provisioner) -> bool {
+        let exprs = [
+            Some(&p.command),
+            p.environment.as_ref(),
+            p.working_dir.as_ref(),
+        ];
+        let exprs = exprs.into_iter().chain([p.interpreter.as_ref()]).flatten();
+        exprs
+            .map(config::expr_text)
+            .any(|t| self.module.refers_to_sensitive(&t))
+    }
+
+    /// Writes the state so far when the persist interval has passed.
+    fn checkpoint(&self, recs: &[Rec]) {
+        let Some(p) = self.persist else { return };
+        if p.last.get().elapsed() < p.interval {
+            return;
+        }
+        let outputs = self
+            .prior
+            .iter()
+            .flat_map(|st| st.outputs.iter().map(|(k, o)| (k.clone(), o.value.clone())))
+            .collect();
+        let partial = Outcome {
+            changes: Vec::new(),
+            outputs,
+            checks: Vec::new(),
+            recs: recs.to_vec(),
+            error: None,
+            interrupted: false,
+        };
+        (p.write)(&partial);
+        p.last.set(Instant::now());
     }
 
     fn errored(&self, a: &str, ro: &Value, phase: Action, started: Instant) {
@@ -984,19 +1183,28 @@ impl Walk<'_> {
             &format!("{a}: Provisioning with 'local-exec'..."),
             json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
         );
-        let executing = format!(
-            "Executing: {:?}",
-            [interpreter.clone(), vec![command.clone()]].concat()
-        );
-        self.ui.line(
-            "info",
-            "provision_progress",
-            &format!("{a}: (local-exec): {executing}"),
-            json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": executing}}),
-        );
-        self.ui.human(&format!(
-            "{a}: Provisioning with 'local-exec'...\n{a} (local-exec): {executing}"
-        ));
+        self.ui
+            .human(&format!("{a}: Provisioning with 'local-exec'..."));
+        // A provisioner whose configuration holds a sensitive value shows none of its output
+        // (its failure's diagnostic still does, as the real binary's does).
+        let suppressed = self.sensitive_config(p);
+        let progress = |line: &str| {
+            let shown = if suppressed { SUPPRESSED } else { line };
+            self.ui.line(
+                "info",
+                "provision_progress",
+                &format!("{a}: (local-exec): {shown}"),
+                json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": shown}}),
+            );
+            self.ui.human(&format!("{a} (local-exec): {shown}"));
+        };
+        // Go's `%q` of a string slice: `["/bin/sh" "-c" "echo hi"]`.
+        let argv: Vec<String> = interpreter
+            .iter()
+            .chain([&command])
+            .map(|w| crate::strfmt::quote(w))
+            .collect();
+        progress(&format!("Executing: [{}]", argv.join(" ")));
         let Some((prog, args)) = interpreter.split_first() else {
             return Err(perr("empty interpreter".into()));
         };
@@ -1045,13 +1253,15 @@ impl Walk<'_> {
         }
         drop(tx);
         let mut status = None;
+        let mut output = String::new();
         let mut exited_at: Option<Instant> = None;
         let mut killed = false;
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(line) => {
-                    self.ui.line("info", "provision_progress", &format!("{a}: (local-exec): {line}"), json!({"hook": {"resource": ro, "provisioner": "local-exec", "output": line}}));
-                    self.ui.human(&format!("{a} (local-exec): {line}"));
+                    progress(&line);
+                    output.push_str(&line);
+                    output.push('\n');
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
@@ -1112,7 +1322,7 @@ impl Walk<'_> {
                 (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
             };
             Err(perr(format!(
-                "Error running command '{command}': {why}. Output: "
+                "Error running command '{command}': {why}. Output: {output}"
             )))
         }
     }
@@ -1147,17 +1357,7 @@ pub fn new_state(
                     .map(|k| k.to_string())
                     .cmp(&b.key.as_ref().map(|k| k.to_string()))
             });
-            let deps: Vec<String> = m
-                .resources
-                .iter()
-                .find(|r| &r.name == n)
-                .map(|r| {
-                    r.deps
-                        .iter()
-                        .map(|d| format!("terraform_data.{d}"))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let deps = all_dependencies(m, n);
             Resource {
                 module: None,
                 mode: "managed".into(),
@@ -1177,7 +1377,14 @@ pub fn new_state(
                             "output": state::wrap_dynamic(&r.vals.input),
                             "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
                         }),
-                        sensitive_attributes: vec![],
+                        sensitive_attributes: r
+                            .vals
+                            .marks
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
+                            .collect(),
                         dependencies: deps.clone(),
                     })
                     .collect(),
@@ -1195,7 +1402,7 @@ pub fn new_state(
                     o.name.clone(),
                     StateOutput {
                         value: v.clone(),
-                        typ: eval::cty_type(v),
+                        typ: output_type(m, &o.name, v),
                         sensitive: o.sensitive,
                     },
                 ))
@@ -1301,14 +1508,103 @@ pub fn output_changes(
 }
 
 pub fn has_changes(changes: &[Change], outs: &[OutputChange]) -> bool {
-    changes.iter().any(|c| c.action != Action::NoOp) || outs.iter().any(|o| o.1 != "no-op")
+    changes
+        .iter()
+        .any(|c| c.action != Action::NoOp || c.previous.is_some())
+        || outs.iter().any(|o| o.1 != "no-op")
 }
 
 fn rc_values(v: &Vals) -> (Value, Value) {
     eval::split_unknown(&v.object())
 }
 
-/// The state in `show -json` shape (`jsonstate`, format 1.0).
+/// The sensitivity mirror of a `terraform_data` object (nothing is sensitive in the stand-in);
+/// an unknown `output` has the shape of `input`: `{}` or `[]` for collections, else nothing.
+fn sensitive_of(obj: &Value, marks: &Value) -> Value {
+    let mut m = eval::sensitive_mirror(obj);
+    for attr in ["input", "triggers_replace"] {
+        sensitivity::overlay(&mut m, attr, &marks[attr]);
+    }
+    if eval::is_unknown(&obj["output"]) {
+        let shape = match &obj["input"] {
+            Value::Object(_) => Some(json!({})),
+            Value::Array(_) => Some(json!([])),
+            _ => None,
+        };
+        if let (Some(o), Some(shape)) = (m.as_object_mut(), shape) {
+            o.insert("output".into(), shape);
+        }
+    }
+    m
+}
+
+/// The cty type of an output's value: a variable's declared type when the output is that
+/// variable (`value = var.pool`), else the type of the value itself (a tuple for a list, an
+/// object for a map: the stand-in does not carry types through expressions).
+pub fn output_type(m: &Module, name: &str, v: &Value) -> Value {
+    let declared = m
+        .outputs
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| {
+            config::expr_text(&o.value)
+                .trim()
+                .strip_prefix("var.")
+                .map(str::to_string)
+        })
+        .and_then(|var| m.variables.iter().find(|d| d.name == var))
+        .and_then(|d| d.type_expr.as_deref())
+        .and_then(|t| crate::types::parse(t).ok());
+    match declared {
+        Some(ty) => crate::types::cty_json(&ty, v),
+        None => eval::cty_type(v),
+    }
+}
+
+/// Everything a resource depends on, directly or through others, sorted, as state records it.
+fn all_dependencies(m: &Module, name: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(n) = todo.pop() {
+        let direct = m.resources.iter().find(|r| r.name == n).map(|r| &r.deps);
+        for d in direct.into_iter().flatten() {
+            if d != name && !found.contains(d) {
+                found.push(d.clone());
+                todo.push(d.clone());
+            }
+        }
+    }
+    let mut deps: Vec<String> = found
+        .iter()
+        .map(|d| format!("terraform_data.{d}"))
+        .collect();
+    deps.sort();
+    deps
+}
+
+/// The order of resource instance addresses: by resource name, then instance key (numbers
+/// before strings).
+fn address_order(a: &str, ka: &Option<Value>, b: &str, kb: &Option<Value>) -> std::cmp::Ordering {
+    let key = |k: &Option<Value>| match k {
+        Some(Value::Number(n)) => (0, n.as_f64().unwrap_or(0.0), String::new()),
+        Some(Value::String(s)) => (1, 0.0, s.clone()),
+        _ => (0, -1.0, String::new()),
+    };
+    let (ka, kb) = (key(ka), key(kb));
+    (a, ka.0, &ka.2)
+        .cmp(&(b, kb.0, &kb.2))
+        .then(ka.1.total_cmp(&kb.1))
+}
+
+/// Changes in the order `jsonplan` writes them (by address).
+fn sorted_by_address(changes: &[Change]) -> Vec<&Change> {
+    let mut sorted: Vec<&Change> = changes.iter().collect();
+    sorted.sort_by(|a, b| address_order(&a.name, &a.key, &b.name, &b.key));
+    sorted
+}
+
+/// The state in `show -json` shape (`jsonstate`, format 1.0): resources by address, with
+/// `depends_on`; no `outputs` or `resources` key when there are none.
 pub fn state_json(st: &Option<StateFile>) -> Value {
     let Some(st) = st else {
         return json!({"format_version": "1.0"});
@@ -1323,31 +1619,53 @@ pub fn state_json(st: &Option<StateFile>) -> Value {
             )
         })
         .collect();
-    let mut resources = Vec::new();
-    for r in &st.resources {
-        for i in &r.instances {
-            let a = addr(&r.name, &i.index_key);
-            let mut x = json!({
-                "address": a, "mode": r.mode, "type": r.typ, "name": r.name,
-                "provider_name": "terraform.io/builtin/terraform", "schema_version": i.schema_version,
-                "values": {
-                    "id": i.attributes.get("id").cloned().unwrap_or(Value::Null),
-                    "input": state::unwrap_dynamic(i.attributes.get("input")).unwrap_or(Value::Null),
-                    "output": state::unwrap_dynamic(i.attributes.get("output")).unwrap_or(Value::Null),
-                    "triggers_replace": state::unwrap_dynamic(i.attributes.get("triggers_replace")).unwrap_or(Value::Null),
-                },
-                "sensitive_values": {},
-            });
-            if let Some(k) = &i.index_key {
-                x["index"] = k.clone();
-            }
-            if i.status.as_deref() == Some("tainted") {
-                x["tainted"] = json!(true);
-            }
-            resources.push(x);
-        }
+    let mut instances: Vec<(&Resource, &Instance)> = st
+        .resources
+        .iter()
+        .flat_map(|r| r.instances.iter().map(move |i| (r, i)))
+        .collect();
+    instances.sort_by(|(ra, ia), (rb, ib)| {
+        address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key)
+    });
+    let resources: Vec<Value> = instances
+        .into_iter()
+        .map(|(r, i)| instance_json(r, i))
+        .collect();
+    let mut values = json!({ "root_module": {} });
+    if !resources.is_empty() {
+        values["root_module"]["resources"] = Value::Array(resources);
     }
-    json!({"format_version": "1.0", "terraform_version": st.terraform_version, "values": {"outputs": outputs, "root_module": {"resources": resources}}})
+    if !outputs.is_empty() {
+        values["outputs"] = Value::Object(outputs);
+    }
+    json!({"format_version": "1.0", "terraform_version": st.terraform_version, "values": values})
+}
+
+/// One instance in `jsonstate` shape.
+fn instance_json(r: &Resource, i: &Instance) -> Value {
+    let attr = |k: &str| state::unwrap_dynamic(i.attributes.get(k)).unwrap_or(Value::Null);
+    let mut x = json!({
+        "address": addr(&r.name, &i.index_key), "mode": r.mode, "type": r.typ, "name": r.name,
+        "provider_name": "terraform.io/builtin/terraform", "schema_version": i.schema_version,
+        "values": {
+            "id": i.attributes.get("id").cloned().unwrap_or(Value::Null),
+            "input": attr("input"),
+            "output": attr("output"),
+            "triggers_replace": attr("triggers_replace"),
+        },
+    });
+    let marks = state_vals(&i.attributes, &i.sensitive_attributes).marks;
+    x["sensitive_values"] = sensitive_of(&x["values"], &marks);
+    if let Some(k) = &i.index_key {
+        x["index"] = k.clone();
+    }
+    if i.status.as_deref() == Some("tainted") {
+        x["tainted"] = json!(true);
+    }
+    if !i.dependencies.is_empty() {
+        x["depends_on"] = json!(i.dependencies);
+    }
+    x
 }
 
 /// The plan in `show -json` shape (`jsonplan`, format 1.2).
@@ -1379,46 +1697,46 @@ pub fn plan_json(
             let mut o = json!({"sensitive": sens});
             if !eval::is_unknown(a) {
                 o["value"] = a.clone();
-                o["type"] = eval::cty_type(a);
+                o["type"] = output_type(m, n, a);
             }
             pv_outputs.insert(n.clone(), o);
         }
     }
     let mut pv_res = Vec::new();
     let mut rcs = Vec::new();
-    for c in &out.changes {
+    for c in sorted_by_address(&out.changes) {
         let a = c.addr();
-        if let Some(after) = &c.after {
-            let (vals, _) = rc_values(after);
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": {}});
+        // `output` is computed: unknown until apply whenever the resource changes.
+        let marks = c
+            .after
+            .as_ref()
+            .map(|x| x.marks.clone())
+            .unwrap_or(Value::Null);
+        let planned = c.after.as_ref().map(|x| {
+            let mut planned = x.object();
+            if c.action != Action::NoOp {
+                planned["output"] = json!(UNKNOWN);
+            }
+            planned
+        });
+        if let Some(planned) = &planned {
+            let (vals, _) = eval::split_unknown(planned);
+            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
             if let Some(k) = &c.key {
                 r["index"] = k.clone();
             }
             pv_res.push(r);
         }
         let (before, before_s) = match &c.before {
-            Some(b) => (rc_values(b).0, json!({})),
+            Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
             None => (Value::Null, json!(false)),
         };
-        let (after, after_unknown, after_s) = match &c.after {
-            Some(x) => {
-                // `output` is computed: unknown until apply whenever the resource changes.
-                let mut planned = x.object();
-                if c.action != Action::NoOp {
-                    planned["output"] = json!(UNKNOWN);
-                }
-                let (v, u) = eval::split_unknown(&planned);
-                let mut sens = serde_json::Map::new();
-                for k in ["input", "output", "triggers_replace"] {
-                    if x.input
-                        .as_ref()
-                        .is_some_and(|i| i.is_object() || i.is_array())
-                        && k != "triggers_replace"
-                    {
-                        sens.insert(k.into(), json!({}));
-                    }
-                }
-                (v, u, Value::Object(sens))
+        let (after, after_unknown, after_s) = match &planned {
+            Some(p) => {
+                let (v, u) = eval::split_unknown(p);
+                // A wholly known value has `{}`, not a mirror of `false`s.
+                let u = if eval::is_unknown(p) { u } else { json!({}) };
+                (v, u, sensitive_of(p, &marks))
             }
             None => (Value::Null, json!(false), json!(false)),
         };
@@ -1433,12 +1751,21 @@ pub fn plan_json(
         if let Some(r) = c.reason {
             rc["action_reason"] = json!(r);
         }
+        if let Some(p) = &c.previous {
+            rc["previous_address"] = json!(p);
+        }
         rcs.push(rc);
     }
-    doc.insert(
-        "planned_values".into(),
-        json!({"outputs": pv_outputs, "root_module": {"resources": pv_res}}),
-    );
+    let root = if pv_res.is_empty() {
+        json!({})
+    } else {
+        json!({ "resources": pv_res })
+    };
+    let mut planned_values = json!({ "root_module": root });
+    if !pv_outputs.is_empty() {
+        planned_values["outputs"] = Value::Object(pv_outputs);
+    }
+    doc.insert("planned_values".into(), planned_values);
     if !rcs.is_empty() {
         doc.insert("resource_changes".into(), Value::Array(rcs));
     }
@@ -1446,18 +1773,21 @@ pub fn plan_json(
         let oc: Map<String, Value> = outs
             .iter()
             .map(|(n, act, b, a, s)| {
-                let (after, unk) = match a {
-                    Some(v) if eval::is_unknown(v) => (Value::Null, json!(true)),
-                    Some(v) => (v.clone(), json!(false)),
-                    None => (Value::Null, json!(false)),
-                };
-                (n.clone(), json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after": after, "after_unknown": unk, "before_sensitive": s, "after_sensitive": s}))
+                let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
+                match a.as_ref().map(eval::split_unknown) {
+                    // A wholly unknown value has no `after` at all (not `null`); a partly
+                    // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
+                    Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
+                    Some((known, unk)) => {
+                        ch["after"] = known;
+                        ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) { unk } else { json!(false) };
+                    }
+                    None => ch["after"] = Value::Null,
+                }
+                (n.clone(), ch)
             })
             .collect();
         doc.insert("output_changes".into(), Value::Object(oc));
-    }
-    if prior.is_some() {
-        doc.insert("prior_state".into(), state_json(prior));
     }
     let cfg_resources: Vec<Value> = m
         .resources
@@ -1489,7 +1819,123 @@ pub fn plan_json(
         json!(ui::rfc3339_secs(SystemTime::now())),
     );
     doc.insert("errored".into(), json!(errored));
+    let changed: Vec<String> = out
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| c.name.clone())
+        .collect();
+    let applyable = !errored && has_changes(&out.changes, &outs);
+    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable, &out.checks);
     Value::Object(doc)
+}
+
+/// The UI's resource object for an address (`terraform_data.n[0]`).
+fn previous_resource(a: &str) -> Value {
+    let rest = a.strip_prefix("terraform_data.").unwrap_or(a);
+    let (name, key) = match rest.split_once('[') {
+        Some((n, k)) => {
+            let k = k.trim_end_matches(']');
+            let key = k
+                .parse::<i64>()
+                .map(|i| json!(i))
+                .unwrap_or_else(|_| json!(k.trim_matches('"')));
+            (n, Some(key))
+        }
+        None => (rest, None),
+    };
+    res_obj(name, &key)
+}
+
+/// Applies `moved` blocks to the state read: the state the plan starts from and the moves made,
+/// as (new address, previous address). A move whose source is not in state does nothing.
+pub fn apply_moves(
+    read: &Option<StateFile>,
+    m: &Module,
+) -> (Option<StateFile>, Vec<(String, String)>) {
+    let Some(mut st) = read.clone() else {
+        return (None, Vec::new());
+    };
+    let mut moved = Vec::new();
+    for (from, to) in &m.moves {
+        let Some(ri) = st.resources.iter().position(|r| r.name == from.name) else {
+            continue;
+        };
+        if from.key.is_none() {
+            if st.resources.iter().any(|r| r.name == to.name) {
+                continue;
+            }
+            let r = &mut st.resources[ri];
+            r.name = to.name.clone();
+            moved.extend(
+                r.instances
+                    .iter()
+                    .map(|i| (addr(&to.name, &i.index_key), addr(&from.name, &i.index_key))),
+            );
+            continue;
+        }
+        let Some(ii) = st.resources[ri]
+            .instances
+            .iter()
+            .position(|i| i.index_key == from.key)
+        else {
+            continue;
+        };
+        let mut inst = st.resources[ri].instances.remove(ii);
+        if st.resources[ri].instances.is_empty() {
+            st.resources.remove(ri);
+        }
+        inst.index_key = to.key.clone();
+        let each = match &to.key {
+            Some(Value::String(_)) => Some("map".to_string()),
+            _ => Some("list".to_string()),
+        };
+        match st.resources.iter_mut().find(|r| r.name == to.name) {
+            Some(r) => r.instances.push(inst),
+            None => st.resources.push(Resource {
+                module: None,
+                mode: "managed".into(),
+                typ: "terraform_data".into(),
+                name: to.name.clone(),
+                each,
+                provider: state::PROVIDER.into(),
+                instances: vec![inst],
+            }),
+        }
+        moved.push((addr(&to.name, &to.key), addr(&from.name, &from.key)));
+    }
+    (Some(st), moved)
+}
+
+/// Emits `refresh_start` and `refresh_complete` for every instance in the prior state, as a
+/// plan that refreshes does before it plans.
+pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
+    let Some(st) = prior else { return };
+    for r in st.resources.iter().filter(|r| r.mode == "managed") {
+        for i in &r.instances {
+            let a = addr(&r.name, &i.index_key);
+            let id = i.attributes.get("id").cloned().unwrap_or(Value::Null);
+            let shown = id.as_str().unwrap_or_default().to_string();
+            let hook =
+                json!({"resource": res_obj(&r.name, &i.index_key), "id_key": "id", "id_value": id});
+            let start = format!("{a}: Refreshing state... [id={shown}]");
+            ui.line("info", "refresh_start", &start, json!({ "hook": hook }));
+            ui.human(&start);
+            let done = format!("{a}: Refresh complete [id={shown}]");
+            ui.line("info", "refresh_complete", &done, json!({ "hook": hook }));
+        }
+    }
+}
+
+/// Warns, while planning, of the check blocks known only after apply, then of every failed
+/// assertion (the real binary's order).
+pub fn report_checks(ui: &Ui, checks: &[CheckResult]) {
+    for _ in checks.iter().filter(|c| c.status == "unknown") {
+        ui.diag(&Diag::warning("Check block assertion known after apply", "The condition could not be evaluated at this time, a result will be known when this plan is applied."));
+    }
+    for p in checks.iter().flat_map(|c| &c.problems) {
+        ui.diag(&Diag::warning("Check block assertion failed", p.clone()));
+    }
 }
 
 /// Emits the plan's `planned_change` lines, its summary and output actions.
@@ -1500,15 +1946,27 @@ pub fn report_plan(
     mode: Mode,
     with_summary: bool,
 ) {
-    for c in changes.iter().filter(|c| c.action != Action::NoOp) {
+    for c in changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp || c.previous.is_some())
+    {
         let a = c.addr();
         let verb = match c.action {
+            Action::NoOp => "move",
             Action::Create => "create",
             Action::Update => "update",
             Action::Replace => "replace",
             _ => "delete",
         };
-        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": c.action.ui()});
+        let action = if c.action == Action::NoOp {
+            "move"
+        } else {
+            c.action.ui()
+        };
+        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
+        if let Some(p) = &c.previous {
+            ch["previous_resource"] = previous_resource(p);
+        }
         if let Some(r) = c.reason {
             ch["reason"] = json!(match r {
                 "replace_because_tainted" => "tainted",
@@ -1522,6 +1980,13 @@ pub fn report_plan(
             &format!("{a}: Plan to {verb}"),
             json!({"change": ch}),
         );
+        if c.action == Action::NoOp {
+            ui.human(&format!(
+                "  # {} has moved to {a}",
+                c.previous.as_deref().unwrap_or("")
+            ));
+            continue;
+        }
         let sym = match c.action {
             Action::Create => "+",
             Action::Update => "~",

@@ -44,37 +44,16 @@ pub fn unknown_like(v: &Value) -> Value {
 
 /// Splits a planned value into its known part and the `after_unknown` mirror, as `jsonplan`
 /// does: unknown object attributes are left out of the known part (unknown list elements become
-/// `null`), and the mirror has `true` at each unknown leaf.
+/// `null`); the mirror has `true` at each unknown leaf and `false` at each known one, arrays
+/// element by element, objects without their `false` entries.
 pub fn split_unknown(v: &Value) -> (Value, Value) {
     fn go(v: &Value) -> (Option<Value>, Value) {
         match v {
             Value::String(s) if s.contains(UNKNOWN) => (None, Value::Bool(true)),
             Value::Array(a) => {
                 let (vals, unk): (Vec<_>, Vec<_>) = a.iter().map(go).unzip();
-                let any = unk
-                    .iter()
-                    .any(|u| u != &Value::Bool(false) && u != &json!({}) && u != &json!([]));
-                let unk = if any {
-                    Value::Array(
-                        unk.into_iter()
-                            .map(|u| {
-                                if u == Value::Bool(false) {
-                                    json!(false)
-                                } else {
-                                    u
-                                }
-                            })
-                            .collect(),
-                    )
-                } else {
-                    json!([])
-                };
-                (
-                    Some(Value::Array(
-                        vals.into_iter().map(|x| x.unwrap_or(Value::Null)).collect(),
-                    )),
-                    unk,
-                )
+                let vals = vals.into_iter().map(|x| x.unwrap_or(Value::Null));
+                (Some(Value::Array(vals.collect())), Value::Array(unk))
             }
             Value::Object(o) => {
                 let mut vals = serde_json::Map::new();
@@ -84,7 +63,7 @@ pub fn split_unknown(v: &Value) -> (Value, Value) {
                     if let Some(a) = a {
                         vals.insert(k.clone(), a);
                     }
-                    if b != Value::Bool(false) && b != json!({}) && b != json!([]) {
+                    if b != Value::Bool(false) {
                         unk.insert(k.clone(), b);
                     }
                 }
@@ -95,6 +74,21 @@ pub fn split_unknown(v: &Value) -> (Value, Value) {
     }
     let (a, b) = go(v);
     (a.unwrap_or(Value::Null), b)
+}
+
+/// The `sensitive_values` / `after_sensitive` mirror of a value in which nothing is sensitive:
+/// `false` at each leaf, arrays element by element, objects without their `false` entries.
+pub fn sensitive_mirror(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(sensitive_mirror).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), sensitive_mirror(x)))
+                .filter(|(_, m)| m != &Value::Bool(false))
+                .collect(),
+        ),
+        _ => Value::Bool(false),
+    }
 }
 
 /// The cty type of a JSON value as OpenTofu writes it in state and outputs.
@@ -148,8 +142,12 @@ impl Scope<'_> {
     }
 }
 
+/// Evaluates an expression, `try` and `can` resolved first (their arguments are lazy).
 pub fn eval(e: &Expression, ctx: &Context) -> Result<Value, String> {
-    e.evaluate(ctx).map(to_json).map_err(|e| e.to_string())
+    crate::lazy::resolve(e, ctx)
+        .evaluate(ctx)
+        .map(to_json)
+        .map_err(|e| e.to_string())
 }
 
 /// Evaluates all locals that can be evaluated (they may refer to each other in any order).
@@ -272,7 +270,7 @@ pub fn parse_raw_var(raw: &str, ty: Option<&str>) -> Result<Value, String> {
                 .map(|a| a.expr().clone())
                 .ok_or("empty value")?;
             let v = eval_static(&expr)?;
-            convert(v, t)
+            crate::types::convert(v, &crate::types::parse(t)?)
         }
     }
 }
@@ -300,27 +298,16 @@ fn s(v: &HValue) -> String {
 }
 
 fn go_format(args: FuncArgs) -> Result<HValue, String> {
-    let fmt = s(&args[0]);
-    let mut vals = args.iter().skip(1);
-    let mut out = String::new();
-    let mut chars = fmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('q') => out.push_str(&format!("{:?}", s(vals.next().ok_or("too few arguments")?))),
-            Some('d') => out.push_str(&format!(
-                "{}",
-                num(vals.next().ok_or("too few arguments")?) as i64
-            )),
-            Some(_) => out.push_str(&s(vals.next().ok_or("too few arguments")?)),
-            None => return Err("unterminated format verb".into()),
-        }
+    let rest: Vec<Value> = args.iter().skip(1).cloned().map(to_json).collect();
+    crate::strfmt::format(&s(&args[0]), &rest).map(|v| to_hcl(&v))
+}
+
+fn int_arg(v: &HValue, what: &str) -> Result<i64, String> {
+    let f = num(v);
+    if f.fract() != 0.0 {
+        return Err(format!("{what} must be a whole number"));
     }
-    Ok(HValue::String(out))
+    Ok(f as i64)
 }
 
 fn list(v: &HValue) -> Vec<HValue> {
@@ -331,8 +318,71 @@ fn list(v: &HValue) -> Vec<HValue> {
     }
 }
 
-/// Declares OpenTofu's commonly used built-in functions.
+/// Every function `declare_functions` declares: a call to any other is `Call to unknown
+/// function` when the module is loaded, as OpenTofu reports it, never a value.
+pub const FUNCTIONS: &[&str] = &FUNCTION_NAMES;
+
+const FUNCTION_NAMES: [&str; 41 + crate::functions::NAMES.len()] = {
+    let mut all = [""; 41 + crate::functions::NAMES.len()];
+    let mut i = 0;
+    while i < FIRST.len() {
+        all[i] = FIRST[i];
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = crate::functions::NAMES[i - FIRST.len()];
+        i += 1;
+    }
+    all
+};
+
+const FIRST: [&str; 41] = [
+    "abs",
+    "base64decode",
+    "base64encode",
+    "can",
+    "ceil",
+    "cidrhost",
+    "cidrsubnet",
+    "coalesce",
+    "concat",
+    "contains",
+    "distinct",
+    "element",
+    "endswith",
+    "flatten",
+    "floor",
+    "format",
+    "join",
+    "jsondecode",
+    "jsonencode",
+    "keys",
+    "length",
+    "lookup",
+    "lower",
+    "max",
+    "merge",
+    "min",
+    "range",
+    "replace",
+    "split",
+    "startswith",
+    "substr",
+    "tobool",
+    "tolist",
+    "tomap",
+    "tonumber",
+    "toset",
+    "tostring",
+    "trimspace",
+    "try",
+    "upper",
+    "values",
+];
+
+/// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
+    crate::functions::declare(ctx);
     use ParamType::{Any, Number, String as Str};
     let f = |ctx: &mut Context,
              name: &str,
@@ -373,7 +423,26 @@ pub fn declare_functions(ctx: &mut Context) {
         ))
     });
     f(ctx, "replace", vec![Str, Str, Str], None, |a| {
-        Ok(HValue::String(s(&a[0]).replace(&s(&a[1]), &s(&a[2]))))
+        let find = s(&a[1]);
+        if find.len() > 1 && find.starts_with('/') && find.ends_with('/') {
+            return Err("replace() with a regular expression is not implemented by the tofu stand-in; run this module with real OpenTofu".into());
+        }
+        Ok(HValue::String(s(&a[0]).replace(&find, &s(&a[2]))))
+    });
+    // `try` and `can` are resolved lazily by `lazy::resolve`; these eager forms only see calls it
+    // could not resolve, where every argument already evaluated (or the call failed loudly).
+    f(ctx, "try", vec![], Some(Any), |a| {
+        a.first()
+            .cloned()
+            .ok_or_else(|| "at least one argument is required".into())
+    });
+    f(ctx, "can", vec![Any], None, |_| Ok(HValue::Bool(true)));
+    f(ctx, "cidrsubnet", vec![Str, Number, Number], None, |a| {
+        let (bits, net) = (int_arg(&a[1], "newbits")?, int_arg(&a[2], "netnum")?);
+        crate::cidr::subnet(&s(&a[0]), bits, net).map(HValue::String)
+    });
+    f(ctx, "cidrhost", vec![Str, Number], None, |a| {
+        crate::cidr::host(&s(&a[0]), int_arg(&a[1], "hostnum")?).map(HValue::String)
     });
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {
@@ -446,13 +515,8 @@ pub fn declare_functions(ctx: &mut Context) {
         Ok(HValue::Array(list(&a[0])))
     });
     f(ctx, "toset", vec![Any], None, |a| {
-        let mut out: Vec<HValue> = Vec::new();
-        for v in list(&a[0]) {
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
-        Ok(HValue::Array(out))
+        let items: Vec<Value> = list(&a[0]).into_iter().map(to_json).collect();
+        Ok(to_hcl(&Value::Array(crate::types::set(items))))
     });
     f(ctx, "tomap", vec![Any], None, |a| Ok(a[0].clone()));
     f(ctx, "jsonencode", vec![Any], None, |a| {

@@ -2,13 +2,22 @@
 //! `shared/reference/opentofu-contract.md`. See tests/tofu-double/README.md for the fault hooks.
 
 mod args;
+mod cidr;
 mod config;
+mod decimal;
 mod engine;
 mod eval;
 mod fmt;
+mod functions;
 mod http;
+mod jsonplan;
+mod lazy;
+mod planfile;
+mod sensitivity;
 mod signals;
 mod state;
+mod strfmt;
+mod types;
 mod ui;
 
 use args::Kind::{Bool, Repeat, Value as Val};
@@ -210,6 +219,16 @@ fn cwd() -> PathBuf {
 }
 
 fn load_module(json: bool) -> Result<config::Module, Failure> {
+    let m = load_module_for_init(json)?;
+    if !m.validation_errors.is_empty() {
+        let diags = m.validation_errors.clone();
+        return Err(Failure { diags, json });
+    }
+    Ok(m)
+}
+
+/// The module as init reads it: calls to unknown functions are not its concern.
+fn load_module_for_init(json: bool) -> Result<config::Module, Failure> {
     let dir = cwd();
     let files = config::read_files(&dir).map_err(|d| fail(json, d))?;
     let m = config::load(&dir, files).map_err(|diags| Failure { diags, json })?;
@@ -334,7 +353,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
             ));
         }
     }
-    let m = load_module(json)?;
+    let m = load_module_for_init(json)?;
     let dd = data_dir();
     std::fs::create_dir_all(&dd).map_err(|e| {
         fail(
@@ -418,6 +437,7 @@ fn cmd_validate(a: &[String]) -> CmdResult {
     let diags = match config::read_files(&dir) {
         Err(d) => vec![d],
         Ok(files) => match config::load(&dir, files) {
+            Ok(m) if !m.validation_errors.is_empty() => m.validation_errors,
             Ok(m) => config::topo_order(&m).err().into_iter().collect(),
             Err(d) => d,
         },
@@ -477,7 +497,8 @@ fn mode_of(f: &args::Flags, json: bool) -> Result<Mode, Failure> {
     }
 }
 
-/// The saved plan file (opaque to everyone but the stand-in).
+/// The stand-in's plan, saved as the `tfplan` entry of a zip archive like OpenTofu's plan files
+/// (opaque to everyone but the stand-in).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PlanFile {
     format: String,
@@ -489,6 +510,13 @@ struct PlanFile {
     errored: bool,
     changes: Vec<(String, String)>,
     plan_json: Value,
+}
+
+/// The stand-in's plan from a saved plan file (a zip archive with a `tfplan` entry).
+fn read_plan(bytes: &[u8]) -> Option<PlanFile> {
+    let entries = planfile::unzip(bytes)?;
+    let (_, plan) = entries.iter().find(|(n, _)| n == "tfplan")?;
+    serde_json::from_slice(plan).ok()
 }
 
 fn cmd_plan(a: &[String]) -> CmdResult {
@@ -518,18 +546,25 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             .map_err(|d| fail(json, d))?;
     }
     let result = (|| {
-        let prior = be.read().map_err(|d| fail(json, d))?;
+        let read = be.read().map_err(|d| fail(json, d))?;
+        // `moved` blocks apply to the state before anything else looks at it.
+        let (prior, moved) = engine::apply_moves(&read, &m);
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "plan") {
             return Err(fail(json, Diag::error("execution halted", "")));
+        }
+        if f.bool_or("refresh", true) {
+            engine::report_refresh(&ui, &prior);
         }
         let walk = Walk {
             module: &m,
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: false,
+            persist: None,
         };
         let out = walk.run();
         if let Some(d) = out.error {
@@ -538,6 +573,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         let outs = engine::output_changes(&m, &prior, &out.outputs, mode);
         let changed = engine::has_changes(&out.changes, &outs);
         engine::report_plan(&ui, &out.changes, &outs, mode, true);
+        engine::report_checks(&ui, &out.checks);
         if let Some(path) = f.value("out") {
             let pf = PlanFile {
                 format: "tofu-double-plan/1".into(),
@@ -557,7 +593,21 @@ fn cmd_plan(a: &[String]) -> CmdResult {
                     .collect(),
                 plan_json: engine::plan_json(&m, &vars, &prior, &out, mode, false),
             };
-            std::fs::write(path, serde_json::to_vec(&pf).unwrap_or_default()).map_err(|e| {
+            let mut entries = vec![(
+                "tfplan".to_string(),
+                serde_json::to_vec(&pf).unwrap_or_default(),
+            )];
+            entries.extend(
+                prior
+                    .as_ref()
+                    .map(|p| ("tfstate".to_string(), p.to_bytes())),
+            );
+            entries.extend(
+                m.files
+                    .iter()
+                    .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
+            );
+            std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
                 fail(
                     json,
                     Diag::error("Failed to write plan file", e.to_string()),
@@ -614,7 +664,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                     ),
                 )
             })?;
-            let pf: PlanFile = serde_json::from_slice(&bytes).map_err(|_| {
+            let pf: PlanFile = read_plan(&bytes).ok_or_else(|| {
                 fail(
                     json,
                     Diag::error(
@@ -651,7 +701,9 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             .map_err(|d| fail(json, d))?;
     }
     let result = (|| -> CmdResult {
-        let prior = be.read().map_err(|d| fail(json, d))?;
+        let read = be.read().map_err(|d| fail(json, d))?;
+        // `moved` blocks apply to the state before anything else looks at it.
+        let (prior, moved) = engine::apply_moves(&read, &m);
         if let Some(pf) = &saved {
             let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
             let cur_lineage = prior
@@ -673,34 +725,70 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: false,
+            persist: None,
         };
+        if saved.is_none() && f.bool_or("refresh", true) {
+            engine::report_refresh(&ui, &prior);
+        }
         let planned = planner.run();
         if let Some(d) = planned.error {
             return Err(fail(json, d));
         }
         let outs = engine::output_changes(&m, &prior, &planned.outputs, mode);
         engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
+        // State is written as the apply goes (every persist interval) and at the end; each
+        // write counts from the last one.
+        let local = be.is_local();
+        let written = std::cell::RefCell::new(read.clone());
+        let backend = std::cell::RefCell::new(&mut be);
+        let write = |st: &StateFile| -> Result<(), Diag> {
+            let mut be = backend.borrow_mut();
+            if written.borrow().is_none() {
+                // A brand-new state is read once more before the first write.
+                let _ = be.read();
+            }
+            be.write(st)?;
+            *written.borrow_mut() = Some(st.clone());
+            Ok(())
+        };
+        // What the next write holds, if anything: a local file is rewritten whenever it differs
+        // from the state read at the start (each write a serial), remote state when it differs
+        // from the last write.
+        let next_state = |o: &engine::Outcome| -> Option<StateFile> {
+            let last = written.borrow().clone();
+            let mut st = engine::new_state(if local { &read } else { &last }, o, &m, mode)?;
+            if let Some(l) = &last {
+                st.serial = l.serial + 1;
+                st.lineage = l.lineage.clone();
+            }
+            Some(st)
+        };
+        let intermediate = |o: &engine::Outcome| {
+            if let Some(st) = next_state(o) {
+                let _ = write(&st);
+            }
+        };
+        let persist = engine::Persist::new(&intermediate, local);
         let walk = Walk {
             module: &m,
             vars: &vars,
             mode,
             prior: &prior,
+            moved: &moved,
             workspace: workspace(),
             ui: &ui,
             apply: true,
+            persist: Some(&persist),
         };
         let out = walk.run();
         // Persist whatever was done, even on failure or interrupt.
-        let persisted = match engine::new_state(&prior, &out, &m, mode) {
+        let persisted = match next_state(&out) {
             Some(st) => {
-                if prior.is_none() {
-                    // A brand-new state is read once more before the first write.
-                    let _ = be.read();
-                }
-                be.write(&st).map_err(|d| {
+                write(&st).map_err(|d| {
                     let _ = std::fs::write("errored.tfstate", st.to_bytes());
                     let mut d = d;
                     d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
@@ -708,11 +796,12 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 })?;
                 Some(st)
             }
-            None => prior.clone(),
+            None => written.borrow().clone(),
         };
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
+        engine::report_checks(&ui, &out.checks);
         sleep_hook("TOFU_DOUBLE_SLEEP_AFTER", "apply");
         let s = engine::summary(&out.changes);
         let (op, msg) = if mode == Mode::Destroy {
@@ -737,21 +826,24 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 st.outputs
                     .iter()
                     .map(|(k, o)| {
-                        (
-                            k.clone(),
-                            json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value}),
-                        )
+                        // A sensitive value is left out of the message, as the real binary does.
+                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
+                        if !o.sensitive {
+                            v["value"] = o.value.clone();
+                        }
+                        (k.clone(), v)
                     })
                     .collect()
             })
             .unwrap_or_default();
+        // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
+        ui.line(
+            "info",
+            "outputs",
+            &format!("Outputs: {}", outputs.len()),
+            json!({ "outputs": outputs }),
+        );
         if !outputs.is_empty() {
-            ui.line(
-                "info",
-                "outputs",
-                &format!("Outputs: {}", outputs.len()),
-                json!({"outputs": outputs}),
-            );
             ui.human("\nOutputs:\n");
             if let Some(st) = &persisted {
                 for (k, o) in &st.outputs {
@@ -793,7 +885,7 @@ fn cmd_show(a: &[String]) -> CmdResult {
                     ),
                 )
             })?;
-            if let Ok(pf) = serde_json::from_slice::<PlanFile>(&bytes) {
+            if let Some(pf) = read_plan(&bytes) {
                 pf.plan_json
             } else {
                 let st = StateFile::parse(&bytes).map_err(|_| {
@@ -868,10 +960,9 @@ fn cmd_output(a: &[String]) -> CmdResult {
                 let m: Map<String, Value> = outputs
                     .iter()
                     .map(|(k, o)| {
-                        (
-                            k.clone(),
-                            json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value}),
-                        )
+                        // `output -json` shows sensitive values in clear (unlike the UI stream).
+                        let v = json!({"sensitive": o.sensitive, "type": o.typ, "value": o.value});
+                        (k.clone(), v)
                     })
                     .collect();
                 println!(

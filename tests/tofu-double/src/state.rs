@@ -343,6 +343,11 @@ impl Backend {
         }
     }
 
+    /// True for a local state file (written at every change of an apply).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Backend::Local { .. })
+    }
+
     pub fn locking_enabled(&self) -> bool {
         match self {
             Backend::Local { .. } => true,

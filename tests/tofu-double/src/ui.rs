@@ -29,6 +29,13 @@ impl Diag {
         }
     }
 
+    pub fn warning(summary: impl Into<String>, detail: impl Into<String>) -> Diag {
+        Diag {
+            severity: "warning",
+            ..Diag::error(summary, detail)
+        }
+    }
+
     pub fn with_address(mut self, addr: impl Into<String>) -> Diag {
         self.address = Some(addr.into());
         self

@@ -175,16 +175,29 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
     let p: Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(p["format_version"], "1.2");
     assert_eq!(p["errored"], false);
-    assert!(
-        p.get("applyable").is_none() && p.get("complete").is_none(),
-        "OpenTofu has no applyable/complete keys"
+    // Terraform writes `applyable` and `complete` (OpenTofu leaves them out; readers ignore
+    // unknown keys); with no state yet, `prior_state` holds the outputs already known.
+    assert_eq!(
+        (&p["applyable"], &p["complete"]),
+        (&json!(true), &json!(true))
     );
-    assert!(
-        p.get("prior_state").is_none(),
-        "omitted when there is no prior state"
+    assert_eq!(
+        p["prior_state"]["values"],
+        json!({"outputs": {"gpu_total": {"sensitive": false, "type": "number", "value": 2}}, "root_module": {}})
+    );
+    assert_eq!(
+        p["relevant_attributes"],
+        json!([{"resource": "terraform_data.node", "attribute": []},
+               {"resource": "terraform_data.pool", "attribute": ["output", "name"]}])
+    );
+    assert_eq!(
+        p["checks"],
+        json!([{"address": {"kind": "var", "name": "gpu_type", "to_display": "var.gpu_type"}, "status": "pass",
+                "instances": [{"address": {"to_display": "var.gpu_type"}, "status": "pass"}]}])
     );
     assert_eq!(p["variables"]["gpu_count"]["value"], 2);
-    let rc = &p["resource_changes"][0];
+    // Sorted by address, as jsonplan writes them: node[0], node[1], pool.
+    let rc = &p["resource_changes"][2];
     assert_eq!(
         keys(rc),
         ["address", "change", "mode", "name", "provider_name", "type"]
@@ -208,9 +221,9 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
         "ids are known after apply"
     );
     assert_eq!(rc["change"]["after"]["input"]["name"], "gpu-a100-eu-west-1");
-    assert_eq!(p["resource_changes"][1]["index"], 0);
+    assert_eq!(p["resource_changes"][0]["index"], 0);
     // Unknowns propagate and are left out of `after`, as in real OpenTofu/Terraform output.
-    let node = &p["resource_changes"][1]["change"];
+    let node = &p["resource_changes"][0]["change"];
     assert_eq!(
         node["after_unknown"],
         json!({"id": true, "input": {"pool": true}, "output": true})
@@ -279,7 +292,8 @@ fn plan_apply_show_output_and_state_have_the_contract_shapes() {
     let st: Value =
         serde_json::from_slice(&std::fs::read(d.join("terraform.tfstate")).unwrap()).unwrap();
     assert_eq!(st["version"], 4);
-    assert_eq!(st["serial"], 1);
+    // A local state file is written after each of the three changes and once more at the end.
+    assert_eq!(st["serial"], 4);
     assert_eq!(st["lineage"].as_str().unwrap().len(), 36);
     assert_eq!(st["terraform_version"], "1.9.0");
     let r = &st["resources"][1];
@@ -375,7 +389,10 @@ fn saved_plans_refuse_a_moved_state_and_destroy_runs_destroy_provisioners() {
     let st: Value =
         serde_json::from_slice(&std::fs::read(d.join("terraform.tfstate")).unwrap()).unwrap();
     assert_eq!(st["resources"], json!([]));
-    assert_eq!(st["serial"], 2);
+    assert_eq!(
+        st["serial"], 8,
+        "4 after the apply, then 3 deletions and the final write"
+    );
     assert!(d.join("terraform.tfstate.backup").is_file());
     std::fs::remove_dir_all(d).unwrap();
 }
@@ -507,10 +524,14 @@ fn fault_hooks_fail_and_crash() {
     );
     assert_eq!(crash.code, 11, "a crash exits 11");
     assert!(crash.stderr.contains("panic:"));
-    assert!(
-        !d.join("terraform.tfstate").exists(),
-        "a crash saves nothing"
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(d.join("terraform.tfstate")).unwrap()).unwrap();
+    assert_eq!(
+        st["resources"].as_array().unwrap().len(),
+        1,
+        "a crash loses the change in progress; a local state file holds what completed before"
     );
+    std::fs::remove_file(d.join("terraform.tfstate")).unwrap();
     let fail = tofu(
         &d,
         &["apply", "-auto-approve", "-json"],
@@ -772,6 +793,30 @@ fn http_backend_speaks_opentofus_request_sequences() {
         1
     );
     let _ = srv.addr.len();
+}
+
+/// Over a remote backend the state is written as a long apply goes: after a change, once the
+/// persist interval has passed (`TOFU_DOUBLE_PERSIST_INTERVAL` shortens the 20 s of
+/// `TF_STATE_PERSIST_INTERVAL` for this test), and at the end.
+#[test]
+fn a_long_apply_writes_remote_state_every_persist_interval() {
+    let src = "terraform {\n  backend \"http\" {}\n}\n\nresource \"terraform_data\" \"a\" {\n  input = 1\n}\n\nresource \"terraform_data\" \"b\" {\n  input = terraform_data.a.output\n}\n\nresource \"terraform_data\" \"c\" {\n  input = terraform_data.b.output\n}\n";
+    let posts = |extra: &[(&str, &str)]| {
+        let srv = server();
+        let d = module(&[("main.tf", src)]);
+        let url = format!("-backend-config=address=http://{}/state/p", srv.addr);
+        assert_eq!(tofu(&d, &["init", "-input=false", &url], &[]).code, 0);
+        let mut env = vec![("TOFU_DOUBLE_RESOURCE_DELAY", "0.3")];
+        env.extend_from_slice(extra);
+        let n = srv.log.lock().unwrap().len();
+        let apply = tofu(&d, &["apply", "-auto-approve", "-input=false"], &env);
+        assert_eq!(apply.code, 0, "{}", apply.stderr);
+        let log = srv.log.lock().unwrap();
+        log[n..].iter().filter(|(m, _, _, _)| m == "POST").count()
+    };
+    assert_eq!(posts(&[]), 1, "20 s by default: only the final write");
+    // After b (0.6 s) the interval has passed: one write then, one at the end.
+    assert_eq!(posts(&[("TOFU_DOUBLE_PERSIST_INTERVAL", "0.5")]), 2);
 }
 
 #[test]
