@@ -292,6 +292,7 @@ fn minting_alone(runs: usize) -> (Spread, f64) {
     let keygen_ms = t.elapsed().as_secs_f64() * 1000.0;
     let issuer = Issuer::parse("https://tofuflow.example.com").unwrap();
     let mut mint = Vec::with_capacity(runs);
+    let tags = std::collections::BTreeMap::from([("dag_id".to_string(), "bench".to_string())]);
     for i in 0..runs.max(1) * 10 {
         let run_id = uuid::Uuid::new_v4().to_string();
         let t0 = now_ms_f();
@@ -304,6 +305,7 @@ fn minting_alone(runs: usize) -> (Spread, f64) {
             pipeline: "dag-1",
             commit: "0123456789abcdef",
             bundle_digest: "sha256:00",
+            tags: &tags,
         };
         let window = TokenWindow::new(now_ms_f() as i64, 900_000, &[]);
         let claims =
