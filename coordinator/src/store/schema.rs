@@ -354,6 +354,18 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_ms)
 "#,
     ),
+    (
+        12,
+        r#"
+CREATE TABLE leader_leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  acquired_ms BIGINT NOT NULL
+)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

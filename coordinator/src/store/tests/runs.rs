@@ -408,3 +408,47 @@ async fn a_retried_submit_with_its_idempotency_key_starts_one_run() {
         assert_ne!(theirs.id, ids[0], "{name}: keys are per actor");
     }
 }
+
+/// Periodic work is one coordinator's at a time: the holder renews; another takes over only
+/// after expiry, with the next epoch; the old holder then cannot renew.
+#[tokio::test]
+async fn the_periodic_work_lease_has_one_holder_and_moves_on_expiry() {
+    for (name, st, _g, _d) in stores().await {
+        let a = st.try_lead("work", "a", 1_000, 100).await.unwrap().unwrap();
+        assert_eq!((a.epoch, a.took_over_from.clone()), (1, None), "{name}");
+        assert!(
+            st.try_lead("work", "b", 1_050, 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        let renewed = st.try_lead("work", "a", 1_090, 100).await.unwrap().unwrap();
+        assert_eq!(renewed.epoch, 1, "{name}: a renewal keeps the epoch");
+        assert!(
+            st.try_lead("work", "b", 1_150, 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: renewed"
+        );
+        let b = st.try_lead("work", "b", 1_200, 100).await.unwrap().unwrap();
+        assert_eq!(
+            (b.epoch, b.took_over_from.as_deref()),
+            (2, Some("a")),
+            "{name}"
+        );
+        assert!(
+            st.try_lead("work", "a", 1_210, 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: a lost it"
+        );
+        assert_eq!(
+            st.holder_of("work").await.unwrap().unwrap().0,
+            "b",
+            "{name}"
+        );
+    }
+}
