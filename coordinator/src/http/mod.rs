@@ -1,9 +1,11 @@
 //! The HTTP side of the coordinator: the routes of OpenTofu's `http` state backend
-//! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]) and `/metrics` ([`metrics`]).
+//! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]), `/metrics` ([`metrics`]),
+//! the JSON API under `/api/v1` ([`api`]) and the web UI under `/ui/` ([`ui`]).
 
 pub mod api;
 mod health;
 mod metrics;
+pub mod ui;
 
 use crate::auth::Failures;
 use crate::store::Store;
@@ -34,6 +36,7 @@ pub fn router(app: App) -> Router {
     let (api_routes, _) = api::routes(&app);
     Router::new()
         .merge(api_routes)
+        .merge(ui::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
