@@ -1,5 +1,6 @@
 """The web UI in Debian's Chromium, against the cluster tests/tests/web_ui.rs started: a run
-submitted through the API is watched, approved and applied in the browser, its state version
+submitted through the API is watched, approved and applied in the browser (a viewer's runs list
+updating by itself), its state version
 rolled back from the workspace page; a viewer sees no Approve button and a forged approval is
 refused; cross-site requests with the session cookie are refused. Every page is screenshot."""
 
@@ -137,7 +138,20 @@ def viewer_cannot_approve(browser, url, tokens, shots, run_id):
     )
     assert forged.status == 403, forged.text()
     assert "vera" in forged.json()["detail"]
-    context.close()
+    return context, page
+
+
+def watch_runs_list(page, workspace, run_id):
+    """The runs list filtered to the workspace and state, left open to watch it refresh."""
+    page.goto("/ui/#/runs")
+    page.get_by_label("workspace").fill(workspace)
+    page.get_by_label("state").select_option("awaiting_approval")
+    rows = page.locator("table.runs tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(run_id)
+    page.get_by_label("state").select_option("")
+    expect(rows).to_have_count(2)
+    return rows.filter(has_text=run_id).locator(".badge")
 
 
 def roll_back_in_browser(browser, url, tokens, shots, workspace, first, second):
@@ -173,8 +187,12 @@ def test_a_run_submitted_through_the_api_is_approved_applied_and_rolled_back(
     workspace = f"web/demo-{uuid.uuid4().hex[:8]}"
     first = submit(admin_api, workspace, "first", auto_approve=True)
     second = submit(admin_api, workspace, "second")
-    viewer_cannot_approve(browser, url, tokens, shots, second)
+    viewer, viewer_page = viewer_cannot_approve(browser, url, tokens, shots, second)
+    badge = watch_runs_list(viewer_page, workspace, second)
+    expect(badge).to_have_text("awaiting_approval")
     approve_in_browser(browser, url, tokens, shots, second)
+    expect(badge).to_have_text("applied", timeout=10_000)
+    viewer.close()
     roll_back_in_browser(browser, url, tokens, shots, workspace, first, second)
 
 
