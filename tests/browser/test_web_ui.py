@@ -170,6 +170,14 @@ def roll_back_in_browser(browser, url, tokens, shots, workspace, first, second):
     expect(page.get_by_role("status")).to_contain_text(f"version {current + 1} is current")
     expect(versions.first.locator("td").first).to_have_text(str(current + 1))
     expect(page.get_by_text("the second run was wrong")).to_be_visible()
+    page.get_by_role("button", name="Compare").click()
+    diff = page.locator("#state-diff")
+    expect(diff).to_contain_text(f"version {current} → version {current + 1}")
+    expect(diff).to_contain_text("# terraform_data.hello changed")
+    # terraform_data keeps its input in state as a typed value, as OpenTofu does.
+    expect(diff).to_contain_text(
+        '~ input = {"type":"string","value":"second"} -> {"type":"string","value":"first"}'
+    )
     page.screenshot(path=shots / "workspace-rolled-back.png", full_page=True)
     page.goto("/ui/#/agents")
     expect(page.locator("table.agents tbody tr")).to_have_count(1)

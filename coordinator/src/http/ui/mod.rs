@@ -36,6 +36,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
     ("run.js", "text/javascript", include_str!("static/run.js")),
     ("plan.js", "text/javascript", include_str!("static/plan.js")),
+    (
+        "statediff.js",
+        "text/javascript",
+        include_str!("static/statediff.js"),
+    ),
     ("style.css", "text/css", include_str!("static/style.css")),
 ];
 

@@ -2,6 +2,7 @@
 // rollback, lock), agents and the audit log. Each page function fills `main` and answers a
 // function that stops its timers.
 import { age, api, badge, el, may, post, runLink, table, when, wsLink } from "./lib.js";
+import { compareForm } from "./statediff.js";
 
 const REFRESH_MS = 3000;
 const filters = { workspace: "", state: "", tag: "" };
@@ -85,7 +86,7 @@ function versionRows(versions) {
 }
 
 // A workspace's state: the lock and its holder, versions with who and which run wrote them,
-// its audit trail, and rollback for admins.
+// two versions compared, its audit trail, and rollback for admins.
 export async function workspacePage(main, ws) {
   const body = el("div");
   const msg = el("p", { role: "status" });
@@ -100,7 +101,8 @@ export async function workspacePage(main, ws) {
       el("h2", {}, "State versions"),
       s.versions.length ? table(["version", "serial", "run", "by", "when", "sha256"],
         versionRows(s.versions), { class: "versions" }) : el("p", {}, "no state yet"),
-      may("rollback", ws) && current ? rollbackForm(ws, current, reload, msg) : null,
+      may("rollback", ws) && current ? rollbackForm(ws, current, reload, msg) : "",
+      s.versions.length > 1 ? el("div", {}, el("h2", {}, "Compare versions"), compareForm(ws, s.versions)) : "",
       el("h2", {}, "History"),
       table(["version", "action", "by", "reason", "when"], s.events.map((e) => [
         String(e.version), e.action, e.actor, e.reason || "-", when(e.unix_ms)])),
