@@ -184,6 +184,7 @@ def roll_back_in_browser(browser, url, tokens, shots, workspace, first, second):
     page.screenshot(path=shots / "agents.png", full_page=True)
     page.goto("/ui/#/audit")
     expect(page.locator("table.audit")).to_contain_text("run_approved")
+    expect(page.locator("#audit-verify")).to_contain_text("chain verified")
     page.screenshot(path=shots / "audit.png", full_page=True)
     assert not errors, errors
     context.close()

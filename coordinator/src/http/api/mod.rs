@@ -165,6 +165,7 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(state::unlock))
         .routes(routes!(agents::list))
         .routes(routes!(agents::audit))
+        .routes(routes!(agents::verify_audit))
         .routes(routes!(agents::me))
         .split_for_parts();
     let served = doc.clone();

@@ -131,6 +131,20 @@ export async function agentsPage(main) {
   return () => clearInterval(t);
 }
 
+// The chain's verification: entries checked and the head, or the first bad entry and why.
+async function verification() {
+  try {
+    const v = await api("/api/v1/audit/verify");
+    return v.ok
+      ? el("p", { class: "verified", id: "audit-verify" },
+        `chain verified: ${v.checked} entries, head #${v.head_seq} ${v.head_sha256.slice(0, 16)}…`)
+      : el("p", { class: "error", id: "audit-verify", role: "alert" },
+        `chain broken at entry #${v.bad_seq}: ${v.reason} (${v.checked} entries verified before it)`);
+  } catch (e) {
+    return el("p", { class: "error", id: "audit-verify", role: "alert" }, e.message);
+  }
+}
+
 // The audit log (admin), filtered by workspace, run and kind.
 export async function auditPage(main) {
   const f = { workspace: "", run_id: "", kind: "" };
@@ -149,7 +163,7 @@ export async function auditPage(main) {
     }
   };
   const input = (k) => el("label", {}, k, el("input", { name: k, oninput: (e) => { f[k] = e.target.value.trim(); } }));
-  main.append(el("h1", {}, "Audit log"),
+  main.append(el("h1", {}, "Audit log"), await verification(),
     el("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); reload(); } },
       input("workspace"), input("run_id"), input("kind"), el("button", { type: "submit" }, "Filter")),
     body);
