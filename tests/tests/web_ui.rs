@@ -7,6 +7,8 @@
 //! The suite needs Python with playwright and pytest-playwright: `TOFUFLOW_BROWSER_PYTHON`
 //! names that interpreter (`scripts/test` makes the virtualenv and sets it). Without it the
 //! test says so loudly and does nothing; with it, any failure to launch the browser fails.
+//! The session's rules (login, the cookie as a credential, cross-site refusal, headers) are
+//! also checked without a browser, so every `cargo test` covers them.
 
 use std::time::Instant;
 use tofuflow_e2e::{AgentOpts, Cluster, Db};
@@ -70,4 +72,108 @@ async fn the_web_ui_takes_a_run_from_login_to_rollback_in_a_browser() {
         out.display()
     );
     assert!(status.success(), "the browser suite failed: see above");
+}
+
+/// Logs in through the form with `token`: the answer's status, `Location` and `Set-Cookie`.
+fn log_in(c: &Cluster, token: &str) -> (u16, String, String) {
+    let body = format!("token={token}");
+    let a = c.api(
+        "POST",
+        "/ui/login",
+        None,
+        Some(("application/x-www-form-urlencoded", body.as_bytes())),
+        &[],
+    );
+    (
+        a.status,
+        a.header("location").unwrap_or_default(),
+        a.header("set-cookie").unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cookie_is_a_credential_and_cross_site_use_is_refused() {
+    let c = Cluster::start(Db::Sqlite).await;
+    let viewer = token_for(&c, "vera", "viewer").await;
+    let root = c.api("GET", "/", None, None, &[]);
+    assert_eq!(root.status, 303);
+    assert_eq!(root.header("location").as_deref(), Some("/ui/"));
+    let page = c.api("GET", "/ui/login", None, None, &[]);
+    assert_eq!(
+        page.header("content-security-policy").as_deref(),
+        Some("default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+    );
+    assert_eq!(
+        page.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        page.header("referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
+
+    let (status, _, cookie) = log_in(&c, "tfu_not_a_token");
+    assert_eq!(
+        (status, cookie.as_str()),
+        (401, ""),
+        "a bad token starts nothing"
+    );
+    let (status, location, cookie) = log_in(&c, &viewer);
+    assert_eq!((status, location.as_str()), (303, "/ui/"));
+    assert!(
+        cookie.starts_with("tofuflow_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/")
+            && !cookie.contains("Secure")
+            && !cookie.contains(&viewer),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let jar = [("Cookie", session.as_str())];
+    let me = c.api("GET", "/api/v1/me", None, None, &jar);
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["name"], "vera", "the cookie stands for the token");
+    assert_eq!(c.api("GET", "/ui/", None, None, &jar).status, 200);
+
+    let lock = "/api/v1/workspaces/web%2Fx/state/lock";
+    let foreign = [
+        ("Cookie", session.as_str()),
+        ("Origin", "https://evil.example"),
+    ];
+    let csrf = c.api(
+        "POST",
+        lock,
+        None,
+        Some(("application/json", b"{}")),
+        &foreign,
+    );
+    assert_eq!(csrf.status, 403, "{}", String::from_utf8_lossy(&csrf.body));
+    assert!(
+        csrf.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example"),
+        "refused as cross-origin, before any role is asked"
+    );
+    let cross = [
+        ("Cookie", session.as_str()),
+        ("Sec-Fetch-Site", "cross-site"),
+    ];
+    assert_eq!(c.api("GET", "/api/v1/me", None, None, &cross).status, 403);
+    let admin = c.token.clone().unwrap();
+    let bearer = c.api(
+        "GET",
+        "/api/v1/me",
+        Some(&admin),
+        None,
+        &[("Sec-Fetch-Site", "cross-site")],
+    );
+    assert_eq!(bearer.status, 200, "bearer calls are not cookie calls");
+
+    let out = c.api("POST", "/ui/logout", None, None, &jar);
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(c.api("GET", "/api/v1/me", None, None, &jar).status, 401);
+    assert_eq!(c.api("GET", "/ui/", None, None, &jar).status, 303);
 }
