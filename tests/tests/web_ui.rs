@@ -2,7 +2,8 @@
 //! one agent) with an admin, an approver and a viewer, then runs the Playwright suite in
 //! `tests/browser/` against it (Debian's Chromium): login, the live log, the plan diff,
 //! approval by an approver only, the apply and its state version, rollback, and the refusal
-//! of cross-site requests. Screenshots of every page are kept in the output directory.
+//! of cross-site requests. Screenshots of every page are kept in `TOFUFLOW_BROWSER_OUTPUT`
+//! (default `target/tmp/web_ui/`), which outlives the test.
 //!
 //! The suite needs Python with playwright and pytest-playwright: `TOFUFLOW_BROWSER_PYTHON`
 //! names that interpreter (`scripts/test` makes the virtualenv and sets it). Without it the
@@ -51,7 +52,7 @@ async fn the_web_ui_takes_a_run_from_login_to_rollback_in_a_browser() {
     let viewer = token_for(&c, "vera", "viewer").await;
     let out = std::env::var("TOFUFLOW_BROWSER_OUTPUT")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| c.dir.join("browser"));
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui"));
     std::fs::create_dir_all(&out).unwrap();
     let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     let started = Instant::now();
