@@ -72,10 +72,13 @@ function streamLog(id, pre, onEnd) {
   const es = new EventSource(`/api/v1/runs/${encodeURIComponent(id)}/logs/stream`);
   es.addEventListener("log", (e) => {
     const l = JSON.parse(e.data);
+    // Follow the end only when the reader is there already (not while they scroll back).
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     const head = `${l.phase} (attempt ${l.attempt})`;
     if (head !== last) pre.append(el("span", { class: "log-phase" }, `── ${head}\n`));
     last = head;
     pre.append(el("span", { class: `log-${l.stream}` }, `${logText(l.line)}\n`));
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
   });
   es.addEventListener("end", () => {
     es.close();
