@@ -90,6 +90,7 @@ def approve_in_browser(browser, url, tokens, shots, run_id):
     assert tokens["approver"] not in cookie["value"]
     page.goto("/ui/#/runs")
     expect(page.locator("table.runs")).to_contain_text(run_id)
+    expect(page.get_by_role("link", name="Audit")).to_be_hidden()
     page.screenshot(path=shots / "runs.png", full_page=True)
     page.get_by_role("link", name=run_id).click()
     expect(page.locator("#run-state")).to_have_text("awaiting_approval", timeout=APPLY_S)
@@ -154,7 +155,8 @@ def watch_runs_list(page, workspace, run_id):
     return rows.filter(has_text=run_id).locator(".badge")
 
 
-def roll_back_in_browser(browser, url, tokens, shots, workspace, first, second):
+def roll_back_in_browser(browser, url, tokens, admin_api, shots, workspace, first, second):
+    """The admin's workspace page: versions, rollback, comparison, the lock; agents, audit."""
     context, page = log_in(browser, url, tokens["admin"])
     errors = console_errors(page)
     page.goto(f"/ui/#/workspaces/{workspace.replace('/', '%2F')}")
@@ -179,6 +181,12 @@ def roll_back_in_browser(browser, url, tokens, shots, workspace, first, second):
         '~ input = {"type":"string","value":"second"} -> {"type":"string","value":"first"}'
     )
     page.screenshot(path=shots / "workspace-rolled-back.png", full_page=True)
+    state = f"/api/v1/workspaces/{workspace.replace('/', '%2F')}/state"
+    assert admin_api.call("POST", f"{state}/lock", {"reason": "maintenance"})[0] == 200
+    page.reload()
+    expect(page.locator(".locked")).to_contain_text("locked by tester")
+    expect(page.locator(".locked")).to_contain_text("maintenance")
+    assert admin_api.call("POST", f"{state}/unlock", {})[0] == 200
     page.goto("/ui/#/agents")
     expect(page.locator("table.agents tbody tr")).to_have_count(1)
     page.screenshot(path=shots / "agents.png", full_page=True)
@@ -202,7 +210,7 @@ def test_a_run_submitted_through_the_api_is_approved_applied_and_rolled_back(
     approve_in_browser(browser, url, tokens, shots, second)
     expect(badge).to_have_text("applied", timeout=10_000)
     viewer.close()
-    roll_back_in_browser(browser, url, tokens, shots, workspace, first, second)
+    roll_back_in_browser(browser, url, tokens, admin_api, shots, workspace, first, second)
 
 
 @pytest.fixture
