@@ -66,6 +66,8 @@ export TOFUFLOW_CONFIG_FILE="$dir/cli-config.toml"
 boot="$(sed -n "s/^tofuflow: bootstrap admin token (shown once; save it with 'tofuflow login'): //p" "$dir/coordinator.log" | head -1)"
 [ -n "$boot" ] || { echo "error: the coordinator printed no bootstrap token; see $dir/coordinator.log" >&2; exit 1; }
 "$bin/tofuflow" login --token "$boot"
+ui="$(sed -n 's/.*web UI at \([^ ]*\).*/\1/p' "$dir/coordinator.log" | head -1)"
+echo "web UI at ${ui:-http://127.0.0.1:$http_port/ui/} (while this script runs; log in with the bootstrap admin token in $dir/coordinator.log)"
 
 step "creating a join token for pool 'default' (tofuflow agent join-token create --pool default)"
 join="$("$bin/tofuflow" agent join-token create --pool default --ttl 1h | tail -1)"

@@ -85,6 +85,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             shared: shared.clone(),
         }),
         auth: auth.clone(),
+        sessions: Arc::new(http::ui::Sessions::new(tls.is_some())),
     };
     serve_grpc(&tracker, grpc, shared, &auth, tls.as_ref(), &shutdown).await;
     let app = http::App {
@@ -96,6 +97,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     };
     serve_http(&tracker, (http_l, http_addr), app, tls.as_ref(), &shutdown);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), agent_client_certs = tls.as_ref().is_some_and(|t| t.agent_certs), database = %queue::redact(&cfg.database_url), "coordinator listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ui = format!("{scheme}://{http_addr}/ui/");
+    tracing::info!(url = %ui, "web UI at {ui}");
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, grpc_addr, http_addr)?;
     }

@@ -2,7 +2,8 @@
 //! refuses an anonymous caller with problem+json; a bundle upload and an idempotent submit; a
 //! run listed by tag and paged; its log as pages and as an SSE stream that resumes after
 //! Last-Event-ID and answers 204 once nothing follows; approval refused to a viewer (403) and
-//! done by an approver; the state it wrote, pulled, locked and unlocked; the caller; audit.
+//! done by an approver; the state it wrote, pulled, locked and unlocked; the caller; audit and
+//! its chain verified (admin only).
 
 use std::io::Write;
 use std::time::Duration;
@@ -387,6 +388,16 @@ async fn the_json_api_does_what_the_cli_does() {
     );
     assert_eq!(
         c.api("GET", "/api/v1/audit", Some(&viewer), None, &[])
+            .status,
+        403
+    );
+    let verified = c
+        .api("GET", "/api/v1/audit/verify", Some(&admin), None, &[])
+        .json();
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(verified["checked"].as_u64().unwrap() >= kinds.len() as u64);
+    assert_eq!(
+        c.api("GET", "/api/v1/audit/verify", Some(&viewer), None, &[])
             .status,
         403
     );

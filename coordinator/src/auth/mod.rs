@@ -342,14 +342,31 @@ impl Auth {
                     )
                     .into());
                 }
-                Some(h) => match self.users.get(&h) {
-                    Some(p) => UserCredential::File(p.clone()),
-                    None => UserCredential::ApiToken { sha256: h },
-                },
+                Some(h) => self.credential_of(h),
             }
         };
         req.extensions_mut().insert(cred);
         Ok(req)
+    }
+
+    /// Attaches what a token known only by its SHA-256 stands for (a web session keeps the
+    /// hash, never the token), as [`Auth::check_user`] does for a bearer token.
+    pub fn check_user_hash(&self, mut req: Request<()>, sha256: &str) -> Request<()> {
+        let cred = if self.open {
+            UserCredential::Open
+        } else {
+            self.credential_of(sha256.to_string())
+        };
+        req.extensions_mut().insert(cred);
+        req
+    }
+
+    /// A users-file user's credential when the hash is theirs, else an API token's to look up.
+    fn credential_of(&self, sha256: String) -> UserCredential {
+        match self.users.get(&sha256) {
+            Some(p) => UserCredential::File(p.clone()),
+            None => UserCredential::ApiToken { sha256 },
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! The HTTP side of the coordinator: the routes of OpenTofu's `http` state backend
 //! ([`crate::state_backend`]), `/healthz`, `/readyz` ([`health`]), `/metrics` ([`metrics`]),
-//! and the OIDC discovery document and JWKS of tasks' ID tokens ([`oidc`]).
+//! the OIDC discovery document and JWKS of tasks' ID tokens ([`oidc`]),
+//! the JSON API under `/api/v1` ([`api`]) and the web UI under `/ui/` ([`ui`]).
 
 pub mod api;
 mod health;
 mod metrics;
 mod oidc;
+pub mod ui;
 
 use crate::auth::Failures;
 use crate::store::Store;
@@ -36,6 +38,7 @@ pub fn router(app: App) -> Router {
     let (api_routes, _) = api::routes(&app);
     Router::new()
         .merge(api_routes)
+        .merge(ui::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -1,6 +1,6 @@
-//! Agents, the audit log and the caller.
+//! Agents, the audit log (entries, the chain verified) and the caller.
 
-use super::dto::{AgentJson, AuditEntryJson, AuditQuery, WhoAmIJson};
+use super::dto::{AgentJson, AuditEntryJson, AuditQuery, AuditVerifyJson, WhoAmIJson};
 use super::{call, Params, Problem, Reply};
 use crate::http::App;
 use axum::extract::State;
@@ -38,6 +38,21 @@ pub async fn audit(
     Ok(Json(
         r.entries.into_iter().map(AuditEntryJson::from).collect(),
     ))
+}
+
+/// Verifies the audit log's hash chain from its first entry (admin).
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "access",
+    responses((status = 200, body = AuditVerifyJson), (status = 403, body = Problem)))]
+pub async fn verify_audit(State(app): State<App>, headers: HeaderMap) -> Reply<AuditVerifyJson> {
+    let msg = v1::VerifyAuditRequest {
+        actor: String::new(),
+    };
+    Ok(Json(AuditVerifyJson::from(call!(
+        app,
+        headers,
+        verify_audit,
+        msg
+    ))))
 }
 
 /// Who the token stands for, and their roles.

@@ -618,3 +618,28 @@ impl From<v1::Plan> for PlanJson {
         }
     }
 }
+
+/// The audit chain's verification: whether every entry's hash and link hold, how many did,
+/// the last good entry (keep it elsewhere to notice a rewritten log), the first bad one.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerifyJson {
+    pub ok: bool,
+    pub checked: u64,
+    pub head_seq: i64,
+    pub head_sha256: String,
+    pub bad_seq: i64,
+    pub reason: String,
+}
+
+impl From<v1::VerifyAuditResponse> for AuditVerifyJson {
+    fn from(v: v1::VerifyAuditResponse) -> AuditVerifyJson {
+        AuditVerifyJson {
+            ok: v.ok,
+            checked: v.checked,
+            head_seq: v.head_seq,
+            head_sha256: v.head_sha256,
+            bad_seq: v.bad_seq,
+            reason: v.reason,
+        }
+    }
+}

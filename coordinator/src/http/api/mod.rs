@@ -29,6 +29,8 @@ use utoipa_axum::routes;
 pub struct Api {
     pub user: Arc<crate::api::user::UserApi>,
     pub auth: crate::auth::Auth,
+    /// The web UI's sessions: their cookie is a credential too.
+    pub sessions: Arc<crate::http::ui::Sessions>,
 }
 
 /// A handler's answer.
@@ -100,6 +102,11 @@ async fn authenticate(
     let Some(api) = app.api.as_ref() else {
         return unavailable().into_response();
     };
+    if api.by_session(req.headers()) {
+        if let Err(why) = crate::http::ui::csrf::check(req.method(), req.headers()) {
+            return Problem::new(axum::http::StatusCode::FORBIDDEN, why).into_response();
+        }
+    }
     match api.request(req.headers(), ()) {
         Ok(_) => next.run(req).await,
         Err(p) => p.into_response(),
@@ -158,6 +165,7 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(state::unlock))
         .routes(routes!(agents::list))
         .routes(routes!(agents::audit))
+        .routes(routes!(agents::verify_audit))
         .routes(routes!(agents::me))
         .split_for_parts();
     let served = doc.clone();
@@ -184,7 +192,20 @@ async fn not_found() -> Problem {
 impl Api {
     /// `msg` as the user service's request, with the caller's credential checked exactly as
     /// the gRPC interceptor checks it (and refused the same way).
-    fn request<T>(&self, headers: &HeaderMap, msg: T) -> Result<tonic::Request<T>, Problem> {
+    /// A call without an `Authorization` header is authenticated by a live session's cookie
+    /// (the token's hash it keeps), through the same check.
+    pub(crate) fn request<T>(
+        &self,
+        headers: &HeaderMap,
+        msg: T,
+    ) -> Result<tonic::Request<T>, Problem> {
+        if headers.get(header::AUTHORIZATION).is_none() {
+            if let Some(h) = self.sessions.token_hash(headers, crate::store::now_ms()) {
+                let unit = tonic::Request::new(());
+                let (meta, ext, ()) = self.auth.check_user_hash(unit, &h).into_parts();
+                return Ok(tonic::Request::from_parts(meta, ext, msg));
+            }
+        }
         let mut meta = tonic::metadata::MetadataMap::new();
         if let Some(v) = headers.get(header::AUTHORIZATION) {
             let v = v
@@ -197,6 +218,13 @@ impl Api {
         let unit = tonic::Request::from_parts(meta, tonic::Extensions::default(), ());
         let (meta, ext, ()) = self.auth.check_user(unit)?.into_parts();
         Ok(tonic::Request::from_parts(meta, ext, msg))
+    }
+
+    /// Whether the call is authenticated by a session cookie (and so made by a browser).
+    fn by_session(&self, headers: &HeaderMap) -> bool {
+        headers.get(header::AUTHORIZATION).is_none()
+            && crate::http::ui::session::cookie_value(headers, self.sessions.cookie_name())
+                .is_some()
     }
 
     fn service(&self) -> &crate::api::user::UserApi {
