@@ -34,18 +34,27 @@ fn second_coordinator(c: &Cluster) -> Child {
 async fn log_says(c: &Cluster, file: &str, what: &str) {
     let path = c.dir.join(file);
     let what = what.to_string();
-    wait_for(&format!("{file} to say {what:?}"), Duration::from_secs(30), || {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let found = text.contains(&what);
-        async move { found.then_some(()) }
-    })
+    wait_for(
+        &format!("{file} to say {what:?}"),
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let found = text.contains(&what);
+            async move { found.then_some(()) }
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_coordinator_does_the_periodic_work_and_another_takes_over() {
     let mut c = Cluster::start(Db::Postgres).await;
-    log_says(&c, "coordinator.log", "this coordinator does the periodic work").await;
+    log_says(
+        &c,
+        "coordinator.log",
+        "this coordinator does the periodic work",
+    )
+    .await;
     let mut second = second_coordinator(&c);
     log_says(&c, "coordinator-2.log", "coordinator listening").await;
     // While the first renews, the second never leads (it has had many rounds to try).
@@ -53,10 +62,21 @@ async fn one_coordinator_does_the_periodic_work_and_another_takes_over() {
     let before = std::fs::read_to_string(c.dir.join("coordinator-2.log")).unwrap();
     assert!(!before.contains("does the periodic work"), "{before}");
     c.kill_coordinator();
-    log_says(&c, "coordinator-2.log", "this coordinator does the periodic work").await;
+    log_says(
+        &c,
+        "coordinator-2.log",
+        "this coordinator does the periodic work",
+    )
+    .await;
     let after = std::fs::read_to_string(c.dir.join("coordinator-2.log")).unwrap();
-    let line = after.lines().find(|l| l.contains("does the periodic work")).unwrap();
-    assert!(line.contains("epoch=2") && line.contains("took_over_from=Some"), "{line}");
+    let line = after
+        .lines()
+        .find(|l| l.contains("does the periodic work"))
+        .unwrap();
+    assert!(
+        line.contains("epoch=2") && line.contains("took_over_from=Some"),
+        "{line}"
+    );
     second.kill().unwrap();
     second.wait().unwrap();
 }
@@ -64,9 +84,19 @@ async fn one_coordinator_does_the_periodic_work_and_another_takes_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_coordinator_on_sqlite_is_told_loudly() {
     let c = Cluster::start(Db::Sqlite).await;
-    log_says(&c, "coordinator.log", "this coordinator does the periodic work").await;
+    log_says(
+        &c,
+        "coordinator.log",
+        "this coordinator does the periodic work",
+    )
+    .await;
     let mut second = second_coordinator(&c);
-    log_says(&c, "coordinator-2.log", "ANOTHER COORDINATOR USES THIS SQLITE DATABASE").await;
+    log_says(
+        &c,
+        "coordinator-2.log",
+        "ANOTHER COORDINATOR USES THIS SQLITE DATABASE",
+    )
+    .await;
     second.kill().unwrap();
     second.wait().unwrap();
 }
