@@ -299,7 +299,14 @@ async fn serve_grpc(
     tracker.spawn(async move {
         let r = match acceptor {
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                // Small answers go out at once (no Nagle delay waiting on a delayed ACK).
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|r| {
+                        if let Ok(s) = &r {
+                            let _ = s.set_nodelay(true);
+                        }
+                        r
+                    });
                 router
                     .serve_with_incoming_shutdown(incoming, sd.cancelled_owned())
                     .await
@@ -335,6 +342,9 @@ fn serve_http(
     tracker.spawn(async move {
         let r = match acceptor {
             None => {
+                let listener = listener.tap_io(|s| {
+                    let _ = s.set_nodelay(true);
+                });
                 axum::serve(listener, service)
                     .with_graceful_shutdown(sd.cancelled_owned())
                     .await
