@@ -286,10 +286,13 @@ async fn read_until(
 }
 
 async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
         .await
         .map_err(|_| format!("connecting to {host}:{port} timed out"))?
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    // Relayed writes go out at once (no Nagle delay waiting on a delayed ACK).
+    let _ = s.set_nodelay(true);
+    Ok(s)
 }
 
 async fn serve(mut conn: UnixStream, policy: &Policy, sink: &LineSink) -> Result<(), String> {
@@ -460,7 +463,10 @@ async fn connect_any(addrs: &[SocketAddr], dest: &str) -> Result<TcpStream, Stri
     let mut last = format!("{dest} has no address");
     for a in addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
-            Ok(Ok(s)) => return Ok(s),
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
             Ok(Err(e)) => last = format!("cannot connect to {dest} ({a}): {e}"),
             Err(_) => last = format!("connecting to {dest} ({a}) timed out"),
         }

@@ -427,6 +427,8 @@ fn loopback_up() -> Result<(), String> {
 fn relay(l: std::net::TcpListener, tag: String, gateway: PathBuf) {
     for conn in l.incoming() {
         let Ok(tcp) = conn else { continue };
+        // A relay forwards small writes: they go out at once (no Nagle delay).
+        let _ = tcp.set_nodelay(true);
         let (tag, gateway) = (tag.clone(), gateway.clone());
         std::thread::spawn(move || {
             let Ok(mut unix) = std::os::unix::net::UnixStream::connect(&gateway) else {
