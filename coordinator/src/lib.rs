@@ -300,13 +300,12 @@ async fn serve_grpc(
         let r = match acceptor {
             None => {
                 // Small answers go out at once (no Nagle delay waiting on a delayed ACK).
-                let incoming =
-                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|r| {
-                        if let Ok(s) = &r {
-                            let _ = s.set_nodelay(true);
-                        }
-                        r
-                    });
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|r| {
+                    if let Ok(s) = &r {
+                        let _ = s.set_nodelay(true);
+                    }
+                    r
+                });
                 router
                     .serve_with_incoming_shutdown(incoming, sd.cancelled_owned())
                     .await

@@ -403,6 +403,29 @@ impl Cluster {
         }
     }
 
+    /// A new API token for `user`, granted `role` on every workspace (by the cluster's admin).
+    pub async fn user_token(&self, user: &str, role: &str) -> String {
+        let mut client = self.client().await;
+        client
+            .grant_role(v1::RoleGrantRequest {
+                user: user.into(),
+                role: role.into(),
+                workspaces: "**".into(),
+            })
+            .await
+            .expect("grant a role");
+        client
+            .create_token(v1::CreateTokenRequest {
+                user: user.into(),
+                ttl_ms: 3_600_000,
+                description: format!("{role} for a test"),
+            })
+            .await
+            .expect("create a token")
+            .into_inner()
+            .token
+    }
+
     /// Runs the `tofuflow` CLI against this cluster, with the cluster's token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(self.bins.join("tofuflow"));

@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::time::Duration;
 use tofuflow_e2e::{AgentOpts, Cluster, Db};
-use tofuflow_proto::v1;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -39,28 +38,6 @@ fn bundle() -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
     gz.finish().unwrap()
-}
-
-async fn token_for(c: &Cluster, user: &str, role: &str) -> String {
-    let mut client = c.client().await;
-    client
-        .grant_role(v1::RoleGrantRequest {
-            user: user.into(),
-            role: role.into(),
-            workspaces: "**".into(),
-        })
-        .await
-        .unwrap();
-    client
-        .create_token(v1::CreateTokenRequest {
-            user: user.into(),
-            ttl_ms: 3_600_000,
-            description: "api test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
 }
 
 /// Every operation in the document answers an anonymous call with 401 problem+json (so each
@@ -118,8 +95,8 @@ async fn the_json_api_does_what_the_cli_does() {
     c.agent(AgentOpts::default()).await;
     spec_matches_routes(&c);
     let admin = c.token.clone().unwrap();
-    let viewer = token_for(&c, "vera", "viewer").await;
-    let approver = token_for(&c, "ann", "approver").await;
+    let viewer = c.user_token("vera", "viewer").await;
+    let approver = c.user_token("ann", "approver").await;
 
     let up = c.api(
         "POST",

@@ -13,29 +13,6 @@
 
 use std::time::Instant;
 use tofuflow_e2e::{AgentOpts, Cluster, Db};
-use tofuflow_proto::v1;
-
-async fn token_for(c: &Cluster, user: &str, role: &str) -> String {
-    let mut client = c.client().await;
-    client
-        .grant_role(v1::RoleGrantRequest {
-            user: user.into(),
-            role: role.into(),
-            workspaces: "**".into(),
-        })
-        .await
-        .unwrap();
-    client
-        .create_token(v1::CreateTokenRequest {
-            user: user.into(),
-            ttl_ms: 3_600_000,
-            description: "browser test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_ui_takes_a_run_from_login_to_rollback_in_a_browser() {
@@ -48,8 +25,8 @@ async fn the_web_ui_takes_a_run_from_login_to_rollback_in_a_browser() {
     };
     let mut c = Cluster::start(Db::Sqlite).await;
     c.agent(AgentOpts::default()).await;
-    let approver = token_for(&c, "ann", "approver").await;
-    let viewer = token_for(&c, "vera", "viewer").await;
+    let approver = c.user_token("ann", "approver").await;
+    let viewer = c.user_token("vera", "viewer").await;
     let out = std::env::var("TOFUFLOW_BROWSER_OUTPUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui"));
@@ -95,7 +72,7 @@ fn log_in(c: &Cluster, token: &str) -> (u16, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_session_cookie_is_a_credential_and_cross_site_use_is_refused() {
     let c = Cluster::start(Db::Sqlite).await;
-    let viewer = token_for(&c, "vera", "viewer").await;
+    let viewer = c.user_token("vera", "viewer").await;
     let root = c.api("GET", "/", None, None, &[]);
     assert_eq!(root.status, 303);
     assert_eq!(root.header("location").as_deref(), Some("/ui/"));

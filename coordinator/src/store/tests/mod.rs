@@ -96,6 +96,18 @@ impl Drop for PgDb {
     }
 }
 
+/// Another store on the same database, as a second coordinator has (SQLite: the same store,
+/// one process).
+async fn second_store(st: &Store, pg: &Option<PgDb>) -> Store {
+    match pg {
+        Some(db) => {
+            let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
+            Store::connect(&url).await.unwrap()
+        }
+        None => st.clone(),
+    }
+}
+
 async fn stores() -> Vec<(&'static str, Store, Option<PgDb>, tempdir::Dir)> {
     use sqlx::Connection;
     let dir = tempdir::Dir::new();

@@ -315,13 +315,7 @@ async fn runs_are_listed_by_every_tag_they_carry() {
 #[tokio::test]
 async fn concurrent_submits_to_one_workspace_take_turns() {
     for (name, st, pg, _d) in stores().await {
-        let other = match &pg {
-            Some(db) => {
-                let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
-                Store::connect(&url).await.unwrap()
-            }
-            None => st.clone(),
-        };
+        let other = second_store(&st, &pg).await;
         let mut submits = Vec::new();
         for i in 0..16 {
             let s = if i % 2 == 0 {
@@ -357,13 +351,7 @@ async fn concurrent_submits_to_one_workspace_take_turns() {
 #[tokio::test]
 async fn a_retried_submit_with_its_idempotency_key_starts_one_run() {
     for (name, st, pg, _d) in stores().await {
-        let other = match &pg {
-            Some(db) => {
-                let url = format!("{}/{}", db.admin.rsplit_once('/').unwrap().0, db.name);
-                Store::connect(&url).await.unwrap()
-            }
-            None => st.clone(),
-        };
+        let other = second_store(&st, &pg).await;
         let keyed = |sha: &str| {
             let mut n = new_run("idem/ws", false);
             n.idempotency = Some(Idempotency {
