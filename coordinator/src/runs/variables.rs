@@ -30,19 +30,29 @@ pub struct Declarations {
 /// Most a bundle's root `.tf` files may hold together for this scan (larger: not scanned).
 const MAX_SOURCE: u64 = 8 * 1024 * 1024;
 
+/// How much of a bundle is unpacked, and how many entries are looked at, to find the
+/// declarations: a hostile bundle (a decompression bomb, a million entries) costs at most this
+/// and leaves the declarations incomplete (the agent refuses such a bundle anyway).
+const MAX_SCANNED: u64 = 64 * 1024 * 1024;
+const MAX_ENTRIES: usize = 100_000;
+
 /// Reads the variable blocks of the root `*.tf` / `*.tofu` files of a bundle (tar.gz).
 pub fn declarations(bundle: &[u8]) -> Declarations {
     let mut out = Declarations {
         vars: BTreeMap::new(),
         complete: true,
     };
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bundle));
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bundle).take(MAX_SCANNED));
     let Ok(entries) = ar.entries() else {
         out.complete = false;
         return out;
     };
     let mut budget = MAX_SOURCE;
-    for e in entries {
+    for (n, e) in entries.enumerate() {
+        if n >= MAX_ENTRIES {
+            out.complete = false;
+            break;
+        }
         let Ok(mut e) = e else {
             out.complete = false;
             break;
@@ -296,5 +306,37 @@ mod tests {
         for not in ["eu-west-1", "x", "no"] {
             assert!(!s.contains(&not.to_string()), "{not} not in {s:?}");
         }
+    }
+
+    #[test]
+    fn a_decompression_bomb_costs_a_bounded_scan() {
+        use std::io::Write;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(200 * 1024 * 1024);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(
+            &mut h,
+            "zeros.bin",
+            std::io::repeat(0).take(200 * 1024 * 1024),
+        )
+        .unwrap();
+        let src = b"variable \"a\" {}\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(src.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "main.tf", &src[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        let t = std::time::Instant::now();
+        let d = declarations(&gz.finish().unwrap());
+        assert!(!d.complete, "the declarations after the bomb are not read");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -117,7 +117,10 @@ async fn variable_decls(
     r: &mut v1::SubmitRunRequest,
 ) -> Result<BTreeMap<String, Declared>> {
     let bundle = shared.store.get_blob(&r.bundle_digest).await?;
-    let d = variables::declarations(&bundle);
+    // Unpacking is CPU work: off the async workers, which serve every other call meanwhile.
+    let d = tokio::task::spawn_blocking(move || variables::declarations(&bundle))
+        .await
+        .map_err(|e| Error::Internal(format!("reading the module's declarations: {e}")))?;
     if d.complete {
         let optional = std::mem::take(&mut r.optional_variables);
         r.variables
