@@ -313,31 +313,7 @@ impl Store {
 
     /// Seals every stored private key again under the current state key.
     pub(crate) async fn rotate_oidc_seals(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT id, sealed_private_key FROM oidc_keys")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut n = 0;
-        for r in rows {
-            let (id, sealed) = (s(&r, "id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?);
-            if sealed.is_empty() || !self.keys.needs_rotation(&sealed) {
-                continue;
-            }
-            let plain = self
-                .keys
-                .decrypt(&aad(&id), &sealed)
-                .map_err(Error::Internal)?;
-            let fresh = self
-                .keys
-                .encrypt(&aad(&id), &plain)
-                .map_err(Error::Internal)?;
-            sqlx::query("UPDATE oidc_keys SET sealed_private_key = $1 WHERE id = $2")
-                .bind(fresh)
-                .bind(&id)
-                .execute(&self.pool)
-                .await?;
-            n += 1;
-        }
-        Ok(n)
+        self.reseal_private_keys("oidc_keys", aad).await
     }
 
     /// The public keys tokens may be verified with now (the JWKS), newest first.

@@ -269,7 +269,17 @@ impl Store {
     /// Seals every stored private key again under the current state key (a state-key rotation,
     /// like the state versions'); keys held by a process only have nothing stored to seal.
     pub(crate) async fn rotate_signing_seals(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT id, sealed_private_key FROM signing_keys")
+        self.reseal_private_keys("signing_keys", aad).await
+    }
+
+    /// Re-seals the `sealed_private_key` of every row of `table` (`signing_keys`, `oidc_keys`)
+    /// not under the current state key, each bound to `aad(id)`; returns how many.
+    pub(crate) async fn reseal_private_keys(
+        &self,
+        table: &'static str,
+        aad: fn(&str) -> String,
+    ) -> Result<u64> {
+        let rows = sqlx::query(&format!("SELECT id, sealed_private_key FROM {table}"))
             .fetch_all(&self.pool)
             .await?;
         let mut n = 0;
@@ -286,11 +296,13 @@ impl Store {
                 .keys
                 .encrypt(&aad(&id), &plain)
                 .map_err(Error::Internal)?;
-            sqlx::query("UPDATE signing_keys SET sealed_private_key = $1 WHERE id = $2")
-                .bind(fresh)
-                .bind(&id)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(&format!(
+                "UPDATE {table} SET sealed_private_key = $1 WHERE id = $2"
+            ))
+            .bind(fresh)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
             n += 1;
         }
         Ok(n)
