@@ -198,7 +198,9 @@ async fn fork_bomb_and_memory_hog_are_stopped_by_their_limits_and_the_agent_stay
         ..Default::default()
     })
     .await;
-    let bomb = module(&c, "bomb", "bomb() { bomb | bomb & }; bomb\nwait");
+    // The script's own shell stays (exec needs no new process) so the task is still going when
+    // the agent sees the limit: with `wait` it could end before the agent looked, and apply.
+    let bomb = module(&c, "bomb", "bomb() { bomb | bomb & }; bomb\nexec sleep 600");
     let id = c.submit(&bomb, "limits/bomb", &["--auto-approve"]);
     let r = c.wait_state(&id, &["failed"], T).await;
     assert!(
