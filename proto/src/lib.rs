@@ -17,6 +17,8 @@ pub mod signing;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod tls;
+#[cfg(feature = "workflow")]
+pub mod workflow;
 
 /// Bumped on any incompatible change; checked on register, heartbeat and every task envelope.
 /// 3: task messages are `SignedEnvelope`s and claims name the envelope id.
