@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "tofuflow/v1/task.proto",
         "tofuflow/v1/agent.proto",
+        "tofuflow/v1/workflow.proto",
         "tofuflow/v1/user.proto",
     ];
     for f in files {

@@ -75,6 +75,10 @@ enum Cmd {
     /// Set, delete and list workspace rules: four-eyes, allowed sources, digests and pools.
     #[command(subcommand)]
     Rule(commands::rule::RuleCmd),
+    /// Workflow files: validate offline, run (modules packed and uploaded), list, show,
+    /// approve as a whole, cancel, retry.
+    #[command(subcommand)]
+    Workflow(commands::workflow::WorkflowCmd),
     /// Set, list, show and delete identity configurations: the audience of tasks' OIDC ID
     /// tokens and the AWS, Google or Azure roles they are exchanged for (admin to change).
     #[command(subcommand)]
@@ -130,6 +134,10 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
     if let Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) = &cli.cmd {
         return commands::audit::verify_file(f, json);
     }
+    // Nor does checking a workflow file.
+    if let Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) = &cli.cmd {
+        return commands::workflow::validate(file, json);
+    }
     let path = config::path();
     let file = match &path {
         Ok(p) => Config::load(p)?,
@@ -184,6 +192,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Role(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Identity(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Workflow(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,

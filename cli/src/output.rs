@@ -1156,6 +1156,108 @@ fn print_resource_change(rc: &serde_json::Value) {
     println!();
 }
 
+/// A workflow run as JSON.
+pub fn workflow_json(w: &v1::WorkflowRun) -> serde_json::Value {
+    serde_json::json!({
+        "id": w.id, "file": w.file_name, "state": w.state, "destroy": w.destroy,
+        "approval": w.approval, "actor": w.actor, "tags": w.tags, "reason": w.reason,
+        "created": date(w.created_unix_ms), "updated": date(w.updated_unix_ms), "bundles": w.bundles,
+        "targets": w.targets.iter().map(|t| serde_json::json!({
+            "key": t.key, "stack": t.stack, "each_key": t.each_key, "workspace": t.workspace,
+            "pool": t.pool, "state": t.state, "run_id": t.run_id, "runs": t.runs,
+            "run_state": t.run_state, "reason": t.reason, "depends_on": t.depends_on,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A workflow run and its targets.
+pub fn print_workflow_run(w: &v1::WorkflowRun, json: bool) {
+    if json {
+        return print_json(&workflow_json(w));
+    }
+    println!(
+        "workflow run {}  {}{}",
+        w.id,
+        w.state,
+        if w.destroy { " (destroy)" } else { "" }
+    );
+    println!(
+        "file: {}  approval: {}  by: {}  started: {}",
+        w.file_name,
+        w.approval,
+        w.actor,
+        date(w.created_unix_ms)
+    );
+    if !w.reason.is_empty() {
+        println!("{}", w.reason);
+    }
+    let rows: Vec<Vec<String>> = w
+        .targets
+        .iter()
+        .map(|t| {
+            vec![
+                t.key.clone(),
+                t.workspace.clone(),
+                t.state.clone(),
+                t.run_id.clone(),
+                t.run_state.clone(),
+                t.reason.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["TARGET", "WORKSPACE", "STATE", "RUN", "RUN STATE", "WHY"],
+            &rows
+        )
+    );
+}
+
+/// Workflow runs, one line each.
+pub fn print_workflow_runs(runs: &[v1::WorkflowRun], json: bool) {
+    if json {
+        return print_json(&serde_json::Value::Array(
+            runs.iter().map(workflow_json).collect(),
+        ));
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|w| {
+            let done = w.targets.iter().filter(|t| t.state == "succeeded").count();
+            vec![
+                w.id.clone(),
+                w.file_name.clone(),
+                w.state.clone(),
+                format!("{done}/{}", w.targets.len()),
+                w.actor.clone(),
+                date(w.created_unix_ms),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(&["ID", "FILE", "STATE", "DONE", "BY", "STARTED"], &rows)
+    );
+}
+
+/// The targets of a checked workflow file, in order.
+pub fn print_workflow_targets(targets: &[tofuflow_proto::workflow::Target], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|t| serde_json::json!({"key": t.key, "stack": t.stack, "workspace": t.workspace, "pool": t.pool, "depends_on": t.deps, "tags": t.tags}))
+            .collect();
+        return print_json(&serde_json::Value::Array(v));
+    }
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| vec![t.key.clone(), t.workspace.clone(), t.deps.join(", ")])
+        .collect();
+    println!("{}", table(&["TARGET", "WORKSPACE", "WAITS FOR"], &rows));
+    println!("ok: {} targets", targets.len());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ pub mod runs;
 pub mod state_backend;
 pub mod store;
 pub mod tls;
+pub mod workflows;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -46,6 +47,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         cfg.tls_client_ca.as_deref(),
     )?;
     let mut store = open_store(&cfg).await?;
+    // Workflow runs move on in the transaction that ends one of their runs.
+    store.set_hook(Arc::new(lifecycle::workflow::Engine {
+        policy: cfg.policy(),
+    }));
     // Failed authentications go to the audit log from now on.
     auth.failures.audit.attach(store.clone());
     if !auth.is_open() && !auth.has_users_file() {

@@ -15,6 +15,7 @@ pub mod rule;
 pub mod run;
 pub mod state;
 pub mod token;
+pub mod workflow;
 
 use tofuflow_proto::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;

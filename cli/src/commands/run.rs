@@ -227,7 +227,7 @@ impl Submit {
 }
 
 /// Packs the module directory and uploads it; returns the bundle's digest.
-async fn upload(ctx: &mut Ctx, dir: &std::path::Path) -> Result<String, String> {
+pub(super) async fn upload(ctx: &mut Ctx, dir: &std::path::Path) -> Result<String, String> {
     let data = bundle::pack(dir)?;
     let size = data.len();
     let chunks: Vec<v1::Chunk> = data

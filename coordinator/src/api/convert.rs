@@ -530,6 +530,43 @@ pub fn join_token_to_pb(t: store::JoinToken) -> v1::JoinTokenInfo {
     }
 }
 
+/// A workflow run and its targets (`run_states`: the state of each target's current run).
+pub fn workflow_to_pb(
+    w: &crate::store::WorkflowRun,
+    targets: &[crate::workflows::Target],
+    run_states: &std::collections::BTreeMap<String, String>,
+) -> v1::WorkflowRun {
+    v1::WorkflowRun {
+        id: w.id.clone(),
+        file_name: w.file_name.clone(),
+        state: w.state.as_str().into(),
+        destroy: w.destroy,
+        approval: w.approval.as_str().into(),
+        actor: w.actor.clone(),
+        tags: w.tags.clone().into_iter().collect(),
+        reason: w.reason.clone(),
+        created_unix_ms: w.created_ms,
+        updated_unix_ms: w.updated_ms,
+        bundles: w.bundles.clone().into_iter().collect(),
+        targets: targets
+            .iter()
+            .map(|t| v1::WorkflowTarget {
+                key: t.key.clone(),
+                stack: t.stack.clone(),
+                each_key: t.each.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
+                workspace: t.workspace.clone(),
+                pool: t.pool.clone(),
+                state: t.state.as_str().into(),
+                run_id: t.run_id.clone(),
+                runs: t.runs.clone(),
+                reason: t.reason.clone(),
+                depends_on: t.deps.clone(),
+                run_state: run_states.get(&t.run_id).cloned().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,11 +62,21 @@ pub enum AuditKind {
     ConnectionChanged,
     /// A task received a connection's values (at claim: which version, which agent).
     ConnectionRead,
+    /// A workflow run was started (file, bundles, targets).
+    WorkflowStarted,
+    /// A workflow run awaiting approval was approved as a whole.
+    WorkflowApproved,
+    /// Someone cancelled a workflow run.
+    WorkflowCancelled,
+    /// A workflow run's failed, skipped and cancelled targets were started again.
+    WorkflowRetried,
+    /// A workflow run ended (succeeded, failed or cancelled).
+    WorkflowFinished,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 23] = [
+    pub const ALL: [AuditKind; 28] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -90,6 +100,11 @@ impl AuditKind {
         AuditKind::IdentityChanged,
         AuditKind::ConnectionChanged,
         AuditKind::ConnectionRead,
+        AuditKind::WorkflowStarted,
+        AuditKind::WorkflowApproved,
+        AuditKind::WorkflowCancelled,
+        AuditKind::WorkflowRetried,
+        AuditKind::WorkflowFinished,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -118,6 +133,11 @@ impl AuditKind {
             AuditKind::IdentityChanged => "identity_changed",
             AuditKind::ConnectionChanged => "connection_changed",
             AuditKind::ConnectionRead => "connection_read",
+            AuditKind::WorkflowStarted => "workflow_started",
+            AuditKind::WorkflowApproved => "workflow_approved",
+            AuditKind::WorkflowCancelled => "workflow_cancelled",
+            AuditKind::WorkflowRetried => "workflow_retried",
+            AuditKind::WorkflowFinished => "workflow_finished",
         }
     }
 

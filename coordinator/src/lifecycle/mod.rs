@@ -15,3 +15,5 @@ pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;
 mod submit;
+pub mod workflow;
+mod workflow_run;

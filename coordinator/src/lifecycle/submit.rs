@@ -10,35 +10,45 @@ use std::collections::BTreeMap;
 impl Store {
     /// Creates a run and its plan task, and queues the task, in one transaction.
     pub async fn submit(&self, n: NewRun, policy: &Policy) -> Result<Run> {
-        let now = now_ms();
-        let id = uuid::Uuid::new_v4().to_string();
-        let vf: Vec<(String, String)> = n
-            .var_files
-            .iter()
-            .map(|(name, c)| {
-                (
-                    name.clone(),
-                    base64::engine::general_purpose::STANDARD.encode(c),
-                )
-            })
-            .collect();
         let mut tx = self.begin().await?;
-        // Runs that may apply take turns on a workspace: the next one waits `pending`.
-        let holder = if n.kind == RunKind::PlanOnly {
-            None
-        } else {
-            workspace_holder(&mut tx, &n.workspace, true).await?
-        };
-        let state = if holder.is_some() {
-            RunState::Pending
-        } else {
-            RunState::Queued
-        };
-        let aad = run_aad(&id);
-        let seal = |v: String| self.keys.seal_text(&aad, &v).map_err(Error::Internal);
-        let variables = seal(serde_json::to_string(&n.variables).map_err(json_err)?)?;
-        let var_files = seal(serde_json::to_string(&vf).map_err(json_err)?)?;
-        sqlx::query(
+        let run = insert_run(&mut tx, &n, policy).await?;
+        self.commit(tx).await?;
+        Ok(run)
+    }
+}
+
+/// Writes a run, its plan task (or its wait for the workspace) and its outbox row into `tx`: a
+/// submit, or a workflow starting one of its targets in the transaction that ended an upstream.
+pub(crate) async fn insert_run(tx: &mut Tx, n: &NewRun, policy: &Policy) -> Result<Run> {
+    let now = now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let vf: Vec<(String, String)> = n
+        .var_files
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                base64::engine::general_purpose::STANDARD.encode(c),
+            )
+        })
+        .collect();
+    // Runs that may apply take turns on a workspace: the next one waits `pending`.
+    let holder = if n.kind == RunKind::PlanOnly {
+        None
+    } else {
+        workspace_holder(tx, &n.workspace, true).await?
+    };
+    let state = if holder.is_some() {
+        RunState::Pending
+    } else {
+        RunState::Queued
+    };
+    let aad = run_aad(&id);
+    let keys = tx.keys.clone();
+    let seal = |v: String| keys.seal_text(&aad, &v).map_err(Error::Internal);
+    let variables = seal(serde_json::to_string(&n.variables).map_err(json_err)?)?;
+    let var_files = seal(serde_json::to_string(&vf).map_err(json_err)?)?;
+    sqlx::query(
             "INSERT INTO runs (id, workspace, pool, kind, state, bundle_digest, variables, var_files, auto_approve, submitted_by, commit_sha, pipeline_id, traceparent, created_ms, updated_ms, deadline_ms, limits, sensitive_variables, source) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
@@ -61,19 +71,19 @@ impl Store {
         .bind(serde_json::to_string(&n.limits).map_err(json_err)?)
         .bind(serde_json::to_string(&n.variable_decls).map_err(json_err)?)
         .bind(&n.source)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        insert_tags(&mut tx, &id, &n.tags).await?;
-        remember_key(&mut tx, &n, &id, now).await?;
-        let run = get_run_c(&self.keys, &mut tx, &id).await?;
-        let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
-        match &holder {
-            None => {
-                new_task(&mut tx, &run, Phase::Plan, now, policy).await?;
-            }
-            Some(h) => why.push_str(&format!("; waits for run {h} on workspace {}", n.workspace)),
+    insert_tags(tx, &id, &n.tags).await?;
+    remember_key(tx, n, &id, now).await?;
+    let run = get_run_c(&keys, tx, &id).await?;
+    let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
+    match &holder {
+        None => {
+            new_task(tx, &run, Phase::Plan, now, policy).await?;
         }
-        sqlx::query(
+        Some(h) => why.push_str(&format!("; waits for run {h} on workspace {}", n.workspace)),
+    }
+    sqlx::query(
             "INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) VALUES ($1, '', $2, $3, $4, $5)",
         )
         .bind(&id)
@@ -81,12 +91,10 @@ impl Store {
         .bind(&n.actor)
         .bind(why)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.audit(submitted(&n, &id));
-        self.commit(tx).await?;
-        Ok(run)
-    }
+    tx.audit(submitted(n, &id));
+    Ok(run)
 }
 
 /// The audit entry of a submitted run: where its module comes from and what it is.

@@ -29,6 +29,7 @@ mod state_versions;
 mod tasks;
 mod transitions;
 mod tx;
+mod workflows;
 
 pub use access::*;
 pub use agents::*;
@@ -50,6 +51,7 @@ pub use state_versions::*;
 pub use tasks::*;
 pub use transitions::*;
 pub use tx::*;
+pub use workflows::*;
 
 use crate::error::{Error, Result};
 use crate::runs::variables::Declared;

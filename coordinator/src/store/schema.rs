@@ -366,6 +366,47 @@ CREATE TABLE leader_leases (
 )
 "#,
     ),
+    (
+        13,
+        r#"
+CREATE TABLE workflow_runs (
+  id TEXT PRIMARY KEY,
+  file_name TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  bundles TEXT NOT NULL,
+  decls TEXT NOT NULL,
+  state TEXT NOT NULL,
+  destroy BIGINT NOT NULL,
+  approval TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX workflow_runs_by_age ON workflow_runs (created_ms);
+CREATE TABLE workflow_targets (
+  workflow_run_id TEXT NOT NULL,
+  target_key TEXT NOT NULL,
+  position BIGINT NOT NULL,
+  stack TEXT NOT NULL,
+  each_key TEXT NOT NULL,
+  each_value TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  deps TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  state TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  runs TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  PRIMARY KEY (workflow_run_id, target_key)
+);
+CREATE INDEX workflow_targets_by_run ON workflow_targets (run_id)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

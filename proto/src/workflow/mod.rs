@@ -29,8 +29,8 @@ mod graph;
 mod parse;
 
 pub use eval::{inputs, Outputs, Upstream};
-pub use expand::{expand, Target};
-pub use graph::Ref;
+pub use expand::{expand, target_key, Target};
+pub use graph::{Index, Ref};
 pub use parse::parse;
 
 use std::fmt;

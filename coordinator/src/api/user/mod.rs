@@ -13,6 +13,7 @@ mod identities;
 mod rules;
 mod runs;
 mod state;
+mod workflows;
 
 use super::Shared;
 use crate::audit::{AuditEntry, AuditKind};
@@ -393,5 +394,44 @@ impl UserService for UserApi {
 
     async fn delete_identity(&self, req: Request<v1::IdentityRequest>) -> Reply<v1::Identity> {
         identities::delete(&self.shared, req).await
+    }
+
+    async fn start_workflow(
+        &self,
+        req: Request<v1::StartWorkflowRequest>,
+    ) -> Reply<v1::WorkflowRun> {
+        workflows::start(&self.shared, req).await
+    }
+
+    async fn get_workflow_run(
+        &self,
+        req: Request<v1::WorkflowRunRequest>,
+    ) -> Reply<v1::WorkflowRun> {
+        workflows::get(&self.shared, req).await
+    }
+
+    async fn list_workflow_runs(
+        &self,
+        req: Request<v1::ListWorkflowRunsRequest>,
+    ) -> Reply<v1::ListWorkflowRunsResponse> {
+        workflows::list(&self.shared, req).await
+    }
+
+    async fn approve_workflow(
+        &self,
+        req: Request<v1::WorkflowRunRequest>,
+    ) -> Reply<v1::WorkflowRun> {
+        workflows::approve(&self.shared, req).await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        req: Request<v1::WorkflowRunRequest>,
+    ) -> Reply<v1::CancelWorkflowResponse> {
+        workflows::cancel(&self.shared, req).await
+    }
+
+    async fn retry_workflow(&self, req: Request<v1::WorkflowRunRequest>) -> Reply<v1::WorkflowRun> {
+        workflows::retry(&self.shared, req).await
     }
 }

@@ -427,7 +427,11 @@ async fn four_eyes(shared: &Shared, run: &crate::store::Run, actor: &str) -> Res
 }
 
 /// Refuses a submission that the workspace and pool rules do not allow.
-async fn check_rules(shared: &Shared, r: &v1::SubmitRunRequest, pool: &str) -> Result<()> {
+pub(super) async fn check_rules(
+    shared: &Shared,
+    r: &v1::SubmitRunRequest,
+    pool: &str,
+) -> Result<()> {
     let rules = Rules::load(&shared.store).await?;
     rules
         .check_pool(&r.workspace, pool)

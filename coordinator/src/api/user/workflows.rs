@@ -1,0 +1,313 @@
+//! Workflow runs as users drive them: start (the file checked again here, every target's
+//! workspace authorised and its rules checked before anything is written), show, list,
+//! approve as a whole, cancel, retry. A caller acts on a workflow run only with the right on
+//! every workspace it touches.
+
+use super::runs::check_rules;
+use super::{caller, Reply, Shared};
+use crate::api::convert::workflow_to_pb;
+use crate::auth::{self, Action, Caller};
+use crate::error::{Error, Result};
+use crate::lifecycle::workflow::NewWorkflow;
+use crate::runs::variables::{self, Declared};
+use crate::store::{Store, WorkflowRun};
+use crate::workflows::Target;
+use std::collections::BTreeMap;
+use tofuflow_proto::names::{valid_pool, valid_tags, valid_workspace};
+use tofuflow_proto::v1;
+use tofuflow_proto::workflow::{self as wf, Approval};
+use tonic::{Request, Response};
+
+/// The name to record if `c` may perform `action` on every one of `workspaces`.
+fn authorize_all<'a>(
+    c: &Caller,
+    action: Action,
+    workspaces: impl IntoIterator<Item = &'a str>,
+    claimed: Option<&str>,
+) -> Result<String> {
+    let mut name = String::new();
+    for ws in workspaces {
+        name = auth::authorize(c, action, Some(ws), claimed)?.name;
+    }
+    Ok(name)
+}
+
+/// Starts a workflow run (operator on every workspace it touches).
+#[tracing::instrument(skip_all, fields(file = %req.get_ref().file_name))]
+pub(super) async fn start(
+    shared: &Shared,
+    req: Request<v1::StartWorkflowRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    let r = req.into_inner();
+    let file = wf::parse(&r.file_name, &r.definition)
+        .map_err(|p| Error::InvalidInput(wf::describe(&p)))?;
+    let targets =
+        wf::expand(&file, &r.file_name).map_err(|p| Error::InvalidInput(wf::describe(&p)))?;
+    let actor = authorize_all(
+        &c,
+        Action::Submit,
+        targets.iter().map(|t| t.workspace.as_str()),
+        Some(&r.actor),
+    )?;
+    let approval = match r.approval.as_str() {
+        "" => file.approval,
+        a => Approval::parse(a).ok_or_else(|| {
+            Error::InvalidInput(format!("approval {a:?}: use each, once or auto"))
+        })?,
+    };
+    let pool = if r.pool.is_empty() {
+        "default".to_string()
+    } else {
+        r.pool.clone()
+    };
+    let bundles = bundles_of(shared, &file, &r.bundles).await?;
+    check_targets(shared, &file, &targets, &bundles, &pool, approval, &r.tags).await?;
+    let decls = declarations(shared, &r.file_name, &file, &bundles).await?;
+    let n = NewWorkflow {
+        file_name: r.file_name,
+        definition: r.definition,
+        bundles,
+        decls,
+        destroy: r.destroy,
+        approval,
+        pool,
+        actor: actor.clone(),
+        tags: r.tags.into_iter().collect(),
+        targets,
+    };
+    let w = shared.store.start_workflow(n, &shared.policy).await?;
+    tracing::info!(workflow_run = %w.id, actor = %actor, "workflow run started");
+    Ok(Response::new(shown(&shared.store, &w.id).await?))
+}
+
+/// The bundle of every source the file uses (each uploaded before).
+async fn bundles_of(
+    shared: &Shared,
+    file: &wf::Workflow,
+    given: &std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for src in file.sources() {
+        let digest = given.get(&src).ok_or_else(|| {
+            Error::InvalidInput(format!("no bundle for source {src:?}: upload each module and name it in bundles (tofuflow workflow run does both)"))
+        })?;
+        if !shared.store.has_blob(digest).await? {
+            return Err(Error::Conflict(format!(
+                "bundle {digest} (source {src:?}) was not uploaded: upload it first"
+            )));
+        }
+        out.insert(src, digest.clone());
+    }
+    Ok(out)
+}
+
+/// Every target's names, tags and rules, checked as a submit would check its run.
+async fn check_targets(
+    shared: &Shared,
+    file: &wf::Workflow,
+    targets: &[wf::Target],
+    bundles: &BTreeMap<String, String>,
+    pool: &str,
+    approval: Approval,
+    tags: &std::collections::HashMap<String, String>,
+) -> Result<()> {
+    for t in targets {
+        let bad = |m: String| Error::InvalidInput(format!("target {}: {m}", t.key));
+        valid_workspace(&t.workspace).map_err(bad)?;
+        let pool = if t.pool.is_empty() {
+            pool
+        } else {
+            t.pool.as_str()
+        };
+        valid_pool(pool).map_err(bad)?;
+        let mut all: BTreeMap<String, String> = tags.clone().into_iter().collect();
+        all.extend(t.tags.clone());
+        for k in ["workflow_run", "stack", "each_key"] {
+            all.insert(k.into(), "x".into());
+        }
+        valid_tags(&all).map_err(bad)?;
+        let source = &file
+            .stack(&t.stack)
+            .ok_or_else(|| Error::Internal("stack vanished".into()))?
+            .source;
+        let probe = v1::SubmitRunRequest {
+            workspace: t.workspace.clone(),
+            source: source.clone(),
+            bundle_digest: bundles[source].clone(),
+            auto_approve: approval != Approval::Each,
+            ..Default::default()
+        };
+        check_rules(shared, &probe, pool)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Each source's variable declarations; every stack's inputs must be declared by its module.
+async fn declarations(
+    shared: &Shared,
+    file_name: &str,
+    file: &wf::Workflow,
+    bundles: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, BTreeMap<String, Declared>>> {
+    let mut out = BTreeMap::new();
+    for (src, digest) in bundles {
+        let bundle = shared.store.get_blob(digest).await?;
+        let d = tokio::task::spawn_blocking(move || variables::declarations(&bundle))
+            .await
+            .map_err(|e| Error::Internal(format!("reading the module's declarations: {e}")))?;
+        for s in file
+            .stacks
+            .iter()
+            .filter(|s| &s.source == src && d.complete)
+        {
+            if let Some(i) = s.inputs.iter().find(|i| !d.vars.contains_key(&i.name)) {
+                let names: Vec<&str> = d.vars.keys().map(String::as_str).collect();
+                return Err(Error::InvalidInput(format!(
+                    "{}:{}:{}: stack {:?}: input {:?} is not a variable of module {src} (it declares: {})",
+                    file_name, i.pos.line, i.pos.column, s.name, i.name,
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )));
+            }
+        }
+        let kept = d
+            .vars
+            .into_iter()
+            .filter(|(_, v)| v.sensitive || v.expression)
+            .collect();
+        out.insert(src.clone(), kept);
+    }
+    Ok(out)
+}
+
+/// A workflow run with its targets and their runs' states.
+async fn shown(store: &Store, id: &str) -> Result<v1::WorkflowRun> {
+    let (w, targets) = store.workflow_run(id).await?;
+    let mut states = BTreeMap::new();
+    for t in targets.iter().filter(|t| !t.run_id.is_empty()) {
+        states.insert(
+            t.run_id.clone(),
+            store.get_run(&t.run_id).await?.state.as_str().to_string(),
+        );
+    }
+    Ok(workflow_to_pb(&w, &targets, &states))
+}
+
+/// A workflow run the caller may `action` on (every workspace of it).
+async fn with_right(
+    shared: &Shared,
+    c: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<(WorkflowRun, Vec<Target>, String)> {
+    let (w, targets) = shared.store.workflow_run(id).await?;
+    let name = authorize_all(
+        c,
+        action,
+        targets.iter().map(|t| t.workspace.as_str()),
+        None,
+    )?;
+    Ok((w, targets, name))
+}
+
+/// One workflow run (reader of its workspaces).
+pub(super) async fn get(
+    shared: &Shared,
+    req: Request<v1::WorkflowRunRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    with_right(shared, &c, &req.get_ref().workflow_run_id, Action::ReadRuns).await?;
+    Ok(Response::new(
+        shown(&shared.store, &req.get_ref().workflow_run_id).await?,
+    ))
+}
+
+/// Workflow runs, newest first: those whose every workspace the caller may read.
+pub(super) async fn list(
+    shared: &Shared,
+    req: Request<v1::ListWorkflowRunsRequest>,
+) -> Reply<v1::ListWorkflowRunsResponse> {
+    let c = caller(shared, &req).await?;
+    let r = req.get_ref();
+    let limit = if r.limit == 0 { 50 } else { r.limit.min(500) } as i64;
+    let mut out = Vec::new();
+    for w in shared.store.list_workflow_runs(&r.before, limit).await? {
+        let (_, targets) = shared.store.workflow_run(&w.id).await?;
+        if authorize_all(
+            &c,
+            Action::ReadRuns,
+            targets.iter().map(|t| t.workspace.as_str()),
+            None,
+        )
+        .is_ok()
+        {
+            out.push(workflow_to_pb(&w, &targets, &BTreeMap::new()));
+        }
+    }
+    Ok(Response::new(v1::ListWorkflowRunsResponse {
+        workflow_runs: out,
+    }))
+}
+
+/// Approves a workflow run awaiting approval as a whole (approver on every workspace; where a
+/// four-eyes rule holds, not the user who started it).
+pub(super) async fn approve(
+    shared: &Shared,
+    req: Request<v1::WorkflowRunRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    let id = &req.get_ref().workflow_run_id;
+    let (w, targets, who) = with_right(shared, &c, id, Action::Approve).await?;
+    let rules = crate::auth::Rules::load(&shared.store).await?;
+    if let Some(t) = targets
+        .iter()
+        .find(|t| rules.four_eyes(&t.workspace).is_some())
+    {
+        if who == w.actor {
+            return Err(Error::PermissionDenied(format!(
+                "workspace {} requires four eyes: {who} started this workflow run, so another user with the approver role must approve it",
+                t.workspace
+            )).into());
+        }
+    }
+    shared
+        .store
+        .approve_workflow(id, &who, &shared.policy)
+        .await?;
+    Ok(Response::new(shown(&shared.store, id).await?))
+}
+
+/// Cancels a workflow run (cancel right on every workspace).
+pub(super) async fn cancel(
+    shared: &Shared,
+    req: Request<v1::WorkflowRunRequest>,
+) -> Reply<v1::CancelWorkflowResponse> {
+    let c = caller(shared, &req).await?;
+    let id = &req.get_ref().workflow_run_id;
+    let (_, _, who) = with_right(shared, &c, id, Action::Cancel).await?;
+    let runs = shared
+        .store
+        .cancel_workflow(id, &who, &shared.policy)
+        .await?;
+    Ok(Response::new(v1::CancelWorkflowResponse {
+        workflow_run: Some(shown(&shared.store, id).await?),
+        cancelled_runs: runs,
+    }))
+}
+
+/// Starts again what failed, was skipped or cancelled (operator on every workspace).
+pub(super) async fn retry(
+    shared: &Shared,
+    req: Request<v1::WorkflowRunRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    let id = &req.get_ref().workflow_run_id;
+    let (_, _, who) = with_right(shared, &c, id, Action::Submit).await?;
+    shared
+        .store
+        .retry_workflow(id, &who, &shared.policy)
+        .await?;
+    Ok(Response::new(shown(&shared.store, id).await?))
+}

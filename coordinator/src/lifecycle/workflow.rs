@@ -1,0 +1,285 @@
+//! Workflow runs: starting one, and the engine that moves it on. Touches: workflow_runs,
+//! workflow_targets, runs (a target's run is an ordinary run, inserted like a submit),
+//! audit_log.
+//!
+//! The engine is the store's before-commit hook ([`Engine`]): when a run of a workflow ends, in
+//! the very transaction that ends it, its target is updated, dependants whose upstreams all
+//! succeeded start (their inputs evaluated from the upstreams' stored state), dependants of a
+//! failure are skipped naming it, and the workflow run ends when nothing is left. No polling.
+
+use super::events::OnRunEvents;
+use super::submit::insert_run;
+use crate::audit::{AuditEntry, AuditKind};
+use crate::error::{Error, Result};
+use crate::runs::events::RunEvent;
+use crate::runs::RunKind;
+use crate::store::*;
+use crate::workflows::{self, Target, TargetState, WorkflowState};
+use std::collections::BTreeMap;
+use tofuflow_proto::workflow::{self as wf, Approval, Outputs, Upstream};
+
+/// The variables file a target's run gets its inputs in (JSON keeps their types).
+pub const INPUTS_FILE: &str = "tofuflow-inputs.tfvars.json";
+
+/// A workflow run to start (the file checked, its bundles uploaded).
+#[derive(Clone, Debug)]
+pub struct NewWorkflow {
+    pub file_name: String,
+    pub definition: String,
+    pub bundles: BTreeMap<String, String>,
+    pub decls: BTreeMap<String, BTreeMap<String, crate::runs::variables::Declared>>,
+    pub destroy: bool,
+    pub approval: Approval,
+    pub pool: String,
+    pub actor: String,
+    pub tags: BTreeMap<String, String>,
+    pub targets: Vec<wf::Target>,
+}
+
+/// The before-commit hook that moves workflow runs on.
+pub struct Engine {
+    pub policy: Policy,
+}
+
+#[tonic::async_trait]
+impl OnRunEvents for Engine {
+    async fn on_run_events(&self, _store: &Store, tx: &mut Tx, events: &[RunEvent]) -> Result<()> {
+        for e in events {
+            let RunEvent::Moved { run_id, to, .. } = e else {
+                continue;
+            };
+            if workflows::outcome(*to, "").is_none() {
+                continue;
+            }
+            if let Some((wf_id, key)) = target_of_run(tx, run_id).await? {
+                run_ended(tx, &self.policy, &wf_id, &key, run_id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A target's run ended: record how, then move the workflow run on.
+async fn run_ended(
+    tx: &mut Tx,
+    policy: &Policy,
+    wf_id: &str,
+    key: &str,
+    run_id: &str,
+) -> Result<()> {
+    let w = lock_workflow(tx, wf_id).await?;
+    let mut targets = targets_c(tx, wf_id).await?;
+    let Some(t) = targets
+        .iter_mut()
+        .find(|t| t.key == key && t.run_id == run_id)
+    else {
+        return Ok(()); // a run of an earlier attempt of this target
+    };
+    let keys = tx.keys.clone();
+    let run = get_run_c(&keys, tx, run_id).await?;
+    let Some((state, why)) = workflows::outcome(run.state, &run.error) else {
+        return Ok(());
+    };
+    set_target(tx, wf_id, t, state, None, &why).await?;
+    t.state = state;
+    t.reason = why;
+    advance(tx, policy, &w, targets).await
+}
+
+/// Starts what can start, skips what cannot run any more, ends the workflow run when nothing
+/// is left. A target that cannot start (its inputs cannot be evaluated) fails, and the loop
+/// goes round again for its dependants.
+pub(crate) async fn advance(
+    tx: &mut Tx,
+    policy: &Policy,
+    w: &WorkflowRun,
+    mut targets: Vec<Target>,
+) -> Result<()> {
+    if w.state != WorkflowState::Running {
+        return Ok(());
+    }
+    let file = wf::parse(&w.file_name, &w.definition).map_err(|p| {
+        Error::Internal(format!(
+            "stored workflow file no longer parses: {}",
+            wf::describe(&p)
+        ))
+    })?;
+    loop {
+        let next = workflows::next(&targets, w.destroy);
+        for (key, why) in &next.skip {
+            let t = find(&mut targets, key)?;
+            set_target(tx, &w.id, t, TargetState::Skipped, None, why).await?;
+            t.state = TargetState::Skipped;
+            t.reason = why.clone();
+        }
+        let mut failed_to_start = false;
+        for key in &next.start {
+            let upstream = upstream_outputs(tx, &file, &targets, key).await;
+            let t = find(&mut targets, key)?;
+            let started = match upstream {
+                Ok(up) => start_target(tx, policy, w, &file, t, &up).await,
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(run_id) => {
+                    set_target(tx, &w.id, t, TargetState::Running, Some(&run_id), "started")
+                        .await?;
+                    t.runs.push(run_id.clone());
+                    t.run_id = run_id;
+                    t.state = TargetState::Running;
+                }
+                Err(e) => {
+                    let why = format!("could not start: {e}");
+                    set_target(tx, &w.id, t, TargetState::Failed, None, &why).await?;
+                    t.state = TargetState::Failed;
+                    t.reason = why;
+                    failed_to_start = true;
+                }
+            }
+        }
+        if failed_to_start {
+            continue;
+        }
+        if let Some(end) = next.end {
+            finish(tx, w, end, &targets).await?;
+        }
+        return Ok(());
+    }
+}
+
+fn find<'a>(targets: &'a mut [Target], key: &str) -> Result<&'a mut Target> {
+    targets
+        .iter_mut()
+        .find(|t| t.key == key)
+        .ok_or_else(|| Error::Internal(format!("workflow target {key} vanished")))
+}
+
+/// The workflow run is over: its state, and an audit entry.
+async fn finish(
+    tx: &mut Tx,
+    w: &WorkflowRun,
+    end: WorkflowState,
+    targets: &[Target],
+) -> Result<()> {
+    let count = |s: TargetState| targets.iter().filter(|t| t.state == s).count();
+    let why = format!(
+        "{} succeeded, {} failed, {} skipped, {} cancelled",
+        count(TargetState::Succeeded),
+        count(TargetState::Failed),
+        count(TargetState::Skipped),
+        count(TargetState::Cancelled)
+    );
+    set_workflow_state(tx, &w.id, end, &why).await?;
+    tx.audit(
+        AuditEntry::new(AuditKind::WorkflowFinished, &w.actor).detail(
+            serde_json::json!({ "workflow_run": w.id, "state": end.as_str(), "summary": why }),
+        ),
+    );
+    Ok(())
+}
+
+/// The outputs of the targets `key` reads from, from the state tofuflow stores for them.
+async fn upstream_outputs(
+    tx: &mut Tx,
+    file: &wf::Workflow,
+    targets: &[Target],
+    key: &str,
+) -> Result<Upstream> {
+    let t = targets
+        .iter()
+        .find(|t| t.key == key)
+        .ok_or_else(|| Error::Internal(format!("no target {key}")))?;
+    let stack = file
+        .stack(&t.stack)
+        .ok_or_else(|| Error::Internal(format!("no stack {}", t.stack)))?;
+    let my_key = t.each.as_ref().map(|(k, _)| k.as_str());
+    let keys = tx.keys.clone();
+    let mut up = Upstream::new();
+    for r in &stack.refs {
+        let k = match &r.index {
+            wf::Index::None => wf::target_key(&r.stack, None),
+            wf::Index::EachKey => wf::target_key(&r.stack, my_key),
+            wf::Index::Key(x) => wf::target_key(&r.stack, Some(x)),
+        };
+        if up.contains_key(&k) {
+            continue;
+        }
+        let ws = &targets
+            .iter()
+            .find(|x| x.key == k)
+            .ok_or_else(|| Error::Internal(format!("no target {k}")))?
+            .workspace;
+        let state = current_state_c(tx, &keys, ws).await?.ok_or_else(|| {
+            Error::Conflict(format!(
+                "{k} has no state in workspace {ws} to read outputs from"
+            ))
+        })?;
+        up.insert(k, Outputs::from_state(&state).map_err(Error::Internal)?);
+    }
+    Ok(up)
+}
+
+/// Inserts the run of one target (in the transaction that let it start); answers its id.
+async fn start_target(
+    tx: &mut Tx,
+    policy: &Policy,
+    w: &WorkflowRun,
+    file: &wf::Workflow,
+    t: &Target,
+    up: &Upstream,
+) -> Result<String> {
+    let stack = file
+        .stack(&t.stack)
+        .ok_or_else(|| Error::Internal(format!("no stack {}", t.stack)))?;
+    let (inputs, sensitive) = wf::inputs(file, &t.stack, &t.each, up).map_err(Error::Conflict)?;
+    let mut decls = w.decls.get(&stack.source).cloned().unwrap_or_default();
+    for k in sensitive {
+        decls.entry(k).or_default().sensitive = true;
+    }
+    let var_files = if inputs.is_empty() {
+        Vec::new()
+    } else {
+        vec![(
+            INPUTS_FILE.to_string(),
+            serde_json::to_vec_pretty(&inputs).map_err(json_err)?,
+        )]
+    };
+    let mut tags = w.tags.clone();
+    tags.extend(t.tags.clone());
+    tags.insert("workflow_run".into(), w.id.clone());
+    tags.insert("stack".into(), t.stack.clone());
+    if let Some((k, _)) = &t.each {
+        tags.insert("each_key".into(), k.clone());
+    }
+    let n = NewRun {
+        limits: Limits::default(),
+        variable_decls: decls,
+        workspace: t.workspace.clone(),
+        pool: if t.pool.is_empty() {
+            w.pool.clone()
+        } else {
+            t.pool.clone()
+        },
+        kind: if w.destroy {
+            RunKind::Destroy
+        } else {
+            RunKind::PlanAndApply
+        },
+        bundle_digest: w
+            .bundles
+            .get(&stack.source)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("no bundle for {}", stack.source)))?,
+        variables: BTreeMap::new(),
+        var_files,
+        auto_approve: w.approval != Approval::Each,
+        actor: w.actor.clone(),
+        commit: String::new(),
+        pipeline_id: w.id.clone(),
+        source: stack.source.clone(),
+        traceparent: String::new(),
+        tags,
+        idempotency: None,
+    };
+    Ok(insert_run(tx, &n, policy).await?.id)
+}

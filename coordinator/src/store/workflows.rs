@@ -1,0 +1,256 @@
+//! The `workflow_runs` and `workflow_targets` tables: a workflow run (its file, the bundle of
+//! every module it uses, how it is approved) and one row per target with its state and runs.
+
+use super::*;
+use crate::runs::variables::Declared;
+use crate::workflows::{Target, TargetState, WorkflowState};
+
+/// A workflow run as stored.
+#[derive(Clone, Debug)]
+pub struct WorkflowRun {
+    pub id: String,
+    pub file_name: String,
+    /// The workflow file's text, as submitted.
+    pub definition: String,
+    /// Each `source` of the file and the bundle uploaded for it.
+    pub bundles: BTreeMap<String, String>,
+    /// Each source's variable declarations (sensitive or expression-typed only).
+    pub decls: BTreeMap<String, BTreeMap<String, Declared>>,
+    pub state: WorkflowState,
+    pub destroy: bool,
+    pub approval: tofuflow_proto::workflow::Approval,
+    /// The pool of stacks that name none.
+    pub pool: String,
+    pub actor: String,
+    /// Tags every run of the workflow run carries.
+    pub tags: BTreeMap<String, String>,
+    pub reason: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+fn workflow_from_row(r: &sqlx::any::AnyRow) -> Result<WorkflowRun> {
+    let state = s(r, "state")?;
+    let approval = s(r, "approval")?;
+    Ok(WorkflowRun {
+        id: s(r, "id")?,
+        file_name: s(r, "file_name")?,
+        definition: s(r, "definition")?,
+        bundles: json_col(&s(r, "bundles")?, "workflow_runs", "bundles")?,
+        decls: json_col(&s(r, "decls")?, "workflow_runs", "decls")?,
+        state: WorkflowState::parse(&state)
+            .ok_or_else(|| Error::Internal(format!("workflow_runs.state holds {state:?}")))?,
+        destroy: i(r, "destroy")? != 0,
+        approval: tofuflow_proto::workflow::Approval::parse(&approval)
+            .ok_or_else(|| Error::Internal(format!("workflow_runs.approval holds {approval:?}")))?,
+        pool: s(r, "pool")?,
+        actor: s(r, "actor")?,
+        tags: json_col(&s(r, "tags")?, "workflow_runs", "tags")?,
+        reason: s(r, "reason")?,
+        created_ms: i(r, "created_ms")?,
+        updated_ms: i(r, "updated_ms")?,
+    })
+}
+
+fn target_from_row(r: &sqlx::any::AnyRow) -> Result<Target> {
+    let state = s(r, "state")?;
+    let each_key = s(r, "each_key")?;
+    let each_value: serde_json::Value =
+        json_col(&s(r, "each_value")?, "workflow_targets", "each_value")?;
+    Ok(Target {
+        key: s(r, "target_key")?,
+        stack: s(r, "stack")?,
+        each: (!each_key.is_empty()).then_some((each_key, each_value)),
+        workspace: s(r, "workspace")?,
+        pool: s(r, "pool")?,
+        deps: json_col(&s(r, "deps")?, "workflow_targets", "deps")?,
+        tags: json_col(&s(r, "tags")?, "workflow_targets", "tags")?,
+        state: TargetState::parse(&state)
+            .ok_or_else(|| Error::Internal(format!("workflow_targets.state holds {state:?}")))?,
+        run_id: s(r, "run_id")?,
+        runs: json_col(&s(r, "runs")?, "workflow_targets", "runs")?,
+        reason: s(r, "reason")?,
+    })
+}
+
+/// Writes a new workflow run and its targets (all waiting).
+pub(crate) async fn insert_workflow(
+    tx: &mut Tx,
+    w: &WorkflowRun,
+    targets: &[Target],
+) -> Result<()> {
+    sqlx::query("INSERT INTO workflow_runs (id, file_name, definition, bundles, decls, state, destroy, approval, pool, actor, tags, reason, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+        .bind(&w.id)
+        .bind(&w.file_name)
+        .bind(&w.definition)
+        .bind(serde_json::to_string(&w.bundles).map_err(json_err)?)
+        .bind(serde_json::to_string(&w.decls).map_err(json_err)?)
+        .bind(w.state.as_str())
+        .bind(w.destroy as i64)
+        .bind(w.approval.as_str())
+        .bind(&w.pool)
+        .bind(&w.actor)
+        .bind(serde_json::to_string(&w.tags).map_err(json_err)?)
+        .bind(&w.reason)
+        .bind(w.created_ms)
+        .bind(w.updated_ms)
+        .execute(&mut **tx)
+        .await?;
+    for (n, t) in targets.iter().enumerate() {
+        let (each_key, each_value) = t.each.clone().unwrap_or_default();
+        sqlx::query("INSERT INTO workflow_targets (workflow_run_id, target_key, position, stack, each_key, each_value, workspace, pool, deps, tags, state, run_id, runs, reason, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '[]', '', $12)")
+            .bind(&w.id)
+            .bind(&t.key)
+            .bind(n as i64)
+            .bind(&t.stack)
+            .bind(each_key)
+            .bind(each_value.to_string())
+            .bind(&t.workspace)
+            .bind(&t.pool)
+            .bind(serde_json::to_string(&t.deps).map_err(json_err)?)
+            .bind(serde_json::to_string(&t.tags).map_err(json_err)?)
+            .bind(t.state.as_str())
+            .bind(w.created_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A workflow run, locked for the rest of the transaction (its targets change together: two
+/// upstreams ending at once must not both miss that the other ended).
+pub(crate) async fn lock_workflow(c: &mut AnyConnection, id: &str) -> Result<WorkflowRun> {
+    sqlx::query("UPDATE workflow_runs SET updated_ms = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    workflow_c(c, id).await
+}
+
+pub(crate) async fn workflow_c(c: &mut AnyConnection, id: &str) -> Result<WorkflowRun> {
+    let row = sqlx::query("SELECT * FROM workflow_runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no workflow run {id}: list them with `tofuflow workflow list`"
+            ))
+        })?;
+    workflow_from_row(&row)
+}
+
+/// A workflow run's targets, in file order.
+pub(crate) async fn targets_c(c: &mut AnyConnection, id: &str) -> Result<Vec<Target>> {
+    let rows =
+        sqlx::query("SELECT * FROM workflow_targets WHERE workflow_run_id = $1 ORDER BY position")
+            .bind(id)
+            .fetch_all(&mut *c)
+            .await?;
+    rows.iter().map(target_from_row).collect()
+}
+
+/// The workflow run and target a run belongs to, if any.
+pub(crate) async fn target_of_run(
+    c: &mut AnyConnection,
+    run_id: &str,
+) -> Result<Option<(String, String)>> {
+    let row =
+        sqlx::query("SELECT workflow_run_id, target_key FROM workflow_targets WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *c)
+            .await?;
+    row.map(|r| Ok((s(&r, "workflow_run_id")?, s(&r, "target_key")?)))
+        .transpose()
+}
+
+/// Moves a target to `state` (with a new current run when `run_id` is given).
+pub(crate) async fn set_target(
+    c: &mut AnyConnection,
+    wf: &str,
+    t: &Target,
+    state: TargetState,
+    run_id: Option<&str>,
+    reason: &str,
+) -> Result<()> {
+    let mut runs = t.runs.clone();
+    if let Some(r) = run_id {
+        runs.push(r.to_string());
+    }
+    sqlx::query("UPDATE workflow_targets SET state = $1, run_id = $2, runs = $3, reason = $4, updated_ms = $5 WHERE workflow_run_id = $6 AND target_key = $7")
+        .bind(state.as_str())
+        .bind(run_id.unwrap_or(&t.run_id))
+        .bind(serde_json::to_string(&runs).map_err(json_err)?)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(wf)
+        .bind(&t.key)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_workflow_state(
+    c: &mut AnyConnection,
+    id: &str,
+    state: WorkflowState,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE workflow_runs SET state = $1, reason = $2, updated_ms = $3 WHERE id = $4")
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// The current state's content of a workspace, read in `c` (None: no state, or deleted).
+pub(crate) async fn current_state_c(
+    c: &mut AnyConnection,
+    keys: &crypt::Keys,
+    workspace: &str,
+) -> Result<Option<Vec<u8>>> {
+    let row = sqlx::query(
+        "SELECT size, data FROM state_versions WHERE workspace = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(workspace)
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        Some(r) if i(&r, "size")? >= 0 => Ok(Some(
+            keys.decrypt(workspace, &r.try_get::<Vec<u8>, _>("data")?)
+                .map_err(Error::Internal)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+impl Store {
+    /// A workflow run and its targets.
+    pub async fn workflow_run(&self, id: &str) -> Result<(WorkflowRun, Vec<Target>)> {
+        let mut c = self.pool.acquire().await?;
+        let w = workflow_c(&mut c, id).await?;
+        let t = targets_c(&mut c, id).await?;
+        Ok((w, t))
+    }
+
+    /// Workflow runs, newest first (`before`: only those older than that one).
+    pub async fn list_workflow_runs(&self, before: &str, limit: i64) -> Result<Vec<WorkflowRun>> {
+        let rows = if before.is_empty() {
+            sqlx::query("SELECT * FROM workflow_runs ORDER BY created_ms DESC, id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            sqlx::query("SELECT * FROM workflow_runs WHERE created_ms < (SELECT created_ms FROM workflow_runs WHERE id = $1) ORDER BY created_ms DESC, id DESC LIMIT $2")
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+        };
+        rows.iter().map(workflow_from_row).collect()
+    }
+}

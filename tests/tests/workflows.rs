@@ -1,0 +1,403 @@
+//! Workflow runs end to end: stacks passing real outputs (read from stored state) to each
+//! other, for_each fan-out, tags, a failure skipping dependants but not siblings, retry,
+//! destroy in reverse order, approval of the workflow run as a whole, and file errors with
+//! positions. Real coordinator, agent, RabbitMQ, both databases.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tofuflow_e2e::{wait_for, AgentOpts, Cluster, Db};
+use tofuflow_proto::v1;
+
+const T: Duration = Duration::from_secs(120);
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A network per region, an app per region reading its network's subnet (and a sensitive
+/// token), a report reading both apps' endpoints.
+fn pipeline(c: &Cluster, name: &str, app_extra: &str) -> PathBuf {
+    let dir = c.dir.join(name);
+    write(
+        &dir,
+        "net/main.tf",
+        r#"
+variable "region" { type = string }
+resource "terraform_data" "net" { input = "subnet-${var.region}" }
+output "subnet_id" { value = terraform_data.net.output }
+output "token" {
+  value     = "tok-${var.region}-5f1e9c"
+  sensitive = true
+}
+"#,
+    );
+    write(
+        &dir,
+        "app/main.tf",
+        &format!(
+            r#"
+variable "subnet" {{ type = string }}
+variable "token" {{ type = string }}
+resource "terraform_data" "app" {{ input = "https://${{var.subnet}}.example" }}
+output "endpoint" {{ value = terraform_data.app.output }}
+{app_extra}
+"#
+        ),
+    );
+    write(
+        &dir,
+        "report/main.tf",
+        r#"
+variable "endpoints" { type = list(string) }
+resource "terraform_data" "report" { input = join(",", var.endpoints) }
+output "all" { value = terraform_data.report.output }
+"#,
+    );
+    write(
+        &dir,
+        "workflow.hcl",
+        &format!(
+            r#"
+workflow {{
+  approval = "auto"
+}}
+
+stack "net" {{
+  source    = "./net"
+  workspace = "{name}/net-${{each.key}}"
+  for_each  = ["eu", "us"]
+  inputs    = {{ region = each.key }}
+}}
+
+stack "app" {{
+  source    = "./app"
+  workspace = "{name}/app-${{each.key}}"
+  for_each  = ["eu", "us"]
+  inputs = {{
+    subnet = stack.net[each.key].outputs.subnet_id
+    token  = stack.net[each.key].outputs.token
+  }}
+  tags = {{ team = "ml" }}
+}}
+
+stack "report" {{
+  source    = "./report"
+  workspace = "{name}/report"
+  inputs    = {{ endpoints = [stack.app["eu"].outputs.endpoint, stack.app["us"].outputs.endpoint] }}
+}}
+"#
+        ),
+    );
+    dir.join("workflow.hcl")
+}
+
+async fn workflow(c: &Cluster, id: &str) -> v1::WorkflowRun {
+    c.client()
+        .await
+        .get_workflow_run(v1::WorkflowRunRequest {
+            workflow_run_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn wait_workflow(c: &Cluster, id: &str, state: &str) -> v1::WorkflowRun {
+    wait_for(&format!("workflow run {id} {state}"), T, || async {
+        let w = workflow(c, id).await;
+        if w.state == state {
+            return Some(w);
+        }
+        let ended = matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled");
+        assert!(
+            !ended,
+            "workflow run ended {} while waiting for {state}: {w:#?}\n{}",
+            w.state,
+            c.logs_tail()
+        );
+        None
+    })
+    .await
+}
+
+fn start(c: &Cluster, file: &Path, extra: &[&str]) -> String {
+    let f = file.to_str().unwrap();
+    let mut args = vec!["-o", "json", "workflow", "run", f];
+    args.extend(extra);
+    let out = c.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn target<'a>(w: &'a v1::WorkflowRun, key: &str) -> &'a v1::WorkflowTarget {
+    w.targets
+        .iter()
+        .find(|t| t.key == key)
+        .unwrap_or_else(|| panic!("no target {key}"))
+}
+
+async fn pipeline_passes_real_outputs(db: Db) {
+    let mut c = Cluster::start(db).await;
+    c.agent(AgentOpts {
+        concurrency: 2,
+        ..Default::default()
+    })
+    .await;
+    let file = pipeline(&c, "pipe", "");
+    let id = start(&c, &file, &[]);
+    let w = wait_workflow(&c, &id, "succeeded").await;
+    assert_eq!(w.targets.len(), 5);
+    assert!(
+        w.targets
+            .iter()
+            .all(|t| t.state == "succeeded" && t.run_state == "applied"),
+        "{w:#?}"
+    );
+    // The report's inputs came from the apps' applied state, which came from the networks'.
+    let report = c.run(&target(&w, "report").run_id).await;
+    let outputs: serde_json::Value = serde_json::from_str(&report.outputs_json).unwrap();
+    assert_eq!(
+        outputs["all"]["value"],
+        "https://subnet-eu.example,https://subnet-us.example"
+    );
+    // Every run carries the workflow run, its stack and key; the stack's own tags too.
+    let app_us = c.run(&target(&w, "app[\"us\"]").run_id).await;
+    assert_eq!(app_us.tags["workflow_run"], id);
+    assert_eq!(app_us.tags["stack"], "app");
+    assert_eq!(app_us.tags["each_key"], "us");
+    assert_eq!(app_us.tags["team"], "ml");
+    // The sensitive output arrived as a sensitive input: masked wherever the run is shown.
+    assert!(
+        app_us.sensitive_variables.contains(&"token".to_string()),
+        "{:?}",
+        app_us.sensitive_variables
+    );
+    let listed = c.cli(&["run", "list", "--tag", &format!("workflow_run={id}")]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        6,
+        "header + 5 runs"
+    );
+    let shown = String::from_utf8_lossy(&c.cli(&["run", "show", &app_us.id]).stdout).to_string();
+    assert!(!shown.contains("tok-us-5f1e9c"), "{shown}");
+
+    // Destroy goes dependants first: the report, then the apps, then the networks.
+    let d = start(&c, &file, &["--destroy"]);
+    let w = wait_workflow(&c, &d, "succeeded").await;
+    let report = times(&c, &w, "report").await;
+    let app = times(&c, &w, "app[\"eu\"]").await;
+    let net = times(&c, &w, "net[\"eu\"]").await;
+    assert_eq!(report.2, v1::RunKind::Destroy as i32);
+    assert!(
+        report.1 <= app.0 && app.1 <= net.0,
+        "{report:?} {app:?} {net:?}"
+    );
+    let pulled = c.cli(&["state", "pull", "pipe/net-eu"]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(&pulled.stdout).unwrap();
+    assert_eq!(state["resources"], serde_json::json!([]), "destroyed");
+}
+
+/// When a target's run was created and last changed, and its kind.
+async fn times(c: &Cluster, w: &v1::WorkflowRun, key: &str) -> (i64, i64, i32) {
+    let r = c.run(&target(w, key).run_id).await;
+    (r.created_unix_ms, r.updated_unix_ms, r.kind)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_passes_real_outputs_and_destroys_in_reverse_sqlite() {
+    pipeline_passes_real_outputs(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_passes_real_outputs_and_destroys_in_reverse_postgres() {
+    pipeline_passes_real_outputs(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_skips_its_dependants_leaves_siblings_alone_and_retry_finishes() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    // The first agent fails every apply of the app stack's resource.
+    let failing = c
+        .agent(AgentOpts {
+            concurrency: 2,
+            env: [(
+                "TOFU_DOUBLE_FAIL_AT".to_string(),
+                "terraform_data.app".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        })
+        .await;
+    let file = pipeline(&c, "skip", "");
+    let id = start(&c, &file, &[]);
+    let w = wait_workflow(&c, &id, "failed").await;
+    for k in ["app[\"eu\"]", "app[\"us\"]"] {
+        assert_eq!(target(&w, k).state, "failed", "{w:#?}");
+        assert!(
+            target(&w, k).reason.starts_with("its run failed"),
+            "{}",
+            target(&w, k).reason
+        );
+    }
+    // Siblings and upstreams applied; the report was skipped naming the failure.
+    assert_eq!(target(&w, "net[\"us\"]").state, "succeeded");
+    let report = target(&w, "report");
+    assert_eq!(report.state, "skipped");
+    assert!(report.run_id.is_empty());
+    assert!(
+        report.reason.starts_with("skipped: app[\""),
+        "{}",
+        report.reason
+    );
+    assert!(
+        w.reason.contains("2 succeeded, 2 failed, 1 skipped"),
+        "{}",
+        w.reason
+    );
+
+    // Retry on a healthy agent: only what failed and was skipped runs again.
+    c.agents[failing].kill();
+    c.agent(AgentOpts::default()).await;
+    let net_runs = target(&w, "net[\"eu\"]").runs.clone();
+    let out = c.cli(&["workflow", "retry", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = wait_workflow(&c, &id, "succeeded").await;
+    assert_eq!(target(&w, "net[\"eu\"]").runs, net_runs, "not run again");
+    assert_eq!(target(&w, "app[\"eu\"]").runs.len(), 2);
+    assert_eq!(target(&w, "report").runs.len(), 1);
+    // A succeeded workflow run cannot be retried.
+    let out = c.cli(&["workflow", "retry", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("only a failed or cancelled workflow run can be retried"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_once_waits_for_the_workflow_approval_and_cancel_stops_it() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    let file = pipeline(&c, "once", "");
+    let id = start(&c, &file, &["--approval", "once"]);
+    let w = workflow(&c, &id).await;
+    assert_eq!(w.state, "awaiting_approval");
+    assert!(w
+        .targets
+        .iter()
+        .all(|t| t.state == "waiting" && t.run_id.is_empty()));
+    let out = c.cli(&["workflow", "approve", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_workflow(&c, &id, "succeeded").await;
+    let audit =
+        String::from_utf8_lossy(&c.cli(&["audit", "list", "--limit", "200"]).stdout).to_string();
+    for kind in ["workflow_started", "workflow_approved", "workflow_finished"] {
+        assert!(audit.contains(kind), "{kind} missing from\n{audit}");
+    }
+
+    // Each-plan approval: the first plans wait; cancelling the workflow run stops them and
+    // cancels what has not started.
+    let file = pipeline(&c, "each", "");
+    let id = start(&c, &file, &["--approval", "each"]);
+    let w = wait_for("two plans waiting for approval", T, || async {
+        let w = workflow(&c, &id).await;
+        let waiting = w
+            .targets
+            .iter()
+            .filter(|t| t.run_state == "awaiting_approval")
+            .count();
+        (waiting == 2).then_some(w)
+    })
+    .await;
+    assert_eq!(target(&w, "report").state, "waiting");
+    let out = c.cli(&["workflow", "cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = wait_workflow(&c, &id, "cancelled").await;
+    assert_eq!(target(&w, "net[\"eu\"]").state, "cancelled");
+    assert_eq!(target(&w, "app[\"eu\"]").state, "cancelled");
+    assert!(
+        target(&w, "app[\"eu\"]")
+            .reason
+            .starts_with("cancelled by tester"),
+        "{}",
+        target(&w, "app[\"eu\"]").reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_files_with_mistakes_get_errors_with_positions() {
+    let c = Cluster::start(Db::Sqlite).await;
+    let dir = c.dir.join("bad");
+    write(&dir, "a/main.tf", "variable \"x\" {}\n");
+    let cases = [
+        (
+            "stack \"a\" {\n  source = \"./a\"\n  workspace = \"a\"\n  inputs = { x = stack.b.outputs.y }\n}\nstack \"b\" {\n  source = \"./a\"\n  workspace = \"b\"\n  inputs = { x = stack.a.outputs.y }\n}\n",
+            "cycle.hcl:1:1: dependency cycle: a -> b -> a",
+        ),
+        (
+            "stack \"a\" {\n  source = \"./a\"\n  workspace = \"a\"\n  inputs = {\n    x = stack.nope.outputs.y\n  }\n}\n",
+            "unknown.hcl:5:5: no stack named \"nope\" (stacks: a)",
+        ),
+        (
+            "stack \"a\" {\n  source = \"./a\"\n  workspace = \"a\"\n  inputs = { x = 1 \n}\n",
+            "syntax.hcl:",
+        ),
+    ];
+    for (text, want) in cases {
+        let name = want.split(':').next().unwrap();
+        write(&dir, name, text);
+        let f = dir.join(name);
+        // Offline, and at the coordinator (which checks again).
+        let out = c.cli(&["workflow", "validate", f.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    // An input the module does not declare is refused by the coordinator before anything runs.
+    write(
+        &dir,
+        "undeclared.hcl",
+        "stack \"a\" {\n  source = \"./a\"\n  workspace = \"a\"\n  inputs = { y = 1 }\n}\n",
+    );
+    let out = c.cli(&[
+        "workflow",
+        "run",
+        dir.join("undeclared.hcl").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("undeclared.hcl:4:14: stack \"a\": input \"y\" is not a variable of module ./a (it declares: x)"), "{err}");
+    let listed = c.cli(&["-o", "json", "workflow", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    // A valid file lists its targets in order.
+    write(&dir, "ok.hcl", "stack \"a\" {\n  source = \"./a\"\n  workspace = \"w-${each.key}\"\n  for_each = [\"p\", \"q\"]\n  inputs = { x = each.key }\n}\n");
+    let out = c.cli(&["workflow", "validate", dir.join("ok.hcl").to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("a[\"q\"]"));
+}
