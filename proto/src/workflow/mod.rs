@@ -27,6 +27,7 @@ mod eval;
 mod expand;
 mod graph;
 mod parse;
+pub mod rollout;
 
 pub use eval::{inputs, Outputs, Upstream};
 pub use expand::{expand, target_key, Target};
@@ -135,6 +136,8 @@ pub struct Stack {
     pub tags: Vec<(String, hcl::Expression)>,
     /// The `stack.<name>...` references in its inputs (found by `graph.rs`).
     pub refs: Vec<Ref>,
+    /// How its targets go out, for a `for_each` stack.
+    pub rollout: Option<rollout::Rollout>,
 }
 
 /// A parsed, checked workflow file.

@@ -177,22 +177,29 @@ fn read_stack(r: &mut Reader, b: &Block) -> Option<Stack> {
         for_each: None,
         tags: Vec::new(),
         refs: Vec::new(),
+        rollout: None,
     };
     for s in b.body.iter() {
         match s {
             Structure::Attribute(a) => stack_attribute(r, a, &mut st),
+            Structure::Block(inner) if inner.ident.as_str() == "rollout" => {
+                read_rollout(r, inner, &mut st)
+            }
             Structure::Block(inner) => {
                 let p = r.pos(inner.span());
                 r.problem(
                     p,
                     format!(
-                        "unknown block `{}` in stack {:?}",
+                        "unknown block `{}` in stack {:?}: it takes a `rollout` block",
                         inner.ident.as_str(),
                         st.name
                     ),
                 );
             }
         }
+    }
+    if st.rollout.is_some() && st.for_each.is_none() {
+        r.problem(pos, format!("stack {:?} has a rollout but no for_each: a rollout sends a for_each stack's targets out in waves", st.name));
     }
     for (attr, missing) in [
         ("source", st.source.is_empty()),
@@ -206,6 +213,26 @@ fn read_stack(r: &mut Reader, b: &Block) -> Option<Stack> {
         }
     }
     Some(st)
+}
+
+/// A stack's `rollout { ... }` block (its values are literals).
+fn read_rollout(r: &mut Reader, b: &Block, st: &mut Stack) {
+    let pos = r.pos(b.span());
+    let mut attrs = Vec::new();
+    for a in b.body.attributes() {
+        let e: hcl::Expression = a.value.clone().into();
+        match hcl::eval::Evaluate::evaluate(&e, &hcl::eval::Context::new()) {
+            Ok(v) => attrs.push((a.key.as_str().to_string(), v)),
+            Err(e) => {
+                let p = r.pos(a.span());
+                r.problem(p, format!("rollout {}: {e}", a.key.as_str()));
+            }
+        }
+    }
+    match super::rollout::read(&attrs, pos) {
+        Ok(x) => st.rollout = Some(x),
+        Err(m) => r.problem(pos, m),
+    }
 }
 
 /// One attribute of a stack block.
