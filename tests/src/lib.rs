@@ -6,6 +6,7 @@
 //! # Layout
 //! - `cluster`: [`Cluster`] and [`ClusterBuilder`] (start, restart, kill the coordinator; run the
 //!   CLI; wait on a run), [`Db`]
+//! - `coordinators`: more coordinators on the cluster's database ([`Coordinator`])
 //! - `inspect`: what only the coordinator's database can answer (task ids, epochs, attempts,
 //!   stored bundles), on both databases
 //! - `leaks`: looking for secrets in command lines, task messages and the whole database
@@ -21,6 +22,7 @@ mod api;
 mod bins;
 mod broker;
 mod cluster;
+mod coordinators;
 mod fake_agent;
 mod http;
 mod inspect;
@@ -34,6 +36,7 @@ pub use api::Answer;
 pub use bins::{bin_dir, example, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
+pub use coordinators::Coordinator;
 pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
     Claimed,
