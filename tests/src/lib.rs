@@ -12,6 +12,7 @@
 //! - `leaks`: looking for secrets in command lines, task messages and the whole database
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
+//! - `rabbit_cluster`: a RabbitMQ cluster of N nodes started by the test ([`RabbitCluster`])
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
 //! - `api`: the HTTP JSON API as a client sees it (requests with a bearer token, SSE streams)
 //! - `http`: plain HTTP (and HTTPS) requests and `/metrics`; `users`: `--users-file`s
@@ -28,6 +29,7 @@ mod http;
 mod inspect;
 mod leaks;
 mod proxy;
+mod rabbit_cluster;
 mod users;
 mod wait;
 
@@ -45,5 +47,6 @@ pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;
 pub use leaks::{leaks, CmdlineScan};
 pub use proxy::Proxy;
+pub use rabbit_cluster::{node_ctl, RabbitCluster, RabbitNode};
 pub use users::users_file;
 pub use wait::wait_for;
