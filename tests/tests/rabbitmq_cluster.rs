@@ -38,6 +38,13 @@ async fn a_run_completes_when_the_node_leading_its_pool_queue_stops() {
         async move { l }
     })
     .await;
+    // Both clients connect to the first node of their list, and a quorum queue's first leader
+    // is the node it was declared through: stopping it cuts the publisher's and the agent's
+    // connections too, so they must move to another node.
+    assert_eq!(
+        leader, rmq.nodes[0].name,
+        "the queue was declared on node 1"
+    );
     let a = c.submit(&example("gpu-pool"), "rmq/a", &["--auto-approve"]);
     plan_started(&c, &a).await;
 
@@ -51,6 +58,11 @@ async fn a_run_completes_when_the_node_leading_its_pool_queue_stops() {
     assert!(
         log.matches("outbox publisher connected").count() >= 2,
         "the publisher reconnected to another node"
+    );
+    let agent_log = std::fs::read_to_string(c.dir.join("agent-0.log")).unwrap();
+    assert!(
+        agent_log.matches("connected to RabbitMQ").count() >= 2,
+        "the agent reconnected to another node"
     );
     let new_leader = rmq.leader_of(QUEUE).unwrap_or_default();
     assert_ne!(new_leader, leader, "the queue has a new leader");
