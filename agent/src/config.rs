@@ -218,3 +218,30 @@ impl Config {
             .or(self.network)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinators_and_amqp_nodes_are_lists_comma_separated_or_repeated() {
+        let c = Config::try_parse_from([
+            "tofuflow-agent",
+            "--coordinator",
+            "http://a:7700,http://b:7700",
+            "--coordinator",
+            "http://c:7700",
+            "--amqp-url",
+            "amqp://u:p@r1:5672/%2f,amqp://u:p@r2:5672/%2f",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.coordinator,
+            ["http://a:7700", "http://b:7700", "http://c:7700"]
+        );
+        assert_eq!(
+            c.amqp_url,
+            ["amqp://u:p@r1:5672/%2f", "amqp://u:p@r2:5672/%2f"]
+        );
+    }
+}
