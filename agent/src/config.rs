@@ -35,12 +35,15 @@ fn pool_network(s: &str) -> Result<(String, crate::sandbox::Network), String> {
 )]
 pub struct Config {
     /// gRPC URL of the coordinator: http://HOST:PORT, or https://HOST:PORT when it serves TLS.
+    /// Several coordinators (on one PostgreSQL): comma-separate them or repeat the flag; calls
+    /// go to the first until it cannot be reached, then to the next, round the list.
     #[arg(
         long,
         env = "TOFUFLOW_COORDINATOR",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:7700"
     )]
-    pub coordinator: String,
+    pub coordinator: Vec<String>,
 
     /// What the agent joins with: a join token (`tofuflow agent join-token create`) or a static
     /// agent token of the coordinator's. Once joined, its own identity is kept in the work root.
@@ -61,13 +64,16 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// RabbitMQ URL.
+    /// RabbitMQ URL. Several nodes of one cluster: comma-separate them or repeat the flag; the
+    /// agent connects to the first that answers and, when that connection is lost, to the
+    /// next live one.
     #[arg(
         long,
         env = "TOFUFLOW_AMQP_URL",
+        value_delimiter = ',',
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
-    pub amqp_url: String,
+    pub amqp_url: Vec<String>,
 
     /// Pool(s) to take tasks from (repeat or comma-separate).
     #[arg(
@@ -210,5 +216,32 @@ impl Config {
             .find(|(p, _)| p == pool)
             .map(|(_, m)| *m)
             .or(self.network)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinators_and_amqp_nodes_are_lists_comma_separated_or_repeated() {
+        let c = Config::try_parse_from([
+            "tofuflow-agent",
+            "--coordinator",
+            "http://a:7700,http://b:7700",
+            "--coordinator",
+            "http://c:7700",
+            "--amqp-url",
+            "amqp://u:p@r1:5672/%2f,amqp://u:p@r2:5672/%2f",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.coordinator,
+            ["http://a:7700", "http://b:7700", "http://c:7700"]
+        );
+        assert_eq!(
+            c.amqp_url,
+            ["amqp://u:p@r1:5672/%2f", "amqp://u:p@r2:5672/%2f"]
+        );
     }
 }

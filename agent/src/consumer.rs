@@ -41,17 +41,18 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// One AMQP connection shared by the slots, re-established when it breaks.
+/// One AMQP connection shared by the slots, re-established when it breaks (to the next live
+/// node when several are given).
 pub struct Amqp {
-    url: String,
+    nodes: tofuflow_proto::amqp::Nodes,
     pools: Vec<String>,
     conn: Mutex<Option<Connection>>,
 }
 
 impl Amqp {
-    pub fn new(url: String, pools: Vec<String>) -> Amqp {
+    pub fn new(urls: &[String], pools: Vec<String>) -> Amqp {
         Amqp {
-            url,
+            nodes: tofuflow_proto::amqp::Nodes::new(urls),
             pools,
             conn: Mutex::new(None),
         }
@@ -62,20 +63,13 @@ impl Amqp {
         let mut g = self.conn.lock().await;
         let alive = g.as_ref().map(|c| c.status().connected()).unwrap_or(false);
         if !alive {
-            let c = tofuflow_proto::amqp::connect(&self.url, "tofuflow-agent")
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot reach RabbitMQ at {}: {e}",
-                        tofuflow_proto::amqp::redact(&self.url)
-                    )
-                })?;
+            let (c, node) = self.nodes.connect("tofuflow-agent").await?;
             let ch = c.create_channel().await.map_err(|e| e.to_string())?;
             tofuflow_proto::amqp::declare(&ch, &self.pools)
                 .await
                 .map_err(|e| format!("declaring queues failed: {e}"))?;
             let _ = ch.close(200, "declared".into()).await;
-            tracing::info!(pools = ?self.pools, "connected to RabbitMQ");
+            tracing::info!(pools = ?self.pools, %node, "connected to RabbitMQ");
             *g = Some(c);
         }
         g.as_ref()

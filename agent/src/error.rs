@@ -30,12 +30,21 @@ pub enum TaskError {
     /// The bundle (or saved plan) is not what the coordinator named, or its archive is refused.
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    /// The coordinator did not hand out a blob (bundle or plan).
+    /// The coordinator did not hand out a blob (bundle or plan); `code` says whether another
+    /// coordinator may (`Unavailable`).
     #[error("cannot fetch {digest}: {message}")]
-    Fetch { digest: String, message: String },
+    Fetch {
+        digest: String,
+        message: String,
+        code: tonic::Code,
+    },
     /// The coordinator's stream of a blob broke off.
     #[error("fetching {digest} failed: {message}")]
-    FetchBroken { digest: String, message: String },
+    FetchBroken {
+        digest: String,
+        message: String,
+        code: tonic::Code,
+    },
     /// An artifact (plan file, plan JSON) could not be uploaded.
     #[error("uploading the {kind} failed: {message}")]
     Upload { kind: String, message: String },
@@ -139,6 +148,7 @@ mod tests {
         let e = TaskError::Fetch {
             digest: "sha256:ab".into(),
             message: "not found".into(),
+            code: tonic::Code::NotFound,
         };
         assert_eq!(e.to_string(), "cannot fetch sha256:ab: not found");
         let e = TaskError::workdir(

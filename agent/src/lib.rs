@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod failover;
 pub mod identity;
 pub mod labels;
 pub mod lease;
@@ -25,10 +26,28 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use config::Config;
 
-/// The agent's gRPC client to the coordinator (with its agent token on every call).
+/// The agent's gRPC client to the coordinators (with its agent token on every call).
 pub type Client = AgentServiceClient<
-    tonic::service::interceptor::InterceptedService<Channel, tofuflow_proto::auth::Bearer>,
+    tonic::service::interceptor::InterceptedService<
+        failover::Failover,
+        tofuflow_proto::auth::Bearer,
+    >,
 >;
+
+/// One channel per `--coordinator` URL, calls failing over between them.
+pub fn coordinator_channels(
+    urls: &[String],
+    tls: &tofuflow_proto::tls::ClientFiles,
+) -> Result<failover::Failover, String> {
+    let mut channels = Vec::new();
+    for url in urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+        channels.push((url.to_string(), coordinator_channel(url, tls)?));
+    }
+    if channels.is_empty() {
+        return Err("--coordinator names no URL".into());
+    }
+    Ok(failover::Failover::new(channels))
+}
 
 /// A gRPC channel to the coordinator with deadlines and keepalive (half-open links are noticed
 /// in seconds), over TLS for an https URL.
@@ -157,7 +176,7 @@ pub async fn run(
             stop_agent: shutdown.clone(),
         },
     ));
-    let amqp = Arc::new(consumer::Amqp::new(cfg.amqp_url.clone(), cfg.pools.clone()));
+    let amqp = Arc::new(consumer::Amqp::new(&cfg.amqp_url, cfg.pools.clone()));
     // Connect once up front so a wrong AMQP URL fails loudly at start.
     amqp.channel().await?.close(200, "probe".into()).await.ok();
     let slots = Slots {
@@ -234,7 +253,7 @@ async fn connect(
     shutdown: &CancellationToken,
 ) -> Result<Option<(Client, v1::RegisterResponse)>, String> {
     let bearer = tofuflow_proto::auth::Bearer::new(cfg.token.as_deref())?;
-    let channel = coordinator_channel(&cfg.coordinator, &tls::files(cfg))?;
+    let channel = coordinator_channels(&cfg.coordinator, &tls::files(cfg))?;
     let name = cfg.name.clone().unwrap_or_else(labels::hostname);
     let req = v1::RegisterRequest {
         protocol_version: tofuflow_proto::PROTOCOL_VERSION,
@@ -261,7 +280,7 @@ async fn connect(
 /// refused one is forgotten), else with the join token; stores the identity it gets. `None`
 /// when `shutdown` came first.
 async fn join(
-    channel: &Channel,
+    channel: &failover::Failover,
     bearer: &tofuflow_proto::auth::Bearer,
     cfg: &Config,
     req: v1::RegisterRequest,
@@ -322,7 +341,7 @@ async fn register(
         if !retry {
             return Err(register_error(cfg, &s));
         }
-        tracing::warn!(coordinator = %cfg.coordinator, error = %s.message(), "coordinator not reachable yet; retrying");
+        tracing::warn!(coordinator = %cfg.coordinator.join(","), error = %s.message(), "coordinator not reachable yet; retrying");
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -332,7 +351,7 @@ async fn register(
 
 /// Why registering failed for good, and what to do.
 fn register_error(cfg: &Config, s: &tonic::Status) -> String {
-    let url = &cfg.coordinator;
+    let url = &cfg.coordinator.join(",");
     if let Some(why) = tls_failure(cfg, s) {
         return why;
     }
@@ -349,7 +368,7 @@ fn register_error(cfg: &Config, s: &tonic::Status) -> String {
 
 /// A TLS failure behind a failed call, with what to do: retrying would not help.
 fn tls_failure(cfg: &Config, s: &tonic::Status) -> Option<String> {
-    tofuflow_proto::tls::transport_failure(s, &cfg.coordinator, cfg.tls_cert.is_some())
+    tofuflow_proto::tls::transport_failure(s, &cfg.coordinator.join(","), cfg.tls_cert.is_some())
 }
 
 /// Writes `{"agent_id", "pid"}` to `path` (whole, by rename) once registered.

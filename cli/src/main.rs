@@ -28,9 +28,16 @@ use tofuflow_proto::v1::user_service_client::UserServiceClient;
 )]
 struct Cli {
     /// gRPC URL of the coordinator: http://HOST:PORT, or https://HOST:PORT when it serves TLS
-    /// [default: the one `tofuflow login` saved, else http://127.0.0.1:7700].
-    #[arg(long, global = true, env = "TOFUFLOW_COORDINATOR")]
-    coordinator: Option<String>,
+    /// [default: the one `tofuflow login` saved, else http://127.0.0.1:7700]. Several
+    /// coordinators: comma-separate them or repeat the flag; each command uses the first that
+    /// accepts a connection.
+    #[arg(
+        long,
+        global = true,
+        env = "TOFUFLOW_COORDINATOR",
+        value_delimiter = ','
+    )]
+    coordinator: Vec<String>,
     /// CA certificate (PEM) that signed the coordinator's certificate, for an https://
     /// --coordinator. Default: the system roots.
     #[arg(long, global = true, env = "TOFUFLOW_TLS_CA")]
@@ -148,7 +155,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         _ => None,
     };
     let settings = config::resolve(
-        cli.coordinator.map(|c| (c, coordinator_from)),
+        (!cli.coordinator.is_empty()).then(|| (cli.coordinator.join(","), coordinator_from)),
         cli.token.map(|t| (t, token_from)),
         &file,
         path.as_ref().ok().map(|p| p.as_path()),
@@ -203,19 +210,49 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
     }
 }
 
-/// Opens the gRPC channel (over TLS for an https URL; with the user's token, if any).
+/// Opens the gRPC channel to the first coordinator of `urls` (comma-separated) that accepts a
+/// connection (over TLS for an https URL; with the user's token, if any). Any coordinator on
+/// the shared database answers every call alike, so the first live one will do.
 async fn client(
-    url: &str,
+    urls: &str,
     tls_ca: Option<&std::path::Path>,
     token: Option<&str>,
 ) -> Result<Client, String> {
+    let mut failures = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        match channel(url, tls_ca).await {
+            Ok(ch) => {
+                return Ok(UserServiceClient::with_interceptor(
+                    ch,
+                    tofuflow_proto::auth::Bearer::new(token)?,
+                )
+                .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES))
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    match failures.len() {
+        0 => Err("--coordinator names no URL".into()),
+        1 => Err(failures.remove(0)),
+        _ => Err(format!(
+            "no coordinator could be reached:\n  {}",
+            failures.join("\n  ")
+        )),
+    }
+}
+
+/// Connects to one coordinator; the error says what to do.
+async fn channel(
+    url: &str,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<tonic::transport::Channel, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("bad coordinator URL {url:?}: {e}"))?;
     let files = tofuflow_proto::tls::ClientFiles {
         ca: tls_ca,
         ..Default::default()
     };
-    let ch = tofuflow_proto::tls::endpoint(endpoint, url, &files)?
+    tofuflow_proto::tls::endpoint(endpoint, url, &files)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
@@ -225,11 +262,7 @@ async fn client(
                 Some(hint) => format!("TLS with the coordinator at {url} failed: {why} ({hint})"),
                 None => format!("cannot reach the coordinator at {url}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {why}"),
             }
-        })?;
-    Ok(
-        UserServiceClient::with_interceptor(ch, tofuflow_proto::auth::Bearer::new(token)?)
-            .max_decoding_message_size(tofuflow_proto::MAX_MESSAGE_BYTES),
-    )
+        })
 }
 
 /// Who acts: `--user`/`TOFUFLOW_USER`, else `$USER`, else `$LOGNAME`, else the OS user (`uid:N` if it has no name).

@@ -37,13 +37,16 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// RabbitMQ URL.
+    /// RabbitMQ URL. Several nodes of one cluster: comma-separate them or repeat the flag; the
+    /// publisher and the dead-letter connection use the first that answers and, when their
+    /// connection breaks, the next live one.
     #[arg(
         long,
         env = "TOFUFLOW_AMQP_URL",
+        value_delimiter = ',',
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
-    pub amqp_url: String,
+    pub amqp_url: Vec<String>,
 
     /// Pools whose queues are declared at start (agents declare their own too).
     #[arg(
@@ -229,6 +232,11 @@ impl Config {
                 continue;
             }
             let flag = format!("--{}", k.replace('_', "-"));
+            // So does the command line: a list flag given there would otherwise be appended to
+            // the file's list instead of replacing it.
+            if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+                continue;
+            }
             match v {
                 toml::Value::Array(items) => {
                     let joined: Vec<String> = items.iter().map(toml_scalar).collect();

@@ -242,7 +242,7 @@ fn spawn_background(
 ) {
     tracker.spawn(queue::run_publisher(
         store.clone(),
-        cfg.amqp_url.clone(),
+        tofuflow_proto::amqp::Nodes::new(&cfg.amqp_url),
         queue::Topology {
             pools: cfg.pools.clone(),
             dead_letter_max: cfg.dead_letter_max,

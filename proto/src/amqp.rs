@@ -53,6 +53,65 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     Connection::connect(&with_heartbeat(url, 10), props).await
 }
 
+/// The nodes of one RabbitMQ cluster a client may connect to (`--amqp-url` given several
+/// times, or comma-separated). lapin connects to one address only, so this walks the list: a
+/// connection goes to the first node that accepts it, starting after the node the previous
+/// connection went to (that one has most likely just gone away), round the list.
+pub struct Nodes {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Nodes {
+    /// The nodes, in the order given (empty entries dropped).
+    pub fn new(urls: &[String]) -> Nodes {
+        Nodes {
+            urls: urls
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            next: Default::default(),
+        }
+    }
+
+    /// All the URLs, passwords hidden, for messages.
+    pub fn describe(&self) -> String {
+        self.urls
+            .iter()
+            .map(|u| redact(u))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Connects to the first node that answers (see [`Nodes`]); returns the connection and the
+    /// node's URL with its password hidden. The error names every node tried and why.
+    pub async fn connect(&self, name: &str) -> Result<(Connection, String), String> {
+        use std::sync::atomic::Ordering;
+        let n = self.urls.len();
+        if n == 0 {
+            return Err("no RabbitMQ URL given (--amqp-url)".into());
+        }
+        let start = self.next.load(Ordering::SeqCst);
+        let mut why = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            match connect(&self.urls[i], name).await {
+                Ok(c) => {
+                    self.next.store((i + 1) % n, Ordering::SeqCst);
+                    return Ok((c, redact(&self.urls[i])));
+                }
+                Err(e) => why.push(format!("{}: {e}", redact(&self.urls[i]))),
+            }
+        }
+        Err(format!(
+            "cannot reach RabbitMQ at {}: is it running? ({})",
+            self.describe(),
+            why.join("; ")
+        ))
+    }
+}
+
 /// Declares the exchanges and the queue of each pool (idempotent; the agent runs the same code,
 /// so either side may come first). The dead-letter queue is not declared here: its length limit
 /// is the coordinator's setting, and RabbitMQ closes the channel of a declaration whose

@@ -79,9 +79,17 @@ pub struct ClusterBuilder {
     coordinator_args: Vec<String>,
     agent_token: Option<String>,
     tls: Option<TlsFiles>,
+    amqp_url: Option<String>,
 }
 
 impl ClusterBuilder {
+    /// The coordinator and agents use this RabbitMQ (a comma-separated list of a cluster's
+    /// nodes, e.g. [`crate::RabbitCluster::amqp_urls`]) instead of a vhost of the local broker.
+    pub fn amqp_url(mut self, urls: &str) -> Self {
+        self.amqp_url = Some(urls.to_string());
+        self
+    }
+
     /// Serves gRPC and HTTP over TLS (and requires agents' client certificates when
     /// `files.client_ca` is set); the fixture's clients, CLI and agents use https and the CA.
     pub fn tls(mut self, files: TlsFiles) -> Self {
@@ -135,7 +143,9 @@ impl ClusterBuilder {
         };
         let mut c = Cluster {
             dir,
-            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            amqp_url: self
+                .amqp_url
+                .unwrap_or_else(|| format!("amqp://guest:guest@127.0.0.1:5672/{vhost}")),
             vhost,
             db: self.db,
             db_url,
@@ -220,6 +230,7 @@ impl Cluster {
             coordinator_args: Vec::new(),
             agent_token: None,
             tls: None,
+            amqp_url: None,
         }
     }
 
@@ -545,9 +556,10 @@ impl Cluster {
         s
     }
 
-    /// Opens a direct AMQP channel on this cluster's vhost.
+    /// Opens a direct AMQP channel on this cluster's vhost (on the first node when several).
     pub async fn amqp(&self) -> lapin::Channel {
-        let c = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default())
+        let first = self.amqp_url.split(',').next().unwrap_or_default();
+        let c = lapin::Connection::connect(first, lapin::ConnectionProperties::default())
             .await
             .expect("amqp");
         c.create_channel().await.expect("channel")

@@ -6,11 +6,13 @@
 //! # Layout
 //! - `cluster`: [`Cluster`] and [`ClusterBuilder`] (start, restart, kill the coordinator; run the
 //!   CLI; wait on a run), [`Db`]
+//! - `coordinators`: more coordinators on the cluster's database ([`Coordinator`])
 //! - `inspect`: what only the coordinator's database can answer (task ids, epochs, attempts,
 //!   stored bundles), on both databases
 //! - `leaks`: looking for secrets in command lines, task messages and the whole database
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
+//! - `rabbit_cluster`: a RabbitMQ cluster of N nodes started by the test ([`RabbitCluster`])
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
 //! - `api`: the HTTP JSON API as a client sees it (requests with a bearer token, SSE streams)
 //! - `http`: plain HTTP (and HTTPS) requests and `/metrics`; `users`: `--users-file`s
@@ -21,11 +23,13 @@ mod api;
 mod bins;
 mod broker;
 mod cluster;
+mod coordinators;
 mod fake_agent;
 mod http;
 mod inspect;
 mod leaks;
 mod proxy;
+mod rabbit_cluster;
 mod users;
 mod wait;
 
@@ -34,6 +38,7 @@ pub use api::Answer;
 pub use bins::{bin_dir, example, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
+pub use coordinators::Coordinator;
 pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
     Claimed,
@@ -42,5 +47,6 @@ pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;
 pub use leaks::{leaks, CmdlineScan};
 pub use proxy::Proxy;
+pub use rabbit_cluster::{node_ctl, RabbitCluster, RabbitNode};
 pub use users::users_file;
 pub use wait::wait_for;

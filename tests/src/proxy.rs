@@ -10,8 +10,16 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(target: String) -> Proxy {
+        Proxy::start_on(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            vec![target],
+        )
+    }
+
+    /// A proxy on `l` that sends each connection to the first of `targets` accepting it: a
+    /// stand-in for the load balancer in front of several coordinators.
+    pub fn start_on(l: std::net::TcpListener, targets: Vec<String>) -> Proxy {
         use std::sync::atomic::Ordering;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
@@ -23,7 +31,10 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
-                let Ok(outbound) = std::net::TcpStream::connect(&target) else {
+                let Some(outbound) = targets
+                    .iter()
+                    .find_map(|t| std::net::TcpStream::connect(t).ok())
+                else {
                     continue;
                 };
                 k2.lock()

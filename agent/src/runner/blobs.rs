@@ -8,14 +8,15 @@ use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 
 impl Runner {
-    /// Fetches the blob `digest` names and checks the data is what it names.
+    /// Fetches the blob `digest` names and checks the data is what it names. A coordinator that
+    /// cannot be reached (`Unavailable`) is tried again, once per coordinator: the client moves
+    /// on to the next one after such a failure (`failover`).
     pub(super) async fn fetch_blob(
         &self,
         spec: &v1::TaskSpec,
         lease: &Held,
         digest: &str,
     ) -> Result<Vec<u8>> {
-        let mut c = self.client.clone();
         let req = v1::FetchBlobRequest {
             agent_id: self.agent_id.clone(),
             task_id: spec.task_id.clone(),
@@ -24,12 +25,30 @@ impl Runner {
             attempt: spec.attempt,
             lease_token: lease.lease_token.clone(),
         };
+        let mut tries = self.cfg.coordinator.len();
+        loop {
+            match self.fetch_once(req.clone(), digest).await {
+                Err(TaskError::Fetch { code, .. } | TaskError::FetchBroken { code, .. })
+                    if code == tonic::Code::Unavailable && tries > 0 =>
+                {
+                    tries -= 1;
+                    tracing::warn!(%digest, "blob fetch failed (coordinator unreachable): trying again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt at [`Runner::fetch_blob`].
+    async fn fetch_once(&self, req: v1::FetchBlobRequest, digest: &str) -> Result<Vec<u8>> {
+        let mut c = self.client.clone();
         let mut s = c
             .fetch_blob(req)
             .await
             .map_err(|e| TaskError::Fetch {
                 digest: digest.to_string(),
                 message: e.message().to_string(),
+                code: e.code(),
             })?
             .into_inner();
         let mut data = Vec::new();
@@ -39,6 +58,7 @@ impl Runner {
                     .map_err(|e| TaskError::FetchBroken {
                         digest: digest.to_string(),
                         message: e.message().to_string(),
+                        code: e.code(),
                     })?
                     .data,
             );
@@ -70,14 +90,24 @@ impl Runner {
         chunks[0].epoch = lease.epoch;
         chunks[0].lease_token = lease.lease_token.clone();
         chunks[0].kind = kind as i32;
-        let mut c = self.client.clone();
-        let r = c
-            .upload_artifact(tokio_stream::iter(chunks))
-            .await
-            .map_err(|e| TaskError::Upload {
-                kind: format!("{kind:?}"),
-                message: e.message().to_string(),
-            })?;
-        Ok(r.into_inner().digest)
+        // The chunks are in memory: an upload that found no coordinator is sent again (to
+        // the next one), once per coordinator.
+        let mut tries = self.cfg.coordinator.len();
+        loop {
+            let mut c = self.client.clone();
+            match c.upload_artifact(tokio_stream::iter(chunks.clone())).await {
+                Ok(r) => return Ok(r.into_inner().digest),
+                Err(e) if e.code() == tonic::Code::Unavailable && tries > 0 => {
+                    tries -= 1;
+                    tracing::warn!(error = %e.message(), "artifact upload failed (coordinator unreachable): trying again");
+                }
+                Err(e) => {
+                    return Err(TaskError::Upload {
+                        kind: format!("{kind:?}"),
+                        message: e.message().to_string(),
+                    })
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use std::time::Duration;
-use tofuflow_proto::amqp::{connect, dead_queue_args, redact, DEAD_EXCHANGE, DEAD_QUEUE};
+use tofuflow_proto::amqp::{dead_queue_args, DEAD_EXCHANGE, DEAD_QUEUE};
 use tofuflow_proto::{signing, v1};
 
 /// How long one broker operation of the admin connection may take.
@@ -65,7 +65,7 @@ pub async fn declare(conn: &Connection, max: i64) -> Result<Option<String>> {
 /// The coordinator's own connection for looking into the dead-letter queue, opened on first
 /// use and again after it dropped (separate from the outbox publisher's).
 pub struct DeadLetters {
-    url: String,
+    nodes: tofuflow_proto::amqp::Nodes,
     max: i64,
     conn: tokio::sync::Mutex<Option<Connection>>,
     /// Task messages each agent dead-lettered unclaimed (tampered, expired, replayed), as its
@@ -74,10 +74,11 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// A handle for the broker at `url`; `max` is the configured `--dead-letter-max`.
-    pub fn new(url: &str, max: i64) -> DeadLetters {
+    /// A handle for the broker at `urls` (nodes of one cluster); `max` is the configured
+    /// `--dead-letter-max`.
+    pub fn new(urls: &[String], max: i64) -> DeadLetters {
         DeadLetters {
-            url: url.to_string(),
+            nodes: tofuflow_proto::amqp::Nodes::new(urls),
             max,
             conn: tokio::sync::Mutex::new(None),
             rejections: Default::default(),
@@ -110,14 +111,11 @@ impl DeadLetters {
     async fn channel(&self) -> Result<Channel> {
         let mut g = self.conn.lock().await;
         if !g.as_ref().is_some_and(|c| c.status().connected()) {
-            let c = connect(&self.url, "tofuflow-coordinator dead letters")
+            let (c, _) = self
+                .nodes
+                .connect("tofuflow-coordinator dead letters")
                 .await
-                .map_err(|e| {
-                    Error::Internal(format!(
-                        "cannot reach RabbitMQ at {}: {e}; is it running?",
-                        redact(&self.url)
-                    ))
-                })?;
+                .map_err(Error::Internal)?;
             *g = Some(c);
         }
         Ok(g.as_ref().expect("connected").create_channel().await?)

@@ -33,10 +33,11 @@ pub struct Topology {
     pub dead_letter_max: i64,
 }
 
-/// Publishes outbox rows until `shutdown`, reconnecting by itself.
+/// Publishes outbox rows until `shutdown`, reconnecting by itself (to the next live node of
+/// `nodes` when the connection broke).
 pub async fn run_publisher(
     store: Store,
-    amqp_url: String,
+    nodes: tofuflow_proto::amqp::Nodes,
     topology: Topology,
     wake: Arc<Notify>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -44,9 +45,14 @@ pub async fn run_publisher(
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match publish_session(&store, &amqp_url, &topology, &wake, &ready, &shutdown).await {
+        match publish_session(&store, &nodes, &topology, &wake, &ready, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
+                // A session that was connected starts the backoff over: a lost node is
+                // replaced by the next one at once, not after the last outage's backoff.
+                if ready.load(std::sync::atomic::Ordering::SeqCst) {
+                    backoff = Duration::from_millis(200);
+                }
                 ready.store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publisher lost RabbitMQ; reconnecting");
                 tokio::select! {
@@ -61,15 +67,13 @@ pub async fn run_publisher(
 
 async fn publish_session(
     store: &Store,
-    url: &str,
+    nodes: &tofuflow_proto::amqp::Nodes,
     topology: &Topology,
     wake: &Notify,
     ready: &std::sync::atomic::AtomicBool,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let conn = connect(url, "tofuflow-coordinator publisher")
-        .await
-        .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact(url)))?;
+    let (conn, node) = nodes.connect("tofuflow-coordinator publisher").await?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     declare(&ch, &topology.pools)
         .await
@@ -83,7 +87,7 @@ async fn publish_session(
         .await
         .map_err(|e| e.to_string())?;
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    tracing::info!(url = %redact(url), "outbox publisher connected");
+    tracing::info!(url = %node, "outbox publisher connected");
     loop {
         if shutdown.is_cancelled() {
             let _ = conn.close(200, "shutdown".into()).await;
