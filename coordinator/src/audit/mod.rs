@@ -72,11 +72,13 @@ pub enum AuditKind {
     WorkflowRetried,
     /// A workflow run ended (succeeded, failed or cancelled).
     WorkflowFinished,
+    /// A rollout was paused, resumed, aborted, or its failed targets retried.
+    RolloutChanged,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 28] = [
+    pub const ALL: [AuditKind; 29] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -105,6 +107,7 @@ impl AuditKind {
         AuditKind::WorkflowCancelled,
         AuditKind::WorkflowRetried,
         AuditKind::WorkflowFinished,
+        AuditKind::RolloutChanged,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -138,6 +141,7 @@ impl AuditKind {
             AuditKind::WorkflowCancelled => "workflow_cancelled",
             AuditKind::WorkflowRetried => "workflow_retried",
             AuditKind::WorkflowFinished => "workflow_finished",
+            AuditKind::RolloutChanged => "rollout_changed",
         }
     }
 

@@ -14,6 +14,7 @@ mod identity;
 pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;
+pub mod rollout;
 mod submit;
 pub mod workflow;
 mod workflow_run;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::runs::events::RunEvent;
 use crate::runs::RunKind;
 use crate::store::*;
+use crate::workflows::rollout::{self, Progress};
 use crate::workflows::{self, Target, TargetState, WorkflowState};
 use std::collections::BTreeMap;
 use tofuflow_proto::workflow::{self as wf, Approval, Outputs, Upstream};
@@ -104,14 +105,22 @@ pub(crate) async fn advance(
             wf::describe(&p)
         ))
     })?;
+    let stored = rollouts_c(tx, &w.id).await?;
+    let mut rollouts = stored.clone();
+    for s in file.stacks.iter().filter(|s| s.rollout.is_some()) {
+        if !rollouts.iter().any(|p| p.stack == s.name) {
+            rollouts.push(Progress::new(&s.name));
+        }
+    }
     loop {
-        let next = workflows::next(&targets, w.destroy);
+        let mut next = workflows::next(&targets, w.destroy);
         for (key, why) in &next.skip {
             let t = find(&mut targets, key)?;
             set_target(tx, &w.id, t, TargetState::Skipped, None, why).await?;
             t.state = TargetState::Skipped;
             t.reason = why.clone();
         }
+        gate_rollouts(&file, &mut rollouts, &targets, &mut next.start);
         let mut failed_to_start = false;
         for key in &next.start {
             let upstream = upstream_outputs(tx, &file, &targets, key).await;
@@ -140,10 +149,31 @@ pub(crate) async fn advance(
         if failed_to_start {
             continue;
         }
+        for p in rollouts.iter().filter(|p| !stored.contains(p)) {
+            save_rollout(tx, &w.id, p).await?;
+        }
         if let Some(end) = next.end {
             finish(tx, w, end, &targets).await?;
         }
         return Ok(());
+    }
+}
+
+/// Keeps, of the targets about to start, only those their stack's rollout lets go now.
+fn gate_rollouts(
+    file: &wf::Workflow,
+    rollouts: &mut [Progress],
+    targets: &[Target],
+    start: &mut Vec<String>,
+) {
+    let now = now_ms();
+    for p in rollouts.iter_mut() {
+        let Some(r) = file.stack(&p.stack).and_then(|s| s.rollout.as_ref()) else {
+            continue;
+        };
+        let mine: Vec<&Target> = targets.iter().filter(|t| t.stack == p.stack).collect();
+        let allowed = rollout::gate(r, p, &mine, now);
+        start.retain(|k| allowed.contains(k) || mine.iter().all(|t| &t.key != k));
     }
 }
 

@@ -404,7 +404,19 @@ CREATE TABLE workflow_targets (
   updated_ms BIGINT NOT NULL,
   PRIMARY KEY (workflow_run_id, target_key)
 );
-CREATE INDEX workflow_targets_by_run ON workflow_targets (run_id)
+CREATE INDEX workflow_targets_by_run ON workflow_targets (run_id);
+CREATE TABLE workflow_rollouts (
+  workflow_run_id TEXT NOT NULL,
+  stack TEXT NOT NULL,
+  state TEXT NOT NULL,
+  wave BIGINT NOT NULL,
+  forgiven BIGINT NOT NULL,
+  resume_after_ms BIGINT NOT NULL,
+  reason TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  PRIMARY KEY (workflow_run_id, stack)
+);
+CREATE INDEX workflow_rollouts_due ON workflow_rollouts (resume_after_ms)
 "#,
     ),
 ];

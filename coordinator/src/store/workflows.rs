@@ -254,3 +254,74 @@ impl Store {
         rows.iter().map(workflow_from_row).collect()
     }
 }
+
+use crate::workflows::rollout::{Progress, RolloutState};
+
+fn progress_from_row(r: &sqlx::any::AnyRow) -> Result<Progress> {
+    let state = s(r, "state")?;
+    Ok(Progress {
+        stack: s(r, "stack")?,
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| Error::Internal(format!("workflow_rollouts.state holds {state:?}")))?,
+        wave: i(r, "wave")? as usize,
+        forgiven: i(r, "forgiven")? as usize,
+        resume_after_ms: i(r, "resume_after_ms")?,
+        reason: s(r, "reason")?,
+    })
+}
+
+/// A workflow run's rollouts (one per `for_each` stack with a `rollout` block).
+pub(crate) async fn rollouts_c(c: &mut AnyConnection, id: &str) -> Result<Vec<Progress>> {
+    let rows =
+        sqlx::query("SELECT * FROM workflow_rollouts WHERE workflow_run_id = $1 ORDER BY stack")
+            .bind(id)
+            .fetch_all(&mut *c)
+            .await?;
+    rows.iter().map(progress_from_row).collect()
+}
+
+/// Writes a rollout's progress (new or changed).
+pub(crate) async fn save_rollout(c: &mut AnyConnection, id: &str, p: &Progress) -> Result<()> {
+    let changed = sqlx::query("UPDATE workflow_rollouts SET state = $1, wave = $2, forgiven = $3, resume_after_ms = $4, reason = $5, updated_ms = $6 WHERE workflow_run_id = $7 AND stack = $8")
+        .bind(p.state.as_str())
+        .bind(p.wave as i64)
+        .bind(p.forgiven as i64)
+        .bind(p.resume_after_ms)
+        .bind(&p.reason)
+        .bind(now_ms())
+        .bind(id)
+        .bind(&p.stack)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        sqlx::query("INSERT INTO workflow_rollouts (workflow_run_id, stack, state, wave, forgiven, resume_after_ms, reason, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id)
+            .bind(&p.stack)
+            .bind(p.state.as_str())
+            .bind(p.wave as i64)
+            .bind(p.forgiven as i64)
+            .bind(p.resume_after_ms)
+            .bind(&p.reason)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The rollouts of a workflow run.
+    pub async fn rollouts(&self, id: &str) -> Result<Vec<Progress>> {
+        rollouts_c(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// Workflow runs with a rollout whose timed pause is over.
+    pub(crate) async fn rollouts_due(&self, now: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT workflow_run_id FROM workflow_rollouts WHERE resume_after_ms > 0 AND resume_after_ms <= $1 AND state = 'running'")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| s(r, "workflow_run_id")).collect()
+    }
+}

@@ -2,6 +2,8 @@
 //! its target, which targets start next, which are skipped (naming the upstream that failed),
 //! and when the workflow run ends. No I/O here; `lifecycle/workflow.rs` acts on the decisions.
 
+pub mod rollout;
+
 use crate::runs::RunState;
 use std::collections::{BTreeMap, BTreeSet};
 
