@@ -121,8 +121,11 @@ def test_deferrable_operators_defer_to_the_trigger_and_resume_with_the_logs(coor
     assert isinstance(trig, TofuflowRunTrigger) and trig.run_id == "r0001"
     assert coord.runs["r0001"]["tags"]["task_id"] == "plan"
     coord.runs["r0001"]["state"] = "applied"
-    event = {"status": "success", "run_id": "r0001", "state": "applied"}
-    assert op.execute_complete(ctx(), event, **d.value.kwargs) == {}
+    assert trig.after is None
+    event = {"status": "success", "run_id": "r0001", "state": "applied", "after": "0"}
+    assert op.execute_complete(ctx(), event) == {}
+    afters = [r.url.params.get("after") for r in coord.calls("GET", "/api/v1/runs/r0001/logs")]
+    assert afters == ["0", "1"], "the log is shown from the cursor the trigger handed back"
 
 
 def test_a_trigger_timeout_cancels_the_run(coord):

@@ -17,7 +17,7 @@ def first_event(trigger):
 
 
 def test_it_serializes_to_its_arguments():
-    t = TofuflowRunTrigger("c", "r1", ["applied"], 2.0, 123.0)
+    t = TofuflowRunTrigger("c", "r1", ["applied"], 2.0, 123.0, after="17")
     path, kwargs = t.serialize()
     assert path == "tofuflow_provider.triggers.tofuflow.TofuflowRunTrigger"
     assert TofuflowRunTrigger(**kwargs).serialize() == (path, kwargs)
@@ -27,7 +27,7 @@ def test_success_when_the_run_reaches_a_wanted_state(coord):
     run = coord.add_run("applying")
     coord.script[run["id"]] = ["applying", "applying", "applied"]
     e = first_event(TofuflowRunTrigger("tofuflow_default", run["id"], ["applied"], 0))
-    assert e == {"run_id": run["id"], "status": "success", "state": "applied"}
+    assert e == {"run_id": run["id"], "status": "success", "state": "applied", "after": None}
 
 
 def test_failure_carries_tofuflows_reason(coord):

@@ -363,9 +363,11 @@ class TofuflowHook(BaseHook):
         on_log=None,
         after: str | None = None,
     ) -> tuple[dict, str | None]:
-        """Polls the run until it reaches one of ``states`` or ends; passes each new log line
-        to ``on_log``. Answers the run and the last log cursor seen."""
+        """Polls the run (at 0.5 s, then twice as long each time up to ``poll_interval``)
+        until it reaches one of ``states`` or ends; passes each new log line to ``on_log``.
+        Answers the run and the last log cursor seen."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.5, poll_interval)
         while True:
             run = self.get_run(run_id)
             if on_log is not None:
@@ -376,7 +378,8 @@ class TofuflowHook(BaseHook):
                 return run, after
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"tofuflow run {run_id} is still {run['state']}")
-            time.sleep(poll_interval)
+            time.sleep(delay)
+            delay = min(delay * 2, poll_interval)
 
     # -- async ---------------------------------------------------------------------------------
 

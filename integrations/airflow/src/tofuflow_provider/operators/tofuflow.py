@@ -129,9 +129,9 @@ class TofuflowBaseOperator(BaseOperator):
                         poll_interval=self.poll_interval,
                         deadline=self._deadline(context),
                         cancel_on_kill=self.cancel_on_kill,
+                        after=after,
                     ),
                     method_name="execute_complete",
-                    kwargs={"after": after},
                 )
             for line in self.hook.iter_logs(run_id, after):
                 self._show_line(line)
@@ -141,10 +141,10 @@ class TofuflowBaseOperator(BaseOperator):
         )
         return self._finish(context, run)
 
-    def execute_complete(self, context: Any, event: dict, after: str | None = None) -> Any:
+    def execute_complete(self, context: Any, event: dict) -> Any:
         run_id = event["run_id"]
         self._run_id = run_id
-        for line in self.hook.iter_logs(run_id, after):
+        for line in self.hook.iter_logs(run_id, event.get("after")):
             self._show_line(line)
         if event["status"] == "timeout":
             self._cancel(event["message"])
@@ -188,6 +188,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
     :param variables_from_connections: variable name -> ``"conn_id.field"`` (``login``,
         ``password``, ``host``, ``schema``, ``port`` or ``extra.KEY``): read from the Airflow
         connection when the task runs, sent as a sensitive variable.
+    :param agent_pool: the tofuflow pool whose agents run it (``pool`` is Airflow's own).
     :param tags: extra run tags (``key`` lowercase; the Airflow identity tags are added).
     """
 
@@ -197,7 +198,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         "bundle_digest",
         "variables",
         "tags",
-        "pool",
+        "agent_pool",
         "commit",
     )
     template_fields_renderers = {"variables": "json", "tags": "json"}
@@ -215,7 +216,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         sensitive_variables: dict[str, str] | None = None,
         variables_from_connections: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
-        pool: str = "",
+        agent_pool: str = "",
         commit: str = "",
         **kwargs: Any,
     ):
@@ -229,7 +230,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         self.sensitive_variables = sensitive_variables or {}
         self.variables_from_connections = variables_from_connections or {}
         self.tags = tags or {}
-        self.pool = pool
+        self.agent_pool = agent_pool
         self.commit = commit
 
     def _secrets(self) -> dict[str, str]:
@@ -302,7 +303,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
             sensitive_variables=sorted(secrets),
             tags=tags,
             auto_approve=self.auto_approve,
-            pool=self.pool,
+            pool=self.agent_pool,
             source="airflow",
             pipeline_id=f"{ti.dag_id}/{ti.run_id}",
             commit=self.commit,

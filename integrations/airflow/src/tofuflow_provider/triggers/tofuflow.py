@@ -14,7 +14,9 @@ from tofuflow_provider.hooks.tofuflow import FAILED_STATES, TofuflowHook, is_ter
 
 class TofuflowRunTrigger(BaseTrigger):
     """Polls run ``run_id`` until it reaches one of ``states`` or ends, then yields one event:
-    ``{"status": "success" | "failed" | "timeout" | "error", "run_id", "state", "message"}``.
+    ``{"status": "success" | "failed" | "ended" | "timeout" | "error", "run_id", "state",
+    "message", "after"}`` (``after``: the log cursor the task had shown up to, handed back).
+    It polls at 0.5 s, then twice as long each time up to ``poll_interval``.
     It has no side effects (the triggerer may run it twice); a user killing the deferred task
     (mark failed, clear) cancels the run through ``on_kill``. ``deadline`` (unix seconds) is the
     task's ``execution_timeout``: the trigger yields ``timeout`` then, and the operator cancels
@@ -28,6 +30,7 @@ class TofuflowRunTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         deadline: float | None = None,
         cancel_on_kill: bool = True,
+        after: str | None = None,
     ):
         super().__init__()
         self.conn_id = conn_id
@@ -36,6 +39,7 @@ class TofuflowRunTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
+        self.after = after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -47,6 +51,7 @@ class TofuflowRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "cancel_on_kill": self.cancel_on_kill,
+                "after": self.after,
             },
         )
 
@@ -55,7 +60,8 @@ class TofuflowRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        event: dict[str, Any] = {"run_id": self.run_id}
+        event: dict[str, Any] = {"run_id": self.run_id, "after": self.after}
+        delay = min(0.5, self.poll_interval)
         try:
             while True:
                 run = await hook.aget_run(self.run_id)
@@ -78,7 +84,10 @@ class TofuflowRunTrigger(BaseTrigger):
                         }
                     )
                     return
-                await asyncio.sleep(self.poll_interval)
+                if self.deadline is not None:
+                    delay = min(delay, max(self.deadline - time.time(), 0.0))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.poll_interval)
         except Exception as e:
             yield TriggerEvent({**event, "status": "error", "state": "", "message": str(e)})
 
