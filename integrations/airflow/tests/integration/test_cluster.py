@@ -168,14 +168,30 @@ def test_gpu_env_plans_applies_trains_and_destroys_deferred_and_tagged(airflow_e
     outputs = r.xcom("apply")
     assert outputs["pool_name"] == "gpu-a100-eu-west-1" and outputs["gpu_total"] == 2
     assert r.xcom("train") == "gpu-a100-eu-west-1"
-    approvals = [t for t in plan["transitions"] if t["to"] == "approved"]
-    assert len(approvals) == 1 and approvals[0]["actor"] == "airflow"
+    transitions = api(f"/api/v1/runs/{plan['id']}")["transitions"]
+    approvals = [t for t in transitions if t["to"] == "approved"]
+    assert len(approvals) == 1 and approvals[0]["actor"] == "airflow", transitions
     # The deferrable path: each waiting task went through the trigger.
     assert r.output.count("running trigger in line") >= 3, r.output[-6000:]
     # tofu's own lines and the run's page are in the task log.
     assert "Apply complete!" in r.output
     assert f"/ui/#/runs/{plan['id']}" in r.output
     assert r.xcom("plan", "_link_TofuflowRunLink").endswith(f"/ui/#/runs/{plan['id']}")
+
+
+def test_fleet_rollout_applies_every_region_canary_first(airflow_env):
+    r = dags_test(airflow_env, "fleet_rollout")
+    assert r.state == "success", r.output[-6000:]
+    runs = runs_tagged(dag_id="fleet_rollout", run_id=r.run_id)
+    assert sorted(x["workspace"] for x in runs) == [
+        "fleet/ap-northeast-1",
+        "fleet/eu-central-1",
+        "fleet/eu-west-1",
+        "fleet/us-east-1",
+    ]
+    assert all(x["state"] == "applied" and x["tags"]["rollout"] == r.run_id for x in runs)
+    canary = next(x for x in runs if x["workspace"] == "fleet/eu-west-1")
+    assert all(canary["updated_unix_ms"] <= x["created_unix_ms"] for x in runs if x is not canary)
 
 
 def test_plan_and_apply_in_the_worker(airflow_env):
@@ -264,7 +280,7 @@ def test_a_credential_from_a_connection_reaches_the_run_and_no_log_or_xcom(airfl
     ).json()
     assert full["outputs"]["api_key"]["value"] == CANARY, "the run received the credential"
     outputs = r.xcom("configure")
-    assert set(outputs) == {"key_digest"}, outputs
+    assert outputs == {"key_length": len(CANARY)}, outputs
     assert CANARY not in r.output
     assert CANARY not in r.xcom_text
     assert CANARY not in run_log(run["id"])
