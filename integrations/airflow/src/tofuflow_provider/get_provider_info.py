@@ -2,6 +2,29 @@
 
 from tofuflow_provider import __version__
 
+#: The connection form's extra fields (Airflow 3 reads them from here, without importing the
+#: hook); stored in the connection's extras under these names.
+CONN_FIELDS = {
+    "ca_bundle": {
+        "label": "CA bundle (PEM file path)",
+        "schema": {"type": ["string", "null"]},
+        "description": "the CA that signed the coordinator's certificate",
+    },
+    "client_cert": {
+        "label": "Client certificate (PEM file path)",
+        "schema": {"type": ["string", "null"]},
+        "description": "for a coordinator that asks for client certificates (mutual TLS)",
+    },
+    "client_key": {
+        "label": "Client key (PEM file path)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Request timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 30},
+    },
+}
+
 
 def get_provider_info() -> dict:
     return {
@@ -20,6 +43,16 @@ def get_provider_info() -> dict:
             {
                 "connection-type": "tofuflow",
                 "hook-class-name": "tofuflow_provider.hooks.tofuflow.TofuflowHook",
+                "hook-name": "tofuflow",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "Coordinator URL", "password": "API token"},
+                    "placeholders": {
+                        "host": "https://tofuflow.example.com:7701",
+                        "password": "an API token (tofuflow token create)",
+                    },
+                },
             }
         ],
         "hooks": [

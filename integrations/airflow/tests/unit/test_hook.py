@@ -103,3 +103,37 @@ def test_idempotency_keys_are_stable_and_fit_the_header():
     assert k == idempotency_key("dag", "task", "manual__2026", 3)
     assert k != idempotency_key("dag", "task", "manual__2026", 4)
     assert len(k) <= 255
+
+
+def test_airflow_finds_the_connection_type_and_its_labelled_fields():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "airflow-provider-tofuflow" in pm.providers, "pip install ./integrations/airflow"
+    info = pm.providers["airflow-provider-tofuflow"].data["connection-types"][0]
+    assert info["hook-class-name"].endswith("TofuflowHook")
+    assert pm.field_behaviours["tofuflow"]["relabeling"]["password"] == "API token"
+    assert "extra__tofuflow__ca_bundle" in pm.connection_form_widgets
+
+
+def test_tls_extras_reach_the_client(monkeypatch):
+    import json as _json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TLS",
+        _json.dumps(
+            {
+                "conn_type": "tofuflow",
+                "host": "https://c.test:7701",
+                "password": "t",
+                "extra": {
+                    "extra__tofuflow__ca_bundle": "/ca.pem",
+                    "client_cert": "/c.pem",
+                    "client_key": "/k.pem",
+                    "timeout": "7",
+                },
+            }
+        ),
+    )
+    s = TofuflowHook("tls").settings()
+    assert s["verify"] == "/ca.pem" and s["cert"] == ("/c.pem", "/k.pem") and s["timeout"] == 7.0

@@ -110,6 +110,12 @@ def idempotency_key(*parts: object) -> str:
     return f"airflow-{digest[:48]}"
 
 
+def _extras(raw: dict) -> dict:
+    """The connection's extras, also when a form stored them as ``extra__tofuflow__NAME``."""
+    out = {k.removeprefix("extra__tofuflow__"): v for k, v in raw.items()}
+    return {k: v for k, v in out.items() if v not in (None, "")}
+
+
 def _problem(r: httpx.Response) -> TofuflowError:
     try:
         detail = r.json().get("detail") or r.text
@@ -154,23 +160,7 @@ class TofuflowHook(BaseHook):
             "placeholders": {
                 "host": "https://tofuflow.example.com:7701",
                 "password": "tfu_… (tofuflow token create)",
-                "extra": '{"ca_bundle": "/etc/ssl/tofuflow-ca.pem"}',
             },
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import StringField
-
-        def field(label: str) -> Any:
-            return StringField(lazy_gettext(label), widget=BS3TextFieldWidget())
-
-        return {
-            "ca_bundle": field("CA bundle (PEM path)"),
-            "client_cert": field("Client certificate (PEM path)"),
-            "client_key": field("Client key (PEM path)"),
         }
 
     # -- settings ------------------------------------------------------------------------------
@@ -179,7 +169,7 @@ class TofuflowHook(BaseHook):
         """The connection as client settings: base URL, headers, TLS, timeout."""
         if self._settings is None:
             conn = self.get_connection(self.tofuflow_conn_id)
-            extra = conn.extra_dejson or {}
+            extra = _extras(conn.extra_dejson or {})
             host = (conn.host or "").rstrip("/")
             if not host:
                 raise ValueError(
