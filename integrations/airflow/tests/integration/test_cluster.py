@@ -175,6 +175,9 @@ def test_gpu_env_plans_applies_trains_and_destroys_deferred_and_tagged(airflow_e
     assert r.output.count("running trigger in line") >= 3, r.output[-6000:]
     # tofu's own lines and the run's page are in the task log.
     assert "Apply complete!" in r.output
+    # The apply's lines came through the trigger, which follows the run's log stream.
+    streamed = [x for x in r.output.splitlines() if "TofuflowRunTrigger" in x and "[apply]" in x]
+    assert any("Apply complete!" in x for x in streamed), r.output[-6000:]
     assert f"/ui/#/runs/{plan['id']}" in r.output
     assert r.xcom("plan", "_link_TofuflowRunLink").endswith(f"/ui/#/runs/{plan['id']}")
 

@@ -76,6 +76,8 @@ class FakeCoordinator:
         if len(parts) == 5:
             self.advance(run)
             return httpx.Response(200, json=run)
+        if path.endswith("/logs/stream"):
+            return self.stream(run, req)
         return self.action(run, parts[5], req)
 
     def advance(self, run: dict) -> None:
@@ -127,6 +129,26 @@ class FakeCoordinator:
         else:
             return problem(404, "no such endpoint")
         return httpx.Response(200, json=run)
+
+    def stream(self, run: dict, req: httpx.Request) -> httpx.Response:
+        """The SSE log stream: the lines after ``Last-Event-ID``, then ``end`` if the run has
+        ended; else the connection closes (as a dropping proxy would). Each connection moves
+        the run one step along its script and adds a line."""
+        self.advance(run)
+        lines = self.logs[run["id"]]
+        if run["id"] in self.script:
+            lines.append(f"{run['state']} line")
+        last = req.headers.get("last-event-id")
+        start = int(last) + 1 if last is not None else 0
+        out = ""
+        for i in range(start, len(lines)):
+            data = json.dumps({"cursor": str(i), "phase": "apply", "line": lines[i]})
+            out += f"id: {i}\nevent: log\ndata: {data}\n\n"
+        if hookmod.is_terminal(run):
+            if not out and start > 0:
+                return httpx.Response(204)
+            out += "event: end\ndata: " + json.dumps({"state": run["state"]}) + "\n\n"
+        return httpx.Response(200, text=": keep-alive\n\n" + out)
 
     def calls(self, method: str, prefix: str) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == method and r.url.path.startswith(prefix)]

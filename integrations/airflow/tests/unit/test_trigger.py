@@ -27,7 +27,7 @@ def test_success_when_the_run_reaches_a_wanted_state(coord):
     run = coord.add_run("applying")
     coord.script[run["id"]] = ["applying", "applying", "applied"]
     e = first_event(TofuflowRunTrigger("tofuflow_default", run["id"], ["applied"], 0))
-    assert e == {"run_id": run["id"], "status": "success", "state": "applied", "after": None}
+    assert (e["run_id"], e["status"], e["state"]) == (run["id"], "success", "applied")
 
 
 def test_failure_carries_tofuflows_reason(coord):
@@ -51,3 +51,26 @@ def test_on_kill_cancels_the_run(coord):
     run = coord.add_run("applying")
     asyncio.run(TofuflowRunTrigger("tofuflow_default", run["id"], ["applied"]).on_kill())
     assert coord.runs[run["id"]]["state"] == "cancelled"
+
+
+def test_an_apply_is_followed_through_the_log_stream_across_drops(coord, capsys):
+    run = coord.add_run("applying")
+    coord.logs[run["id"]] = ["plan line"]
+    coord.script[run["id"]] = ["applying", "applying", "applied"]
+    trig = TofuflowRunTrigger("tofuflow_default", run["id"], ["applied"], 0, after="0")
+    e = first_event(trig)
+    assert e["status"] == "success" and e["state"] == "applied"
+    streams = coord.calls("GET", f"/api/v1/runs/{run['id']}/logs/stream")
+    assert [r.headers.get("last-event-id") for r in streams] == ["0", "1"], "resumed"
+    assert e["after"] == "2", "the cursor of the last line the trigger wrote"
+    out = capsys.readouterr().out
+    assert "[apply] applying line" in out and "[apply] applied line" in out
+    assert "plan line" not in out
+
+
+def test_a_plan_awaiting_approval_is_polled(coord):
+    run = coord.add_run("planning")
+    coord.script[run["id"]] = ["planning", "awaiting_approval"]
+    e = first_event(TofuflowRunTrigger("tofuflow_default", run["id"], ["awaiting_approval"], 0))
+    assert e["status"] == "success"
+    assert not coord.calls("GET", f"/api/v1/runs/{run['id']}/logs/stream")

@@ -13,7 +13,7 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -410,6 +410,46 @@ class TofuflowHook(BaseHook):
             params["after"] = after
         path = f"/api/v1/runs/{quote(run_id, safe='')}/logs"
         return (await self.arequest("GET", path, params=params)).json()
+
+    async def astream_log(
+        self, run_id: str, after: str | None = None
+    ) -> AsyncIterator[tuple[str, str, str]]:
+        """The run's log as the API's Server-Sent Events stream sends it: ``(id, event, data)``
+        for each ``log`` event (id = the line's cursor, data = the line as JSON), then one
+        ``end`` event when the run ends. Resumes after cursor ``after`` (``Last-Event-ID``).
+        Ends without an ``end`` event when the run had ended and nothing follows ``after``
+        (204), or when the connection drops: the caller reconnects from its last cursor."""
+        args = self._client_args()
+        # The server sends a keep-alive comment every 15 s: a minute of silence is a dead link.
+        args["timeout"] = httpx.Timeout(args["timeout"], read=60.0)
+        headers = {"Accept": "text/event-stream"}
+        if after is not None:
+            headers["Last-Event-ID"] = after
+        path = f"/api/v1/runs/{quote(run_id, safe='')}/logs/stream"
+        async with httpx.AsyncClient(**args) as client:
+            async with client.stream("GET", path, headers=headers) as r:
+                if r.status_code == 204:
+                    return
+                if r.status_code >= 400:
+                    await r.aread()
+                    raise _problem(r)
+                ev_id, event, data = "", "", []
+                async for line in r.aiter_lines():
+                    if line == "":
+                        if event or data:
+                            yield ev_id, event or "message", "\n".join(data)
+                        ev_id, event, data = "", "", []
+                    elif line.startswith(":"):
+                        continue
+                    else:
+                        field, _, value = line.partition(":")
+                        value = value[1:] if value.startswith(" ") else value
+                        if field == "id":
+                            ev_id = value
+                        elif field == "event":
+                            event = value
+                        elif field == "data":
+                            data.append(value)
 
 
 def public_outputs(run: dict) -> dict[str, Any]:
