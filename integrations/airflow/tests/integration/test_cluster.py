@@ -271,6 +271,32 @@ def test_a_killed_task_cancels_its_run(airflow_env):
     assert ended["state"] == "cancelled", ended
 
 
+def test_a_task_retried_after_its_worker_died_follows_the_same_apply(airflow_env):
+    env, airflow = airflow_env["env"], airflow_env["airflow"]
+    for cmd in (["dags", "reserialize"], ["dags", "trigger", "tofuflow_retry", "-r", "retry_1"]):
+        subprocess.run([airflow, *cmd], env=env, check=True, capture_output=True)
+    task = [airflow, "tasks", "test", "tofuflow_retry", "apply_once", "retry_1"]
+    first = subprocess.Popen(task, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = wait_for(
+            "the first try's run to apply",
+            lambda: next(
+                (x for x in runs_tagged(dag_id="tofuflow_retry") if x["state"] == "applying"),
+                None,
+            ),
+        )
+    finally:
+        first.kill()  # the worker dies: no on_kill, the apply goes on
+        first.wait()
+    second = subprocess.run(task, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-6000:]
+    assert f"re-attaches to run {run['id']}" in second.stdout + second.stderr
+    (only,) = runs_tagged(dag_id="tofuflow_retry", run_id="retry_1")
+    assert only["id"] == run["id"] and only["state"] == "applied"
+    transitions = api(f"/api/v1/runs/{run['id']}")["transitions"]
+    assert [t["to"] for t in transitions].count("applying") == 1, transitions
+
+
 def test_a_credential_from_a_connection_reaches_the_run_and_no_log_or_xcom(airflow_env):
     r = dags_test(airflow_env, "tofuflow_secrets")
     assert r.state == "success", r.output[-6000:]

@@ -66,3 +66,13 @@ with DAG(dag_id="tofuflow_secrets", schedule=None, start_date=START, catchup=Fal
         variables_from_connections={"api_key": "cloud_creds.password"},
         poll_interval=0.5,
     )
+
+with DAG(dag_id="tofuflow_retry", schedule=None, start_date=START, catchup=False):
+    TofuflowRunOperator(
+        task_id="apply_once",
+        workspace="af/retry",
+        module_path=LONG_APPLY,
+        variables={"seconds": 8},
+        deferrable=False,
+        poll_interval=0.5,
+    )
