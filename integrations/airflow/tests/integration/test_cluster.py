@@ -87,7 +87,10 @@ def airflow_env():
         how = "copied from the cache"
     else:
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-        shutil.copy(home / "airflow.db", cached)
+        # Another suite may share the virtualenv: the cache appears whole or not at all.
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copy(home / "airflow.db", partial)
+        os.replace(partial, cached)
         how = "migrated"
     print(f"metadata database {how} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     yield {"env": env, "home": home, "airflow": airflow}
