@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from tofuflow_provider.operators.tofuflow import (
     TofuflowApplyOperator,
@@ -78,7 +78,7 @@ def test_a_retry_after_a_failed_run_starts_a_new_one(coord):
 
 def test_fail_on_changes_fails_a_plan_with_changes(coord):
     coord.script["r0001"] = ["planned"]
-    with pytest.raises(AirflowException, match="drift"):
+    with pytest.raises(AirflowFailException, match="drift"):
         plan_op(fail_on_changes=True).execute(ctx())
     assert coord.runs["r0001"]["kind"] == "plan_only"
 
@@ -107,7 +107,7 @@ def test_apply_approves_once_and_a_retry_follows_the_same_apply(coord):
 def test_apply_of_a_failed_run_is_refused(coord):
     run = coord.add_run("failed", error="tofu apply exited 1")
     op = TofuflowApplyOperator(task_id="apply", run_id=run["id"], deferrable=False)
-    with pytest.raises(AirflowException, match="tofu apply exited 1"):
+    with pytest.raises(AirflowFailException, match="tofu apply exited 1"):
         op.execute(ctx())
     assert not coord.calls("POST", f"/api/v1/runs/{run['id']}/approve")
 
@@ -168,6 +168,19 @@ def test_the_approval_sensor_waits_for_a_decision(coord):
     run["state"] = "rejected"
     with pytest.raises(AirflowException, match="not approved"):
         s.poke(ctx())
+
+
+def test_the_deferred_approval_sensor_follows_the_run_without_cancelling_it(coord):
+    run = coord.add_run("awaiting_approval")
+    s = TofuflowApprovalSensor(task_id="wait", run_id=run["id"], timeout=600)
+    with pytest.raises(TaskDeferred) as d:
+        s.execute(ctx())
+    trig = d.value.trigger
+    assert trig.states == ["approved", "applying", "applied"] and not trig.cancel_on_kill
+    assert d.value.timeout.total_seconds() == 600
+    assert s.execute_complete(ctx(), {"status": "success", "run_id": run["id"]}) == run["id"]
+    with pytest.raises(AirflowException, match="not approved"):
+        s.execute_complete(ctx(), {"status": "failed", "message": "rejected"})
 
 
 def test_tag_values_are_made_acceptable():

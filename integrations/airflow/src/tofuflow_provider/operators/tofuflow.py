@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tofuflow_provider.hooks.tofuflow import (
     FAILED_STATES,
@@ -351,7 +351,8 @@ class TofuflowPlanOperator(TofuflowSubmitOperator):
             summary["destroy"],
         )
         if self.fail_on_changes and summary["has_changes"]:
-            raise AirflowException(
+            # A retry would plan the same drift again: fail without retrying.
+            raise AirflowFailException(
                 f"tofuflow run {run['id']}: the plan has changes (drift): {summary}"
             )
         return run["id"]
@@ -408,7 +409,11 @@ class TofuflowApplyOperator(TofuflowBaseOperator):
         return self._follow(context, self.run_id, APPLY_DONE, after)
 
     def _finish(self, context: Any, run: dict) -> Any:
-        self._fail_if_failed(run)
+        try:
+            self._fail_if_failed(run)
+        except AirflowException as e:
+            # A retry would not apply this plan again (it is spent): plan anew instead.
+            raise AirflowFailException(str(e)) from None
         outputs = public_outputs(run)
         context["ti"].xcom_push(key="outputs", value=outputs)
         return outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,7 +70,7 @@ class TofuflowApprovalSensor(BaseSensorOperator):
                 cancel_on_kill=False,
             ),
             method_name="execute_complete",
-            timeout=self.execution_timeout,
+            timeout=datetime.timedelta(seconds=self.timeout),
         )
 
     def execute_complete(self, context: Any, event: dict) -> str:
