@@ -1,0 +1,78 @@
+"""DAGs the integration tests run against a real tofuflow cluster: plan and apply in the worker
+(not deferred), a failing apply, tasks that time out (deferred and not), and a credential
+from an Airflow connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import DAG
+
+from tofuflow_provider.operators.tofuflow import (
+    TofuflowApplyOperator,
+    TofuflowPlanOperator,
+    TofuflowRunOperator,
+)
+
+MODULES = os.environ["TOFUFLOW_TEST_MODULES"]
+LONG_APPLY = os.environ["TOFUFLOW_LONG_APPLY"]
+START = dt.datetime(2026, 1, 1)
+
+
+def module(name: str) -> str:
+    return os.path.join(MODULES, name)
+
+
+with DAG(dag_id="tofuflow_sync", schedule=None, start_date=START, catchup=False):
+    plan = TofuflowPlanOperator(
+        task_id="plan",
+        workspace="af/sync",
+        module_path=os.environ["TOFUFLOW_GPU_MODULE"],
+        variables={"gpu_count": 1},
+        deferrable=False,
+        poll_interval=0.5,
+    )
+    apply = TofuflowApplyOperator(
+        task_id="apply",
+        run_id="{{ ti.xcom_pull('plan') }}",
+        deferrable=False,
+        poll_interval=0.5,
+    )
+    plan >> apply
+
+with DAG(dag_id="tofuflow_failing", schedule=None, start_date=START, catchup=False):
+    TofuflowRunOperator(
+        task_id="migrate", workspace="af/failing", module_path=module("failing"), poll_interval=0.5
+    )
+
+with DAG(dag_id="tofuflow_timeout", schedule=None, start_date=START, catchup=False):
+    for deferrable in (True, False):
+        TofuflowRunOperator(
+            task_id=f"slow_{'deferred' if deferrable else 'worker'}",
+            workspace=f"af/slow-{'deferred' if deferrable else 'worker'}",
+            module_path=LONG_APPLY,
+            variables={"seconds": 600},
+            deferrable=deferrable,
+            poll_interval=0.5,
+            execution_timeout=dt.timedelta(seconds=25),
+        )
+
+with DAG(dag_id="tofuflow_secrets", schedule=None, start_date=START, catchup=False):
+    TofuflowRunOperator(
+        task_id="configure",
+        workspace="af/secrets",
+        module_path=module("secret"),
+        variables_from_connections={"api_key": "cloud_creds.password"},
+        poll_interval=0.5,
+    )
+
+with DAG(dag_id="tofuflow_retry", schedule=None, start_date=START, catchup=False):
+    TofuflowRunOperator(
+        task_id="apply_once",
+        workspace="af/retry",
+        module_path=LONG_APPLY,
+        variables={"seconds": 8},
+        deferrable=False,
+        poll_interval=0.5,
+    )
