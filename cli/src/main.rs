@@ -86,6 +86,10 @@ enum Cmd {
     /// approve as a whole, cancel, retry.
     #[command(subcommand)]
     Workflow(commands::workflow::WorkflowCmd),
+    /// A workflow run's rollouts: status (every target's wave, state and bundle), pause,
+    /// resume, abort, retry-failed.
+    #[command(subcommand)]
+    Rollout(commands::rollout::RolloutCmd),
     /// Set, list, show and delete identity configurations: the audience of tasks' OIDC ID
     /// tokens and the AWS, Google or Azure roles they are exchanged for (admin to change).
     #[command(subcommand)]
@@ -200,6 +204,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Rule(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Identity(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Workflow(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Rollout(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,

@@ -1258,6 +1258,59 @@ pub fn print_workflow_targets(targets: &[tofuflow_proto::workflow::Target], json
     println!("ok: {} targets", targets.len());
 }
 
+/// A workflow run's rollouts and their targets (only `stack`'s when given).
+pub fn print_rollouts(w: &v1::WorkflowRun, stack: &str, json: bool) {
+    let pick = |s: &str| stack.is_empty() || s == stack;
+    if json {
+        let rollouts: Vec<serde_json::Value> = w
+            .rollouts
+            .iter()
+            .filter(|r| pick(&r.stack))
+            .map(|r| {
+                let targets: Vec<serde_json::Value> = w
+                    .targets
+                    .iter()
+                    .filter(|t| t.stack == r.stack)
+                    .map(|t| serde_json::json!({"key": t.key, "workspace": t.workspace, "wave": t.wave, "state": t.state, "run_id": t.run_id, "run_state": t.run_state, "bundle_digest": t.bundle_digest, "reason": t.reason}))
+                    .collect();
+                serde_json::json!({"stack": r.stack, "state": r.state, "wave": r.wave, "waves": r.waves, "failures": r.failures, "max_failures": r.max_failures, "max_parallel": r.max_parallel, "reason": r.reason, "resume_after": when(r.resume_after_unix_ms, ""), "targets": targets})
+            })
+            .collect();
+        return print_json(
+            &serde_json::json!({"workflow_run": w.id, "state": w.state, "rollouts": rollouts}),
+        );
+    }
+    for r in w.rollouts.iter().filter(|r| pick(&r.stack)) {
+        println!(
+            "rollout {}  {}  wave {}/{}  failures {} (halts above {})  {}",
+            r.stack, r.state, r.wave, r.waves, r.failures, r.max_failures, r.reason
+        );
+        let rows: Vec<Vec<String>> = w
+            .targets
+            .iter()
+            .filter(|t| t.stack == r.stack)
+            .map(|t| {
+                let digest: String = t.bundle_digest.chars().take(19).collect();
+                vec![
+                    t.key.clone(),
+                    t.wave.to_string(),
+                    t.state.clone(),
+                    t.run_state.clone(),
+                    digest,
+                    t.reason.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["TARGET", "WAVE", "STATE", "RUN STATE", "BUNDLE", "WHY"],
+                &rows
+            )
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,3 +401,191 @@ async fn workflow_files_with_mistakes_get_errors_with_positions() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("a[\"q\"]"));
 }
+
+/// Ten regions, three of which (r03, r05, r07) fail their apply.
+fn fleet(c: &Cluster, name: &str, rollout: &str) -> PathBuf {
+    let dir = c.dir.join(name);
+    write(
+        &dir,
+        "region/main.tf",
+        r#"
+variable "code" { type = number }
+resource "terraform_data" "node" {
+  provisioner "local-exec" { command = "exit ${var.code}" }
+}
+"#,
+    );
+    let regions: Vec<String> = (0..10)
+        .map(|i| format!("r{i:02} = {}", u8::from([3, 5, 7].contains(&i))))
+        .collect();
+    write(
+        &dir,
+        "fleet.hcl",
+        &format!(
+            r#"
+workflow {{
+  approval = "auto"
+}}
+stack "region" {{
+  source    = "./region"
+  workspace = "{name}/${{each.key}}"
+  for_each  = {{ {} }}
+  inputs    = {{ code = each.value }}
+  rollout {{
+    {rollout}
+  }}
+}}
+"#,
+            regions.join(", ")
+        ),
+    );
+    dir.join("fleet.hcl")
+}
+
+async fn rollout_status(c: &Cluster, id: &str) -> serde_json::Value {
+    let out = c.cli(&["-o", "json", "rollout", "status", id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["rollouts"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_goes_in_waves_halts_when_its_budget_is_exceeded_and_resumes() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        concurrency: 2,
+        ..Default::default()
+    })
+    .await;
+    // One at a time, so the order is exact: r03 fails (1 failure = the budget: it goes on),
+    // r04 applies, r05 fails (2 > 1: it halts before r06).
+    let file = fleet(
+        &c,
+        "fleet",
+        r#"canary = 1
+    waves = ["30%", "60%", "100%"]
+    max_parallel = 1
+    max_failures = 1"#,
+    );
+    let id = start(&c, &file, &[]);
+    let r = wait_for("the rollout to halt", T, || async {
+        let r = rollout_status(&c, &id).await;
+        (r["state"] == "halted").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (r["wave"].as_u64(), r["waves"].as_u64()),
+        (Some(3), Some(4)),
+        "{r:#}"
+    );
+    assert_eq!(
+        (r["failures"].as_u64(), r["max_failures"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let targets = r["targets"].as_array().unwrap();
+    let state = |k: &str| {
+        targets
+            .iter()
+            .find(|t| t["key"] == format!("region[\"{k}\"]"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("r00")["wave"], 1);
+    assert_eq!(state("r02")["wave"], 2);
+    assert_eq!(state("r03")["state"], "failed");
+    assert_eq!(
+        state("r04")["state"],
+        "succeeded",
+        "a budget only equalled does not halt"
+    );
+    assert_eq!(state("r05")["state"], "failed");
+    assert_eq!(state("r06")["state"], "waiting");
+    assert_eq!(state("r06")["run_id"], "");
+    // Which version each region is on: the bundle of its run.
+    let digest = state("r00")["bundle_digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(
+        workflow(&c, &id).await.state,
+        "running",
+        "a halted rollout keeps its workflow run open"
+    );
+
+    // Resumed: the old failures are forgiven; r07 fails (1, equal), the rest applies.
+    let out = c.cli(&["rollout", "resume", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = wait_workflow(&c, &id, "failed").await;
+    let r = rollout_status(&c, &id).await;
+    assert_eq!(r["state"], "done", "{r:#}");
+    assert_eq!(target(&w, "region[\"r07\"]").state, "failed");
+    assert_eq!(target(&w, "region[\"r09\"]").state, "succeeded");
+    assert!(
+        w.reason.starts_with("7 succeeded, 3 failed"),
+        "{}",
+        w.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_pauses_for_approval_between_waves_and_abort_cancels_the_rest() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts {
+        concurrency: 2,
+        ..Default::default()
+    })
+    .await;
+    let file = fleet(
+        &c,
+        "paused",
+        r#"canary = 2
+    pause = "approval"
+    max_failures = "50%""#,
+    );
+    let id = start(&c, &file, &[]);
+    let r = wait_for("the canary wave to finish and pause", T, || async {
+        let r = rollout_status(&c, &id).await;
+        (r["state"] == "paused").then_some(r)
+    })
+    .await;
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("wave 1 of 2 done"),
+        "{r:#}"
+    );
+    let started = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["run_id"] != "")
+        .count();
+    assert_eq!(started, 2, "only the canaries ran: {r:#}");
+    // Pausing a paused rollout is refused with what it needs.
+    let out = c.cli(&["rollout", "pause", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is paused: pause needs it running"));
+    let out = c.cli(&["rollout", "abort", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = wait_workflow(&c, &id, "cancelled").await;
+    assert_eq!(
+        w.targets.iter().filter(|t| t.state == "cancelled").count(),
+        8
+    );
+    assert!(target(&w, "region[\"r09\"]")
+        .reason
+        .starts_with("rollout aborted by tester"));
+    let audit =
+        String::from_utf8_lossy(&c.cli(&["audit", "list", "--limit", "200"]).stdout).to_string();
+    assert!(audit.contains("rollout_changed"), "{audit}");
+}

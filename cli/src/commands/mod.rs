@@ -11,6 +11,7 @@ pub mod identity;
 pub mod login;
 pub mod pool;
 pub mod role;
+pub mod rollout;
 pub mod rule;
 pub mod run;
 pub mod state;

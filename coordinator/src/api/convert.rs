@@ -548,6 +548,7 @@ pub fn workflow_to_pb(
         created_unix_ms: w.created_ms,
         updated_unix_ms: w.updated_ms,
         bundles: w.bundles.clone().into_iter().collect(),
+        rollouts: Vec::new(),
         targets: targets
             .iter()
             .map(|t| v1::WorkflowTarget {
@@ -562,6 +563,7 @@ pub fn workflow_to_pb(
                 reason: t.reason.clone(),
                 depends_on: t.deps.clone(),
                 run_state: run_states.get(&t.run_id).cloned().unwrap_or_default(),
+                ..Default::default()
             })
             .collect(),
     }

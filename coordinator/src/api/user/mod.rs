@@ -434,4 +434,8 @@ impl UserService for UserApi {
     async fn retry_workflow(&self, req: Request<v1::WorkflowRunRequest>) -> Reply<v1::WorkflowRun> {
         workflows::retry(&self.shared, req).await
     }
+
+    async fn rollout_action(&self, req: Request<v1::RolloutRequest>) -> Reply<v1::WorkflowRun> {
+        workflows::rollout(&self.shared, req).await
+    }
 }

@@ -8,9 +8,11 @@ use super::{caller, Reply, Shared};
 use crate::api::convert::workflow_to_pb;
 use crate::auth::{self, Action, Caller};
 use crate::error::{Error, Result};
+use crate::lifecycle::rollout::RolloutVerb;
 use crate::lifecycle::workflow::NewWorkflow;
 use crate::runs::variables::{self, Declared};
 use crate::store::{Store, WorkflowRun};
+use crate::workflows::rollout::{failures, wave_of, Progress};
 use crate::workflows::Target;
 use std::collections::BTreeMap;
 use tofuflow_proto::names::{valid_pool, valid_tags, valid_workspace};
@@ -185,14 +187,87 @@ async fn declarations(
 /// A workflow run with its targets and their runs' states.
 async fn shown(store: &Store, id: &str) -> Result<v1::WorkflowRun> {
     let (w, targets) = store.workflow_run(id).await?;
-    let mut states = BTreeMap::new();
+    let mut runs = BTreeMap::new();
     for t in targets.iter().filter(|t| !t.run_id.is_empty()) {
-        states.insert(
+        let r = store.get_run(&t.run_id).await?;
+        runs.insert(
             t.run_id.clone(),
-            store.get_run(&t.run_id).await?.state.as_str().to_string(),
+            (r.state.as_str().to_string(), r.bundle_digest),
         );
     }
-    Ok(workflow_to_pb(&w, &targets, &states))
+    let states = runs.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut pb = workflow_to_pb(&w, &targets, &states);
+    for t in &mut pb.targets {
+        t.bundle_digest = runs.get(&t.run_id).map(|r| r.1.clone()).unwrap_or_default();
+    }
+    if let Ok(file) = wf::parse(&w.file_name, &w.definition) {
+        let progress = store.rollouts(id).await?;
+        add_rollouts(&mut pb, &file, &targets, &progress);
+    }
+    Ok(pb)
+}
+
+/// Each rollout's progress, and the wave of each of its targets.
+fn add_rollouts(
+    pb: &mut v1::WorkflowRun,
+    file: &wf::Workflow,
+    targets: &[Target],
+    progress: &[Progress],
+) {
+    for p in progress {
+        let Some(r) = file.stack(&p.stack).and_then(|s| s.rollout.as_ref()) else {
+            continue;
+        };
+        let mine: Vec<&Target> = targets.iter().filter(|t| t.stack == p.stack).collect();
+        let total = mine.len();
+        for (n, t) in mine.iter().enumerate() {
+            if let Some(x) = pb.targets.iter_mut().find(|x| x.key == t.key) {
+                x.wave = wave_of(r, total, n) as u32;
+            }
+        }
+        pb.rollouts.push(v1::RolloutStatus {
+            stack: p.stack.clone(),
+            state: p.state.as_str().into(),
+            wave: (p.wave + 1) as u32,
+            waves: r.wave_ends(total).len() as u32,
+            failures: failures(p, &mine) as u32,
+            max_failures: r.budget(total) as u32,
+            max_parallel: r.max_parallel,
+            reason: p.reason.clone(),
+            resume_after_unix_ms: p.resume_after_ms,
+        });
+    }
+}
+
+/// Pauses, resumes, aborts or retries the failed targets of a rollout (operator on every
+/// workspace of the workflow run).
+pub(super) async fn rollout(
+    shared: &Shared,
+    req: Request<v1::RolloutRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    let r = req.get_ref();
+    let verb = match r.action.as_str() {
+        "pause" => RolloutVerb::Pause,
+        "resume" => RolloutVerb::Resume,
+        "abort" => RolloutVerb::Abort,
+        "retry-failed" => RolloutVerb::RetryFailed,
+        a => {
+            return Err(Error::InvalidInput(format!(
+                "rollout action {a:?}: use pause, resume, abort or retry-failed"
+            ))
+            .into())
+        }
+    };
+    let (_, _, who) = with_right(shared, &c, &r.workflow_run_id, Action::Submit).await?;
+    shared
+        .store
+        .rollout_action(&r.workflow_run_id, &r.stack, verb, &who, &shared.policy)
+        .await?;
+    tracing::info!(workflow_run = %r.workflow_run_id, stack = %r.stack, action = %r.action, by = %who, "rollout changed");
+    Ok(Response::new(
+        shown(&shared.store, &r.workflow_run_id).await?,
+    ))
 }
 
 /// A workflow run the caller may `action` on (every workspace of it).
