@@ -643,3 +643,150 @@ impl From<v1::VerifyAuditResponse> for AuditVerifyJson {
         }
     }
 }
+
+/// A workflow run to start.
+#[derive(Deserialize, ToSchema)]
+pub struct StartWorkflowBody {
+    /// The workflow file's text (HCL).
+    pub definition: String,
+    /// The file's name, as errors name it (default `workflow.hcl`).
+    pub file_name: Option<String>,
+    /// Each `source` the file names and the digest of the bundle uploaded for it.
+    pub bundles: BTreeMap<String, String>,
+    /// Destroy every target, dependants first.
+    pub destroy: Option<bool>,
+    /// `each`, `once` or `auto` (default: the file's).
+    pub approval: Option<String>,
+    /// The pool of stacks that name none (default `default`).
+    pub pool: Option<String>,
+    /// Tags on every run of the workflow run.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Paging of workflow runs.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkflowsQuery {
+    /// Only workflow runs older than this one.
+    pub before: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// A rollout action's path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RolloutActionPath {
+    /// The workflow run.
+    pub id: String,
+    /// The for_each stack whose rollout.
+    pub stack: String,
+    /// pause, resume, abort or retry-failed.
+    pub action: String,
+}
+
+/// A target of a workflow run.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowTargetJson {
+    pub key: String,
+    pub stack: String,
+    pub each_key: String,
+    pub workspace: String,
+    pub pool: String,
+    /// waiting, running, succeeded, failed, skipped, cancelled.
+    pub state: String,
+    pub run_id: String,
+    pub runs: Vec<String>,
+    pub run_state: String,
+    pub reason: String,
+    pub depends_on: Vec<String>,
+    /// Its wave in a rollout (0: none).
+    pub wave: u32,
+    pub bundle_digest: String,
+}
+
+/// A for_each stack's rollout.
+#[derive(Serialize, ToSchema)]
+pub struct RolloutJson {
+    pub stack: String,
+    /// running, paused, halted, aborted, done.
+    pub state: String,
+    pub wave: u32,
+    pub waves: u32,
+    pub failures: u32,
+    pub max_failures: u32,
+    pub max_parallel: u32,
+    pub reason: String,
+    pub resume_after_unix_ms: i64,
+}
+
+/// A workflow run.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowRunJson {
+    pub id: String,
+    pub file_name: String,
+    /// awaiting_approval, running, succeeded, failed, cancelled.
+    pub state: String,
+    pub destroy: bool,
+    pub approval: String,
+    pub actor: String,
+    pub tags: BTreeMap<String, String>,
+    pub reason: String,
+    pub created_unix_ms: i64,
+    pub updated_unix_ms: i64,
+    pub bundles: BTreeMap<String, String>,
+    pub targets: Vec<WorkflowTargetJson>,
+    pub rollouts: Vec<RolloutJson>,
+}
+
+impl From<v1::WorkflowRun> for WorkflowRunJson {
+    fn from(w: v1::WorkflowRun) -> WorkflowRunJson {
+        WorkflowRunJson {
+            id: w.id,
+            file_name: w.file_name,
+            state: w.state,
+            destroy: w.destroy,
+            approval: w.approval,
+            actor: w.actor,
+            tags: w.tags.into_iter().collect(),
+            reason: w.reason,
+            created_unix_ms: w.created_unix_ms,
+            updated_unix_ms: w.updated_unix_ms,
+            bundles: w.bundles.into_iter().collect(),
+            targets: w
+                .targets
+                .into_iter()
+                .map(|t| WorkflowTargetJson {
+                    key: t.key,
+                    stack: t.stack,
+                    each_key: t.each_key,
+                    workspace: t.workspace,
+                    pool: t.pool,
+                    state: t.state,
+                    run_id: t.run_id,
+                    runs: t.runs,
+                    run_state: t.run_state,
+                    reason: t.reason,
+                    depends_on: t.depends_on,
+                    wave: t.wave,
+                    bundle_digest: t.bundle_digest,
+                })
+                .collect(),
+            rollouts: w
+                .rollouts
+                .into_iter()
+                .map(|r| RolloutJson {
+                    stack: r.stack,
+                    state: r.state,
+                    wave: r.wave,
+                    waves: r.waves,
+                    failures: r.failures,
+                    max_failures: r.max_failures,
+                    max_parallel: r.max_parallel,
+                    reason: r.reason,
+                    resume_after_unix_ms: r.resume_after_unix_ms,
+                })
+                .collect(),
+        }
+    }
+}

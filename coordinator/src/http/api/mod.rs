@@ -11,6 +11,7 @@ pub mod logs;
 mod problem;
 mod runs;
 mod state;
+mod workflows;
 
 pub use problem::{Problem, HTTP_STATUS_KEY};
 
@@ -166,6 +167,12 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(agents::list))
         .routes(routes!(agents::audit))
         .routes(routes!(agents::verify_audit))
+        .routes(routes!(workflows::list, workflows::start))
+        .routes(routes!(workflows::show))
+        .routes(routes!(workflows::approve))
+        .routes(routes!(workflows::cancel))
+        .routes(routes!(workflows::retry))
+        .routes(routes!(workflows::rollout))
         .routes(routes!(agents::me))
         .split_for_parts();
     let served = doc.clone();

@@ -1,0 +1,118 @@
+//! Workflow runs and their rollouts: start (from a workflow file and uploaded bundles), list,
+//! show, approve, cancel, retry, and the rollout actions.
+
+use super::dto::{RolloutActionPath, StartWorkflowBody, WorkflowRunJson, WorkflowsQuery};
+use super::{call, Body, Params, Problem, Reply};
+use crate::http::App;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use tofuflow_proto::v1;
+use tofuflow_proto::v1::user_service_server::UserService;
+
+fn req(id: String) -> v1::WorkflowRunRequest {
+    v1::WorkflowRunRequest {
+        workflow_run_id: id,
+    }
+}
+
+/// Starts a workflow run: the workflow file's text and, for each `source` it names, the digest
+/// of a bundle uploaded with `POST /api/v1/bundles` (operator on every workspace it touches).
+#[utoipa::path(post, path = "/api/v1/workflow-runs", tag = "workflows", request_body = StartWorkflowBody,
+    responses((status = 200, body = WorkflowRunJson), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn start(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Body(b): Body<StartWorkflowBody>,
+) -> Reply<WorkflowRunJson> {
+    let msg = v1::StartWorkflowRequest {
+        file_name: b.file_name.unwrap_or_else(|| "workflow.hcl".into()),
+        definition: b.definition,
+        bundles: b.bundles.into_iter().collect(),
+        destroy: b.destroy.unwrap_or(false),
+        approval: b.approval.unwrap_or_default(),
+        pool: b.pool.unwrap_or_default(),
+        tags: b.tags.unwrap_or_default().into_iter().collect(),
+        actor: String::new(),
+    };
+    Ok(Json(call!(app, headers, start_workflow, msg).into()))
+}
+
+/// Workflow runs, newest first (those whose every workspace the caller may read).
+#[utoipa::path(get, path = "/api/v1/workflow-runs", tag = "workflows", params(WorkflowsQuery),
+    responses((status = 200, body = Vec<WorkflowRunJson>), (status = 401, body = Problem)))]
+pub async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Params(q): Params<WorkflowsQuery>,
+) -> Reply<Vec<WorkflowRunJson>> {
+    let msg = v1::ListWorkflowRunsRequest {
+        before: q.before.unwrap_or_default(),
+        limit: q.limit.unwrap_or(50),
+    };
+    let r = call!(app, headers, list_workflow_runs, msg);
+    Ok(Json(r.workflow_runs.into_iter().map(Into::into).collect()))
+}
+
+/// A workflow run: every target with its state, run and why; its rollouts.
+#[utoipa::path(get, path = "/api/v1/workflow-runs/{id}", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 200, body = WorkflowRunJson), (status = 404, body = Problem)))]
+pub async fn show(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply<WorkflowRunJson> {
+    Ok(Json(call!(app, headers, get_workflow_run, req(id)).into()))
+}
+
+/// Approves a workflow run that waits for approval as a whole.
+#[utoipa::path(post, path = "/api/v1/workflow-runs/{id}/approve", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 200, body = WorkflowRunJson), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn approve(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply<WorkflowRunJson> {
+    Ok(Json(call!(app, headers, approve_workflow, req(id)).into()))
+}
+
+/// Cancels a workflow run: targets not started are cancelled, running runs are stopped.
+#[utoipa::path(post, path = "/api/v1/workflow-runs/{id}/cancel", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 200, body = WorkflowRunJson), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply<WorkflowRunJson> {
+    let r = call!(app, headers, cancel_workflow, req(id));
+    Ok(Json(r.workflow_run.unwrap_or_default().into()))
+}
+
+/// Runs again what failed, was skipped or cancelled in a workflow run.
+#[utoipa::path(post, path = "/api/v1/workflow-runs/{id}/retry", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 200, body = WorkflowRunJson), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn retry(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply<WorkflowRunJson> {
+    Ok(Json(call!(app, headers, retry_workflow, req(id)).into()))
+}
+
+/// Pauses, resumes, aborts or retries the failed targets of a stack's rollout
+/// (`action`: pause, resume, abort, retry-failed).
+#[utoipa::path(post, path = "/api/v1/workflow-runs/{id}/rollouts/{stack}/{action}", tag = "workflows",
+    params(RolloutActionPath),
+    responses((status = 200, body = WorkflowRunJson), (status = 400, body = Problem), (status = 409, body = Problem)))]
+pub async fn rollout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(p): Path<RolloutActionPath>,
+) -> Reply<WorkflowRunJson> {
+    let msg = v1::RolloutRequest {
+        workflow_run_id: p.id,
+        stack: p.stack,
+        action: p.action,
+    };
+    Ok(Json(call!(app, headers, rollout_action, msg).into()))
+}
