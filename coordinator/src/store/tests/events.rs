@@ -45,7 +45,7 @@ impl crate::lifecycle::events::OnRunEvents for NoteRejected {
 #[tokio::test]
 async fn the_before_commit_hook_reacts_in_the_same_transaction_and_can_roll_it_back() {
     for (name, mut st, _g, _d) in stores().await {
-        st.set_hook(std::sync::Arc::new(NoteRejected));
+        st.add_hook(std::sync::Arc::new(NoteRejected));
         let p = policy();
         let mut watch = st.subscribe();
         let run = st.submit(new_run("hook/a", false), &p).await.unwrap();
