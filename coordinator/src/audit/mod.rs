@@ -62,11 +62,17 @@ pub enum AuditKind {
     ConnectionChanged,
     /// A task received a connection's values (at claim: which version, which agent).
     ConnectionRead,
+    /// A webhook was created (its URL without query, globs, events; never its secret).
+    WebhookCreated,
+    /// A webhook was deleted.
+    WebhookDeleted,
+    /// A webhook was enabled or disabled.
+    WebhookChanged,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 23] = [
+    pub const ALL: [AuditKind; 26] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -90,6 +96,9 @@ impl AuditKind {
         AuditKind::IdentityChanged,
         AuditKind::ConnectionChanged,
         AuditKind::ConnectionRead,
+        AuditKind::WebhookCreated,
+        AuditKind::WebhookDeleted,
+        AuditKind::WebhookChanged,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -118,6 +127,9 @@ impl AuditKind {
             AuditKind::IdentityChanged => "identity_changed",
             AuditKind::ConnectionChanged => "connection_changed",
             AuditKind::ConnectionRead => "connection_read",
+            AuditKind::WebhookCreated => "webhook_created",
+            AuditKind::WebhookDeleted => "webhook_deleted",
+            AuditKind::WebhookChanged => "webhook_changed",
         }
     }
 

@@ -29,6 +29,7 @@ mod state_versions;
 mod tasks;
 mod transitions;
 mod tx;
+mod webhooks;
 
 pub use access::*;
 pub use agents::*;
@@ -50,6 +51,7 @@ pub use state_versions::*;
 pub use tasks::*;
 pub use transitions::*;
 pub use tx::*;
+pub use webhooks::*;
 
 use crate::error::{Error, Result};
 use crate::runs::variables::Declared;
@@ -271,7 +273,8 @@ impl Store {
             + self.rotate_events().await?
             + self.rotate_signing_seals().await?
             + self.rotate_oidc_seals().await?
-            + self.rotate_connection_seals().await?;
+            + self.rotate_connection_seals().await?
+            + self.rotate_webhook_seals().await?;
         Ok(n)
     }
 }
