@@ -76,7 +76,9 @@ pub(crate) async fn last_actor(tx: &mut Tx, run_id: &str) -> Result<String> {
     .bind(run_id)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(|r| s(&r, "actor")).transpose().map(Option::unwrap_or_default)
+    row.map(|r| s(&r, "actor"))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// One row of a run's history.

@@ -204,7 +204,12 @@ impl Store {
 
     /// Enables or disables webhook `name` (a disabled one queues nothing; what it had queued
     /// fails when its turn comes).
-    pub async fn set_webhook_enabled(&self, name: &str, enabled: bool, by: &str) -> Result<Webhook> {
+    pub async fn set_webhook_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        by: &str,
+    ) -> Result<Webhook> {
         let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE webhooks SET enabled = $1, updated_ms = $2 WHERE name = $3")
             .bind(enabled as i64)

@@ -95,7 +95,11 @@ impl Client {
         allow_private: bool,
     ) -> Result<Answer, Failure> {
         let https = uri.scheme_str() == Some("https");
-        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = connect(host, port, allow_private).await?;
         let _ = tcp.set_nodelay(true);
@@ -153,7 +157,10 @@ fn request(
     let mut b = Request::post(path)
         .header("host", host)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("tofuflow-webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("tofuflow-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header("connection", "close");
     for (k, v) in headers {
         b = b.header(*k, v);

@@ -68,7 +68,13 @@ pub async fn run_deliveries(
 
 /// Claims every due delivery it can and sends each in its own task (at most
 /// [`CONCURRENCY`] at once); each wakes the loop when its attempt is recorded.
-async fn send_due(store: &Store, client: &Client, wake: &Arc<Notify>, slots: &Arc<Semaphore>, me: &str) {
+async fn send_due(
+    store: &Store,
+    client: &Client,
+    wake: &Arc<Notify>,
+    slots: &Arc<Semaphore>,
+    me: &str,
+) {
     let due = match store.due_deliveries(now_ms(), 100).await {
         Ok(d) => d,
         Err(e) => {
@@ -89,7 +95,8 @@ async fn send_due(store: &Store, client: &Client, wake: &Arc<Notify>, slots: &Ar
                 continue;
             }
         };
-        let (store, client, wake, me) = (store.clone(), client.clone(), wake.clone(), me.to_string());
+        let (store, client, wake, me) =
+            (store.clone(), client.clone(), wake.clone(), me.to_string());
         tokio::spawn(async move {
             send_one(&store, &client, &me, claimed).await;
             drop(slot);
@@ -124,18 +131,39 @@ async fn send_one(store: &Store, client: &Client, me: &str, c: ClaimedDelivery) 
         started_ms,
         duration_ms: t0.elapsed().as_millis() as i64,
         status_code: result.as_ref().map(|a| a.status as i64).unwrap_or(0),
-        answer_excerpt: result.as_ref().map(|a| a.excerpt.clone()).unwrap_or_default(),
-        error: result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+        answer_excerpt: result
+            .as_ref()
+            .map(|a| a.excerpt.clone())
+            .unwrap_or_default(),
+        error: result
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
     };
     let next = match &result {
         Err(Failure::Refused(_)) => AfterAttempt::Failed,
-        Err(Failure::Network(_)) => policy::after_attempt(None, attempt, d.give_up_after, now_ms(), jitter()),
-        Ok(ans) => policy::after_attempt(Some(ans.status), attempt, d.give_up_after, now_ms(), jitter()),
+        Err(Failure::Network(_)) => {
+            policy::after_attempt(None, attempt, d.give_up_after, now_ms(), jitter())
+        }
+        Ok(ans) => policy::after_attempt(
+            Some(ans.status),
+            attempt,
+            d.give_up_after,
+            now_ms(),
+            jitter(),
+        ),
     };
     match store.record_delivery_attempt(&d.id, me, &a, next).await {
-        Ok(true) => tracing::info!(delivery = %d.id, webhook = %d.webhook, event = %d.event, attempt, status = a.status_code, error = %a.error, duration_ms = a.duration_ms, next = ?next, "webhook delivery attempted"),
-        Ok(false) => tracing::warn!(delivery = %d.id, attempt, "the claim on a webhook delivery ran out before its attempt was recorded; another coordinator sends it"),
-        Err(e) => tracing::warn!(delivery = %d.id, error = %e, "cannot record a webhook delivery attempt; it is sent again when its claim runs out"),
+        Ok(true) => {
+            tracing::info!(delivery = %d.id, webhook = %d.webhook, event = %d.event, attempt, status = a.status_code, error = %a.error, duration_ms = a.duration_ms, next = ?next, "webhook delivery attempted")
+        }
+        Ok(false) => {
+            tracing::warn!(delivery = %d.id, attempt, "the claim on a webhook delivery ran out before its attempt was recorded; another coordinator sends it")
+        }
+        Err(e) => {
+            tracing::warn!(delivery = %d.id, error = %e, "cannot record a webhook delivery attempt; it is sent again when its claim runs out")
+        }
     }
 }
 

@@ -168,7 +168,13 @@ impl OnRunEvents for Hook {
 
 impl Hook {
     /// Writes the deliveries of `event` about run `run_id`; how many.
-    async fn queue(&self, tx: &mut Tx, hooks: &[Webhook], run_id: &str, event: &str) -> Result<usize> {
+    async fn queue(
+        &self,
+        tx: &mut Tx,
+        hooks: &[Webhook],
+        run_id: &str,
+        event: &str,
+    ) -> Result<usize> {
         let keys = tx.keys.clone();
         let run = crate::store::get_run_c(&keys, &mut **tx, run_id).await?;
         let targets: Vec<&Webhook> = hooks
@@ -190,7 +196,11 @@ impl Hook {
             submitted_by: run.submitted_by.clone(),
             actor,
             tags: run.tags.clone(),
-            url: format!("{}/ui/#/runs/{}", self.public_url.trim_end_matches('/'), run.id),
+            url: format!(
+                "{}/ui/#/runs/{}",
+                self.public_url.trim_end_matches('/'),
+                run.id
+            ),
             add: run.add,
             change: run.change,
             destroy: run.destroy,
@@ -239,7 +249,10 @@ mod tests {
         assert_eq!(all.events.len(), DEFAULT_EVENTS.len());
         assert_eq!(all.format, "json");
         assert!(wants(&all, "needs_approval", "a/b/c"));
-        let off = Webhook { enabled: false, ..all };
+        let off = Webhook {
+            enabled: false,
+            ..all
+        };
         assert!(!wants(&off, "applied", "a"));
     }
 
@@ -251,11 +264,23 @@ mod tests {
             workspaces: vec!["**".into()],
             ..Webhook::default()
         };
-        let e = checked(Webhook { events: vec!["exploded".into()], ..base.clone() }).unwrap_err();
+        let e = checked(Webhook {
+            events: vec!["exploded".into()],
+            ..base.clone()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("needs_approval, applied"), "{e}");
-        let e = checked(Webhook { format: "xml".into(), ..base.clone() }).unwrap_err();
+        let e = checked(Webhook {
+            format: "xml".into(),
+            ..base.clone()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("json or slack"), "{e}");
-        assert!(checked(Webhook { events: vec!["drift_found".into(), "ttl_near".into()], ..base }).is_ok());
+        assert!(checked(Webhook {
+            events: vec!["drift_found".into(), "ttl_near".into()],
+            ..base
+        })
+        .is_ok());
     }
 
     #[test]

@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn the_slack_body_has_text_and_escaped_blocks() {
         let v: serde_json::Value = serde_json::from_str(&render("slack", &facts())).unwrap();
-        assert!(v["text"].as_str().unwrap().contains("needs approval (+2 ~1 -0)"));
+        assert!(v["text"]
+            .as_str()
+            .unwrap()
+            .contains("needs approval (+2 ~1 -0)"));
         let section = v["blocks"][0]["text"]["text"].as_str().unwrap();
         assert!(section.starts_with("*<https://tf.example/ui/#/runs/r-1|run r-1>*"));
         assert_eq!(v["blocks"][1]["type"], "context");

@@ -131,7 +131,12 @@ mod tests {
     fn only_http_urls_to_public_hosts_are_accepted_unless_private_is_allowed() {
         assert!(check_url("https://hooks.slack.com/services/T/B/X", false).is_ok());
         assert!(check_url("http://example.com:8080/hook?x=1", false).is_ok());
-        for bad in ["ftp://example.com/x", "file:///etc/passwd", "example.com/x", "gopher://a"] {
+        for bad in [
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "example.com/x",
+            "gopher://a",
+        ] {
             let e = check_url(bad, false).unwrap_err();
             assert!(e.contains("http"), "{bad}: {e}");
         }
