@@ -24,7 +24,7 @@ pub const MAX_RETRY_MS: i64 = 300_000;
 pub fn check_url(url: &str, allow_private: bool) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("webhook URL {url:?} is not a URL: {e}"))?;
+        .map_err(|e| format!("webhook URL {url:?} is not an http:// or https:// URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => {
@@ -162,7 +162,7 @@ mod tests {
         use AfterAttempt::*;
         assert_eq!(after_attempt(Some(204), 1, 6, 0, 0.5), Delivered);
         assert_eq!(after_attempt(Some(500), 1, 6, 0, 0.0), RetryAt(500));
-        assert_eq!(after_attempt(None, 2, 6, 0, 0.999), RetryAt(1_998));
+        assert_eq!(after_attempt(None, 2, 6, 0, 0.999), RetryAt(1_999));
         assert_eq!(after_attempt(Some(429), 3, 6, 10, 0.0), RetryAt(2_010));
         assert_eq!(after_attempt(Some(503), 6, 6, 0, 0.0), Failed);
         assert_eq!(after_attempt(Some(404), 1, 6, 0, 0.0), Failed);
