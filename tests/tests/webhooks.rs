@@ -4,7 +4,9 @@
 //! coordinator generated and printed once; a `slack` webhook whose receiver answers 500 first
 //! gets the same delivery again and both attempts are shown by `webhook show`; a run of
 //! `prod/a` reaches neither; a test send arrives; neither secret appears in any body, the
-//! coordinator's log or the database; creating and deleting are audited.
+//! coordinator's log or the database; creating and deleting are audited. Over the JSON API a
+//! viewer may not list webhooks, and an admin creates, disables (a test send is then refused),
+//! deletes, and redelivers a delivery (the receiver gets the same id again).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -276,6 +278,99 @@ fn create_webhooks(c: &Cluster, a: &Receiver, b: &Receiver) -> String {
     secret
 }
 
+/// The JSON API: a viewer may not even list webhooks; an admin creates, shows, disables,
+/// deletes, and redelivers the test delivery `test_id` (which `a` then gets a second time).
+async fn json_api(c: &Cluster, a: &Receiver, test_id: &str) {
+    let viewer = c.user_token("vera", "viewer").await;
+    let denied = c.api("GET", "/api/v1/webhooks", Some(&viewer), None, &[]);
+    assert_eq!(
+        denied.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+    let admin = c.token.clone().unwrap();
+    let all = c
+        .api("GET", "/api/v1/webhooks", Some(&admin), None, &[])
+        .json();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    let body = format!(
+        r#"{{"name": "api-hook", "url": "{}", "workspaces": ["**"], "allow_private": true}}"#,
+        a.url("/api")
+    );
+    let made = c.api(
+        "POST",
+        "/api/v1/webhooks",
+        Some(&admin),
+        Some(("application/json", body.as_bytes())),
+        &[],
+    );
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let made = made.json();
+    assert!(
+        made["secret"].as_str().unwrap().starts_with("tfwhsec_"),
+        "{made}"
+    );
+    assert_eq!(
+        made["webhook"]["events"].as_array().unwrap().len(),
+        5,
+        "{made}"
+    );
+    let off = c
+        .api(
+            "POST",
+            "/api/v1/webhooks/api-hook/disable",
+            Some(&admin),
+            None,
+            &[],
+        )
+        .json();
+    assert_eq!(off["enabled"], false, "{off}");
+    let refused = c.api(
+        "POST",
+        "/api/v1/webhooks/api-hook/test",
+        Some(&admin),
+        None,
+        &[],
+    );
+    assert_eq!(refused.status, 409, "a disabled webhook is not tested");
+    let gone = c.api(
+        "DELETE",
+        "/api/v1/webhooks/api-hook",
+        Some(&admin),
+        None,
+        &[],
+    );
+    assert_eq!(gone.status, 200);
+    let shown = c
+        .api(
+            "GET",
+            "/api/v1/webhooks/approvals?deliveries=1",
+            Some(&admin),
+            None,
+            &[],
+        )
+        .json();
+    assert_eq!(shown["deliveries"][0]["id"], test_id, "{shown}");
+    let path = format!("/api/v1/webhook-deliveries/{test_id}/redeliver");
+    let again = wait_for(
+        "the test delivery delivered, then redelivered",
+        T,
+        || async {
+            let r = c.api("POST", &path, Some(&admin), None, &[]);
+            (r.status == 200).then(|| r.json())
+        },
+    )
+    .await;
+    assert_eq!(again["state"], "pending", "{again}");
+    let got = a.wait(4).await;
+    assert_eq!(
+        got[3].headers["x-tofuflow-delivery"], test_id,
+        "the same id again"
+    );
+    assert_eq!(got[3].body, got[2].body);
+}
+
 async fn scenario(db: Db) {
     let mut c = Cluster::builder(db)
         .coordinator_args(&["--state-key", STATE_KEY])
@@ -402,9 +497,10 @@ async fn scenario(db: Db) {
         test["id"].as_str().unwrap()
     );
     assert_signed(&got[2], &secret);
+    json_api(&c, &a, test["id"].as_str().unwrap()).await;
 
     let audit = json(&c.cli(&["audit", "list", "--kind", "webhook_created", "-o", "json"]));
-    assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
+    assert_eq!(audit.as_array().unwrap().len(), 3, "approvals, slack, api-hook: {audit}");
 
     let canaries = [secret.as_str(), SLACK_SECRET];
     let mut leaked = Vec::new();
@@ -424,7 +520,7 @@ async fn scenario(db: Db) {
     ok(&c.cli(&["webhook", "delete", "slack"]));
     assert_eq!(c.row_count("webhooks").await, 1);
     let audit = json(&c.cli(&["audit", "list", "--kind", "webhook_deleted", "-o", "json"]));
-    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit.as_array().unwrap().len(), 2, "api-hook, slack: {audit}");
     let gone = c.cli(&["webhook", "show", "slack"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no webhook"));
 }
