@@ -278,9 +278,9 @@ fn create_webhooks(c: &Cluster, a: &Receiver, b: &Receiver) -> String {
     secret
 }
 
-/// The JSON API: a viewer may not even list webhooks; an admin creates, shows, disables,
-/// deletes, and redelivers the test delivery `test_id` (which `a` then gets a second time).
-async fn json_api(c: &Cluster, a: &Receiver, test_id: &str) {
+/// The JSON API: a viewer may not even list webhooks; an admin creates, disables (a test
+/// send is then refused) and deletes one.
+async fn json_api(c: &Cluster, a: &Receiver) {
     let viewer = c.user_token("vera", "viewer").await;
     let denied = c.api("GET", "/api/v1/webhooks", Some(&viewer), None, &[]);
     assert_eq!(
@@ -342,6 +342,12 @@ async fn json_api(c: &Cluster, a: &Receiver, test_id: &str) {
         &[],
     );
     assert_eq!(gone.status, 200);
+}
+
+/// Over the JSON API, the test delivery `test_id` is shown and sent again: `a` gets the same
+/// id and body a second time.
+async fn json_api_redeliver(c: &Cluster, a: &Receiver, test_id: &str) {
+    let admin = c.token.clone().unwrap();
     let shown = c
         .api(
             "GET",
@@ -371,37 +377,15 @@ async fn json_api(c: &Cluster, a: &Receiver, test_id: &str) {
     assert_eq!(got[3].body, got[2].body);
 }
 
-async fn scenario(db: Db) {
-    let mut c = Cluster::builder(db)
-        .coordinator_args(&["--state-key", STATE_KEY])
-        .start()
-        .await;
-    c.agent(AgentOpts::default()).await;
-    let (a, b) = (Receiver::start(&[]).await, Receiver::start(&[500]).await);
-    let secret = create_webhooks(&c, &a, &b);
-    let gpu = example("gpu-pool");
-    let vars = [
-        "--var",
-        "gpu_count=1",
-        "--var",
-        "region=us-east-1",
-        "--tag",
-        "team=ml",
-    ];
-
-    // prod/a matches no glob: once its run is applied (and with it every delivery it would
-    // have written, in the same transactions), nothing was queued for it.
-    let mut auto = vars.to_vec();
-    auto.push("--auto-approve");
-    let prod = c.submit(&gpu, "prod/a", &auto);
-    c.wait_state(&prod, &["applied"], T).await;
-
-    let id = c.submit(&gpu, "ml/a", &vars);
+/// A run of `ml/a` waits for approval, then is approved and applied: `a` gets both, signed;
+/// the run's id.
+async fn approval_then_apply(c: &Cluster, a: &Receiver, secret: &str, vars: &[&str]) -> String {
+    let id = c.submit(&example("gpu-pool"), "ml/a", vars);
     c.wait_state(&id, &["awaiting_approval"], T).await;
     let first = a.wait(1).await;
     assert_eq!(first[0].path, "/hook");
     assert_eq!(first[0].headers["x-tofuflow-event"], "needs_approval");
-    assert_signed(&first[0], &secret);
+    assert_signed(&first[0], secret);
     let v: serde_json::Value = serde_json::from_str(&first[0].body).unwrap();
     assert_eq!(v["run"]["id"], id.as_str());
     assert_eq!(v["run"]["workspace"], "ml/a");
@@ -409,13 +393,8 @@ async fn scenario(db: Db) {
     assert_eq!(v["run"]["tags"]["team"], "ml");
     assert_eq!(v["run"]["plan"]["has_changes"], true, "{v}");
     assert!(v["run"]["plan"]["add"].as_i64().unwrap() > 0, "{v}");
-    assert!(
-        v["run"]["url"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("/ui/#/runs/{id}")),
-        "{v}"
-    );
+    let url = v["run"]["url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/ui/#/runs/{id}")), "{v}");
     assert_eq!(
         v["delivery_id"],
         first[0].headers["x-tofuflow-delivery"].as_str()
@@ -425,12 +404,17 @@ async fn scenario(db: Db) {
     c.wait_state(&id, &["applied"], T).await;
     let both = a.wait(2).await;
     assert_eq!(both[1].headers["x-tofuflow-event"], "applied");
-    assert_signed(&both[1], &secret);
+    assert_signed(&both[1], secret);
     assert_ne!(
         both[0].headers["x-tofuflow-delivery"],
         both[1].headers["x-tofuflow-delivery"]
     );
+    id
+}
 
+/// `b` answered 500 first: it got the same Slack-shaped delivery twice, and `webhook show`
+/// lists both attempts.
+async fn slack_retried(c: &Cluster, b: &Receiver, id: &str) {
     let tries = b.wait(2).await;
     assert_eq!(tries[0].body, tries[1].body, "the same delivery, retried");
     assert_eq!(
@@ -439,21 +423,14 @@ async fn scenario(db: Db) {
     );
     assert_signed(&tries[1], SLACK_SECRET);
     let slack: serde_json::Value = serde_json::from_str(&tries[1].body).unwrap();
+    let text = slack["text"].as_str().unwrap();
     assert!(
-        slack["text"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("run {id} on ml/a applied")),
+        text.contains(&format!("run {id} on ml/a applied")),
         "{slack}"
     );
     assert_eq!(slack["blocks"][0]["type"], "section");
-    assert!(
-        slack["blocks"][0]["text"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("/ui/#/runs/"),
-        "{slack}"
-    );
+    let section = slack["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(section.contains("/ui/#/runs/"), "{slack}");
 
     let shown = wait_for("the retried delivery recorded as delivered", T, || async {
         let w = json(&c.cli(&["webhook", "show", "slack", "-o", "json"]));
@@ -469,42 +446,30 @@ async fn scenario(db: Db) {
         .collect();
     assert_eq!(codes, [500, 200], "{shown}");
     assert_eq!(d["tries"][0]["answer_excerpt"], "boom: try later");
-    assert_eq!(d["run_id"], id.as_str());
+    assert_eq!(d["run_id"], id);
     let text = ok(&c.cli(&["webhook", "show", "slack"]));
     assert!(
         text.contains("#1") && text.contains("500") && text.contains("#2"),
         "{text}"
     );
+}
 
-    let approvals = json(&c.cli(&["webhook", "show", "approvals", "-o", "json"]));
-    let runs: Vec<&str> = approvals["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["run_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        runs,
-        [id.as_str(), id.as_str()],
-        "nothing for prod/a: {approvals}"
-    );
-
+/// A test send reaches `a`, signed; its delivery id.
+async fn test_send(c: &Cluster, a: &Receiver, secret: &str) -> String {
     let test = json(&c.cli(&["webhook", "test", "approvals", "-o", "json"]));
+    let id = test["id"].as_str().unwrap().to_string();
     let got = a.wait(3).await;
     assert_eq!(got[2].headers["x-tofuflow-event"], "test");
-    assert_eq!(
-        got[2].headers["x-tofuflow-delivery"],
-        test["id"].as_str().unwrap()
-    );
-    assert_signed(&got[2], &secret);
-    json_api(&c, &a, test["id"].as_str().unwrap()).await;
+    assert_eq!(got[2].headers["x-tofuflow-delivery"], id);
+    assert_signed(&got[2], secret);
+    id
+}
 
-    let audit = json(&c.cli(&["audit", "list", "--kind", "webhook_created", "-o", "json"]));
-    assert_eq!(audit.as_array().unwrap().len(), 3, "approvals, slack, api-hook: {audit}");
-
-    let canaries = [secret.as_str(), SLACK_SECRET];
+/// Neither secret is in a body, the database or the coordinator's log.
+async fn no_secret_anywhere(c: &Cluster, got: &[Got], secret: &str) {
+    let canaries = [secret, SLACK_SECRET];
     let mut leaked = Vec::new();
-    for g in a.got().iter().chain(b.got().iter()) {
+    for g in got {
         leaked.extend(leaks(&canaries, "a delivery body", g.body.as_bytes()));
     }
     for (table, bytes) in c.database_contents().await {
@@ -516,11 +481,62 @@ async fn scenario(db: Db) {
         &std::fs::read(c.dir.join("coordinator.log")).unwrap(),
     ));
     assert!(leaked.is_empty(), "leaked: {leaked:#?}");
+}
+
+fn audited(c: &Cluster, kind: &str) -> usize {
+    let audit = json(&c.cli(&["audit", "list", "--kind", kind, "-o", "json"]));
+    audit.as_array().unwrap().len()
+}
+
+async fn scenario(db: Db) {
+    let mut c = Cluster::builder(db)
+        .coordinator_args(&["--state-key", STATE_KEY])
+        .start()
+        .await;
+    c.agent(AgentOpts::default()).await;
+    let (a, b) = (Receiver::start(&[]).await, Receiver::start(&[500]).await);
+    let secret = create_webhooks(&c, &a, &b);
+    let vars = [
+        "--var",
+        "gpu_count=1",
+        "--var",
+        "region=us-east-1",
+        "--tag",
+        "team=ml",
+    ];
+
+    // prod/a matches no glob: once its run is applied (and with it every delivery it would
+    // have written, in the same transactions), nothing was queued for it.
+    let mut auto = vars.to_vec();
+    auto.push("--auto-approve");
+    let prod = c.submit(&example("gpu-pool"), "prod/a", &auto);
+    c.wait_state(&prod, &["applied"], T).await;
+
+    let id = approval_then_apply(&c, &a, &secret, &vars).await;
+    slack_retried(&c, &b, &id).await;
+    let approvals = json(&c.cli(&["webhook", "show", "approvals", "-o", "json"]));
+    let runs: Vec<&str> = approvals["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, [id.as_str(), id.as_str()], "nothing for prod/a");
+
+    let test_id = test_send(&c, &a, &secret).await;
+    json_api(&c, &a).await;
+    json_api_redeliver(&c, &a, &test_id).await;
+    assert_eq!(
+        audited(&c, "webhook_created"),
+        3,
+        "approvals, slack, api-hook"
+    );
+    let got: Vec<Got> = a.got().into_iter().chain(b.got()).collect();
+    no_secret_anywhere(&c, &got, &secret).await;
 
     ok(&c.cli(&["webhook", "delete", "slack"]));
     assert_eq!(c.row_count("webhooks").await, 1);
-    let audit = json(&c.cli(&["audit", "list", "--kind", "webhook_deleted", "-o", "json"]));
-    assert_eq!(audit.as_array().unwrap().len(), 2, "api-hook, slack: {audit}");
+    assert_eq!(audited(&c, "webhook_deleted"), 2, "api-hook, slack");
     let gone = c.cli(&["webhook", "show", "slack"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no webhook"));
 }

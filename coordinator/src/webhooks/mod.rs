@@ -176,7 +176,7 @@ impl Hook {
         event: &str,
     ) -> Result<usize> {
         let keys = tx.keys.clone();
-        let run = crate::store::get_run_c(&keys, &mut **tx, run_id).await?;
+        let run = crate::store::get_run_c(&keys, tx, run_id).await?;
         let targets: Vec<&Webhook> = hooks
             .iter()
             .filter(|w| wants(w, event, &run.workspace))

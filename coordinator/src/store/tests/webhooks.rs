@@ -49,6 +49,18 @@ async fn stored(st: &Store) -> String {
     all
 }
 
+/// A test delivery `id` to webhook `h`.
+fn test_delivery(id: &str) -> crate::store::NewDelivery {
+    crate::store::NewDelivery {
+        id: id.into(),
+        webhook: "h".into(),
+        event: "test".into(),
+        run_id: String::new(),
+        workspace: String::new(),
+        body: "{\"event\":\"test\"}".into(),
+    }
+}
+
 /// Submits a run of `ws` and completes its plan with changes: it waits for approval.
 async fn awaiting_approval(st: &Store, ws: &str) -> String {
     let p = policy();
@@ -84,15 +96,7 @@ async fn a_secret_needs_the_state_key_and_is_stored_sealed() {
         let again = st.create_webhook(&w, SECRET, "alice").await.unwrap_err();
         assert!(again.to_string().contains("exists"), "{name}: {again}");
         assert!(!stored(&st).await.contains(SECRET), "{name}: sealed");
-        let d = crate::store::NewDelivery {
-            id: "whd_1".into(),
-            webhook: "h".into(),
-            event: "test".into(),
-            run_id: String::new(),
-            workspace: String::new(),
-            body: "{}".into(),
-        };
-        st.queue_delivery(&d).await.unwrap();
+        st.queue_delivery(&test_delivery("whd_1")).await.unwrap();
         let c = st.claim_delivery("whd_1", "me", now_ms(), 60_000).await;
         assert_eq!(c.unwrap().unwrap().secret, SECRET, "{name}: opened to send");
         st.delete_webhook("h", "alice").await.unwrap();
@@ -176,15 +180,7 @@ async fn one_coordinator_claims_a_delivery_and_only_the_holder_records_its_attem
         st.create_webhook(&webhook("h", &["**"], &[]), SECRET, "alice")
             .await
             .unwrap();
-        let d = crate::store::NewDelivery {
-            id: "whd_2".into(),
-            webhook: "h".into(),
-            event: "test".into(),
-            run_id: String::new(),
-            workspace: String::new(),
-            body: "{\"event\":\"test\"}".into(),
-        };
-        st.queue_delivery(&d).await.unwrap();
+        st.queue_delivery(&test_delivery("whd_2")).await.unwrap();
         let now = now_ms();
         assert_eq!(
             st.due_deliveries(now, 10).await.unwrap(),
