@@ -68,6 +68,11 @@ impl Client {
         })
     }
 
+    /// How long an attempt may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// POSTs `body` (JSON) with `headers` to `url`; an error says why no answer came.
     pub async fn post(
         &self,
@@ -207,4 +212,44 @@ where
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_resolved_to_the_coordinators_network_is_refused_before_connecting() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        match connect("127.0.0.1", port, false).await {
+            Err(Failure::Refused(m)) => assert!(m.contains("--allow-private"), "{m}"),
+            other => panic!("not refused: {:?}", other.map(|_| ())),
+        }
+        assert!(connect("127.0.0.1", port, true).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_up_to_the_excerpt_and_a_dead_port_is_a_network_error() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let body = "x".repeat(2 * EXCERPT_BYTES);
+            let head = format!(
+                "HTTP/1.1 503 Busy\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all((head + &body).as_bytes()).await;
+        });
+        let c = Client::new(Duration::from_secs(5)).unwrap();
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let a = c.post(&url, &[], "{}".into(), true).await.unwrap();
+        assert_eq!((a.status, a.excerpt.len()), (503, EXCERPT_BYTES));
+        let dead = c.post(&url, &[], "{}".into(), true).await.unwrap_err();
+        assert!(matches!(dead, Failure::Network(_)), "{dead}");
+    }
 }

@@ -10,7 +10,8 @@
 //! the work spreads over the coordinators, and it works the same on SQLite and PostgreSQL
 //! (which `FOR UPDATE SKIP LOCKED` would not). Step by step, for one delivery:
 //!
-//! 1. claim it for [`HOLD_MS`] (longer than a request can take): only one claim succeeds;
+//! 1. claim it for [`HOLD_MS`] (or twice `--webhook-timeout`, if longer: more than a request
+//!    can take): only one claim succeeds;
 //! 2. sign the body with the current time and POST it;
 //! 3. record the attempt and what it leads to (delivered, retry at, failed) and release the
 //!    claim, in one transaction, only if the claim is still ours.
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// How long a claim holds a delivery: well over a request's timeout.
+/// How long a claim holds a delivery at least (and at least twice a request's timeout).
 pub const HOLD_MS: i64 = 60_000;
 /// How often the loop looks for work nobody woke it for.
 const POLL_MS: i64 = 5_000;
@@ -48,8 +49,9 @@ pub async fn run_deliveries(
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let hold_ms = HOLD_MS.max(2 * client.timeout().as_millis() as i64);
     loop {
-        send_due(&store, &client, &wake, &slots, &me).await;
+        send_due(&store, &client, &wake, &slots, &me, hold_ms).await;
         let wait = match store.next_delivery_due().await {
             Ok(Some(due)) => (due - now_ms()).clamp(50, POLL_MS),
             Ok(None) => POLL_MS,
@@ -74,6 +76,7 @@ async fn send_due(
     wake: &Arc<Notify>,
     slots: &Arc<Semaphore>,
     me: &str,
+    hold_ms: i64,
 ) {
     let due = match store.due_deliveries(now_ms(), 100).await {
         Ok(d) => d,
@@ -86,7 +89,7 @@ async fn send_due(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let claimed = match store.claim_delivery(&id, me, now_ms(), HOLD_MS).await {
+        let claimed = match store.claim_delivery(&id, me, now_ms(), hold_ms).await {
             Ok(Some(c)) => c,
             // Another coordinator has it, or it is no longer due.
             Ok(None) => continue,

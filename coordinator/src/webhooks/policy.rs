@@ -42,7 +42,11 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<Uri, String> {
             super::redacted_url(url)
         ));
     }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.');
     if url.len() > 2048 {
         return Err("a webhook URL is at most 2048 characters".into());
     }
@@ -145,6 +149,7 @@ mod tests {
         for private in [
             "http://127.0.0.1:8080/",
             "http://localhost/",
+            "http://LocalHost./",
             "http://10.1.2.3/",
             "http://169.254.169.254/latest/meta-data/",
             "http://[::1]:9/",
