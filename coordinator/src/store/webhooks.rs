@@ -1,6 +1,7 @@
 //! The `webhooks`, `webhook_deliveries` and `webhook_attempts` tables: outgoing notifications.
-//! A webhook's signing secret is sealed with the state key (none can be stored without one),
-//! bound to the webhook's name. A delivery is written in the transaction of the run transition
+//! A webhook's signing secret and its URL (often a credential itself, as Slack's incoming-webhook
+//! URLs are) are sealed with the state key (no webhook can be stored without one), bound to the
+//! webhook's name. A delivery is written in the transaction of the run transition
 //! it reports (`webhooks::Hook`), so it exists exactly when the transition does; the delivery
 //! loop (`webhooks/deliver.rs`) claims it with a compare-and-set on `claimed_until_ms` (any
 //! coordinator may, none sends what another holds), sends it, and records each attempt.
@@ -95,6 +96,10 @@ fn aad(name: &str) -> String {
     format!("webhook:{name}")
 }
 
+fn url_aad(name: &str) -> String {
+    format!("webhook-url:{name}")
+}
+
 fn no_webhook(name: &str) -> Error {
     Error::NotFound(format!(
         "no webhook {name:?} (tofuflow webhook list shows them)"
@@ -128,7 +133,8 @@ pub(crate) async fn enabled_webhooks(tx: &mut Tx) -> Result<Vec<Webhook>> {
     let rows = sqlx::query("SELECT * FROM webhooks WHERE enabled = 1 ORDER BY name")
         .fetch_all(&mut **tx)
         .await?;
-    rows.iter().map(webhook_from_row).collect()
+    let keys = tx.keys.clone();
+    rows.iter().map(|r| webhook_from_row(&keys, r)).collect()
 }
 
 impl Store {
@@ -158,11 +164,15 @@ impl Store {
     /// Creates webhook `w` with `secret` (sealed); refused when the name is taken.
     pub async fn create_webhook(&self, w: &Webhook, secret: &str, by: &str) -> Result<Webhook> {
         let sealed = self.seal_secret(&w.name, secret)?;
+        let url = self
+            .keys
+            .seal_text(&url_aad(&w.name), &w.url)
+            .map_err(Error::Internal)?;
         let mut tx = self.begin().await?;
         let now = now_ms();
         let r = sqlx::query("INSERT INTO webhooks (name, url, workspaces, events, format, sealed_secret, enabled, allow_private, created_by, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (name) DO NOTHING")
             .bind(&w.name)
-            .bind(&w.url)
+            .bind(url)
             .bind(serde_json::to_string(&w.workspaces).map_err(json_err)?)
             .bind(serde_json::to_string(&w.events).map_err(json_err)?)
             .bind(&w.format)
@@ -233,7 +243,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| no_webhook(name))?;
-        webhook_from_row(&row)
+        webhook_from_row(&self.keys, &row)
     }
 
     /// Every webhook, by name.
@@ -241,7 +251,9 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM webhooks ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter()
+            .map(|r| webhook_from_row(&self.keys, r))
+            .collect()
     }
 
     /// The newest `limit` deliveries of webhook `name`, newest first, with their attempts.
@@ -369,7 +381,10 @@ impl Store {
         let sealed: Vec<u8> = row.try_get("sealed_secret")?;
         Ok(Some(ClaimedDelivery {
             secret: self.open_secret(&delivery.webhook, &sealed)?,
-            url: s(&row, "url")?,
+            url: self
+                .keys
+                .open_text(&url_aad(&delivery.webhook), &s(&row, "url")?)
+                .map_err(Error::Internal)?,
             allow_private: i(&row, "allow_private")? != 0,
             enabled: i(&row, "enabled")? != 0,
             delivery,
@@ -418,21 +433,30 @@ impl Store {
         Ok(true)
     }
 
-    /// Re-seals webhook secrets under the current state key (rotation at start).
+    /// Re-seals webhook secrets and URLs under the current state key (rotation at start).
     pub(crate) async fn rotate_webhook_seals(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT name, sealed_secret FROM webhooks")
+        let rows = sqlx::query("SELECT name, url, sealed_secret FROM webhooks")
             .fetch_all(&self.pool)
             .await?;
         let mut n = 0;
         for r in rows {
-            let name = s(&r, "name")?;
+            let (name, url) = (s(&r, "name")?, s(&r, "url")?);
             let sealed: Vec<u8> = r.try_get("sealed_secret")?;
-            if !self.keys.needs_rotation(&sealed) {
+            if !self.keys.needs_rotation(&sealed) && !self.keys.text_needs_rotation(&url) {
                 continue;
             }
             let secret = self.open_secret(&name, &sealed)?;
-            sqlx::query("UPDATE webhooks SET sealed_secret = $1 WHERE name = $2")
+            let plain_url = self
+                .keys
+                .open_text(&url_aad(&name), &url)
+                .map_err(Error::Internal)?;
+            sqlx::query("UPDATE webhooks SET sealed_secret = $1, url = $2 WHERE name = $3")
                 .bind(self.seal_secret(&name, &secret)?)
+                .bind(
+                    self.keys
+                        .seal_text(&url_aad(&name), &plain_url)
+                        .map_err(Error::Internal)?,
+                )
                 .bind(&name)
                 .execute(&self.pool)
                 .await?;
@@ -442,10 +466,13 @@ impl Store {
     }
 }
 
-fn webhook_from_row(r: &sqlx::any::AnyRow) -> Result<Webhook> {
+fn webhook_from_row(keys: &crypt::Keys, r: &sqlx::any::AnyRow) -> Result<Webhook> {
+    let name = s(r, "name")?;
     Ok(Webhook {
-        name: s(r, "name")?,
-        url: s(r, "url")?,
+        url: keys
+            .open_text(&url_aad(&name), &s(r, "url")?)
+            .map_err(Error::Internal)?,
+        name,
         workspaces: json_col(&s(r, "workspaces")?, "webhooks", "workspaces")?,
         events: json_col(&s(r, "events")?, "webhooks", "events")?,
         format: s(r, "format")?,

@@ -1,4 +1,5 @@
-//! Webhooks on both databases: no secret stored without a state key, and never in clear; a
+//! Webhooks on both databases: no secret stored without a state key, and neither the secret
+//! nor the URL ever in clear; a
 //! run transition writes a delivery in its own transaction for each enabled webhook whose
 //! globs and events match (and wakes the delivery loop after the commit); of two
 //! coordinators only one claims a delivery, only the claim holder records its attempt, and a
@@ -21,7 +22,7 @@ fn keys() -> crypt::Keys {
 fn webhook(name: &str, globs: &[&str], events: &[&str]) -> Webhook {
     crate::webhooks::checked(Webhook {
         name: name.into(),
-        url: "https://example.com/hook".into(),
+        url: "https://example.com/hook/url-canary-3b9d".into(),
         workspaces: globs.iter().map(|g| g.to_string()).collect(),
         events: events.iter().map(|e| e.to_string()).collect(),
         enabled: true,
@@ -96,6 +97,11 @@ async fn a_secret_needs_the_state_key_and_is_stored_sealed() {
         let again = st.create_webhook(&w, SECRET, "alice").await.unwrap_err();
         assert!(again.to_string().contains("exists"), "{name}: {again}");
         assert!(!stored(&st).await.contains(SECRET), "{name}: sealed");
+        assert!(
+            !stored(&st).await.contains("url-canary"),
+            "{name}: URL sealed"
+        );
+        assert_eq!(st.webhook("h").await.unwrap().url, w.url, "{name}: opened");
         st.queue_delivery(&test_delivery("whd_1")).await.unwrap();
         let c = st.claim_delivery("whd_1", "me", now_ms(), 60_000).await;
         assert_eq!(c.unwrap().unwrap().secret, SECRET, "{name}: opened to send");
