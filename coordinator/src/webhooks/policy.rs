@@ -64,6 +64,22 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// Whether `url` points at the same host and port as `own` (this coordinator's public HTTP
+/// URL): a webhook is for another service, never the coordinator's own API.
+pub fn is_own(url: &str, own: &str) -> bool {
+    let key = |u: &str| -> Option<(String, u16)> {
+        let uri: Uri = u.parse().ok()?;
+        let default = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let host = uri.host()?.trim_end_matches('.').to_ascii_lowercase();
+        Some((host, uri.port_u16().unwrap_or(default)))
+    };
+    matches!((key(url), key(own)), (Some(a), Some(b)) if a == b)
+}
+
 /// Whether `ip` is loopback, private (RFC 1918, unique local), link-local (the cloud metadata
 /// service's 169.254.169.254), carrier-grade NAT, unspecified, or an IPv4 address mapped into
 /// IPv6 that is one of those.
@@ -160,6 +176,16 @@ mod tests {
             assert!(e.contains("--allow-private"), "{private}: {e}");
             assert!(check_url(private, true).is_ok(), "{private}");
         }
+    }
+
+    #[test]
+    fn a_url_of_the_coordinator_itself_is_recognised() {
+        let own = "https://tofuflow.example.com";
+        assert!(is_own("https://TofuFlow.example.com./api/v1/runs", own));
+        assert!(is_own("https://tofuflow.example.com:443/x", own));
+        assert!(!is_own("http://tofuflow.example.com/x", own), "port 80");
+        assert!(!is_own("https://hooks.example.com/x", own));
+        assert!(is_own("http://127.0.0.1:7701/x", "http://127.0.0.1:7701"));
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub(super) async fn create(
         allow_private: r.allow_private,
         ..Webhook::default()
     })?;
+    if webhooks::policy::is_own(&w.url, &shared.public_http_url) {
+        return Err(Error::InvalidInput(format!(
+            "webhook URL {} is this coordinator's own address ({}): a webhook notifies another service",
+            webhooks::redacted_url(&w.url),
+            shared.public_http_url
+        ))
+        .into());
+    }
     let secret = checked_secret(&r.secret)?;
     let saved = shared.store.create_webhook(&w, &secret, &who).await?;
     tracing::info!(webhook = %saved.name, url = %webhooks::redacted_url(&saved.url), by = %who, "webhook created");
