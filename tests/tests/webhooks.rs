@@ -4,7 +4,8 @@
 //! coordinator generated and printed once; a `slack` webhook whose receiver answers 500 first
 //! gets the same delivery again and both attempts are shown by `webhook show`; a run of
 //! `prod/a` reaches neither; a test send arrives; neither secret appears in any body, the
-//! coordinator's log or the database; creating and deleting are audited. Over the JSON API a
+//! coordinator's log or the database (nor the Slack URL's token); a URL of the coordinator
+//! itself is refused; creating and deleting are audited. Over the JSON API a
 //! viewer may not list webhooks, and an admin creates, disables (a test send is then refused),
 //! deletes, and redelivers a delivery (the receiver gets the same id again).
 
@@ -18,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const T: Duration = Duration::from_secs(90);
 const STATE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SLACK_SECRET: &str = "slack-canary-secret-7d41e09b2c";
+/// The token part of the Slack webhook's URL (such URLs are credentials too).
+const SLACK_PATH: &str = "/services/T0/B0/url-canary-4f1e83";
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
@@ -234,6 +237,18 @@ fn create_webhooks(c: &Cluster, a: &Receiver, b: &Receiver) -> String {
         "**",
     ]);
     assert!(String::from_utf8_lossy(&private.stderr).contains("--allow-private"));
+    let own = format!("{}/api/v1/runs", c.http_url());
+    let own = c.cli(&[
+        "webhook",
+        "create",
+        "bad",
+        "--url",
+        &own,
+        "-w",
+        "**",
+        "--allow-private",
+    ]);
+    assert!(String::from_utf8_lossy(&own.stderr).contains("own address"));
     let created = json(&c.cli(&[
         "webhook",
         "create",
@@ -257,7 +272,7 @@ fn create_webhooks(c: &Cluster, a: &Receiver, b: &Receiver) -> String {
         &[
             "slack",
             "--url",
-            &b.url("/services/T0/B0/x"),
+            &b.url(SLACK_PATH),
             "-w",
             "ml/*",
             "-e",
@@ -465,13 +480,18 @@ async fn test_send(c: &Cluster, a: &Receiver, secret: &str) -> String {
     id
 }
 
-/// Neither secret is in a body, the database or the coordinator's log.
+/// Neither secret is in a body, the database or the coordinator's log; the Slack URL's token
+/// is in neither of the latter.
 async fn no_secret_anywhere(c: &Cluster, got: &[Got], secret: &str) {
-    let canaries = [secret, SLACK_SECRET];
     let mut leaked = Vec::new();
     for g in got {
-        leaked.extend(leaks(&canaries, "a delivery body", g.body.as_bytes()));
+        leaked.extend(leaks(
+            &[secret, SLACK_SECRET],
+            "a delivery body",
+            g.body.as_bytes(),
+        ));
     }
+    let canaries = [secret, SLACK_SECRET, &SLACK_PATH[16..]];
     for (table, bytes) in c.database_contents().await {
         leaked.extend(leaks(&canaries, &table, &bytes));
     }
