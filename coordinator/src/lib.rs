@@ -38,7 +38,8 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 /// Runs the coordinator until `shutdown` is cancelled: checks the configuration, opens the
-/// store, listens, starts the publisher and the reaper, serves gRPC and HTTP, then waits.
+/// store, listens, starts the publisher, the reaper and the webhook delivery loop, serves gRPC
+/// and HTTP, then waits.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     let auth = load_auth(&cfg)?;
     let tls = tls::Tls::load(

@@ -306,7 +306,7 @@ impl Store {
             .collect()
     }
 
-    /// Queues `d` on its own (a test send); `wake` is woken once it is stored.
+    /// Queues `d` on its own (a test send; the caller wakes the delivery loop).
     pub async fn queue_delivery(&self, d: &NewDelivery) -> Result<Delivery> {
         let mut tx = self.begin().await?;
         insert_delivery(&mut tx, d, now_ms()).await?;

@@ -2,9 +2,9 @@
 //! private, what an attempt's answer leads to, and how long to wait before the next one.
 //!
 //! Retries: network errors, timeouts, 408, 429 and 5xx are retried, up to
-//! `store::DELIVERY_ATTEMPTS` attempts, after 1 s, 2 s, 4 s, ... (doubling, at most 5 minutes), each
-//! wait drawn at random between half and all of that ("equal jitter", so receivers coming back
-//! from an outage are not hit by every coordinator at once). Any other answer is final: 2xx
+//! `store::DELIVERY_ATTEMPTS` attempts, after 1 s, 2 s, 4 s, ... (doubling, at most 5
+//! minutes), each wait drawn at random between half and all of that ("equal jitter", so
+//! receivers coming back from an outage are not hit by every coordinator at once). Any other answer is final: 2xx
 //! delivered; 3xx (redirects are not followed: the target was checked, its redirect is not)
 //! and other 4xx failed.
 

@@ -1,7 +1,8 @@
 //! The gRPC service users (the CLI) call. This file is the tonic service only: each RPC
 //! delegates to its command group, one file each: [`runs`] (submit, show, list, watch, logs,
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
-//! [`bundles`], [`dead_letters`], [`audit`] and [`webhooks`]. Every handler asks [`auth::authorize`] first.
+//! [`bundles`], [`dead_letters`], [`audit`] and [`webhooks`]. Every handler asks
+//! [`auth::authorize`] first.
 
 mod access;
 mod agents;
