@@ -7,7 +7,8 @@
 //! coordinator's log or the database (nor the Slack URL's token); a URL of the coordinator
 //! itself is refused; creating and deleting are audited. Over the JSON API a
 //! viewer may not list webhooks, and an admin creates, disables (a test send is then refused),
-//! deletes, and redelivers a delivery (the receiver gets the same id again).
+//! deletes, and redelivers a delivery (the receiver gets the same id again). A 410 answer
+//! fails a delivery at once.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -503,6 +504,33 @@ async fn no_secret_anywhere(c: &Cluster, got: &[Got], secret: &str) {
     assert!(leaked.is_empty(), "leaked: {leaked:#?}");
 }
 
+/// A receiver answering 410 Gone: the delivery fails after that one attempt (a 4xx other
+/// than 408 and 429 is final).
+async fn a_client_error_is_final(c: &Cluster) {
+    let gone = Receiver::start(&[410]).await;
+    let url = gone.url("/gone");
+    ok(&c.cli(&[
+        "webhook",
+        "create",
+        "gone",
+        "--url",
+        &url,
+        "-w",
+        "**",
+        "--allow-private",
+    ]));
+    ok(&c.cli(&["webhook", "test", "gone"]));
+    let shown = wait_for("the delivery to fail", T, || async {
+        let w = json(&c.cli(&["webhook", "show", "gone", "-o", "json"]));
+        (w["deliveries"][0]["state"] == "failed").then_some(w)
+    })
+    .await;
+    let tries = shown["deliveries"][0]["tries"].as_array().unwrap();
+    assert_eq!(tries.len(), 1, "{shown}");
+    assert_eq!(tries[0]["status_code"], 410, "{shown}");
+    assert_eq!(gone.got().len(), 1);
+}
+
 fn audited(c: &Cluster, kind: &str) -> usize {
     let audit = json(&c.cli(&["audit", "list", "--kind", kind, "-o", "json"]));
     audit.as_array().unwrap().len()
@@ -546,16 +574,17 @@ async fn scenario(db: Db) {
     let test_id = test_send(&c, &a, &secret).await;
     json_api(&c, &a).await;
     json_api_redeliver(&c, &a, &test_id).await;
+    a_client_error_is_final(&c).await;
     assert_eq!(
         audited(&c, "webhook_created"),
-        3,
-        "approvals, slack, api-hook"
+        4,
+        "approvals, slack, api-hook, gone"
     );
     let got: Vec<Got> = a.got().into_iter().chain(b.got()).collect();
     no_secret_anywhere(&c, &got, &secret).await;
 
     ok(&c.cli(&["webhook", "delete", "slack"]));
-    assert_eq!(c.row_count("webhooks").await, 1);
+    assert_eq!(c.row_count("webhooks").await, 2, "approvals, gone");
     assert_eq!(audited(&c, "webhook_deleted"), 2, "api-hook, slack");
     let gone = c.cli(&["webhook", "show", "slack"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no webhook"));
