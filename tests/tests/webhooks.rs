@@ -529,6 +529,8 @@ async fn a_client_error_is_final(c: &Cluster) {
     assert_eq!(tries.len(), 1, "{shown}");
     assert_eq!(tries[0]["status_code"], 410, "{shown}");
     assert_eq!(gone.got().len(), 1);
+    let failed = tofuflow_e2e::metric(c, "tofuflow_webhook_deliveries{state=\"failed\"}");
+    assert_eq!(failed, Some(1.0));
 }
 
 fn audited(c: &Cluster, kind: &str) -> usize {

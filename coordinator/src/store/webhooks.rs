@@ -333,6 +333,18 @@ impl Store {
         self.delivery(id).await
     }
 
+    /// How many deliveries there are in each state (`pending`, `delivered`, `failed`).
+    pub async fn delivery_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM webhook_deliveries GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((s(r, "state")?, i(r, "n")?)))
+            .collect()
+    }
+
     /// Ids of pending deliveries due at `now` and not held by anyone, oldest first.
     pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_ms <= $1 AND claimed_until_ms < $1 ORDER BY next_ms, id LIMIT $2")
