@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tofuflow/v1/agent.proto",
         "tofuflow/v1/workflow.proto",
         "tofuflow/v1/user.proto",
+        "tofuflow/v1/notify.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

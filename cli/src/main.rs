@@ -98,6 +98,10 @@ enum Cmd {
     /// (admin).
     #[command(subcommand)]
     Connection(commands::connection::ConnectionCmd),
+    /// Outgoing webhook notifications of run events: create, list, show deliveries, test,
+    /// redeliver (admin).
+    #[command(subcommand)]
+    Webhook(commands::webhook::WebhookCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -206,6 +210,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Workflow(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Rollout(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Webhook(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_HEARTBEAT_INTERVAL", value_parser = dur, default_value = "5s")]
     pub heartbeat_interval: Duration,
 
+    /// How long a webhook delivery attempt may take (connecting, TLS, the answer's head)
+    /// before it counts as failed and is retried.
+    #[arg(long, env = "TOFUFLOW_WEBHOOK_TIMEOUT", value_parser = dur, default_value = "10s")]
+    pub webhook_timeout: Duration,
+
     /// How often expired leases and overdue runs are looked for.
     #[arg(long, env = "TOFUFLOW_REAP_INTERVAL", value_parser = dur, default_value = "1s")]
     pub reap_interval: Duration,

@@ -21,6 +21,7 @@ pub mod runs;
 pub mod state_backend;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 pub mod workflows;
 
 use std::net::SocketAddr;
@@ -38,7 +39,8 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 /// Runs the coordinator until `shutdown` is cancelled: checks the configuration, opens the
-/// store, listens, starts the publisher and the reaper, serves gRPC and HTTP, then waits.
+/// store, listens, starts the publisher, the reaper and the webhook delivery loop, serves gRPC
+/// and HTTP, then waits.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String> {
     let auth = load_auth(&cfg)?;
     let tls = tls::Tls::load(
@@ -48,7 +50,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     )?;
     let mut store = open_store(&cfg).await?;
     // Workflow runs move on in the transaction that ends one of their runs.
-    store.set_hook(Arc::new(lifecycle::workflow::Engine {
+    store.add_hook(Arc::new(lifecycle::workflow::Engine {
         policy: cfg.policy(),
     }));
     // Failed authentications go to the audit log from now on.
@@ -64,10 +66,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         format!("{scheme}://{http_addr}")
     });
     set_up_oidc(&cfg, &mut store, &public_http_url).await?;
+    let tracker = TaskTracker::new();
+    let webhook_wake = start_webhooks(&tracker, &cfg, &mut store, &public_http_url, &shutdown)?;
     // Woken after every commit that queued a task (the store's run-event effects).
     let wake = store.publisher_wake();
     let amqp_ready = Arc::new(AtomicBool::new(false));
-    let tracker = TaskTracker::new();
     spawn_background(&tracker, &cfg, &store, &wake, &amqp_ready, &shutdown);
     let dead_letters = Arc::new(queue::dead::DeadLetters::new(
         &cfg.amqp_url,
@@ -84,6 +87,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         failures: auth.failures.clone(),
         token_ttl_ms: cfg.token_ttl.as_millis() as i64,
         agent_credentials: Default::default(),
+        webhook_wake,
     };
     let api = http::api::Api {
         user: Arc::new(api::user::UserApi {
@@ -229,6 +233,30 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, TcpListener), String> {
         )
     })?;
     Ok((grpc, http))
+}
+
+/// Installs the webhook hook (deliveries are written with the transitions they report) and
+/// starts the delivery loop (it sends them after commit); returns the loop's wake-up.
+fn start_webhooks(
+    tracker: &TaskTracker,
+    cfg: &Config,
+    store: &mut store::Store,
+    public_http_url: &str,
+    shutdown: &CancellationToken,
+) -> Result<Arc<Notify>, String> {
+    let wake = Arc::new(Notify::new());
+    store.add_hook(Arc::new(webhooks::Hook {
+        wake: wake.clone(),
+        public_url: public_http_url.to_string(),
+    }));
+    let client = webhooks::client::Client::new(cfg.webhook_timeout)?;
+    tracker.spawn(webhooks::deliver::run_deliveries(
+        store.clone(),
+        client,
+        wake.clone(),
+        shutdown.child_token(),
+    ));
+    Ok(wake)
 }
 
 /// Starts the outbox publisher and the lease reaper, each stopping with `shutdown`.

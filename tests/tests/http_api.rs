@@ -61,7 +61,8 @@ fn spec_matches_routes(c: &Cluster) -> serde_json::Value {
         let concrete = path
             .replace("{id}", "no-such-run")
             .replace("{workspace}", "ws")
-            .replace("{version}", "1");
+            .replace("{version}", "1")
+            .replace("{name}", "no-such-webhook");
         for method in ops.as_object().unwrap().keys() {
             let a = c.api(
                 &method.to_uppercase(),

@@ -1,6 +1,6 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
 //! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
-//! `identity` for tasks' OIDC ID tokens): a group's clap
+//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
@@ -16,6 +16,7 @@ pub mod rule;
 pub mod run;
 pub mod state;
 pub mod token;
+pub mod webhook;
 pub mod workflow;
 
 use tofuflow_proto::v1::user_service_client::UserServiceClient;

@@ -388,6 +388,53 @@ pub fn connection_to_pb(c: store::Connection) -> v1::Connection {
     }
 }
 
+/// A webhook as the API shows it (never its secret), with `deliveries` when given.
+pub fn webhook_to_pb(w: store::Webhook, deliveries: Vec<store::Delivery>) -> v1::Webhook {
+    v1::Webhook {
+        name: w.name,
+        url: w.url,
+        workspaces: w.workspaces,
+        events: w.events,
+        format: w.format,
+        enabled: w.enabled,
+        allow_private: w.allow_private,
+        created_by: w.created_by,
+        created_unix_ms: w.created_ms,
+        updated_unix_ms: w.updated_ms,
+        deliveries: deliveries.into_iter().map(delivery_to_pb).collect(),
+    }
+}
+
+/// A webhook delivery with its attempts.
+pub fn delivery_to_pb(d: store::Delivery) -> v1::WebhookDelivery {
+    v1::WebhookDelivery {
+        tries: d
+            .tries
+            .into_iter()
+            .map(|a| v1::WebhookAttempt {
+                attempt: a.attempt as u32,
+                started_unix_ms: a.started_ms,
+                duration_ms: a.duration_ms,
+                status_code: a.status_code as u32,
+                answer_excerpt: a.answer_excerpt,
+                error: a.error,
+            })
+            .collect(),
+        id: d.id,
+        webhook: d.webhook,
+        event: d.event,
+        run_id: d.run_id,
+        workspace: d.workspace,
+        state: d.state,
+        attempts: d.attempts as u32,
+        give_up_after: d.give_up_after as u32,
+        next_attempt_unix_ms: d.next_ms,
+        created_unix_ms: d.created_ms,
+        done_unix_ms: d.done_ms,
+        body: d.body,
+    }
+}
+
 /// A request's values, checked by the store.
 pub fn connection_values(v: Option<&v1::ConnectionValues>) -> store::ConnectionValues {
     let Some(v) = v else {

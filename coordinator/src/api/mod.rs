@@ -35,4 +35,6 @@ pub struct Shared {
     pub agent_credentials: AgentCredentials,
     /// The dead-letter queue, for admins.
     pub dead_letters: Arc<crate::queue::dead::DeadLetters>,
+    /// Wakes the webhook delivery loop (after a test send or a redelivery is stored).
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }

@@ -74,11 +74,17 @@ pub enum AuditKind {
     WorkflowFinished,
     /// A rollout was paused, resumed, aborted, or its failed targets retried.
     RolloutChanged,
+    /// A webhook was created (its URL without query, globs, events; never its secret).
+    WebhookCreated,
+    /// A webhook was deleted.
+    WebhookDeleted,
+    /// A webhook was enabled or disabled.
+    WebhookChanged,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 29] = [
+    pub const ALL: [AuditKind; 32] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -108,6 +114,9 @@ impl AuditKind {
         AuditKind::WorkflowRetried,
         AuditKind::WorkflowFinished,
         AuditKind::RolloutChanged,
+        AuditKind::WebhookCreated,
+        AuditKind::WebhookDeleted,
+        AuditKind::WebhookChanged,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -142,6 +151,9 @@ impl AuditKind {
             AuditKind::WorkflowRetried => "workflow_retried",
             AuditKind::WorkflowFinished => "workflow_finished",
             AuditKind::RolloutChanged => "rollout_changed",
+            AuditKind::WebhookCreated => "webhook_created",
+            AuditKind::WebhookDeleted => "webhook_deleted",
+            AuditKind::WebhookChanged => "webhook_changed",
         }
     }
 

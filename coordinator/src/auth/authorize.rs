@@ -56,11 +56,15 @@ pub enum Action {
     ManageIdentities,
     /// Set, rotate, delete, list and show connections (never their secret values).
     ManageConnections,
+    /// Create, list, show (with deliveries), enable, disable, test, redeliver and delete
+    /// webhooks. Admin only, reading included: a webhook's URL is often a credential itself
+    /// (Slack's incoming-webhook URLs are), and its deliveries hold receivers' answers.
+    ManageWebhooks,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::ReadRuns,
         Action::UploadBundle,
         Action::Submit,
@@ -85,6 +89,7 @@ impl Action {
         Action::ReadAudit,
         Action::ManageIdentities,
         Action::ManageConnections,
+        Action::ManageWebhooks,
     ];
 
     /// Actions about the whole coordinator rather than one workspace: they need a grant on
@@ -102,6 +107,7 @@ impl Action {
                 | ReadAudit
                 | ManageIdentities
                 | ManageConnections
+                | ManageWebhooks
         )
     }
 

@@ -1,5 +1,5 @@
 //! `/metrics` in the Prometheus text format: runs and agents by state, the outbox, the AMQP
-//! connection, the dead-letter queue and failed authentications.
+//! connection, the dead-letter queue, webhook deliveries and failed authentications.
 
 use super::App;
 use crate::auth::Api;
@@ -28,6 +28,14 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
         out.push_str(&format!("tofuflow_outbox_unsent {unsent}\n"));
         out.push_str("# HELP tofuflow_outbox_messages_total Task messages ever queued for publishing.\n# TYPE tofuflow_outbox_messages_total counter\n");
         out.push_str(&format!("tofuflow_outbox_messages_total {total}\n"));
+    }
+    if let Ok(counts) = app.store.delivery_counts().await {
+        out.push_str("# HELP tofuflow_webhook_deliveries Webhook deliveries by state (pending, delivered, failed).\n# TYPE tofuflow_webhook_deliveries gauge\n");
+        for (s, n) in counts {
+            out.push_str(&format!(
+                "tofuflow_webhook_deliveries{{state=\"{s}\"}} {n}\n"
+            ));
+        }
     }
     if let Ok(agents) = app.store.agents().await {
         out.push_str(

@@ -1,8 +1,10 @@
-//! How a lifecycle command ends: [`Store::commit`]. Before the commit, the one hook
-//! ([`OnRunEvents`], e.g. the workflow engine) may react to the transaction's run events in that
-//! same transaction, so a dependant starts exactly when its upstream ends, with no polling; then
-//! the transaction commits; then, in one place, the effects: the outbox publisher is woken for
-//! queued tasks, watchers of runs and logs are told, and ended runs are counted for `/metrics`.
+//! How a lifecycle command ends: [`Store::commit`]. Before the commit, the hooks
+//! ([`OnRunEvents`]: the workflow engine, webhook notifications), in the order they were added,
+//! may react to the transaction's run events in that same transaction, so a dependant starts
+//! (or a notification is queued) exactly when its upstream ends, with no polling; then the
+//! transaction commits; then, in one place, the effects: the outbox publisher is woken for
+//! queued tasks, the waiters a hook asked for are woken, watchers of runs and logs are told,
+//! and ended runs are counted for `/metrics`.
 //! The transaction's audit entries are appended last before the commit.
 //! No caller has to remember any of it.
 
@@ -25,22 +27,29 @@ pub trait OnRunEvents: Send + Sync {
 pub struct Effects {
     pub wake: Arc<tokio::sync::Notify>,
     pub ended: Arc<Mutex<BTreeMap<&'static str, u64>>>,
-    pub hook: Option<Arc<dyn OnRunEvents>>,
+    /// The before-commit hooks, called in the order they were added.
+    pub hooks: Vec<Arc<dyn OnRunEvents>>,
 }
 
 impl Store {
-    /// Commits a lifecycle command's transaction: the hook first (same transaction), then the
-    /// commit, then the effects of its run events.
+    /// Commits a lifecycle command's transaction: the hooks first (same transaction; each sees
+    /// the events collected before it ran), then the commit, then the effects of its run events.
     pub async fn commit(&self, mut tx: Tx) -> Result<()> {
-        if let Some(hook) = self.effects.hook.clone() {
+        for hook in self.effects.hooks.clone() {
             let events = tx.events().to_vec();
-            hook.on_run_events(self, &mut tx, &events).await?;
+            if !events.is_empty() {
+                hook.on_run_events(self, &mut tx, &events).await?;
+            }
         }
         let events = std::mem::take(&mut tx.events);
         // Last before the commit: on PostgreSQL the append lock is held only from here on.
         let audit = std::mem::take(&mut tx.audit);
         crate::store::append_audit(&mut tx.inner, self.is_postgres(), &audit).await?;
+        let wakes = std::mem::take(&mut tx.wakes);
         tx.inner.commit().await?;
+        for w in wakes {
+            w.notify_one();
+        }
         self.after_commit(&events);
         Ok(())
     }
@@ -83,9 +92,10 @@ impl Store {
         self.effects.wake.clone()
     }
 
-    /// Installs the before-commit hook (one per store).
-    pub fn set_hook(&mut self, hook: Arc<dyn OnRunEvents>) {
-        self.effects.hook = Some(hook);
+    /// Adds a before-commit hook (after those already added). Clones of the store made
+    /// before do not have it: add hooks before handing the store out.
+    pub fn add_hook(&mut self, hook: Arc<dyn OnRunEvents>) {
+        self.effects.hooks.push(hook);
     }
 }
 

@@ -29,6 +29,7 @@ mod state_versions;
 mod tasks;
 mod transitions;
 mod tx;
+mod webhooks;
 mod workflows;
 
 pub use access::*;
@@ -51,6 +52,7 @@ pub use state_versions::*;
 pub use tasks::*;
 pub use transitions::*;
 pub use tx::*;
+pub use webhooks::*;
 pub use workflows::*;
 
 use crate::error::{Error, Result};
@@ -273,7 +275,8 @@ impl Store {
             + self.rotate_events().await?
             + self.rotate_signing_seals().await?
             + self.rotate_oidc_seals().await?
-            + self.rotate_connection_seals().await?;
+            + self.rotate_connection_seals().await?
+            + self.rotate_webhook_seals().await?;
         Ok(n)
     }
 }

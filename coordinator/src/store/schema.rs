@@ -419,6 +419,52 @@ CREATE TABLE workflow_rollouts (
 CREATE INDEX workflow_rollouts_due ON workflow_rollouts (resume_after_ms)
 "#,
     ),
+    (
+        14,
+        r#"
+CREATE TABLE webhooks (
+  name TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  workspaces TEXT NOT NULL,
+  events TEXT NOT NULL,
+  format TEXT NOT NULL,
+  sealed_secret {BLOB} NOT NULL,
+  enabled BIGINT NOT NULL,
+  allow_private BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  webhook TEXT NOT NULL,
+  event TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  body TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  give_up_after BIGINT NOT NULL,
+  next_ms BIGINT NOT NULL,
+  claimed_by TEXT NOT NULL,
+  claimed_until_ms BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  done_ms BIGINT NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_ms);
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook, created_ms);
+CREATE TABLE webhook_attempts (
+  delivery_id TEXT NOT NULL,
+  attempt BIGINT NOT NULL,
+  started_ms BIGINT NOT NULL,
+  duration_ms BIGINT NOT NULL,
+  status_code BIGINT NOT NULL,
+  answer_excerpt TEXT NOT NULL,
+  error TEXT NOT NULL,
+  PRIMARY KEY (delivery_id, attempt)
+)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -68,6 +68,19 @@ pub(crate) async fn note(
     Ok(())
 }
 
+/// Who made run `run_id`'s latest state change, read in `tx` (empty when nobody did yet).
+pub(crate) async fn last_actor(tx: &mut Tx, run_id: &str) -> Result<String> {
+    let row = sqlx::query(
+        "SELECT actor FROM transitions WHERE run_id = $1 AND from_state <> to_state ORDER BY id DESC LIMIT 1",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| s(&r, "actor"))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 /// One row of a run's history.
 async fn history_row(
     c: &mut AnyConnection,

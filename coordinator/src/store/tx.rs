@@ -15,12 +15,22 @@ pub struct Tx {
     /// Signs the task messages this transaction queues, with the store's keys.
     pub(crate) signer: std::sync::Arc<Signer>,
     pub(crate) keys: std::sync::Arc<crypt::Keys>,
+    /// Woken once the transaction has committed (a hook's loop that sends what it wrote).
+    pub(crate) wakes: Vec<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl Tx {
     /// Records a run event: it takes effect if and when the transaction commits.
     pub fn push(&mut self, e: RunEvent) {
         self.events.push(e);
+    }
+
+    /// Wakes `w` if and when the transaction commits (never before: what it would read is not
+    /// visible until then).
+    pub fn wake_after_commit(&mut self, w: std::sync::Arc<tokio::sync::Notify>) {
+        if !self.wakes.iter().any(|x| std::sync::Arc::ptr_eq(x, &w)) {
+            self.wakes.push(w);
+        }
     }
 
     /// The events collected so far.
@@ -51,6 +61,7 @@ impl Store {
             audit: Vec::new(),
             signer: self.signer.clone(),
             keys: self.keys.clone(),
+            wakes: Vec::new(),
         })
     }
 }

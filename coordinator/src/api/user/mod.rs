@@ -1,7 +1,8 @@
 //! The gRPC service users (the CLI) call. This file is the tonic service only: each RPC
 //! delegates to its command group, one file each: [`runs`] (submit, show, list, watch, logs,
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
-//! [`bundles`], [`dead_letters`] and [`audit`]. Every handler asks [`auth::authorize`] first.
+//! [`bundles`], [`dead_letters`], [`audit`] and [`webhooks`]. Every handler asks
+//! [`auth::authorize`] first.
 
 mod access;
 mod agents;
@@ -13,6 +14,7 @@ mod identities;
 mod rules;
 mod runs;
 mod state;
+mod webhooks;
 mod workflows;
 
 use super::Shared;
@@ -437,5 +439,45 @@ impl UserService for UserApi {
 
     async fn rollout_action(&self, req: Request<v1::RolloutRequest>) -> Reply<v1::WorkflowRun> {
         workflows::rollout(&self.shared, req).await
+    }
+
+    async fn create_webhook(
+        &self,
+        req: Request<v1::CreateWebhookRequest>,
+    ) -> Reply<v1::CreateWebhookResponse> {
+        webhooks::create(&self.shared, req).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        req: Request<v1::ListWebhooksRequest>,
+    ) -> Reply<v1::ListWebhooksResponse> {
+        webhooks::list(&self.shared, req).await
+    }
+
+    async fn get_webhook(&self, req: Request<v1::WebhookRequest>) -> Reply<v1::Webhook> {
+        webhooks::get(&self.shared, req).await
+    }
+
+    async fn delete_webhook(&self, req: Request<v1::WebhookRequest>) -> Reply<v1::Webhook> {
+        webhooks::delete(&self.shared, req).await
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        req: Request<v1::SetWebhookEnabledRequest>,
+    ) -> Reply<v1::Webhook> {
+        webhooks::set_enabled(&self.shared, req).await
+    }
+
+    async fn test_webhook(&self, req: Request<v1::WebhookRequest>) -> Reply<v1::WebhookDelivery> {
+        webhooks::test(&self.shared, req).await
+    }
+
+    async fn redeliver_webhook(
+        &self,
+        req: Request<v1::RedeliverWebhookRequest>,
+    ) -> Reply<v1::WebhookDelivery> {
+        webhooks::redeliver(&self.shared, req).await
     }
 }

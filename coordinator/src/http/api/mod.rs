@@ -11,6 +11,7 @@ pub mod logs;
 mod problem;
 mod runs;
 mod state;
+mod webhooks;
 mod workflows;
 
 pub use problem::{Problem, HTTP_STATUS_KEY};
@@ -125,7 +126,8 @@ async fn authenticate(
         (name = "runs", description = "Submit, list, show, approve, reject, cancel; logs"),
         (name = "state", description = "A workspace's state versions, rollback and lock"),
         (name = "agents", description = "Agents and the pools they serve"),
-        (name = "access", description = "The caller, and the audit log")
+        (name = "access", description = "The caller, and the audit log"),
+        (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts")
     )
 )]
 struct ApiDoc;
@@ -174,6 +176,12 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(workflows::retry))
         .routes(routes!(workflows::rollout))
         .routes(routes!(agents::me))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::show, webhooks::delete))
+        .routes(routes!(webhooks::enable))
+        .routes(routes!(webhooks::disable))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::redeliver))
         .split_for_parts();
     let served = doc.clone();
     let router = router

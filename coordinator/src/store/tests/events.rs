@@ -45,7 +45,7 @@ impl crate::lifecycle::events::OnRunEvents for NoteRejected {
 #[tokio::test]
 async fn the_before_commit_hook_reacts_in_the_same_transaction_and_can_roll_it_back() {
     for (name, mut st, _g, _d) in stores().await {
-        st.set_hook(std::sync::Arc::new(NoteRejected));
+        st.add_hook(std::sync::Arc::new(NoteRejected));
         let p = policy();
         let mut watch = st.subscribe();
         let run = st.submit(new_run("hook/a", false), &p).await.unwrap();
@@ -98,6 +98,68 @@ async fn the_before_commit_hook_reacts_in_the_same_transaction_and_can_roll_it_b
             st.ended_counts().get("cancelled"),
             None,
             "{name}: a rolled-back end is not counted"
+        );
+    }
+}
+
+/// A hook that records that it ran, asks for a wake-up after the commit, and fails when told.
+struct Record {
+    label: &'static str,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    fail_on: String,
+}
+
+#[tonic::async_trait]
+impl crate::lifecycle::events::OnRunEvents for Record {
+    async fn on_run_events(
+        &self,
+        _store: &Store,
+        tx: &mut Tx,
+        events: &[crate::runs::events::RunEvent],
+    ) -> Result<()> {
+        self.calls.lock().unwrap().push(self.label);
+        tx.wake_after_commit(self.wake.clone());
+        if events.iter().any(|e| e.run_id() == self.fail_on) {
+            return Err(Error::Conflict("refused by the hook".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn hooks_run_in_the_order_added_and_wake_only_after_a_commit() {
+    for (name, mut st, _g, _d) in stores().await {
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        for label in ["first", "second"] {
+            st.add_hook(std::sync::Arc::new(Record {
+                label,
+                calls: calls.clone(),
+                wake: wake.clone(),
+                fail_on: String::new(),
+            }));
+        }
+        let p = policy();
+        st.submit(new_run("hooks/a", false), &p).await.unwrap();
+        assert_eq!(*calls.lock().unwrap(), ["first", "second"], "{name}");
+        let woken = tokio::time::timeout(std::time::Duration::ZERO, wake.notified());
+        // A notify_one before anyone waits leaves a permit: the wait ends at its first poll.
+        assert!(woken.await.is_ok(), "{name}: woken after the commit");
+
+        let run = st.submit(new_run("hooks/b", false), &p).await.unwrap();
+        let refusing = std::sync::Arc::new(tokio::sync::Notify::new());
+        st.add_hook(std::sync::Arc::new(Record {
+            label: "third",
+            calls: calls.clone(),
+            wake: refusing.clone(),
+            fail_on: run.id.clone(),
+        }));
+        assert!(st.cancel(&run.id, "carol", "").await.is_err(), "{name}");
+        let woken = tokio::time::timeout(std::time::Duration::ZERO, refusing.notified());
+        assert!(
+            woken.await.is_err(),
+            "{name}: no wake-up for a rolled-back transaction"
         );
     }
 }

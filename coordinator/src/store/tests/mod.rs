@@ -14,6 +14,7 @@ mod oidc;
 mod runs;
 mod signing;
 mod state;
+mod webhooks;
 
 /// A task message from the outbox: its envelope, checked against its signature, and its id.
 struct Opened {
