@@ -50,9 +50,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     )?;
     let mut store = open_store(&cfg).await?;
     // Workflow runs move on in the transaction that ends one of their runs.
-    store.add_hook(Arc::new(lifecycle::workflow::Engine {
+    let engine = lifecycle::workflow::Engine {
         policy: cfg.policy(),
-    }));
+    };
+    store.add_hook(Arc::new(engine));
     // Failed authentications go to the audit log from now on.
     auth.failures.audit.attach(store.clone());
     if !auth.is_open() && !auth.has_users_file() {

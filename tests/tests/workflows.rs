@@ -589,3 +589,103 @@ async fn a_rollout_pauses_for_approval_between_waves_and_abort_cancels_the_rest(
         String::from_utf8_lossy(&c.cli(&["audit", "list", "--limit", "200"]).stdout).to_string();
     assert!(audit.contains("rollout_changed"), "{audit}");
 }
+
+/// A one-stack workflow whose module says which version it is.
+fn service(dir: &Path, version: &str) -> PathBuf {
+    write(
+        dir,
+        "svc/main.tf",
+        &format!(
+            r#"
+resource "terraform_data" "svc" {{ input = "{version}" }}
+output "version" {{ value = terraform_data.svc.output }}
+"#
+        ),
+    );
+    write(dir, "svc.hcl", "workflow {\n  approval = \"auto\"\n}\nstack \"svc\" {\n  source = \"./svc\"\n  workspace = \"svc/prod\"\n}\n");
+    dir.join("svc.hcl")
+}
+
+/// The `version` output the svc target's run applied.
+async fn version(c: &Cluster, w: &v1::WorkflowRun) -> serde_json::Value {
+    let r = c.run(&target(w, "svc").run_id).await;
+    serde_json::from_str::<serde_json::Value>(&r.outputs_json).unwrap()["version"]["value"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_reapplies_the_last_good_bundles_and_the_api_shows_workflow_runs() {
+    let mut c = Cluster::start(Db::Postgres).await;
+    c.agent(AgentOpts::default()).await;
+    let dir = c.dir.join("svc");
+    let good = start(&c, &service(&dir, "v1"), &[]);
+    wait_workflow(&c, &good, "succeeded").await;
+    let bad = start(&c, &service(&dir, "v2"), &[]);
+    let w = wait_workflow(&c, &bad, "succeeded").await;
+    assert_eq!(version(&c, &w).await, "v2");
+    let out = c.cli(&["-o", "json", "workflow", "rollback", &bad]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = back["id"].as_str().unwrap().to_string();
+    assert_eq!(back["tags"]["rollback_of"], bad.as_str());
+    assert_eq!(back["tags"]["rollback_to"], good.as_str());
+    let w = wait_workflow(&c, &id, "succeeded").await;
+    assert_eq!(
+        version(&c, &w).await,
+        "v1",
+        "the good bundle is applied again"
+    );
+
+    // Through the JSON API: a viewer reads workflow runs but may not start or roll back.
+    let viewer = c.user_token("vera", "viewer").await;
+    let a = c.api(
+        "GET",
+        &format!("/api/v1/workflow-runs/{id}"),
+        Some(&viewer),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["targets"][0]["workspace"], "svc/prod");
+    let a = c.api(
+        "GET",
+        "/api/v1/workflow-runs?limit=2",
+        Some(&viewer),
+        None,
+        &[],
+    );
+    assert_eq!(a.json().as_array().unwrap().len(), 2);
+    let a = c.api(
+        "POST",
+        &format!("/api/v1/workflow-runs/{id}/rollback"),
+        Some(&viewer),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/problem+json"));
+    let body = serde_json::json!({"definition": "stack \"x\" {\n  source = \"./x\"\n  workspace = \"x\"\n  inputs = { a = stack.y.outputs.b }\n}\n", "file_name": "api.hcl", "bundles": {}});
+    let admin = c.token.clone();
+    let a = c.api(
+        "POST",
+        "/api/v1/workflow-runs",
+        admin.as_deref(),
+        Some(("application/json", body.to_string().as_bytes())),
+        &[],
+    );
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("api.hcl:4:14: no stack named \"y\""),
+        "{}",
+        a.json()
+    );
+}

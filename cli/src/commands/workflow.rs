@@ -50,6 +50,20 @@ pub enum WorkflowCmd {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Re-apply what an earlier, succeeded workflow run applied (its file and module bundles),
+    /// as a new workflow run in dependency order, tagged rollback_of / rollback_to.
+    Rollback {
+        /// The workflow run to roll back (e.g. the one that applied a bad change).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The succeeded workflow run to go back to (default: the newest one before ID with the
+        /// same file name and workspaces).
+        #[arg(long, value_name = "ID", default_value = "")]
+        to: String,
+        /// Override its approval mode: each, once, auto.
+        #[arg(long, value_name = "MODE", value_parser = ["each", "once", "auto"])]
+        approval: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -98,6 +112,14 @@ impl WorkflowCmd {
             WorkflowCmd::Show { id } => call(ctx.client.get_workflow_run(req(id)).await, ctx)?,
             WorkflowCmd::Approve { id } => call(ctx.client.approve_workflow(req(id)).await, ctx)?,
             WorkflowCmd::Retry { id } => call(ctx.client.retry_workflow(req(id)).await, ctx)?,
+            WorkflowCmd::Rollback { id, to, approval } => {
+                let r = v1::RollbackWorkflowRequest {
+                    workflow_run_id: id,
+                    to,
+                    approval: approval.unwrap_or_default(),
+                };
+                call(ctx.client.rollback_workflow(r).await, ctx)?
+            }
             WorkflowCmd::Cancel { id } => {
                 let c = ctx
                     .client

@@ -325,3 +325,34 @@ impl Store {
         rows.iter().map(|r| s(r, "workflow_run_id")).collect()
     }
 }
+
+impl Store {
+    /// The newest succeeded, applying workflow run older than `id` with its file name and the
+    /// same workspaces: what a rollback of `id` goes back to.
+    pub async fn rollback_target(&self, id: &str) -> Result<WorkflowRun> {
+        let (w, targets) = self.workflow_run(id).await?;
+        let mine: std::collections::BTreeSet<&str> =
+            targets.iter().map(|t| t.workspace.as_str()).collect();
+        let rows = sqlx::query("SELECT * FROM workflow_runs WHERE file_name = $1 AND state = 'succeeded' AND destroy = 0 AND created_ms < $2 ORDER BY created_ms DESC LIMIT 50")
+            .bind(&w.file_name)
+            .bind(w.created_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let old = workflow_from_row(r)?;
+            let (_, theirs) = self.workflow_run(&old.id).await?;
+            if theirs
+                .iter()
+                .map(|t| t.workspace.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                == mine
+            {
+                return Ok(old);
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no succeeded workflow run of {} with the same workspaces before {id}: name one with --to",
+            w.file_name
+        )))
+    }
+}

@@ -441,6 +441,13 @@ impl UserService for UserApi {
         workflows::rollout(&self.shared, req).await
     }
 
+    async fn rollback_workflow(
+        &self,
+        req: Request<v1::RollbackWorkflowRequest>,
+    ) -> Reply<v1::WorkflowRun> {
+        workflows::rollback(&self.shared, req).await
+    }
+
     async fn create_webhook(
         &self,
         req: Request<v1::CreateWebhookRequest>,

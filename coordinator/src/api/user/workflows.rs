@@ -386,3 +386,62 @@ pub(super) async fn retry(
         .await?;
     Ok(Response::new(shown(&shared.store, id).await?))
 }
+
+/// Re-applies what an earlier, succeeded workflow run applied (its file and bundles) as a new
+/// workflow run, tagged with what it rolls back (operator on every workspace).
+pub(super) async fn rollback(
+    shared: &Shared,
+    req: Request<v1::RollbackWorkflowRequest>,
+) -> Reply<v1::WorkflowRun> {
+    let c = caller(shared, &req).await?;
+    let r = req.into_inner();
+    let from = shared.store.workflow_run(&r.workflow_run_id).await?.0;
+    let to = if r.to.is_empty() {
+        shared.store.rollback_target(&r.workflow_run_id).await?
+    } else {
+        shared.store.workflow_run(&r.to).await?.0
+    };
+    if to.state != crate::workflows::WorkflowState::Succeeded || to.destroy {
+        return Err(Error::Conflict(format!(
+            "workflow run {} is {}{}: roll back to one that applied and succeeded",
+            to.id,
+            to.state.as_str(),
+            if to.destroy { " (a destroy)" } else { "" }
+        ))
+        .into());
+    }
+    let file =
+        wf::parse(&to.file_name, &to.definition).map_err(|p| Error::Internal(wf::describe(&p)))?;
+    let targets =
+        wf::expand(&file, &to.file_name).map_err(|p| Error::Internal(wf::describe(&p)))?;
+    let actor = authorize_all(
+        &c,
+        Action::Submit,
+        targets.iter().map(|t| t.workspace.as_str()),
+        None,
+    )?;
+    let approval = match r.approval.as_str() {
+        "" => to.approval,
+        a => Approval::parse(a).ok_or_else(|| {
+            Error::InvalidInput(format!("approval {a:?}: use each, once or auto"))
+        })?,
+    };
+    let mut tags = to.tags.clone();
+    tags.insert("rollback_of".into(), from.id.clone());
+    tags.insert("rollback_to".into(), to.id.clone());
+    let n = NewWorkflow {
+        file_name: to.file_name,
+        definition: to.definition,
+        bundles: to.bundles,
+        decls: to.decls,
+        destroy: false,
+        approval,
+        pool: to.pool,
+        actor: actor.clone(),
+        tags,
+        targets,
+    };
+    let w = shared.store.start_workflow(n, &shared.policy).await?;
+    tracing::info!(workflow_run = %w.id, rollback_of = %from.id, rollback_to = %to.id, actor = %actor, "workflow rollback started");
+    Ok(Response::new(shown(&shared.store, &w.id).await?))
+}

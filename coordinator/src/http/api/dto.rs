@@ -790,3 +790,12 @@ impl From<v1::WorkflowRun> for WorkflowRunJson {
         }
     }
 }
+
+/// What a workflow rollback goes back to.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct WorkflowRollbackBody {
+    /// The succeeded workflow run to re-apply (default: the newest one before, same workspaces).
+    pub to: Option<String>,
+    /// `each`, `once` or `auto` (default: that run's).
+    pub approval: Option<String>,
+}

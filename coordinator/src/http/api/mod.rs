@@ -174,6 +174,7 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(workflows::approve))
         .routes(routes!(workflows::cancel))
         .routes(routes!(workflows::retry))
+        .routes(routes!(workflows::rollback))
         .routes(routes!(workflows::rollout))
         .routes(routes!(agents::me))
         .routes(routes!(webhooks::list, webhooks::create))

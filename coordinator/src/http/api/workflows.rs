@@ -1,8 +1,10 @@
 //! Workflow runs and their rollouts: start (from a workflow file and uploaded bundles), list,
 //! show, approve, cancel, retry, and the rollout actions.
 
-use super::dto::{RolloutActionPath, StartWorkflowBody, WorkflowRunJson, WorkflowsQuery};
-use super::{call, Body, Params, Problem, Reply};
+use super::dto::{
+    RolloutActionPath, StartWorkflowBody, WorkflowRollbackBody, WorkflowRunJson, WorkflowsQuery,
+};
+use super::{call, Body, OptBody, Params, Problem, Reply};
 use crate::http::App;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -115,4 +117,23 @@ pub async fn rollout(
         action: p.action,
     };
     Ok(Json(call!(app, headers, rollout_action, msg).into()))
+}
+
+/// Re-applies what an earlier, succeeded workflow run applied, as a new workflow run
+/// (`to`: that run; default the newest succeeded one before this with the same workspaces).
+#[utoipa::path(post, path = "/api/v1/workflow-runs/{id}/rollback", tag = "workflows", params(("id" = String, Path)),
+    request_body(content = Option<WorkflowRollbackBody>),
+    responses((status = 200, body = WorkflowRunJson), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn rollback(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    OptBody(b): OptBody<WorkflowRollbackBody>,
+) -> Reply<WorkflowRunJson> {
+    let msg = v1::RollbackWorkflowRequest {
+        workflow_run_id: id,
+        to: b.to.unwrap_or_default(),
+        approval: b.approval.unwrap_or_default(),
+    };
+    Ok(Json(call!(app, headers, rollback_workflow, msg).into()))
 }
