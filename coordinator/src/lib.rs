@@ -113,6 +113,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, grpc_addr, http_addr)?;
     }
+    stop_when_told(tracker, shutdown).await;
+    Ok(())
+}
+
+/// Waits for the shutdown signal, then (at most 10 s) for the coordinator's tasks to stop.
+async fn stop_when_told(tracker: TaskTracker, shutdown: CancellationToken) {
     tracker.close();
     shutdown.cancelled().await;
     tracing::info!("coordinator shutting down");
@@ -122,7 +128,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     {
         tracing::warn!("some coordinator tasks did not stop within 10s");
     }
-    Ok(())
 }
 
 /// Checks the configured pools and loads the agent tokens and users, warning about what is
