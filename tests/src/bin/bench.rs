@@ -86,6 +86,8 @@ struct Figures {
     mint: Spread,
     /// Generating one RSA 2048 signing key (once per rotation, off the claim path).
     keygen_ms: f64,
+    /// A workflow's hop: an upstream's apply ended → its dependant's tofu start (20-stack chain).
+    hop: Spread,
     /// Time to submit all throughput runs, and for all to finish.
     submitted: Duration,
     total: Duration,
@@ -127,6 +129,9 @@ async fn main() {
     let (verify, claim) = claim_latency(&c, &mut client, &bundle, runs).await;
     let (mint, keygen_ms) = minting_alone(runs);
 
+    // 4c. A workflow: a chain of stacks, each reading the previous one's output.
+    let hop = dag_hops(&c, 20).await;
+
     // 5. Throughput: N runs submitted at once, 2 agents.
     c.agent(AgentOpts::default()).await;
     let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
@@ -144,6 +149,7 @@ async fn main() {
         claim,
         mint,
         keygen_ms,
+        hop,
         submitted,
         total,
     });
@@ -620,6 +626,55 @@ async fn idle_runs(c: &Cluster, client: &mut Client, bundle: &str, runs: usize) 
     (Spread::of(&mut latency), pct(&mut task_time, 0.5))
 }
 
+/// Figure 4c: a chain of `stacks` stacks, each reading the previous one's output: from each
+/// upstream's apply ending (its last transition) to its dependant's `tofu init` starting.
+async fn dag_hops(c: &Cluster, stacks: usize) -> Spread {
+    let dir = c.dir.join("bench-chain");
+    std::fs::create_dir_all(dir.join("link")).unwrap();
+    let module =
+        "variable \"prev\" {\n  type = string\n}\noutput \"v\" {\n  value = \"${var.prev}+\"\n}\n";
+    std::fs::write(dir.join("link/main.tf"), module).unwrap();
+    let mut file = String::from("workflow {\n  approval = \"auto\"\n}\n");
+    for i in 0..stacks {
+        let prev = if i == 0 {
+            "\"start\"".to_string()
+        } else {
+            format!("stack.s{:02}.outputs.v", i - 1)
+        };
+        file.push_str(&format!("stack \"s{i:02}\" {{\n  source = \"./link\"\n  workspace = \"bench/chain-{i:02}\"\n  inputs = {{ prev = {prev} }}\n}}\n"));
+    }
+    std::fs::write(dir.join("chain.hcl"), file).unwrap();
+    let out = c.cli(&[
+        "-o",
+        "json",
+        "workflow",
+        "run",
+        dir.join("chain.hcl").to_str().unwrap(),
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let targets = w["targets"].as_array().unwrap();
+    let trace = c.tofu_trace();
+    let mut hops = Vec::new();
+    for pair in targets.windows(2) {
+        let up = c.run(pair[0]["run_id"].as_str().unwrap()).await;
+        let ended = up.transitions.last().unwrap().unix_ms as f64;
+        let next = pair[1]["run_id"].as_str().unwrap();
+        let start = trace
+            .iter()
+            .find(|e| e["event"] == "start" && e["args"][0] == "init" && e["run"] == next)
+            .and_then(|e| e["ms"].as_f64())
+            .expect("tofu init traced");
+        hops.push(start - ended);
+    }
+    Spread::of(&mut hops)
+}
+
 /// Figure 5: N runs submitted at once: how long submitting took, and until all ended.
 async fn throughput(
     c: &Cluster,
@@ -722,6 +777,16 @@ fn print_table(f: &Figures) {
         "  … as a multiple of the broker floor (p50)",
         "",
         f.latency.p50 / f.floor.p50
+    );
+    println!(
+        "{:<58} {:>9.2} ms {:>9.2} ms",
+        "workflow hop: upstream applied → dependant's tofu start", f.hop.p50, f.hop.p99
+    );
+    println!(
+        "{:<58} {:>12} {:>11.1}x",
+        "  … as a multiple of the broker floor (p50)",
+        "",
+        f.hop.p50 / f.floor.p50
     );
     println!(
         "{:<58} {:>8.1} /s {:>12}",
