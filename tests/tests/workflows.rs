@@ -689,3 +689,89 @@ async fn a_rollback_reapplies_the_last_good_bundles_and_the_api_shows_workflow_r
         a.json()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capacity_error_moves_the_stack_to_its_next_candidate_after_cleaning_up() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    let dir = c.dir.join("cap");
+    write(
+        &dir,
+        "gpu/main.tf",
+        r#"
+variable "zone" { type = string }
+resource "terraform_data" "disk" { input = "disk-${var.zone}" }
+resource "terraform_data" "gpu" {
+  depends_on = [terraform_data.disk]
+  input      = var.zone
+  provisioner "local-exec" {
+    command = "case ${var.zone} in full-*) echo 'api error Insufficient''InstanceCapacity: no p4d capacity in ${var.zone}'; exit 1;; bad-*) echo 'permission denied'; exit 1;; esac"
+  }
+}
+output "zone" { value = terraform_data.gpu.output }
+"#,
+    );
+    write(
+        &dir,
+        "cap.hcl",
+        r#"
+workflow {
+  approval = "auto"
+}
+stack "gpu" {
+  source    = "./gpu"
+  workspace = "cap/gpu"
+  fallback {
+    variable = "zone"
+    values   = ["full-1", "ok-2", "ok-3"]
+  }
+}
+stack "broken" {
+  source    = "./gpu"
+  workspace = "cap/broken"
+  fallback {
+    variable = "zone"
+    values   = ["bad-1", "ok-2"]
+  }
+}
+"#,
+    );
+    let id = start(&c, &dir.join("cap.hcl"), &[]);
+    let w = wait_workflow(&c, &id, "failed").await;
+    // The capacity error: cleaned up (a destroy of what the try left), then the next zone.
+    let gpu = target(&w, "gpu");
+    assert_eq!(gpu.state, "succeeded", "{w:#?}");
+    assert_eq!(gpu.runs.len(), 3, "{gpu:?}");
+    let first = c.run(&gpu.runs[0]).await;
+    assert_eq!(first.state, "failed");
+    let cleanup = c.run(&gpu.runs[1]).await;
+    assert_eq!(
+        (cleanup.kind, cleanup.state.as_str()),
+        (v1::RunKind::Destroy as i32, "applied")
+    );
+    let last = c.run(&gpu.runs[2]).await;
+    let outputs: serde_json::Value = serde_json::from_str(&last.outputs_json).unwrap();
+    assert_eq!(outputs["zone"]["value"], "ok-2");
+    let pulled = c.cli(&["state", "pull", "cap/gpu"]);
+    let state = String::from_utf8_lossy(&pulled.stdout).to_string();
+    assert!(
+        state.contains("disk-ok-2") && !state.contains("disk-full-1"),
+        "{state}"
+    );
+    // Any other failure is a failure: no fallback.
+    let broken = target(&w, "broken");
+    assert_eq!(
+        (broken.state.as_str(), broken.runs.len()),
+        ("failed", 1),
+        "{broken:?}"
+    );
+    let audit = String::from_utf8_lossy(
+        &c.cli(&["audit", "list", "--kind", "workflow_fallback"])
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        audit.contains("InsufficientInstanceCapacity") && audit.contains("ok-2"),
+        "{audit}"
+    );
+}

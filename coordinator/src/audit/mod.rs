@@ -74,6 +74,8 @@ pub enum AuditKind {
     WorkflowFinished,
     /// A rollout was paused, resumed, aborted, or its failed targets retried.
     RolloutChanged,
+    /// A target failed for lack of capacity: what it left is destroyed, its next candidate tried.
+    WorkflowFallback,
     /// A webhook was created (its URL without query, globs, events; never its secret).
     WebhookCreated,
     /// A webhook was deleted.
@@ -84,7 +86,7 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 32] = [
+    pub const ALL: [AuditKind; 33] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -114,6 +116,7 @@ impl AuditKind {
         AuditKind::WorkflowRetried,
         AuditKind::WorkflowFinished,
         AuditKind::RolloutChanged,
+        AuditKind::WorkflowFallback,
         AuditKind::WebhookCreated,
         AuditKind::WebhookDeleted,
         AuditKind::WebhookChanged,
@@ -151,6 +154,7 @@ impl AuditKind {
             AuditKind::WorkflowRetried => "workflow_retried",
             AuditKind::WorkflowFinished => "workflow_finished",
             AuditKind::RolloutChanged => "rollout_changed",
+            AuditKind::WorkflowFallback => "workflow_fallback",
             AuditKind::WebhookCreated => "webhook_created",
             AuditKind::WebhookDeleted => "webhook_deleted",
             AuditKind::WebhookChanged => "webhook_changed",

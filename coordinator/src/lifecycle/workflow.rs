@@ -81,10 +81,68 @@ async fn run_ended(
     let Some((state, why)) = workflows::outcome(run.state, &run.error) else {
         return Ok(());
     };
+    let (state, why) = match fallback_step(tx, policy, &w, t, state, &why).await? {
+        Some(moved) => moved,
+        None => (state, why),
+    };
     set_target(tx, wf_id, t, state, None, &why).await?;
     t.state = state;
     t.reason = why;
     advance(tx, policy, &w, targets).await
+}
+
+/// A stack with a `fallback`: a run that failed for lack of capacity is cleaned up (a destroy
+/// of what it left, with the same inputs), then the target goes back to waiting on its next
+/// candidate. Answers the target's new state and why, when the fallback takes over.
+async fn fallback_step(
+    tx: &mut Tx,
+    policy: &Policy,
+    w: &WorkflowRun,
+    t: &mut Target,
+    state: TargetState,
+    why: &str,
+) -> Result<Option<(TargetState, String)>> {
+    let file =
+        wf::parse(&w.file_name, &w.definition).map_err(|p| Error::Internal(wf::describe(&p)))?;
+    let Some(f) = file.stack(&t.stack).and_then(|s| s.fallback.clone()) else {
+        return Ok(None);
+    };
+    let value = |i: usize| f.values.get(i).map(|v| v.to_string()).unwrap_or_default();
+    if t.cleaning {
+        t.cleaning = false;
+        if state != TargetState::Succeeded {
+            return Ok(Some((
+                TargetState::Failed,
+                format!("cleaning up after a capacity error failed: {why}"),
+            )));
+        }
+        t.candidate += 1;
+        return Ok(Some((
+            TargetState::Waiting,
+            format!("cleaned up; trying {} = {}", f.variable, value(t.candidate)),
+        )));
+    }
+    if state != TargetState::Failed || w.destroy || t.candidate + 1 >= f.values.len() {
+        return Ok(None);
+    }
+    let keys = tx.keys.clone();
+    let lines = last_log_lines_c(tx, &keys, &t.run_id, 2000).await?;
+    let Some(found) = workflows::capacity::capacity_error(lines.iter().map(String::as_str)) else {
+        return Ok(None);
+    };
+    let all = targets_c(tx, &w.id).await?;
+    let upstream = upstream_outputs(tx, &file, &all, &t.key).await?;
+    let cleanup = start_target(tx, policy, w, &file, t, &upstream, Some(RunKind::Destroy)).await?;
+    t.cleaning = true;
+    let reason = format!("capacity error ({found}) with {} = {}: destroying what it left (run {cleanup}), then trying {}", f.variable, value(t.candidate), value(t.candidate + 1));
+    tx.audit(AuditEntry::new(AuditKind::WorkflowFallback, &w.actor).workspace(&t.workspace).run(&t.run_id).detail(serde_json::json!({
+        "workflow_run": w.id, "target": t.key, "matched": found, "variable": f.variable,
+        "from": f.values.get(t.candidate), "to": f.values.get(t.candidate + 1), "cleanup_run": cleanup,
+    })));
+    set_target(tx, &w.id, t, TargetState::Running, Some(&cleanup), &reason).await?;
+    t.runs.push(cleanup.clone());
+    t.run_id = cleanup;
+    Ok(Some((TargetState::Running, reason)))
 }
 
 /// Starts what can start, skips what cannot run any more, ends the workflow run when nothing
@@ -126,7 +184,7 @@ pub(crate) async fn advance(
             let upstream = upstream_outputs(tx, &file, &targets, key).await;
             let t = find(&mut targets, key)?;
             let started = match upstream {
-                Ok(up) => start_target(tx, policy, w, &file, t, &up).await,
+                Ok(up) => start_target(tx, policy, w, &file, t, &up, None).await,
                 Err(e) => Err(e),
             };
             match started {
@@ -249,7 +307,8 @@ async fn upstream_outputs(
     Ok(up)
 }
 
-/// Inserts the run of one target (in the transaction that let it start); answers its id.
+/// Inserts the run of one target (in the transaction that let it start; `kind`: other than the
+/// workflow run's, e.g. a fallback's cleanup); answers its id.
 async fn start_target(
     tx: &mut Tx,
     policy: &Policy,
@@ -257,11 +316,17 @@ async fn start_target(
     file: &wf::Workflow,
     t: &Target,
     up: &Upstream,
+    kind: Option<RunKind>,
 ) -> Result<String> {
     let stack = file
         .stack(&t.stack)
         .ok_or_else(|| Error::Internal(format!("no stack {}", t.stack)))?;
-    let (inputs, sensitive) = wf::inputs(file, &t.stack, &t.each, up).map_err(Error::Conflict)?;
+    let (mut inputs, sensitive) =
+        wf::inputs(file, &t.stack, &t.each, up).map_err(Error::Conflict)?;
+    if let Some(f) = &stack.fallback {
+        let v = f.values.get(t.candidate).cloned().unwrap_or_default();
+        inputs.insert(f.variable.clone(), v);
+    }
     let mut decls = w.decls.get(&stack.source).cloned().unwrap_or_default();
     for k in sensitive {
         decls.entry(k).or_default().sensitive = true;
@@ -290,11 +355,11 @@ async fn start_target(
         } else {
             t.pool.clone()
         },
-        kind: if w.destroy {
+        kind: kind.unwrap_or(if w.destroy {
             RunKind::Destroy
         } else {
             RunKind::PlanAndApply
-        },
+        }),
         bundle_digest: w
             .bundles
             .get(&stack.source)
@@ -302,7 +367,8 @@ async fn start_target(
             .ok_or_else(|| Error::Internal(format!("no bundle for {}", stack.source)))?,
         variables: BTreeMap::new(),
         var_files,
-        auto_approve: w.approval != Approval::Each,
+        // A fallback's cleanup destroys only what the failed try left: it needs no approval.
+        auto_approve: w.approval != Approval::Each || kind == Some(RunKind::Destroy),
         actor: w.actor.clone(),
         commit: String::new(),
         pipeline_id: w.id.clone(),

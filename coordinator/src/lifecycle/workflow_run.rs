@@ -185,5 +185,7 @@ fn stored_target(t: tofuflow_proto::workflow::Target) -> Target {
         run_id: String::new(),
         runs: Vec::new(),
         reason: String::new(),
+        candidate: 0,
+        cleaning: false,
     }
 }

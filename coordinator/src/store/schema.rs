@@ -401,6 +401,8 @@ CREATE TABLE workflow_targets (
   run_id TEXT NOT NULL,
   runs TEXT NOT NULL,
   reason TEXT NOT NULL,
+  candidate BIGINT NOT NULL,
+  cleaning BIGINT NOT NULL,
   updated_ms BIGINT NOT NULL,
   PRIMARY KEY (workflow_run_id, target_key)
 );

@@ -70,6 +70,8 @@ fn target_from_row(r: &sqlx::any::AnyRow) -> Result<Target> {
         run_id: s(r, "run_id")?,
         runs: json_col(&s(r, "runs")?, "workflow_targets", "runs")?,
         reason: s(r, "reason")?,
+        candidate: i(r, "candidate")? as usize,
+        cleaning: i(r, "cleaning")? != 0,
     })
 }
 
@@ -98,7 +100,7 @@ pub(crate) async fn insert_workflow(
         .await?;
     for (n, t) in targets.iter().enumerate() {
         let (each_key, each_value) = t.each.clone().unwrap_or_default();
-        sqlx::query("INSERT INTO workflow_targets (workflow_run_id, target_key, position, stack, each_key, each_value, workspace, pool, deps, tags, state, run_id, runs, reason, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '[]', '', $12)")
+        sqlx::query("INSERT INTO workflow_targets (workflow_run_id, target_key, position, stack, each_key, each_value, workspace, pool, deps, tags, state, run_id, runs, reason, candidate, cleaning, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '[]', '', 0, 0, $12)")
             .bind(&w.id)
             .bind(&t.key)
             .bind(n as i64)
@@ -178,11 +180,13 @@ pub(crate) async fn set_target(
     if let Some(r) = run_id {
         runs.push(r.to_string());
     }
-    sqlx::query("UPDATE workflow_targets SET state = $1, run_id = $2, runs = $3, reason = $4, updated_ms = $5 WHERE workflow_run_id = $6 AND target_key = $7")
+    sqlx::query("UPDATE workflow_targets SET state = $1, run_id = $2, runs = $3, reason = $4, candidate = $5, cleaning = $6, updated_ms = $7 WHERE workflow_run_id = $8 AND target_key = $9")
         .bind(state.as_str())
         .bind(run_id.unwrap_or(&t.run_id))
         .bind(serde_json::to_string(&runs).map_err(json_err)?)
         .bind(reason)
+        .bind(t.candidate as i64)
+        .bind(t.cleaning as i64)
         .bind(now_ms())
         .bind(wf)
         .bind(&t.key)
@@ -355,4 +359,25 @@ impl Store {
             w.file_name
         )))
     }
+}
+
+/// The last `limit` log lines of a run, newest first, read in `c` (to classify its failure).
+pub(crate) async fn last_log_lines_c(
+    c: &mut AnyConnection,
+    keys: &crypt::Keys,
+    run_id: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT line FROM events WHERE run_id = $1 ORDER BY phase_order DESC, attempt DESC, seq DESC LIMIT $2")
+        .bind(run_id)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+    let aad = run_aad(run_id);
+    rows.iter()
+        .map(|r| {
+            keys.open_text(&aad, &s(r, "line")?)
+                .map_err(Error::Internal)
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! its target, which targets start next, which are skipped (naming the upstream that failed),
 //! and when the workflow run ends. No I/O here; `lifecycle/workflow.rs` acts on the decisions.
 
+pub mod capacity;
 pub mod rollout;
 
 use crate::runs::RunState;
@@ -79,6 +80,10 @@ pub struct Target {
     /// Every run it had, oldest first (a retry adds one).
     pub runs: Vec<String>,
     pub reason: String,
+    /// Which of its stack's `fallback` candidates it is on (0: the first).
+    pub candidate: usize,
+    /// Its current run cleans up a failed candidate (a destroy) before the next is tried.
+    pub cleaning: bool,
 }
 
 /// What a run's end means for its target (None: the run has not ended).

@@ -147,6 +147,8 @@ mod tests {
                 run_id: String::new(),
                 runs: Vec::new(),
                 reason: String::new(),
+                candidate: 0,
+                cleaning: false,
             })
             .collect()
     }

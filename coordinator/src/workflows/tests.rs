@@ -13,6 +13,8 @@ fn t(key: &str, deps: &[&str], state: TargetState) -> Target {
         run_id: String::new(),
         runs: Vec::new(),
         reason: String::new(),
+        candidate: 0,
+        cleaning: false,
     }
 }
 

@@ -138,6 +138,17 @@ pub struct Stack {
     pub refs: Vec<Ref>,
     /// How its targets go out, for a `for_each` stack.
     pub rollout: Option<rollout::Rollout>,
+    /// Candidates for one variable, tried in order when a run fails for lack of capacity.
+    pub fallback: Option<Fallback>,
+}
+
+/// `fallback { variable = "region", values = [...] }`: the variable starts with the first
+/// value; a capacity error moves the target to the next (after cleaning up what it left).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fallback {
+    pub variable: String,
+    pub values: Vec<serde_json::Value>,
+    pub pos: Pos,
 }
 
 /// A parsed, checked workflow file.

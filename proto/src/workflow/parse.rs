@@ -178,6 +178,7 @@ fn read_stack(r: &mut Reader, b: &Block) -> Option<Stack> {
         tags: Vec::new(),
         refs: Vec::new(),
         rollout: None,
+        fallback: None,
     };
     for s in b.body.iter() {
         match s {
@@ -185,12 +186,15 @@ fn read_stack(r: &mut Reader, b: &Block) -> Option<Stack> {
             Structure::Block(inner) if inner.ident.as_str() == "rollout" => {
                 read_rollout(r, inner, &mut st)
             }
+            Structure::Block(inner) if inner.ident.as_str() == "fallback" => {
+                read_fallback(r, inner, &mut st)
+            }
             Structure::Block(inner) => {
                 let p = r.pos(inner.span());
                 r.problem(
                     p,
                     format!(
-                        "unknown block `{}` in stack {:?}: it takes a `rollout` block",
+                        "unknown block `{}` in stack {:?}: it takes `rollout` and `fallback` blocks",
                         inner.ident.as_str(),
                         st.name
                     ),
@@ -232,6 +236,41 @@ fn read_rollout(r: &mut Reader, b: &Block, st: &mut Stack) {
     match super::rollout::read(&attrs, pos) {
         Ok(x) => st.rollout = Some(x),
         Err(m) => r.problem(pos, m),
+    }
+}
+
+/// A stack's `fallback { variable = "region", values = [...] }` block.
+fn read_fallback(r: &mut Reader, b: &Block, st: &mut Stack) {
+    let pos = r.pos(b.span());
+    let eval = |name: &str| {
+        let a = b.body.get_attribute(name)?;
+        let e: hcl::Expression = a.value.clone().into();
+        hcl::eval::Evaluate::evaluate(&e, &hcl::eval::Context::new()).ok()
+    };
+    let variable = eval("variable").and_then(|v| v.as_str().map(str::to_string));
+    let values = eval("values").and_then(|v| v.as_array().cloned());
+    match (variable, values) {
+        (Some(variable), Some(values)) if values.len() >= 2 => {
+            if st.inputs.iter().any(|i| i.name == variable) {
+                r.problem(
+                    pos,
+                    format!(
+                        "stack {:?}: {variable} is set by the fallback; remove it from inputs",
+                        st.name
+                    ),
+                );
+            }
+            let values = values.iter().map(super::expand::json).collect();
+            st.fallback = Some(super::Fallback {
+                variable,
+                values,
+                pos,
+            });
+        }
+        _ => r.problem(
+            pos,
+            "fallback takes variable = \"NAME\" and values = [at least two candidates, literals]",
+        ),
     }
 }
 

@@ -154,3 +154,28 @@ fn expansion_refuses_shared_workspaces_and_unknown_keys() {
     let e = describe(&expand(&wf, "wf.hcl").unwrap_err());
     assert!(e.contains("stack \"a\" has no for_each key \"z\""), "{e}");
 }
+
+#[test]
+fn a_fallback_names_a_variable_and_its_candidates() {
+    let ok = "stack \"a\" {\n  source = \"./a\"\n  workspace = \"a\"\n  fallback {\n    variable = \"region\"\n    values = [\"us-east-1\", \"us-west-2\"]\n  }\n}\n";
+    let f = parse("wf.hcl", ok).unwrap().stacks[0]
+        .fallback
+        .clone()
+        .unwrap();
+    assert_eq!((f.variable.as_str(), f.values.len()), ("region", 2));
+    let one = ok.replace(", \"us-west-2\"", "");
+    assert!(
+        problems(&one).starts_with("wf.hcl:4:3: fallback takes variable"),
+        "{}",
+        problems(&one)
+    );
+    let both = ok.replace(
+        "workspace = \"a\"",
+        "workspace = \"a\"\n  inputs = { region = \"x\" }",
+    );
+    assert!(
+        problems(&both).contains("region is set by the fallback"),
+        "{}",
+        problems(&both)
+    );
+}
