@@ -170,7 +170,7 @@ class TofuflowWorkflowOperator(TofuflowBaseOperator):
         ti.xcom_push(key="targets", value=targets)
         for t in targets:
             self.log.info(
-                "  %s (%s): %s, run %s", t["key"], t["workspace"], t["state"], t["run_id"]
+                "  %s (%s): %s, run %s", t["key"], t["workspace"], t["state"], t["run_id"] or "-"
             )
         if w["state"] in WORKFLOW_FAILED_STATES:
             failed = [
