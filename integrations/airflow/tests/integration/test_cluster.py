@@ -380,3 +380,22 @@ def test_a_failing_workflow_fails_the_task_with_the_reason_and_the_failed_target
     assert f"failed targets: {migrate['key']} (afwf/migrate, run {migrate['run_id']}" in r.output
     assert r.xcom("migrate_all", "state") == "failed"
     assert r.xcom("migrate_all", "workflow_run_id") == w["id"]
+
+
+def test_a_timed_out_workflow_task_cancels_its_workflow_run(airflow_env):
+    r = dags_test(airflow_env, "tofuflow_workflow_timeout")
+    assert r.state == "failed" and r.tasks == {"slow_workflow": "failed"}, r.output[-6000:]
+    (w,) = workflow_runs_tagged(dag_id="tofuflow_workflow_timeout", run_id=r.run_id)
+    assert "cancelled it" in r.output, r.output[-6000:]
+    ended = wait_for(
+        f"workflow run {w['id']} to end",
+        lambda: (x := api(f"/api/v1/workflow-runs/{w['id']}"))["state"] != "running" and x,
+    )
+    assert ended["state"] == "cancelled", ended
+    (target,) = ended["targets"]
+    run = wait_for(
+        "the target's run to be stopped",
+        lambda: (x := api(f"/api/v1/runs/{target['run_id']}"))["state"] != "applying" and x,
+    )
+    assert run["state"] == "cancelled", run
+    assert "applying" in [t["from"] for t in run["transitions"]], run["transitions"]

@@ -1,6 +1,7 @@
 """DAGs the integration tests run against a real tofuflow cluster: plan and apply in the worker
 (not deferred), a failing apply, tasks that time out (deferred and not), a credential
-from an Airflow connection, and a failing workflow (followed in the worker)."""
+from an Airflow connection, a failing workflow (followed in the worker) and a deferred workflow
+that times out."""
 
 from __future__ import annotations
 
@@ -84,4 +85,12 @@ with DAG(dag_id="tofuflow_workflow_failing", schedule=None, start_date=START, ca
         workflow_file=module("failing-workflow.hcl"),
         deferrable=False,
         poll_interval=0.5,
+    )
+
+with DAG(dag_id="tofuflow_workflow_timeout", schedule=None, start_date=START, catchup=False):
+    TofuflowWorkflowOperator(
+        task_id="slow_workflow",
+        workflow_file=module("slow-workflow.hcl"),
+        poll_interval=0.5,
+        execution_timeout=dt.timedelta(seconds=25),
     )
