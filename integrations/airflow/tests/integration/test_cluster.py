@@ -399,3 +399,36 @@ def test_a_timed_out_workflow_task_cancels_its_workflow_run(airflow_env):
     )
     assert run["state"] == "cancelled", run
     assert "applying" in [t["from"] for t in run["transitions"]], run["transitions"]
+
+
+def test_a_workflow_task_retried_after_its_worker_died_follows_the_same_workflow_run(
+    airflow_env,
+):
+    env, airflow = airflow_env["env"], airflow_env["airflow"]
+    trigger = ["dags", "trigger", "tofuflow_workflow_retry", "-r", "wf_retry_1"]
+    for cmd in (["dags", "reserialize"], trigger):
+        subprocess.run([airflow, *cmd], env=env, check=True, capture_output=True)
+    task = [airflow, "tasks", "test", "tofuflow_workflow_retry", "workflow_once", "wf_retry_1"]
+    first = subprocess.Popen(task, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = wait_for(
+            "the first try's workflow to apply",
+            lambda: next(
+                (
+                    x
+                    for x in runs_tagged(dag_id="tofuflow_workflow_retry")
+                    if x["state"] == "applying"
+                ),
+                None,
+            ),
+        )
+    finally:
+        first.kill()  # the worker dies: no on_kill, the workflow run goes on
+        first.wait()
+    second = subprocess.run(task, env=env, capture_output=True, text=True, timeout=300)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-6000:]
+    (w,) = workflow_runs_tagged(dag_id="tofuflow_workflow_retry", run_id="wf_retry_1")
+    assert f"re-attaches to workflow run {w['id']}" in out, out[-6000:]
+    assert w["state"] == "succeeded" and run["tags"]["workflow_run"] == w["id"], w
+    assert [t["run_id"] for t in w["targets"]] == [run["id"]]

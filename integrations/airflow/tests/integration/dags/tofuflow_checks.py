@@ -1,7 +1,7 @@
 """DAGs the integration tests run against a real tofuflow cluster: plan and apply in the worker
 (not deferred), a failing apply, tasks that time out (deferred and not), a credential
-from an Airflow connection, a failing workflow (followed in the worker) and a deferred workflow
-that times out."""
+from an Airflow connection, a failing workflow (followed in the worker), a deferred workflow
+that times out, and a workflow whose task is retried after its worker died."""
 
 from __future__ import annotations
 
@@ -93,4 +93,12 @@ with DAG(dag_id="tofuflow_workflow_timeout", schedule=None, start_date=START, ca
         workflow_file=module("slow-workflow.hcl"),
         poll_interval=0.5,
         execution_timeout=dt.timedelta(seconds=25),
+    )
+
+with DAG(dag_id="tofuflow_workflow_retry", schedule=None, start_date=START, catchup=False):
+    TofuflowWorkflowOperator(
+        task_id="workflow_once",
+        workflow_file=module("retry-workflow.hcl"),
+        deferrable=False,
+        poll_interval=0.5,
     )
