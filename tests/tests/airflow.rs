@@ -5,7 +5,11 @@
 //! test DAGs run with `airflow dags test`. It checks plan and apply as two tasks, the
 //! deferrable path through the trigger, a failing run failing its task with tofuflow's reason,
 //! a timed-out or killed task cancelling its run, the DAG tags on every run (through the API),
-//! and that a credential taken from an Airflow connection shows in no log and no XCom.
+//! that a credential taken from an Airflow connection shows in no log and no XCom, and
+//! `TofuflowWorkflowOperator`: a workflow passing an output between two stacks (the targets in
+//! XCom), a failing workflow failing its task with the reason and the failed target, a
+//! timed-out workflow task cancelling its workflow run, and a retry after a dead worker
+//! following the same workflow run.
 //!
 //! The suite needs a Python with Airflow: `TOFUFLOW_AIRFLOW_PYTHON` names it (`scripts/test`
 //! makes the virtualenv and sets it). Without it the test fails, saying how to get one;

@@ -30,7 +30,7 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-provider-tofuflow",
         "name": "tofuflow",
-        "description": "OpenTofu plan, approval and apply on a tofuflow coordinator.",
+        "description": "OpenTofu plan, approval, apply and workflows on a tofuflow coordinator.",
         "versions": [__version__],
         "integrations": [
             {
@@ -64,7 +64,10 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "tofuflow",
-                "python-modules": ["tofuflow_provider.operators.tofuflow"],
+                "python-modules": [
+                    "tofuflow_provider.operators.tofuflow",
+                    "tofuflow_provider.operators.workflow",
+                ],
             }
         ],
         "sensors": [

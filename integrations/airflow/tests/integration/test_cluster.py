@@ -317,3 +317,118 @@ def test_a_credential_from_a_connection_reaches_the_run_and_no_log_or_xcom(airfl
     assert CANARY not in r.xcom_text
     assert CANARY not in run_log(run["id"])
     assert CANARY not in json.dumps(run)
+
+
+def workflow_runs_tagged(**tags) -> list[dict]:
+    return [
+        w
+        for w in api("/api/v1/workflow-runs", limit=500)
+        if all(w["tags"].get(k) == v for k, v in tags.items())
+    ]
+
+
+def test_a_workflow_passes_an_output_between_stacks_deferred_and_xcom_shows_the_targets(
+    airflow_env,
+):
+    r = dags_test(airflow_env, "fleet_workflow")
+    assert r.state == "success", r.output[-6000:]
+    assert r.tasks == {"fleet": "success", "report": "success"}
+    (w,) = workflow_runs_tagged(dag_id="fleet_workflow", run_id=r.run_id)
+    assert w["state"] == "succeeded", w
+    assert w["tags"]["task_id"] == "fleet" and w["tags"]["try_number"] == "1"
+    assert w["tags"]["change"] == r.run_id
+    result = r.xcom("fleet")
+    assert result["workflow_run_id"] == w["id"] and result["state"] == "succeeded"
+    assert r.xcom("fleet", "workflow_run_id") == w["id"]
+    assert r.xcom("fleet", "state") == "succeeded"
+    targets = r.xcom("fleet", "targets")
+    assert targets == result["targets"]
+    assert sorted(t["workspace"] for t in targets) == [
+        "wfdemo/app-eu",
+        "wfdemo/app-us",
+        "wfdemo/net-eu",
+        "wfdemo/net-us",
+    ]
+    for t in targets:
+        assert set(t) == {"key", "workspace", "state", "run_id"}, t
+        assert t["state"] == "succeeded" and t["run_id"], t
+    # Every run of the workflow run carries the task's tags and the workflow run's.
+    runs = runs_tagged(dag_id="fleet_workflow", run_id=r.run_id)
+    assert sorted(x["id"] for x in runs) == sorted(t["run_id"] for t in targets)
+    assert all(x["tags"]["workflow_run"] == w["id"] for x in runs)
+    # The app read its network's real output.
+    app_eu = next(t for t in targets if t["workspace"] == "wfdemo/app-eu")
+    outputs = api(f"/api/v1/runs/{app_eu['run_id']}")["outputs"]
+    assert outputs["endpoint"]["value"] == "https://subnet-eu.example", outputs
+    # The deferrable path: the task waited in the triggerer.
+    assert "running trigger in line" in r.output, r.output[-6000:]
+    apps = sorted(t["run_id"] for t in targets if t["workspace"].startswith("wfdemo/app"))
+    assert r.xcom("report") == apps
+
+
+def test_a_failing_workflow_fails_the_task_with_the_reason_and_the_failed_target(airflow_env):
+    r = dags_test(airflow_env, "tofuflow_workflow_failing")
+    assert r.state == "failed" and r.tasks == {"migrate_all": "failed"}, r.output[-6000:]
+    (w,) = workflow_runs_tagged(dag_id="tofuflow_workflow_failing", run_id=r.run_id)
+    assert w["state"] == "failed" and w["reason"], w
+    by_ws = {t["workspace"]: t for t in w["targets"]}
+    assert by_ws["afwf/migrate"]["state"] == "failed"
+    assert by_ws["afwf/after"]["state"] == "skipped"
+    assert by_ws["afwf/side"]["state"] == "succeeded"
+    migrate = by_ws["afwf/migrate"]
+    assert f"tofuflow workflow run {w['id']} failed: {w['reason']}" in r.output, r.output[-6000:]
+    assert f"failed targets: {migrate['key']} (afwf/migrate, run {migrate['run_id']}" in r.output
+    assert r.xcom("migrate_all", "state") == "failed"
+    assert r.xcom("migrate_all", "workflow_run_id") == w["id"]
+
+
+def test_a_timed_out_workflow_task_cancels_its_workflow_run(airflow_env):
+    r = dags_test(airflow_env, "tofuflow_workflow_timeout")
+    assert r.state == "failed" and r.tasks == {"slow_workflow": "failed"}, r.output[-6000:]
+    (w,) = workflow_runs_tagged(dag_id="tofuflow_workflow_timeout", run_id=r.run_id)
+    assert "cancelled it" in r.output, r.output[-6000:]
+    ended = wait_for(
+        f"workflow run {w['id']} to end",
+        lambda: (x := api(f"/api/v1/workflow-runs/{w['id']}"))["state"] != "running" and x,
+    )
+    assert ended["state"] == "cancelled", ended
+    (target,) = ended["targets"]
+    run = wait_for(
+        "the target's run to be stopped",
+        lambda: (x := api(f"/api/v1/runs/{target['run_id']}"))["state"] != "applying" and x,
+    )
+    assert run["state"] == "cancelled", run
+    assert "applying" in [t["from"] for t in run["transitions"]], run["transitions"]
+
+
+def test_a_workflow_task_retried_after_its_worker_died_follows_the_same_workflow_run(
+    airflow_env,
+):
+    env, airflow = airflow_env["env"], airflow_env["airflow"]
+    trigger = ["dags", "trigger", "tofuflow_workflow_retry", "-r", "wf_retry_1"]
+    for cmd in (["dags", "reserialize"], trigger):
+        subprocess.run([airflow, *cmd], env=env, check=True, capture_output=True)
+    task = [airflow, "tasks", "test", "tofuflow_workflow_retry", "workflow_once", "wf_retry_1"]
+    first = subprocess.Popen(task, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = wait_for(
+            "the first try's workflow to apply",
+            lambda: next(
+                (
+                    x
+                    for x in runs_tagged(dag_id="tofuflow_workflow_retry")
+                    if x["state"] == "applying"
+                ),
+                None,
+            ),
+        )
+    finally:
+        first.kill()  # the worker dies: no on_kill, the workflow run goes on
+        first.wait()
+    second = subprocess.run(task, env=env, capture_output=True, text=True, timeout=300)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-6000:]
+    (w,) = workflow_runs_tagged(dag_id="tofuflow_workflow_retry", run_id="wf_retry_1")
+    assert f"re-attaches to workflow run {w['id']}" in out, out[-6000:]
+    assert w["state"] == "succeeded" and run["tags"]["workflow_run"] == w["id"], w
+    assert [t["run_id"] for t in w["targets"]] == [run["id"]]

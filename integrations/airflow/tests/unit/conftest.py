@@ -33,6 +33,8 @@ class FakeCoordinator:
         self.fail_next_connects = 0
         self.logs: dict[str, list[str]] = {}
         self.script: dict[str, list] = {}
+        self.workflows: dict[str, dict] = {}
+        self.uploads: list[bytes] = []
 
     def add_run(self, state: str, **fields) -> dict:
         rid = f"r{len(self.runs) + 1:04d}"
@@ -65,7 +67,11 @@ class FakeCoordinator:
         if path == "/api/v1/me":
             return httpx.Response(200, json={"name": "airflow-bot", "roles": ["approver"]})
         if path == "/api/v1/bundles":
-            return httpx.Response(201, json={"digest": "sha256:abc", "size": 1, "existed": False})
+            self.uploads.append(req.content)
+            digest = f"sha256:{len(self.uploads):03d}"
+            return httpx.Response(201, json={"digest": digest, "size": 1, "existed": False})
+        if path.startswith("/api/v1/workflow-runs"):
+            return self.workflow(req, parts)
         if path == "/api/v1/runs" and method == "POST":
             return self.submit(req)
         if path == "/api/v1/runs":
@@ -149,6 +155,46 @@ class FakeCoordinator:
                 return httpx.Response(204)
             out += "event: end\ndata: " + json.dumps({"state": run["state"]}) + "\n\n"
         return httpx.Response(200, text=": keep-alive\n\n" + out)
+
+    def add_workflow(self, state: str, targets: list[dict], **fields) -> dict:
+        wid = f"w{len(self.workflows) + 1:04d}"
+        w = {"id": wid, "state": state, "tags": {}, "reason": "", "targets": targets}
+        w.update(fields)
+        self.workflows[wid] = w
+        return w
+
+    def workflow(self, req: httpx.Request, parts: list[str]) -> httpx.Response:
+        """Workflow runs: start (two targets from the body's bundles), list, show (moving
+        along ``script``), cancel."""
+        if len(parts) == 4 and req.method == "POST":
+            body = json.loads(req.content)
+            targets = [
+                {
+                    "key": src.strip("./"),
+                    "workspace": f"wf/{src.strip('./')}",
+                    "state": "waiting",
+                    "run_id": "",
+                    "reason": "",
+                    "run_state": "",
+                    "bundle_digest": digest,
+                }
+                for src, digest in body["bundles"].items()
+            ]
+            w = self.add_workflow("running", targets, tags=body["tags"], body=body)
+            return httpx.Response(200, json=w)
+        if len(parts) == 4:
+            ws = list(reversed(list(self.workflows.values())))
+            return httpx.Response(200, json=ws[: int(req.url.params.get("limit", "50"))])
+        w = self.workflows.get(parts[4])
+        if w is None:
+            return problem(404, "no such workflow run")
+        if len(parts) == 5:
+            self.advance(w)
+            return httpx.Response(200, json=w)
+        if parts[5] == "cancel":
+            w["state"] = "cancelled"
+            return httpx.Response(200, json=w)
+        return problem(404, "no such endpoint")
 
     def calls(self, method: str, prefix: str) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == method and r.url.path.startswith(prefix)]

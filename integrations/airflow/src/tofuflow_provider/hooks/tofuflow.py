@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 import tarfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +38,14 @@ TERMINAL_STATES = {
 }
 #: Terminal states that mean the run did not do what it was for.
 FAILED_STATES = {"failed", "cancelled", "rejected", "interrupted", "expired"}
+
+
+#: States a workflow run ends in.
+WORKFLOW_TERMINAL_STATES = {"succeeded", "failed", "cancelled"}
+#: Terminal states of a workflow run that mean it did not do what it was for.
+WORKFLOW_FAILED_STATES = {"failed", "cancelled"}
+
+_SOURCE = re.compile(r'^[ \t]*source[ \t]*=[ \t]*"([^"\\$]*)"', re.MULTILINE)
 
 
 class TofuflowError(Exception):
@@ -83,6 +92,38 @@ def pack_module(path: str | os.PathLike) -> bytes:
     if not any_tf:
         raise ValueError(f"{root} has no .tf or .tofu files: is it an OpenTofu module?")
     return buf.getvalue()
+
+
+def workflow_sources(text: str) -> list[str]:
+    """The ``source`` directories a workflow file names, each once, in file order (a
+    ``source`` is a string literal: tofuflow refuses anything else)."""
+    out: list[str] = []
+    for src in _SOURCE.findall(text):
+        if src not in out:
+            out.append(src)
+    return out
+
+
+def pack_workflow(path: str | os.PathLike) -> tuple[str, str, dict[str, bytes]]:
+    """Reads a workflow file and packs every ``source`` it names (relative to the file) as
+    ``pack_module`` does: the file's name, its text, and source -> bundle."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    base = os.path.dirname(os.path.abspath(path))
+    sources = workflow_sources(text)
+    if not sources:
+        raise ValueError(f"{path} names no stack source: is it a tofuflow workflow file?")
+    bundles = {}
+    for src in sources:
+        full = os.path.join(base, src)
+        if not os.path.isdir(full):
+            raise ValueError(
+                f"{path}: source {src!r} is not a directory ({full}; sources are relative "
+                "to the workflow file)"
+            )
+        bundles[src] = pack_module(full)
+    return os.path.basename(path), text, bundles
 
 
 def _walk(root: str, rel: str) -> Iterator[str]:
@@ -221,20 +262,24 @@ class TofuflowHook(BaseHook):
 
     # -- sync ----------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """``method path``; retried on connection errors and 429/502/503/504; a refusal
-        raises ``TofuflowError`` with the coordinator's reason."""
+    def request(
+        self, method: str, path: str, *, retries: int | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """``method path``; retried on connection errors and 429/502/503/504 (``retries``
+        times, default the hook's); a refusal raises ``TofuflowError`` with the coordinator's
+        reason."""
+        retries = self.retries if retries is None else retries
         with httpx.Client(**self._client_args()) as client:
-            for attempt in range(self.retries + 1):
+            for attempt in range(retries + 1):
                 try:
                     r = client.request(method, path, **kwargs)
                 except httpx.TransportError as e:
-                    if attempt >= self.retries:
+                    if attempt >= retries:
                         raise
                     self.log.warning("tofuflow: %s %s: %s; retrying", method, path, e)
                     time.sleep(self._delay(attempt))
                     continue
-                if r.status_code in RETRY_STATUS and attempt < self.retries:
+                if r.status_code in RETRY_STATUS and attempt < retries:
                     time.sleep(self._delay(attempt))
                     continue
                 if r.status_code >= 400:
@@ -371,6 +416,79 @@ class TofuflowHook(BaseHook):
             time.sleep(delay)
             delay = min(delay * 2, poll_interval)
 
+    # -- workflow runs -------------------------------------------------------------------------
+
+    def start_workflow(
+        self,
+        definition: str,
+        bundles: dict[str, str],
+        file_name: str = "workflow.hcl",
+        approval: str = "",
+        pool: str = "",
+        tags: dict[str, str] | None = None,
+        destroy: bool = False,
+    ) -> dict:
+        """Starts a workflow run from the file's text and source -> uploaded bundle digest.
+        Not retried: the API has no idempotency key for it (a retry could start two)."""
+        body: dict[str, Any] = {
+            "definition": definition,
+            "file_name": file_name,
+            "bundles": bundles,
+            "destroy": destroy,
+            "tags": tags or {},
+        }
+        if approval:
+            body["approval"] = approval
+        if pool:
+            body["pool"] = pool
+        return self.request("POST", "/api/v1/workflow-runs", json=body, retries=0).json()
+
+    def upload_workflow(self, path: str | os.PathLike) -> tuple[str, str, dict[str, str]]:
+        """Packs and uploads every source of workflow file ``path``: its name, its text and
+        source -> bundle digest, ready for ``start_workflow``."""
+        name, text, packed = pack_workflow(path)
+        return name, text, {src: self.upload_bundle(data) for src, data in packed.items()}
+
+    def get_workflow_run(self, workflow_run_id: str) -> dict:
+        path = f"/api/v1/workflow-runs/{quote(workflow_run_id, safe='')}"
+        return self.request("GET", path).json()
+
+    def list_workflow_runs(self, limit: int = 50, before: str = "") -> list[dict]:
+        """Workflow runs, newest first, with their tags (the API filters none by tag)."""
+        params = {"limit": str(limit)}
+        if before:
+            params["before"] = before
+        return self.request("GET", "/api/v1/workflow-runs", params=params).json()
+
+    def _workflow_action(self, workflow_run_id: str, action: str) -> dict:
+        path = f"/api/v1/workflow-runs/{quote(workflow_run_id, safe='')}/{action}"
+        return self.request("POST", path).json()
+
+    def approve_workflow_run(self, workflow_run_id: str) -> dict:
+        return self._workflow_action(workflow_run_id, "approve")
+
+    def cancel_workflow_run(self, workflow_run_id: str) -> dict:
+        return self._workflow_action(workflow_run_id, "cancel")
+
+    def retry_workflow_run(self, workflow_run_id: str) -> dict:
+        return self._workflow_action(workflow_run_id, "retry")
+
+    def wait_for_workflow_run(
+        self, workflow_run_id: str, poll_interval: float = 5.0, timeout: float | None = None
+    ) -> dict:
+        """Polls the workflow run (at 0.5 s, then twice as long each time up to
+        ``poll_interval``) until it ends; answers it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.5, poll_interval)
+        while True:
+            w = self.get_workflow_run(workflow_run_id)
+            if w["state"] in WORKFLOW_TERMINAL_STATES:
+                return w
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"tofuflow workflow run {workflow_run_id} is still {w['state']}")
+            time.sleep(delay)
+            delay = min(delay * 2, poll_interval)
+
     # -- async ---------------------------------------------------------------------------------
 
     async def arequest(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -399,6 +517,14 @@ class TofuflowHook(BaseHook):
     async def acancel_run(self, run_id: str, reason: str = "") -> dict:
         path = f"/api/v1/runs/{quote(run_id, safe='')}/cancel"
         return (await self.arequest("POST", path, json={"reason": reason})).json()
+
+    async def aget_workflow_run(self, workflow_run_id: str) -> dict:
+        path = f"/api/v1/workflow-runs/{quote(workflow_run_id, safe='')}"
+        return (await self.arequest("GET", path)).json()
+
+    async def acancel_workflow_run(self, workflow_run_id: str) -> dict:
+        path = f"/api/v1/workflow-runs/{quote(workflow_run_id, safe='')}/cancel"
+        return (await self.arequest("POST", path)).json()
 
     async def aapprove_run(self, run_id: str, reason: str = "") -> dict:
         path = f"/api/v1/runs/{quote(run_id, safe='')}/approve"

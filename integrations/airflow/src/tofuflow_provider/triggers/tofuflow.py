@@ -1,4 +1,5 @@
-"""The trigger that follows a tofuflow run from the triggerer while the task is deferred."""
+"""The triggers that follow a tofuflow run or workflow run from the triggerer while the task
+is deferred."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from tofuflow_provider.hooks.tofuflow import (
     FAILED_STATES,
     TERMINAL_STATES,
+    WORKFLOW_FAILED_STATES,
+    WORKFLOW_TERMINAL_STATES,
     TofuflowHook,
     is_terminal,
 )
@@ -136,3 +139,91 @@ class TofuflowRunTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         if self.cancel_on_kill:
             await self._hook().acancel_run(self.run_id, "the Airflow task was killed")
+
+
+class TofuflowWorkflowTrigger(BaseTrigger):
+    """Follows workflow run ``workflow_run_id`` until it ends, then yields one event:
+    ``{"status": "success" | "failed" | "timeout" | "error", "workflow_run_id", "state",
+    "message"}``. Workflow runs have no event stream: it polls ``GET
+    /api/v1/workflow-runs/{id}`` at 0.5 s, then twice as long each time up to
+    ``poll_interval`` (a failed poll is retried by the hook with its own backoff). It has no
+    side effects; a user killing the deferred task cancels the workflow run through
+    ``on_kill``. ``deadline`` (unix seconds) is the task's ``execution_timeout``: the trigger
+    yields ``timeout`` then, and the operator cancels the workflow run."""
+
+    def __init__(
+        self,
+        conn_id: str,
+        workflow_run_id: str,
+        poll_interval: float = 5.0,
+        deadline: float | None = None,
+        cancel_on_kill: bool = True,
+    ):
+        super().__init__()
+        self.conn_id = conn_id
+        self.workflow_run_id = workflow_run_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "tofuflow_provider.triggers.tofuflow.TofuflowWorkflowTrigger",
+            {
+                "conn_id": self.conn_id,
+                "workflow_run_id": self.workflow_run_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    def _hook(self) -> TofuflowHook:
+        return TofuflowHook(self.conn_id)
+
+    def _event(self, w: dict, timed_out: bool = False) -> dict[str, Any] | None:
+        state = w["state"]
+        event: dict[str, Any] = {"workflow_run_id": self.workflow_run_id, "state": state}
+        if state in WORKFLOW_TERMINAL_STATES:
+            status = "failed" if state in WORKFLOW_FAILED_STATES else "success"
+            return {**event, "status": status, "message": w.get("reason") or f"ended {state}"}
+        if timed_out:
+            return {**event, "status": "timeout", "message": f"the task timed out, {state}"}
+        return None
+
+    async def _poll(self, hook: TofuflowHook) -> dict[str, Any]:
+        delay = min(0.5, self.poll_interval)
+        last = ""
+        while True:
+            w = await hook.aget_workflow_run(self.workflow_run_id)
+            event = self._event(w)
+            if event is not None:
+                return event
+            done = sum(1 for t in w.get("targets") or [] if t.get("state") == "succeeded")
+            now = f"{w['state']}: {done}/{len(w.get('targets') or [])} targets succeeded"
+            if now != last:
+                self.log.info("workflow run %s %s", self.workflow_run_id, now)
+                last = now
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self._hook()
+        try:
+            if self.deadline is None:
+                event = await self._poll(hook)
+            else:
+                try:
+                    left = max(self.deadline - time.time(), 0.0)
+                    event = await asyncio.wait_for(self._poll(hook), timeout=left)
+                except asyncio.TimeoutError:
+                    w = await hook.aget_workflow_run(self.workflow_run_id)
+                    event = self._event(w, timed_out=True)
+        except Exception as e:
+            event = {"workflow_run_id": self.workflow_run_id, "status": "error", "state": ""}
+            event["message"] = str(e)
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        if self.cancel_on_kill:
+            await self._hook().acancel_workflow_run(self.workflow_run_id)

@@ -1,6 +1,7 @@
 """DAGs the integration tests run against a real tofuflow cluster: plan and apply in the worker
-(not deferred), a failing apply, tasks that time out (deferred and not), and a credential
-from an Airflow connection."""
+(not deferred), a failing apply, tasks that time out (deferred and not), a credential
+from an Airflow connection, a failing workflow (followed in the worker), a deferred workflow
+that times out, and a workflow whose task is retried after its worker died."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tofuflow_provider.operators.tofuflow import (
     TofuflowPlanOperator,
     TofuflowRunOperator,
 )
+from tofuflow_provider.operators.workflow import TofuflowWorkflowOperator
 
 MODULES = os.environ["TOFUFLOW_TEST_MODULES"]
 LONG_APPLY = os.environ["TOFUFLOW_LONG_APPLY"]
@@ -73,6 +75,30 @@ with DAG(dag_id="tofuflow_retry", schedule=None, start_date=START, catchup=False
         workspace="af/retry",
         module_path=LONG_APPLY,
         variables={"seconds": 8},
+        deferrable=False,
+        poll_interval=0.5,
+    )
+
+with DAG(dag_id="tofuflow_workflow_failing", schedule=None, start_date=START, catchup=False):
+    TofuflowWorkflowOperator(
+        task_id="migrate_all",
+        workflow_file=module("failing-workflow.hcl"),
+        deferrable=False,
+        poll_interval=0.5,
+    )
+
+with DAG(dag_id="tofuflow_workflow_timeout", schedule=None, start_date=START, catchup=False):
+    TofuflowWorkflowOperator(
+        task_id="slow_workflow",
+        workflow_file=module("slow-workflow.hcl"),
+        poll_interval=0.5,
+        execution_timeout=dt.timedelta(seconds=25),
+    )
+
+with DAG(dag_id="tofuflow_workflow_retry", schedule=None, start_date=START, catchup=False):
+    TofuflowWorkflowOperator(
+        task_id="workflow_once",
+        workflow_file=module("retry-workflow.hcl"),
         deferrable=False,
         poll_interval=0.5,
     )
