@@ -88,6 +88,9 @@ struct Figures {
     keygen_ms: f64,
     /// A workflow's hop: an upstream's apply ended → its dependant's tofu start (20-stack chain).
     hop: Spread,
+    /// A 200-target rollout: wall time, its ratio to waves × slowest target, and the
+    /// coordinator's CPU seconds and peak memory over it.
+    rollout: RolloutFigures,
     /// Time to submit all throughput runs, and for all to finish.
     submitted: Duration,
     total: Duration,
@@ -134,6 +137,7 @@ async fn main() {
 
     // 5. Throughput: N runs submitted at once, 2 agents.
     c.agent(AgentOpts::default()).await;
+    let rollout = big_rollout(&c, 200).await;
     let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
 
     print_table(&Figures {
@@ -150,6 +154,7 @@ async fn main() {
         mint,
         keygen_ms,
         hop,
+        rollout,
         submitted,
         total,
     });
@@ -675,6 +680,82 @@ async fn dag_hops(c: &Cluster, stacks: usize) -> Spread {
     Spread::of(&mut hops)
 }
 
+/// What a big rollout cost.
+struct RolloutFigures {
+    targets: usize,
+    wall: Duration,
+    /// Wall time ÷ (waves × the slowest target's run).
+    ratio: f64,
+    cpu_secs: f64,
+    peak_rss_mb: f64,
+}
+
+/// The coordinator's CPU seconds (user + system) and peak resident memory (MiB) so far.
+fn coordinator_usage(c: &Cluster) -> (f64, f64) {
+    let pid = c.coordinator_pid().expect("coordinator running");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm / 1024.0)
+}
+
+/// Figure 4d: a rollout of `n` targets (a no-change module) in 4 waves, 2 agents.
+async fn big_rollout(c: &Cluster, n: usize) -> RolloutFigures {
+    let dir = c.dir.join("bench-rollout");
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::write(dir.join("m/main.tf"), MODULE).unwrap();
+    let keys: Vec<String> = (0..n).map(|i| format!("\"t{i:03}\"")).collect();
+    let file = format!("workflow {{\n  approval = \"auto\"\n}}\nstack \"fleet\" {{\n  source = \"./m\"\n  workspace = \"bench/fleet-${{each.key}}\"\n  for_each = [{}]\n  rollout {{\n    canary = 1\n    waves = [\"10%\", \"50%\", \"100%\"]\n  }}\n}}\n", keys.join(", "));
+    std::fs::write(dir.join("fleet.hcl"), file).unwrap();
+    let (cpu0, _) = coordinator_usage(c);
+    let t0 = Instant::now();
+    let out = c.cli(&[
+        "-o",
+        "json",
+        "workflow",
+        "run",
+        dir.join("fleet.hcl").to_str().unwrap(),
+        "--wait",
+    ]);
+    let wall = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cpu1, peak) = coordinator_usage(c);
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut slowest = 0i64;
+    for t in w["targets"].as_array().unwrap() {
+        let r = c.run(t["run_id"].as_str().unwrap()).await;
+        slowest = slowest.max(r.updated_unix_ms - r.created_unix_ms);
+    }
+    RolloutFigures {
+        targets: n,
+        wall,
+        ratio: wall.as_millis() as f64 / (4.0 * slowest as f64),
+        cpu_secs: cpu1 - cpu0,
+        peak_rss_mb: peak,
+    }
+}
+
 /// Figure 5: N runs submitted at once: how long submitting took, and until all ended.
 async fn throughput(
     c: &Cluster,
@@ -787,6 +868,20 @@ fn print_table(f: &Figures) {
         "  … as a multiple of the broker floor (p50)",
         "",
         f.hop.p50 / f.floor.p50
+    );
+    let r = &f.rollout;
+    println!(
+        "{:<58} {:>10.1} s {:>11.1}x",
+        &format!(
+            "rollout of {} targets in 4 waves, 2 agents (÷ waves × slowest)",
+            r.targets
+        ),
+        r.wall.as_secs_f64(),
+        r.ratio
+    );
+    println!(
+        "{:<58} {:>10.1} s {:>9.0} MiB",
+        "  coordinator CPU over it, and its peak memory", r.cpu_secs, r.peak_rss_mb
     );
     println!(
         "{:<58} {:>8.1} /s {:>12}",
