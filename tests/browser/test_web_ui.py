@@ -249,3 +249,79 @@ def test_logging_out_ends_the_session(admin_context, url):
     admin_context.add_cookies(kept)
     me = admin_context.request.get(f"{url}/api/v1/me")
     assert me.status == 401, "the server forgot the session"
+
+
+NET = """
+variable "name" {
+  type = string
+}
+resource "terraform_data" "net" {
+  input = "subnet-${var.name}"
+}
+output "subnet" {
+  value = terraform_data.net.output
+}
+"""
+APP = """
+variable "subnet" {
+  type = string
+}
+resource "terraform_data" "app" {
+  input = var.subnet
+}
+"""
+
+
+def test_a_workflow_run_is_drawn_approved_as_a_whole_and_followed(
+    browser, url, tokens, admin_api, shots
+):
+    prefix = f"web/wf-{uuid.uuid4().hex[:8]}"
+    definition = f"""
+workflow {{
+  approval = "once"
+}}
+stack "net" {{
+  source    = "./net"
+  workspace = "{prefix}/net"
+  inputs    = {{ name = "a" }}
+}}
+stack "app" {{
+  source    = "./app"
+  workspace = "{prefix}/app"
+  inputs    = {{ subnet = stack.net.outputs.subnet }}
+}}
+"""
+    bundles = {
+        "./net": admin_api.bundle({"main.tf": NET}),
+        "./app": admin_api.bundle({"main.tf": APP}),
+    }
+    status, w = admin_api.call(
+        "POST",
+        "/api/v1/workflow-runs",
+        {"definition": definition, "file_name": "web.hcl", "bundles": bundles},
+    )
+    assert status == 200, w
+    assert w["state"] == "awaiting_approval", w
+    # The viewer sees the DAG but no button.
+    context, page = log_in(browser, url, tokens["viewer"])
+    page.goto(f"/ui/#/workflows/{w['id']}")
+    expect(page.locator(".node")).to_have_count(2)
+    expect(page.locator(".dag-edges line")).to_have_count(1)
+    expect(page.get_by_role("button", name="Approve workflow")).to_have_count(0)
+    context.close()
+    # The approver approves it as a whole and watches it finish.
+    context, page = log_in(browser, url, tokens["approver"])
+    errors = console_errors(page)
+    page.goto("/ui/#/workflows")
+    page.get_by_role("link", name=w["id"]).click()
+    expect(page.locator('.node[data-key="app"]')).to_contain_text("not started")
+    page.screenshot(path=shots / "workflow-awaiting-approval.png", full_page=True)
+    page.get_by_role("button", name="Approve workflow").click()
+    expect(page.locator('.node[data-key="app"]')).to_have_attribute(
+        "data-state", "succeeded", timeout=APPLY_S
+    )
+    expect(page.locator('.node[data-key="net"]')).to_contain_text("(applied)")
+    expect(page.locator("#workflow-reason")).to_contain_text("2 succeeded, 0 failed")
+    page.screenshot(path=shots / "workflow-succeeded.png", full_page=True)
+    assert not errors, errors
+    context.close()

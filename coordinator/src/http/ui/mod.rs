@@ -37,6 +37,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("run.js", "text/javascript", include_str!("static/run.js")),
     ("plan.js", "text/javascript", include_str!("static/plan.js")),
     (
+        "workflows.js",
+        "text/javascript",
+        include_str!("static/workflows.js"),
+    ),
+    (
         "statediff.js",
         "text/javascript",
         include_str!("static/statediff.js"),

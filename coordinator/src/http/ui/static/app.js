@@ -1,13 +1,16 @@
 // The web UI's entry: loads the caller, then shows the page the address's hash names
-// (#/runs, #/runs/ID, #/workspaces/WS, #/agents, #/audit), stopping the previous page's
+// (#/runs, #/runs/ID, #/workspaces/WS, #/workflows, #/workflows/ID, #/agents, #/audit), stopping the previous page's
 // timers and streams first.
 import { api, el, session } from "./lib.js";
 import { agentsPage, auditPage, runsPage, workspacePage } from "./pages.js";
 import { runPage } from "./run.js";
+import { workflowPage, workflowsPage } from "./workflows.js";
 
 const ROUTES = [
   [/^#\/runs\/([^/]+)$/, runPage],
   [/^#\/workspaces\/(.+)$/, workspacePage],
+  [/^#\/workflows\/([^/]+)$/, workflowPage],
+  [/^#\/workflows$/, workflowsPage],
   [/^#\/agents$/, agentsPage],
   [/^#\/audit$/, auditPage],
   [/^(?:#\/?(?:runs)?)?$/, runsPage],

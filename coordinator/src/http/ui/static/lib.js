@@ -68,6 +68,7 @@ const ROLES = {
   approve: ["approver", "admin"],
   reject: ["approver", "admin"],
   cancel: ["operator", "admin"],
+  submit: ["operator", "admin"],
   rollback: ["admin"],
   audit: ["admin"],
 };
