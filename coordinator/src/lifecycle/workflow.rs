@@ -16,7 +16,8 @@ use crate::runs::RunKind;
 use crate::store::*;
 use crate::workflows::rollout::{self, Progress};
 use crate::workflows::{self, Target, TargetState, WorkflowState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use tofuflow_proto::workflow::{self as wf, Approval, Outputs, Upstream};
 
 /// The variables file a target's run gets its inputs in (JSON keeps their types).
@@ -102,8 +103,7 @@ async fn fallback_step(
     state: TargetState,
     why: &str,
 ) -> Result<Option<(TargetState, String)>> {
-    let file =
-        wf::parse(&w.file_name, &w.definition).map_err(|p| Error::Internal(wf::describe(&p)))?;
+    let file = parsed(w)?;
     let Some(f) = file.stack(&t.stack).and_then(|s| s.fallback.clone()) else {
         return Ok(None);
     };
@@ -157,12 +157,7 @@ pub(crate) async fn advance(
     if w.state != WorkflowState::Running {
         return Ok(());
     }
-    let file = wf::parse(&w.file_name, &w.definition).map_err(|p| {
-        Error::Internal(format!(
-            "stored workflow file no longer parses: {}",
-            wf::describe(&p)
-        ))
-    })?;
+    let file = parsed(w)?;
     let stored = rollouts_c(tx, &w.id).await?;
     let mut rollouts = stored.clone();
     for s in file.stacks.iter().filter(|s| s.rollout.is_some()) {
@@ -233,6 +228,30 @@ fn gate_rollouts(
         let allowed = rollout::gate(r, p, &mine, now);
         start.retain(|k| allowed.contains(k) || mine.iter().all(|t| &t.key != k));
     }
+}
+
+/// A workflow run's file, parsed once per process (a workflow run's file never changes):
+/// parsing it on every event would make the work per event grow with the file.
+fn parsed(w: &WorkflowRun) -> Result<Arc<wf::Workflow>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<wf::Workflow>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(f) = cache.lock().ok().and_then(|c| c.get(&w.id).cloned()) {
+        return Ok(f);
+    }
+    let f = wf::parse(&w.file_name, &w.definition).map_err(|p| {
+        Error::Internal(format!(
+            "stored workflow file no longer parses: {}",
+            wf::describe(&p)
+        ))
+    })?;
+    let f = Arc::new(f);
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(w.id.clone(), f.clone());
+    }
+    Ok(f)
 }
 
 fn find<'a>(targets: &'a mut [Target], key: &str) -> Result<&'a mut Target> {
