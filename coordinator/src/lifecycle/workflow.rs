@@ -310,6 +310,7 @@ async fn start_target(
         traceparent: String::new(),
         tags,
         idempotency: None,
+        ttl_ms: 0,
     };
     Ok(insert_run(tx, &n, policy).await?.id)
 }
