@@ -159,7 +159,11 @@ async fn destroyed(tx: &mut Tx, env: &Environment, run: &Run, now: i64) -> Resul
 impl Ttl {
     /// The reaper's TTL sweep: reminders due, then teardowns due; one line per action.
     pub async fn sweep(&self, store: &Store) -> Result<Vec<String>> {
-        let now = now_ms();
+        self.sweep_at(store, now_ms()).await
+    }
+
+    /// The sweep as of `now`.
+    pub(crate) async fn sweep_at(&self, store: &Store, now: i64) -> Result<Vec<String>> {
         let mut done = Vec::new();
         for env in store.environments_in(EnvState::Active).await? {
             let lead = self.policy.reminder_lead_ms(env.ttl_ms);

@@ -7,6 +7,7 @@ use tofuflow_proto::v1;
 
 mod audit;
 mod connections;
+mod environments;
 mod events;
 mod invariants;
 mod leases;
