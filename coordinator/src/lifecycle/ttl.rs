@@ -13,6 +13,8 @@
 //! Touches: environments, runs (a destroy run: see `submit.rs`), webhook_deliveries, audit_log.
 
 use super::submit::insert_run;
+use super::workflow::NewWorkflow;
+use super::workflow_run::insert_workflow_run;
 use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
 use crate::lifecycle::events::OnRunEvents;
@@ -20,8 +22,10 @@ use crate::runs::events::RunEvent;
 use crate::runs::ttl::{after_failed_teardown, AfterFailure, EnvState, TtlPolicy};
 use crate::runs::{RunKind, RunState};
 use crate::store::*;
+use crate::workflows::WorkflowState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tofuflow_proto::workflow::{self as wf, Approval};
 use tokio::sync::Notify;
 
 /// Who the coordinator's own TTL actions are recorded as.
@@ -65,6 +69,11 @@ impl Ttl {
         let run = get_run_c(&keys, tx, run_id).await?;
         let now = now_ms();
         let ok = matches!(to, RunState::Applied | RunState::PlannedNoChanges);
+        if let Some(wr) = run.tags.get("workflow_run") {
+            if let Some(env) = environment_torn_down_by(tx, wr).await? {
+                return self.on_workflow_teardown(tx, &env, now).await;
+            }
+        }
         match run.kind {
             RunKind::PlanAndApply if ok => {
                 let ttl_ms = run_ttl_ms(tx, run_id).await?;
@@ -86,9 +95,10 @@ impl Ttl {
                     return Ok(());
                 }
                 if ok {
-                    destroyed(tx, &env, &run, now).await?;
+                    destroyed(tx, &env, &run.id, now).await?;
                 } else if env.destroy_run == run.id {
-                    self.teardown_failed_once(tx, &env, &run, now).await?;
+                    let why = format!("destroy run {} ended {}: {}", run.id, run.state, run.error);
+                    self.teardown_failed_once(tx, &env, &why, now).await?;
                 }
             }
             _ => {}
@@ -102,13 +112,13 @@ impl Ttl {
         &self,
         tx: &mut Tx,
         env: &Environment,
-        run: &Run,
+        why: &str,
         now: i64,
     ) -> Result<()> {
         let attempts = env.attempts + 1;
         let mut u = EnvUpdate::of(env);
         u.attempts = attempts;
-        u.last_error = format!("destroy run {} ended {}: {}", run.id, run.state, run.error);
+        u.last_error = why.to_string();
         let decision = after_failed_teardown(&self.policy, attempts, now);
         match decision {
             AfterFailure::RetryAt(at) => {
@@ -122,34 +132,35 @@ impl Ttl {
             return Ok(());
         }
         if decision == AfterFailure::GiveUp {
-            tracing::warn!(workspace = %env.workspace, attempts, destroy_run = %run.id, error = %u.last_error, "TEARDOWN FAILED: environment {} still exists after {attempts} destroy attempts; fix the cause and destroy it with `tofuflow run submit --destroy`", env.workspace);
+            tracing::warn!(workspace = %env.workspace, attempts, destroy_run = %env.destroy_run, error = %u.last_error, "TEARDOWN FAILED: environment {} still exists after {attempts} destroy attempts; fix the cause and destroy it with `tofuflow run submit --destroy`", env.workspace);
             tx.audit(
                 AuditEntry::new(AuditKind::EnvironmentTeardownFailed, TTL_ACTOR)
                     .workspace(&env.workspace)
-                    .run(&run.id)
-                    .detail(serde_json::json!({"attempts": attempts, "last_error": u.last_error})),
+                    .run(&env.source_run)
+                    .detail(serde_json::json!({"attempts": attempts, "last_error": u.last_error, "destroy_run": env.destroy_run})),
             );
             if let Some(now_env) = environment_c(tx, &env.workspace).await? {
                 let wake = self.webhook_wake.clone();
                 crate::webhooks::queue_env_event(tx, &wake, "teardown_failed", &now_env).await?;
             }
         } else {
-            tracing::warn!(workspace = %env.workspace, attempts, destroy_run = %run.id, next_attempt_ms = u.next_attempt_ms, "environment teardown failed; retrying after a backoff");
+            tracing::warn!(workspace = %env.workspace, attempts, destroy_run = %env.destroy_run, next_attempt_ms = u.next_attempt_ms, "environment teardown failed; retrying after a backoff");
         }
         Ok(())
     }
 }
 
-/// A destroy run of the workspace applied: the environment is gone.
-async fn destroyed(tx: &mut Tx, env: &Environment, run: &Run, now: i64) -> Result<()> {
+/// A destroy run of the workspace applied (or a workflow run's destroy succeeded): the
+/// environment is gone.
+async fn destroyed(tx: &mut Tx, env: &Environment, destroy_run: &str, now: i64) -> Result<()> {
     let mut u = EnvUpdate::of(env);
     u.state = EnvState::Destroyed;
-    u.destroy_run = run.id.clone();
+    u.destroy_run = destroy_run.to_string();
     if update_environment(tx, env, &u, now).await? {
         tx.audit(
             AuditEntry::new(AuditKind::EnvironmentDestroyed, TTL_ACTOR)
                 .workspace(&env.workspace)
-                .run(&run.id)
+                .run(destroy_run)
                 .detail(serde_json::json!({"expired_unix_ms": env.expires_ms, "failed_attempts": env.attempts})),
         );
     }
@@ -212,6 +223,9 @@ impl Ttl {
         env: &Environment,
         now: i64,
     ) -> Result<Option<String>> {
+        if !env.workflow_run.is_empty() {
+            return self.start_workflow_teardown(store, env, now).await;
+        }
         let mut tx = store.begin().await?;
         let keys = tx.keys.clone();
         let source = get_run_c(&keys, &mut tx, &env.source_run).await?;
@@ -223,17 +237,7 @@ impl Ttl {
             return Ok(None); // changed meanwhile (extended, destroyed): the rollback drops the run
         }
         let late_ms = now - env.expires_ms;
-        tx.audit(
-            AuditEntry::new(AuditKind::EnvironmentExpired, TTL_ACTOR)
-                .workspace(&env.workspace)
-                .run(&run.id)
-                .detail(serde_json::json!({
-                    "source_run": env.source_run,
-                    "attempt": env.attempts + 1,
-                    "expires_unix_ms": env.expires_ms,
-                    "started_after_expiry_ms": late_ms,
-                })),
-        );
+        tx.audit(expired(env, &run.id, late_ms));
         store.commit(tx).await?;
         tracing::info!(workspace = %env.workspace, destroy_run = %run.id, attempt = env.attempts + 1, started_after_expiry_ms = late_ms, "environment expired: destroy run queued");
         Ok(Some(format!(
@@ -241,6 +245,21 @@ impl Ttl {
             env.workspace, run.id, late_ms
         )))
     }
+}
+
+/// The audit entry of an expired environment whose destroy (run or workflow run) started.
+fn expired(env: &Environment, destroy_run: &str, late_ms: i64) -> AuditEntry {
+    AuditEntry::new(AuditKind::EnvironmentExpired, TTL_ACTOR)
+        .workspace(&env.workspace)
+        .run(destroy_run)
+        .detail(serde_json::json!({
+            "source_run": env.source_run,
+            "workflow_run": env.workflow_run,
+            "destroy_run": destroy_run,
+            "attempt": env.attempts + 1,
+            "expires_unix_ms": env.expires_ms,
+            "started_after_expiry_ms": late_ms,
+        }))
 }
 
 /// The destroy run tearing down what `source` applied: same workspace, pool, bundle,
@@ -322,4 +341,107 @@ impl Store {
         self.commit(tx).await?;
         self.environment(workspace).await
     }
+}
+
+impl Ttl {
+    /// A run of an environment's destroy workflow run ended: once the workflow run has ended
+    /// (the engine hook, added first, has moved it on in this transaction), the environment is
+    /// destroyed, or the attempt failed.
+    async fn on_workflow_teardown(&self, tx: &mut Tx, env: &Environment, now: i64) -> Result<()> {
+        let w = workflow_c(tx, &env.destroy_run).await?;
+        match w.state {
+            WorkflowState::Succeeded => destroyed(tx, env, &w.id, now).await,
+            WorkflowState::Failed | WorkflowState::Cancelled => {
+                let why = format!(
+                    "destroy workflow run {} ended {}: {}",
+                    w.id,
+                    w.state.as_str(),
+                    w.reason
+                );
+                self.teardown_failed_once(tx, env, &why, now).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An expired workflow run's teardown: once the workflow run has ended (succeeded, failed
+    /// or cancelled half-way), a destroy workflow run of the targets that applied something
+    /// (a workspace with state), dependants first, auto-approved, tagged `ttl=expired`. A target
+    /// that never applied is left out: it has nothing to destroy, and its inputs could not be
+    /// read from upstreams that never applied either.
+    async fn start_workflow_teardown(
+        &self,
+        store: &Store,
+        env: &Environment,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let mut tx = store.begin().await?;
+        let w = workflow_c(&mut tx, &env.workflow_run).await?;
+        if !w.state.is_end() {
+            return Ok(None); // expired while running: torn down once it ends
+        }
+        let targets = applied_targets(&mut tx, &w).await?;
+        if targets.is_empty() {
+            destroyed(&mut tx, env, "", now).await?;
+            store.commit(tx).await?;
+            return Ok(Some(format!(
+                "environment {} expired: nothing was applied",
+                env.workspace
+            )));
+        }
+        let mut tags = w.tags.clone();
+        tags.insert("ttl".into(), "expired".into());
+        let n = NewWorkflow {
+            file_name: w.file_name.clone(),
+            definition: w.definition.clone(),
+            bundles: w.bundles.clone(),
+            decls: w.decls.clone(),
+            destroy: true,
+            approval: Approval::Auto,
+            pool: w.pool.clone(),
+            actor: TTL_ACTOR.to_string(),
+            tags,
+            targets,
+            ttl_ms: 0,
+        };
+        let id = insert_workflow_run(&mut tx, n, &self.runs).await?;
+        let mut u = EnvUpdate::of(env);
+        u.state = EnvState::TearingDown;
+        u.destroy_run = id.clone();
+        if !update_environment(&mut tx, env, &u, now).await? {
+            return Ok(None);
+        }
+        tx.audit(expired(env, &id, now - env.expires_ms));
+        // A destroy workflow run that ended as it started (no target could start) is a
+        // failed attempt now: no run of it will end later to say so.
+        if let Some(torn) = environment_torn_down_by(&mut tx, &id).await? {
+            if workflow_c(&mut tx, &id).await?.state.is_end() {
+                self.on_workflow_teardown(&mut tx, &torn, now).await?;
+            }
+        }
+        store.commit(tx).await?;
+        Ok(Some(format!(
+            "environment {} expired: destroy workflow run {id} started",
+            env.workspace
+        )))
+    }
+}
+
+/// The targets of workflow run `w` whose workspace has state (applied something).
+async fn applied_targets(tx: &mut Tx, w: &WorkflowRun) -> Result<Vec<wf::Target>> {
+    let bad = |p: Vec<wf::Problem>| {
+        Error::Internal(format!(
+            "stored workflow file no longer parses: {}",
+            wf::describe(&p)
+        ))
+    };
+    let file = wf::parse(&w.file_name, &w.definition).map_err(bad)?;
+    let keys = tx.keys.clone();
+    let mut out = Vec::new();
+    for t in wf::expand(&file, &w.file_name).map_err(bad)? {
+        if current_state_c(tx, &keys, &t.workspace).await?.is_some() {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }

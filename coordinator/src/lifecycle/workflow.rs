@@ -35,6 +35,8 @@ pub struct NewWorkflow {
     pub actor: String,
     pub tags: BTreeMap<String, String>,
     pub targets: Vec<wf::Target>,
+    /// A time to live for what it creates, from its start (0: none; `lifecycle/ttl.rs`).
+    pub ttl_ms: i64,
 }
 
 /// The before-commit hook that moves workflow runs on.

@@ -98,6 +98,49 @@ pub(crate) async fn activate_environment(
     Ok(())
 }
 
+/// The name a workflow run's environment is listed under (not a workspace name: those have
+/// no `:`).
+pub fn workflow_env_name(workflow_run: &str) -> String {
+    format!("workflow-run:{workflow_run}")
+}
+
+/// Starts a workflow run's TTL (from its start): `active`, expiring `ttl_ms` after `now`,
+/// listed as [`workflow_env_name`].
+pub(crate) async fn activate_workflow_environment(
+    c: &mut AnyConnection,
+    w: &WorkflowRun,
+    ttl_ms: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO environments (workspace, state, ttl_ms, expires_ms, set_by, source_run, workflow_run, destroy_run, attempts, next_attempt_ms, last_error, reminder_sent, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, '', $6, '', 0, 0, '', 0, $7, $7)",
+    )
+    .bind(workflow_env_name(&w.id))
+    .bind(EnvState::Active.as_str())
+    .bind(ttl_ms)
+    .bind(now + ttl_ms)
+    .bind(&w.actor)
+    .bind(&w.id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// The environment whose current teardown is `destroy_run` (a run or a workflow run), if any.
+pub(crate) async fn environment_torn_down_by(
+    c: &mut AnyConnection,
+    destroy_run: &str,
+) -> Result<Option<Environment>> {
+    let row = sqlx::query("SELECT * FROM environments WHERE destroy_run = $1 AND state = $2")
+        .bind(destroy_run)
+        .bind(EnvState::TearingDown.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.as_ref().map(env_from_row).transpose()
+}
+
 /// A workspace's environment, if it has one.
 pub(crate) async fn environment_c(
     c: &mut AnyConnection,
