@@ -1,8 +1,9 @@
 //! Environments with a TTL end to end: a run submitted with `--ttl` is destroyed after its
 //! deadline by an auto-approved destroy run (same bundle and variables, tagged `ttl=expired`)
 //! and nothing is left in its state; `env extend` moves the deadline; a destroy that keeps
-//! failing is retried with backoff and ends `teardown_failed` (CLI, metric, log). Real
-//! coordinator, agent, RabbitMQ, both databases.
+//! failing is retried with backoff and ends `teardown_failed` (CLI, metric, log); a workflow
+//! run with a TTL (also one cancelled half-way) is torn down, dependants first, and only what
+//! it applied. Real coordinator, agent, RabbitMQ, both databases.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -236,5 +237,149 @@ async fn a_destroy_that_keeps_failing_is_retried_then_teardown_failed() {
     assert!(log.contains("TEARDOWN FAILED"), "no warn line");
     // The resources are still there: nothing pretends otherwise.
     assert_eq!(resources(&c, "ephemeral/pr-3").as_array().unwrap().len(), 2);
+    c.kill_coordinator();
+}
+
+/// A network stack and an app stack reading the network's output.
+fn pipeline(c: &Cluster, name: &str) -> PathBuf {
+    let dir = c.dir.join(name);
+    let write = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "net/main.tf",
+        r#"
+resource "terraform_data" "net" { input = "subnet-1" }
+output "subnet_id" { value = terraform_data.net.output }
+"#,
+    );
+    write(
+        "app/main.tf",
+        r#"
+variable "subnet" { type = string }
+resource "terraform_data" "app" { input = "app-in-${var.subnet}" }
+"#,
+    );
+    write(
+        "workflow.hcl",
+        &format!(
+            r#"
+stack "net" {{
+  source    = "./net"
+  workspace = "{name}/net"
+}}
+
+stack "app" {{
+  source    = "./app"
+  workspace = "{name}/app"
+  inputs    = {{ subnet = stack.net.outputs.subnet_id }}
+}}
+"#
+        ),
+    );
+    dir.join("workflow.hcl")
+}
+
+async fn workflow(c: &Cluster, id: &str) -> v1::WorkflowRun {
+    c.client()
+        .await
+        .get_workflow_run(v1::WorkflowRunRequest {
+            workflow_run_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn wait_workflow(c: &Cluster, id: &str, state: &str) -> v1::WorkflowRun {
+    wait_for(&format!("workflow run {id} {state}"), T, || async {
+        Some(workflow(c, id).await).filter(|w| w.state == state)
+    })
+    .await
+}
+
+/// Starts a workflow run from the CLI; its id.
+fn start(c: &Cluster, file: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec!["-o", "json", "workflow", "run", file.to_str().unwrap()];
+    args.extend(extra);
+    let out = c.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn target<'a>(w: &'a v1::WorkflowRun, key: &str) -> &'a v1::WorkflowTarget {
+    w.targets.iter().find(|t| t.key == key).expect("target")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_run_with_a_ttl_is_torn_down_dependants_first() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    c.agent(AgentOpts::default()).await;
+    let file = pipeline(&c, "wf-ttl");
+    let id = start(&c, &file, &["--ttl", "3s", "--approval", "auto"]);
+    wait_workflow(&c, &id, "succeeded").await;
+    let name = format!("workflow-run:{id}");
+    let e = wait_env(&c, &name, "destroyed").await;
+    let d = workflow(&c, &e.destroy_run).await;
+    assert!(d.destroy && d.state == "succeeded", "{d:#?}");
+    assert_eq!(d.tags.get("ttl").map(String::as_str), Some("expired"));
+    let (app, net) = (
+        c.run(&target(&d, "app").run_id).await,
+        c.run(&target(&d, "net").run_id).await,
+    );
+    assert!(app.auto_approve && net.auto_approve);
+    assert!(
+        app.updated_unix_ms <= net.created_unix_ms,
+        "the app goes first"
+    );
+    assert_eq!(resources(&c, "wf-ttl/net"), serde_json::json!([]));
+    assert_eq!(resources(&c, "wf-ttl/app"), serde_json::json!([]));
+    c.kill_coordinator();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_cancelled_half_way_still_tears_down_what_it_applied() {
+    let mut c = Cluster::start(Db::Postgres).await;
+    c.agent(AgentOpts::default()).await;
+    let file = pipeline(&c, "wf-cut");
+    let id = start(&c, &file, &["--ttl", "2s", "--approval", "each"]);
+    // The network applies; the app's plan waits for an approval nobody gives: cancel.
+    let w = wait_for("the net run to wait for approval", T, || async {
+        let w = workflow(&c, &id).await;
+        (target(&w, "net").run_state == "awaiting_approval").then_some(w)
+    })
+    .await;
+    let out = c.cli(&["run", "approve", &target(&w, "net").run_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the app run to wait for approval", T, || async {
+        let w = workflow(&c, &id).await;
+        (target(&w, "app").run_state == "awaiting_approval").then_some(())
+    })
+    .await;
+    let out = c.cli(&["workflow", "cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_workflow(&c, &id, "cancelled").await;
+
+    let e = wait_env(&c, &format!("workflow-run:{id}"), "destroyed").await;
+    let d = workflow(&c, &e.destroy_run).await;
+    assert_eq!(d.state, "succeeded", "{d:#?}");
+    let keys: Vec<&str> = d.targets.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["net"], "only what applied is destroyed");
+    assert_eq!(resources(&c, "wf-cut/net"), serde_json::json!([]));
     c.kill_coordinator();
 }
