@@ -159,8 +159,28 @@ async fn extend_moves_the_deadline_and_nothing_is_destroyed_before_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The JSON API sees it and moves it too.
+    let token = c.token.clone();
+    let listed = c.api("GET", "/api/v1/environments", token.as_deref(), None, &[]);
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()[0]["workspace"], "ephemeral/pr-2");
+    let body = br#"{"by_ms": 1000}"#.as_slice();
+    let path = "/api/v1/environments/ephemeral%2Fpr-2/extend";
+    let moved = c.api(
+        "POST",
+        path,
+        token.as_deref(),
+        Some(("application/json", body)),
+        &[],
+    );
+    assert_eq!(
+        moved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&moved.body)
+    );
     let after = env(&c, "ephemeral/pr-2").await.unwrap();
-    assert_eq!(after.expires_unix_ms, before.expires_unix_ms + 4_000);
+    assert_eq!(after.expires_unix_ms, before.expires_unix_ms + 5_000);
     assert_eq!(after.state, "active");
 
     let e = wait_env(&c, "ephemeral/pr-2", "destroyed").await;
