@@ -102,6 +102,9 @@ enum Cmd {
     /// redeliver (admin).
     #[command(subcommand)]
     Webhook(commands::webhook::WebhookCmd),
+    /// Environments with a TTL (`run submit --ttl`): list what expires when, extend a deadline.
+    #[command(subcommand)]
+    Env(commands::env::EnvCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -211,6 +214,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Rollout(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Webhook(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Env(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

@@ -10,7 +10,7 @@ fn dur(s: &str) -> Result<Duration, String> {
 
 /// tofuflow-coordinator: keeps runs, leases and state; publishes tasks to RabbitMQ.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "tofuflow-coordinator", version)]
+#[command(name = "tofuflow-coordinator", version, args_override_self = true)]
 pub struct Config {
     /// TOML file with any of these settings (flag names with '-' replaced by '_').
     #[arg(long, env = "TOFUFLOW_CONFIG")]
@@ -73,6 +73,24 @@ pub struct Config {
     /// How often expired leases and overdue runs are looked for.
     #[arg(long, env = "TOFUFLOW_REAP_INTERVAL", value_parser = dur, default_value = "1s")]
     pub reap_interval: Duration,
+
+    /// How long before an environment's TTL runs out the `ttl_near` reminder (webhook event,
+    /// audit entry) goes out; 0: 10% of the TTL, at most 15 minutes.
+    #[arg(long, env = "TOFUFLOW_TTL_REMINDER", value_parser = dur, default_value = "0s")]
+    pub ttl_reminder: Duration,
+
+    /// The wait after an expired environment's destroy run fails before the next one; doubled
+    /// after each further failure, up to --ttl-retry-max-backoff.
+    #[arg(long, env = "TOFUFLOW_TTL_RETRY_BACKOFF", value_parser = dur, default_value = "1m")]
+    pub ttl_retry_backoff: Duration,
+
+    /// The longest wait between an expired environment's destroy attempts.
+    #[arg(long, env = "TOFUFLOW_TTL_RETRY_MAX_BACKOFF", value_parser = dur, default_value = "1h")]
+    pub ttl_retry_max_backoff: Duration,
+
+    /// Failed destroy attempts after which an expired environment is `teardown_failed`.
+    #[arg(long, env = "TOFUFLOW_TTL_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ttl_max_attempts: u32,
 
     /// How long a signed task message may be claimed; one that expires unclaimed is signed and
     /// queued again by the reaper (agents dead-letter the expired copy).
@@ -309,6 +327,17 @@ impl Config {
             token_ttl_ms: ms(self.oidc_token_ttl),
             rotation_ms: ms(self.oidc_key_rotation),
         })
+    }
+
+    /// The TTL knobs (`runs::ttl`).
+    pub fn ttl_policy(&self) -> crate::runs::ttl::TtlPolicy {
+        let ms = |d: Duration| d.as_millis() as i64;
+        crate::runs::ttl::TtlPolicy {
+            reminder_ms: ms(self.ttl_reminder),
+            backoff_ms: ms(self.ttl_retry_backoff).max(1),
+            max_backoff_ms: ms(self.ttl_retry_max_backoff).max(ms(self.ttl_retry_backoff)),
+            max_attempts: self.ttl_max_attempts as i64,
+        }
     }
 
     pub fn policy(&self) -> crate::store::Policy {

@@ -1,10 +1,14 @@
 //! The periodic-work loop: every reap interval, the coordinator holding the periodic-work lease
 //! (`store/leader.rs`; one coordinator at a time among several on one PostgreSQL) runs
 //! `lifecycle/reap.rs`, which settles leases nobody renewed, starts pending runs and expires
-//! overdue ones (`runs::on_lease_expiry` is the policy). The others skip the round; one of them
+//! overdue ones (`runs::on_lease_expiry` is the policy), then the TTL sweep
+//! (`lifecycle/ttl.rs`: reminders, expired environments' destroy runs, retries). The others
+//! skip the round; one of them
 //! takes the lease over when its holder stops renewing it.
 
+use crate::lifecycle::ttl::Ttl;
 use crate::store::{now_ms, Policy, Store};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +18,7 @@ pub const PERIODIC_WORK: &str = "periodic-work";
 pub async fn run_reaper(
     store: Store,
     policy: Policy,
+    ttl: Arc<Ttl>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -53,6 +58,14 @@ pub async fn run_reaper(
             }
         }
         reap_once(&store, &policy).await;
+        match ttl.sweep(&store).await {
+            Ok(done) => {
+                for d in &done {
+                    tracing::info!(action = %d, "ttl sweep");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ttl sweep could not run"),
+        }
     }
 }
 

@@ -69,10 +69,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     set_up_oidc(&cfg, &mut store, &public_http_url).await?;
     let tracker = TaskTracker::new();
     let webhook_wake = start_webhooks(&tracker, &cfg, &mut store, &public_http_url, &shutdown)?;
-    // Woken after every commit that queued a task (the store's run-event effects).
-    let wake = store.publisher_wake();
-    let amqp_ready = Arc::new(AtomicBool::new(false));
-    spawn_background(&tracker, &cfg, &store, &wake, &amqp_ready, &shutdown);
+    let amqp_ready = spawn_background(&tracker, &cfg, &mut store, &webhook_wake, &shutdown);
     let dead_letters = Arc::new(queue::dead::DeadLetters::new(
         &cfg.amqp_url,
         cfg.dead_letter_max,
@@ -241,6 +238,22 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, TcpListener), String> {
     Ok((grpc, http))
 }
 
+/// Installs the TTL hook: environments start, end and count failed teardowns as their runs
+/// end. The reaper runs its sweep.
+fn install_ttl(
+    cfg: &Config,
+    store: &mut store::Store,
+    webhook_wake: &Arc<Notify>,
+) -> Arc<lifecycle::ttl::Ttl> {
+    let ttl = Arc::new(lifecycle::ttl::Ttl {
+        policy: cfg.ttl_policy(),
+        runs: cfg.policy(),
+        webhook_wake: webhook_wake.clone(),
+    });
+    store.add_hook(ttl.clone());
+    ttl
+}
+
 /// Installs the webhook hook (deliveries are written with the transitions they report) and
 /// starts the delivery loop (it sends them after commit); returns the loop's wake-up.
 fn start_webhooks(
@@ -265,15 +278,19 @@ fn start_webhooks(
     Ok(wake)
 }
 
-/// Starts the outbox publisher and the lease reaper, each stopping with `shutdown`.
+/// Installs the TTL hook, then starts the outbox publisher and the lease reaper (with the TTL
+/// sweep), each stopping with `shutdown`; returns the publisher's "RabbitMQ is reachable" flag.
 fn spawn_background(
     tracker: &TaskTracker,
     cfg: &Config,
-    store: &store::Store,
-    wake: &Arc<Notify>,
-    amqp_ready: &Arc<AtomicBool>,
+    store: &mut store::Store,
+    webhook_wake: &Arc<Notify>,
     shutdown: &CancellationToken,
-) {
+) -> Arc<AtomicBool> {
+    let ttl = install_ttl(cfg, store, webhook_wake);
+    // Woken after every commit that queued a task (the store's run-event effects).
+    let wake = store.publisher_wake();
+    let amqp_ready = Arc::new(AtomicBool::new(false));
     tracker.spawn(queue::run_publisher(
         store.clone(),
         tofuflow_proto::amqp::Nodes::new(&cfg.amqp_url),
@@ -281,16 +298,18 @@ fn spawn_background(
             pools: cfg.pools.clone(),
             dead_letter_max: cfg.dead_letter_max,
         },
-        wake.clone(),
+        wake,
         amqp_ready.clone(),
         shutdown.child_token(),
     ));
     tracker.spawn(leases::run_reaper(
         store.clone(),
         cfg.policy(),
+        ttl,
         cfg.reap_interval,
         shutdown.child_token(),
     ));
+    amqp_ready
 }
 
 /// Serves the agent and user services (each behind its credential check) and gRPC health on

@@ -53,6 +53,8 @@ fn spec_matches_routes(c: &Cluster) -> serde_json::Value {
         "/api/v1/runs/{id}/logs/stream",
         "/api/v1/workspaces/{workspace}/state",
         "/api/v1/me",
+        "/api/v1/environments",
+        "/api/v1/environments/{workspace}/extend",
     ] {
         assert!(paths.contains_key(want), "{want} documented");
     }

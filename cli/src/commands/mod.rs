@@ -1,12 +1,13 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
 //! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
-//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications): a group's clap
+//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
 pub mod audit;
 pub mod connection;
 pub mod dead_letter;
+pub mod env;
 pub mod identity;
 pub mod login;
 pub mod pool;

@@ -103,6 +103,11 @@ pub struct Submit {
     /// path in the repository, when it is in a git checkout.
     #[arg(long, env = "TOFUFLOW_SOURCE")]
     source: Option<String>,
+    /// A time to live for what this run applies (e.g. 4h): counted from a successful apply;
+    /// at expiry the coordinator destroys the workspace with an auto-approved destroy run
+    /// (same bundle and variables). See `tofuflow env list`, `tofuflow env extend`.
+    #[arg(long, value_parser = crate::args::ttl_ms, conflicts_with_all = ["plan_only", "destroy"])]
+    ttl: Option<i64>,
     #[command(flatten)]
     limits: RunLimits,
 }
@@ -222,6 +227,7 @@ impl Submit {
                 .unwrap_or_default(),
             traceparent: std::env::var("TRACEPARENT").unwrap_or_default(),
             limits: Some(self.limits.to_proto()),
+            ttl_ms: self.ttl.unwrap_or(0),
         }
     }
 }

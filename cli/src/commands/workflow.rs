@@ -71,6 +71,11 @@ pub struct Run {
     /// The workflow file (HCL); stack sources are relative to it.
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// A time to live for what this workflow run creates (e.g. 4h), counted from its start:
+    /// at expiry (once it has ended, even failed or cancelled half-way) the targets that
+    /// applied something are destroyed, dependants first. See `tofuflow env list`.
+    #[arg(long, value_parser = crate::args::ttl_ms, conflicts_with = "destroy")]
+    ttl: Option<i64>,
     /// Destroy every target instead, dependants first.
     #[arg(long)]
     destroy: bool,
@@ -190,6 +195,7 @@ impl Run {
                 pool: self.pool,
                 tags: self.tags.into_iter().collect(),
                 actor: ctx.who.clone(),
+                ttl_ms: self.ttl.unwrap_or(0),
             })
             .await
             .map_err(|s| ctx.explain(s))?

@@ -616,6 +616,25 @@ pub fn workflow_to_pb(
     }
 }
 
+/// An environment with a TTL.
+pub fn environment_to_pb(e: store::Environment) -> v1::Environment {
+    v1::Environment {
+        workspace: e.workspace,
+        state: e.state.as_str().to_string(),
+        ttl_ms: e.ttl_ms,
+        expires_unix_ms: e.expires_ms,
+        set_by: e.set_by,
+        source_run: e.source_run,
+        workflow_run: e.workflow_run,
+        destroy_run: e.destroy_run,
+        attempts: e.attempts.max(0) as u32,
+        next_attempt_unix_ms: e.next_attempt_ms,
+        last_error: e.last_error,
+        reminder_sent: e.reminder_sent,
+        updated_unix_ms: e.updated_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

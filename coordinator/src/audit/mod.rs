@@ -82,11 +82,23 @@ pub enum AuditKind {
     WebhookDeleted,
     /// A webhook was enabled or disabled.
     WebhookChanged,
+    /// An apply started (or restarted) its workspace's TTL.
+    EnvironmentTtlSet,
+    /// An environment's TTL was extended.
+    EnvironmentExtended,
+    /// An environment's expiry is near (the `ttl_near` reminder).
+    EnvironmentReminded,
+    /// An environment expired: its destroy run was started (also each retry).
+    EnvironmentExpired,
+    /// An environment's destroy run applied: nothing of it is left.
+    EnvironmentDestroyed,
+    /// An environment's teardown failed every attempt.
+    EnvironmentTeardownFailed,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 33] = [
+    pub const ALL: [AuditKind; 39] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -120,6 +132,12 @@ impl AuditKind {
         AuditKind::WebhookCreated,
         AuditKind::WebhookDeleted,
         AuditKind::WebhookChanged,
+        AuditKind::EnvironmentTtlSet,
+        AuditKind::EnvironmentExtended,
+        AuditKind::EnvironmentReminded,
+        AuditKind::EnvironmentExpired,
+        AuditKind::EnvironmentDestroyed,
+        AuditKind::EnvironmentTeardownFailed,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -158,6 +176,12 @@ impl AuditKind {
             AuditKind::WebhookCreated => "webhook_created",
             AuditKind::WebhookDeleted => "webhook_deleted",
             AuditKind::WebhookChanged => "webhook_changed",
+            AuditKind::EnvironmentTtlSet => "environment_ttl_set",
+            AuditKind::EnvironmentExtended => "environment_extended",
+            AuditKind::EnvironmentReminded => "environment_reminded",
+            AuditKind::EnvironmentExpired => "environment_expired",
+            AuditKind::EnvironmentDestroyed => "environment_destroyed",
+            AuditKind::EnvironmentTeardownFailed => "environment_teardown_failed",
         }
     }
 

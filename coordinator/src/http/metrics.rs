@@ -37,6 +37,12 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
             ));
         }
     }
+    if let Ok(counts) = app.store.environment_counts().await {
+        out.push_str("# HELP tofuflow_environments Environments with a TTL by state (active, tearing_down, destroyed, teardown_failed).\n# TYPE tofuflow_environments gauge\n");
+        for (s, n) in counts {
+            out.push_str(&format!("tofuflow_environments{{state=\"{s}\"}} {n}\n"));
+        }
+    }
     if let Ok(agents) = app.store.agents().await {
         out.push_str(
             "# HELP tofuflow_agents Registered agents by state.\n# TYPE tofuflow_agents gauge\n",

@@ -16,5 +16,6 @@ mod reap;
 mod report;
 pub mod rollout;
 mod submit;
+pub mod ttl;
 pub mod workflow;
 mod workflow_run;

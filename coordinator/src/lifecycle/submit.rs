@@ -74,6 +74,9 @@ pub(crate) async fn insert_run(tx: &mut Tx, n: &NewRun, policy: &Policy) -> Resu
         .execute(&mut **tx)
         .await?;
     insert_tags(tx, &id, &n.tags).await?;
+    if n.ttl_ms > 0 {
+        set_run_ttl(tx, &id, n.ttl_ms).await?;
+    }
     remember_key(tx, n, &id, now).await?;
     let run = get_run_c(&keys, tx, &id).await?;
     let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
@@ -111,6 +114,7 @@ fn submitted(n: &NewRun, id: &str) -> AuditEntry {
             "bundle_digest": n.bundle_digest,
             "auto_approve": n.auto_approve,
             "tags": n.tags,
+            "ttl_ms": n.ttl_ms,
         }))
 }
 

@@ -36,6 +36,8 @@ pub struct NewWorkflow {
     pub actor: String,
     pub tags: BTreeMap<String, String>,
     pub targets: Vec<wf::Target>,
+    /// A time to live for what it creates, from its start (0: none; `lifecycle/ttl.rs`).
+    pub ttl_ms: i64,
 }
 
 /// The before-commit hook that moves workflow runs on.
@@ -395,6 +397,7 @@ async fn start_target(
         traceparent: String::new(),
         tags,
         idempotency: None,
+        ttl_ms: 0,
     };
     Ok(insert_run(tx, &n, policy).await?.id)
 }

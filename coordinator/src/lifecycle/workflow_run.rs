@@ -13,42 +13,59 @@ impl Store {
     /// Writes a workflow run and its targets and starts the targets that wait for nothing
     /// (unless the workflow is approved as a whole first), in one transaction.
     pub async fn start_workflow(&self, n: NewWorkflow, policy: &Policy) -> Result<WorkflowRun> {
-        let now = now_ms();
-        let w = WorkflowRun {
-            id: uuid::Uuid::new_v4().to_string(),
-            file_name: n.file_name,
-            definition: n.definition,
-            bundles: n.bundles,
-            decls: n.decls,
-            state: if n.approval == Approval::Once {
-                WorkflowState::AwaitingApproval
-            } else {
-                WorkflowState::Running
-            },
-            destroy: n.destroy,
-            approval: n.approval,
-            pool: n.pool,
-            actor: n.actor,
-            tags: n.tags,
-            reason: String::new(),
-            created_ms: now,
-            updated_ms: now,
-        };
-        let targets: Vec<Target> = n.targets.into_iter().map(stored_target).collect();
         let mut tx = self.begin().await?;
-        insert_workflow(&mut tx, &w, &targets).await?;
-        tx.audit(
-            AuditEntry::new(AuditKind::WorkflowStarted, &w.actor).detail(serde_json::json!({
-                "workflow_run": w.id, "file": w.file_name, "bundles": w.bundles,
-                "destroy": w.destroy, "approval": w.approval.as_str(),
-                "targets": targets.iter().map(|t| (&t.key, &t.workspace)).collect::<Vec<_>>(),
-            })),
-        );
-        advance(&mut tx, policy, &w, targets).await?;
+        let id = insert_workflow_run(&mut tx, n, policy).await?;
         self.commit(tx).await?;
-        workflow_c(&mut *self.pool.acquire().await?, &w.id).await
+        workflow_c(&mut *self.pool.acquire().await?, &id).await
     }
+}
 
+/// Writes a workflow run (and its TTL's environment, if it has one) and its targets, and
+/// starts the targets that wait for nothing, in `tx`; answers its id. A start, or the TTL
+/// sweep starting an expired workflow run's destroy.
+pub(crate) async fn insert_workflow_run(
+    tx: &mut Tx,
+    n: NewWorkflow,
+    policy: &Policy,
+) -> Result<String> {
+    let now = now_ms();
+    let w = WorkflowRun {
+        id: uuid::Uuid::new_v4().to_string(),
+        file_name: n.file_name,
+        definition: n.definition,
+        bundles: n.bundles,
+        decls: n.decls,
+        state: if n.approval == Approval::Once {
+            WorkflowState::AwaitingApproval
+        } else {
+            WorkflowState::Running
+        },
+        destroy: n.destroy,
+        approval: n.approval,
+        pool: n.pool,
+        actor: n.actor,
+        tags: n.tags,
+        reason: String::new(),
+        created_ms: now,
+        updated_ms: now,
+    };
+    let targets: Vec<Target> = n.targets.into_iter().map(stored_target).collect();
+    insert_workflow(tx, &w, &targets).await?;
+    if n.ttl_ms > 0 {
+        activate_workflow_environment(tx, &w, n.ttl_ms, now).await?;
+    }
+    tx.audit(
+        AuditEntry::new(AuditKind::WorkflowStarted, &w.actor).detail(serde_json::json!({
+            "workflow_run": w.id, "file": w.file_name, "bundles": w.bundles,
+            "destroy": w.destroy, "approval": w.approval.as_str(),
+            "targets": targets.iter().map(|t| (&t.key, &t.workspace)).collect::<Vec<_>>(),
+        })),
+    );
+    advance(tx, policy, &w, targets).await?;
+    Ok(w.id)
+}
+
+impl Store {
     /// Approves a workflow run that waits for approval as a whole: it starts, and its plans
     /// apply without asking again.
     pub async fn approve_workflow(

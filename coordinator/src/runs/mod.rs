@@ -5,6 +5,7 @@ pub mod events;
 pub mod plan;
 mod report;
 pub mod state;
+pub mod ttl;
 pub use report::{Artifact, ChangeSummary, LogLine, TaskOutcome, TaskReport};
 pub mod variables;
 

@@ -86,6 +86,8 @@ pub struct NewRun {
     pub tags: BTreeMap<String, String>,
     /// A retried submit with this key returns the first one's run.
     pub idempotency: Option<Idempotency>,
+    /// The environment's time to live, counted from the apply (0: none; `lifecycle/ttl.rs`).
+    pub ttl_ms: i64,
 }
 
 /// A submit's idempotency key (scoped to its actor) and what the request was.

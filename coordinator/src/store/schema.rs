@@ -467,6 +467,29 @@ CREATE TABLE webhook_attempts (
 )
 "#,
     ),
+    (
+        15,
+        r#"
+ALTER TABLE runs ADD COLUMN ttl_ms BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE environments (
+  workspace TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  ttl_ms BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  set_by TEXT NOT NULL,
+  source_run TEXT NOT NULL,
+  workflow_run TEXT NOT NULL,
+  destroy_run TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  next_attempt_ms BIGINT NOT NULL,
+  last_error TEXT NOT NULL,
+  reminder_sent BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX environments_due ON environments (state, expires_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

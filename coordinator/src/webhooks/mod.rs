@@ -20,9 +20,10 @@ use crate::store::{now_ms, NewDelivery, Store, Tx, Webhook};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Every event a webhook may subscribe to. `drift_found` and `ttl_near` are accepted now and
-/// sent once drift detection and run TTLs exist.
-pub const EVENTS: [&str; 7] = [
+/// Every event a webhook may subscribe to. `ttl_near` and `teardown_failed` are about an
+/// environment with a TTL (`lifecycle/ttl.rs`); `drift_found` is accepted now and sent once drift
+/// detection exists.
+pub const EVENTS: [&str; 8] = [
     "needs_approval",
     "applied",
     "failed",
@@ -30,6 +31,7 @@ pub const EVENTS: [&str; 7] = [
     "cancelled",
     "drift_found",
     "ttl_near",
+    "teardown_failed",
 ];
 
 /// What a webhook subscribes to when it names no event: every run event sent today.
@@ -221,6 +223,51 @@ impl Hook {
         }
         Ok(targets.len())
     }
+}
+
+/// Writes the deliveries of `event` (`ttl_near`, `teardown_failed`) about environment `e` in
+/// `tx`, for every enabled webhook that wants it, and wakes the delivery loop (`wake`) once
+/// `tx` commits; how many.
+pub async fn queue_env_event(
+    tx: &mut Tx,
+    wake: &Arc<Notify>,
+    event: &str,
+    e: &crate::store::Environment,
+) -> Result<usize> {
+    let hooks = crate::store::enabled_webhooks(tx).await?;
+    let targets: Vec<&Webhook> = hooks
+        .iter()
+        .filter(|w| wants(w, event, &e.workspace))
+        .collect();
+    let now = now_ms();
+    let mut facts = payload::EnvFacts {
+        event: event.to_string(),
+        at_ms: now,
+        workspace: e.workspace.clone(),
+        state: e.state.as_str().to_string(),
+        expires_ms: e.expires_ms,
+        set_by: e.set_by.clone(),
+        source_run: e.source_run.clone(),
+        destroy_run: e.destroy_run.clone(),
+        attempts: e.attempts,
+        ..payload::EnvFacts::default()
+    };
+    for w in &targets {
+        facts.delivery_id = new_delivery_id();
+        let d = NewDelivery {
+            id: facts.delivery_id.clone(),
+            webhook: w.name.clone(),
+            event: event.to_string(),
+            run_id: e.source_run.clone(),
+            workspace: e.workspace.clone(),
+            body: payload::render_env(&w.format, &facts),
+        };
+        crate::store::insert_delivery(tx, &d, now).await?;
+    }
+    if !targets.is_empty() {
+        tx.wake_after_commit(wake.clone());
+    }
+    Ok(targets.len())
 }
 
 #[cfg(test)]

@@ -109,6 +109,57 @@ fn slack(f: &Facts) -> serde_json::Value {
     })
 }
 
+/// What a body about an environment with a TTL (`ttl_near`, `teardown_failed`) is made of.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnvFacts {
+    pub delivery_id: String,
+    pub event: String,
+    pub at_ms: i64,
+    pub workspace: String,
+    pub state: String,
+    pub expires_ms: i64,
+    pub set_by: String,
+    pub source_run: String,
+    pub destroy_run: String,
+    pub attempts: i64,
+}
+
+/// The body of a delivery about an environment, in `format` (`json` or `slack`).
+pub fn render_env(format: &str, f: &EnvFacts) -> String {
+    let v = if format == "slack" {
+        let text = match f.event.as_str() {
+            "ttl_near" => format!(
+                "tofuflow: environment {} expires at unix ms {}: extend it with `tofuflow env extend {} --by 2h`",
+                f.workspace, f.expires_ms, f.workspace
+            ),
+            _ => format!(
+                "tofuflow: environment {} could not be torn down after {} attempts (last destroy run {}): it still exists",
+                f.workspace, f.attempts, f.destroy_run
+            ),
+        };
+        serde_json::json!({
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(&text)}}],
+        })
+    } else {
+        serde_json::json!({
+            "delivery_id": f.delivery_id,
+            "event": f.event,
+            "at_unix_ms": f.at_ms,
+            "environment": {
+                "workspace": f.workspace,
+                "state": f.state,
+                "expires_unix_ms": f.expires_ms,
+                "set_by": f.set_by,
+                "source_run": f.source_run,
+                "destroy_run": f.destroy_run,
+                "attempts": f.attempts,
+            },
+        })
+    };
+    v.to_string()
+}
+
 /// Slack's mrkdwn escaping: `&`, `<` and `>` (the link syntax) as entities.
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -1,7 +1,7 @@
 //! The gRPC service users (the CLI) call. This file is the tonic service only: each RPC
 //! delegates to its command group, one file each: [`runs`] (submit, show, list, watch, logs,
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
-//! [`bundles`], [`dead_letters`], [`audit`] and [`webhooks`]. Every handler asks
+//! [`bundles`], [`dead_letters`], [`audit`], [`webhooks`] and [`environments`]. Every handler asks
 //! [`auth::authorize`] first.
 
 mod access;
@@ -10,6 +10,7 @@ mod audit;
 mod bundles;
 mod connections;
 mod dead_letters;
+mod environments;
 mod identities;
 mod rules;
 mod runs;
@@ -486,5 +487,19 @@ impl UserService for UserApi {
         req: Request<v1::RedeliverWebhookRequest>,
     ) -> Reply<v1::WebhookDelivery> {
         webhooks::redeliver(&self.shared, req).await
+    }
+
+    async fn list_environments(
+        &self,
+        req: Request<v1::ListEnvironmentsRequest>,
+    ) -> Reply<v1::ListEnvironmentsResponse> {
+        environments::list(&self.shared, req).await
+    }
+
+    async fn extend_environment(
+        &self,
+        req: Request<v1::ExtendEnvironmentRequest>,
+    ) -> Reply<v1::Environment> {
+        environments::extend(&self.shared, req).await
     }
 }

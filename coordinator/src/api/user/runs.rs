@@ -86,6 +86,7 @@ async fn validate_submit(shared: &Shared, r: &v1::SubmitRunRequest) -> Result<St
         valid_var_name(k).map_err(Error::InvalidInput)?;
     }
     tofuflow_proto::names::valid_tags(&r.tags).map_err(Error::InvalidInput)?;
+    check_ttl(r)?;
     if !shared.store.has_blob(&r.bundle_digest).await? {
         return Err(Error::Conflict(format!(
             "bundle {} was not uploaded: upload it first (tofuflow run submit does both)",
@@ -145,6 +146,22 @@ async fn variable_decls(
     Ok(decls)
 }
 
+/// A TTL is for a run that applies, and is positive.
+fn check_ttl(r: &v1::SubmitRunRequest) -> Result<()> {
+    if r.ttl_ms < 0 {
+        return Err(Error::InvalidInput(
+            "a TTL is a positive duration such as 4h".into(),
+        ));
+    }
+    if r.ttl_ms > 0 && kind_from_pb(r.kind) != crate::runs::RunKind::PlanAndApply {
+        return Err(Error::InvalidInput(
+            "--ttl is for a run that applies: a plan-only or destroy run creates nothing to expire"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The run to store for a checked submission.
 fn new_run(
     r: v1::SubmitRunRequest,
@@ -175,6 +192,7 @@ fn new_run(
         pipeline_id: r.pipeline_id,
         source: r.source,
         tags: r.tags.into_iter().collect(),
+        ttl_ms: r.ttl_ms,
     }
 }
 
@@ -193,6 +211,7 @@ fn request_sha256(r: &v1::SubmitRunRequest, pool: &str) -> String {
         "var_files": r.var_files.iter().map(|f| (f.name.clone(), crate::store::sha256_hex(&f.content))).collect::<Vec<_>>(),
         "auto_approve": r.auto_approve, "commit": r.commit, "pipeline_id": r.pipeline_id, "source": r.source,
         "limits": [l.cpu_secs, l.memory_bytes, l.nproc, l.fsize_bytes, l.timeout_secs],
+        "ttl_ms": r.ttl_ms,
     });
     crate::store::sha256_hex(canonical.to_string().as_bytes())
 }

@@ -63,6 +63,12 @@ pub(super) async fn start(
     } else {
         r.pool.clone()
     };
+    if r.ttl_ms < 0 || (r.ttl_ms > 0 && r.destroy) {
+        return Err(Error::InvalidInput(
+            "--ttl is a positive duration, for a workflow run that applies".into(),
+        )
+        .into());
+    }
     let bundles = bundles_of(shared, &file, &r.bundles).await?;
     check_targets(shared, &file, &targets, &bundles, &pool, approval, &r.tags).await?;
     let decls = declarations(shared, &r.file_name, &file, &bundles).await?;
@@ -77,6 +83,7 @@ pub(super) async fn start(
         actor: actor.clone(),
         tags: r.tags.into_iter().collect(),
         targets,
+        ttl_ms: r.ttl_ms,
     };
     let w = shared.store.start_workflow(n, &shared.policy).await?;
     tracing::info!(workflow_run = %w.id, actor = %actor, "workflow run started");
@@ -440,6 +447,8 @@ pub(super) async fn rollback(
         actor: actor.clone(),
         tags,
         targets,
+        // A rollback re-applies; the environments' TTLs, if any, are those already set.
+        ttl_ms: 0,
     };
     let w = shared.store.start_workflow(n, &shared.policy).await?;
     tracing::info!(workflow_run = %w.id, rollback_of = %from.id, rollback_to = %to.id, actor = %actor, "workflow rollback started");

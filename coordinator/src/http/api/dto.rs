@@ -258,6 +258,9 @@ pub struct SubmitBody {
     pub source: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// A time to live in milliseconds for what the run applies, from its apply (0: none).
+    #[serde(default)]
+    pub ttl_ms: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -294,6 +297,7 @@ impl SubmitBody {
             source: self.source,
             tags: self.tags.into_iter().collect(),
             idempotency_key: key,
+            ttl_ms: self.ttl_ms,
             ..Default::default()
         })
     }

@@ -7,6 +7,7 @@
 
 mod agents;
 mod dto;
+mod environments;
 pub mod logs;
 mod problem;
 mod runs;
@@ -127,7 +128,8 @@ async fn authenticate(
         (name = "state", description = "A workspace's state versions, rollback and lock"),
         (name = "agents", description = "Agents and the pools they serve"),
         (name = "access", description = "The caller, and the audit log"),
-        (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts")
+        (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts"),
+        (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline")
     )
 )]
 struct ApiDoc;
@@ -183,6 +185,8 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(webhooks::disable))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(environments::list))
+        .routes(routes!(environments::extend))
         .split_for_parts();
     let served = doc.clone();
     let router = router

@@ -36,6 +36,7 @@ pub async fn start(
         pool: b.pool.unwrap_or_default(),
         tags: b.tags.unwrap_or_default().into_iter().collect(),
         actor: String::new(),
+        ttl_ms: 0,
     };
     Ok(Json(call!(app, headers, start_workflow, msg).into()))
 }

@@ -7,6 +7,7 @@ use tofuflow_proto::v1;
 
 mod audit;
 mod connections;
+mod environments;
 mod events;
 mod invariants;
 mod leases;
@@ -66,6 +67,7 @@ fn new_run(ws: &str, auto: bool) -> NewRun {
         traceparent: String::new(),
         tags: BTreeMap::from([("dag_id".into(), "nightly".into())]),
         idempotency: None,
+        ttl_ms: 0,
     }
 }
 
