@@ -180,6 +180,9 @@ impl Store {
             }
             let why = format!("workspace {} is free: starting", run.workspace);
             let (from, to) = (RunState::Pending, RunState::Queued);
+            // Now, not when the sweep began: the run that freed the workspace may have ended
+            // since, and a history must not show the next run starting before it.
+            let now = now.max(now_ms());
             match transition(&mut tx, &run.id, from, to, "coordinator", &why, now).await {
                 Ok(()) => {}
                 Err(Error::Conflict(_)) => continue,
