@@ -132,12 +132,19 @@ impl Cluster {
 
     /// How many rows `table` has.
     pub async fn row_count(&self, table: &str) -> i64 {
+        self.rows_where(table, "1 = 1").await
+    }
+
+    /// How many rows of `table` meet `condition` (SQL).
+    pub async fn rows_where(&self, table: &str, condition: &str) -> i64 {
         sqlx::any::install_default_drivers();
         let mut db = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
-        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get::<i64, _>("n")
+        sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE {condition}"
+        ))
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
     }
 }

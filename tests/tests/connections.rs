@@ -15,7 +15,8 @@ const STATE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const TOKEN: &str = "conn-canary-token-5e2b9d41c7";
 const ROTATED: &str = "conn-canary-rotated-8a3f6c20e1";
 const KUBE: &str = "conn-canary-kube-client-key-3d7e1b";
-const CANARIES: [&str; 3] = [TOKEN, ROTATED, KUBE];
+const RUN_ENV: &str = "run-env-canary-7c1d09e4b2";
+const CANARIES: [&str; 4] = [TOKEN, ROTATED, KUBE, RUN_ENV];
 
 const MODULE: &str = r#"
 resource "terraform_data" "probe" {
@@ -58,18 +59,25 @@ fn ok(out: &std::process::Output) -> String {
 
 /// Submits the probe module to `ws`, auto-approved; its log once applied.
 async fn probe(c: &Cluster, ws: &str) -> (String, String) {
+    probe_with(c, ws, &[]).await
+}
+
+/// `probe` with more `run submit` arguments.
+async fn probe_with(c: &Cluster, ws: &str, extra: &[&str]) -> (String, String) {
     let dir = c.dir.join("probe");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("main.tf"), MODULE).unwrap();
     std::fs::write(dir.join("probe.sh"), PROBE).unwrap();
-    let id = ok(&c.cli(&[
+    let mut args = vec![
         "run",
         "submit",
         dir.to_str().unwrap(),
         "-w",
         ws,
         "--auto-approve",
-    ]));
+    ];
+    args.extend(extra);
+    let id = ok(&c.cli(&args));
     let id = id.trim().to_string();
     c.wait_state(&id, &["applied"], T).await;
     let log = ok(&c.cli(&["run", "logs", &id]));
@@ -257,4 +265,71 @@ async fn connections_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_on_postgres() {
     scenario(Db::Postgres).await;
+}
+
+/// A run's own environment (`run submit --env-file`, the API's `env`): its tasks get it, masked;
+/// another run does not; it is in no message, log or table in clear, and it is erased from the
+/// run when the run ends. Short secrets are refused, plain keys named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runs_own_env_reaches_only_its_tasks_and_is_erased_when_it_ends() {
+    let mut c = Cluster::builder(Db::Sqlite)
+        .coordinator_args(&["--state-key", STATE_KEY])
+        .start()
+        .await;
+    c.agent(AgentOpts::default()).await;
+    let ch = c.capture_task_messages("env-capture").await;
+    let env = c.dir.join("run.env");
+    std::fs::write(&env, format!("API_TOKEN={RUN_ENV}\nAWS_REGION=eu\n")).unwrap();
+    let env = env.to_str().unwrap();
+    let short = c.cli(&["run", "submit", ".", "-w", "env/a", "--env-file", env]);
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("mark it with --env-plain AWS_REGION"));
+
+    let (id, log) = probe_with(
+        &c,
+        "env/a",
+        &["--env-file", env, "--env-plain", "AWS_REGION"],
+    )
+    .await;
+    assert!(log.contains("API_TOKEN=(sensitive)"), "{log}");
+    assert!(log.contains("AWS_REGION=eu"), "{log}");
+    assert!(
+        log.contains(&format!("token-sha256 {}", sha256(RUN_ENV))),
+        "{log}"
+    );
+    assert!(
+        log.contains("connection run (version 0): API_TOKEN, AWS_REGION"),
+        "{log}"
+    );
+    assert_eq!(
+        c.rows_where("runs", "run_env <> ''").await,
+        0,
+        "erased when {id} ended"
+    );
+    let (_, other) = probe(&c, "env/b").await;
+    assert!(
+        other.contains("API_TOKEN=<unset>"),
+        "another run gets nothing:\n{other}"
+    );
+
+    let mut leaked = Vec::new();
+    for (what, text) in [("the run's log", &log), ("another run's log", &other)] {
+        leaked.extend(leaks(&CANARIES, what, text.as_bytes()));
+    }
+    for (table, bytes) in c.database_contents().await {
+        leaked.extend(leaks(&CANARIES, &table, &bytes));
+    }
+    for m in &tofuflow_e2e::Cluster::captured_messages(&ch, "env-capture").await {
+        leaked.extend(leaks(&CANARIES, "a RabbitMQ message", m));
+    }
+    for f in ["coordinator.log", "agent-0.log"] {
+        leaked.extend(leaks(&CANARIES, f, &std::fs::read(c.dir.join(f)).unwrap()));
+    }
+    assert!(leaked.is_empty(), "leaked: {leaked:#?}");
+    let audit = ok(&c.cli(&["audit", "list", "--kind", "connection_read", "--run", &id]));
+    assert_eq!(
+        audit.matches("\"connection\":\"run\"").count(),
+        2,
+        "plan and apply: {audit}"
+    );
 }

@@ -108,6 +108,14 @@ pub struct Submit {
     /// (same bundle and variables). See `tofuflow env list`, `tofuflow env extend`.
     #[arg(long, value_parser = crate::args::ttl_ms, conflicts_with_all = ["plan_only", "destroy"])]
     ttl: Option<i64>,
+    /// Environment variables for this run's tasks only, from an env file (`KEY=VALUE` lines;
+    /// `-` reads standard input; values never on the command line): sealed with the state key,
+    /// given to the tasks with their lease, masked, erased when the run ends.
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+    /// A key of --env-file that is not secret (not masked; no minimum length). Repeatable.
+    #[arg(long = "env-plain", value_name = "KEY", requires = "env_file")]
+    env_plain: Vec<String>,
     #[command(flatten)]
     limits: RunLimits,
 }
@@ -160,8 +168,10 @@ impl Submit {
             &self.sensitive_vars,
             &self.var_files,
         )?;
+        let env = self.run_env()?;
         let digest = upload(ctx, &self.dir).await?;
-        let request = self.request(ctx, digest, inputs);
+        let mut request = self.request(ctx, digest, inputs);
+        request.env = env.into_iter().collect();
         let run = ctx
             .client
             .submit_run(request)
@@ -228,7 +238,29 @@ impl Submit {
             traceparent: std::env::var("TRACEPARENT").unwrap_or_default(),
             limits: Some(self.limits.to_proto()),
             ttl_ms: self.ttl.unwrap_or(0),
+            env: HashMap::new(),
+            env_plain: self.env_plain.clone(),
         }
+    }
+
+    /// The run's own environment from --env-file, checked as the coordinator will.
+    fn run_env(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let Some(p) = &self.env_file else {
+            return Ok(Default::default());
+        };
+        let text = if p.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("cannot read --env-file from standard input: {e}"))?;
+            s
+        } else {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        };
+        let env = tofuflow_proto::connections::parse_env_file(&text)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        tofuflow_proto::connections::check_values(&env, &Default::default(), &self.env_plain)
+            .map_err(|e| format!("--env-file: {}", e.replace("--plain", "--env-plain")))?;
+        Ok(env)
     }
 }
 

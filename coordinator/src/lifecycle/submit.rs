@@ -73,11 +73,10 @@ pub(crate) async fn insert_run(tx: &mut Tx, n: &NewRun, policy: &Policy) -> Resu
         .bind(&n.source)
         .execute(&mut **tx)
         .await?;
-    insert_tags(tx, &id, &n.tags).await?;
+    run_extras(tx, n, &id, now).await?;
     if n.ttl_ms > 0 {
         set_run_ttl(tx, &id, n.ttl_ms).await?;
     }
-    remember_key(tx, n, &id, now).await?;
     let run = get_run_c(&keys, tx, &id).await?;
     let mut why = format!("submitted ({}) to pool {}", n.kind.as_str(), n.pool);
     match &holder {
@@ -116,6 +115,37 @@ fn submitted(n: &NewRun, id: &str) -> AuditEntry {
             "tags": n.tags,
             "ttl_ms": n.ttl_ms,
         }))
+}
+
+/// What a new run has besides its row: tags, its own environment, the idempotency key.
+async fn run_extras(tx: &mut Tx, n: &NewRun, id: &str, now: i64) -> Result<()> {
+    insert_tags(tx, id, &n.tags).await?;
+    store_run_env(tx, id, &n.env).await?;
+    remember_key(tx, n, id, now).await
+}
+
+/// A run's own environment variables, sealed with the state key (refused without one, as
+/// connections are): kept only until the run ends (`store/transitions.rs` erases them).
+async fn store_run_env(tx: &mut Tx, run_id: &str, env: &ConnectionValues) -> Result<()> {
+    if env.env.is_empty() {
+        return Ok(());
+    }
+    if tx.keys.current.is_none() {
+        return Err(Error::InvalidInput(
+            "a run's env is stored encrypted and this coordinator has no --state-key: start it with --state-key (make one with `head -c32 /dev/urandom | base64`), or use the workspace's connections".into(),
+        ));
+    }
+    let json = serde_json::to_string(env).map_err(json_err)?;
+    let sealed = tx
+        .keys
+        .seal_text(&run_aad(run_id), &json)
+        .map_err(Error::Internal)?;
+    sqlx::query("UPDATE runs SET run_env = $1 WHERE id = $2")
+        .bind(sealed)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A new run's tags: on the run (to show) and one row each (to filter on).

@@ -285,6 +285,7 @@ fn destroy_of(source: &Run) -> NewRun {
             ("source_run".to_string(), source.id.clone()),
         ]),
         idempotency: None,
+        env: Default::default(),
         ttl_ms: 0,
     }
 }

@@ -397,6 +397,7 @@ async fn start_target(
         traceparent: String::new(),
         tags,
         idempotency: None,
+        env: Default::default(),
         ttl_ms: 0,
     };
     Ok(insert_run(tx, &n, policy).await?.id)

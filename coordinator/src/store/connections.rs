@@ -387,7 +387,45 @@ impl Store {
                     .detail(detail),
             );
         }
-        Ok(found.into_iter().map(|(_, g)| g).collect())
+        let mut granted: Vec<GrantedConnection> = found.into_iter().map(|(_, g)| g).collect();
+        granted.extend(self.grant_run_env(tx, run, task, agent_id).await?);
+        Ok(granted)
+    }
+
+    /// The run's own environment variables, as the connection `run` (last: it wins a key it
+    /// shares with a workspace connection); audited like a connection read.
+    async fn grant_run_env(
+        &self,
+        tx: &mut Tx,
+        run: &Run,
+        task: &Task,
+        agent_id: &str,
+    ) -> Result<Option<GrantedConnection>> {
+        let row = sqlx::query("SELECT run_env FROM runs WHERE id = $1")
+            .bind(&run.id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let sealed = s(&row, "run_env")?;
+        if sealed.is_empty() {
+            return Ok(None);
+        }
+        let json = self
+            .keys
+            .open_text(&run_aad(&run.id), &sealed)
+            .map_err(Error::Internal)?;
+        let values: ConnectionValues = serde_json::from_str(&json).map_err(json_err)?;
+        let detail = serde_json::json!({"connection": "run", "version": 0, "task_id": task.id, "phase": task.phase.as_str(), "agent_id": agent_id, "keys": key_names(&values)});
+        tx.audit(
+            AuditEntry::new(AuditKind::ConnectionRead, agent_id)
+                .workspace(&run.workspace)
+                .run(&run.id)
+                .detail(detail),
+        );
+        Ok(Some(GrantedConnection {
+            name: "run".into(),
+            version: 0,
+            values,
+        }))
     }
 
     /// Re-seals current values under the current state key (rotation at start).

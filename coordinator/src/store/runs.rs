@@ -86,6 +86,8 @@ pub struct NewRun {
     pub tags: BTreeMap<String, String>,
     /// A retried submit with this key returns the first one's run.
     pub idempotency: Option<Idempotency>,
+    /// Environment variables for this run's tasks only (erased when it ends).
+    pub env: crate::store::ConnectionValues,
     /// The environment's time to live, counted from the apply (0: none; `lifecycle/ttl.rs`).
     pub ttl_ms: i64,
 }

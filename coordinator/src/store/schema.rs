@@ -418,7 +418,8 @@ CREATE TABLE workflow_rollouts (
   updated_ms BIGINT NOT NULL,
   PRIMARY KEY (workflow_run_id, stack)
 );
-CREATE INDEX workflow_rollouts_due ON workflow_rollouts (resume_after_ms)
+CREATE INDEX workflow_rollouts_due ON workflow_rollouts (resume_after_ms);
+ALTER TABLE runs ADD COLUMN run_env TEXT NOT NULL DEFAULT ''
 "#,
     ),
     (

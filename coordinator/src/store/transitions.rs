@@ -39,6 +39,7 @@ pub(crate) async fn transition(
         return Err(Error::Conflict(format!("run {run_id} is no longer {from}")));
     }
     history_row(c, run_id, from, to, actor, reason, now).await?;
+    erase_run_env(c, run_id, to).await?;
     if let Some(kind) = crate::audit::AuditKind::of_transition(from, to) {
         let entry = transition_entry(c, kind, run_id, to, actor, reason).await?;
         c.audit(entry);
@@ -48,6 +49,27 @@ pub(crate) async fn transition(
         from,
         to,
     });
+    Ok(())
+}
+
+/// A run's own environment variables live only as long as the run: erased in the transaction
+/// that ends it (a plan-only run ends planned).
+async fn erase_run_env(c: &mut Tx, run_id: &str, to: RunState) -> Result<()> {
+    use RunState as S;
+    let sql = match to {
+        S::Applied
+        | S::PlannedNoChanges
+        | S::Failed
+        | S::Cancelled
+        | S::Rejected
+        | S::Interrupted
+        | S::Expired => "UPDATE runs SET run_env = '' WHERE id = $1 AND run_env <> ''",
+        S::Planned => {
+            "UPDATE runs SET run_env = '' WHERE id = $1 AND run_env <> '' AND kind = 'plan_only'"
+        }
+        _ => return Ok(()),
+    };
+    sqlx::query(sql).bind(run_id).execute(&mut **c).await?;
     Ok(())
 }
 

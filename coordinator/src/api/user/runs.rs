@@ -82,6 +82,9 @@ async fn validate_submit(shared: &Shared, r: &v1::SubmitRunRequest) -> Result<St
         r.pool.clone()
     };
     crate::queue::valid_pool(&pool).map_err(Error::InvalidInput)?;
+    let env: BTreeMap<String, String> = r.env.clone().into_iter().collect();
+    tofuflow_proto::connections::check_values(&env, &BTreeMap::new(), &r.env_plain)
+        .map_err(|e| Error::InvalidInput(format!("env: {}", e.replace("--plain", "env_plain"))))?;
     for k in r.variables.keys() {
         valid_var_name(k).map_err(Error::InvalidInput)?;
     }
@@ -193,6 +196,11 @@ fn new_run(
         source: r.source,
         tags: r.tags.into_iter().collect(),
         ttl_ms: r.ttl_ms,
+        env: crate::store::ConnectionValues {
+            env: r.env.into_iter().collect(),
+            files: BTreeMap::new(),
+            plain: r.env_plain,
+        },
     }
 }
 
@@ -211,6 +219,8 @@ fn request_sha256(r: &v1::SubmitRunRequest, pool: &str) -> String {
         "var_files": r.var_files.iter().map(|f| (f.name.clone(), crate::store::sha256_hex(&f.content))).collect::<Vec<_>>(),
         "auto_approve": r.auto_approve, "commit": r.commit, "pipeline_id": r.pipeline_id, "source": r.source,
         "limits": [l.cpu_secs, l.memory_bytes, l.nproc, l.fsize_bytes, l.timeout_secs],
+        "env": sorted(&r.env).into_iter().map(|(k, v)| (k, crate::store::sha256_hex(v.as_bytes()))).collect::<Vec<_>>(),
+        "env_plain": r.env_plain,
         "ttl_ms": r.ttl_ms,
     });
     crate::store::sha256_hex(canonical.to_string().as_bytes())

@@ -261,6 +261,13 @@ pub struct SubmitBody {
     /// A time to live in milliseconds for what the run applies, from its apply (0: none).
     #[serde(default)]
     pub ttl_ms: i64,
+    /// Environment variables for this run's tasks only (e.g. an Airflow connection's fields):
+    /// sealed at rest, given to its tasks with the lease, masked, erased when the run ends.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Keys of `env` that are not secret (not masked; no minimum length).
+    #[serde(default)]
+    pub env_plain: Vec<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -298,6 +305,8 @@ impl SubmitBody {
             tags: self.tags.into_iter().collect(),
             idempotency_key: key,
             ttl_ms: self.ttl_ms,
+            env: self.env.into_iter().collect(),
+            env_plain: self.env_plain,
             ..Default::default()
         })
     }

@@ -67,6 +67,7 @@ fn new_run(ws: &str, auto: bool) -> NewRun {
         traceparent: String::new(),
         tags: BTreeMap::from([("dag_id".into(), "nightly".into())]),
         idempotency: None,
+        env: Default::default(),
         ttl_ms: 0,
     }
 }
