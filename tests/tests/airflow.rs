@@ -32,7 +32,14 @@ async fn airflow_dags_plan_apply_fail_cancel_and_keep_secrets_through_the_provid
              or skip on purpose with TOFUFLOW_SKIP_AIRFLOW=1"
         )
     });
-    let mut c = Cluster::start(Db::Sqlite).await;
+    // With a state key: a run's own environment (env_from_connections) is sealed with it.
+    let mut c = Cluster::builder(Db::Sqlite)
+        .coordinator_args(&[
+            "--state-key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ])
+        .start()
+        .await;
     c.agent(AgentOpts::default()).await;
     c.user_token("airflow", "operator").await;
     let token = c.user_token("airflow", "approver").await;

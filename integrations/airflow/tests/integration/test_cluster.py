@@ -315,8 +315,13 @@ def test_a_credential_from_a_connection_reaches_the_run_and_no_log_or_xcom(airfl
     assert outputs == {"key_length": len(CANARY)}, outputs
     assert CANARY not in r.output
     assert CANARY not in r.xcom_text
-    assert CANARY not in run_log(run["id"])
+    log = run_log(run["id"])
+    assert CANARY not in log
     assert CANARY not in json.dumps(run)
+    # env_from_connections: the run's own environment reached tofu, masked in its log.
+    assert f"token-length {len(CANARY)}" in log, log[-3000:]
+    assert "configured client in eu" in log, log[-3000:]
+    assert "token (sensitive)" in log, log[-3000:]
 
 
 def workflow_runs_tagged(**tags) -> list[dict]:

@@ -159,6 +159,20 @@ def test_secrets_from_connections_are_sensitive_variables(coord):
     assert body["sensitive_variables"] == ["cloud_password"]
 
 
+def test_env_from_connections_is_the_runs_own_environment_never_a_variable(coord):
+    coord.script["r0001"] = ["awaiting_approval"]
+    plan_op(
+        env_from_connections={"AWS_SECRET_ACCESS_KEY": "cloud.password"},
+        env={"AWS_REGION": "eu"},
+    ).execute(ctx())
+    import json
+
+    body = json.loads(coord.calls("POST", "/api/v1/runs")[0].content)
+    assert body["env"] == {"AWS_SECRET_ACCESS_KEY": "cloud-secret-canary-7f3a", "AWS_REGION": "eu"}
+    assert body["env_plain"] == ["AWS_REGION"]
+    assert "cloud-secret-canary-7f3a" not in json.dumps(body["variables"])
+
+
 def test_the_approval_sensor_waits_for_a_decision(coord):
     run = coord.add_run("awaiting_approval")
     s = TofuflowApprovalSensor(task_id="wait", run_id=run["id"])

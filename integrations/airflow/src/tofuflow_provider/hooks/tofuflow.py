@@ -321,8 +321,12 @@ class TofuflowHook(BaseHook):
         pipeline_id: str = "",
         commit: str = "",
         idempotency_key: str | None = None,
+        env: dict[str, str] | None = None,
+        env_plain: list[str] | None = None,
     ) -> dict:
-        """Starts a run; with ``idempotency_key`` a repeated call answers the same run."""
+        """Starts a run; with ``idempotency_key`` a repeated call answers the same run. ``env``:
+        the run's own environment variables (kept sealed by tofuflow until the run ends);
+        ``env_plain``: those of its keys that are not secret."""
         body = {
             "workspace": workspace,
             "bundle_digest": bundle_digest,
@@ -336,6 +340,9 @@ class TofuflowHook(BaseHook):
             "pipeline_id": pipeline_id,
             "commit": commit,
         }
+        if env:
+            body["env"] = dict(env)
+            body["env_plain"] = list(env_plain or [])
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", "/api/v1/runs", json=body, headers=headers).json()
 

@@ -188,6 +188,13 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
     :param variables_from_connections: variable name -> ``"conn_id.field"`` (``login``,
         ``password``, ``host``, ``schema``, ``port`` or ``extra.KEY``): read from the Airflow
         connection when the task runs, sent as a sensitive variable.
+    :param env_from_connections: environment variable -> ``"conn_id.field"`` (as above): read
+        when the task runs and sent as the run's own environment (e.g. ``AWS_ACCESS_KEY_ID``
+        for a provider that reads it): tofuflow keeps it sealed, gives it to the run's tasks
+        only with their lease, masks it, and erases it when the run ends. Needs a coordinator
+        started with ``--state-key``; values must be at least 8 characters (secrets).
+    :param env: non-secret environment variables for the run (e.g. ``AWS_REGION``), sent the
+        same way but not masked.
     :param agent_pool: the tofuflow pool whose agents run it (``pool`` is Airflow's own).
     :param tags: extra run tags (``key`` lowercase; the Airflow identity tags are added).
     """
@@ -215,6 +222,8 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         variables: dict[str, Any] | None = None,
         sensitive_variables: dict[str, str] | None = None,
         variables_from_connections: dict[str, str] | None = None,
+        env_from_connections: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         agent_pool: str = "",
         commit: str = "",
@@ -229,30 +238,47 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         self.variables = variables or {}
         self.sensitive_variables = sensitive_variables or {}
         self.variables_from_connections = variables_from_connections or {}
+        self.env_from_connections = env_from_connections or {}
+        self.env = env or {}
         self.tags = tags or {}
         self.agent_pool = agent_pool
         self.commit = commit
 
-    def _secrets(self) -> dict[str, str]:
+    @staticmethod
+    def _connection_field(ref: str) -> str:
+        """The value of ``conn_id.field`` from an Airflow connection, masked in Airflow's logs."""
         from airflow.sdk import BaseHook
         from airflow.sdk.log import mask_secret
 
+        conn_id, _, field = ref.partition(".")
+        conn = BaseHook.get_connection(conn_id)
+        if field.startswith("extra."):
+            value = (conn.extra_dejson or {}).get(field[len("extra.") :])
+        elif field in ("login", "password", "host", "schema", "port"):
+            value = getattr(conn, field)
+        else:
+            raise ValueError(f"{ref!r}: use conn_id.login|password|host|schema|port|extra.KEY")
+        if value is None:
+            raise ValueError(f"connection {conn_id!r} has no {field}")
+        mask_secret(str(value))
+        return str(value)
+
+    def _secrets(self) -> dict[str, str]:
+        from airflow.sdk.log import mask_secret
+
         out = {k: str(v) for k, v in self.sensitive_variables.items()}
-        for var, ref in self.variables_from_connections.items():
-            conn_id, _, field = ref.partition(".")
-            conn = BaseHook.get_connection(conn_id)
-            if field.startswith("extra."):
-                value = (conn.extra_dejson or {}).get(field[len("extra.") :])
-            elif field in ("login", "password", "host", "schema", "port"):
-                value = getattr(conn, field)
-            else:
-                raise ValueError(f"{ref!r}: use conn_id.login|password|host|schema|port|extra.KEY")
-            if value is None:
-                raise ValueError(f"connection {conn_id!r} has no {field}")
-            out[var] = str(value)
         for v in out.values():
             mask_secret(v)
+        for var, ref in self.variables_from_connections.items():
+            out[var] = self._connection_field(ref)
         return out
+
+    def _run_env(self) -> tuple[dict[str, str], list[str]]:
+        """The run's own environment, and which of its keys are not secret."""
+        env = {k: str(v) for k, v in self.env.items()}
+        for name, ref in self.env_from_connections.items():
+            env[name] = self._connection_field(ref)
+        return env, sorted(self.env)
 
     def _previous_run(self, context: Any) -> dict | None:
         """The run an earlier try of this task instance started, if any (newest first)."""
@@ -281,6 +307,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
     def _submit(self, context: Any, hook: TofuflowHook) -> dict:
         digest = self.bundle_digest or hook.upload_module(self.module_path)
         secrets = self._secrets()
+        env, env_plain = self._run_env()
         variables = {k: _var_text(v) for k, v in self.variables.items()}
         variables.update(secrets)
         tags = {k: tag_value(v) for k, v in self.tags.items()}
@@ -308,6 +335,8 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
             pipeline_id=f"{ti.dag_id}/{ti.run_id}",
             commit=self.commit,
             idempotency_key=key,
+            env=env,
+            env_plain=env_plain,
         )
 
     def _finish(self, context: Any, run: dict) -> Any:

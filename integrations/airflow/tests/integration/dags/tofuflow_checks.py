@@ -66,6 +66,8 @@ with DAG(dag_id="tofuflow_secrets", schedule=None, start_date=START, catchup=Fal
         workspace="af/secrets",
         module_path=module("secret"),
         variables_from_connections={"api_key": "cloud_creds.password"},
+        env_from_connections={"CLOUD_TOKEN": "cloud_creds.password"},
+        env={"CLOUD_REGION": "eu"},
         poll_interval=0.5,
     )
 

@@ -9,7 +9,7 @@ resource "terraform_data" "client" {
   input = length(var.api_key)
 
   provisioner "local-exec" {
-    command = "echo configured client"
+    command = "echo configured client in $CLOUD_REGION; echo token-length $${#CLOUD_TOKEN}; echo token $CLOUD_TOKEN"
   }
 }
 
