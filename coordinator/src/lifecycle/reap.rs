@@ -180,10 +180,10 @@ impl Store {
             }
             let why = format!("workspace {} is free: starting", run.workspace);
             let (from, to) = (RunState::Pending, RunState::Queued);
-            // Now, not when the sweep began: the run that freed the workspace may have ended
-            // since, and a history must not show the next run starting before it.
-            let now = now.max(now_ms());
-            match transition(&mut tx, &run.id, from, to, "coordinator", &why, now).await {
+            // Recorded now, not when the sweep began: the run that freed the workspace may have
+            // ended since, and a history must not show the next run starting before it.
+            let at = now.max(now_ms());
+            match transition(&mut tx, &run.id, from, to, "coordinator", &why, at).await {
                 Ok(()) => {}
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
