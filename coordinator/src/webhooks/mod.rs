@@ -209,20 +209,37 @@ impl Hook {
             has_changes: run.has_changes,
             ..payload::Facts::default()
         };
-        for w in &targets {
-            facts.delivery_id = new_delivery_id();
-            let d = NewDelivery {
-                id: facts.delivery_id.clone(),
-                webhook: w.name.clone(),
-                event: event.to_string(),
-                run_id: run.id.clone(),
-                workspace: run.workspace.clone(),
-                body: payload::render(&w.format, &facts),
-            };
-            crate::store::insert_delivery(tx, &d, now).await?;
-        }
+        let about = (event, run.id.as_str(), run.workspace.as_str(), now);
+        insert_deliveries(tx, &targets, about, |w, id| {
+            facts.delivery_id = id.to_string();
+            payload::render(&w.format, &facts)
+        })
+        .await?;
         Ok(targets.len())
     }
+}
+
+/// One delivery per webhook of `targets` about (event, run id, workspace, time), the body
+/// rendered for each with its new delivery id.
+async fn insert_deliveries(
+    tx: &mut Tx,
+    targets: &[&Webhook],
+    (event, run_id, workspace, now): (&str, &str, &str, i64),
+    mut body: impl FnMut(&Webhook, &str) -> String,
+) -> Result<()> {
+    for w in targets {
+        let id = new_delivery_id();
+        let d = NewDelivery {
+            body: body(w, &id),
+            id,
+            webhook: w.name.clone(),
+            event: event.to_string(),
+            run_id: run_id.to_string(),
+            workspace: workspace.to_string(),
+        };
+        crate::store::insert_delivery(tx, &d, now).await?;
+    }
+    Ok(())
 }
 
 /// Writes the deliveries of `event` (`ttl_near`, `teardown_failed`) about environment `e` in
@@ -252,18 +269,12 @@ pub async fn queue_env_event(
         attempts: e.attempts,
         ..payload::EnvFacts::default()
     };
-    for w in &targets {
-        facts.delivery_id = new_delivery_id();
-        let d = NewDelivery {
-            id: facts.delivery_id.clone(),
-            webhook: w.name.clone(),
-            event: event.to_string(),
-            run_id: e.source_run.clone(),
-            workspace: e.workspace.clone(),
-            body: payload::render_env(&w.format, &facts),
-        };
-        crate::store::insert_delivery(tx, &d, now).await?;
-    }
+    let about = (event, e.source_run.as_str(), e.workspace.as_str(), now);
+    insert_deliveries(tx, &targets, about, |w, id| {
+        facts.delivery_id = id.to_string();
+        payload::render_env(&w.format, &facts)
+    })
+    .await?;
     if !targets.is_empty() {
         tx.wake_after_commit(wake.clone());
     }
