@@ -105,6 +105,15 @@ enum Cmd {
     /// Environments with a TTL (`run submit --ttl`): list what expires when, extend a deadline.
     #[command(subcommand)]
     Env(commands::env::EnvCmd),
+    /// Drift checks: plan a workspace's last applied configuration now.
+    #[command(subcommand)]
+    Drift(commands::drift::DriftCmd),
+    /// Workspaces: last run, last apply, drift status, TTL.
+    #[command(subcommand)]
+    Workspace(commands::workspace::WorkspaceCmd),
+    /// Cron schedules of drift checks (admin to add and remove).
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -215,6 +224,9 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Webhook(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Env(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Drift(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Workspace(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Schedule(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

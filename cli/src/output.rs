@@ -27,6 +27,7 @@ fn kind(k: i32) -> &'static str {
     match v1::RunKind::try_from(k).unwrap_or(v1::RunKind::Unspecified) {
         v1::RunKind::PlanOnly => "plan_only",
         v1::RunKind::Destroy => "destroy",
+        v1::RunKind::DriftCheck => "drift_check",
         _ => "plan_and_apply",
     }
 }

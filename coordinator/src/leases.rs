@@ -2,7 +2,8 @@
 //! (`store/leader.rs`; one coordinator at a time among several on one PostgreSQL) runs
 //! `lifecycle/reap.rs`, which settles leases nobody renewed, starts pending runs and expires
 //! overdue ones (`runs::on_lease_expiry` is the policy), then the TTL sweep
-//! (`lifecycle/ttl.rs`: reminders, expired environments' destroy runs, retries). The others
+//! (`lifecycle/ttl.rs`: reminders, expired environments' destroy runs, retries) and the
+//! schedule sweep (`lifecycle/schedule.rs`: each due tick's drift checks). The others
 //! skip the round; one of them
 //! takes the lease over when its holder stops renewing it.
 
@@ -65,6 +66,14 @@ pub async fn run_reaper(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "ttl sweep could not run"),
+        }
+        match store.sweep_schedules(&policy).await {
+            Ok(done) => {
+                for d in &done {
+                    tracing::info!(action = %d, "schedule sweep");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "schedule sweep could not run"),
         }
     }
 }

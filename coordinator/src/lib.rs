@@ -68,8 +68,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     });
     set_up_oidc(&cfg, &mut store, &public_http_url).await?;
     let tracker = TaskTracker::new();
-    let webhook_wake = start_webhooks(&tracker, &cfg, &mut store, &public_http_url, &shutdown)?;
-    let amqp_ready = spawn_background(&tracker, &cfg, &mut store, &webhook_wake, &shutdown);
+    let webhooks = start_webhooks(&tracker, &cfg, &mut store, &public_http_url, &shutdown)?;
+    let amqp_ready = spawn_background(&tracker, &cfg, &mut store, &webhooks, &shutdown);
     let dead_letters = Arc::new(queue::dead::DeadLetters::new(
         &cfg.amqp_url,
         cfg.dead_letter_max,
@@ -85,7 +85,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
         failures: auth.failures.clone(),
         token_ttl_ms: cfg.token_ttl.as_millis() as i64,
         agent_credentials: Default::default(),
-        webhook_wake,
+        webhook_wake: webhooks.wake.clone(),
     };
     let api = http::api::Api {
         user: Arc::new(api::user::UserApi {
@@ -255,39 +255,45 @@ fn install_ttl(
 }
 
 /// Installs the webhook hook (deliveries are written with the transitions they report) and
-/// starts the delivery loop (it sends them after commit); returns the loop's wake-up.
+/// starts the delivery loop (it sends them after commit); returns the hook (it carries the
+/// loop's wake-up).
 fn start_webhooks(
     tracker: &TaskTracker,
     cfg: &Config,
     store: &mut store::Store,
     public_http_url: &str,
     shutdown: &CancellationToken,
-) -> Result<Arc<Notify>, String> {
+) -> Result<Arc<webhooks::Hook>, String> {
     let wake = Arc::new(Notify::new());
-    store.add_hook(Arc::new(webhooks::Hook {
+    let hook = Arc::new(webhooks::Hook {
         wake: wake.clone(),
         public_url: public_http_url.to_string(),
-    }));
+    });
+    store.add_hook(hook.clone());
     let client = webhooks::client::Client::new(cfg.webhook_timeout)?;
     tracker.spawn(webhooks::deliver::run_deliveries(
         store.clone(),
         client,
-        wake.clone(),
+        wake,
         shutdown.child_token(),
     ));
-    Ok(wake)
+    Ok(hook)
 }
 
-/// Installs the TTL hook, then starts the outbox publisher and the lease reaper (with the TTL
-/// sweep), each stopping with `shutdown`; returns the publisher's "RabbitMQ is reachable" flag.
+/// Installs the TTL and drift hooks, then starts the outbox publisher and the lease reaper
+/// (with the TTL and schedule sweeps), each stopping with `shutdown`; returns the publisher's "RabbitMQ is reachable" flag.
 fn spawn_background(
     tracker: &TaskTracker,
     cfg: &Config,
     store: &mut store::Store,
-    webhook_wake: &Arc<Notify>,
+    webhooks: &Arc<webhooks::Hook>,
     shutdown: &CancellationToken,
 ) -> Arc<AtomicBool> {
-    let ttl = install_ttl(cfg, store, webhook_wake);
+    let ttl = install_ttl(cfg, store, &webhooks.wake);
+    store.add_hook(Arc::new(lifecycle::drift::Drift {
+        runs: cfg.policy(),
+        webhooks: webhooks.clone(),
+    }));
     // Woken after every commit that queued a task (the store's run-event effects).
     let wake = store.publisher_wake();
     let amqp_ready = Arc::new(AtomicBool::new(false));

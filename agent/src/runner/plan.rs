@@ -24,12 +24,9 @@ impl Runner {
             "-no-color".into(),
             "-json".into(),
             "-detailed-exitcode".into(),
-            format!("-lock-timeout={}s", self.cfg.lock_timeout.as_secs()),
             format!("-out={}", plan_in.display()),
         ];
-        if spec.destroy {
-            args.push("-destroy".into());
-        }
+        args.extend(lock_and_mode(spec, self.cfg.lock_timeout.as_secs()));
         args.extend(var_args);
         let fin = tofu.run(args, false).await?;
         if fin.cancelled {
@@ -129,4 +126,37 @@ pub fn summarize(plan_json: &str) -> Result<v1::ChangeSummary> {
         }
     }
     Ok(s)
+}
+
+/// The plan's locking and mode: a drift check plans without the state lock (it must neither
+/// wait behind nor hold up the workspace's runs) and, when asked, with `-refresh-only`.
+fn lock_and_mode(spec: &v1::TaskSpec, lock_timeout_s: u64) -> Vec<String> {
+    let mut args = Vec::new();
+    if spec.drift_check {
+        args.push("-lock=false".to_string());
+        if spec.refresh_only {
+            args.push("-refresh-only".into());
+        }
+    } else {
+        args.push(format!("-lock-timeout={lock_timeout_s}s"));
+    }
+    if spec.destroy {
+        args.push("-destroy".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drift_check_plans_without_the_lock_and_refresh_only_when_asked() {
+        let mut spec = v1::TaskSpec::default();
+        assert_eq!(lock_and_mode(&spec, 30), ["-lock-timeout=30s"]);
+        spec.drift_check = true;
+        assert_eq!(lock_and_mode(&spec, 30), ["-lock=false"]);
+        spec.refresh_only = true;
+        assert_eq!(lock_and_mode(&spec, 30), ["-lock=false", "-refresh-only"]);
+    }
 }

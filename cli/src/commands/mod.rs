@@ -1,12 +1,14 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
 //! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
-//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs): a group's clap
+//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs; `drift`, `workspace` and `schedule` for
+//! drift checks): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
 pub mod audit;
 pub mod connection;
 pub mod dead_letter;
+pub mod drift;
 pub mod env;
 pub mod identity;
 pub mod login;
@@ -15,10 +17,12 @@ pub mod role;
 pub mod rollout;
 pub mod rule;
 pub mod run;
+pub mod schedule;
 pub mod state;
 pub mod token;
 pub mod webhook;
 pub mod workflow;
+pub mod workspace;
 
 use tofuflow_proto::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;

@@ -590,7 +590,7 @@ impl Wait {
 
 /// Follows a run until it ends or waits for approval, printing each transition (unless the
 /// output is JSON).
-async fn wait_for(ctx: &mut Ctx, run_id: &str) -> Result<v1::Run, String> {
+pub(crate) async fn wait_for(ctx: &mut Ctx, run_id: &str) -> Result<v1::Run, String> {
     let quiet = ctx.json;
     let mut s = ctx
         .client

@@ -14,6 +14,7 @@ pub fn kind_to_pb(k: RunKind) -> v1::RunKind {
     match k {
         RunKind::PlanAndApply => v1::RunKind::PlanAndApply,
         RunKind::PlanOnly => v1::RunKind::PlanOnly,
+        RunKind::DriftCheck => v1::RunKind::DriftCheck,
         RunKind::Destroy => v1::RunKind::Destroy,
     }
 }
@@ -22,6 +23,7 @@ pub fn kind_to_pb(k: RunKind) -> v1::RunKind {
 pub fn kind_from_pb(kind: i32) -> RunKind {
     match v1::RunKind::try_from(kind).unwrap_or(v1::RunKind::Unspecified) {
         v1::RunKind::PlanOnly => RunKind::PlanOnly,
+        v1::RunKind::DriftCheck => RunKind::DriftCheck,
         v1::RunKind::Destroy => RunKind::Destroy,
         _ => RunKind::PlanAndApply,
     }
@@ -279,6 +281,8 @@ pub fn task_spec(g: &ClaimGrant, public_http_url: &str) -> v1::TaskSpec {
         limits: Some(limits_to_pb(&run.limits)),
         identity: Some(identity_to_pb(&g.identity)),
         connections: g.connections.iter().map(connection_grant_to_pb).collect(),
+        drift_check: run.kind == RunKind::DriftCheck,
+        refresh_only: run.kind == RunKind::DriftCheck && run.drift.refresh_only,
     }
 }
 
@@ -635,6 +639,61 @@ pub fn environment_to_pb(e: store::Environment) -> v1::Environment {
     }
 }
 
+/// A workspace's summary for `workspace list`.
+pub fn workspace_to_pb(w: store::WorkspaceSummary) -> v1::Workspace {
+    let d = w.drift.unwrap_or_default();
+    let drift = if d.last_check_run.is_empty() {
+        "unchecked"
+    } else if d.drifted_since_ms > 0 {
+        "drifted"
+    } else if !d.last_check_error.is_empty() {
+        "check_failed"
+    } else {
+        "in_sync"
+    };
+    v1::Workspace {
+        name: w.name,
+        last_run: w.last_run,
+        last_run_state: w.last_run_state,
+        last_applied_unix_ms: w.last_applied_ms,
+        last_applied_run: w.last_applied_run,
+        last_checked_unix_ms: d.last_checked_ms,
+        last_check_run: d.last_check_run,
+        drift: drift.to_string(),
+        drifted_since_unix_ms: d.drifted_since_ms,
+        remediation_run: d.remediation_run,
+        expires_unix_ms: w.expires_ms,
+        last_check_error: d.last_check_error,
+    }
+}
+
+pub fn schedule_to_pb(s: store::Schedule) -> v1::Schedule {
+    v1::Schedule {
+        name: s.name,
+        cron: s.cron,
+        timezone: s.timezone,
+        workspace: s.workspace,
+        refresh_only: s.options.refresh_only,
+        remediate: s.options.remediate,
+        missed: s.missed.as_str().to_string(),
+        next_tick_unix_ms: s.next_tick_ms,
+        last_tick_unix_ms: s.last_tick_ms,
+        created_by: s.created_by,
+        created_unix_ms: s.created_ms,
+    }
+}
+
+pub fn tick_to_pb(t: store::ScheduleTick) -> v1::ScheduleTick {
+    v1::ScheduleTick {
+        schedule: t.schedule,
+        tick_unix_ms: t.tick_ms,
+        outcome: t.outcome,
+        settled_unix_ms: t.settled_ms,
+        runs: t.runs,
+        detail: t.detail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,7 +713,12 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_unknown_means_plan_and_apply() {
-        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
+        for k in [
+            RunKind::PlanAndApply,
+            RunKind::PlanOnly,
+            RunKind::Destroy,
+            RunKind::DriftCheck,
+        ] {
             assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
         }
         assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);

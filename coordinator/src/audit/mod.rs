@@ -94,11 +94,19 @@ pub enum AuditKind {
     EnvironmentDestroyed,
     /// An environment's teardown failed every attempt.
     EnvironmentTeardownFailed,
+    /// A drift check was started by hand (`tofuflow drift check`).
+    DriftCheckStarted,
+    /// A drift check found a workspace drifted (first found; not repeated while it stays so).
+    DriftDetected,
+    /// A schedule of drift checks was added.
+    ScheduleAdded,
+    /// A schedule was removed.
+    ScheduleRemoved,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 39] = [
+    pub const ALL: [AuditKind; 43] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -138,6 +146,10 @@ impl AuditKind {
         AuditKind::EnvironmentExpired,
         AuditKind::EnvironmentDestroyed,
         AuditKind::EnvironmentTeardownFailed,
+        AuditKind::DriftCheckStarted,
+        AuditKind::DriftDetected,
+        AuditKind::ScheduleAdded,
+        AuditKind::ScheduleRemoved,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -182,6 +194,10 @@ impl AuditKind {
             AuditKind::EnvironmentExpired => "environment_expired",
             AuditKind::EnvironmentDestroyed => "environment_destroyed",
             AuditKind::EnvironmentTeardownFailed => "environment_teardown_failed",
+            AuditKind::DriftCheckStarted => "drift_check_started",
+            AuditKind::DriftDetected => "drift_detected",
+            AuditKind::ScheduleAdded => "schedule_added",
+            AuditKind::ScheduleRemoved => "schedule_removed",
         }
     }
 

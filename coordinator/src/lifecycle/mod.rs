@@ -5,6 +5,7 @@ mod approve;
 mod cancel;
 mod claim;
 mod complete;
+pub mod drift;
 pub mod events;
 mod heartbeat;
 
@@ -15,6 +16,7 @@ pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;
 pub mod rollout;
+pub mod schedule;
 mod submit;
 pub mod ttl;
 pub mod workflow;

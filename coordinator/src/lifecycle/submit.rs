@@ -2,7 +2,7 @@
 
 use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
-use crate::runs::{Phase, RunKind, RunState};
+use crate::runs::{Phase, RunState};
 use crate::store::*;
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ pub(crate) async fn insert_run(tx: &mut Tx, n: &NewRun, policy: &Policy) -> Resu
         })
         .collect();
     // Runs that may apply take turns on a workspace: the next one waits `pending`.
-    let holder = if n.kind == RunKind::PlanOnly {
+    let holder = if !n.kind.takes_turns() {
         None
     } else {
         workspace_holder(tx, &n.workspace, true).await?

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod plan;
 mod report;
+pub mod schedule;
 pub mod state;
 pub mod ttl;
 pub use report::{Artifact, ChangeSummary, LogLine, TaskOutcome, TaskReport};
@@ -93,6 +94,9 @@ pub enum RunKind {
     PlanAndApply,
     PlanOnly,
     Destroy,
+    /// A plan against the last applied configuration, to find drift: it never takes the
+    /// workspace's turn, never locks the state, and is never applied.
+    DriftCheck,
 }
 
 impl RunKind {
@@ -101,7 +105,18 @@ impl RunKind {
             RunKind::PlanAndApply => "plan_and_apply",
             RunKind::PlanOnly => "plan_only",
             RunKind::Destroy => "destroy",
+            RunKind::DriftCheck => "drift_check",
         }
+    }
+
+    /// Whether runs of this kind take turns on their workspace (they may write its state).
+    pub fn takes_turns(self) -> bool {
+        matches!(self, RunKind::PlanAndApply | RunKind::Destroy)
+    }
+
+    /// Whether a plan is all this run does.
+    pub fn plans_only(self) -> bool {
+        matches!(self, RunKind::PlanOnly | RunKind::DriftCheck)
     }
 }
 
@@ -112,6 +127,7 @@ impl FromStr for RunKind {
             "plan_and_apply" => Ok(RunKind::PlanAndApply),
             "plan_only" => Ok(RunKind::PlanOnly),
             "destroy" => Ok(RunKind::Destroy),
+            "drift_check" => Ok(RunKind::DriftCheck),
             _ => Err(format!("unknown run kind {s:?}")),
         }
     }
@@ -122,7 +138,7 @@ pub fn is_terminal(state: RunState, kind: RunKind) -> bool {
     use RunState::*;
     match state {
         Applied | PlannedNoChanges | Failed | Cancelled | Rejected | Interrupted | Expired => true,
-        Planned => kind == RunKind::PlanOnly,
+        Planned => kind.plans_only(),
         _ => false,
     }
 }
@@ -196,7 +212,7 @@ pub enum AfterPlan {
 pub fn after_plan(kind: RunKind, has_changes: bool, auto_approve: bool) -> AfterPlan {
     if !has_changes {
         AfterPlan::NoChanges
-    } else if kind == RunKind::PlanOnly {
+    } else if kind.plans_only() {
         AfterPlan::Stop
     } else if auto_approve {
         AfterPlan::AutoApprove

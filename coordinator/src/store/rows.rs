@@ -47,6 +47,10 @@ pub(crate) fn run_from_row(keys: &crypt::Keys, r: &sqlx::any::AnyRow) -> Result<
         limits: json_col(&s(r, "limits")?, "runs", "limits")?,
         limit_hit: s(r, "limit_hit")?,
         tags: json_col(&s(r, "tags")?, "runs", "tags")?,
+        drift: DriftOptions {
+            refresh_only: i(r, "drift_refresh_only")? != 0,
+            remediate: i(r, "drift_remediate")? != 0,
+        },
     })
 }
 

@@ -38,6 +38,17 @@ pub struct Run {
     pub variable_decls: BTreeMap<String, Declared>,
     /// key=value tags given at submit.
     pub tags: BTreeMap<String, String>,
+    /// A drift check's options (`lifecycle/drift.rs`).
+    pub drift: DriftOptions,
+}
+
+/// How a drift check plans and what it does when it finds drift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriftOptions {
+    /// `-refresh-only`: the state against the real infrastructure only.
+    pub refresh_only: bool,
+    /// Drift found: submit a remediation run (normal approval).
+    pub remediate: bool,
 }
 
 impl Run {
@@ -157,7 +168,7 @@ pub(crate) async fn workspace_holder(
             .await?;
     }
     let pending = if count_pending { ", 'pending'" } else { "" };
-    let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind <> 'plan_only' AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
+    let sql = format!("SELECT id FROM runs WHERE workspace = $1 AND kind NOT IN ('plan_only', 'drift_check') AND state IN ({states}{pending}) ORDER BY created_ms LIMIT 1");
     let row = sqlx::query(&sql)
         .bind(workspace)
         .fetch_optional(&mut *c)

@@ -491,6 +491,43 @@ CREATE TABLE environments (
 CREATE INDEX environments_due ON environments (state, expires_ms)
 "#,
     ),
+    (
+        16,
+        r#"
+ALTER TABLE runs ADD COLUMN drift_refresh_only BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN drift_remediate BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE workspace_drift (
+  workspace TEXT PRIMARY KEY,
+  last_check_run TEXT NOT NULL,
+  last_checked_ms BIGINT NOT NULL,
+  drifted_since_ms BIGINT NOT NULL,
+  last_check_error TEXT NOT NULL,
+  remediation_run TEXT NOT NULL
+);
+CREATE TABLE schedules (
+  name TEXT PRIMARY KEY,
+  cron TEXT NOT NULL,
+  timezone TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  refresh_only BIGINT NOT NULL,
+  remediate BIGINT NOT NULL,
+  missed TEXT NOT NULL,
+  next_tick_ms BIGINT NOT NULL,
+  last_tick_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE schedule_ticks (
+  schedule TEXT NOT NULL,
+  tick_ms BIGINT NOT NULL,
+  outcome TEXT NOT NULL,
+  settled_ms BIGINT NOT NULL,
+  runs TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  PRIMARY KEY (schedule, tick_ms)
+)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -65,7 +65,7 @@ async fn erase_run_env(c: &mut Tx, run_id: &str, to: RunState) -> Result<()> {
         | S::Interrupted
         | S::Expired => "UPDATE runs SET run_env = '' WHERE id = $1 AND run_env <> ''",
         S::Planned => {
-            "UPDATE runs SET run_env = '' WHERE id = $1 AND run_env <> '' AND kind = 'plan_only'"
+            "UPDATE runs SET run_env = '' WHERE id = $1 AND run_env <> '' AND kind IN ('plan_only', 'drift_check')"
         }
         _ => return Ok(()),
     };

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Every event a webhook may subscribe to. `ttl_near` and `teardown_failed` are about an
-/// environment with a TTL (`lifecycle/ttl.rs`); `drift_found` is accepted now and sent once drift
-/// detection exists.
+/// environment with a TTL (`lifecycle/ttl.rs`); `drift_found` is sent when a drift check first
+/// finds a workspace drifted (`lifecycle/drift.rs`).
 pub const EVENTS: [&str; 8] = [
     "needs_approval",
     "applied",
@@ -169,6 +169,16 @@ impl OnRunEvents for Hook {
 }
 
 impl Hook {
+    /// Writes the deliveries of `event` (one not tied to a state, such as `drift_found`) about
+    /// run `run_id` in `tx`, and wakes the delivery loop once `tx` commits.
+    pub(crate) async fn queue_event(&self, tx: &mut Tx, run_id: &str, event: &str) -> Result<()> {
+        let hooks = crate::store::enabled_webhooks(tx).await?;
+        if self.queue(tx, &hooks, run_id, event).await? > 0 {
+            tx.wake_after_commit(self.wake.clone());
+        }
+        Ok(())
+    }
+
     /// Writes the deliveries of `event` about run `run_id`; how many.
     async fn queue(
         &self,

@@ -1,7 +1,8 @@
 //! The gRPC service users (the CLI) call. This file is the tonic service only: each RPC
 //! delegates to its command group, one file each: [`runs`] (submit, show, list, watch, logs,
 //! approve, reject, cancel), [`state`] (versions, pull, rollback, lock, unlock), [`agents`],
-//! [`bundles`], [`dead_letters`], [`audit`], [`webhooks`] and [`environments`]. Every handler asks
+//! [`bundles`], [`dead_letters`], [`audit`], [`webhooks`], [`environments`] and [`drift`]
+//! (drift checks, workspaces, schedules). Every handler asks
 //! [`auth::authorize`] first.
 
 mod access;
@@ -10,6 +11,7 @@ mod audit;
 mod bundles;
 mod connections;
 mod dead_letters;
+mod drift;
 mod environments;
 mod identities;
 mod rules;
@@ -501,5 +503,38 @@ impl UserService for UserApi {
         req: Request<v1::ExtendEnvironmentRequest>,
     ) -> Reply<v1::Environment> {
         environments::extend(&self.shared, req).await
+    }
+
+    async fn check_drift(&self, req: Request<v1::CheckDriftRequest>) -> Reply<v1::Run> {
+        drift::check(&self.shared, req).await
+    }
+
+    async fn list_workspaces(
+        &self,
+        req: Request<v1::ListWorkspacesRequest>,
+    ) -> Reply<v1::ListWorkspacesResponse> {
+        drift::workspaces(&self.shared, req).await
+    }
+
+    async fn add_schedule(&self, req: Request<v1::AddScheduleRequest>) -> Reply<v1::Schedule> {
+        drift::add_schedule(&self.shared, req).await
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<v1::ListSchedulesRequest>,
+    ) -> Reply<v1::ListSchedulesResponse> {
+        drift::schedules(&self.shared, req).await
+    }
+
+    async fn remove_schedule(&self, req: Request<v1::ScheduleRequest>) -> Reply<v1::Schedule> {
+        drift::remove_schedule(&self.shared, req).await
+    }
+
+    async fn list_schedule_ticks(
+        &self,
+        req: Request<v1::ScheduleRequest>,
+    ) -> Reply<v1::ListScheduleTicksResponse> {
+        drift::ticks(&self.shared, req).await
     }
 }

@@ -89,6 +89,7 @@ async fn validate_submit(shared: &Shared, r: &v1::SubmitRunRequest) -> Result<St
         valid_var_name(k).map_err(Error::InvalidInput)?;
     }
     tofuflow_proto::names::valid_tags(&r.tags).map_err(Error::InvalidInput)?;
+    check_kind(r)?;
     check_ttl(r)?;
     if !shared.store.has_blob(&r.bundle_digest).await? {
         return Err(Error::Conflict(format!(
@@ -147,6 +148,16 @@ async fn variable_decls(
         decls.entry(k.clone()).or_default().sensitive = true;
     }
     Ok(decls)
+}
+
+/// A drift check is not submitted: it plans what the workspace last applied.
+fn check_kind(r: &v1::SubmitRunRequest) -> Result<()> {
+    if kind_from_pb(r.kind) == crate::runs::RunKind::DriftCheck {
+        return Err(Error::InvalidInput(
+            "a drift check plans the workspace's last applied configuration: use `tofuflow drift check WORKSPACE` (CheckDrift), not a submit".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A TTL is for a run that applies, and is positive.

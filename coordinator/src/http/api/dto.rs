@@ -14,7 +14,7 @@ pub struct RunJson {
     pub id: String,
     pub workspace: String,
     pub pool: String,
-    /// plan_and_apply, plan_only or destroy.
+    /// plan_and_apply, plan_only, destroy or drift_check.
     pub kind: String,
     /// pending, queued, planning, awaiting_approval, approved, applying, applied, failed, ...
     pub state: String,
@@ -82,6 +82,7 @@ fn kind_name(k: i32) -> String {
     match v1::RunKind::try_from(k) {
         Ok(v1::RunKind::PlanOnly) => "plan_only",
         Ok(v1::RunKind::Destroy) => "destroy",
+        Ok(v1::RunKind::DriftCheck) => "drift_check",
         _ => "plan_and_apply",
     }
     .to_string()

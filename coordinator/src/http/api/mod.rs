@@ -6,6 +6,7 @@
 //! routes and the document come from the same `routes!`), served at `/api/v1/openapi.json`.
 
 mod agents;
+mod drift;
 mod dto;
 mod environments;
 pub mod logs;
@@ -129,7 +130,8 @@ async fn authenticate(
         (name = "agents", description = "Agents and the pools they serve"),
         (name = "access", description = "The caller, and the audit log"),
         (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts"),
-        (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline")
+        (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline"),
+        (name = "drift", description = "Workspaces and their drift status, drift checks, schedules of checks")
     )
 )]
 struct ApiDoc;
@@ -187,6 +189,11 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(environments::list))
         .routes(routes!(environments::extend))
+        .routes(routes!(drift::workspaces))
+        .routes(routes!(drift::check))
+        .routes(routes!(drift::schedules, drift::add_schedule))
+        .routes(routes!(drift::remove_schedule))
+        .routes(routes!(drift::ticks))
         .split_for_parts();
     let served = doc.clone();
     let router = router
