@@ -208,3 +208,97 @@ async fn a_schedule_fires_each_tick_once_across_a_coordinator_kill_postgres() {
 async fn a_schedule_fires_each_tick_once_across_a_coordinator_kill_sqlite() {
     fires_once_per_tick_across_a_restart(Db::Sqlite).await;
 }
+
+/// A one-stack workflow (auto-approved) whose apply runs for a while.
+fn workflow_file(c: &Cluster) -> std::path::PathBuf {
+    let dir = c.dir.join("sched-wf");
+    std::fs::create_dir_all(dir.join("vm")).unwrap();
+    std::fs::write(
+        dir.join("vm/main.tf"),
+        "variable \"n\" { type = string }\nresource \"terraform_data\" \"vm\" { input = var.n }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("workflow.hcl"),
+        "workflow {\n  approval = \"auto\"\n}\n\nstack \"vm\" {\n  source    = \"./vm\"\n  workspace = \"sched-wf/vm\"\n  inputs    = { n = \"1\" }\n}\n",
+    )
+    .unwrap();
+    dir.join("workflow.hcl")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_schedule_starts_one_workflow_run_per_tick_never_two_at_once() {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &["--reap-interval", "200ms"]).await;
+    c.agent(AgentOpts::default()).await;
+    let file = workflow_file(&c);
+    let out = c.cli(&[
+        "schedule",
+        "add",
+        "wf",
+        "--cron",
+        "* * * * * *",
+        "--workflow",
+        file.to_str().unwrap(),
+        "--tag",
+        "team=ml",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&c.cli(&["schedule", "list"]).stdout).to_string();
+    assert!(listed.contains("workflow workflow.hcl"), "{listed}");
+    refused(
+        &c,
+        &[
+            "schedule",
+            "add",
+            "both",
+            "--cron",
+            "* * * * *",
+            "-w",
+            "x/*",
+            "--workflow",
+            file.to_str().unwrap(),
+        ],
+        &["cannot be used with"],
+    );
+    fired_after(&c, "wf", 0, 2).await;
+    assert!(c.cli(&["schedule", "remove", "wf"]).status.success());
+
+    let all = ticks(&c, "wf").await;
+    let mut started = Vec::new();
+    for t in all.iter().filter(|t| t.outcome == "fired") {
+        assert!(t.runs.len() <= 1, "{t:?}");
+        if t.runs.is_empty() {
+            assert!(
+                t.detail.contains("is still"),
+                "skipped while one runs: {t:?}"
+            );
+        }
+        started.extend(t.runs.iter().map(|id| (t.tick_unix_ms, id.clone())));
+    }
+    assert!(!started.is_empty(), "{all:?}");
+    let mut client = c.client().await;
+    let mut ends: Vec<(i64, i64)> = Vec::new();
+    for (tick, id) in &started {
+        let w = client
+            .get_workflow_run(v1::WorkflowRunRequest {
+                workflow_run_id: id.clone(),
+            })
+            .await
+            .expect("workflow run")
+            .into_inner();
+        assert_eq!(w.tags.get("schedule").map(String::as_str), Some("wf"));
+        assert_eq!(w.tags.get("schedule_tick"), Some(&tick.to_string()));
+        assert_eq!(w.tags.get("team").map(String::as_str), Some("ml"));
+        ends.push((w.created_unix_ms, w.updated_unix_ms));
+    }
+    // Never two at once: each started after the previous one ended.
+    ends.sort();
+    for pair in ends.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "overlap: {ends:?}");
+    }
+    c.kill_coordinator();
+}

@@ -1,39 +1,18 @@
-//! `tofuflow schedule`: cron schedules of drift checks (admin to add and remove): each tick
-//! checks every workspace matching a glob that has applied something; ticks missed while no
-//! coordinator ran follow the schedule's policy; `ticks` shows how each tick was settled.
+//! `tofuflow schedule`: cron schedules (admin to add and remove) of drift checks (each tick
+//! checks every workspace matching a glob that has applied something) or of a workflow run
+//! (each tick starts one from the file uploaded when the schedule was added); ticks missed
+//! while no coordinator ran follow the schedule's policy; `ticks` shows how each was settled.
 
 use super::Ctx;
 use crate::output;
 use clap::Subcommand;
+use std::path::PathBuf;
 use tofuflow_proto::v1;
 
 #[derive(Subcommand)]
 pub enum ScheduleCmd {
-    /// Add a schedule of drift checks (admin).
-    Add {
-        #[arg(value_name = "NAME")]
-        name: String,
-        /// Cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 with
-        /// seconds first, or a nickname such as @daily.
-        #[arg(long)]
-        cron: String,
-        /// IANA time zone the expression is read in.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-        /// Workspace glob: every matching workspace with an applied run is checked.
-        #[arg(long, short = 'w')]
-        workspace: String,
-        /// Plan with -refresh-only.
-        #[arg(long)]
-        refresh_only: bool,
-        /// On drift, submit a remediation run (it waits for approval).
-        #[arg(long)]
-        remediate: bool,
-        /// Ticks missed while no coordinator ran: once (fire the latest, however late) or
-        /// skip (fire only within 60 s of its time).
-        #[arg(long, default_value = "once")]
-        missed: String,
-    },
+    /// Add a schedule of drift checks (-w GLOB) or of a workflow run (--workflow FILE) (admin).
+    Add(Box<AddArgs>),
     /// List schedules with their next tick.
     List,
     /// Remove a schedule (admin); its settled ticks stay.
@@ -48,27 +27,109 @@ pub enum ScheduleCmd {
     },
 }
 
+/// `schedule add`.
+#[derive(clap::Args)]
+pub struct AddArgs {
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 with
+    /// seconds first, or a nickname such as @daily.
+    #[arg(long)]
+    cron: String,
+    /// IANA time zone the expression is read in.
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    /// Workspace glob: every matching workspace with an applied run is checked.
+    #[arg(
+        long,
+        short = 'w',
+        required_unless_present = "workflow",
+        conflicts_with = "workflow"
+    )]
+    workspace: Option<String>,
+    #[command(flatten)]
+    workflow: WorkflowArgs,
+    /// Plan with -refresh-only.
+    #[arg(long)]
+    refresh_only: bool,
+    /// On drift, submit a remediation run (it waits for approval).
+    #[arg(long)]
+    remediate: bool,
+    /// Ticks missed while no coordinator ran: once (fire the latest, however late) or
+    /// skip (fire only within 60 s of its time).
+    #[arg(long, default_value = "once")]
+    missed: String,
+}
+
+/// A workflow schedule: the file (its modules are uploaded now) and how each run starts.
+#[derive(clap::Args)]
+pub struct WorkflowArgs {
+    /// Start a workflow run of this file at every tick instead (its modules are packed and
+    /// uploaded now; a tick is skipped while the previous workflow run is still going).
+    #[arg(long, value_name = "FILE")]
+    workflow: Option<PathBuf>,
+    /// The workflow's approval mode: each, once, auto (default: the file's).
+    #[arg(long, value_name = "MODE", value_parser = ["each", "once", "auto"], requires = "workflow")]
+    approval: Option<String>,
+    /// Pool of the stacks that name none.
+    #[arg(long, value_name = "POOL", default_value = "default")]
+    pool: String,
+    /// A tag on every run of each workflow run (repeatable): KEY=VALUE.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = crate::args::tag, requires = "workflow")]
+    tags: Vec<(String, String)>,
+    /// A time to live for what each workflow run creates (e.g. 4h): see `tofuflow env list`.
+    #[arg(long, value_parser = crate::args::ttl_ms, requires = "workflow", conflicts_with = "destroy")]
+    ttl: Option<i64>,
+    /// Each workflow run destroys every target instead.
+    #[arg(long, requires = "workflow")]
+    destroy: bool,
+}
+
+impl WorkflowArgs {
+    /// The start request, with the file's modules uploaded; None for a drift schedule.
+    async fn request(self, ctx: &mut Ctx) -> Result<Option<v1::StartWorkflowRequest>, String> {
+        let Some(file) = self.workflow else {
+            return Ok(None);
+        };
+        let (file_name, definition, bundles) = super::workflow::pack(ctx, &file).await?;
+        Ok(Some(v1::StartWorkflowRequest {
+            file_name,
+            definition,
+            bundles,
+            destroy: self.destroy,
+            approval: self.approval.unwrap_or_default(),
+            pool: self.pool,
+            tags: self.tags.into_iter().collect(),
+            actor: String::new(),
+            ttl_ms: self.ttl.unwrap_or(0),
+        }))
+    }
+}
+
 impl ScheduleCmd {
     /// Runs the command; returns the exit code.
     pub async fn execute(self, ctx: &mut Ctx) -> Result<u8, String> {
         match self {
-            ScheduleCmd::Add {
-                name,
-                cron,
-                timezone,
-                workspace,
-                refresh_only,
-                remediate,
-                missed,
-            } => {
-                let req = v1::AddScheduleRequest {
+            ScheduleCmd::Add(a) => {
+                let AddArgs {
                     name,
                     cron,
                     timezone,
                     workspace,
+                    workflow,
                     refresh_only,
                     remediate,
                     missed,
+                } = *a;
+                let req = v1::AddScheduleRequest {
+                    name,
+                    cron,
+                    timezone,
+                    workspace: workspace.unwrap_or_default(),
+                    refresh_only,
+                    remediate,
+                    missed,
+                    workflow: workflow.request(ctx).await?,
                 };
                 let s = ctx.client.add_schedule(req).await;
                 let s = s.map_err(|e| ctx.explain(e))?.into_inner();
@@ -106,6 +167,7 @@ fn schedule_json(s: &v1::Schedule) -> serde_json::Value {
         "refresh_only": s.refresh_only, "remediate": s.remediate, "missed": s.missed,
         "next_tick_unix_ms": s.next_tick_unix_ms, "last_tick_unix_ms": s.last_tick_unix_ms,
         "created_by": s.created_by, "created_unix_ms": s.created_unix_ms,
+        "workflow_file": s.workflow_file,
     })
 }
 
@@ -118,7 +180,11 @@ fn print_schedules(all: &[v1::Schedule], json: bool) {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|s| {
-            let mut what = format!("drift check {}", s.workspace);
+            let mut what = if s.workflow_file.is_empty() {
+                format!("drift check {}", s.workspace)
+            } else {
+                format!("workflow {}", s.workflow_file)
+            };
             if s.refresh_only {
                 what.push_str(" (refresh-only)");
             }

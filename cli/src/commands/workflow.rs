@@ -170,20 +170,7 @@ pub fn validate(file: &Path, json: bool) -> Result<u8, String> {
 
 impl Run {
     async fn execute(self, ctx: &mut Ctx) -> Result<u8, String> {
-        let (name, text, w, _) = read(&self.file)?;
-        let dir = self.file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut bundles = HashMap::new();
-        for src in w.sources() {
-            let path = dir.join(&src);
-            if !path.is_dir() {
-                return Err(format!(
-                    "{}: source {src:?} is not a directory ({})",
-                    self.file.display(),
-                    path.display()
-                ));
-            }
-            bundles.insert(src, upload(ctx, &path).await?);
-        }
+        let (name, text, bundles) = pack(ctx, &self.file).await?;
         let started = ctx
             .client
             .start_workflow(v1::StartWorkflowRequest {
@@ -208,6 +195,29 @@ impl Run {
         output::print_workflow_run(&w, ctx.json);
         Ok(if w.state == "succeeded" { 0 } else { 1 })
     }
+}
+
+/// Reads a workflow file and uploads the module of every source it names: the file's name,
+/// its text and each source's bundle digest (a start request's parts).
+pub(crate) async fn pack(
+    ctx: &mut Ctx,
+    file: &Path,
+) -> Result<(String, String, HashMap<String, String>), String> {
+    let (name, text, w, _) = read(file)?;
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut bundles = HashMap::new();
+    for src in w.sources() {
+        let path = dir.join(&src);
+        if !path.is_dir() {
+            return Err(format!(
+                "{}: source {src:?} is not a directory ({})",
+                file.display(),
+                path.display()
+            ));
+        }
+        bundles.insert(src, upload(ctx, &path).await?);
+    }
+    Ok((name, text, bundles))
 }
 
 /// Follows a workflow run until it ends, printing each target's moves.

@@ -680,6 +680,13 @@ pub fn schedule_to_pb(s: store::Schedule) -> v1::Schedule {
         last_tick_unix_ms: s.last_tick_ms,
         created_by: s.created_by,
         created_unix_ms: s.created_ms,
+        workflow_file: if s.workflow.is_empty() {
+            String::new()
+        } else {
+            <v1::StartWorkflowRequest as prost::Message>::decode(s.workflow.as_slice())
+                .map(|w| w.file_name)
+                .unwrap_or_else(|_| "(unreadable)".into())
+        },
     }
 }
 

@@ -20,4 +20,5 @@ pub mod schedule;
 mod submit;
 pub mod ttl;
 pub mod workflow;
+mod workflow_request;
 mod workflow_run;

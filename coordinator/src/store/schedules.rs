@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::runs::schedule::Missed;
+use base64::Engine;
 
 /// A schedule as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +21,8 @@ pub struct Schedule {
     pub last_tick_ms: i64,
     pub created_by: String,
     pub created_ms: i64,
+    /// A workflow schedule: the start request to replay (protobuf); empty for drift checks.
+    pub workflow: Vec<u8>,
 }
 
 fn schedule_from_row(r: &sqlx::any::AnyRow) -> Result<Schedule> {
@@ -43,6 +46,13 @@ fn schedule_from_row(r: &sqlx::any::AnyRow) -> Result<Schedule> {
         last_tick_ms: i(r, "last_tick_ms")?,
         created_by: s(r, "created_by")?,
         created_ms: i(r, "created_ms")?,
+        workflow: base64::engine::general_purpose::STANDARD
+            .decode(s(r, "workflow")?)
+            .map_err(|e| Error::Corrupt {
+                table: "schedules",
+                column: "workflow",
+                detail: e.to_string(),
+            })?,
     })
 }
 
@@ -77,6 +87,17 @@ pub(crate) async fn advance_schedule(
     Ok(done.rows_affected() == 1)
 }
 
+/// The workflow run the schedule's newest fired tick started, if there is one.
+pub(crate) async fn last_fired_run(c: &mut AnyConnection, name: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT runs FROM schedule_ticks WHERE schedule = $1 AND outcome = 'fired' ORDER BY tick_ms DESC LIMIT 1")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let runs: Vec<String> = json_col(&s(&row, "runs")?, "schedule_ticks", "runs")?;
+    Ok(runs.into_iter().next())
+}
+
 /// Records a settled tick (a second record of one tick is refused by the primary key).
 pub(crate) async fn insert_tick(c: &mut AnyConnection, t: &ScheduleTick) -> Result<()> {
     sqlx::query("INSERT INTO schedule_ticks (schedule, tick_ms, outcome, settled_ms, runs, detail) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -100,7 +121,7 @@ impl Store {
                 sc.name
             )));
         }
-        sqlx::query("INSERT INTO schedules (name, cron, timezone, workspace, refresh_only, remediate, missed, next_tick_ms, last_tick_ms, created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        sqlx::query("INSERT INTO schedules (name, cron, timezone, workspace, refresh_only, remediate, missed, next_tick_ms, last_tick_ms, created_by, created_ms, workflow) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
             .bind(&sc.name)
             .bind(&sc.cron)
             .bind(&sc.timezone)
@@ -112,6 +133,7 @@ impl Store {
             .bind(sc.last_tick_ms)
             .bind(&sc.created_by)
             .bind(sc.created_ms)
+            .bind(base64::engine::general_purpose::STANDARD.encode(&sc.workflow))
             .execute(&self.pool)
             .await?;
         Ok(())

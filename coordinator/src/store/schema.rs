@@ -515,7 +515,8 @@ CREATE TABLE schedules (
   next_tick_ms BIGINT NOT NULL,
   last_tick_ms BIGINT NOT NULL,
   created_by TEXT NOT NULL,
-  created_ms BIGINT NOT NULL
+  created_ms BIGINT NOT NULL,
+  workflow TEXT NOT NULL
 );
 CREATE TABLE schedule_ticks (
   schedule TEXT NOT NULL,

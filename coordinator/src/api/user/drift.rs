@@ -1,9 +1,9 @@
-//! Drift checks (`lifecycle/drift.rs`), the workspace summary and schedules of checks
-//! (`lifecycle/schedule.rs`). A check by hand needs the right to submit on its workspace; the
+//! Drift checks (`lifecycle/drift.rs`), the workspace summary and schedules of checks or of a
+//! workflow run (`lifecycle/schedule.rs`). A check by hand needs the right to submit on its workspace; the
 //! workspace list shows what the caller may read; schedules act on globs of workspaces for
 //! the coordinator itself, so adding and removing them is an admin's (the right to set rules).
 
-use super::{authorize, authorize_caller, authorize_change, Reply, Shared};
+use super::{authorize, authorize_caller, authorize_change, caller, Reply, Shared};
 use crate::api::convert::{run_to_pb, schedule_to_pb, tick_to_pb, workspace_to_pb};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::auth::Action;
@@ -55,12 +55,17 @@ pub(super) async fn workspaces(
     }))
 }
 
-/// Adds a schedule of drift checks (admin).
+/// Adds a schedule of drift checks or of a workflow run (admin; a workflow's start request is
+/// checked as a start checks it, with the caller's rights, now).
 pub(super) async fn add_schedule(
     shared: &Shared,
     req: Request<v1::AddScheduleRequest>,
 ) -> Reply<v1::Schedule> {
     let actor = authorize_change(shared, &req, Action::ManageRules).await?;
+    if let Some(w) = &req.get_ref().workflow {
+        let c = caller(shared, &req).await?;
+        super::workflows::prepare(shared, &c, w).await?;
+    }
     let r = req.into_inner();
     let sc = shared
         .store
@@ -75,6 +80,7 @@ pub(super) async fn add_schedule(
             },
             missed: r.missed,
             actor: actor.clone(),
+            workflow: r.workflow,
         })
         .await?;
     tracing::info!(schedule = %sc.name, cron = %sc.cron, timezone = %sc.timezone, by = %actor, "schedule added");

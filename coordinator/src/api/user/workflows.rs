@@ -10,7 +10,6 @@ use crate::auth::{self, Action, Caller};
 use crate::error::{Error, Result};
 use crate::lifecycle::rollout::RolloutVerb;
 use crate::lifecycle::workflow::NewWorkflow;
-use crate::runs::variables::{self, Declared};
 use crate::store::{Store, WorkflowRun};
 use crate::workflows::rollout::{failures, wave_of, Progress};
 use crate::workflows::Target;
@@ -42,73 +41,34 @@ pub(super) async fn start(
 ) -> Reply<v1::WorkflowRun> {
     let c = caller(shared, &req).await?;
     let r = req.into_inner();
-    let file = wf::parse(&r.file_name, &r.definition)
-        .map_err(|p| Error::InvalidInput(wf::describe(&p)))?;
-    let targets =
-        wf::expand(&file, &r.file_name).map_err(|p| Error::InvalidInput(wf::describe(&p)))?;
-    let actor = authorize_all(
-        &c,
-        Action::Submit,
-        targets.iter().map(|t| t.workspace.as_str()),
-        Some(&r.actor),
-    )?;
-    let approval = match r.approval.as_str() {
-        "" => file.approval,
-        a => Approval::parse(a).ok_or_else(|| {
-            Error::InvalidInput(format!("approval {a:?}: use each, once or auto"))
-        })?,
-    };
-    let pool = if r.pool.is_empty() {
-        "default".to_string()
-    } else {
-        r.pool.clone()
-    };
-    if r.ttl_ms < 0 || (r.ttl_ms > 0 && r.destroy) {
-        return Err(Error::InvalidInput(
-            "--ttl is a positive duration, for a workflow run that applies".into(),
-        )
-        .into());
-    }
-    let bundles = bundles_of(shared, &file, &r.bundles).await?;
-    check_targets(shared, &file, &targets, &bundles, &pool, approval, &r.tags).await?;
-    let decls = declarations(shared, &r.file_name, &file, &bundles).await?;
-    let n = NewWorkflow {
-        file_name: r.file_name,
-        definition: r.definition,
-        bundles,
-        decls,
-        destroy: r.destroy,
-        approval,
-        pool,
-        actor: actor.clone(),
-        tags: r.tags.into_iter().collect(),
-        targets,
-        ttl_ms: r.ttl_ms,
-    };
+    let n = prepare(shared, &c, &r).await?;
+    let actor = n.actor.clone();
     let w = shared.store.start_workflow(n, &shared.policy).await?;
     tracing::info!(workflow_run = %w.id, actor = %actor, "workflow run started");
     Ok(Response::new(shown(&shared.store, &w.id).await?))
 }
 
-/// The bundle of every source the file uses (each uploaded before).
-async fn bundles_of(
+/// The workflow run `r` asks for, checked as a start checks it: the file, the caller's right on
+/// every target's workspace, each target's names, tags and rules (also for a schedule that
+/// will start it).
+pub(super) async fn prepare(
     shared: &Shared,
-    file: &wf::Workflow,
-    given: &std::collections::HashMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for src in file.sources() {
-        let digest = given.get(&src).ok_or_else(|| {
-            Error::InvalidInput(format!("no bundle for source {src:?}: upload each module and name it in bundles (tofuflow workflow run does both)"))
-        })?;
-        if !shared.store.has_blob(digest).await? {
-            return Err(Error::Conflict(format!(
-                "bundle {digest} (source {src:?}) was not uploaded: upload it first"
-            )));
-        }
-        out.insert(src, digest.clone());
-    }
-    Ok(out)
+    c: &Caller,
+    r: &v1::StartWorkflowRequest,
+) -> Result<NewWorkflow> {
+    let (file, targets) = shared.store.parse_workflow(r)?;
+    let actor = authorize_all(
+        c,
+        Action::Submit,
+        targets.iter().map(|t| t.workspace.as_str()),
+        Some(&r.actor),
+    )?;
+    let n = shared.store.workflow_from_request(r, &actor).await?;
+    check_targets(
+        shared, &file, &targets, &n.bundles, &n.pool, n.approval, &r.tags,
+    )
+    .await?;
+    Ok(n)
 }
 
 /// Every target's names, tags and rules, checked as a submit would check its run.
@@ -152,43 +112,6 @@ async fn check_targets(
             .map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
-}
-
-/// Each source's variable declarations; every stack's inputs must be declared by its module.
-async fn declarations(
-    shared: &Shared,
-    file_name: &str,
-    file: &wf::Workflow,
-    bundles: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, BTreeMap<String, Declared>>> {
-    let mut out = BTreeMap::new();
-    for (src, digest) in bundles {
-        let bundle = shared.store.get_blob(digest).await?;
-        let d = tokio::task::spawn_blocking(move || variables::declarations(&bundle))
-            .await
-            .map_err(|e| Error::Internal(format!("reading the module's declarations: {e}")))?;
-        for s in file
-            .stacks
-            .iter()
-            .filter(|s| &s.source == src && d.complete)
-        {
-            if let Some(i) = s.inputs.iter().find(|i| !d.vars.contains_key(&i.name)) {
-                let names: Vec<&str> = d.vars.keys().map(String::as_str).collect();
-                return Err(Error::InvalidInput(format!(
-                    "{}:{}:{}: stack {:?}: input {:?} is not a variable of module {src} (it declares: {})",
-                    file_name, i.pos.line, i.pos.column, s.name, i.name,
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                )));
-            }
-        }
-        let kept = d
-            .vars
-            .into_iter()
-            .filter(|(_, v)| v.sensitive || v.expression)
-            .collect();
-        out.insert(src.clone(), kept);
-    }
-    Ok(out)
 }
 
 /// A workflow run with its targets and their runs' states.

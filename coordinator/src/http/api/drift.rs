@@ -1,7 +1,7 @@
 //! Drift checks, the workspace list with drift status, and schedules of checks
 //! (`api/user/drift.rs` holds the rules); with their JSON shapes.
 
-use super::dto::RunJson;
+use super::dto::{RunJson, StartWorkflowBody};
 use super::{call, Body, Params, Reply};
 use crate::http::App;
 use axum::extract::{Path, State};
@@ -71,7 +71,7 @@ pub struct DriftCheckBody {
     pub remediate: bool,
 }
 
-/// A cron schedule of drift checks.
+/// A cron schedule of drift checks or of a workflow run.
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleJson {
     pub name: String,
@@ -89,6 +89,8 @@ pub struct ScheduleJson {
     pub last_tick_unix_ms: i64,
     pub created_by: String,
     pub created_unix_ms: i64,
+    /// A workflow schedule's file name ('' for drift checks).
+    pub workflow_file: String,
 }
 
 impl From<v1::Schedule> for ScheduleJson {
@@ -105,11 +107,12 @@ impl From<v1::Schedule> for ScheduleJson {
             last_tick_unix_ms: s.last_tick_unix_ms,
             created_by: s.created_by,
             created_unix_ms: s.created_unix_ms,
+            workflow_file: s.workflow_file,
         }
     }
 }
 
-/// A new schedule.
+/// A new schedule: of drift checks (`workspace`) or of a workflow run (`workflow`).
 #[derive(Deserialize, ToSchema)]
 pub struct ScheduleBody {
     pub name: String,
@@ -117,8 +120,12 @@ pub struct ScheduleBody {
     /// IANA time zone (default UTC).
     #[serde(default)]
     pub timezone: String,
-    /// Workspace glob.
+    /// Workspace glob (drift checks).
+    #[serde(default)]
     pub workspace: String,
+    /// The workflow run to start at every tick, as `POST /api/v1/workflow-runs` takes it.
+    #[serde(default)]
+    pub workflow: Option<StartWorkflowBody>,
     #[serde(default)]
     pub refresh_only: bool,
     #[serde(default)]
@@ -198,6 +205,7 @@ pub async fn add_schedule(
         refresh_only: b.refresh_only,
         remediate: b.remediate,
         missed: b.missed,
+        workflow: b.workflow.map(StartWorkflowBody::into_request),
     };
     let s = call!(app, headers, add_schedule, msg);
     Ok((StatusCode::CREATED, Json(s.into())))

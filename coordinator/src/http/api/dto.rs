@@ -677,6 +677,23 @@ pub struct StartWorkflowBody {
     pub tags: Option<BTreeMap<String, String>>,
 }
 
+impl StartWorkflowBody {
+    /// The request `StartWorkflow` takes (the actor is the caller).
+    pub fn into_request(self) -> v1::StartWorkflowRequest {
+        v1::StartWorkflowRequest {
+            file_name: self.file_name.unwrap_or_else(|| "workflow.hcl".into()),
+            definition: self.definition,
+            bundles: self.bundles.into_iter().collect(),
+            destroy: self.destroy.unwrap_or(false),
+            approval: self.approval.unwrap_or_default(),
+            pool: self.pool.unwrap_or_default(),
+            tags: self.tags.unwrap_or_default().into_iter().collect(),
+            actor: String::new(),
+            ttl_ms: 0,
+        }
+    }
+}
+
 /// Paging of workflow runs.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

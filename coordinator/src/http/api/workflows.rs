@@ -27,17 +27,7 @@ pub async fn start(
     headers: HeaderMap,
     Body(b): Body<StartWorkflowBody>,
 ) -> Reply<WorkflowRunJson> {
-    let msg = v1::StartWorkflowRequest {
-        file_name: b.file_name.unwrap_or_else(|| "workflow.hcl".into()),
-        definition: b.definition,
-        bundles: b.bundles.into_iter().collect(),
-        destroy: b.destroy.unwrap_or(false),
-        approval: b.approval.unwrap_or_default(),
-        pool: b.pool.unwrap_or_default(),
-        tags: b.tags.unwrap_or_default().into_iter().collect(),
-        actor: String::new(),
-        ttl_ms: 0,
-    };
+    let msg = b.into_request();
     Ok(Json(call!(app, headers, start_workflow, msg).into()))
 }
 
