@@ -403,3 +403,61 @@ async fn a_workflow_cancelled_half_way_still_tears_down_what_it_applied() {
     assert_eq!(resources(&c, "wf-cut/net"), serde_json::json!([]));
     c.kill_coordinator();
 }
+
+/// A workspace's own TTL: an apply without `--ttl` starts its deadline, a second apply
+/// restarts it, and at expiry the workspace is destroyed; clearing it leaves later applies
+/// alone.
+async fn workspace_ttl_destroys(db: Db) {
+    let mut c = Cluster::start_with(db, &["default"], &["--reap-interval", "200ms"]).await;
+    c.agent(AgentOpts::default()).await;
+    let ws = "preview/ws-ttl";
+    let out = c.cli(&["workspace", "ttl", ws, "4s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed =
+        String::from_utf8_lossy(&c.cli(&["workspace", "list", "-o", "json"]).stdout).to_string();
+    assert!(listed.contains("\"ttl_ms\": 4000"), "{listed}");
+    let first = c.submit(&module(&c), ws, &["--auto-approve", "--var", "name=a"]);
+    c.wait_state(&first, &["applied"], T).await;
+    let e1 = env(&c, ws)
+        .await
+        .expect("an environment from the workspace's TTL");
+    assert_eq!((e1.state.as_str(), e1.ttl_ms), ("active", 4000));
+    let second = c.submit(&module(&c), ws, &["--auto-approve", "--var", "name=b"]);
+    c.wait_state(&second, &["applied"], T).await;
+    let e2 = env(&c, ws).await.unwrap();
+    assert!(
+        e2.expires_unix_ms > e1.expires_unix_ms,
+        "the apply restarted it: {e1:?} {e2:?}"
+    );
+    assert_eq!(e2.source_run, second);
+    let e = wait_env(&c, ws, "destroyed").await;
+    assert!(c.run(&e.destroy_run).await.created_unix_ms >= e2.expires_unix_ms);
+    assert_eq!(resources(&c, ws), serde_json::json!([]), "nothing left");
+    let audit = String::from_utf8_lossy(
+        &c.cli(&["audit", "list", "--kind", "workspace_ttl_set"])
+            .stdout,
+    )
+    .to_string();
+    assert!(audit.contains(ws), "{audit}");
+
+    assert!(c.cli(&["workspace", "ttl", ws, "--clear"]).status.success());
+    let third = c.submit(&module(&c), ws, &["--auto-approve", "--var", "name=c"]);
+    c.wait_state(&third, &["applied"], T).await;
+    let e = env(&c, ws).await.unwrap();
+    assert_eq!(e.state, "destroyed", "no new deadline once cleared: {e:?}");
+    c.kill_coordinator();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_ttl_restarts_with_every_apply_and_destroys_at_expiry_sqlite() {
+    workspace_ttl_destroys(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_ttl_restarts_with_every_apply_and_destroys_at_expiry_postgres() {
+    workspace_ttl_destroys(Db::Postgres).await;
+}

@@ -1,5 +1,6 @@
 //! `tofuflow workspace list`: every workspace one may read, with its newest run, its last
-//! apply, its last drift check and since when it has drifted, and its TTL deadline.
+//! apply, its last drift check and since when it has drifted, its TTL and deadline;
+//! `workspace ttl`: a TTL every apply of the workspace restarts.
 
 use super::Ctx;
 use crate::output;
@@ -15,12 +16,27 @@ pub enum WorkspaceCmd {
         #[arg(long)]
         drifted: bool,
     },
+    /// Set a workspace's TTL (operator on it): every later apply there starts (or restarts)
+    /// the deadline at which its resources are destroyed (see `tofuflow env list`).
+    Ttl {
+        #[arg(value_name = "WORKSPACE")]
+        workspace: String,
+        /// How long after each apply (e.g. 4h).
+        #[arg(value_name = "DURATION", value_parser = crate::args::ttl_ms, required_unless_present = "clear")]
+        ttl: Option<i64>,
+        /// Remove the workspace's TTL (a deadline already running stays: `env extend` it).
+        #[arg(long, conflicts_with = "ttl")]
+        clear: bool,
+    },
 }
 
 impl WorkspaceCmd {
     /// Runs the command; returns the exit code.
     pub async fn execute(self, ctx: &mut Ctx) -> Result<u8, String> {
-        let WorkspaceCmd::List { drifted } = self;
+        let drifted = match self {
+            WorkspaceCmd::List { drifted } => drifted,
+            WorkspaceCmd::Ttl { workspace, ttl, .. } => return set_ttl(ctx, workspace, ttl).await,
+        };
         let req = v1::ListWorkspacesRequest {
             drifted_only: drifted,
         };
@@ -39,6 +55,32 @@ impl WorkspaceCmd {
     }
 }
 
+async fn set_ttl(ctx: &mut Ctx, workspace: String, ttl: Option<i64>) -> Result<u8, String> {
+    let req = v1::SetWorkspaceTtlRequest {
+        workspace,
+        ttl_ms: ttl.unwrap_or(0),
+    };
+    let r = ctx.client.set_workspace_ttl(req).await;
+    let w = r.map_err(|s| ctx.explain(s))?.into_inner();
+    if ctx.json {
+        output::print_json(&workspace_json(&w));
+    } else if w.ttl_ms > 0 {
+        println!(
+            "workspace {}: every apply is destroyed {} later",
+            w.name,
+            ttl_text(w.ttl_ms)
+        );
+    } else {
+        println!("workspace {}: no TTL", w.name);
+    }
+    Ok(0)
+}
+
+fn ttl_text(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs((ms / 1000).max(0) as u64))
+        .to_string()
+}
+
 fn workspace_json(w: &v1::Workspace) -> serde_json::Value {
     serde_json::json!({
         "name": w.name,
@@ -53,6 +95,7 @@ fn workspace_json(w: &v1::Workspace) -> serde_json::Value {
         "remediation_run": w.remediation_run,
         "last_check_error": w.last_check_error,
         "expires_unix_ms": w.expires_unix_ms,
+        "ttl_ms": w.ttl_ms,
     })
 }
 
@@ -79,6 +122,11 @@ fn print_workspaces(all: &[v1::Workspace]) {
                 } else {
                     w.remediation_run.clone()
                 },
+                if w.ttl_ms > 0 {
+                    ttl_text(w.ttl_ms)
+                } else {
+                    "-".into()
+                },
                 output::when(w.expires_unix_ms, "-"),
             ]
         })
@@ -90,6 +138,7 @@ fn print_workspaces(all: &[v1::Workspace]) {
         "LAST CHECKED",
         "DRIFT",
         "REMEDIATION",
+        "TTL",
         "EXPIRES",
     ];
     println!("{}", output::table(&header, &rows));

@@ -664,6 +664,7 @@ pub fn workspace_to_pb(w: store::WorkspaceSummary) -> v1::Workspace {
         remediation_run: d.remediation_run,
         expires_unix_ms: w.expires_ms,
         last_check_error: d.last_check_error,
+        ttl_ms: w.ttl_ms,
     }
 }
 

@@ -102,11 +102,13 @@ pub enum AuditKind {
     ScheduleAdded,
     /// A schedule was removed.
     ScheduleRemoved,
+    /// A workspace's TTL was set or cleared.
+    WorkspaceTtlSet,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 43] = [
+    pub const ALL: [AuditKind; 44] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -150,6 +152,7 @@ impl AuditKind {
         AuditKind::DriftDetected,
         AuditKind::ScheduleAdded,
         AuditKind::ScheduleRemoved,
+        AuditKind::WorkspaceTtlSet,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -198,6 +201,7 @@ impl AuditKind {
             AuditKind::DriftDetected => "drift_detected",
             AuditKind::ScheduleAdded => "schedule_added",
             AuditKind::ScheduleRemoved => "schedule_removed",
+            AuditKind::WorkspaceTtlSet => "workspace_ttl_set",
         }
     }
 

@@ -76,7 +76,10 @@ impl Ttl {
         }
         match run.kind {
             RunKind::PlanAndApply if ok => {
-                let ttl_ms = run_ttl_ms(tx, run_id).await?;
+                let ttl_ms = match run_ttl_ms(tx, run_id).await? {
+                    0 => workspace_ttl_ms(tx, &run.workspace).await?.unwrap_or(0),
+                    own => own,
+                };
                 if ttl_ms > 0 {
                     activate_environment(tx, &run, ttl_ms, now).await?;
                     tx.audit(

@@ -109,11 +109,13 @@ pub struct WorkspaceSummary {
     pub last_applied_ms: i64,
     pub drift: Option<DriftStatus>,
     pub expires_ms: i64,
+    /// The workspace's own TTL setting (0: none).
+    pub ttl_ms: i64,
 }
 
 impl Store {
-    /// Every workspace that has a run, by name: its newest run, its last apply, its drift
-    /// status and its TTL deadline.
+    /// Every workspace that has a run (or a TTL setting), by name: its newest run, its last
+    /// apply, its drift status, its TTL and deadline.
     pub async fn workspaces(&self) -> Result<Vec<WorkspaceSummary>> {
         let mut out: BTreeMap<String, WorkspaceSummary> = BTreeMap::new();
         let newest = sqlx::query("SELECT workspace, id, state FROM runs r WHERE created_ms = (SELECT MAX(created_ms) FROM runs r2 WHERE r2.workspace = r.workspace) ORDER BY workspace, id")
@@ -138,6 +140,9 @@ impl Store {
             let d = drift_from_row(&r)?;
             let ws = d.workspace.clone();
             out.entry(ws).or_default().drift = Some(d);
+        }
+        for (ws, ttl_ms) in self.workspace_ttls().await? {
+            out.entry(ws).or_default().ttl_ms = ttl_ms;
         }
         for e in self.environments().await? {
             if e.state == crate::runs::ttl::EnvState::Active {

@@ -63,6 +63,51 @@ pub(crate) async fn run_ttl_ms(c: &mut AnyConnection, run_id: &str) -> Result<i6
     i(&row, "ttl_ms")
 }
 
+/// The TTL set on a workspace (`workspace ttl`), if any: every apply there restarts it.
+pub(crate) async fn workspace_ttl_ms(c: &mut AnyConnection, ws: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT ttl_ms FROM workspace_ttls WHERE workspace = $1")
+        .bind(ws)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| i(&r, "ttl_ms")).transpose()
+}
+
+impl Store {
+    /// Sets (or with 0 clears) a workspace's TTL; every later apply there starts its deadline.
+    pub async fn set_workspace_ttl(&self, ws: &str, ttl_ms: i64, actor: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM workspace_ttls WHERE workspace = $1")
+            .bind(ws)
+            .execute(&mut *tx)
+            .await?;
+        if ttl_ms > 0 {
+            sqlx::query("INSERT INTO workspace_ttls (workspace, ttl_ms, set_by, set_ms) VALUES ($1, $2, $3, $4)")
+                .bind(ws)
+                .bind(ttl_ms)
+                .bind(actor)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.audit(
+            crate::audit::AuditEntry::new(crate::audit::AuditKind::WorkspaceTtlSet, actor)
+                .workspace(ws)
+                .detail(serde_json::json!({"ttl_ms": ttl_ms})),
+        );
+        self.commit(tx).await
+    }
+
+    /// Every workspace's TTL setting.
+    pub async fn workspace_ttls(&self) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query("SELECT workspace, ttl_ms FROM workspace_ttls")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((s(r, "workspace")?, i(r, "ttl_ms")?)))
+            .collect()
+    }
+}
+
 /// Records a run's TTL (set at submit, counted from its apply).
 pub(crate) async fn set_run_ttl(c: &mut AnyConnection, run_id: &str, ttl_ms: i64) -> Result<()> {
     sqlx::query("UPDATE runs SET ttl_ms = $1 WHERE id = $2")

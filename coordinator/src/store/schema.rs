@@ -518,6 +518,12 @@ CREATE TABLE schedules (
   created_ms BIGINT NOT NULL,
   workflow TEXT NOT NULL
 );
+CREATE TABLE workspace_ttls (
+  workspace TEXT PRIMARY KEY,
+  ttl_ms BIGINT NOT NULL,
+  set_by TEXT NOT NULL,
+  set_ms BIGINT NOT NULL
+);
 CREATE TABLE schedule_ticks (
   schedule TEXT NOT NULL,
   tick_ms BIGINT NOT NULL,

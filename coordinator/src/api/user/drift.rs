@@ -55,6 +55,36 @@ pub(super) async fn workspaces(
     }))
 }
 
+/// Sets or clears a workspace's TTL (operator on it): every later apply there starts (or
+/// restarts) its environment's deadline.
+pub(super) async fn set_ttl(
+    shared: &Shared,
+    req: Request<v1::SetWorkspaceTtlRequest>,
+) -> Reply<v1::Workspace> {
+    let ws = req.get_ref().workspace.clone();
+    valid_workspace(&ws).map_err(Error::InvalidInput)?;
+    let actor = authorize(shared, &req, Action::Submit, Some(&ws), None).await?;
+    let actor = if actor.is_empty() {
+        "open".into()
+    } else {
+        actor
+    };
+    let ttl_ms = req.get_ref().ttl_ms;
+    if ttl_ms < 0 {
+        return Err(Error::InvalidInput(
+            "a TTL is a positive duration such as 4h (0 clears it)".into(),
+        )
+        .into());
+    }
+    shared.store.set_workspace_ttl(&ws, ttl_ms, &actor).await?;
+    tracing::info!(workspace = %ws, ttl_ms, by = %actor, "workspace TTL set");
+    let all = shared.store.workspaces().await?;
+    let w = all.into_iter().find(|w| w.name == ws).unwrap_or_default();
+    Ok(Response::new(workspace_to_pb(
+        crate::store::WorkspaceSummary { name: ws, ..w },
+    )))
+}
+
 /// Adds a schedule of drift checks or of a workflow run (admin; a workflow's start request is
 /// checked as a start checks it, with the caller's rights, now).
 pub(super) async fn add_schedule(

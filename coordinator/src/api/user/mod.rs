@@ -516,6 +516,13 @@ impl UserService for UserApi {
         drift::workspaces(&self.shared, req).await
     }
 
+    async fn set_workspace_ttl(
+        &self,
+        req: Request<v1::SetWorkspaceTtlRequest>,
+    ) -> Reply<v1::Workspace> {
+        drift::set_ttl(&self.shared, req).await
+    }
+
     async fn add_schedule(&self, req: Request<v1::AddScheduleRequest>) -> Reply<v1::Schedule> {
         drift::add_schedule(&self.shared, req).await
     }

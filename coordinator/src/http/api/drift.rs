@@ -32,6 +32,8 @@ pub struct WorkspaceJson {
     pub last_check_error: String,
     /// An environment TTL's deadline (0: none).
     pub expires_unix_ms: i64,
+    /// The workspace's TTL: every apply restarts its deadline (0: none).
+    pub ttl_ms: i64,
 }
 
 impl From<v1::Workspace> for WorkspaceJson {
@@ -49,6 +51,7 @@ impl From<v1::Workspace> for WorkspaceJson {
             remediation_run: w.remediation_run,
             last_check_error: w.last_check_error,
             expires_unix_ms: w.expires_unix_ms,
+            ttl_ms: w.ttl_ms,
         }
     }
 }
@@ -179,6 +182,31 @@ pub async fn check(
     };
     let run = call!(app, headers, check_drift, msg);
     Ok((StatusCode::CREATED, Json(RunJson::from(run))))
+}
+
+/// A workspace's TTL: `ttl_ms` > 0 sets it, 0 clears it.
+#[derive(Deserialize, ToSchema)]
+pub struct WorkspaceTtlBody {
+    pub ttl_ms: i64,
+}
+
+/// Sets or clears a workspace's TTL (operator on it): every later apply there starts (or
+/// restarts) its environment's deadline.
+#[utoipa::path(put, path = "/api/v1/workspaces/{workspace}/ttl", tag = "drift",
+    params(("workspace" = String, Path, description = "percent-encoded: preview%2Fpr-42")),
+    request_body = WorkspaceTtlBody,
+    responses((status = 200, body = WorkspaceJson), (status = 400, body = super::Problem)))]
+pub async fn set_ttl(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(workspace): Path<String>,
+    Body(b): Body<WorkspaceTtlBody>,
+) -> Reply<WorkspaceJson> {
+    let msg = v1::SetWorkspaceTtlRequest {
+        workspace,
+        ttl_ms: b.ttl_ms,
+    };
+    Ok(Json(call!(app, headers, set_workspace_ttl, msg).into()))
 }
 
 /// Every schedule (viewer).

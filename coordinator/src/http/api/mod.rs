@@ -191,6 +191,7 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(environments::extend))
         .routes(routes!(drift::workspaces))
         .routes(routes!(drift::check))
+        .routes(routes!(drift::set_ttl))
         .routes(routes!(drift::schedules, drift::add_schedule))
         .routes(routes!(drift::remove_schedule))
         .routes(routes!(drift::ticks))
