@@ -47,8 +47,8 @@ pub enum Error {
     /// Too large, too many: the caller must send less.
     #[error("{0}")]
     TooLarge(String),
-    /// The database failed.
-    #[error("database error: {0}")]
+    /// The database failed (or could not be reached: then the message says to retry).
+    #[error("database error: {0}{hint}", hint = if unreachable(.0) { " (the database is not reachable now: retry shortly)" } else { "" })]
     Db(#[from] sqlx::Error),
     /// RabbitMQ failed.
     #[error("broker error: {0}")]
@@ -91,11 +91,22 @@ impl Error {
             Error::StaleLease { .. } => StatusCode::CONFLICT,
             Error::Locked { .. } => StatusCode::LOCKED,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Db(_) | Error::Amqp(_) | Error::Internal(_) | Error::Corrupt { .. } => {
+            Error::Db(e) if unreachable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Amqp(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Db(_) | Error::Internal(_) | Error::Corrupt { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
     }
+}
+
+/// Whether a database error means the database could not be reached (down, restarting,
+/// every connection busy): the caller may retry, nothing was done.
+fn unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
 }
 
 impl From<Error> for tonic::Status {

@@ -24,6 +24,11 @@ pub mod workflow;
 /// 3: task messages are `SignedEnvelope`s and claims name the envelope id.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// The gRPC metadata key of the HTTP status every error the coordinator itself answers with
+/// carries (the HTTP API uses it; the CLI tells "the coordinator answered" from "it could not
+/// be reached" by it).
+pub const HTTP_STATUS_KEY: &str = "tofuflow-http-status";
+
 /// Largest gRPC message either side accepts (artifacts and logs are streamed in chunks below it).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 

@@ -31,6 +31,8 @@ pub struct Cluster {
     pub db: Db,
     pub db_url: String,
     pg_name: Option<String>,
+    /// The admin URL of the PostgreSQL server the database is on.
+    pg_admin: String,
     pub grpc_port: u16,
     pub http_port: u16,
     coordinator: Option<Child>,
@@ -80,9 +82,17 @@ pub struct ClusterBuilder {
     agent_token: Option<String>,
     tls: Option<TlsFiles>,
     amqp_url: Option<String>,
+    pg_admin: Option<String>,
 }
 
 impl ClusterBuilder {
+    /// With [`Db::Postgres`], the database is made on this server (its admin URL, e.g. a
+    /// [`crate::PgServer`]'s) instead of the machine's.
+    pub fn pg_admin(mut self, url: &str) -> Self {
+        self.pg_admin = Some(url.to_string());
+        self
+    }
+
     /// The coordinator and agents use this RabbitMQ (a comma-separated list of a cluster's
     /// nodes, e.g. [`crate::RabbitCluster::amqp_urls`]) instead of a vhost of the local broker.
     pub fn amqp_url(mut self, urls: &str) -> Self {
@@ -137,9 +147,10 @@ impl ClusterBuilder {
         let vhost = format!("tofuflow-test-{id}");
         rabbitmqctl(&["add_vhost", &vhost]);
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let pg_admin = self.pg_admin.clone().unwrap_or_else(pg_admin_url);
         let (db_url, pg_name) = match self.db {
             Db::Sqlite => (format!("sqlite://{}/coordinator.db", dir.display()), None),
-            Db::Postgres => create_pg_database(id).await,
+            Db::Postgres => create_pg_database(id, &pg_admin).await,
         };
         let mut c = Cluster {
             dir,
@@ -150,6 +161,7 @@ impl ClusterBuilder {
             db: self.db,
             db_url,
             pg_name,
+            pg_admin,
             grpc_port: free_port(),
             http_port: free_port(),
             coordinator: None,
@@ -190,17 +202,17 @@ fn scratch_dir(id: &str) -> PathBuf {
 }
 
 /// Creates a fresh PostgreSQL database for the cluster: returns its URL and name.
-async fn create_pg_database(id: &str) -> (String, Option<String>) {
+async fn create_pg_database(id: &str, admin: &str) -> (String, Option<String>) {
     use sqlx::Connection;
     let name = format!("tofuflow_e2e_{id}");
-    let mut c = sqlx::PgConnection::connect(&pg_admin_url())
+    let mut c = sqlx::PgConnection::connect(admin)
         .await
         .expect("PostgreSQL must be running for this test");
     sqlx::query(&format!("CREATE DATABASE \"{name}\""))
         .execute(&mut c)
         .await
         .unwrap();
-    let base = pg_admin_url();
+    let base = admin;
     (
         format!("{}/{name}", base.rsplit_once('/').unwrap().0),
         Some(name),
@@ -231,6 +243,7 @@ impl Cluster {
             agent_token: None,
             tls: None,
             amqp_url: None,
+            pg_admin: None,
         }
     }
 
@@ -600,6 +613,7 @@ impl Drop for Cluster {
             .args(["delete_vhost", &self.vhost])
             .output();
         if let Some(name) = self.pg_name.take() {
+            let admin = self.pg_admin.clone();
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -607,7 +621,7 @@ impl Drop for Cluster {
                     .unwrap();
                 rt.block_on(async {
                     use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
                         let _ = sqlx::query(&format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                         ))

@@ -12,7 +12,8 @@
 //! - `leaks`: looking for secrets in command lines, task messages and the whole database
 //! - `agent`: real agent processes ([`Agent`], [`AgentOpts`], [`Cluster::agent`])
 //! - `fake_agent`: an agent that is only a gRPC client, to claim and complete tasks by hand
-//! - `rabbit_cluster`: a RabbitMQ cluster of N nodes started by the test ([`RabbitCluster`])
+//! - `rabbit_cluster`: a RabbitMQ cluster of N nodes started by the test ([`RabbitCluster`]);
+//!   `pg_server`: a PostgreSQL server of its own the test may stop and start ([`PgServer`])
 //! - `proxy`: a TCP link a test can cut; `broker`: stopping and starting RabbitMQ
 //! - `api`: the HTTP JSON API as a client sees it (requests with a bearer token, SSE streams)
 //! - `http`: plain HTTP (and HTTPS) requests and `/metrics`; `users`: `--users-file`s
@@ -28,6 +29,7 @@ mod fake_agent;
 mod http;
 mod inspect;
 mod leaks;
+mod pg_server;
 mod proxy;
 mod rabbit_cluster;
 mod users;
@@ -46,6 +48,7 @@ pub use fake_agent::{
 pub use http::{http_get, http_request, https_get, metric};
 pub use inspect::Attempt;
 pub use leaks::{leaks, CmdlineScan};
+pub use pg_server::PgServer;
 pub use proxy::Proxy;
 pub use rabbit_cluster::{node_ctl, RabbitCluster, RabbitNode};
 pub use users::users_file;

@@ -51,6 +51,13 @@ impl Ctx {
             return why;
         }
         match s.code() {
+            // The coordinator answered (its answers carry the error table's HTTP status) but
+            // cannot do it now: its database or RabbitMQ is unreachable.
+            tonic::Code::Unavailable if s.metadata().contains_key(tofuflow_proto::HTTP_STATUS_KEY) => format!(
+                "the coordinator at {} cannot answer now: {}",
+                self.url,
+                s.message()
+            ),
             tonic::Code::Unavailable => format!(
                 "cannot reach the coordinator at {}: is it running? (start it with `tofuflow-coordinator`, or point --coordinator / TOFUFLOW_COORDINATOR at it): {}",
                 self.url,

@@ -14,7 +14,11 @@ pub(super) async fn healthz() -> &'static str {
 
 /// The coordinator can do its work: 503 with the reason otherwise.
 pub(super) async fn readyz(State(app): State<App>) -> Response {
-    if let Err(e) = app.store.ping().await {
+    if let Err(e) = app
+        .store
+        .ping_within(std::time::Duration::from_secs(2))
+        .await
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("database not reachable: {e}\n"),

@@ -176,10 +176,12 @@ impl Store {
                 "bad database URL {url:?}: {e} (use sqlite://PATH or postgres://USER@HOST/DB)"
             ))
         })?;
-        // SQLite takes one writer at a time: one connection avoids SQLITE_BUSY on upgrades.
+        // SQLite takes one writer at a time: one connection avoids SQLITE_BUSY on upgrades (its
+        // callers queue for it, hence the long wait). A PostgreSQL that is down or restarting
+        // is reported after 10 s as unavailable, instead of holding every caller for 30 s.
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 10 } else { 1 })
-            .acquire_timeout(std::time::Duration::from_secs(30))
+            .acquire_timeout(std::time::Duration::from_secs(if postgres { 10 } else { 30 }))
             .connect_with(opts)
             .await
             .map_err(|e| {
@@ -265,6 +267,17 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// [`Store::ping`] within `limit` (a readiness probe must answer, not wait for the pool).
+    pub async fn ping_within(&self, limit: std::time::Duration) -> Result<()> {
+        match tokio::time::timeout(limit, self.ping()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Internal(format!(
+                "no answer within {} ms",
+                limit.as_millis()
+            ))),
+        }
     }
 
     /// Sets the encryption keys and rotates every stored state version under the current key

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// The gRPC status metadata key that carries the error table's HTTP status.
-pub const HTTP_STATUS_KEY: &str = "tofuflow-http-status";
+pub use tofuflow_proto::HTTP_STATUS_KEY;
 
 /// A problem: `type` is `about:blank`, so `title` is the status's phrase; `detail` says what
 /// went wrong and what to do.
