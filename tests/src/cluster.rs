@@ -51,6 +51,9 @@ pub struct Cluster {
     pub bootstrap_token: Option<String>,
     /// The coordinator serves TLS with these files; clients and agents trust its CA.
     pub tls: Option<TlsFiles>,
+    /// The coordinator URLs [`Cluster::cli`] gives the CLI (comma-separated; default: this
+    /// cluster's own).
+    pub cli_coordinators: Option<String>,
 }
 
 /// PEM files of a TLS cluster: the CA that signed the coordinator's certificate (clients and
@@ -173,6 +176,7 @@ impl ClusterBuilder {
             token: None,
             bootstrap_token: None,
             tls: self.tls,
+            cli_coordinators: None,
         };
         c.start_coordinator().await;
         c.bootstrap_token = c.printed_bootstrap_token();
@@ -459,7 +463,12 @@ impl Cluster {
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(self.bins.join("tofuflow"));
         cmd.args(args)
-            .env("TOFUFLOW_COORDINATOR", self.grpc_url())
+            .env(
+                "TOFUFLOW_COORDINATOR",
+                self.cli_coordinators
+                    .clone()
+                    .unwrap_or_else(|| self.grpc_url()),
+            )
             .env("TOFUFLOW_USER", "tester")
             .env("TOFUFLOW_CONFIG_FILE", self.dir.join("cli-config.toml"))
             .envs(self.tls.iter().map(|t| ("TOFUFLOW_TLS_CA", &t.ca)));

@@ -37,8 +37,22 @@ impl Cluster {
     /// Starts coordinator number `n` (2, 3, ...) on this cluster's database and broker, with the
     /// cluster's coordinator flags, and waits until its `/readyz` answers 200.
     pub async fn another_coordinator(&self, n: u32) -> Coordinator {
-        let (grpc_port, http_port) = (free_port(), free_port());
-        let log = std::fs::File::create(self.dir.join(format!("coordinator-{n}.log"))).unwrap();
+        self.coordinator_on(n, free_port(), free_port()).await
+    }
+
+    /// SIGKILLs coordinator `n` and starts it again on the same ports (clients given its URL
+    /// find it again), waiting until it is ready.
+    pub async fn restart_another(&self, co: &mut Coordinator, n: u32) {
+        co.kill();
+        *co = self.coordinator_on(n, co.grpc_port, co.http_port).await;
+    }
+
+    async fn coordinator_on(&self, n: u32, grpc_port: u16, http_port: u16) -> Coordinator {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("coordinator-{n}.log")))
+            .unwrap();
         let child = Command::new(self.bins.join("tofuflow-coordinator"))
             .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])

@@ -58,7 +58,7 @@ impl RabbitCluster {
             nodes: Vec::new(),
         };
         for i in 1..=n {
-            let node = c.spawn_node(&format!("tf{id}-{i}@localhost"));
+            let node = c.spawn_node(&format!("tf{id}-{i}@localhost"), free_port());
             c.nodes.push(node);
         }
         for node in &c.nodes {
@@ -75,14 +75,13 @@ impl RabbitCluster {
         c
     }
 
-    /// Writes a node's config and starts it in a process group of its own.
-    fn spawn_node(&self, name: &str) -> RabbitNode {
+    /// Writes a node's config and starts it (AMQP on `port`) in a process group of its own.
+    fn spawn_node(&self, name: &str, port: u16) -> RabbitNode {
         let short = name.split('@').next().unwrap();
         let d = self.dir.join(short);
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let port = free_port();
         std::fs::write(
             d.join("rabbitmq.conf"),
             format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
@@ -154,6 +153,22 @@ impl RabbitCluster {
                     (f.next() == Some(queue)).then(|| f.next().map(str::to_string))?
                 })
             })
+    }
+
+    /// Starts a stopped node `name` again on its port (it rejoins the cluster from its data
+    /// directory) and waits until it runs.
+    pub fn restart_node(&mut self, name: &str) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .expect("a node of this cluster");
+        assert!(self.nodes[i].child.is_none(), "node {name} is running");
+        let node = self.spawn_node(name, self.nodes[i].port);
+        let pid_file = node.pid_file.display().to_string();
+        self.nodes[i] = node;
+        ctl_ok(name, &["wait", &pid_file, "--timeout", "60"]);
+        ctl_ok(name, &["await_startup", "--timeout", "60"]);
     }
 
     /// Stops node `name` (`rabbitmqctl stop`: the Erlang VM exits) and reaps its process.

@@ -7,7 +7,9 @@
 //! 4. submit → tofu-start latency at idle (p50/p99), against the floor; claiming (signature
 //!    check, then the Claim RPC, which mints the task's OIDC ID token), and minting alone;
 //! 5. throughput of N no-change plan runs with 2 agents;
-//! 6. the log masker's throughput against a plain copy of the same lines.
+//! 6. the log masker's throughput against a plain copy of the same lines;
+//! 7. submit throughput from 16 concurrent clients on PostgreSQL: one coordinator, then two
+//!    sharing the database (the clients split between them), and the ratio.
 //!
 //! Build everything in one profile first (the bench starts the binaries next to itself):
 //! `cargo build --release --workspace --bins && target/release/tofuflow-bench [RUNS]`.
@@ -112,6 +114,10 @@ async fn main() {
             .unwrap_or(1)
     );
 
+    if std::env::var("TOFUFLOW_BENCH_ONLY").as_deref() == Ok("ha") {
+        ha_submit_ratio(runs.max(200)).await;
+        return;
+    }
     let mut c = Cluster::start_with(Db::Sqlite, &["default", "bench-claim"], &[]).await;
     let (floor, confirm_p50) = broker_floor(&c, runs).await;
     let double = bins.join("tofu-double");
@@ -159,6 +165,79 @@ async fn main() {
         total,
     });
     masker_throughput();
+    drop(c);
+    ha_submit_ratio(runs.max(200)).await;
+}
+
+/// Figure 7: `n` plan-only submits from 16 concurrent clients against one coordinator on
+/// PostgreSQL, then against two on the same database (half the clients each); no agent runs
+/// them (the submit path only: transaction, outbox, publish).
+async fn ha_submit_ratio(n: usize) {
+    let mut c = Cluster::start_with(Db::Postgres, &["default"], &[]).await;
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let bundle = warm_up_bundle(&c, &module_dir);
+    let first = c.client().await;
+    let one = concurrent_submits(std::slice::from_ref(&first), &bundle, n, "one").await;
+    let second = c.another_coordinator(2).await;
+    let own = c.grpc_port;
+    c.grpc_port = second.grpc_port;
+    let other = c.client().await;
+    c.grpc_port = own;
+    let two = concurrent_submits(&[first, other], &bundle, n, "two").await;
+    println!(
+        "{:<58} {:>8.1} /s {:>12}",
+        "submits, 16 clients, PostgreSQL, one coordinator", one, "1.00x"
+    );
+    println!(
+        "{:<58} {:>8.1} /s {:>11.2}x",
+        "  … two coordinators on the same database",
+        two,
+        two / one
+    );
+}
+
+/// Uploads the bench module by submitting one plan-only run of it (nothing runs it here); the
+/// bundle's digest.
+fn warm_up_bundle(c: &Cluster, module_dir: &Path) -> String {
+    let o = c.cli(&[
+        "run",
+        "submit",
+        module_dir.to_str().unwrap(),
+        "-w",
+        "bench/ha-warmup",
+        "--plan-only",
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["bundle_digest"].as_str().unwrap().to_string()
+}
+
+/// Submits/s of `n` plan-only runs from 16 concurrent clients spread over `clients`.
+async fn concurrent_submits(clients: &[Client], bundle: &str, n: usize, tag: &str) -> f64 {
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..16 {
+        let mut client = clients[k % clients.len()].clone();
+        let (bundle, tag) = (bundle.to_string(), tag.to_string());
+        let share = n / 16 + usize::from(k < n % 16);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..share {
+                let ws = format!("bench/ha-{tag}-{k}-{i}");
+                client
+                    .submit_run(submit_request(&bundle, ws))
+                    .await
+                    .expect("submit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
 }
 
 /// Figure 6: masking 16 MiB of log lines (a few secrets in them) in the reporter's batches of
