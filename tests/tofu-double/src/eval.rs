@@ -322,16 +322,29 @@ fn list(v: &HValue) -> Vec<HValue> {
 /// function` when the module is loaded, as OpenTofu reports it, never a value.
 pub const FUNCTIONS: &[&str] = &FUNCTION_NAMES;
 
-const FUNCTION_NAMES: [&str; 41 + crate::functions::NAMES.len()] = {
-    let mut all = [""; 41 + crate::functions::NAMES.len()];
+const MORE: [&[&str]; 3] = [
+    crate::functions::NAMES,
+    crate::builtins::NAMES,
+    crate::datetime::NAMES,
+];
+const COUNT: usize = FIRST.len() + MORE[0].len() + MORE[1].len() + MORE[2].len();
+
+const FUNCTION_NAMES: [&str; COUNT] = {
+    let mut all = [""; COUNT];
     let mut i = 0;
     while i < FIRST.len() {
         all[i] = FIRST[i];
         i += 1;
     }
-    while i < all.len() {
-        all[i] = crate::functions::NAMES[i - FIRST.len()];
-        i += 1;
+    let mut list = 0;
+    while list < MORE.len() {
+        let mut j = 0;
+        while j < MORE[list].len() {
+            all[i] = MORE[list][j];
+            i += 1;
+            j += 1;
+        }
+        list += 1;
     }
     all
 };
@@ -383,6 +396,7 @@ const FIRST: [&str; 41] = [
 /// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
     crate::functions::declare(ctx);
+    crate::builtins::declare(ctx);
     use ParamType::{Any, Number, String as Str};
     let f = |ctx: &mut Context,
              name: &str,
@@ -425,7 +439,9 @@ pub fn declare_functions(ctx: &mut Context) {
     f(ctx, "replace", vec![Str, Str, Str], None, |a| {
         let find = s(&a[1]);
         if find.len() > 1 && find.starts_with('/') && find.ends_with('/') {
-            return Err("replace() with a regular expression is not implemented by the tofu stand-in; run this module with real OpenTofu".into());
+            let pattern = &find[1..find.len() - 1];
+            return crate::builtins::replace_regex(&s(&a[0]), pattern, &s(&a[2]))
+                .map(HValue::String);
         }
         Ok(HValue::String(s(&a[0]).replace(&find, &s(&a[2]))))
     });

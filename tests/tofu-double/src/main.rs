@@ -2,8 +2,10 @@
 //! `shared/reference/opentofu-contract.md`. See tests/tofu-double/README.md for the fault hooks.
 
 mod args;
+mod builtins;
 mod cidr;
 mod config;
+mod datetime;
 mod decimal;
 mod engine;
 mod eval;
@@ -17,6 +19,7 @@ mod sensitivity;
 mod signals;
 mod state;
 mod strfmt;
+mod textenc;
 mod types;
 mod ui;
 
