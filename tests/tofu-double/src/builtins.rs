@@ -1,5 +1,5 @@
-//! OpenTofu's hashing, encoding, regular-expression, collection, numeric and filesystem
-//! functions, with its semantics (values checked against the real binary by
+//! OpenTofu's hashing, encoding, regular-expression, collection, numeric, filesystem and
+//! sensitivity functions, with its semantics (values checked against the real binary by
 //! conformance modules 41 to 45). The date and time ones are in `datetime.rs`.
 
 use crate::functions::{call, declare_all, hex, items, number, number_value, text};
@@ -25,11 +25,14 @@ pub const NAMES: &[&str] = &[
     "filesha1",
     "filesha256",
     "filesha512",
+    "issensitive",
     "log",
     "matchkeys",
+    "nonsensitive",
     "pathexpand",
     "regex",
     "regexall",
+    "sensitive",
     "setproduct",
     "sha1",
     "sha256",
@@ -144,6 +147,15 @@ fn declare_others(ctx: &mut Context) {
             &text(&a[0]),
             &a[1]
         )),
+        // Marks are followed through the configuration (`sensitivity.rs`), not the values.
+        ("sensitive", 1, false, |a| Ok(a[0].clone())),
+        ("nonsensitive", 1, false, |a| Ok(a[0].clone())),
+        (crate::sensitivity::ISSENSITIVE_PLAIN, 1, false, |_| Ok(
+            json!(false)
+        )),
+        ("issensitive", 1, false, |_| {
+            Err("issensitive() is answered by the tofu stand-in only in locals, outputs, resources and check blocks, outside string templates; run this module with real OpenTofu".into())
+        }),
     );
 }
 

@@ -240,6 +240,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
     m.files = files;
     if diags.is_empty() {
         resolve_deps(&mut m);
+        crate::sensitivity::answer_issensitive(&mut m);
         let leaks = sensitive_outputs(&m);
         m.validation_errors.extend(leaks);
         Ok(m)
@@ -548,14 +549,15 @@ fn resolve_deps(m: &mut Module) {
 }
 
 impl Module {
-    /// True when HCL text refers to a sensitive variable, directly or through locals
-    /// (sensitivity carried through resources is not tracked by the stand-in).
+    /// True when HCL text refers to a sensitive variable or calls `sensitive(...)`, directly or
+    /// through locals, outside `nonsensitive(...)` (sensitivity carried through resources is not
+    /// tracked by the stand-in).
     pub fn refers_to_sensitive(&self, text: &str) -> bool {
         let secret = |v: &String| self.variables.iter().any(|d| d.sensitive && d.name == *v);
         let mut seen: Vec<String> = Vec::new();
-        let mut texts = vec![text.to_string()];
+        let mut texts = vec![crate::sensitivity::without_nonsensitive(text)];
         while let Some(t) = texts.pop() {
-            if refs(&t, "var").iter().any(secret) {
+            if refs(&t, "var").iter().any(secret) || crate::sensitivity::calls_sensitive(&t) {
                 return true;
             }
             for l in refs(&t, "local") {
@@ -563,7 +565,7 @@ impl Module {
                     continue;
                 }
                 if let Some((_, e)) = self.locals.iter().find(|(n, _)| *n == l) {
-                    texts.push(expr_text(e));
+                    texts.push(crate::sensitivity::without_nonsensitive(&expr_text(e)));
                 }
                 seen.push(l);
             }
