@@ -90,6 +90,9 @@ pub struct Module {
     pub outputs: Vec<OutputDecl>,
     /// `moved` blocks: from and to, each a resource name with an optional instance key.
     pub moves: Vec<(MoveAddr, MoveAddr)>,
+    /// `removed` blocks: the resource name and whether its instances are destroyed
+    /// (`lifecycle { destroy = false }` forgets them instead).
+    pub removed: Vec<(String, bool)>,
     /// `check` blocks: name and assertions (condition, error message).
     pub checks: Vec<(String, Vec<(Expression, Expression)>)>,
     /// Errors the real binary reports when it validates (validate, plan, apply; not init):
@@ -205,6 +208,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         resources: Vec::new(),
         outputs: Vec::new(),
         moves: Vec::new(),
+        removed: Vec::new(),
         checks: Vec::new(),
         validation_errors: Vec::new(),
     };
@@ -465,7 +469,8 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
         )),
         "moved" => load_moved(m, file, b),
         "check" => load_check(m, file, b),
-        "import" | "removed" => Err(unsupported(
+        "removed" => load_removed(m, file, b),
+        "import" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
         )),
@@ -495,6 +500,39 @@ fn load_moved(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             ),
         )),
     }
+}
+
+/// A `removed` block for a `terraform_data` resource, with an optional `lifecycle { destroy }`.
+fn load_removed(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let from = attr(b.body(), "from").map(expr_text).unwrap_or_default();
+    let Some(addr) = MoveAddr::parse(&from) else {
+        return Err(unsupported(
+            "removed block",
+            &format!("{file}: only removed blocks for terraform_data resources are implemented."),
+        ));
+    };
+    if addr.key.is_some() {
+        return Err(Diag::error(
+            "Resource instance keys not allowed",
+            "Resource address must be a resource (e.g. \"test_instance.foo\"), not a resource instance (e.g. \"test_instance.foo[1]\").",
+        ));
+    }
+    let mut destroy = true;
+    for inner in b.body().blocks() {
+        let flag = attr(inner.body(), "destroy").map(expr_text);
+        match (inner.identifier(), flag.as_deref()) {
+            ("lifecycle", Some("false")) => destroy = false,
+            ("lifecycle", Some("true") | None) => {}
+            _ => {
+                return Err(unsupported(
+                    "removed block",
+                    &format!("{file}: removed {from}: only a lifecycle block with a literal destroy is implemented (no provisioners)."),
+                ))
+            }
+        }
+    }
+    m.removed.push((addr.name, destroy));
+    Ok(())
 }
 
 /// A `check` block of `assert`s.
@@ -549,6 +587,25 @@ fn resolve_deps(m: &mut Module) {
 }
 
 impl Module {
+    /// `Removed resource still exists` for a `removed` block whose resource is still declared.
+    pub fn removed_still_declared(&self) -> Option<Diag> {
+        let (name, _) = self
+            .removed
+            .iter()
+            .find(|(n, _)| self.resources.iter().any(|r| &r.name == n))?;
+        Some(Diag::error(
+            "Removed resource still exists",
+            format!("This statement declares that terraform_data.{name} was removed, but it is still declared in configuration."),
+        ))
+    }
+
+    /// True when a `removed` block says to forget the resource's instances, not destroy them.
+    pub fn forgets(&self, name: &str) -> bool {
+        self.removed
+            .iter()
+            .any(|(n, destroy)| n == name && !destroy)
+    }
+
     /// True when HCL text refers to a sensitive variable or calls `sensitive(...)`, directly or
     /// through locals, outside `nonsensitive(...)` (sensitivity carried through resources is not
     /// tracked by the stand-in).

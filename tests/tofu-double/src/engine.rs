@@ -36,6 +36,8 @@ pub enum Action {
     Update,
     Replace,
     Delete,
+    /// Dropped from state without being destroyed (a `removed` block with `destroy = false`).
+    Forget,
 }
 
 impl Action {
@@ -46,6 +48,7 @@ impl Action {
             Action::Update => json!(["update"]),
             Action::Replace => json!(["delete", "create"]),
             Action::Delete => json!(["delete"]),
+            Action::Forget => json!(["forget"]),
         }
     }
     fn ui(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Action {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
+            Action::Forget => "remove",
         }
     }
 }
@@ -595,7 +599,9 @@ impl Walk<'_> {
             error: None,
             interrupted: false,
         };
-        let order = match config::topo_order(self.module) {
+        let order = match config::topo_order(self.module)
+            .and_then(|o| self.module.removed_still_declared().map_or(Ok(o), Err))
+        {
             Ok(o) => o,
             Err(d) => {
                 out.error = Some(d);
@@ -777,7 +783,8 @@ impl Walk<'_> {
                 planned.push((change, i, obj));
             }
         }
-        // Orphans: in state, no longer in configuration.
+        // Orphans: in state, no longer in configuration (forgotten if a `removed` block says
+        // not to destroy them).
         let mut orphans = Vec::new();
         if self.mode != Mode::RefreshOnly {
             for r in recs.clone() {
@@ -785,7 +792,11 @@ impl Walk<'_> {
                     orphans.push(Change {
                         name: r.name.clone(),
                         key: r.key.clone(),
-                        action: Action::Delete,
+                        action: if self.module.forgets(&r.name) {
+                            Action::Forget
+                        } else {
+                            Action::Delete
+                        },
                         before: Some(r.vals.clone()),
                         after: None,
                         reason: Some("delete_because_no_resource_config"),
@@ -873,6 +884,10 @@ impl Walk<'_> {
         crash_at: &Option<String>,
         delay: Option<Duration>,
     ) -> Result<(), Option<Diag>> {
+        if c.action == Action::Forget {
+            recs.retain(|r| !(r.name == c.name && r.key == c.key));
+            return Ok(());
+        }
         let decl = self.module.resources.iter().find(|r| r.name == c.name);
         let each = recs
             .iter()
@@ -1438,6 +1453,18 @@ pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub remove: usize,
+    pub forget: usize,
+}
+
+impl Summary {
+    /// OpenTofu's `, N to forget` (`forgotten` after an apply) when anything is forgotten.
+    pub fn forgets(&self, word: &str) -> String {
+        if self.forget == 0 {
+            String::new()
+        } else {
+            format!(", {} {word}", self.forget)
+        }
+    }
 }
 
 pub fn summary(changes: &[Change]) -> Summary {
@@ -1445,6 +1472,7 @@ pub fn summary(changes: &[Change]) -> Summary {
         add: 0,
         change: 0,
         remove: 0,
+        forget: 0,
     };
     for c in changes {
         match c.action {
@@ -1455,6 +1483,7 @@ pub fn summary(changes: &[Change]) -> Summary {
                 s.remove += 1
             }
             Action::Delete => s.remove += 1,
+            Action::Forget => s.forget += 1,
             Action::NoOp => {}
         }
     }
@@ -1726,6 +1755,13 @@ pub fn plan_json(
                 r["index"] = k.clone();
             }
             pv_res.push(r);
+        } else if c.action == Action::Forget {
+            // The real binary lists a forgotten instance with no values.
+            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "sensitive_values": false});
+            if let Some(k) = &c.key {
+                r["index"] = k.clone();
+            }
+            pv_res.push(r);
         }
         let (before, before_s) = match &c.before {
             Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
@@ -1738,7 +1774,7 @@ pub fn plan_json(
                 let u = if eval::is_unknown(p) { u } else { json!({}) };
                 (v, u, sensitive_of(p, &marks))
             }
-            None => (Value::Null, json!(false), json!(false)),
+            None => (Value::Null, json!({}), json!(false)),
         };
         let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
         if c.action == Action::Replace && c.reason == Some("replace_by_triggers") {
@@ -1909,9 +1945,12 @@ pub fn apply_moves(
 
 /// Emits `refresh_start` and `refresh_complete` for every instance in the prior state, as a
 /// plan that refreshes does before it plans.
-pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
+pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>, m: &Module) {
     let Some(st) = prior else { return };
-    for r in st.resources.iter().filter(|r| r.mode == "managed") {
+    // What a `removed` block forgets is not read again.
+    let forgotten = |name: &str| m.forgets(name) && !m.resources.iter().any(|r| r.name == name);
+    let managed = st.resources.iter().filter(|r| r.mode == "managed");
+    for r in managed.filter(|r| !forgotten(&r.name)) {
         for i in &r.instances {
             let a = addr(&r.name, &i.index_key);
             let id = i.attributes.get("id").cloned().unwrap_or(Value::Null);
@@ -1924,6 +1963,18 @@ pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
             let done = format!("{a}: Refresh complete [id={shown}]");
             ui.line("info", "refresh_complete", &done, json!({ "hook": hook }));
         }
+    }
+}
+
+/// Warns, while planning, of the instances a `removed` block forgets.
+pub fn report_forgets(ui: &Ui, changes: &[Change]) {
+    let gone: Vec<String> = changes
+        .iter()
+        .filter(|c| c.action == Action::Forget)
+        .map(|c| format!(" - {}", c.addr()))
+        .collect();
+    if !gone.is_empty() {
+        ui.diag(&Diag::warning("Some objects will no longer be managed by OpenTofu", format!("If you apply this plan, OpenTofu will discard its tracking information for the following objects, but it will not delete them:\n{}\n\nAfter applying this plan, OpenTofu will no longer manage these objects. You will need to import them into OpenTofu to manage them again.", gone.join("\n"))));
     }
 }
 
@@ -1956,7 +2007,8 @@ pub fn report_plan(
             Action::Create => "create",
             Action::Update => "update",
             Action::Replace => "replace",
-            _ => "delete",
+            Action::Forget => "remove",
+            Action::Delete => "delete",
         };
         let action = if c.action == Action::NoOp {
             "move"
@@ -1987,6 +2039,10 @@ pub fn report_plan(
             ));
             continue;
         }
+        if c.action == Action::Forget {
+            ui.human(&format!("  # {a} will no longer be managed by OpenTofu, but will not be destroyed\n  # (destroy = false is set in the configuration)"));
+            continue;
+        }
         let sym = match c.action {
             Action::Create => "+",
             Action::Update => "~",
@@ -2013,10 +2069,13 @@ pub fn report_plan(
         "plan"
     };
     let msg = format!(
-        "Plan: {} to add, {} to change, {} to destroy.",
-        s.add, s.change, s.remove
+        "Plan: {} to add, {} to change, {} to destroy{}.",
+        s.add,
+        s.change,
+        s.remove,
+        s.forgets("to forget")
     );
-    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": 0, "operation": op}}));
+    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
     if has_changes(changes, outs) {
         ui.human(&format!("\n{msg}"));
     } else {

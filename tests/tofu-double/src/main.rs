@@ -556,7 +556,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             return Err(fail(json, Diag::error("execution halted", "")));
         }
         if f.bool_or("refresh", true) {
-            engine::report_refresh(&ui, &prior);
+            engine::report_refresh(&ui, &prior, &m);
         }
         let walk = Walk {
             module: &m,
@@ -576,6 +576,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         let outs = engine::output_changes(&m, &prior, &out.outputs, mode);
         let changed = engine::has_changes(&out.changes, &outs);
         engine::report_plan(&ui, &out.changes, &outs, mode, true);
+        engine::report_forgets(&ui, &out.changes);
         engine::report_checks(&ui, &out.checks);
         if let Some(path) = f.value("out") {
             let pf = PlanFile {
@@ -735,7 +736,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             persist: None,
         };
         if saved.is_none() && f.bool_or("refresh", true) {
-            engine::report_refresh(&ui, &prior);
+            engine::report_refresh(&ui, &prior, &m);
         }
         let planned = planner.run();
         if let Some(d) = planned.error {
@@ -743,6 +744,9 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         }
         let outs = engine::output_changes(&m, &prior, &planned.outputs, mode);
         engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
+        if saved.is_none() {
+            engine::report_forgets(&ui, &planned.changes);
+        }
         // State is written as the apply goes (every persist interval) and at the end; each
         // write counts from the last one.
         let local = be.is_local();
@@ -816,12 +820,15 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             (
                 "apply",
                 format!(
-                    "Apply complete! Resources: {} added, {} changed, {} destroyed.",
-                    s.add, s.change, s.remove
+                    "Apply complete! Resources: {} added, {} changed, {} destroyed{}.",
+                    s.add,
+                    s.change,
+                    s.remove,
+                    s.forgets("forgotten")
                 ),
             )
         };
-        ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": 0, "operation": op}}));
+        ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
         ui.human(&format!("\n{msg}"));
         let outputs: Map<String, Value> = persisted
             .as_ref()
