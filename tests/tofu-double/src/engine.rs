@@ -712,7 +712,7 @@ impl Walk<'_> {
                     None => (Action::Create, None),
                     Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
                     Some(p) if p.vals.triggers != triggers => {
-                        (Action::Replace, Some("replace_by_triggers"))
+                        (Action::Replace, Some("replace_because_cannot_update"))
                     }
                     Some(p) if p.vals.input != input => (Action::Update, None),
                     Some(_) => (Action::NoOp, None),
@@ -1518,7 +1518,13 @@ pub fn output_changes(
             (None, None) => continue,
             _ => "no-op",
         };
-        out.push((o.name.clone(), action, b, a, o.sensitive));
+        // The change is sensitive if either side is: a value state recorded as sensitive
+        // stays masked in the plan that makes it plain.
+        let was = prior
+            .as_ref()
+            .and_then(|p| p.outputs.get(&o.name))
+            .is_some_and(|p| p.sensitive);
+        out.push((o.name.clone(), action, b, a, o.sensitive || was));
     }
     if let Some(p) = prior {
         for (n, o) in &p.outputs {
@@ -1777,7 +1783,7 @@ pub fn plan_json(
             None => (Value::Null, json!({}), json!(false)),
         };
         let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
-        if c.action == Action::Replace && c.reason == Some("replace_by_triggers") {
+        if c.action == Action::Replace && c.reason == Some("replace_because_cannot_update") {
             change["replace_paths"] = json!([["triggers_replace"]]);
         }
         let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
@@ -2022,7 +2028,7 @@ pub fn report_plan(
         if let Some(r) = c.reason {
             ch["reason"] = json!(match r {
                 "replace_because_tainted" => "tainted",
-                "replace_by_triggers" => "replace_by_triggers",
+                "replace_because_cannot_update" => "cannot_update",
                 x => x,
             });
         }

@@ -144,6 +144,9 @@ pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange])
         .iter()
         .filter_map(|(n, _, _, a, sens)| {
             let a = a.as_ref().filter(|v| !eval::is_unknown(v))?;
+            // Evaluated anew, so marked as the configuration now declares it.
+            let declared = m.outputs.iter().find(|o| &o.name == n).map(|o| o.sensitive);
+            let sens = declared.unwrap_or(*sens);
             Some((
                 n.clone(),
                 json!({"sensitive": sens, "value": a, "type": crate::engine::output_type(m, n, a)}),
