@@ -398,15 +398,25 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                     "provisioner" => {
                         return Err(unsupported(
                             "provisioner",
-                            &format!("{file}: provisioner {:?} in terraform_data.{name}.", label(p, 0)),
+                            &format!(
+                                "{file}: provisioner {:?} in terraform_data.{name}.",
+                                label(p, 0)
+                            ),
                         ))
                     }
                     "lifecycle" | "connection" => {}
+                    // terraform_data has no nested block types: the schema check fails at
+                    // validate and plan (not init), naming a `dynamic` block by its label.
                     other => {
-                        return Err(Diag::error(
+                        let shown = if other == "dynamic" {
+                            label(p, 0)
+                        } else {
+                            other.to_string()
+                        };
+                        m.validation_errors.push(Diag::error(
                             "Unsupported block type",
-                            format!("{file}: blocks of type {other:?} are not expected in terraform_data.{name}."),
-                        ))
+                            format!("Blocks of type {shown:?} are not expected here."),
+                        ));
                     }
                 }
             }
@@ -421,9 +431,9 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 ]
                 .contains(&a.key())
                 {
-                    return Err(Diag::error(
+                    m.validation_errors.push(Diag::error(
                         "Unsupported argument",
-                        format!("{file}: an argument named {:?} is not expected in terraform_data.{name}.", a.key()),
+                        format!("An argument named {:?} is not expected here.", a.key()),
                     ));
                 }
             }

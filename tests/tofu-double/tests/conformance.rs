@@ -238,6 +238,17 @@ fn normalise(v: &mut Value) {
                             a.sort_by_key(|e| e.to_string());
                         }
                     }
+                    // So is the order of `validate -json`'s diagnostics (by severity, summary
+                    // and detail here: positions are not compared).
+                    "diagnostics" => {
+                        if let Value::Array(a) = x {
+                            a.iter_mut().for_each(normalise);
+                            a.sort_by_key(|d| {
+                                let key = [&d["severity"], &d["summary"], &d["detail"]];
+                                key.map(|k| k.to_string())
+                            });
+                        }
+                    }
                     _ => normalise(x),
                 }
             }
