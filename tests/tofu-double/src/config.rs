@@ -31,7 +31,17 @@ pub struct ResourceDecl {
     pub provisioners: Vec<Provisioner>,
     /// Names of other `terraform_data` resources this one depends on (directly or via locals).
     pub deps: Vec<String>,
+    /// Names of the `terraform_remote_state` data sources it refers to (directly or via locals).
+    pub data_deps: Vec<String>,
     pub text: String,
+}
+
+/// A `data "terraform_remote_state"` block.
+pub struct DataDecl {
+    pub name: String,
+    pub backend: Expression,
+    pub config: Option<Expression>,
+    pub defaults: Option<Expression>,
 }
 
 pub struct OutputDecl {
@@ -87,6 +97,7 @@ pub struct Module {
     pub variables: Vec<VarDecl>,
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
+    pub data: Vec<DataDecl>,
     pub outputs: Vec<OutputDecl>,
     /// `moved` blocks: from and to, each a resource name with an optional instance key.
     pub moves: Vec<(MoveAddr, MoveAddr)>,
@@ -206,6 +217,7 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         variables: Vec::new(),
         locals: Vec::new(),
         resources: Vec::new(),
+        data: Vec::new(),
         outputs: Vec::new(),
         moves: Vec::new(),
         removed: Vec::new(),
@@ -458,6 +470,7 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
                 for_each: attr(body, "for_each").cloned(),
                 provisioners,
                 deps: Vec::new(),
+                data_deps: Vec::new(),
                 text,
             });
             Ok(())
@@ -466,6 +479,7 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             "provider",
             &format!("{file}: provider {:?} is not built in.", label(b, 0)),
         )),
+        "data" if label(b, 0) == "terraform_remote_state" => load_remote_state(m, file, b),
         "data" => Err(unsupported(
             "data source",
             &format!("{file}: data \"{}\" \"{}\".", label(b, 0), label(b, 1)),
@@ -510,6 +524,32 @@ fn load_moved(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             ),
         )),
     }
+}
+
+/// A `data "terraform_remote_state"` block (no `count`, `for_each` or `workspace`).
+fn load_remote_state(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let name = label(b, 1);
+    let known = ["backend", "config", "defaults", "depends_on"];
+    let other = b.body().attributes().find(|a| !known.contains(&a.key()));
+    if other.is_some() || b.body().blocks().next().is_some() {
+        return Err(unsupported(
+            "data source argument",
+            &format!("{file}: data \"terraform_remote_state\" {name:?}: only backend, config, defaults and depends_on are implemented."),
+        ));
+    }
+    let backend = attr(b.body(), "backend").cloned().ok_or_else(|| {
+        Diag::error(
+            "Missing required argument",
+            "The argument \"backend\" is required, but no definition was found.",
+        )
+    })?;
+    m.data.push(DataDecl {
+        name,
+        backend,
+        config: attr(b.body(), "config").cloned(),
+        defaults: attr(b.body(), "defaults").cloned(),
+    });
+    Ok(())
 }
 
 /// A `removed` block for a `terraform_data` resource, with an optional `lifecycle { destroy }`.
@@ -574,13 +614,18 @@ fn resolve_deps(m: &mut Module) {
         .collect();
     let names: Vec<String> = m.resources.iter().map(|r| r.name.clone()).collect();
     for r in &mut m.resources {
-        let mut deps = Vec::new();
+        let (mut deps, mut data_deps) = (Vec::new(), Vec::new());
         let mut seen_locals: Vec<String> = Vec::new();
         let mut texts = vec![r.text.clone()];
         while let Some(t) = texts.pop() {
             for d in refs(&t, "terraform_data") {
                 if d != r.name && names.contains(&d) && !deps.contains(&d) {
                     deps.push(d);
+                }
+            }
+            for d in refs(&t, "data.terraform_remote_state") {
+                if !data_deps.contains(&d) {
+                    data_deps.push(d);
                 }
             }
             for l in refs(&t, "local") {
@@ -593,6 +638,7 @@ fn resolve_deps(m: &mut Module) {
             }
         }
         r.deps = deps;
+        r.data_deps = data_deps;
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::config::{self, Module, Provisioner, ResourceDecl};
 use crate::eval::{self, Scope, UNKNOWN};
 use crate::jsonplan;
+use crate::remote_state;
 use crate::sensitivity;
 use crate::signals;
 use crate::state::{self, Instance, Resource, StateFile, StateOutput};
@@ -461,6 +462,8 @@ pub struct Outcome {
     recs: Vec<Rec>,
     pub error: Option<Diag>,
     pub interrupted: bool,
+    /// The data sources read while planning.
+    pub data: Vec<remote_state::Read>,
 }
 
 fn hook(name: &str) -> Option<String> {
@@ -473,6 +476,7 @@ impl Walk<'_> {
     }
 
     fn scope_ctx(&self, resources: &Map<String, Value>) -> hcl::eval::Context<'static> {
+        // The root module is `.` (the process works in it), the working directory absolute.
         let dir = self.dir();
         let locals = eval::eval_locals(
             &self.module.locals,
@@ -485,7 +489,7 @@ impl Walk<'_> {
             vars: self.vars,
             locals: &locals,
             resources,
-            module_dir: &dir,
+            module_dir: ".",
             cwd: &dir,
             workspace: &self.workspace,
         }
@@ -598,6 +602,7 @@ impl Walk<'_> {
             recs: Vec::new(),
             error: None,
             interrupted: false,
+            data: Vec::new(),
         };
         let order = match config::topo_order(self.module)
             .and_then(|o| self.module.removed_still_declared().map_or(Ok(o), Err))
@@ -608,6 +613,15 @@ impl Walk<'_> {
                 return out;
             }
         };
+        let ctx = self.scope_ctx(&resources);
+        match remote_state::read_all(self.module, &ctx) {
+            Ok(read) => out.data = read,
+            Err(d) => {
+                out.error = Some(d);
+                return out;
+            }
+        }
+        remote_state::bind(&mut resources, &out.data);
         let fail_at = hook("TOFU_DOUBLE_FAIL_AT");
         let crash_at = hook("TOFU_DOUBLE_CRASH_AT");
         let delay = hook("TOFU_DOUBLE_RESOURCE_DELAY")
@@ -914,6 +928,7 @@ impl Walk<'_> {
                     for_each: None,
                     provisioners: vec![],
                     deps: vec![],
+                    data_deps: vec![],
                     text: String::new(),
                 };
                 self.execute_with_ctx(
@@ -1121,6 +1136,7 @@ impl Walk<'_> {
             recs: recs.to_vec(),
             error: None,
             interrupted: false,
+            data: Vec::new(),
         };
         (p.write)(&partial);
         p.last.set(Instant::now());
@@ -1362,50 +1378,53 @@ pub fn new_state(
         }
     }
     names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
-    let resources = names
-        .iter()
-        .map(|n| {
-            let mut insts: Vec<&Rec> = out.recs.iter().filter(|r| &r.name == n).collect();
-            insts.sort_by(|a, b| {
-                a.key
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .cmp(&b.key.as_ref().map(|k| k.to_string()))
-            });
-            let deps = all_dependencies(m, n);
-            Resource {
-                module: None,
-                mode: "managed".into(),
-                typ: "terraform_data".into(),
-                name: n.clone(),
-                each: insts.first().and_then(|r| r.each.clone()),
-                provider: state::PROVIDER.into(),
-                instances: insts
-                    .iter()
-                    .map(|r| Instance {
-                        index_key: r.key.clone(),
-                        status: r.tainted.then(|| "tainted".to_string()),
-                        schema_version: 0,
-                        attributes: json!({
-                            "id": r.vals.id,
-                            "input": state::wrap_dynamic(&r.vals.input),
-                            "output": state::wrap_dynamic(&r.vals.input),
-                            "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
-                        }),
-                        sensitive_attributes: r
-                            .vals
-                            .marks
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
-                            .collect(),
-                        dependencies: deps.clone(),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let data = if mode == Mode::Destroy {
+        Vec::new()
+    } else {
+        remote_state::state_resources(&out.data)
+    };
+    let managed = names.iter().map(|n| {
+        let mut insts: Vec<&Rec> = out.recs.iter().filter(|r| &r.name == n).collect();
+        insts.sort_by(|a, b| {
+            a.key
+                .as_ref()
+                .map(|k| k.to_string())
+                .cmp(&b.key.as_ref().map(|k| k.to_string()))
+        });
+        let deps = all_dependencies(m, n);
+        Resource {
+            module: None,
+            mode: "managed".into(),
+            typ: "terraform_data".into(),
+            name: n.clone(),
+            each: insts.first().and_then(|r| r.each.clone()),
+            provider: state::PROVIDER.into(),
+            instances: insts
+                .iter()
+                .map(|r| Instance {
+                    index_key: r.key.clone(),
+                    status: r.tainted.then(|| "tainted".to_string()),
+                    schema_version: 0,
+                    attributes: json!({
+                        "id": r.vals.id,
+                        "input": state::wrap_dynamic(&r.vals.input),
+                        "output": state::wrap_dynamic(&r.vals.input),
+                        "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
+                    }),
+                    sensitive_attributes: r
+                        .vals
+                        .marks
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
+                        .collect(),
+                    dependencies: deps.clone(),
+                })
+                .collect(),
+        }
+    });
+    let resources = data.into_iter().chain(managed).collect();
     let outputs = if mode == Mode::Destroy {
         Default::default()
     } else {
@@ -1609,10 +1628,17 @@ fn all_dependencies(m: &Module, name: &str) -> Vec<String> {
             }
         }
     }
+    let data = std::iter::once(name)
+        .chain(found.iter().map(String::as_str))
+        .filter_map(|n| m.resources.iter().find(|r| r.name == n))
+        .flat_map(|r| r.data_deps.iter())
+        .map(|d| format!("data.terraform_remote_state.{d}"));
     let mut deps: Vec<String> = found
         .iter()
         .map(|d| format!("terraform_data.{d}"))
+        .chain(data)
         .collect();
+    deps.dedup();
     deps.sort();
     deps
 }
@@ -1660,11 +1686,16 @@ pub fn state_json(st: &Option<StateFile>) -> Value {
         .flat_map(|r| r.instances.iter().map(move |i| (r, i)))
         .collect();
     instances.sort_by(|(ra, ia), (rb, ib)| {
-        address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key)
+        (ra.mode != "data")
+            .cmp(&(rb.mode != "data"))
+            .then_with(|| address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key))
     });
     let resources: Vec<Value> = instances
         .into_iter()
-        .map(|(r, i)| instance_json(r, i))
+        .map(|(r, i)| match r.mode.as_str() {
+            "data" => remote_state::instance_json(r, i),
+            _ => instance_json(r, i),
+        })
         .collect();
     let mut values = json!({ "root_module": {} });
     if !resources.is_empty() {
@@ -1868,7 +1899,7 @@ pub fn plan_json(
         .map(|c| c.name.clone())
         .collect();
     let applyable = !errored && has_changes(&out.changes, &outs);
-    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable, &out.checks);
+    jsonplan::complete_doc(&mut doc, m, prior, out, &changed, &outs, applyable);
     Value::Object(doc)
 }
 

@@ -128,10 +128,11 @@ impl Scope<'_> {
         let mut ctx = Context::new();
         ctx.declare_var("var", to_hcl(&Value::Object(self.vars.clone())));
         ctx.declare_var("local", to_hcl(&Value::Object(self.locals.clone())));
-        ctx.declare_var(
-            "terraform_data",
-            to_hcl(&Value::Object(self.resources.clone())),
-        );
+        let mut resources = self.resources.clone();
+        if let Some(data) = resources.remove(crate::remote_state::DATA_KEY) {
+            ctx.declare_var("data", to_hcl(&data));
+        }
+        ctx.declare_var("terraform_data", to_hcl(&Value::Object(resources)));
         ctx.declare_var(
             "path",
             to_hcl(&json!({"module": self.module_dir, "root": self.module_dir, "cwd": self.cwd})),
@@ -155,7 +156,7 @@ pub fn eval_locals(
     locals: &[(String, Expression)],
     scope_vars: &serde_json::Map<String, Value>,
     resources: &serde_json::Map<String, Value>,
-    module_dir: &str,
+    cwd: &str,
     workspace: &str,
 ) -> serde_json::Map<String, Value> {
     let mut done = serde_json::Map::new();
@@ -169,8 +170,8 @@ pub fn eval_locals(
                 vars: scope_vars,
                 locals: &done,
                 resources,
-                module_dir,
-                cwd: module_dir,
+                module_dir: ".",
+                cwd,
                 workspace,
             };
             if let Ok(v) = eval(e, &scope.context()) {

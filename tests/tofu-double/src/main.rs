@@ -15,6 +15,7 @@ mod http;
 mod jsonplan;
 mod lazy;
 mod planfile;
+mod remote_state;
 mod sensitivity;
 mod signals;
 mod state;
@@ -570,6 +571,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             persist: None,
         };
         let out = walk.run();
+        remote_state::report(&ui, &out.data);
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
@@ -739,6 +741,9 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             engine::report_refresh(&ui, &prior, &m);
         }
         let planned = planner.run();
+        if saved.is_none() {
+            remote_state::report(&ui, &planned.data);
+        }
         if let Some(d) = planned.error {
             return Err(fail(json, d));
         }

@@ -69,6 +69,19 @@ pub struct StateFile {
 }
 
 impl StateFile {
+    /// A state with nothing in it (serial 0, no lineage).
+    pub fn empty() -> StateFile {
+        StateFile {
+            version: 4,
+            terraform_version: crate::ui::VERSION.into(),
+            serial: 0,
+            lineage: String::new(),
+            outputs: BTreeMap::new(),
+            resources: Vec::new(),
+            check_results: None,
+        }
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<StateFile, Diag> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| {
             Diag::error(
