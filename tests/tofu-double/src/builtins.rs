@@ -244,7 +244,7 @@ fn csv_rows(src: &str) -> Result<Vec<Vec<String>>, String> {
 /// groups, a list of the groups, or an object of named groups; a group that did not take part
 /// is null.
 fn regex(pattern: &Value, s: &Value, all: bool) -> Result<Value, String> {
-    let re = regex::Regex::new(&text(pattern)).map_err(|e| {
+    let re = regex::Regex::new(&go_syntax(&text(pattern))).map_err(|e| {
         format!("Invalid value for \"pattern\" parameter: invalid regular expression: {e}")
     })?;
     let names: Vec<Option<&str>> = re.capture_names().skip(1).collect();
@@ -277,10 +277,78 @@ fn regex(pattern: &Value, s: &Value, all: bool) -> Result<Value, String> {
 
 /// `replace` with a `/regex/`: every match replaced, `$1`, `${name}` expanded as Go does.
 pub fn replace_regex(s: &str, pattern: &str, with: &str) -> Result<String, String> {
-    let re = regex::Regex::new(pattern).map_err(|e| {
+    let re = regex::Regex::new(&go_syntax(pattern)).map_err(|e| {
         format!("Invalid value for \"substring\" parameter: invalid regular expression: {e}")
     })?;
     Ok(re.replace_all(s, with).into_owned())
+}
+
+/// A Go (RE2) pattern in the regex crate's syntax: `\d`, `\w`, `\s`, `\b` and their negations
+/// are ASCII-only in Go (Unicode in the crate); inside a character class `[` (other than
+/// `[:name:]`), `&` and `~` are literal in Go (nesting and set operators in the crate).
+fn go_syntax(pattern: &str) -> String {
+    const SPACE: &str = r"\t\n\f\r ";
+    let mut out = String::new();
+    let mut class_start = None;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let in_class = class_start.is_some();
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let class = |set: &str, negated: bool| {
+                    let caret = if negated { "^" } else { "" };
+                    format!("[{caret}{set}]")
+                };
+                match e {
+                    'd' | 'D' => out.push_str(&class("0-9", e == 'D')),
+                    'w' | 'W' => out.push_str(&class("0-9A-Za-z_", e == 'W')),
+                    's' | 'S' => out.push_str(&class(SPACE, e == 'S')),
+                    'b' | 'B' if !in_class => out.push_str(&format!("(?-u:\\{e})")),
+                    _ => {
+                        out.push(c);
+                        out.push(e);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                out.push(c);
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+                class_start = Some(out.len());
+            }
+            '[' if chars.peek() != Some(&':') => out.push_str("\\["),
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            '[' => {
+                // `[:alpha:]` inside a class: copied through its closing `]`.
+                out.push(c);
+                for x in chars.by_ref() {
+                    out.push(x);
+                    if x == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                out.push(c);
+                class_start = None;
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn matchkeys(a: &[Value]) -> Result<Value, String> {
@@ -454,6 +522,18 @@ mod tests {
             "hello or [world]"
         );
         assert_eq!(clean("/a/../b/./c/"), "/b/c");
+        let re = |p: &str, s: &str, all: bool| regex(&json!(p), &json!(s), all).unwrap();
+        assert_eq!(re("\\w+", "héllo wörld", false), "h");
+        assert_eq!(re("\\d", "1٣2", true), json!(["1", "2"]));
+        assert_eq!(re("\\bx", "éx x", true), json!(["x", "x"]));
+        assert_eq!(re("[\\w]+", "ébc", false), "bc");
+        assert_eq!(re("[^\\d]", "a1", true), json!(["a"]));
+        assert_eq!(re("[]a]+", "x]a]", false), "]a]");
+        assert_eq!(re("[[:alpha:]&]+", "1a&b", false), "a&b");
+        assert_eq!(
+            replace_regex("a b\u{a0}c", "\\s", "_").unwrap(),
+            "a_b\u{a0}c"
+        );
         assert_eq!(clean("../x/.."), "..");
         let t = transpose(&[json!({"a": ["1", "2"], "b": ["2", "3"]})]).unwrap();
         assert_eq!(t, json!({"1": ["a"], "2": ["a", "b"], "3": ["b"]}));

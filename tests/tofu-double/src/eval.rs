@@ -394,6 +394,21 @@ const FIRST: [&str; 41] = [
     "values",
 ];
 
+/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings (the only place
+/// they can appear in JSON text).
+fn go_json_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
     crate::functions::declare(ctx);
@@ -537,9 +552,8 @@ pub fn declare_functions(ctx: &mut Context) {
     });
     f(ctx, "tomap", vec![Any], None, |a| Ok(a[0].clone()));
     f(ctx, "jsonencode", vec![Any], None, |a| {
-        Ok(HValue::String(
-            serde_json::to_string(&to_json(a[0].clone())).unwrap_or_default(),
-        ))
+        let text = serde_json::to_string(&to_json(a[0].clone())).unwrap_or_default();
+        Ok(HValue::String(go_json_escapes(&text)))
     });
     f(ctx, "jsondecode", vec![Str], None, |a| {
         serde_json::from_str::<Value>(&s(&a[0]))
@@ -676,6 +690,11 @@ mod tests {
         assert_eq!(ev("max(1, 5, 3)"), json!(5));
         assert_eq!(ev("terraform.workspace"), json!("default"));
         assert_eq!(ev("\"${var.region}-x\""), json!("eu-west-1-x"));
+        // As Go's encoding/json writes them (Terraform 1.11.4 printed the same).
+        assert_eq!(
+            ev("jsonencode({ a = \"<b>&\" })"),
+            json!("{\"a\":\"\\u003cb\\u003e\\u0026\"}")
+        );
     }
 
     #[test]

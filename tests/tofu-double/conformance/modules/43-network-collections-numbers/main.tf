@@ -16,5 +16,5 @@ output "collections" {
 }
 
 output "logs" {
-  value = [log(16, 2), log(10, 10), log(1, 10), floor(log(1000, 10))]
+  value = [log(16, 2), log(10, 10), log(1, 10), floor(log(1000, 10)), log(10, 3), log(2, 10), log(100, 7.5), log(0.5, 2)]
 }

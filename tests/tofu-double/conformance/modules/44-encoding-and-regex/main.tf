@@ -1,5 +1,5 @@
 # csvdecode, text encodings, regex and regexall (plain, numbered and named groups), replace
-# with a regular expression, strcontains.
+# with a regular expression, strcontains; Go's (ASCII) character classes.
 output "csv" {
   value = jsonencode(csvdecode("a,b,c\n1,\"x, \"\"y\"\"\",\n3,4,5\n"))
 }
@@ -24,6 +24,20 @@ output "regex" {
     regexall("[a-z]+", "1234abcd5678efgh9"),
     regexall("(\\d)(\\w)", "1a 2b 3c"),
     length(regexall("z", "abc")),
+  ])
+}
+
+# Go's \d, \w, \s and \b are ASCII-only; ] first in a class and & inside one are literal.
+output "regex_classes" {
+  value = jsonencode([
+    regex("\\w+", "héllo wörld"),
+    regexall("\\d", "1٣2"),
+    regexall("\\bx", "éx x"),
+    regex("[\\w]+", "ébc"),
+    regexall("[^\\d]", "a1"),
+    regex("[]a]+", "x]a]"),
+    regex("[[:alpha:]&]+", "1a&b"),
+    replace("a b\u00a0c", "/\\s/", "_"),
   ])
 }
 
