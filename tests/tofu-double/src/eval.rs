@@ -413,18 +413,30 @@ fn go_json_escapes(text: &str) -> String {
 pub fn declare_functions(ctx: &mut Context) {
     crate::functions::declare(ctx);
     crate::builtins::declare(ctx);
+    declare_strings(ctx);
+    declare_collections(ctx);
+    declare_conversions(ctx);
+    declare_numbers_and_encodings(ctx);
+}
+
+/// Declares one function of hcl values.
+fn f(
+    ctx: &mut Context,
+    name: &str,
+    params: Vec<ParamType>,
+    variadic: Option<ParamType>,
+    func: hcl::eval::Func,
+) {
+    let mut b = FuncDef::builder().params(params);
+    if let Some(v) = variadic {
+        b = b.variadic_param(v);
+    }
+    ctx.declare_func(name, b.build(func));
+}
+
+/// `upper` to `cidrhost`.
+fn declare_strings(ctx: &mut Context) {
     use ParamType::{Any, Number, String as Str};
-    let f = |ctx: &mut Context,
-             name: &str,
-             params: Vec<ParamType>,
-             variadic: Option<ParamType>,
-             func: hcl::eval::Func| {
-        let mut b = FuncDef::builder().params(params);
-        if let Some(v) = variadic {
-            b = b.variadic_param(v);
-        }
-        ctx.declare_func(name, b.build(func));
-    };
     f(ctx, "upper", vec![Str], None, |a| {
         Ok(HValue::String(s(&a[0]).to_uppercase()))
     });
@@ -476,6 +488,11 @@ pub fn declare_functions(ctx: &mut Context) {
     f(ctx, "cidrhost", vec![Str, Number], None, |a| {
         crate::cidr::host(&s(&a[0]), int_arg(&a[1], "hostnum")?).map(HValue::String)
     });
+}
+
+/// `length` to `tomap`.
+fn declare_collections(ctx: &mut Context) {
+    use ParamType::{Any, String as Str};
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {
             HValue::String(x) => x.chars().count(),
@@ -551,6 +568,11 @@ pub fn declare_functions(ctx: &mut Context) {
         Ok(to_hcl(&Value::Array(crate::types::set(items))))
     });
     f(ctx, "tomap", vec![Any], None, |a| Ok(a[0].clone()));
+}
+
+/// `jsonencode` to `element`.
+fn declare_conversions(ctx: &mut Context) {
+    use ParamType::{Any, Number, String as Str};
     f(ctx, "jsonencode", vec![Any], None, |a| {
         let text = serde_json::to_string(&to_json(a[0].clone())).unwrap_or_default();
         Ok(HValue::String(go_json_escapes(&text)))
@@ -609,6 +631,11 @@ pub fn declare_functions(ctx: &mut Context) {
         }
         Ok(l[(num(&a[1]) as usize) % l.len()].clone())
     });
+}
+
+/// `substr` to `flatten`.
+fn declare_numbers_and_encodings(ctx: &mut Context) {
+    use ParamType::{Any, Number, String as Str};
     f(ctx, "substr", vec![Str, Number, Number], None, |a| {
         let c: Vec<char> = s(&a[0]).chars().collect();
         let off = (num(&a[1]) as usize).min(c.len());
