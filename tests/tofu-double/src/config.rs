@@ -274,84 +274,8 @@ fn label(b: &Block, i: usize) -> String {
 
 fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
     match b.identifier() {
-        "terraform" => {
-            if let Some(Expression::String(v)) = attr(b.body(), "required_version") {
-                m.required_version = Some(v.clone());
-            }
-            for inner in b.body().blocks() {
-                match inner.identifier() {
-                    "backend" => {
-                        let kind = label(inner, 0);
-                        if kind != "local" && kind != "http" {
-                            return Err(unsupported(
-                                "backend type",
-                                &format!("{file}: backend {kind:?} needs network access to a cloud store."),
-                            ));
-                        }
-                        if m.backend.is_some() {
-                            return Err(Diag::error(
-                                "Duplicate backend configuration",
-                                "A module may have only one backend configuration.",
-                            ));
-                        }
-                        let mut attrs = serde_json::Map::new();
-                        for a in inner.body().attributes() {
-                            let v = crate::eval::eval_static(a.expr()).map_err(|e| {
-                                Diag::error(
-                                    "Variables not allowed",
-                                    format!("{file}: backend attribute {:?}: {e}", a.key()),
-                                )
-                            })?;
-                            attrs.insert(a.key().to_string(), v);
-                        }
-                        m.backend = Some(BackendDecl { kind, attrs });
-                    }
-                    "required_providers" => {
-                        for a in inner.body().attributes() {
-                            if a.key() != "terraform" {
-                                return Err(unsupported(
-                                    "provider",
-                                    &format!(
-                                        "{file}: provider {:?} would be installed from a registry.",
-                                        a.key()
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    "encryption" | "cloud" => {
-                        return Err(unsupported(
-                            "terraform block",
-                            &format!(
-                                "{file}: terraform {{ {} }} is not implemented.",
-                                inner.identifier()
-                            ),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-        "variable" => {
-            let body = b.body();
-            let mut validations = Vec::new();
-            for v in body.blocks().filter(|x| x.identifier() == "validation") {
-                if let (Some(c), Some(msg)) =
-                    (attr(v.body(), "condition"), attr(v.body(), "error_message"))
-                {
-                    validations.push((c.clone(), msg.clone()));
-                }
-            }
-            m.variables.push(VarDecl {
-                name: label(b, 0),
-                type_expr: attr(body, "type").map(expr_text),
-                default: attr(body, "default").cloned(),
-                sensitive: literal_bool(attr(body, "sensitive")),
-                validations,
-            });
-            Ok(())
-        }
+        "terraform" => load_terraform(m, file, b),
+        "variable" => load_variable(m, b),
         "locals" => {
             for a in b.body().attributes() {
                 m.locals.push((a.key().to_string(), a.expr().clone()));
@@ -375,106 +299,7 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             });
             Ok(())
         }
-        "resource" => {
-            let typ = label(b, 0);
-            let name = label(b, 1);
-            if typ != "terraform_data" {
-                return Err(unsupported(
-                    "resource type",
-                    &format!("{file}: resource \"{typ}\" \"{name}\" belongs to a provider that is not built in."),
-                ));
-            }
-            let body = b.body();
-            let mut provisioners = Vec::new();
-            for p in body.blocks() {
-                match p.identifier() {
-                    "provisioner" if label(p, 0) == "local-exec" => {
-                        let pb = p.body();
-                        let command = attr(pb, "command").cloned().ok_or_else(|| {
-                            Diag::error(
-                                "Missing required argument",
-                                format!("{file}: local-exec in terraform_data.{name} needs \"command\"."),
-                            )
-                        })?;
-                        let when = attr(pb, "when").map(expr_text).unwrap_or_default();
-                        let on_failure = attr(pb, "on_failure").map(expr_text).unwrap_or_default();
-                        provisioners.push(Provisioner {
-                            command,
-                            environment: attr(pb, "environment").cloned(),
-                            working_dir: attr(pb, "working_dir").cloned(),
-                            interpreter: attr(pb, "interpreter").cloned(),
-                            when_destroy: when.trim() == "destroy",
-                            on_failure_continue: on_failure.trim() == "continue",
-                        });
-                    }
-                    "provisioner" => {
-                        return Err(unsupported(
-                            "provisioner",
-                            &format!(
-                                "{file}: provisioner {:?} in terraform_data.{name}.",
-                                label(p, 0)
-                            ),
-                        ))
-                    }
-                    "lifecycle" | "connection" => {}
-                    // terraform_data has no nested block types: the schema check fails at
-                    // validate and plan (not init), naming a `dynamic` block by its label.
-                    other => {
-                        let shown = if other == "dynamic" {
-                            label(p, 0)
-                        } else {
-                            other.to_string()
-                        };
-                        m.validation_errors.push(Diag::error(
-                            "Unsupported block type",
-                            format!("Blocks of type {shown:?} are not expected here."),
-                        ));
-                    }
-                }
-            }
-            for a in body.attributes() {
-                if ![
-                    "input",
-                    "triggers_replace",
-                    "count",
-                    "for_each",
-                    "depends_on",
-                    "provider",
-                ]
-                .contains(&a.key())
-                {
-                    m.validation_errors.push(Diag::error(
-                        "Unsupported argument",
-                        format!("An argument named {:?} is not expected here.", a.key()),
-                    ));
-                }
-            }
-            if attr(body, "count").is_some() && attr(body, "for_each").is_some() {
-                return Err(Diag::error(
-                    "Invalid combination of \"count\" and \"for_each\"",
-                    format!("{file}: terraform_data.{name} may not use both."),
-                ));
-            }
-            if m.resources.iter().any(|r| r.name == name) {
-                return Err(Diag::error(
-                    "Duplicate resource \"terraform_data\" configuration",
-                    format!("A terraform_data resource named {name:?} was already declared."),
-                ));
-            }
-            let text = hcl::format::to_string(body).unwrap_or_default();
-            m.resources.push(ResourceDecl {
-                name,
-                input: attr(body, "input").cloned(),
-                triggers_replace: attr(body, "triggers_replace").cloned(),
-                count: attr(body, "count").cloned(),
-                for_each: attr(body, "for_each").cloned(),
-                provisioners,
-                deps: Vec::new(),
-                data_deps: Vec::new(),
-                text,
-            });
-            Ok(())
-        }
+        "resource" => load_resource(m, file, b),
         "provider" => Err(unsupported(
             "provider",
             &format!("{file}: provider {:?} is not built in.", label(b, 0)),
@@ -502,6 +327,208 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             "Unsupported block type",
             format!("{file}: blocks of type {other:?} are not expected here."),
         )),
+    }
+}
+
+/// The `terraform` block: `required_version`, one `backend`, built-in providers only.
+fn load_terraform(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    if let Some(Expression::String(v)) = attr(b.body(), "required_version") {
+        m.required_version = Some(v.clone());
+    }
+    for inner in b.body().blocks() {
+        match inner.identifier() {
+            "backend" => {
+                let kind = label(inner, 0);
+                if kind != "local" && kind != "http" {
+                    return Err(unsupported(
+                        "backend type",
+                        &format!("{file}: backend {kind:?} needs network access to a cloud store."),
+                    ));
+                }
+                if m.backend.is_some() {
+                    return Err(Diag::error(
+                        "Duplicate backend configuration",
+                        "A module may have only one backend configuration.",
+                    ));
+                }
+                let mut attrs = serde_json::Map::new();
+                for a in inner.body().attributes() {
+                    let v = crate::eval::eval_static(a.expr()).map_err(|e| {
+                        Diag::error(
+                            "Variables not allowed",
+                            format!("{file}: backend attribute {:?}: {e}", a.key()),
+                        )
+                    })?;
+                    attrs.insert(a.key().to_string(), v);
+                }
+                m.backend = Some(BackendDecl { kind, attrs });
+            }
+            "required_providers" => {
+                for a in inner.body().attributes() {
+                    if a.key() != "terraform" {
+                        return Err(unsupported(
+                            "provider",
+                            &format!(
+                                "{file}: provider {:?} would be installed from a registry.",
+                                a.key()
+                            ),
+                        ));
+                    }
+                }
+            }
+            "encryption" | "cloud" => {
+                return Err(unsupported(
+                    "terraform block",
+                    &format!(
+                        "{file}: terraform {{ {} }} is not implemented.",
+                        inner.identifier()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A `variable` block.
+fn load_variable(m: &mut Module, b: &Block) -> Result<(), Diag> {
+    let body = b.body();
+    let mut validations = Vec::new();
+    for v in body.blocks().filter(|x| x.identifier() == "validation") {
+        if let (Some(c), Some(msg)) = (attr(v.body(), "condition"), attr(v.body(), "error_message"))
+        {
+            validations.push((c.clone(), msg.clone()));
+        }
+    }
+    m.variables.push(VarDecl {
+        name: label(b, 0),
+        type_expr: attr(body, "type").map(expr_text),
+        default: attr(body, "default").cloned(),
+        sensitive: literal_bool(attr(body, "sensitive")),
+        validations,
+    });
+    Ok(())
+}
+
+/// A `resource "terraform_data"` block.
+fn load_resource(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let typ = label(b, 0);
+    let name = label(b, 1);
+    if typ != "terraform_data" {
+        return Err(unsupported(
+            "resource type",
+            &format!(
+                "{file}: resource \"{typ}\" \"{name}\" belongs to a provider that is not built in."
+            ),
+        ));
+    }
+    let body = b.body();
+    let provisioners = resource_blocks(m, file, &name, body)?;
+    unexpected_arguments(m, body);
+    if attr(body, "count").is_some() && attr(body, "for_each").is_some() {
+        return Err(Diag::error(
+            "Invalid combination of \"count\" and \"for_each\"",
+            format!("{file}: terraform_data.{name} may not use both."),
+        ));
+    }
+    if m.resources.iter().any(|r| r.name == name) {
+        return Err(Diag::error(
+            "Duplicate resource \"terraform_data\" configuration",
+            format!("A terraform_data resource named {name:?} was already declared."),
+        ));
+    }
+    let text = hcl::format::to_string(body).unwrap_or_default();
+    m.resources.push(ResourceDecl {
+        name,
+        input: attr(body, "input").cloned(),
+        triggers_replace: attr(body, "triggers_replace").cloned(),
+        count: attr(body, "count").cloned(),
+        for_each: attr(body, "for_each").cloned(),
+        provisioners,
+        deps: Vec::new(),
+        data_deps: Vec::new(),
+        text,
+    });
+    Ok(())
+}
+
+/// The provisioners of a `terraform_data` resource; other nested blocks are the schema's errors
+/// (at validate and plan).
+fn resource_blocks(
+    m: &mut Module,
+    file: &str,
+    name: &str,
+    body: &Body,
+) -> Result<Vec<Provisioner>, Diag> {
+    let mut provisioners = Vec::new();
+    for p in body.blocks() {
+        match p.identifier() {
+            "provisioner" if label(p, 0) == "local-exec" => {
+                let pb = p.body();
+                let command = attr(pb, "command").cloned().ok_or_else(|| {
+                    Diag::error(
+                        "Missing required argument",
+                        format!("{file}: local-exec in terraform_data.{name} needs \"command\"."),
+                    )
+                })?;
+                let when = attr(pb, "when").map(expr_text).unwrap_or_default();
+                let on_failure = attr(pb, "on_failure").map(expr_text).unwrap_or_default();
+                provisioners.push(Provisioner {
+                    command,
+                    environment: attr(pb, "environment").cloned(),
+                    working_dir: attr(pb, "working_dir").cloned(),
+                    interpreter: attr(pb, "interpreter").cloned(),
+                    when_destroy: when.trim() == "destroy",
+                    on_failure_continue: on_failure.trim() == "continue",
+                });
+            }
+            "provisioner" => {
+                return Err(unsupported(
+                    "provisioner",
+                    &format!(
+                        "{file}: provisioner {:?} in terraform_data.{name}.",
+                        label(p, 0)
+                    ),
+                ))
+            }
+            "lifecycle" | "connection" => {}
+            // terraform_data has no nested block types: the schema check fails at
+            // validate and plan (not init), naming a `dynamic` block by its label.
+            other => {
+                let shown = if other == "dynamic" {
+                    label(p, 0)
+                } else {
+                    other.to_string()
+                };
+                m.validation_errors.push(Diag::error(
+                    "Unsupported block type",
+                    format!("Blocks of type {shown:?} are not expected here."),
+                ));
+            }
+        }
+    }
+    Ok(provisioners)
+}
+
+/// `Unsupported argument` (at validate and plan) for each argument `terraform_data` lacks.
+fn unexpected_arguments(m: &mut Module, body: &Body) {
+    for a in body.attributes() {
+        if ![
+            "input",
+            "triggers_replace",
+            "count",
+            "for_each",
+            "depends_on",
+            "provider",
+        ]
+        .contains(&a.key())
+        {
+            m.validation_errors.push(Diag::error(
+                "Unsupported argument",
+                format!("An argument named {:?} is not expected here.", a.key()),
+            ));
+        }
     }
 }
 
