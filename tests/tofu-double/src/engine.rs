@@ -604,24 +604,13 @@ impl Walk<'_> {
             interrupted: false,
             data: Vec::new(),
         };
-        let order = match config::topo_order(self.module)
-            .and_then(|o| self.module.removed_still_declared().map_or(Ok(o), Err))
-        {
+        let order = match self.prepare(&mut resources, &mut out) {
             Ok(o) => o,
             Err(d) => {
                 out.error = Some(d);
                 return out;
             }
         };
-        let ctx = self.scope_ctx(&resources);
-        match remote_state::read_all(self.module, &ctx) {
-            Ok(read) => out.data = read,
-            Err(d) => {
-                out.error = Some(d);
-                return out;
-            }
-        }
-        remote_state::bind(&mut resources, &out.data);
         let fail_at = hook("TOFU_DOUBLE_FAIL_AT");
         let crash_at = hook("TOFU_DOUBLE_CRASH_AT");
         let delay = hook("TOFU_DOUBLE_RESOURCE_DELAY")
@@ -629,37 +618,9 @@ impl Walk<'_> {
             .map(Duration::from_secs_f64);
 
         if self.mode == Mode::Destroy {
-            // Everything in state goes, dependents first.
-            let mut doomed = recs.clone();
-            let pos = |n: &str| {
-                order
-                    .iter()
-                    .position(|&i| self.module.resources[i].name == n)
-                    .unwrap_or(usize::MAX)
-            };
-            doomed.sort_by_key(|r| std::cmp::Reverse(pos(&r.name)));
-            for r in doomed {
-                changes.push(Change {
-                    name: r.name.clone(),
-                    key: r.key.clone(),
-                    action: Action::Delete,
-                    before: Some(r.vals.clone()),
-                    after: None,
-                    reason: None,
-                    previous: None,
-                });
-            }
-            if self.apply {
-                for c in &changes {
-                    if let Err(stop) =
-                        self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
-                    {
-                        out.interrupted = stop.is_none();
-                        out.error = stop.or_else(|| Some(halted()));
-                        break;
-                    }
-                }
-            }
+            changes = self.destroy_changes(&recs, &order);
+            let faults = (&fail_at, &crash_at, delay);
+            self.execute_all(&changes, &mut recs, &resources, faults, &mut out);
             out.changes = changes;
             out.recs = recs;
             return out;
@@ -699,71 +660,12 @@ impl Walk<'_> {
                         ctx.declare_var(k.as_str(), eval::to_hcl(v));
                     }
                 }
-                let a = addr(&r.name, &key);
-                let input = match r.input.as_ref().map(|e| eval::eval(e, &ctx)).transpose() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
+                let change = match self.plan_instance(r, &key, &prior, &ctx) {
+                    Ok(c) => c,
+                    Err(d) => {
+                        out.error = Some(d);
                         return out;
                     }
-                };
-                let triggers = match r
-                    .triggers_replace
-                    .as_ref()
-                    .map(|e| eval::eval(e, &ctx))
-                    .transpose()
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
-                        return out;
-                    }
-                };
-                let norm = |v: Option<Value>| v.filter(|x| !x.is_null());
-                let (input, triggers) = (norm(input), norm(triggers));
-                let (action, reason) = match &prior {
-                    _ if self.mode == Mode::RefreshOnly => (Action::NoOp, None),
-                    None => (Action::Create, None),
-                    Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
-                    Some(p) if p.vals.triggers != triggers => {
-                        (Action::Replace, Some("replace_because_cannot_update"))
-                    }
-                    Some(p) if p.vals.input != input => (Action::Update, None),
-                    Some(_) => (Action::NoOp, None),
-                };
-                let marks = config_marks(self.module, r, &input, &triggers);
-                let after = match (action, &prior) {
-                    (Action::NoOp, Some(p)) => Some(Vals {
-                        marks,
-                        ..p.vals.clone()
-                    }),
-                    (Action::Update, Some(p)) => Some(Vals {
-                        id: p.vals.id.clone(),
-                        input: input.clone(),
-                        triggers: triggers.clone(),
-                        marks,
-                    }),
-                    _ => Some(Vals {
-                        id: json!(UNKNOWN),
-                        input: input.clone(),
-                        triggers: triggers.clone(),
-                        marks,
-                    }),
-                };
-                let here = addr(&r.name, &key);
-                let previous = self
-                    .moved
-                    .iter()
-                    .find(|(to, _)| *to == here)
-                    .map(|(_, from)| from.clone());
-                let change = Change {
-                    name: r.name.clone(),
-                    key: key.clone(),
-                    action,
-                    before: prior.as_ref().map(|p| p.vals.clone()),
-                    after,
-                    reason,
-                    previous,
                 };
                 let obj = if self.apply {
                     if let Err(stop) = self.execute_with_ctx(
@@ -782,16 +684,7 @@ impl Walk<'_> {
                         .map(|x| x.vals.object())
                         .unwrap_or(Value::Null)
                 } else {
-                    // While planning, a changing resource's computed `output` is unknown.
-                    let mut o = change
-                        .after
-                        .as_ref()
-                        .map(Vals::object)
-                        .unwrap_or(Value::Null);
-                    if change.action != Action::NoOp && o.is_object() {
-                        o["output"] = eval::unknown_like(&o["input"]);
-                    }
-                    o
+                    planned_object(&change)
                 };
                 Self::bind(&mut resources, &r.name, &key, obj.clone(), &each);
                 planned.push((change, i, obj));
@@ -799,9 +692,150 @@ impl Walk<'_> {
         }
         // Orphans: in state, no longer in configuration (forgotten if a `removed` block says
         // not to destroy them).
+        let orphans = self.orphans(&recs, &desired);
+        let faults = (&fail_at, &crash_at, delay);
+        self.execute_all(&orphans, &mut recs, &resources, faults, &mut out);
+        changes.extend(planned.into_iter().map(|(c, _, _)| c));
+        changes.extend(orphans);
+        // Outputs.
+        let ctx = self.scope_ctx(&resources);
+        self.eval_outputs(&ctx, &mut out);
+        out.checks = self.run_checks(&ctx);
+        out.changes = changes;
+        out.recs = recs;
+        out
+    }
+
+    /// The resources' order, after the checks that fail a plan before anything is evaluated,
+    /// and the data sources read (into `out.data`, bound in `resources`).
+    fn prepare(
+        &self,
+        resources: &mut Map<String, Value>,
+        out: &mut Outcome,
+    ) -> Result<Vec<usize>, Diag> {
+        let order = config::topo_order(self.module)?;
+        if let Some(d) = self.module.removed_still_declared() {
+            return Err(d);
+        }
+        let ctx = self.scope_ctx(resources);
+        out.data = remote_state::read_all(self.module, &ctx)?;
+        remote_state::bind(resources, &out.data);
+        Ok(order)
+    }
+
+    /// Carries out `changes` in turn when applying, stopping at the first failure or interrupt.
+    fn execute_all(
+        &self,
+        changes: &[Change],
+        recs: &mut Vec<Rec>,
+        resources: &Map<String, Value>,
+        (fail_at, crash_at, delay): (&Option<String>, &Option<String>, Option<Duration>),
+        out: &mut Outcome,
+    ) {
+        if !self.apply {
+            return;
+        }
+        for c in changes {
+            if let Err(stop) = self.execute(c, recs, resources, fail_at, crash_at, delay) {
+                out.interrupted = stop.is_none();
+                out.error = stop.or_else(|| Some(halted()));
+                break;
+            }
+        }
+    }
+
+    /// Everything in state goes, dependents first.
+    fn destroy_changes(&self, recs: &[Rec], order: &[usize]) -> Vec<Change> {
+        let mut doomed = recs.to_vec();
+        let pos = |n: &str| {
+            order
+                .iter()
+                .position(|&i| self.module.resources[i].name == n)
+                .unwrap_or(usize::MAX)
+        };
+        doomed.sort_by_key(|r| std::cmp::Reverse(pos(&r.name)));
+        doomed
+            .into_iter()
+            .map(|r| Change {
+                name: r.name,
+                key: r.key,
+                action: Action::Delete,
+                before: Some(r.vals),
+                after: None,
+                reason: None,
+                previous: None,
+            })
+            .collect()
+    }
+
+    /// The planned change of one instance, whose prior record is `prior`.
+    fn plan_instance(
+        &self,
+        r: &ResourceDecl,
+        key: &Option<Value>,
+        prior: &Option<Rec>,
+        ctx: &hcl::eval::Context,
+    ) -> Result<Change, Diag> {
+        let a = addr(&r.name, key);
+        let value = |e: &Option<hcl::Expression>| {
+            let v = e.as_ref().map(|e| eval::eval(e, ctx)).transpose();
+            v.map_err(|e| Diag::error("Invalid expression", e).with_address(a.clone()))
+        };
+        let (input, triggers) = (value(&r.input)?, value(&r.triggers_replace)?);
+        let norm = |v: Option<Value>| v.filter(|x| !x.is_null());
+        let (input, triggers) = (norm(input), norm(triggers));
+        let (action, reason) = match &prior {
+            _ if self.mode == Mode::RefreshOnly => (Action::NoOp, None),
+            None => (Action::Create, None),
+            Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
+            Some(p) if p.vals.triggers != triggers => {
+                (Action::Replace, Some("replace_because_cannot_update"))
+            }
+            Some(p) if p.vals.input != input => (Action::Update, None),
+            Some(_) => (Action::NoOp, None),
+        };
+        let marks = config_marks(self.module, r, &input, &triggers);
+        let after = match (action, &prior) {
+            (Action::NoOp, Some(p)) => Some(Vals {
+                marks,
+                ..p.vals.clone()
+            }),
+            (Action::Update, Some(p)) => Some(Vals {
+                id: p.vals.id.clone(),
+                input: input.clone(),
+                triggers: triggers.clone(),
+                marks,
+            }),
+            _ => Some(Vals {
+                id: json!(UNKNOWN),
+                input: input.clone(),
+                triggers: triggers.clone(),
+                marks,
+            }),
+        };
+        let here = addr(&r.name, key);
+        let previous = self
+            .moved
+            .iter()
+            .find(|(to, _)| *to == here)
+            .map(|(_, from)| from.clone());
+        Ok(Change {
+            name: r.name.clone(),
+            key: key.clone(),
+            action,
+            before: prior.as_ref().map(|p| p.vals.clone()),
+            after,
+            reason,
+            previous,
+        })
+    }
+
+    /// Instances in state no longer in configuration: destroyed, or forgotten if a `removed`
+    /// block says not to destroy them.
+    fn orphans(&self, recs: &[Rec], desired: &[(String, Option<Value>)]) -> Vec<Change> {
         let mut orphans = Vec::new();
         if self.mode != Mode::RefreshOnly {
-            for r in recs.clone() {
+            for r in recs {
                 if !desired.iter().any(|(n, k)| *n == r.name && *k == r.key) {
                     orphans.push(Change {
                         name: r.name.clone(),
@@ -819,23 +853,13 @@ impl Walk<'_> {
                 }
             }
         }
-        if self.apply {
-            for c in &orphans {
-                if let Err(stop) =
-                    self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
-                {
-                    out.interrupted = stop.is_none();
-                    out.error = stop.or_else(|| Some(halted()));
-                    break;
-                }
-            }
-        }
-        changes.extend(planned.into_iter().map(|(c, _, _)| c));
-        changes.extend(orphans);
-        // Outputs.
-        let ctx = self.scope_ctx(&resources);
+        orphans
+    }
+
+    /// Evaluates the outputs into `out` (the first failure is its error).
+    fn eval_outputs(&self, ctx: &hcl::eval::Context, out: &mut Outcome) {
         for o in &self.module.outputs {
-            match eval::eval(&o.value, &ctx) {
+            match eval::eval(&o.value, ctx) {
                 Ok(v) => {
                     out.outputs.insert(o.name.clone(), v);
                 }
@@ -849,10 +873,6 @@ impl Walk<'_> {
                 }
             }
         }
-        out.checks = self.run_checks(&ctx);
-        out.changes = changes;
-        out.recs = recs;
-        out
     }
 
     /// Evaluates every `check` block's assertions.
@@ -1357,6 +1377,20 @@ impl Walk<'_> {
             )))
         }
     }
+}
+
+/// An instance as references see it while planning: a changing resource's computed `output`
+/// is unknown.
+fn planned_object(change: &Change) -> Value {
+    let mut o = change
+        .after
+        .as_ref()
+        .map(Vals::object)
+        .unwrap_or(Value::Null);
+    if change.action != Action::NoOp && o.is_object() {
+        o["output"] = eval::unknown_like(&o["input"]);
+    }
+    o
 }
 
 fn halted() -> Diag {
