@@ -1398,6 +1398,50 @@ fn halted() -> Diag {
 }
 
 /// The state an apply leaves: prior serial/lineage carried, serial + 1 only when content changed.
+/// A `terraform_data` resource as state records it: its instances by key, with their marks and
+/// every dependency.
+fn managed_resource(m: &Module, n: &str, recs: &[Rec]) -> Resource {
+    let mut insts: Vec<&Rec> = recs.iter().filter(|r| r.name == n).collect();
+    insts.sort_by(|a, b| {
+        a.key
+            .as_ref()
+            .map(|k| k.to_string())
+            .cmp(&b.key.as_ref().map(|k| k.to_string()))
+    });
+    let deps = all_dependencies(m, n);
+    Resource {
+        module: None,
+        mode: "managed".into(),
+        typ: "terraform_data".into(),
+        name: n.to_string(),
+        each: insts.first().and_then(|r| r.each.clone()),
+        provider: state::PROVIDER.into(),
+        instances: insts
+            .iter()
+            .map(|r| Instance {
+                index_key: r.key.clone(),
+                status: r.tainted.then(|| "tainted".to_string()),
+                schema_version: 0,
+                attributes: json!({
+                    "id": r.vals.id,
+                    "input": state::wrap_dynamic(&r.vals.input),
+                    "output": state::wrap_dynamic(&r.vals.input),
+                    "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
+                }),
+                sensitive_attributes: r
+                    .vals
+                    .marks
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
+                    .collect(),
+                dependencies: deps.clone(),
+            })
+            .collect(),
+    }
+}
+
 pub fn new_state(
     prior: &Option<StateFile>,
     out: &Outcome,
@@ -1417,47 +1461,7 @@ pub fn new_state(
     } else {
         remote_state::state_resources(&out.data)
     };
-    let managed = names.iter().map(|n| {
-        let mut insts: Vec<&Rec> = out.recs.iter().filter(|r| &r.name == n).collect();
-        insts.sort_by(|a, b| {
-            a.key
-                .as_ref()
-                .map(|k| k.to_string())
-                .cmp(&b.key.as_ref().map(|k| k.to_string()))
-        });
-        let deps = all_dependencies(m, n);
-        Resource {
-            module: None,
-            mode: "managed".into(),
-            typ: "terraform_data".into(),
-            name: n.clone(),
-            each: insts.first().and_then(|r| r.each.clone()),
-            provider: state::PROVIDER.into(),
-            instances: insts
-                .iter()
-                .map(|r| Instance {
-                    index_key: r.key.clone(),
-                    status: r.tainted.then(|| "tainted".to_string()),
-                    schema_version: 0,
-                    attributes: json!({
-                        "id": r.vals.id,
-                        "input": state::wrap_dynamic(&r.vals.input),
-                        "output": state::wrap_dynamic(&r.vals.input),
-                        "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
-                    }),
-                    sensitive_attributes: r
-                        .vals
-                        .marks
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
-                        .collect(),
-                    dependencies: deps.clone(),
-                })
-                .collect(),
-        }
-    });
+    let managed = names.iter().map(|n| managed_resource(m, n, &out.recs));
     let resources = data.into_iter().chain(managed).collect();
     let outputs = if mode == Mode::Destroy {
         Default::default()
@@ -2060,6 +2064,67 @@ pub fn report_checks(ui: &Ui, checks: &[CheckResult]) {
     }
 }
 
+/// One change's `planned_change` line and its human form.
+fn report_change(ui: &Ui, c: &Change) {
+    let a = c.addr();
+    let verb = match c.action {
+        Action::NoOp => "move",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Forget => "remove",
+        Action::Delete => "delete",
+    };
+    let action = if c.action == Action::NoOp {
+        "move"
+    } else {
+        c.action.ui()
+    };
+    let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
+    if let Some(p) = &c.previous {
+        ch["previous_resource"] = previous_resource(p);
+    }
+    if let Some(r) = c.reason {
+        ch["reason"] = json!(match r {
+            "replace_because_tainted" => "tainted",
+            "replace_because_cannot_update" => "cannot_update",
+            x => x,
+        });
+    }
+    ui.line(
+        "info",
+        "planned_change",
+        &format!("{a}: Plan to {verb}"),
+        json!({"change": ch}),
+    );
+    if c.action == Action::NoOp {
+        ui.human(&format!(
+            "  # {} has moved to {a}",
+            c.previous.as_deref().unwrap_or("")
+        ));
+        return;
+    }
+    if c.action == Action::Forget {
+        ui.human(&format!("  # {a} will no longer be managed by OpenTofu, but will not be destroyed\n  # (destroy = false is set in the configuration)"));
+        return;
+    }
+    let sym = match c.action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace => "-/+",
+        _ => "-",
+    };
+    ui.human(&format!(
+        "  {sym} {a} will be {}",
+        match c.action {
+            Action::Create => "created",
+            Action::Update => "updated in-place",
+            Action::Replace => "replaced",
+            _ => "destroyed",
+        }
+    ));
+}
+
 /// Emits the plan's `planned_change` lines, its summary and output actions.
 pub fn report_plan(
     ui: &Ui,
@@ -2072,63 +2137,7 @@ pub fn report_plan(
         .iter()
         .filter(|c| c.action != Action::NoOp || c.previous.is_some())
     {
-        let a = c.addr();
-        let verb = match c.action {
-            Action::NoOp => "move",
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Replace => "replace",
-            Action::Forget => "remove",
-            Action::Delete => "delete",
-        };
-        let action = if c.action == Action::NoOp {
-            "move"
-        } else {
-            c.action.ui()
-        };
-        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
-        if let Some(p) = &c.previous {
-            ch["previous_resource"] = previous_resource(p);
-        }
-        if let Some(r) = c.reason {
-            ch["reason"] = json!(match r {
-                "replace_because_tainted" => "tainted",
-                "replace_because_cannot_update" => "cannot_update",
-                x => x,
-            });
-        }
-        ui.line(
-            "info",
-            "planned_change",
-            &format!("{a}: Plan to {verb}"),
-            json!({"change": ch}),
-        );
-        if c.action == Action::NoOp {
-            ui.human(&format!(
-                "  # {} has moved to {a}",
-                c.previous.as_deref().unwrap_or("")
-            ));
-            continue;
-        }
-        if c.action == Action::Forget {
-            ui.human(&format!("  # {a} will no longer be managed by OpenTofu, but will not be destroyed\n  # (destroy = false is set in the configuration)"));
-            continue;
-        }
-        let sym = match c.action {
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace => "-/+",
-            _ => "-",
-        };
-        ui.human(&format!(
-            "  {sym} {a} will be {}",
-            match c.action {
-                Action::Create => "created",
-                Action::Update => "updated in-place",
-                Action::Replace => "replaced",
-                _ => "destroyed",
-            }
-        ));
+        report_change(ui, c);
     }
     if !with_summary {
         return;
