@@ -1773,6 +1773,118 @@ fn instance_json(r: &Resource, i: &Instance) -> Value {
 }
 
 /// The plan in `show -json` shape (`jsonplan`, format 1.2).
+/// An output's entry in `output_changes`.
+fn output_change_json((n, act, b, a, s): &OutputChange) -> (String, Value) {
+    let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
+    match a.as_ref().map(eval::split_unknown) {
+        // A wholly unknown value has no `after` at all (not `null`); a partly
+        // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
+        Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
+        Some((known, unk)) => {
+            ch["after"] = known;
+            ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) {
+                unk
+            } else {
+                json!(false)
+            };
+        }
+        None => ch["after"] = Value::Null,
+    }
+    (n.clone(), ch)
+}
+
+/// The outline of the configuration `show -json` echoes (see the allow-list).
+fn configuration_json(m: &Module) -> Value {
+    let cfg_resources: Vec<Value> = m
+        .resources
+        .iter()
+        .map(|r| json!({"address": format!("terraform_data.{}", r.name), "mode": "managed", "type": "terraform_data", "name": r.name, "provider_config_key": "terraform", "schema_version": 0}))
+        .collect();
+    let cfg_outputs: Map<String, Value> = m
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), json!({"sensitive": o.sensitive})))
+        .collect();
+    let cfg_vars: Map<String, Value> = m
+        .variables
+        .iter()
+        .map(|v| {
+            (
+                v.name.clone(),
+                if v.sensitive {
+                    json!({"sensitive": true})
+                } else {
+                    json!({})
+                },
+            )
+        })
+        .collect();
+    json!({"provider_config": {"terraform": {"name": "terraform", "full_name": "terraform.io/builtin/terraform"}}, "root_module": {"resources": cfg_resources, "outputs": cfg_outputs, "variables": cfg_vars}})
+}
+
+/// One change in `show -json` shape: its resource in `planned_values` (if any) and its
+/// `resource_changes` entry.
+fn change_json(c: &Change) -> (Option<Value>, Value) {
+    let a = c.addr();
+    // `output` is computed: unknown until apply whenever the resource changes.
+    let marks = c
+        .after
+        .as_ref()
+        .map(|x| x.marks.clone())
+        .unwrap_or(Value::Null);
+    let planned = c.after.as_ref().map(|x| {
+        let mut planned = x.object();
+        if c.action != Action::NoOp {
+            planned["output"] = json!(UNKNOWN);
+        }
+        planned
+    });
+    let mut planned_value = None;
+    if let Some(planned) = &planned {
+        let (vals, _) = eval::split_unknown(planned);
+        let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
+        if let Some(k) = &c.key {
+            r["index"] = k.clone();
+        }
+        planned_value = Some(r);
+    } else if c.action == Action::Forget {
+        // The real binary lists a forgotten instance with no values.
+        let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "sensitive_values": false});
+        if let Some(k) = &c.key {
+            r["index"] = k.clone();
+        }
+        planned_value = Some(r);
+    }
+    let (before, before_s) = match &c.before {
+        Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
+        None => (Value::Null, json!(false)),
+    };
+    let (after, after_unknown, after_s) = match &planned {
+        Some(p) => {
+            let (v, u) = eval::split_unknown(p);
+            // A wholly known value has `{}`, not a mirror of `false`s.
+            let u = if eval::is_unknown(p) { u } else { json!({}) };
+            (v, u, sensitive_of(p, &marks))
+        }
+        None => (Value::Null, json!({}), json!(false)),
+    };
+    let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
+    if c.action == Action::Replace && c.reason == Some("replace_because_cannot_update") {
+        change["replace_paths"] = json!([["triggers_replace"]]);
+    }
+    let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
+    if let Some(k) = &c.key {
+        rc["index"] = k.clone();
+    }
+    if let Some(r) = c.reason {
+        rc["action_reason"] = json!(r);
+    }
+    if let Some(p) = &c.previous {
+        rc["previous_address"] = json!(p);
+    }
+    (planned_value, rc)
+}
+
 pub fn plan_json(
     m: &Module,
     vars: &Map<String, Value>,
@@ -1809,62 +1921,8 @@ pub fn plan_json(
     let mut pv_res = Vec::new();
     let mut rcs = Vec::new();
     for c in sorted_by_address(&out.changes) {
-        let a = c.addr();
-        // `output` is computed: unknown until apply whenever the resource changes.
-        let marks = c
-            .after
-            .as_ref()
-            .map(|x| x.marks.clone())
-            .unwrap_or(Value::Null);
-        let planned = c.after.as_ref().map(|x| {
-            let mut planned = x.object();
-            if c.action != Action::NoOp {
-                planned["output"] = json!(UNKNOWN);
-            }
-            planned
-        });
-        if let Some(planned) = &planned {
-            let (vals, _) = eval::split_unknown(planned);
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
-            if let Some(k) = &c.key {
-                r["index"] = k.clone();
-            }
-            pv_res.push(r);
-        } else if c.action == Action::Forget {
-            // The real binary lists a forgotten instance with no values.
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "sensitive_values": false});
-            if let Some(k) = &c.key {
-                r["index"] = k.clone();
-            }
-            pv_res.push(r);
-        }
-        let (before, before_s) = match &c.before {
-            Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
-            None => (Value::Null, json!(false)),
-        };
-        let (after, after_unknown, after_s) = match &planned {
-            Some(p) => {
-                let (v, u) = eval::split_unknown(p);
-                // A wholly known value has `{}`, not a mirror of `false`s.
-                let u = if eval::is_unknown(p) { u } else { json!({}) };
-                (v, u, sensitive_of(p, &marks))
-            }
-            None => (Value::Null, json!({}), json!(false)),
-        };
-        let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
-        if c.action == Action::Replace && c.reason == Some("replace_because_cannot_update") {
-            change["replace_paths"] = json!([["triggers_replace"]]);
-        }
-        let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
-        if let Some(k) = &c.key {
-            rc["index"] = k.clone();
-        }
-        if let Some(r) = c.reason {
-            rc["action_reason"] = json!(r);
-        }
-        if let Some(p) = &c.previous {
-            rc["previous_address"] = json!(p);
-        }
+        let (planned, rc) = change_json(c);
+        pv_res.extend(planned);
         rcs.push(rc);
     }
     let root = if pv_res.is_empty() {
@@ -1881,50 +1939,10 @@ pub fn plan_json(
         doc.insert("resource_changes".into(), Value::Array(rcs));
     }
     if !outs.is_empty() {
-        let oc: Map<String, Value> = outs
-            .iter()
-            .map(|(n, act, b, a, s)| {
-                let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
-                match a.as_ref().map(eval::split_unknown) {
-                    // A wholly unknown value has no `after` at all (not `null`); a partly
-                    // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
-                    Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
-                    Some((known, unk)) => {
-                        ch["after"] = known;
-                        ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) { unk } else { json!(false) };
-                    }
-                    None => ch["after"] = Value::Null,
-                }
-                (n.clone(), ch)
-            })
-            .collect();
+        let oc = outs.iter().map(output_change_json).collect();
         doc.insert("output_changes".into(), Value::Object(oc));
     }
-    let cfg_resources: Vec<Value> = m
-        .resources
-        .iter()
-        .map(|r| json!({"address": format!("terraform_data.{}", r.name), "mode": "managed", "type": "terraform_data", "name": r.name, "provider_config_key": "terraform", "schema_version": 0}))
-        .collect();
-    let cfg_outputs: Map<String, Value> = m
-        .outputs
-        .iter()
-        .map(|o| (o.name.clone(), json!({"sensitive": o.sensitive})))
-        .collect();
-    let cfg_vars: Map<String, Value> = m
-        .variables
-        .iter()
-        .map(|v| {
-            (
-                v.name.clone(),
-                if v.sensitive {
-                    json!({"sensitive": true})
-                } else {
-                    json!({})
-                },
-            )
-        })
-        .collect();
-    doc.insert("configuration".into(), json!({"provider_config": {"terraform": {"name": "terraform", "full_name": "terraform.io/builtin/terraform"}}, "root_module": {"resources": cfg_resources, "outputs": cfg_outputs, "variables": cfg_vars}}));
+    doc.insert("configuration".into(), configuration_json(m));
     doc.insert(
         "timestamp".into(),
         json!(ui::rfc3339_secs(SystemTime::now())),
