@@ -642,24 +642,17 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     })
 }
 
-fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
-    let f = parse_flags(a, PLAN_FLAGS)?;
+/// What an apply works from: the module, the variables, the mode and the saved plan, if any.
+type ApplyInputs = (config::Module, Map<String, Value>, Mode, Option<PlanFile>);
+
+/// The saved plan's inputs, or the configuration's with the command line's variables.
+fn apply_inputs(
+    f: &args::Flags,
+    plan_path: Option<&str>,
+    destroy_cmd: bool,
+) -> Result<ApplyInputs, Failure> {
     let json = f.bool("json");
-    let ui = Ui { json };
-    let plan_path = f.positional.first().cloned();
-    if plan_path.is_none() && !f.bool("auto-approve") {
-        if json {
-            return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
-        }
-        if input_disabled(&f) {
-            return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
-        }
-        eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
-        return Ok(1);
-    }
-    signals::notice_on_interrupt(json);
-    ui.version_line();
-    let (m, vars, mode, saved) = match &plan_path {
+    Ok(match plan_path {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| {
                 fail(
@@ -691,15 +684,113 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         None => {
             let m = load_module(json)?;
             let vars =
-                engine::collect_vars(&m, &var_args(&f)).map_err(|diags| Failure { diags, json })?;
+                engine::collect_vars(&m, &var_args(f)).map_err(|diags| Failure { diags, json })?;
             let mode = if destroy_cmd {
                 Mode::Destroy
             } else {
-                mode_of(&f, json)?
+                mode_of(f, json)?
             };
             (m, vars, mode, None)
         }
+    })
+}
+
+/// Fails unless a saved plan still applies to the state read (same lineage and serial).
+fn still_applies(pf: &PlanFile, prior: &Option<StateFile>, json: bool) -> Result<(), Failure> {
+    let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
+    let cur_lineage = prior
+        .as_ref()
+        .map(|p| p.lineage.clone())
+        .unwrap_or_default();
+    if !pf.prior_lineage.is_empty() && cur_lineage != pf.prior_lineage {
+        return Err(fail(json, Diag::error("Saved plan does not match the given state", "The given plan file can not be applied because it was created from a different state lineage.")));
+    }
+    if cur_serial != pf.prior_serial {
+        return Err(fail(json, Diag::error("Saved plan is stale", "The given plan file can no longer be applied because the state was changed by another operation after the plan was created.")));
+    }
+    Ok(())
+}
+
+/// The summary of an apply and its outputs (a sensitive value left out of the `-json` message).
+fn report_applied(ui: &Ui, out: &engine::Outcome, persisted: &Option<StateFile>, mode: Mode) {
+    let s = engine::summary(&out.changes);
+    let (op, msg) = if mode == Mode::Destroy {
+        (
+            "destroy",
+            format!("Destroy complete! Resources: {} destroyed.", s.remove),
+        )
+    } else {
+        (
+            "apply",
+            format!(
+                "Apply complete! Resources: {} added, {} changed, {} destroyed{}.",
+                s.add,
+                s.change,
+                s.remove,
+                s.forgets("forgotten")
+            ),
+        )
     };
+    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
+    ui.human(&format!("\n{msg}"));
+    let outputs: Map<String, Value> = persisted
+        .as_ref()
+        .map(|st| {
+            st.outputs
+                .iter()
+                .map(|(k, o)| {
+                    // A sensitive value is left out of the message, as the real binary does.
+                    let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
+                    if !o.sensitive {
+                        v["value"] = o.value.clone();
+                    }
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
+    ui.line(
+        "info",
+        "outputs",
+        &format!("Outputs: {}", outputs.len()),
+        json!({ "outputs": outputs }),
+    );
+    if !outputs.is_empty() {
+        ui.human("\nOutputs:\n");
+        if let Some(st) = &persisted {
+            for (k, o) in &st.outputs {
+                ui.human(&format!(
+                    "{k} = {}",
+                    if o.sensitive {
+                        "<sensitive>".into()
+                    } else {
+                        o.value.to_string()
+                    }
+                ));
+            }
+        }
+    }
+}
+
+fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
+    let f = parse_flags(a, PLAN_FLAGS)?;
+    let json = f.bool("json");
+    let ui = Ui { json };
+    let plan_path = f.positional.first().cloned();
+    if plan_path.is_none() && !f.bool("auto-approve") {
+        if json {
+            return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
+        }
+        if input_disabled(&f) {
+            return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
+        }
+        eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
+        return Ok(1);
+    }
+    signals::notice_on_interrupt(json);
+    ui.version_line();
+    let (m, vars, mode, saved) = apply_inputs(&f, plan_path.as_deref(), destroy_cmd)?;
     let mut be = open_backend(Some(&m), json)?;
     let locking = f.bool_or("lock", true) && be.locking_enabled();
     if locking {
@@ -711,17 +802,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         // `moved` blocks apply to the state before anything else looks at it.
         let (prior, moved) = engine::apply_moves(&read, &m);
         if let Some(pf) = &saved {
-            let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
-            let cur_lineage = prior
-                .as_ref()
-                .map(|p| p.lineage.clone())
-                .unwrap_or_default();
-            if !pf.prior_lineage.is_empty() && cur_lineage != pf.prior_lineage {
-                return Err(fail(json, Diag::error("Saved plan does not match the given state", "The given plan file can not be applied because it was created from a different state lineage.")));
-            }
-            if cur_serial != pf.prior_serial {
-                return Err(fail(json, Diag::error("Saved plan is stale", "The given plan file can no longer be applied because the state was changed by another operation after the plan was created.")));
-            }
+            still_applies(pf, &prior, json)?;
         }
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "apply") {
             return Err(fail(json, Diag::error("execution halted", "")));
@@ -815,64 +896,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         }
         engine::report_checks(&ui, &out.checks);
         sleep_hook("TOFU_DOUBLE_SLEEP_AFTER", "apply");
-        let s = engine::summary(&out.changes);
-        let (op, msg) = if mode == Mode::Destroy {
-            (
-                "destroy",
-                format!("Destroy complete! Resources: {} destroyed.", s.remove),
-            )
-        } else {
-            (
-                "apply",
-                format!(
-                    "Apply complete! Resources: {} added, {} changed, {} destroyed{}.",
-                    s.add,
-                    s.change,
-                    s.remove,
-                    s.forgets("forgotten")
-                ),
-            )
-        };
-        ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
-        ui.human(&format!("\n{msg}"));
-        let outputs: Map<String, Value> = persisted
-            .as_ref()
-            .map(|st| {
-                st.outputs
-                    .iter()
-                    .map(|(k, o)| {
-                        // A sensitive value is left out of the message, as the real binary does.
-                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
-                        if !o.sensitive {
-                            v["value"] = o.value.clone();
-                        }
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
-        ui.line(
-            "info",
-            "outputs",
-            &format!("Outputs: {}", outputs.len()),
-            json!({ "outputs": outputs }),
-        );
-        if !outputs.is_empty() {
-            ui.human("\nOutputs:\n");
-            if let Some(st) = &persisted {
-                for (k, o) in &st.outputs {
-                    ui.human(&format!(
-                        "{k} = {}",
-                        if o.sensitive {
-                            "<sensitive>".into()
-                        } else {
-                            o.value.to_string()
-                        }
-                    ));
-                }
-            }
-        }
+        report_applied(&ui, &out, &persisted, mode);
         Ok(0)
     })();
     if locking {
