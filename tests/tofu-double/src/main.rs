@@ -523,6 +523,56 @@ fn read_plan(bytes: &[u8]) -> Option<PlanFile> {
     serde_json::from_slice(plan).ok()
 }
 
+/// Writes a saved plan: the stand-in's plan as JSON (`tfplan`), the state it started from
+/// (`tfstate`) and the configuration (`tfconfig/`), as a zip archive like OpenTofu's.
+fn save_plan(
+    path: &str,
+    m: &config::Module,
+    vars: &Map<String, Value>,
+    mode: Mode,
+    (prior, out): (&Option<StateFile>, &engine::Outcome),
+    json: bool,
+) -> Result<(), Failure> {
+    let pf = PlanFile {
+        format: "tofu-double-plan/1".into(),
+        mode,
+        variables: vars.clone(),
+        config: m.files.clone(),
+        prior_serial: prior.as_ref().map(|p| p.serial).unwrap_or(0),
+        prior_lineage: prior
+            .as_ref()
+            .map(|p| p.lineage.clone())
+            .unwrap_or_default(),
+        errored: false,
+        changes: out
+            .changes
+            .iter()
+            .map(|c| (c.addr(), format!("{:?}", c.action)))
+            .collect(),
+        plan_json: engine::plan_json(m, vars, prior, out, mode, false),
+    };
+    let mut entries = vec![(
+        "tfplan".to_string(),
+        serde_json::to_vec(&pf).unwrap_or_default(),
+    )];
+    entries.extend(
+        prior
+            .as_ref()
+            .map(|p| ("tfstate".to_string(), p.to_bytes())),
+    );
+    entries.extend(
+        m.files
+            .iter()
+            .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
+    );
+    std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
+        fail(
+            json,
+            Diag::error("Failed to write plan file", e.to_string()),
+        )
+    })
+}
+
 fn cmd_plan(a: &[String]) -> CmdResult {
     let f = parse_flags(a, PLAN_FLAGS)?;
     let json = f.bool("json");
@@ -581,44 +631,8 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         engine::report_forgets(&ui, &out.changes);
         engine::report_checks(&ui, &out.checks);
         if let Some(path) = f.value("out") {
-            let pf = PlanFile {
-                format: "tofu-double-plan/1".into(),
-                mode,
-                variables: vars.clone(),
-                config: m.files.clone(),
-                prior_serial: prior.as_ref().map(|p| p.serial).unwrap_or(0),
-                prior_lineage: prior
-                    .as_ref()
-                    .map(|p| p.lineage.clone())
-                    .unwrap_or_default(),
-                errored: false,
-                changes: out
-                    .changes
-                    .iter()
-                    .map(|c| (c.addr(), format!("{:?}", c.action)))
-                    .collect(),
-                plan_json: engine::plan_json(&m, &vars, &prior, &out, mode, false),
-            };
-            let mut entries = vec![(
-                "tfplan".to_string(),
-                serde_json::to_vec(&pf).unwrap_or_default(),
-            )];
-            entries.extend(
-                prior
-                    .as_ref()
-                    .map(|p| ("tfstate".to_string(), p.to_bytes())),
-            );
-            entries.extend(
-                m.files
-                    .iter()
-                    .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
-            );
-            std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
-                fail(
-                    json,
-                    Diag::error("Failed to write plan file", e.to_string()),
-                )
-            })?;
+            let planned = (&prior, &out);
+            save_plan(path, &m, &vars, mode, planned, json)?;
             if std::env::var("TF_IN_AUTOMATION")
                 .map(|v| v.is_empty())
                 .unwrap_or(true)
