@@ -787,20 +787,47 @@ fn report_applied(ui: &Ui, out: &engine::Outcome, persisted: &Option<StateFile>,
     }
 }
 
+/// An apply with neither a saved plan nor `-auto-approve`: refused, as no one can approve.
+fn no_approval(f: &args::Flags, json: bool) -> CmdResult {
+    if json {
+        return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
+    }
+    if input_disabled(f) {
+        return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
+    }
+    eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
+    Ok(1)
+}
+
+/// The plan an apply makes first; without a saved plan it is reported as `plan` reports it
+/// (refresh, data sources, changes, summary, forgotten instances).
+fn plan_before_apply(planner: &Walk, report: bool, refresh: bool) -> Result<(), Diag> {
+    let (ui, m, prior) = (planner.ui, planner.module, planner.prior);
+    if report && refresh {
+        engine::report_refresh(ui, prior, m);
+    }
+    let planned = planner.run();
+    if report {
+        remote_state::report(ui, &planned.data);
+    }
+    if let Some(d) = planned.error {
+        return Err(d);
+    }
+    let outs = engine::output_changes(m, prior, &planned.outputs, planner.mode);
+    engine::report_plan(ui, &planned.changes, &outs, planner.mode, report);
+    if report {
+        engine::report_forgets(ui, &planned.changes);
+    }
+    Ok(())
+}
+
 fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
     let f = parse_flags(a, PLAN_FLAGS)?;
     let json = f.bool("json");
     let ui = Ui { json };
     let plan_path = f.positional.first().cloned();
     if plan_path.is_none() && !f.bool("auto-approve") {
-        if json {
-            return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
-        }
-        if input_disabled(&f) {
-            return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
-        }
-        eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
-        return Ok(1);
+        return no_approval(&f, json);
     }
     signals::notice_on_interrupt(json);
     ui.version_line();
@@ -832,21 +859,8 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             apply: false,
             persist: None,
         };
-        if saved.is_none() && f.bool_or("refresh", true) {
-            engine::report_refresh(&ui, &prior, &m);
-        }
-        let planned = planner.run();
-        if saved.is_none() {
-            remote_state::report(&ui, &planned.data);
-        }
-        if let Some(d) = planned.error {
-            return Err(fail(json, d));
-        }
-        let outs = engine::output_changes(&m, &prior, &planned.outputs, mode);
-        engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
-        if saved.is_none() {
-            engine::report_forgets(&ui, &planned.changes);
-        }
+        let refresh = f.bool_or("refresh", true);
+        plan_before_apply(&planner, saved.is_none(), refresh).map_err(|d| fail(json, d))?;
         // State is written as the apply goes (every persist interval) and at the end; each
         // write counts from the last one.
         let local = be.is_local();
