@@ -1,6 +1,6 @@
 //! OpenTofu's hashing, encoding, regular-expression, collection, numeric, filesystem and
 //! sensitivity functions, with its semantics (values checked against the real binary by
-//! conformance modules 41 to 45). The date and time ones are in `datetime.rs`.
+//! conformance modules 41 to 48). The date and time ones are in `datetime.rs`.
 
 use crate::functions::{call, declare_all, hex, items, number, number_value, text};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -216,7 +216,7 @@ fn csv_rows(src: &str) -> Result<Vec<Vec<String>>, String> {
             (true, '"') => quoted = false,
             (true, c) => field.push(c),
             (false, '"') if field.is_empty() && !was_quoted => (quoted, was_quoted) = (true, true),
-            (false, '"') => return Err("bare \" in non-quoted field".into()),
+            (false, '"') if !was_quoted => return Err("bare \" in non-quoted field".into()),
             (false, ',') => {
                 row.push(std::mem::take(&mut field));
                 was_quoted = false;
@@ -226,6 +226,10 @@ fn csv_rows(src: &str) -> Result<Vec<Vec<String>>, String> {
                 row.push(std::mem::take(&mut field));
                 rows.push(std::mem::take(&mut row));
                 was_quoted = false;
+            }
+            // After a quoted field only a separator or the end of the line may follow.
+            (false, _) if was_quoted => {
+                return Err("extraneous or missing \" in quoted-field".into())
             }
             (false, c) => field.push(c),
         }
@@ -517,6 +521,9 @@ mod tests {
         );
         let csv = csvdecode("a,b\n1,\"x y\"\n3,4\n").unwrap();
         assert_eq!(csv, json!([{"a": "1", "b": "x y"}, {"a": "3", "b": "4"}]));
+        assert!(csvdecode("a\n\"x\"y\n").is_err());
+        assert!(csvdecode("a\nx\"y\n").is_err());
+        assert!(csvdecode("a,b\n1\n").is_err());
         assert_eq!(
             replace_regex("hello world", "w(or)ld", "$1 [$0]").unwrap(),
             "hello or [world]"

@@ -4,6 +4,10 @@ output "csv" {
   value = jsonencode(csvdecode("a,b,c\n1,\"x, \"\"y\"\"\",\n3,4,5\n"))
 }
 
+output "csv_edges" {
+  value = [can(csvdecode("a\n\"x\"y\n")), can(csvdecode("a\nx\"y\n")), can(csvdecode("a,b\n1\n")), jsonencode(csvdecode("a,b\r\n1,2\r\n\r\n3,4"))]
+}
+
 output "text_encodings" {
   value = [
     textencodebase64("Hello World", "UTF-16LE"),
