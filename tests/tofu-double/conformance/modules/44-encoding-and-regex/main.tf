@@ -16,7 +16,15 @@ output "text_encodings" {
     textencodebase64("hi", "utf-16be"),
     textdecodebase64("SABlAGwAbABvAA==", "UTF-16LE"),
     textdecodebase64("aOk=", "latin1"),
+    textencodebase64("hi", "US-ASCII"),
+    textencodebase64("hi", "UTF-16"),
+    textdecodebase64("/v8AaABp", "UTF-16"),
   ]
+}
+
+# Text an encoding cannot hold, bytes not valid in it, and names Go's index does not know fail.
+output "text_encoding_errors" {
+  value = [can(textencodebase64("hé", "US-ASCII")), can(textdecodebase64("aOk=", "US-ASCII")), can(textencodebase64("hi", "ascii")), can(textencodebase64("€", "ISO-8859-1")), can(textdecodebase64("/w==", "UTF-8")), can(textdecodebase64("2D3Y", "UTF-16LE")), can(textencodebase64("hi", "utf8"))]
 }
 
 output "regex" {
