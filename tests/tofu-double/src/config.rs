@@ -259,6 +259,8 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         crate::sensitivity::answer_issensitive(&mut m);
         let leaks = sensitive_outputs(&m);
         m.validation_errors.extend(leaks);
+        let keys = sensitive_for_each(&m);
+        m.validation_errors.extend(keys);
         Ok(m)
     } else {
         Err(diags)
@@ -724,6 +726,25 @@ fn sensitive_outputs(m: &Module) -> Vec<Diag> {
             Diag::error(
                 "Output refers to sensitive values",
                 "To reduce the risk of accidentally exporting sensitive data that was intended to be only internal, OpenTofu requires that any root module output containing sensitive data be explicitly marked as sensitive, to confirm your intent.\n\nIf you do intend to export this data, annotate the output value as sensitive by adding the following argument:\n    sensitive = true",
+            )
+        })
+        .collect()
+}
+
+/// `Invalid for_each argument` for each resource whose `for_each` is sensitive: its keys would
+/// show the value.
+fn sensitive_for_each(m: &Module) -> Vec<Diag> {
+    let sensitive = |r: &&ResourceDecl| {
+        let e = r.for_each.as_ref();
+        e.is_some_and(|e| m.refers_to_sensitive(&expr_text(e)))
+    };
+    m.resources
+        .iter()
+        .filter(sensitive)
+        .map(|_| {
+            Diag::error(
+                "Invalid for_each argument",
+                "Sensitive values, or values derived from sensitive values, cannot be used as for_each arguments. If used, the sensitive value could be exposed as a resource instance key.",
             )
         })
         .collect()
