@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 /// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path); an
 /// instance key stays in the address (`terraform_data.z["a"]`), a splat (`terraform_data.n[*].id`)
-/// names the whole resource.
+/// or a bare reference (`length(terraform_data.n)`) names the whole resource.
 pub fn attribute_refs(text: &str) -> Vec<(String, Vec<Value>)> {
     let mut out = refs_after(text, "terraform_data.");
     out.extend(refs_after(text, "data.terraform_remote_state."));
@@ -58,7 +58,7 @@ fn refs_after(text: &str, pat: &str) -> Vec<(String, Vec<Value>)> {
                 break;
             }
         }
-        if boundary && !name.is_empty() && (splat || !path.is_empty()) {
+        if boundary && !name.is_empty() {
             out.push((format!("{pat}{name}"), path));
         }
         rest = &rest[i + pat.len()..];
@@ -262,6 +262,7 @@ mod tests {
             vec![
                 ("terraform_data.a".to_string(), path(&["id"])),
                 ("terraform_data.b_2".to_string(), path(&["output", "x"])),
+                ("terraform_data.c".to_string(), path(&[])),
                 ("terraform_data.n".to_string(), path(&[])),
                 ("terraform_data.z[\"k\"]".to_string(), path(&["input"])),
             ]
