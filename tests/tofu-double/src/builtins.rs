@@ -32,6 +32,7 @@ pub const NAMES: &[&str] = &[
     "pathexpand",
     "regex",
     "regexall",
+    "rsadecrypt",
     "sensitive",
     "setproduct",
     "sha1",
@@ -107,6 +108,10 @@ fn declare_hashes(ctx: &mut Context) {
         ("filebase64sha256", 1, false, |a| file_b64(&a[0], sha256_of)),
         ("filebase64sha512", 1, false, |a| file_b64(&a[0], sha512_of)),
         ("uuidv5", 2, false, uuidv5),
+        ("rsadecrypt", 2, false, |a| rsadecrypt(
+            &text(&a[0]),
+            &text(&a[1])
+        )),
     );
 }
 
@@ -176,6 +181,27 @@ fn uuidv5(a: &[Value]) -> Result<Value, String> {
     bytes.copy_from_slice(&digest[..16]);
     let id = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
     Ok(json!(id.to_string()))
+}
+
+/// `rsadecrypt(ciphertext, key)`: PKCS #1 v1.5 decryption with a PEM private key (PKCS #1 or
+/// PKCS #8).
+fn rsadecrypt(ciphertext: &str, key: &str) -> Result<Value, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let bytes = B64.decode(ciphertext).map_err(|e| {
+        format!("Invalid value for \"ciphertext\" parameter: failed to decode input {ciphertext:?}: cipher text must be base64-encoded ({e})")
+    })?;
+    let pk = rsa::RsaPrivateKey::from_pkcs1_pem(key)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(key))
+        .map_err(|e| {
+            format!("Invalid value for \"privatekey\" parameter: invalid private key: {e}")
+        })?;
+    let plain = pk
+        .decrypt(rsa::Pkcs1v15Encrypt, &bytes)
+        .map_err(|_| "failed to decrypt: crypto/rsa: decryption error".to_string())?;
+    String::from_utf8(plain)
+        .map(Value::String)
+        .map_err(|_| "the decrypted text is not valid UTF-8".into())
 }
 
 /// `csvdecode`: RFC 4180 as Go's `encoding/csv` reads it; the first line names the columns.
