@@ -495,6 +495,9 @@ fn declare_collections(ctx: &mut Context) {
     use ParamType::{Any, String as Str};
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {
+            // A string known only after apply has a length known only then (a collection's is
+            // known from its shape).
+            HValue::String(x) if x.contains(UNKNOWN) => return Ok(HValue::String(UNKNOWN.into())),
             HValue::String(x) => x.chars().count(),
             HValue::Array(x) => x.len(),
             HValue::Object(x) => x.len(),
@@ -713,6 +716,8 @@ mod tests {
         assert_eq!(ev("format(\"%s-%d\", \"gpu\", 4)"), json!("gpu-4"));
         assert_eq!(ev("join(\",\", [\"a\", \"b\"])"), json!("a,b"));
         assert_eq!(ev("length(concat([1], [2, 3]))"), json!(3));
+        let unknown = format!("length(\"{UNKNOWN}\")");
+        assert_eq!(ev(&unknown), json!(UNKNOWN));
         assert_eq!(ev("merge({a = 1}, {b = 2})"), json!({"a": 1, "b": 2}));
         assert_eq!(ev("max(1, 5, 3)"), json!(5));
         assert_eq!(ev("terraform.workspace"), json!("default"));
