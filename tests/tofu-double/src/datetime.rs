@@ -1,6 +1,7 @@
 //! OpenTofu's date and time functions over RFC 3339 timestamps: `formatdate` (its own format
-//! verbs), `timeadd` (Go durations) and `timecmp`. `timestamp` and `plantimestamp`, whose values
-//! depend on when they run (and the first is unknown while planning), are not implemented.
+//! verbs), `timeadd` (Go durations) and `timecmp`; and the impure `timestamp` and `uuid`, unknown
+//! while planning and new values when applying, as OpenTofu evaluates them. `plantimestamp`
+//! (the plan's own time, kept in a saved plan) is not implemented.
 
 use crate::functions::{call, declare_all, text};
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
@@ -9,7 +10,24 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// The names `declare` adds.
-pub const NAMES: &[&str] = &["formatdate", "timeadd", "timecmp"];
+pub const NAMES: &[&str] = &["formatdate", "timeadd", "timecmp", "timestamp", "uuid"];
+
+/// Whether expressions are being evaluated to apply (impure functions give values) or to plan
+/// or validate (they are unknown). The walk that applies sets it.
+static APPLYING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_applying(applying: bool) {
+    APPLYING.store(applying, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// An impure function's value: unknown unless applying.
+fn impure(value: impl FnOnce() -> String) -> Result<Value, String> {
+    if APPLYING.load(std::sync::atomic::Ordering::SeqCst) {
+        Ok(json!(value()))
+    } else {
+        Ok(json!(crate::eval::UNKNOWN))
+    }
+}
 
 pub fn declare(ctx: &mut Context) {
     declare_all!(
@@ -26,6 +44,12 @@ pub fn declare(ctx: &mut Context) {
             let (x, y) = (parse(&a[0], "timestamp_a")?, parse(&a[1], "timestamp_b")?);
             Ok(json!(x.cmp(&y) as i64))
         }),
+        ("timestamp", 0, false, |_| impure(|| rfc3339(
+            &OffsetDateTime::now_utc()
+        ))),
+        ("uuid", 0, false, |_| impure(
+            || uuid::Uuid::new_v4().to_string()
+        )),
     );
 }
 

@@ -592,6 +592,7 @@ impl Walk<'_> {
 
     /// Plans (and, when `apply`, carries out) every change.
     pub fn run(&self) -> Outcome {
+        crate::datetime::set_applying(self.apply);
         let mut recs = records(self.prior);
         let mut changes = Vec::new();
         let mut resources: Map<String, Value> = Map::new();

@@ -1,0 +1,16 @@
+# uuid() and timestamp() are unknown while planning and new values at each apply (the second
+# plan changes them again); only their shapes are compared.
+resource "terraform_data" "stamp" {
+  input = {
+    id   = uuid()
+    year = length(formatdate("YYYY", timestamp()))
+  }
+}
+
+output "id_length" {
+  value = length(uuid())
+}
+
+output "stamp_is_rfc3339" {
+  value = can(formatdate("YYYY", timestamp())) && length(timestamp()) == 20
+}
