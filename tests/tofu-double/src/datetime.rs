@@ -1,7 +1,7 @@
 //! OpenTofu's date and time functions over RFC 3339 timestamps: `formatdate` (its own format
-//! verbs), `timeadd` (Go durations) and `timecmp`; and the impure `timestamp` and `uuid`, unknown
-//! while planning and new values when applying, as OpenTofu evaluates them. `plantimestamp`
-//! (the plan's own time, kept in a saved plan) is not implemented.
+//! verbs), `timeadd` (Go durations) and `timecmp`; the impure `timestamp` and `uuid`, unknown
+//! while planning and new values when applying, as OpenTofu evaluates them; `plantimestamp`,
+//! the time the plan began (kept in a saved plan for its apply), unknown while validating.
 
 use crate::functions::{call, declare_all, text};
 use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
@@ -10,7 +10,28 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// The names `declare` adds.
-pub const NAMES: &[&str] = &["formatdate", "timeadd", "timecmp", "timestamp", "uuid"];
+pub const NAMES: &[&str] = &[
+    "formatdate",
+    "plantimestamp",
+    "timeadd",
+    "timecmp",
+    "timestamp",
+    "uuid",
+];
+
+/// When the plan being made (or applied) began, for `plantimestamp`.
+static PLAN_TIME: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records when the plan began: now, or the saved plan's time.
+pub fn set_plan_time(saved: Option<String>) {
+    let t = saved.unwrap_or_else(|| rfc3339(&OffsetDateTime::now_utc()));
+    *PLAN_TIME.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+}
+
+/// The time recorded by `set_plan_time`, if any.
+pub fn plan_time() -> Option<String> {
+    PLAN_TIME.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// Whether expressions are being evaluated to apply (impure functions give values) or to plan
 /// or validate (they are unknown). The walk that applies sets it.
@@ -50,6 +71,11 @@ pub fn declare(ctx: &mut Context) {
         ("uuid", 0, false, |_| impure(
             || uuid::Uuid::new_v4().to_string()
         )),
+        ("plantimestamp", 0, false, |_| {
+            Ok(json!(
+                plan_time().unwrap_or_else(|| crate::eval::UNKNOWN.into())
+            ))
+        }),
     );
 }
 

@@ -514,6 +514,9 @@ struct PlanFile {
     errored: bool,
     changes: Vec<(String, String)>,
     plan_json: Value,
+    /// When the plan began (`plantimestamp` while applying it).
+    #[serde(default)]
+    plan_timestamp: Option<String>,
 }
 
 /// The stand-in's plan from a saved plan file (a zip archive with a `tfplan` entry).
@@ -550,6 +553,7 @@ fn save_plan(
             .map(|c| (c.addr(), format!("{:?}", c.action)))
             .collect(),
         plan_json: engine::plan_json(m, vars, prior, out, mode, false),
+        plan_timestamp: datetime::plan_time(),
     };
     let mut entries = vec![(
         "tfplan".to_string(),
@@ -592,6 +596,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         }
     }
     let m = load_module(json)?;
+    datetime::set_plan_time(None);
     let vars = engine::collect_vars(&m, &var_args(&f)).map_err(|diags| Failure { diags, json })?;
     let mut be = open_backend(Some(&m), json)?;
     let locking = f.bool_or("lock", true) && be.locking_enabled();
@@ -693,6 +698,7 @@ fn apply_inputs(
                 config::load(&cwd(), pf.config.clone()).map_err(|diags| Failure { diags, json })?;
             let vars = pf.variables.clone();
             let mode = pf.mode;
+            datetime::set_plan_time(pf.plan_timestamp.clone());
             (m, vars, mode, Some(pf))
         }
         None => {
@@ -704,6 +710,7 @@ fn apply_inputs(
             } else {
                 mode_of(f, json)?
             };
+            datetime::set_plan_time(None);
             (m, vars, mode, None)
         }
     })

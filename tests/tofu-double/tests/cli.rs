@@ -922,3 +922,22 @@ fn remote_state_is_read_over_http_and_a_missing_one_fails() {
         o.stderr
     );
 }
+
+#[test]
+fn plantimestamp_is_the_plans_time_when_the_saved_plan_is_applied() {
+    let d = module(&[(
+        "main.tf",
+        "output \"t\" {\n  value = plantimestamp()\n}\n\noutput \"now\" {\n  value = timestamp()\n}\n",
+    )]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    assert_eq!(tofu(&d, &["plan", "-out=p"], &[]).code, 0);
+    let show: Value = serde_json::from_str(&tofu(&d, &["show", "-json", "p"], &[]).stdout).unwrap();
+    let planned = show["output_changes"]["t"]["after"].clone();
+    assert!(planned.as_str().is_some_and(|t| t.ends_with('Z')), "{show}");
+    assert_eq!(show["output_changes"]["now"]["after_unknown"], true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(tofu(&d, &["apply", "p"], &[]).code, 0);
+    let out: Value = serde_json::from_str(&tofu(&d, &["output", "-json"], &[]).stdout).unwrap();
+    assert_eq!(out["t"]["value"], planned);
+    assert_ne!(out["now"]["value"], planned);
+}

@@ -14,3 +14,12 @@ output "id_length" {
 output "stamp_is_rfc3339" {
   value = can(formatdate("YYYY", timestamp())) && length(timestamp()) == 20
 }
+
+# plantimestamp() is known while planning and the same when the saved plan is applied.
+resource "terraform_data" "planned_at" {
+  input = length(plantimestamp())
+}
+
+output "plan_time_is_rfc3339" {
+  value = can(formatdate("YYYY", plantimestamp())) && length(plantimestamp()) == 20
+}
