@@ -434,7 +434,7 @@ fn f(
     ctx.declare_func(name, b.build(func));
 }
 
-/// `upper` to `cidrhost`.
+/// `upper` to `cidrhost`, and `length`.
 fn declare_strings(ctx: &mut Context) {
     use ParamType::{Any, Number, String as Str};
     f(ctx, "upper", vec![Str], None, |a| {
@@ -488,11 +488,6 @@ fn declare_strings(ctx: &mut Context) {
     f(ctx, "cidrhost", vec![Str, Number], None, |a| {
         crate::cidr::host(&s(&a[0]), int_arg(&a[1], "hostnum")?).map(HValue::String)
     });
-}
-
-/// `length` to `tomap`.
-fn declare_collections(ctx: &mut Context) {
-    use ParamType::{Any, String as Str};
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {
             // A string known only after apply has a length known only then (a collection's is
@@ -504,6 +499,11 @@ fn declare_collections(ctx: &mut Context) {
             _ => return Err("length() needs a string, list or map".into()),
         } as i64))
     });
+}
+
+/// `concat` to `tomap`.
+fn declare_collections(ctx: &mut Context) {
+    use ParamType::{Any, String as Str};
     f(ctx, "concat", vec![], Some(Any), |a| {
         Ok(HValue::Array(a.iter().flat_map(list).collect()))
     });

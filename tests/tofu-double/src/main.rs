@@ -584,16 +584,14 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     signals::notice_on_interrupt(json);
     ui.version_line();
     let mode = mode_of(&f, json)?;
-    if let Some(out) = f.value("out") {
-        if out.ends_with(".tf") || out.ends_with(".tofu") {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Invalid plan file name",
-                    "The plan file name must not end in \".tf\" or \".tofu\".",
-                ),
-            ));
-        }
+    if f.value("out")
+        .is_some_and(|o| o.ends_with(".tf") || o.ends_with(".tofu"))
+    {
+        let d = Diag::error(
+            "Invalid plan file name",
+            "The plan file name must not end in \".tf\" or \".tofu\".",
+        );
+        return Err(fail(json, d));
     }
     let m = load_module(json)?;
     datetime::set_plan_time(None);
@@ -638,10 +636,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
         if let Some(path) = f.value("out") {
             let planned = (&prior, &out);
             save_plan(path, &m, &vars, mode, planned, json)?;
-            if std::env::var("TF_IN_AUTOMATION")
-                .map(|v| v.is_empty())
-                .unwrap_or(true)
-            {
+            if std::env::var("TF_IN_AUTOMATION").map_or(true, |v| v.is_empty()) {
                 ui.human(&format!("\nSaved the plan to: {path}\n\nTo perform exactly these actions, run the following command to apply:\n    tofu apply \"{path}\""));
             }
         }
