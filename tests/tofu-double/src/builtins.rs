@@ -534,6 +534,36 @@ fn template(src: &str, vars: &Value) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    /// Expected values are what Terraform 1.11.4 printed for the same tree.
+    #[test]
+    fn fileset_globs_as_the_real_binary() {
+        let root = std::env::temp_dir().join(format!("tofu-double-fileset-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sub/deep")).unwrap();
+        for f in [
+            "a.txt",
+            ".hidden.txt",
+            "sub/b.txt",
+            "sub/deep/c.txt",
+            "sub/deep/d.md",
+        ] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        let r = root.to_string_lossy().to_string();
+        let glob = |dir: &str, p: &str| fileset(&format!("{r}{dir}"), p).unwrap();
+        assert_eq!(
+            glob("", "**/*.txt"),
+            json!([".hidden.txt", "a.txt", "sub/b.txt", "sub/deep/c.txt"])
+        );
+        assert_eq!(glob("", "sub/*"), json!(["sub/b.txt"]));
+        assert_eq!(
+            glob("/sub", "**"),
+            json!(["b.txt", "deep/c.txt", "deep/d.md"])
+        );
+        assert_eq!(glob("", "sub/**/*.md"), json!(["sub/deep/d.md"]));
+        assert_eq!(glob("", "[ab].txt"), json!(["a.txt"]));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
     /// Expected values are what Terraform 1.11.4 printed for the same calls.
     #[test]
     fn values_as_the_real_binary_prints_them() {
