@@ -210,6 +210,22 @@ fn config_marks(
 pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, Value>, Vec<Diag>> {
     let mut raw: Map<String, Value> = Map::new();
     let mut diags = Vec::new();
+    env_vars(m, &mut raw, &mut diags);
+    var_files(m, &mut raw, &mut diags);
+    cli_vars(m, cli, &mut raw, &mut diags);
+    let out = typed_values(m, raw, &mut diags);
+    validate_vars(m, &out, &mut diags);
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+type Raw = Map<String, Value>;
+
+/// `TF_VAR_NAME` for each declared variable.
+fn env_vars(m: &Module, raw: &mut Raw, diags: &mut Vec<Diag>) {
     let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     for (k, v) in std::env::vars() {
         if let Some(n) = k.strip_prefix("TF_VAR_") {
@@ -223,6 +239,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             }
         }
     }
+}
+
+/// `terraform.tfvars`, `terraform.tfvars.json` and the `*.auto.tfvars[.json]` files, in order.
+fn var_files(m: &Module, raw: &mut Raw, diags: &mut Vec<Diag>) {
+    let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     let mut files: Vec<String> = Vec::new();
     for f in ["terraform.tfvars", "terraform.tfvars.json"] {
         if m.dir.join(f).is_file() {
@@ -251,6 +272,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             Err(d) => diags.push(d),
         }
     }
+}
+
+/// `-var` and `-var-file` in the order given (each later one wins).
+fn cli_vars(m: &Module, cli: &[(String, String)], raw: &mut Raw, diags: &mut Vec<Diag>) {
+    let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     for (kind, v) in cli {
         if kind == "var" {
             let Some((k, val)) = v.split_once('=') else {
@@ -290,6 +316,10 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             }
         }
     }
+}
+
+/// Every declared variable's value (given or default) converted to its type.
+fn typed_values(m: &Module, mut raw: Raw, diags: &mut Vec<Diag>) -> Map<String, Value> {
     let mut out = Map::new();
     for d in &m.variables {
         let v = match raw.remove(&d.name) {
@@ -323,7 +353,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
         };
         out.insert(d.name.clone(), v);
     }
-    // Validation rules see only their own variable.
+    out
+}
+
+/// Variable validation rules; each sees only its own variable.
+fn validate_vars(m: &Module, out: &Map<String, Value>, diags: &mut Vec<Diag>) {
     for d in &m.variables {
         for (cond, msg) in &d.validations {
             let Some(v) = out.get(&d.name) else { continue };
@@ -354,11 +388,6 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
                 Err(e) => diags.push(Diag::error("Invalid validation condition", e)),
             }
         }
-    }
-    if diags.is_empty() {
-        Ok(out)
-    } else {
-        Err(diags)
     }
 }
 
