@@ -314,6 +314,64 @@ fn cmd_version(a: &[String]) -> CmdResult {
     Ok(0)
 }
 
+/// `-lockfile` takes only `readonly`, which `-upgrade` contradicts.
+fn check_lockfile_flags(f: &args::Flags, json: bool) -> Result<(), Failure> {
+    if let Some(l) = f.value("lockfile") {
+        if l != "readonly" {
+            return Err(fail(
+                json,
+                Diag::error(
+                    "Invalid lockfile mode",
+                    format!("The only valid value for -lockfile is \"readonly\", got {l:?}."),
+                ),
+            ));
+        }
+        if f.bool("upgrade") {
+            return Err(fail(
+                json,
+                Diag::error(
+                    "Conflicting options",
+                    "The -upgrade flag conflicts with -lockfile=readonly.",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One `-backend-config`: `key=value`, or a file of backend attributes.
+fn backend_config(bc: &str, cfg: &mut Map<String, Value>, json: bool) -> Result<(), Failure> {
+    match bc.split_once('=') {
+        Some((k, v)) if !Path::new(bc).is_file() => {
+            cfg.insert(k.trim().to_string(), Value::String(v.to_string()));
+        }
+        _ => {
+            let src = std::fs::read_to_string(bc).map_err(|e| {
+                fail(
+                    json,
+                    Diag::error(
+                        "Failed to read file",
+                        format!("The file {bc:?} could not be read: {e}"),
+                    ),
+                )
+            })?;
+            let body = hcl::parse(&src).map_err(|e| {
+                fail(
+                    json,
+                    Diag::error("Invalid backend configuration file", format!("{bc}: {e}")),
+                )
+            })?;
+            for at in body.attributes() {
+                let v = eval::eval_static(at.expr()).map_err(|e| {
+                    fail(json, Diag::error("Invalid backend configuration file", e))
+                })?;
+                cfg.insert(at.key().to_string(), v);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cmd_init(a: &[String]) -> CmdResult {
     let f = parse_flags(
         a,
@@ -337,26 +395,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
         ],
     )?;
     let json = f.bool("json");
-    if let Some(l) = f.value("lockfile") {
-        if l != "readonly" {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Invalid lockfile mode",
-                    format!("The only valid value for -lockfile is \"readonly\", got {l:?}."),
-                ),
-            ));
-        }
-        if f.bool("upgrade") {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Conflicting options",
-                    "The -upgrade flag conflicts with -lockfile=readonly.",
-                ),
-            ));
-        }
-    }
+    check_lockfile_flags(&f, json)?;
     let m = load_module_for_init(json)?;
     let dd = data_dir();
     std::fs::create_dir_all(&dd).map_err(|e| {
@@ -372,34 +411,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
             None => ("local".to_string(), Map::new()),
         };
         for bc in f.all("backend-config") {
-            match bc.split_once('=') {
-                Some((k, v)) if !Path::new(bc).is_file() => {
-                    cfg.insert(k.trim().to_string(), Value::String(v.to_string()));
-                }
-                _ => {
-                    let src = std::fs::read_to_string(bc).map_err(|e| {
-                        fail(
-                            json,
-                            Diag::error(
-                                "Failed to read file",
-                                format!("The file {bc:?} could not be read: {e}"),
-                            ),
-                        )
-                    })?;
-                    let body = hcl::parse(&src).map_err(|e| {
-                        fail(
-                            json,
-                            Diag::error("Invalid backend configuration file", format!("{bc}: {e}")),
-                        )
-                    })?;
-                    for at in body.attributes() {
-                        let v = eval::eval_static(at.expr()).map_err(|e| {
-                            fail(json, Diag::error("Invalid backend configuration file", e))
-                        })?;
-                        cfg.insert(at.key().to_string(), v);
-                    }
-                }
-            }
+            backend_config(bc, &mut cfg, json)?;
         }
         if m.backend.is_some() {
             let be = Backend::open(&kind, &cfg, &cwd(), &workspace()).map_err(|d| fail(json, d))?;
