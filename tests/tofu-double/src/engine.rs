@@ -1226,38 +1226,7 @@ impl Walk<'_> {
         }
         let perr =
             |e: String| Diag::error("local-exec provisioner error", e).with_address(a.to_string());
-        let command = eval::eval(&p.command, &ctx).map_err(perr)?;
-        let command = command
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| command.to_string());
-        let interpreter: Vec<String> = match &p.interpreter {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            None => vec!["/bin/sh".into(), "-c".into()],
-        };
-        let env: Map<String, Value> = match &p.environment {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            None => Map::new(),
-        };
-        let wd = match &p.working_dir {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_str()
-                .map(str::to_string),
-            None => None,
-        };
+        let run = LocalExec::evaluate(p, &ctx).map_err(perr)?;
         self.ui.line(
             "info",
             "provision_start",
@@ -1280,133 +1249,183 @@ impl Walk<'_> {
             self.ui.human(&format!("{a} (local-exec): {shown}"));
         };
         // Go's `%q` of a string slice: `["/bin/sh" "-c" "echo hi"]`.
-        let argv: Vec<String> = interpreter
+        let argv: Vec<String> = run
+            .interpreter
             .iter()
-            .chain([&command])
+            .chain([&run.command])
             .map(|w| crate::strfmt::quote(w))
             .collect();
         progress(&format!("Executing: [{}]", argv.join(" ")));
-        let Some((prog, args)) = interpreter.split_first() else {
-            return Err(perr("empty interpreter".into()));
+        let command = run.command.clone();
+        let child = run.spawn().map_err(perr)?;
+        let (status, output, killed) = wait_with_output(child, &progress);
+        let hook = json!({"hook": {"resource": ro, "provisioner": "local-exec"}});
+        if status.success() && !killed {
+            let done = format!("{a}: (local-exec) Provisioning complete");
+            self.ui.line("info", "provision_complete", &done, hook);
+            return Ok(());
+        }
+        let failed = format!("{a}: (local-exec) Provisioning errored");
+        self.ui.line("error", "provision_errored", &failed, hook);
+        if p.on_failure_continue && !killed {
+            return Ok(());
+        }
+        let why = exit_reason(killed, status)
+            .map_err(|e| perr(format!("Error running command '{command}': {e}")))?;
+        Err(perr(format!(
+            "Error running command '{command}': {why}. Output: {output}"
+        )))
+    }
+}
+
+/// A `local-exec` provisioner's configuration, evaluated.
+struct LocalExec {
+    command: String,
+    interpreter: Vec<String>,
+    env: Map<String, Value>,
+    working_dir: Option<String>,
+}
+
+impl LocalExec {
+    fn evaluate(p: &Provisioner, ctx: &hcl::eval::Context) -> Result<LocalExec, String> {
+        let text = |v: Value| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        };
+        let command = text(eval::eval(&p.command, ctx)?);
+        let interpreter: Vec<String> = match &p.interpreter {
+            Some(e) => eval::eval(e, ctx)?
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => vec!["/bin/sh".into(), "-c".into()],
+        };
+        let env = match &p.environment {
+            Some(e) => eval::eval(e, ctx)?.as_object().cloned().unwrap_or_default(),
+            None => Map::new(),
+        };
+        let working_dir = match &p.working_dir {
+            Some(e) => eval::eval(e, ctx)?.as_str().map(str::to_string),
+            None => None,
+        };
+        Ok(LocalExec {
+            command,
+            interpreter,
+            env,
+            working_dir,
+        })
+    }
+
+    /// Starts the command with its output piped.
+    fn spawn(self) -> Result<std::process::Child, String> {
+        let Some((prog, args)) = self.interpreter.split_first() else {
+            return Err("empty interpreter".into());
         };
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args)
-            .arg(&command)
+            .arg(&self.command)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        for (k, v) in &env {
-            cmd.env(
-                k,
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            );
+        for (k, v) in &self.env {
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            cmd.env(k, v);
         }
-        if let Some(w) = wd {
+        if let Some(w) = &self.working_dir {
             cmd.current_dir(w);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| perr(format!("Error running command '{command}': {e}")))?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+        cmd.spawn()
+            .map_err(|e| format!("Error running command '{}': {e}", self.command))
+    }
+}
+
+/// Reads a child's stdout and stderr line by line (each shown through `progress`) until it
+/// exits, killing it on an interrupt; its status, its output and whether it was killed.
+fn wait_with_output(
+    mut child: std::process::Child,
+    progress: &dyn Fn(&str),
+) -> (std::process::ExitStatus, String, bool) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
                 }
-            });
+            }
+        });
+    }
+    drop(tx);
+    let (mut status, mut output) = (None, String::new());
+    let (mut exited_at, mut killed): (Option<Instant>, bool) = (None, false);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                progress(&line);
+                output.push_str(&line);
+                output.push('\n');
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
+            Err(_) => {}
         }
-        drop(tx);
-        let mut status = None;
-        let mut output = String::new();
-        let mut exited_at: Option<Instant> = None;
-        let mut killed = false;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(line) => {
-                    progress(&line);
-                    output.push_str(&line);
-                    output.push('\n');
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
-                Err(_) => {}
+        if status.is_none() {
+            if signals::interrupted() && !killed {
+                signals::announce();
+                let _ = child.kill();
+                killed = true;
             }
-            if status.is_none() {
-                if signals::interrupted() && !killed {
-                    signals::announce();
-                    let _ = child.kill();
-                    killed = true;
-                }
-                if let Ok(Some(s)) = child.try_wait() {
-                    status = Some(s);
-                    exited_at = Some(Instant::now());
-                }
-            } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
-                // A background child still holds the pipe: stop reading, as Go's WaitDelay does.
-                break;
+            if let Ok(Some(s)) = child.try_wait() {
+                status = Some(s);
+                exited_at = Some(Instant::now());
             }
-        }
-        let status = status.unwrap_or_else(|| child.wait().expect("wait"));
-        if status.success() && !killed {
-            self.ui.line(
-                "info",
-                "provision_complete",
-                &format!("{a}: (local-exec) Provisioning complete"),
-                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
-            );
-            Ok(())
-        } else {
-            self.ui.line(
-                "error",
-                "provision_errored",
-                &format!("{a}: (local-exec) Provisioning errored"),
-                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
-            );
-            if p.on_failure_continue && !killed {
-                return Ok(());
-            }
-            use std::os::unix::process::ExitStatusExt;
-            // Go's exec error text, as real OpenTofu prints it.
-            let why = match (killed, status.signal()) {
-                (true, _) => "signal: killed".to_string(),
-                (false, Some(sig)) => format!(
-                    "signal: {}",
-                    match sig {
-                        9 => "killed",
-                        11 => "segmentation fault",
-                        15 => "terminated",
-                        24 => "CPU time limit exceeded",
-                        25 => "file size limit exceeded",
-                        n =>
-                            return Err(perr(format!(
-                                "Error running command '{command}': signal {n}"
-                            ))),
-                    }
-                ),
-                (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
-            };
-            Err(perr(format!(
-                "Error running command '{command}': {why}. Output: {output}"
-            )))
+        } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+            // A background child still holds the pipe: stop reading, as Go's WaitDelay does.
+            break;
         }
     }
+    let status = status.unwrap_or_else(|| child.wait().expect("wait"));
+    (status, output, killed)
+}
+
+/// Go's exec error text for a failed command, as real OpenTofu prints it (`Err` for a signal
+/// Go names only by number).
+fn exit_reason(killed: bool, status: std::process::ExitStatus) -> Result<String, String> {
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (killed, status.signal()) {
+        (true, _) => "signal: killed".to_string(),
+        (false, Some(sig)) => format!(
+            "signal: {}",
+            match sig {
+                9 => "killed",
+                11 => "segmentation fault",
+                15 => "terminated",
+                24 => "CPU time limit exceeded",
+                25 => "file size limit exceeded",
+                n => return Err(format!("signal {n}")),
+            }
+        ),
+        (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
+    })
 }
 
 /// An instance as references see it while planning: a changing resource's computed `output`
