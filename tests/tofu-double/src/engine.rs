@@ -1029,33 +1029,7 @@ impl Walk<'_> {
             x => vec![x],
         };
         for phase in phases {
-            let (verb, done) = match phase {
-                Action::Create => ("Creating...", "Creation complete"),
-                Action::Update => ("Modifying...", "Modifications complete"),
-                _ => ("Destroying...", "Destruction complete"),
-            };
-            let idv = c
-                .before
-                .as_ref()
-                .map(|b| b.id.clone())
-                .filter(|_| phase != Action::Create);
-            let mut start_hook = json!({"resource": ro, "action": phase.ui()});
-            if let Some(id) = &idv {
-                start_hook["id_key"] = json!("id");
-                start_hook["id_value"] = id.clone();
-            }
-            let suffix = idv
-                .as_ref()
-                .and_then(Value::as_str)
-                .map(|i| format!(" [id={i}]"))
-                .unwrap_or_default();
-            self.ui.line(
-                "info",
-                "apply_start",
-                &format!("{a}: {verb}{suffix}"),
-                json!({"hook": start_hook}),
-            );
-            self.ui.human(&format!("{a}: {verb}{suffix}"));
+            self.announce_start(c, &a, &ro, phase);
             let started = Instant::now();
             if phase == Action::Delete {
                 if let Some(before) = &c.before {
@@ -1065,94 +1039,127 @@ impl Walk<'_> {
                     }
                 }
             }
-            if let Some(d) = delay {
-                let end = started + d;
-                let mut next_progress = started + Duration::from_secs(10);
-                while Instant::now() < end {
-                    if signals::interrupted() {
-                        signals::announce();
-                        self.errored(&a, &ro, phase, started);
-                        return Err(None);
-                    }
-                    if Instant::now() >= next_progress {
-                        let el = started.elapsed().as_secs();
-                        let still = match phase {
-                            Action::Create => "Still creating...",
-                            Action::Update => "Still modifying...",
-                            _ => "Still destroying...",
-                        };
-                        self.ui.line("info", "apply_progress", &format!("{a}: {still} [{el}s elapsed]"), json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}));
-                        next_progress += Duration::from_secs(10);
-                    }
-                    std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-                }
+            self.delay_or_fail(&a, &ro, phase, started, delay, fail_at)?;
+            if phase == Action::Delete {
+                recs.retain(|x| !(x.name == c.name && x.key == c.key));
+                self.complete(&a, &ro, phase, started, None);
+                continue;
             }
-            if fail_at.as_deref() == Some(a.as_str()) {
-                self.errored(&a, &ro, phase, started);
-                return Err(Some(
-                    Diag::error(
-                        "Injected failure",
-                        format!("TOFU_DOUBLE_FAIL_AT={a} made this resource fail."),
-                    )
-                    .with_address(a.clone()),
-                ));
-            }
-            let el = started.elapsed().as_secs();
-            match phase {
-                Action::Delete => {
-                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s"), json!({"hook": {"resource": ro, "action": "delete", "elapsed_seconds": el}}));
-                    self.ui.human(&format!("{a}: {done} after {el}s"));
-                }
-                _ => {
-                    let after = c.after.clone().unwrap_or(Vals {
-                        id: Value::Null,
-                        input: None,
-                        triggers: None,
-                        marks: Value::Null,
-                    });
-                    let id = if phase == Action::Create {
-                        json!(uuid::Uuid::new_v4().to_string())
-                    } else {
-                        after.id.clone()
-                    };
-                    let vals = Vals {
-                        id: id.clone(),
-                        ..after.clone()
-                    };
-                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
-                    recs.push(Rec {
-                        name: c.name.clone(),
-                        key: c.key.clone(),
-                        vals: vals.clone(),
-                        tainted: false,
-                        each: each.clone(),
-                    });
-                    // Creation provisioners run before the resource counts as created, so
-                    // their messages come before `apply_complete` (or `apply_errored`).
-                    if phase == Action::Create {
-                        for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
-                            if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
-                                if let Some(rec) =
-                                    recs.iter_mut().find(|x| x.name == c.name && x.key == c.key)
-                                {
-                                    rec.tainted = true;
-                                }
-                                self.errored(&a, &ro, phase, started);
-                                return Err(Some(d));
-                            }
+            let vals = record(c, phase, recs, each);
+            // Creation provisioners run before the resource counts as created, so their
+            // messages come before `apply_complete` (or `apply_errored`).
+            if phase == Action::Create {
+                for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
+                    if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
+                        let rec = recs.iter_mut().find(|x| x.name == c.name && x.key == c.key);
+                        if let Some(rec) = rec {
+                            rec.tainted = true;
                         }
+                        self.errored(&a, &ro, phase, started);
+                        return Err(Some(d));
                     }
-                    let el = started.elapsed().as_secs();
-                    let ids = id.as_str().unwrap_or_default().to_string();
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
-                    self.ui
-                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
                 }
             }
+            let id = vals.id.as_str().unwrap_or_default();
+            self.complete(&a, &ro, phase, started, Some(id));
         }
         self.checkpoint(recs);
         Ok(())
+    }
+
+    /// `apply_start` (with the id of what exists) for one phase of a change.
+    fn announce_start(&self, c: &Change, a: &str, ro: &Value, phase: Action) {
+        let verb = match phase {
+            Action::Create => "Creating...",
+            Action::Update => "Modifying...",
+            _ => "Destroying...",
+        };
+        let idv = c
+            .before
+            .as_ref()
+            .map(|b| b.id.clone())
+            .filter(|_| phase != Action::Create);
+        let mut start_hook = json!({"resource": ro, "action": phase.ui()});
+        if let Some(id) = &idv {
+            start_hook["id_key"] = json!("id");
+            start_hook["id_value"] = id.clone();
+        }
+        let suffix = idv
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(|i| format!(" [id={i}]"))
+            .unwrap_or_default();
+        let msg = format!("{a}: {verb}{suffix}");
+        self.ui
+            .line("info", "apply_start", &msg, json!({"hook": start_hook}));
+        self.ui.human(&msg);
+    }
+
+    /// The hooks' delay (with `apply_progress` every 10 s, stopping on an interrupt) and
+    /// injected failure.
+    fn delay_or_fail(
+        &self,
+        a: &str,
+        ro: &Value,
+        phase: Action,
+        started: Instant,
+        delay: Option<Duration>,
+        fail_at: &Option<String>,
+    ) -> Result<(), Option<Diag>> {
+        if let Some(d) = delay {
+            let end = started + d;
+            let mut next_progress = started + Duration::from_secs(10);
+            while Instant::now() < end {
+                if signals::interrupted() {
+                    signals::announce();
+                    self.errored(a, ro, phase, started);
+                    return Err(None);
+                }
+                if Instant::now() >= next_progress {
+                    let el = started.elapsed().as_secs();
+                    let still = match phase {
+                        Action::Create => "Still creating...",
+                        Action::Update => "Still modifying...",
+                        _ => "Still destroying...",
+                    };
+                    self.ui.line("info", "apply_progress", &format!("{a}: {still} [{el}s elapsed]"), json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}));
+                    next_progress += Duration::from_secs(10);
+                }
+                std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+            }
+        }
+        if fail_at.as_deref() == Some(a) {
+            self.errored(a, ro, phase, started);
+            let d = Diag::error(
+                "Injected failure",
+                format!("TOFU_DOUBLE_FAIL_AT={a} made this resource fail."),
+            );
+            return Err(Some(d.with_address(a.to_string())));
+        }
+        Ok(())
+    }
+
+    /// `apply_complete` for one phase (with the id of what now exists).
+    fn complete(&self, a: &str, ro: &Value, phase: Action, started: Instant, id: Option<&str>) {
+        let el = started.elapsed().as_secs();
+        let done = match phase {
+            Action::Create => "Creation complete",
+            Action::Update => "Modifications complete",
+            _ => "Destruction complete",
+        };
+        let (msg, hook) = match id {
+            None => (
+                format!("{a}: {done} after {el}s"),
+                json!({"resource": ro, "action": "delete", "elapsed_seconds": el}),
+            ),
+            Some(ids) => (
+                format!("{a}: {done} after {el}s [id={ids}]"),
+                json!({"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}),
+            ),
+        };
+        self.ui
+            .line("info", "apply_complete", &msg, json!({ "hook": hook }));
+        self.ui.human(&msg);
     }
 
     /// True when the provisioner's configuration refers to a sensitive value.
@@ -1426,6 +1433,31 @@ fn exit_reason(killed: bool, status: std::process::ExitStatus) -> Result<String,
         ),
         (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
     })
+}
+
+/// Records a created or updated instance (a new id when created) in place of its old record.
+fn record(c: &Change, phase: Action, recs: &mut Vec<Rec>, each: &Option<String>) -> Vals {
+    let after = c.after.clone().unwrap_or(Vals {
+        id: Value::Null,
+        input: None,
+        triggers: None,
+        marks: Value::Null,
+    });
+    let id = if phase == Action::Create {
+        json!(uuid::Uuid::new_v4().to_string())
+    } else {
+        after.id.clone()
+    };
+    let vals = Vals { id, ..after };
+    recs.retain(|x| !(x.name == c.name && x.key == c.key));
+    recs.push(Rec {
+        name: c.name.clone(),
+        key: c.key.clone(),
+        vals: vals.clone(),
+        tainted: false,
+        each: each.clone(),
+    });
+    vals
 }
 
 /// An instance as references see it while planning: a changing resource's computed `output`
