@@ -22,6 +22,9 @@ pub type OutputChange = (String, &'static str, Option<Value>, Option<Value>, boo
 /// Instance keys of a resource with their `count`/`each` bindings, and the `each` mode.
 type Expansion = (Vec<(Option<Value>, Value)>, Option<String>);
 
+/// A configured instance: its resource name and instance key.
+type InstanceAddr = (String, Option<Value>);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -656,16 +659,52 @@ impl Walk<'_> {
             return out;
         }
 
-        // Desired instances in dependency order.
-        let mut desired: Vec<(String, Option<Value>)> = Vec::new();
-        let mut planned: Vec<(Change, usize, Value)> = Vec::new();
-        for &i in &order {
+        let faults = (&fail_at, &crash_at, delay);
+        let walked = self.walk_resources(&order, &mut recs, &mut resources, faults, &mut out);
+        let (desired, planned) = match walked {
+            Ok(w) => w,
+            Err(so_far) => {
+                // What was done is kept: an apply that fails part way saves it.
+                out.changes = so_far;
+                out.recs = recs;
+                return out;
+            }
+        };
+        // Orphans: in state, no longer in configuration (forgotten if a `removed` block says
+        // not to destroy them).
+        let orphans = self.orphans(&recs, &desired);
+        let faults = (&fail_at, &crash_at, delay);
+        self.execute_all(&orphans, &mut recs, &resources, faults, &mut out);
+        changes.extend(planned);
+        changes.extend(orphans);
+        // Outputs.
+        let ctx = self.scope_ctx(&resources);
+        self.eval_outputs(&ctx, &mut out);
+        out.checks = self.run_checks(&ctx);
+        out.changes = changes;
+        out.recs = recs;
+        out
+    }
+
+    /// Plans (and when applying, carries out) every configured instance in dependency order,
+    /// binding each for the references after it: the instances wanted and their changes. On a
+    /// failure `out` says why and `Err` holds the changes made so far.
+    fn walk_resources(
+        &self,
+        order: &[usize],
+        recs: &mut Vec<Rec>,
+        resources: &mut Map<String, Value>,
+        (fail_at, crash_at, delay): (&Option<String>, &Option<String>, Option<Duration>),
+        out: &mut Outcome,
+    ) -> Result<(Vec<InstanceAddr>, Vec<Change>), Vec<Change>> {
+        let (mut desired, mut changes) = (Vec::new(), Vec::new());
+        for &i in order {
             let r = &self.module.resources[i];
-            let (keys, each) = match self.expand(r, &resources) {
+            let (keys, each) = match self.expand(r, resources) {
                 Ok(k) => k,
                 Err(d) => {
                     out.error = Some(d);
-                    return out;
+                    return Err(changes);
                 }
             };
             if keys.is_empty() {
@@ -684,7 +723,7 @@ impl Walk<'_> {
                     .iter()
                     .find(|x| x.name == r.name && x.key == key)
                     .cloned();
-                let mut ctx = self.scope_ctx(&resources);
+                let mut ctx = self.scope_ctx(resources);
                 if let Value::Object(o) = &extra {
                     for (k, v) in o {
                         ctx.declare_var(k.as_str(), eval::to_hcl(v));
@@ -694,46 +733,28 @@ impl Walk<'_> {
                     Ok(c) => c,
                     Err(d) => {
                         out.error = Some(d);
-                        return out;
+                        return Err(changes);
                     }
                 };
                 let obj = if self.apply {
                     if let Err(stop) = self.execute_with_ctx(
-                        &change, &mut recs, r, &extra, &resources, &fail_at, &crash_at, delay,
-                        &each,
+                        &change, recs, r, &extra, resources, fail_at, crash_at, delay, &each,
                     ) {
                         out.interrupted = stop.is_none();
                         out.error = stop.or_else(|| Some(halted()));
                         changes.push(change);
-                        out.changes = changes;
-                        out.recs = recs;
-                        return out;
+                        return Err(changes);
                     }
-                    recs.iter()
-                        .find(|x| x.name == r.name && x.key == key)
-                        .map(|x| x.vals.object())
-                        .unwrap_or(Value::Null)
+                    let done = recs.iter().find(|x| x.name == r.name && x.key == key);
+                    done.map(|x| x.vals.object()).unwrap_or(Value::Null)
                 } else {
                     planned_object(&change)
                 };
-                Self::bind(&mut resources, &r.name, &key, obj.clone(), &each);
-                planned.push((change, i, obj));
+                Self::bind(resources, &r.name, &key, obj, &each);
+                changes.push(change);
             }
         }
-        // Orphans: in state, no longer in configuration (forgotten if a `removed` block says
-        // not to destroy them).
-        let orphans = self.orphans(&recs, &desired);
-        let faults = (&fail_at, &crash_at, delay);
-        self.execute_all(&orphans, &mut recs, &resources, faults, &mut out);
-        changes.extend(planned.into_iter().map(|(c, _, _)| c));
-        changes.extend(orphans);
-        // Outputs.
-        let ctx = self.scope_ctx(&resources);
-        self.eval_outputs(&ctx, &mut out);
-        out.checks = self.run_checks(&ctx);
-        out.changes = changes;
-        out.recs = recs;
-        out
+        Ok((desired, changes))
     }
 
     /// The resources' order, after the checks that fail a plan before anything is evaluated,
@@ -862,7 +883,7 @@ impl Walk<'_> {
 
     /// Instances in state no longer in configuration: destroyed, or forgotten if a `removed`
     /// block says not to destroy them.
-    fn orphans(&self, recs: &[Rec], desired: &[(String, Option<Value>)]) -> Vec<Change> {
+    fn orphans(&self, recs: &[Rec], desired: &[InstanceAddr]) -> Vec<Change> {
         let mut orphans = Vec::new();
         if self.mode != Mode::RefreshOnly {
             for r in recs {

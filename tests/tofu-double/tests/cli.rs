@@ -941,3 +941,29 @@ fn plantimestamp_is_the_plans_time_when_the_saved_plan_is_applied() {
     assert_eq!(out["t"]["value"], planned);
     assert_ne!(out["now"]["value"], planned);
 }
+
+#[test]
+fn an_apply_that_fails_part_way_keeps_what_it_did_in_state() {
+    let d = module(&[(
+        "main.tf",
+        "resource \"terraform_data\" \"x\" {\n  input = \"x\"\n}\n",
+    )]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    assert_eq!(tofu(&d, &["apply", "-auto-approve"], &[]).code, 0);
+    // b's input can be evaluated only once a exists, and then fails.
+    let more = "resource \"terraform_data\" \"a\" {\n  input = \"not-a-number\"\n}\n\nresource \"terraform_data\" \"b\" {\n  input = tonumber(terraform_data.a.output) + 1\n}\n";
+    std::fs::write(d.join("more.tf"), more).unwrap();
+    let o = tofu(&d, &["apply", "-auto-approve"], &[]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let st: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("terraform.tfstate")).unwrap())
+            .unwrap();
+    let mut names: Vec<&str> = st["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "x"], "as Terraform 1.11.4 keeps them: {st}");
+}
