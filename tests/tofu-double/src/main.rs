@@ -835,6 +835,59 @@ fn plan_before_apply(planner: &Walk, report: bool, refresh: bool) -> Result<(), 
     Ok(())
 }
 
+/// Writes state as an apply goes (every persist interval) and at its end; each write counts
+/// from the last one.
+struct StateWriter<'a, 'b> {
+    local: bool,
+    /// The state last written (at first, the one read).
+    written: std::cell::RefCell<Option<StateFile>>,
+    backend: std::cell::RefCell<&'b mut Backend>,
+    read: &'a Option<StateFile>,
+    module: &'a config::Module,
+    mode: Mode,
+}
+
+impl StateWriter<'_, '_> {
+    fn write(&self, st: &StateFile) -> Result<(), Diag> {
+        let mut be = self.backend.borrow_mut();
+        if self.written.borrow().is_none() {
+            // A brand-new state is read once more before the first write.
+            let _ = be.read();
+        }
+        be.write(st)?;
+        *self.written.borrow_mut() = Some(st.clone());
+        Ok(())
+    }
+
+    /// What the next write holds, if anything: a local file is rewritten whenever it differs
+    /// from the state read at the start (each write a serial), remote state when it differs
+    /// from the last write.
+    fn next_state(&self, o: &engine::Outcome) -> Option<StateFile> {
+        let last = self.written.borrow().clone();
+        let base = if self.local { self.read } else { &last };
+        let mut st = engine::new_state(base, o, self.module, self.mode)?;
+        if let Some(l) = &last {
+            st.serial = l.serial + 1;
+            st.lineage = l.lineage.clone();
+        }
+        Some(st)
+    }
+
+    /// The final write: the state now (also when the write fails, then saved to
+    /// `errored.tfstate` as OpenTofu does).
+    fn last(&self, o: &engine::Outcome) -> Result<Option<StateFile>, Diag> {
+        let Some(st) = self.next_state(o) else {
+            return Ok(self.written.borrow().clone());
+        };
+        self.write(&st).map_err(|mut d| {
+            let _ = std::fs::write("errored.tfstate", st.to_bytes());
+            d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
+            d
+        })?;
+        Ok(Some(st))
+    }
+}
+
 fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
     let f = parse_flags(a, PLAN_FLAGS)?;
     let json = f.bool("json");
@@ -875,64 +928,28 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         };
         let refresh = f.bool_or("refresh", true);
         plan_before_apply(&planner, saved.is_none(), refresh).map_err(|d| fail(json, d))?;
-        // State is written as the apply goes (every persist interval) and at the end; each
-        // write counts from the last one.
-        let local = be.is_local();
-        let written = std::cell::RefCell::new(read.clone());
-        let backend = std::cell::RefCell::new(&mut be);
-        let write = |st: &StateFile| -> Result<(), Diag> {
-            let mut be = backend.borrow_mut();
-            if written.borrow().is_none() {
-                // A brand-new state is read once more before the first write.
-                let _ = be.read();
-            }
-            be.write(st)?;
-            *written.borrow_mut() = Some(st.clone());
-            Ok(())
-        };
-        // What the next write holds, if anything: a local file is rewritten whenever it differs
-        // from the state read at the start (each write a serial), remote state when it differs
-        // from the last write.
-        let next_state = |o: &engine::Outcome| -> Option<StateFile> {
-            let last = written.borrow().clone();
-            let mut st = engine::new_state(if local { &read } else { &last }, o, &m, mode)?;
-            if let Some(l) = &last {
-                st.serial = l.serial + 1;
-                st.lineage = l.lineage.clone();
-            }
-            Some(st)
+        let writer = StateWriter {
+            local: be.is_local(),
+            written: std::cell::RefCell::new(read.clone()),
+            backend: std::cell::RefCell::new(&mut be),
+            read: &read,
+            module: &m,
+            mode,
         };
         let intermediate = |o: &engine::Outcome| {
-            if let Some(st) = next_state(o) {
-                let _ = write(&st);
+            if let Some(st) = writer.next_state(o) {
+                let _ = writer.write(&st);
             }
         };
-        let persist = engine::Persist::new(&intermediate, local);
+        let persist = engine::Persist::new(&intermediate, writer.local);
         let walk = Walk {
-            module: &m,
-            vars: &vars,
-            mode,
-            prior: &prior,
-            moved: &moved,
-            workspace: workspace(),
-            ui: &ui,
             apply: true,
             persist: Some(&persist),
+            ..planner
         };
         let out = walk.run();
         // Persist whatever was done, even on failure or interrupt.
-        let persisted = match next_state(&out) {
-            Some(st) => {
-                write(&st).map_err(|d| {
-                    let _ = std::fs::write("errored.tfstate", st.to_bytes());
-                    let mut d = d;
-                    d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
-                    fail(json, d)
-                })?;
-                Some(st)
-            }
-            None => written.borrow().clone(),
-        };
+        let persisted = writer.last(&out).map_err(|d| fail(json, d))?;
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
