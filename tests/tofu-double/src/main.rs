@@ -88,7 +88,9 @@ fn sleep_hook(var: &str, cmd: &str) -> bool {
     true
 }
 
-fn run(argv: Vec<String>) -> i32 {
+/// `-chdir` (applied here) and `-version` before the subcommand; the arguments left, or the exit
+/// code when the directory cannot be entered.
+fn global_options(argv: Vec<String>) -> Result<Vec<String>, i32> {
     let mut rest = argv;
     let mut chdir: Option<String> = None;
     while let Some(first) = rest.first() {
@@ -104,9 +106,32 @@ fn run(argv: Vec<String>) -> i32 {
     if let Some(d) = &chdir {
         if let Err(e) = std::env::set_current_dir(d) {
             eprintln!("Error handling -chdir option: chdir {d}: {e}");
-            return 1;
+            return Err(1);
         }
     }
+    Ok(rest)
+}
+
+/// The command's words (`state pull`, `state push`, or one word) and its arguments.
+fn command_words(cmd: &str, rest: Vec<String>) -> (Vec<&str>, Vec<String>) {
+    match (cmd, rest.first().map(String::as_str)) {
+        ("state", Some(sub)) => {
+            let second = match sub {
+                "pull" => "pull",
+                "push" => "push",
+                _ => "other",
+            };
+            (vec!["state", second], rest[1..].to_vec())
+        }
+        _ => (vec![cmd], rest),
+    }
+}
+
+fn run(argv: Vec<String>) -> i32 {
+    let mut rest = match global_options(argv) {
+        Ok(rest) => rest,
+        Err(code) => return code,
+    };
     if rest.is_empty() {
         eprintln!("Usage: tofu [global options] <subcommand> [args]\n\nThis is tofu-double, a stand-in for OpenTofu {}.", ui::VERSION);
         return 127;
@@ -125,22 +150,7 @@ fn run(argv: Vec<String>) -> i32 {
                 .collect::<Vec<_>>()
         ),
     );
-    let (words, rest): (Vec<&str>, Vec<String>) = if cmd == "state" && !rest.is_empty() {
-        let sub = rest[0].clone();
-        let words = vec![
-            "state",
-            if sub == "pull" {
-                "pull"
-            } else if sub == "push" {
-                "push"
-            } else {
-                "other"
-            },
-        ];
-        (words, rest[1..].to_vec())
-    } else {
-        (vec![cmd.as_str()], rest)
-    };
+    let (words, rest) = command_words(&cmd, rest);
     let args = match args::with_env_args(&words, rest) {
         Ok(a) => a,
         Err(e) => {

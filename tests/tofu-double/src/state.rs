@@ -209,6 +209,46 @@ fn cfg_str(cfg: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
+/// Locks a local state file with an OS lock on `.NAME.lock.info` (holding the lock's info):
+/// `None` when locked, the holder's info and the error when another process holds it.
+fn lock_local(
+    path: &std::path::Path,
+    lock_file: &mut Option<nix::fcntl::Flock<std::fs::File>>,
+    info: &Value,
+) -> Result<Option<(Value, String)>, Diag> {
+    let mut lp = path.as_os_str().to_os_string();
+    lp.push(".lock.info");
+    let lp = PathBuf::from(lp);
+    let lp = lp.with_file_name(format!(
+        ".{}",
+        lp.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if let Some(parent) = lp.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lp)
+        .map_err(|e| Diag::error("Error acquiring the state lock", e.to_string()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => {
+            std::fs::write(&lp, serde_json::to_vec(info).unwrap_or_default()).ok();
+            *lock_file = Some(guard);
+            Ok(None)
+        }
+        Err(_) => {
+            let holder = std::fs::read(&lp)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            Ok(Some((holder, "resource temporarily unavailable".into())))
+        }
+    }
+}
+
 impl Backend {
     /// Opens the backend described by its type and (merged) configuration.
     pub fn open(
@@ -407,39 +447,7 @@ impl Backend {
     /// One lock attempt: `Ok(None)` = acquired, `Ok(Some(holder))` = held by someone else.
     fn try_lock(&mut self, info: &Value) -> Result<Option<(Value, String)>, Diag> {
         match self {
-            Backend::Local { path, lock_file } => {
-                let mut lp = path.clone().into_os_string();
-                lp.push(".lock.info");
-                let lp = PathBuf::from(lp);
-                let lp = lp.with_file_name(format!(
-                    ".{}",
-                    lp.file_name().unwrap_or_default().to_string_lossy()
-                ));
-                if let Some(parent) = lp.parent() {
-                    std::fs::create_dir_all(parent).ok();
-                }
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&lp)
-                    .map_err(|e| Diag::error("Error acquiring the state lock", e.to_string()))?;
-                match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                    Ok(guard) => {
-                        std::fs::write(&lp, serde_json::to_vec(info).unwrap_or_default()).ok();
-                        *lock_file = Some(guard);
-                        Ok(None)
-                    }
-                    Err(_) => {
-                        let holder = std::fs::read(&lp)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice(&b).ok())
-                            .unwrap_or(Value::Null);
-                        Ok(Some((holder, "resource temporarily unavailable".into())))
-                    }
-                }
-            }
+            Backend::Local { path, lock_file } => lock_local(path, lock_file, info),
             Backend::Http {
                 lock_address,
                 lock_method,
