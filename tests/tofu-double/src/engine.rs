@@ -829,7 +829,10 @@ impl Walk<'_> {
     ) -> Result<Change, Diag> {
         let a = addr(&r.name, key);
         let value = |e: &Option<hcl::Expression>| {
-            let v = e.as_ref().map(|e| eval::eval(e, ctx)).transpose();
+            let v = e
+                .as_ref()
+                .map(|e| eval::eval(e, ctx).map(|v| eval::whole_output_unknown(e, v)))
+                .transpose();
             v.map_err(|e| Diag::error("Invalid expression", e).with_address(a.clone()))
         };
         let (input, triggers) = (value(&r.input)?, value(&r.triggers_replace)?);
@@ -912,6 +915,7 @@ impl Walk<'_> {
         for o in &self.module.outputs {
             match eval::eval(&o.value, ctx) {
                 Ok(v) => {
+                    let v = eval::whole_output_unknown(&o.value, v);
                     out.outputs.insert(o.name.clone(), v);
                 }
                 Err(e) => {
@@ -1719,10 +1723,17 @@ fn sensitive_of(obj: &Value, marks: &Value) -> Value {
     for attr in ["input", "triggers_replace"] {
         sensitivity::overlay(&mut m, attr, &marks[attr]);
     }
+    let dynamic = obj["input"] == json!(eval::UNKNOWN_DYNAMIC);
+    if dynamic {
+        if let Some(o) = m.as_object_mut() {
+            o.insert("input".into(), json!({}));
+        }
+    }
     if eval::is_unknown(&obj["output"]) {
         let shape = match &obj["input"] {
             Value::Object(_) => Some(json!({})),
             Value::Array(_) => Some(json!([])),
+            _ if dynamic => Some(json!({})),
             _ => None,
         };
         if let (Some(o), Some(shape)) = (m.as_object_mut(), shape) {

@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 /// Marks a value that is only known after apply. Any string containing it is unknown.
 pub const UNKNOWN: &str = "\u{1b}(known after apply)\u{1b}";
 
+/// A value known only after apply whose type is not known either (a changing resource's
+/// whole `output`): unknown like `UNKNOWN`, and shown as the real binary shows such a value.
+pub const UNKNOWN_DYNAMIC: &str = "\u{1b}(known after apply)\u{1b}dynamic";
+
 pub fn to_json(v: HValue) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -39,6 +43,33 @@ pub fn unknown_like(v: &Value) -> Value {
                 .collect(),
         ),
         _ => Value::String(UNKNOWN.to_string()),
+    }
+}
+
+/// A reference to a changing resource's whole `output` (`terraform_data.x.output`, with an
+/// instance key or not) is one unknown value while planning, as the real binary's dynamic
+/// attribute is; the stand-in gives it a shape only so that deeper traversals evaluate.
+pub fn whole_output_unknown(e: &Expression, v: Value) -> Value {
+    let compound = matches!(v, Value::Array(_) | Value::Object(_));
+    if !compound || !is_unknown(&v) || v != unknown_like(&v) {
+        return v;
+    }
+    let Expression::Traversal(t) = e else {
+        return v;
+    };
+    // `terraform_data.NAME.output...` or `terraform_data.NAME[KEY].output...`.
+    let is_output = |op: &hcl::expr::TraversalOperator| matches!(op, hcl::expr::TraversalOperator::GetAttr(a) if a.as_str() == "output");
+    let on_output = match t.operators.as_slice() {
+        [_, out, ..] if is_output(out) => true,
+        [_, hcl::expr::TraversalOperator::Index(_), out, ..] => is_output(out),
+        [_, hcl::expr::TraversalOperator::LegacyIndex(_), out, ..] => is_output(out),
+        _ => false,
+    };
+    let of_resource = matches!(&t.expr, Expression::Variable(r) if r.as_str() == "terraform_data");
+    if on_output && of_resource {
+        Value::String(UNKNOWN_DYNAMIC.to_string())
+    } else {
+        v
     }
 }
 
