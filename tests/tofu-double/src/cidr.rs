@@ -1,5 +1,5 @@
-//! OpenTofu's network functions `cidrsubnet` and `cidrhost` for IPv4 and IPv6, with its error
-//! texts.
+//! OpenTofu's network functions `cidrsubnet`, `cidrsubnets`, `cidrhost` and `cidrnetmask` for
+//! IPv4 and IPv6, with its error texts.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -80,6 +80,55 @@ pub fn host(prefix: &str, hostnum: i64) -> Result<String, String> {
     Ok(show(p.base + offset, p.bits))
 }
 
+/// `cidrnetmask(prefix)`: the network mask in dotted form (IPv4 only).
+pub fn netmask(prefix: &str) -> Result<String, String> {
+    let p = parse(prefix)?;
+    if p.bits != 32 {
+        return Err("only IPv4 networks are supported".into());
+    }
+    let mask = if p.len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - p.len)
+    };
+    Ok(Ipv4Addr::from(mask).to_string())
+}
+
+/// `cidrsubnets(prefix, newbits...)`: consecutive subnets, each aligned to its own size after
+/// the previous one, as OpenTofu allocates them.
+pub fn subnets(prefix: &str, newbits: &[i64]) -> Result<Vec<String>, String> {
+    let p = parse(prefix)?;
+    let end = p.base + (1u128 << (p.bits - p.len).min(127)) - 1;
+    let mut next = p.base;
+    let mut out = Vec::new();
+    for (i, &bits) in newbits.iter().enumerate() {
+        if bits < 1 {
+            return Err(format!(
+                "must extend prefix by at least one bit (argument {})",
+                i + 2
+            ));
+        }
+        let len = p.len as i64 + bits;
+        if len > p.bits as i64 {
+            return Err(format!(
+                "would extend prefix to {len} bits, which is too long for an IPv{} address",
+                if p.bits == 32 { 4 } else { 6 }
+            ));
+        }
+        let size = 1u128 << (p.bits - len as u32);
+        let start = next.div_ceil(size) * size;
+        if start < next || start > end || start - p.base + size - 1 > end - p.base {
+            return Err(format!(
+                "not enough remaining address space for a subnet with a prefix of {len} bits after {}",
+                out.last().cloned().unwrap_or_else(|| prefix.to_string())
+            ));
+        }
+        out.push(format!("{}/{len}", show(start, p.bits)));
+        next = start.wrapping_add(size);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +147,26 @@ mod tests {
         assert!(host("10.0.0.0/30", 4).is_err());
         assert!(subnet("10.0.0.0/8", 4, 16).is_err());
         assert!(host("not-an-ip/8", 1).is_err());
+        assert_eq!(netmask("172.16.0.0/12").unwrap(), "255.240.0.0");
+        assert_eq!(netmask("10.0.0.0/31").unwrap(), "255.255.255.254");
+        assert_eq!(
+            subnets("10.1.0.0/16", &[4, 4, 8, 4]).unwrap(),
+            [
+                "10.1.0.0/20",
+                "10.1.16.0/20",
+                "10.1.32.0/24",
+                "10.1.48.0/20"
+            ]
+        );
+        assert_eq!(
+            subnets("fd00:fd12:3456:7890::/56", &[16, 16, 16, 32]).unwrap(),
+            [
+                "fd00:fd12:3456:7800::/72",
+                "fd00:fd12:3456:7800:100::/72",
+                "fd00:fd12:3456:7800:200::/72",
+                "fd00:fd12:3456:7800:300::/88"
+            ]
+        );
+        assert!(subnets("10.0.0.0/30", &[1, 1, 1]).is_err());
     }
 }

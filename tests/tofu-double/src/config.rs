@@ -31,7 +31,17 @@ pub struct ResourceDecl {
     pub provisioners: Vec<Provisioner>,
     /// Names of other `terraform_data` resources this one depends on (directly or via locals).
     pub deps: Vec<String>,
+    /// Names of the `terraform_remote_state` data sources it refers to (directly or via locals).
+    pub data_deps: Vec<String>,
     pub text: String,
+}
+
+/// A `data "terraform_remote_state"` block.
+pub struct DataDecl {
+    pub name: String,
+    pub backend: Expression,
+    pub config: Option<Expression>,
+    pub defaults: Option<Expression>,
 }
 
 pub struct OutputDecl {
@@ -87,9 +97,13 @@ pub struct Module {
     pub variables: Vec<VarDecl>,
     pub locals: Vec<(String, Expression)>,
     pub resources: Vec<ResourceDecl>,
+    pub data: Vec<DataDecl>,
     pub outputs: Vec<OutputDecl>,
     /// `moved` blocks: from and to, each a resource name with an optional instance key.
     pub moves: Vec<(MoveAddr, MoveAddr)>,
+    /// `removed` blocks: the resource name and whether its instances are destroyed
+    /// (`lifecycle { destroy = false }` forgets them instead).
+    pub removed: Vec<(String, bool)>,
     /// `check` blocks: name and assertions (condition, error message).
     pub checks: Vec<(String, Vec<(Expression, Expression)>)>,
     /// Errors the real binary reports when it validates (validate, plan, apply; not init):
@@ -203,8 +217,10 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
         variables: Vec::new(),
         locals: Vec::new(),
         resources: Vec::new(),
+        data: Vec::new(),
         outputs: Vec::new(),
         moves: Vec::new(),
+        removed: Vec::new(),
         checks: Vec::new(),
         validation_errors: Vec::new(),
     };
@@ -240,8 +256,11 @@ pub fn load(dir: &Path, files: Vec<(String, String)>) -> Result<Module, Vec<Diag
     m.files = files;
     if diags.is_empty() {
         resolve_deps(&mut m);
+        crate::sensitivity::answer_issensitive(&mut m);
         let leaks = sensitive_outputs(&m);
         m.validation_errors.extend(leaks);
+        let keys = sensitive_for_each(&m);
+        m.validation_errors.extend(keys);
         Ok(m)
     } else {
         Err(diags)
@@ -257,84 +276,8 @@ fn label(b: &Block, i: usize) -> String {
 
 fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
     match b.identifier() {
-        "terraform" => {
-            if let Some(Expression::String(v)) = attr(b.body(), "required_version") {
-                m.required_version = Some(v.clone());
-            }
-            for inner in b.body().blocks() {
-                match inner.identifier() {
-                    "backend" => {
-                        let kind = label(inner, 0);
-                        if kind != "local" && kind != "http" {
-                            return Err(unsupported(
-                                "backend type",
-                                &format!("{file}: backend {kind:?} needs network access to a cloud store."),
-                            ));
-                        }
-                        if m.backend.is_some() {
-                            return Err(Diag::error(
-                                "Duplicate backend configuration",
-                                "A module may have only one backend configuration.",
-                            ));
-                        }
-                        let mut attrs = serde_json::Map::new();
-                        for a in inner.body().attributes() {
-                            let v = crate::eval::eval_static(a.expr()).map_err(|e| {
-                                Diag::error(
-                                    "Variables not allowed",
-                                    format!("{file}: backend attribute {:?}: {e}", a.key()),
-                                )
-                            })?;
-                            attrs.insert(a.key().to_string(), v);
-                        }
-                        m.backend = Some(BackendDecl { kind, attrs });
-                    }
-                    "required_providers" => {
-                        for a in inner.body().attributes() {
-                            if a.key() != "terraform" {
-                                return Err(unsupported(
-                                    "provider",
-                                    &format!(
-                                        "{file}: provider {:?} would be installed from a registry.",
-                                        a.key()
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    "encryption" | "cloud" => {
-                        return Err(unsupported(
-                            "terraform block",
-                            &format!(
-                                "{file}: terraform {{ {} }} is not implemented.",
-                                inner.identifier()
-                            ),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-        "variable" => {
-            let body = b.body();
-            let mut validations = Vec::new();
-            for v in body.blocks().filter(|x| x.identifier() == "validation") {
-                if let (Some(c), Some(msg)) =
-                    (attr(v.body(), "condition"), attr(v.body(), "error_message"))
-                {
-                    validations.push((c.clone(), msg.clone()));
-                }
-            }
-            m.variables.push(VarDecl {
-                name: label(b, 0),
-                type_expr: attr(body, "type").map(expr_text),
-                default: attr(body, "default").cloned(),
-                sensitive: literal_bool(attr(body, "sensitive")),
-                validations,
-            });
-            Ok(())
-        }
+        "terraform" => load_terraform(m, file, b),
+        "variable" => load_variable(m, b),
         "locals" => {
             for a in b.body().attributes() {
                 m.locals.push((a.key().to_string(), a.expr().clone()));
@@ -358,99 +301,12 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             });
             Ok(())
         }
-        "resource" => {
-            let typ = label(b, 0);
-            let name = label(b, 1);
-            if typ != "terraform_data" {
-                return Err(unsupported(
-                    "resource type",
-                    &format!("{file}: resource \"{typ}\" \"{name}\" belongs to a provider that is not built in."),
-                ));
-            }
-            let body = b.body();
-            let mut provisioners = Vec::new();
-            for p in body.blocks() {
-                match p.identifier() {
-                    "provisioner" if label(p, 0) == "local-exec" => {
-                        let pb = p.body();
-                        let command = attr(pb, "command").cloned().ok_or_else(|| {
-                            Diag::error(
-                                "Missing required argument",
-                                format!("{file}: local-exec in terraform_data.{name} needs \"command\"."),
-                            )
-                        })?;
-                        let when = attr(pb, "when").map(expr_text).unwrap_or_default();
-                        let on_failure = attr(pb, "on_failure").map(expr_text).unwrap_or_default();
-                        provisioners.push(Provisioner {
-                            command,
-                            environment: attr(pb, "environment").cloned(),
-                            working_dir: attr(pb, "working_dir").cloned(),
-                            interpreter: attr(pb, "interpreter").cloned(),
-                            when_destroy: when.trim() == "destroy",
-                            on_failure_continue: on_failure.trim() == "continue",
-                        });
-                    }
-                    "provisioner" => {
-                        return Err(unsupported(
-                            "provisioner",
-                            &format!("{file}: provisioner {:?} in terraform_data.{name}.", label(p, 0)),
-                        ))
-                    }
-                    "lifecycle" | "connection" => {}
-                    other => {
-                        return Err(Diag::error(
-                            "Unsupported block type",
-                            format!("{file}: blocks of type {other:?} are not expected in terraform_data.{name}."),
-                        ))
-                    }
-                }
-            }
-            for a in body.attributes() {
-                if ![
-                    "input",
-                    "triggers_replace",
-                    "count",
-                    "for_each",
-                    "depends_on",
-                    "provider",
-                ]
-                .contains(&a.key())
-                {
-                    return Err(Diag::error(
-                        "Unsupported argument",
-                        format!("{file}: an argument named {:?} is not expected in terraform_data.{name}.", a.key()),
-                    ));
-                }
-            }
-            if attr(body, "count").is_some() && attr(body, "for_each").is_some() {
-                return Err(Diag::error(
-                    "Invalid combination of \"count\" and \"for_each\"",
-                    format!("{file}: terraform_data.{name} may not use both."),
-                ));
-            }
-            if m.resources.iter().any(|r| r.name == name) {
-                return Err(Diag::error(
-                    "Duplicate resource \"terraform_data\" configuration",
-                    format!("A terraform_data resource named {name:?} was already declared."),
-                ));
-            }
-            let text = hcl::format::to_string(body).unwrap_or_default();
-            m.resources.push(ResourceDecl {
-                name,
-                input: attr(body, "input").cloned(),
-                triggers_replace: attr(body, "triggers_replace").cloned(),
-                count: attr(body, "count").cloned(),
-                for_each: attr(body, "for_each").cloned(),
-                provisioners,
-                deps: Vec::new(),
-                text,
-            });
-            Ok(())
-        }
+        "resource" => load_resource(m, file, b),
         "provider" => Err(unsupported(
             "provider",
             &format!("{file}: provider {:?} is not built in.", label(b, 0)),
         )),
+        "data" if label(b, 0) == "terraform_remote_state" => load_remote_state(m, file, b),
         "data" => Err(unsupported(
             "data source",
             &format!("{file}: data \"{}\" \"{}\".", label(b, 0), label(b, 1)),
@@ -464,7 +320,8 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
         )),
         "moved" => load_moved(m, file, b),
         "check" => load_check(m, file, b),
-        "import" | "removed" => Err(unsupported(
+        "removed" => load_removed(m, file, b),
+        "import" => Err(unsupported(
             "block",
             &format!("{file}: {} blocks are not implemented.", b.identifier()),
         )),
@@ -472,6 +329,208 @@ fn load_block(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             "Unsupported block type",
             format!("{file}: blocks of type {other:?} are not expected here."),
         )),
+    }
+}
+
+/// The `terraform` block: `required_version`, one `backend`, built-in providers only.
+fn load_terraform(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    if let Some(Expression::String(v)) = attr(b.body(), "required_version") {
+        m.required_version = Some(v.clone());
+    }
+    for inner in b.body().blocks() {
+        match inner.identifier() {
+            "backend" => {
+                let kind = label(inner, 0);
+                if kind != "local" && kind != "http" {
+                    return Err(unsupported(
+                        "backend type",
+                        &format!("{file}: backend {kind:?} needs network access to a cloud store."),
+                    ));
+                }
+                if m.backend.is_some() {
+                    return Err(Diag::error(
+                        "Duplicate backend configuration",
+                        "A module may have only one backend configuration.",
+                    ));
+                }
+                let mut attrs = serde_json::Map::new();
+                for a in inner.body().attributes() {
+                    let v = crate::eval::eval_static(a.expr()).map_err(|e| {
+                        Diag::error(
+                            "Variables not allowed",
+                            format!("{file}: backend attribute {:?}: {e}", a.key()),
+                        )
+                    })?;
+                    attrs.insert(a.key().to_string(), v);
+                }
+                m.backend = Some(BackendDecl { kind, attrs });
+            }
+            "required_providers" => {
+                for a in inner.body().attributes() {
+                    if a.key() != "terraform" {
+                        return Err(unsupported(
+                            "provider",
+                            &format!(
+                                "{file}: provider {:?} would be installed from a registry.",
+                                a.key()
+                            ),
+                        ));
+                    }
+                }
+            }
+            "encryption" | "cloud" => {
+                return Err(unsupported(
+                    "terraform block",
+                    &format!(
+                        "{file}: terraform {{ {} }} is not implemented.",
+                        inner.identifier()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A `variable` block.
+fn load_variable(m: &mut Module, b: &Block) -> Result<(), Diag> {
+    let body = b.body();
+    let mut validations = Vec::new();
+    for v in body.blocks().filter(|x| x.identifier() == "validation") {
+        if let (Some(c), Some(msg)) = (attr(v.body(), "condition"), attr(v.body(), "error_message"))
+        {
+            validations.push((c.clone(), msg.clone()));
+        }
+    }
+    m.variables.push(VarDecl {
+        name: label(b, 0),
+        type_expr: attr(body, "type").map(expr_text),
+        default: attr(body, "default").cloned(),
+        sensitive: literal_bool(attr(body, "sensitive")),
+        validations,
+    });
+    Ok(())
+}
+
+/// A `resource "terraform_data"` block.
+fn load_resource(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let typ = label(b, 0);
+    let name = label(b, 1);
+    if typ != "terraform_data" {
+        return Err(unsupported(
+            "resource type",
+            &format!(
+                "{file}: resource \"{typ}\" \"{name}\" belongs to a provider that is not built in."
+            ),
+        ));
+    }
+    let body = b.body();
+    let provisioners = resource_blocks(m, file, &name, body)?;
+    unexpected_arguments(m, body);
+    if attr(body, "count").is_some() && attr(body, "for_each").is_some() {
+        return Err(Diag::error(
+            "Invalid combination of \"count\" and \"for_each\"",
+            format!("{file}: terraform_data.{name} may not use both."),
+        ));
+    }
+    if m.resources.iter().any(|r| r.name == name) {
+        return Err(Diag::error(
+            "Duplicate resource \"terraform_data\" configuration",
+            format!("A terraform_data resource named {name:?} was already declared."),
+        ));
+    }
+    let text = hcl::format::to_string(body).unwrap_or_default();
+    m.resources.push(ResourceDecl {
+        name,
+        input: attr(body, "input").cloned(),
+        triggers_replace: attr(body, "triggers_replace").cloned(),
+        count: attr(body, "count").cloned(),
+        for_each: attr(body, "for_each").cloned(),
+        provisioners,
+        deps: Vec::new(),
+        data_deps: Vec::new(),
+        text,
+    });
+    Ok(())
+}
+
+/// The provisioners of a `terraform_data` resource; other nested blocks are the schema's errors
+/// (at validate and plan).
+fn resource_blocks(
+    m: &mut Module,
+    file: &str,
+    name: &str,
+    body: &Body,
+) -> Result<Vec<Provisioner>, Diag> {
+    let mut provisioners = Vec::new();
+    for p in body.blocks() {
+        match p.identifier() {
+            "provisioner" if label(p, 0) == "local-exec" => {
+                let pb = p.body();
+                let command = attr(pb, "command").cloned().ok_or_else(|| {
+                    Diag::error(
+                        "Missing required argument",
+                        format!("{file}: local-exec in terraform_data.{name} needs \"command\"."),
+                    )
+                })?;
+                let when = attr(pb, "when").map(expr_text).unwrap_or_default();
+                let on_failure = attr(pb, "on_failure").map(expr_text).unwrap_or_default();
+                provisioners.push(Provisioner {
+                    command,
+                    environment: attr(pb, "environment").cloned(),
+                    working_dir: attr(pb, "working_dir").cloned(),
+                    interpreter: attr(pb, "interpreter").cloned(),
+                    when_destroy: when.trim() == "destroy",
+                    on_failure_continue: on_failure.trim() == "continue",
+                });
+            }
+            "provisioner" => {
+                return Err(unsupported(
+                    "provisioner",
+                    &format!(
+                        "{file}: provisioner {:?} in terraform_data.{name}.",
+                        label(p, 0)
+                    ),
+                ))
+            }
+            "lifecycle" | "connection" => {}
+            // terraform_data has no nested block types: the schema check fails at
+            // validate and plan (not init), naming a `dynamic` block by its label.
+            other => {
+                let shown = if other == "dynamic" {
+                    label(p, 0)
+                } else {
+                    other.to_string()
+                };
+                m.validation_errors.push(Diag::error(
+                    "Unsupported block type",
+                    format!("Blocks of type {shown:?} are not expected here."),
+                ));
+            }
+        }
+    }
+    Ok(provisioners)
+}
+
+/// `Unsupported argument` (at validate and plan) for each argument `terraform_data` lacks.
+fn unexpected_arguments(m: &mut Module, body: &Body) {
+    for a in body.attributes() {
+        if ![
+            "input",
+            "triggers_replace",
+            "count",
+            "for_each",
+            "depends_on",
+            "provider",
+        ]
+        .contains(&a.key())
+        {
+            m.validation_errors.push(Diag::error(
+                "Unsupported argument",
+                format!("An argument named {:?} is not expected here.", a.key()),
+            ));
+        }
     }
 }
 
@@ -494,6 +553,65 @@ fn load_moved(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
             ),
         )),
     }
+}
+
+/// A `data "terraform_remote_state"` block (no `count`, `for_each` or `workspace`).
+fn load_remote_state(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let name = label(b, 1);
+    let known = ["backend", "config", "defaults", "depends_on"];
+    let other = b.body().attributes().find(|a| !known.contains(&a.key()));
+    if other.is_some() || b.body().blocks().next().is_some() {
+        return Err(unsupported(
+            "data source argument",
+            &format!("{file}: data \"terraform_remote_state\" {name:?}: only backend, config, defaults and depends_on are implemented."),
+        ));
+    }
+    let backend = attr(b.body(), "backend").cloned().ok_or_else(|| {
+        Diag::error(
+            "Missing required argument",
+            "The argument \"backend\" is required, but no definition was found.",
+        )
+    })?;
+    m.data.push(DataDecl {
+        name,
+        backend,
+        config: attr(b.body(), "config").cloned(),
+        defaults: attr(b.body(), "defaults").cloned(),
+    });
+    Ok(())
+}
+
+/// A `removed` block for a `terraform_data` resource, with an optional `lifecycle { destroy }`.
+fn load_removed(m: &mut Module, file: &str, b: &Block) -> Result<(), Diag> {
+    let from = attr(b.body(), "from").map(expr_text).unwrap_or_default();
+    let Some(addr) = MoveAddr::parse(&from) else {
+        return Err(unsupported(
+            "removed block",
+            &format!("{file}: only removed blocks for terraform_data resources are implemented."),
+        ));
+    };
+    if addr.key.is_some() {
+        return Err(Diag::error(
+            "Resource instance keys not allowed",
+            "Resource address must be a resource (e.g. \"test_instance.foo\"), not a resource instance (e.g. \"test_instance.foo[1]\").",
+        ));
+    }
+    let mut destroy = true;
+    for inner in b.body().blocks() {
+        let flag = attr(inner.body(), "destroy").map(expr_text);
+        match (inner.identifier(), flag.as_deref()) {
+            ("lifecycle", Some("false")) => destroy = false,
+            ("lifecycle", Some("true") | None) => {}
+            _ => {
+                return Err(unsupported(
+                    "removed block",
+                    &format!("{file}: removed {from}: only a lifecycle block with a literal destroy is implemented (no provisioners)."),
+                ))
+            }
+        }
+    }
+    m.removed.push((addr.name, destroy));
+    Ok(())
 }
 
 /// A `check` block of `assert`s.
@@ -525,13 +643,18 @@ fn resolve_deps(m: &mut Module) {
         .collect();
     let names: Vec<String> = m.resources.iter().map(|r| r.name.clone()).collect();
     for r in &mut m.resources {
-        let mut deps = Vec::new();
+        let (mut deps, mut data_deps) = (Vec::new(), Vec::new());
         let mut seen_locals: Vec<String> = Vec::new();
         let mut texts = vec![r.text.clone()];
         while let Some(t) = texts.pop() {
             for d in refs(&t, "terraform_data") {
                 if d != r.name && names.contains(&d) && !deps.contains(&d) {
                     deps.push(d);
+                }
+            }
+            for d in refs(&t, "data.terraform_remote_state") {
+                if !data_deps.contains(&d) {
+                    data_deps.push(d);
                 }
             }
             for l in refs(&t, "local") {
@@ -544,18 +667,39 @@ fn resolve_deps(m: &mut Module) {
             }
         }
         r.deps = deps;
+        r.data_deps = data_deps;
     }
 }
 
 impl Module {
-    /// True when HCL text refers to a sensitive variable, directly or through locals
-    /// (sensitivity carried through resources is not tracked by the stand-in).
+    /// `Removed resource still exists` for a `removed` block whose resource is still declared.
+    pub fn removed_still_declared(&self) -> Option<Diag> {
+        let (name, _) = self
+            .removed
+            .iter()
+            .find(|(n, _)| self.resources.iter().any(|r| &r.name == n))?;
+        Some(Diag::error(
+            "Removed resource still exists",
+            format!("This statement declares that terraform_data.{name} was removed, but it is still declared in configuration."),
+        ))
+    }
+
+    /// True when a `removed` block says to forget the resource's instances, not destroy them.
+    pub fn forgets(&self, name: &str) -> bool {
+        self.removed
+            .iter()
+            .any(|(n, destroy)| n == name && !destroy)
+    }
+
+    /// True when HCL text refers to a sensitive variable or calls `sensitive(...)`, directly or
+    /// through locals, outside `nonsensitive(...)` (sensitivity carried through resources is not
+    /// tracked by the stand-in).
     pub fn refers_to_sensitive(&self, text: &str) -> bool {
         let secret = |v: &String| self.variables.iter().any(|d| d.sensitive && d.name == *v);
         let mut seen: Vec<String> = Vec::new();
-        let mut texts = vec![text.to_string()];
+        let mut texts = vec![crate::sensitivity::without_nonsensitive(text)];
         while let Some(t) = texts.pop() {
-            if refs(&t, "var").iter().any(secret) {
+            if refs(&t, "var").iter().any(secret) || crate::sensitivity::calls_sensitive(&t) {
                 return true;
             }
             for l in refs(&t, "local") {
@@ -563,7 +707,7 @@ impl Module {
                     continue;
                 }
                 if let Some((_, e)) = self.locals.iter().find(|(n, _)| *n == l) {
-                    texts.push(expr_text(e));
+                    texts.push(crate::sensitivity::without_nonsensitive(&expr_text(e)));
                 }
                 seen.push(l);
             }
@@ -582,6 +726,25 @@ fn sensitive_outputs(m: &Module) -> Vec<Diag> {
             Diag::error(
                 "Output refers to sensitive values",
                 "To reduce the risk of accidentally exporting sensitive data that was intended to be only internal, OpenTofu requires that any root module output containing sensitive data be explicitly marked as sensitive, to confirm your intent.\n\nIf you do intend to export this data, annotate the output value as sensitive by adding the following argument:\n    sensitive = true",
+            )
+        })
+        .collect()
+}
+
+/// `Invalid for_each argument` for each resource whose `for_each` is sensitive: its keys would
+/// show the value.
+fn sensitive_for_each(m: &Module) -> Vec<Diag> {
+    let sensitive = |r: &&ResourceDecl| {
+        let e = r.for_each.as_ref();
+        e.is_some_and(|e| m.refers_to_sensitive(&expr_text(e)))
+    };
+    m.resources
+        .iter()
+        .filter(sensitive)
+        .map(|_| {
+            Diag::error(
+                "Invalid for_each argument",
+                "Sensitive values, or values derived from sensitive values, cannot be used as for_each arguments. If used, the sensitive value could be exposed as a resource instance key.",
             )
         })
         .collect()

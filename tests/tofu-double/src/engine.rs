@@ -5,6 +5,7 @@
 use crate::config::{self, Module, Provisioner, ResourceDecl};
 use crate::eval::{self, Scope, UNKNOWN};
 use crate::jsonplan;
+use crate::remote_state;
 use crate::sensitivity;
 use crate::signals;
 use crate::state::{self, Instance, Resource, StateFile, StateOutput};
@@ -21,6 +22,9 @@ pub type OutputChange = (String, &'static str, Option<Value>, Option<Value>, boo
 /// Instance keys of a resource with their `count`/`each` bindings, and the `each` mode.
 type Expansion = (Vec<(Option<Value>, Value)>, Option<String>);
 
+/// A configured instance: its resource name and instance key.
+type InstanceAddr = (String, Option<Value>);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -36,6 +40,8 @@ pub enum Action {
     Update,
     Replace,
     Delete,
+    /// Dropped from state without being destroyed (a `removed` block with `destroy = false`).
+    Forget,
 }
 
 impl Action {
@@ -46,6 +52,7 @@ impl Action {
             Action::Update => json!(["update"]),
             Action::Replace => json!(["delete", "create"]),
             Action::Delete => json!(["delete"]),
+            Action::Forget => json!(["forget"]),
         }
     }
     fn ui(self) -> &'static str {
@@ -55,6 +62,7 @@ impl Action {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
+            Action::Forget => "remove",
         }
     }
 }
@@ -205,6 +213,22 @@ fn config_marks(
 pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, Value>, Vec<Diag>> {
     let mut raw: Map<String, Value> = Map::new();
     let mut diags = Vec::new();
+    env_vars(m, &mut raw, &mut diags);
+    var_files(m, &mut raw, &mut diags);
+    cli_vars(m, cli, &mut raw, &mut diags);
+    let out = typed_values(m, raw, &mut diags);
+    validate_vars(m, &out, &mut diags);
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+type Raw = Map<String, Value>;
+
+/// `TF_VAR_NAME` for each declared variable.
+fn env_vars(m: &Module, raw: &mut Raw, diags: &mut Vec<Diag>) {
     let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     for (k, v) in std::env::vars() {
         if let Some(n) = k.strip_prefix("TF_VAR_") {
@@ -218,6 +242,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             }
         }
     }
+}
+
+/// `terraform.tfvars`, `terraform.tfvars.json` and the `*.auto.tfvars[.json]` files, in order.
+fn var_files(m: &Module, raw: &mut Raw, diags: &mut Vec<Diag>) {
+    let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     let mut files: Vec<String> = Vec::new();
     for f in ["terraform.tfvars", "terraform.tfvars.json"] {
         if m.dir.join(f).is_file() {
@@ -246,6 +275,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             Err(d) => diags.push(d),
         }
     }
+}
+
+/// `-var` and `-var-file` in the order given (each later one wins).
+fn cli_vars(m: &Module, cli: &[(String, String)], raw: &mut Raw, diags: &mut Vec<Diag>) {
+    let decl = |n: &str| m.variables.iter().find(|v| v.name == n);
     for (kind, v) in cli {
         if kind == "var" {
             let Some((k, val)) = v.split_once('=') else {
@@ -285,6 +319,10 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
             }
         }
     }
+}
+
+/// Every declared variable's value (given or default) converted to its type.
+fn typed_values(m: &Module, mut raw: Raw, diags: &mut Vec<Diag>) -> Map<String, Value> {
     let mut out = Map::new();
     for d in &m.variables {
         let v = match raw.remove(&d.name) {
@@ -318,7 +356,11 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
         };
         out.insert(d.name.clone(), v);
     }
-    // Validation rules see only their own variable.
+    out
+}
+
+/// Variable validation rules; each sees only its own variable.
+fn validate_vars(m: &Module, out: &Map<String, Value>, diags: &mut Vec<Diag>) {
     for d in &m.variables {
         for (cond, msg) in &d.validations {
             let Some(v) = out.get(&d.name) else { continue };
@@ -349,11 +391,6 @@ pub fn collect_vars(m: &Module, cli: &[(String, String)]) -> Result<Map<String, 
                 Err(e) => diags.push(Diag::error("Invalid validation condition", e)),
             }
         }
-    }
-    if diags.is_empty() {
-        Ok(out)
-    } else {
-        Err(diags)
     }
 }
 
@@ -457,6 +494,8 @@ pub struct Outcome {
     recs: Vec<Rec>,
     pub error: Option<Diag>,
     pub interrupted: bool,
+    /// The data sources read while planning.
+    pub data: Vec<remote_state::Read>,
 }
 
 fn hook(name: &str) -> Option<String> {
@@ -469,6 +508,7 @@ impl Walk<'_> {
     }
 
     fn scope_ctx(&self, resources: &Map<String, Value>) -> hcl::eval::Context<'static> {
+        // The root module is `.` (the process works in it), the working directory absolute.
         let dir = self.dir();
         let locals = eval::eval_locals(
             &self.module.locals,
@@ -481,7 +521,7 @@ impl Walk<'_> {
             vars: self.vars,
             locals: &locals,
             resources,
-            module_dir: &dir,
+            module_dir: ".",
             cwd: &dir,
             workspace: &self.workspace,
         }
@@ -584,6 +624,7 @@ impl Walk<'_> {
 
     /// Plans (and, when `apply`, carries out) every change.
     pub fn run(&self) -> Outcome {
+        crate::datetime::set_applying(self.apply);
         let mut recs = records(self.prior);
         let mut changes = Vec::new();
         let mut resources: Map<String, Value> = Map::new();
@@ -594,8 +635,9 @@ impl Walk<'_> {
             recs: Vec::new(),
             error: None,
             interrupted: false,
+            data: Vec::new(),
         };
-        let order = match config::topo_order(self.module) {
+        let order = match self.prepare(&mut resources, &mut out) {
             Ok(o) => o,
             Err(d) => {
                 out.error = Some(d);
@@ -609,52 +651,60 @@ impl Walk<'_> {
             .map(Duration::from_secs_f64);
 
         if self.mode == Mode::Destroy {
-            // Everything in state goes, dependents first.
-            let mut doomed = recs.clone();
-            let pos = |n: &str| {
-                order
-                    .iter()
-                    .position(|&i| self.module.resources[i].name == n)
-                    .unwrap_or(usize::MAX)
-            };
-            doomed.sort_by_key(|r| std::cmp::Reverse(pos(&r.name)));
-            for r in doomed {
-                changes.push(Change {
-                    name: r.name.clone(),
-                    key: r.key.clone(),
-                    action: Action::Delete,
-                    before: Some(r.vals.clone()),
-                    after: None,
-                    reason: None,
-                    previous: None,
-                });
-            }
-            if self.apply {
-                for c in &changes {
-                    if let Err(stop) =
-                        self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
-                    {
-                        out.interrupted = stop.is_none();
-                        out.error = stop.or_else(|| Some(halted()));
-                        break;
-                    }
-                }
-            }
+            changes = self.destroy_changes(&recs, &order);
+            let faults = (&fail_at, &crash_at, delay);
+            self.execute_all(&changes, &mut recs, &resources, faults, &mut out);
             out.changes = changes;
             out.recs = recs;
             return out;
         }
 
-        // Desired instances in dependency order.
-        let mut desired: Vec<(String, Option<Value>)> = Vec::new();
-        let mut planned: Vec<(Change, usize, Value)> = Vec::new();
-        for &i in &order {
+        let faults = (&fail_at, &crash_at, delay);
+        let walked = self.walk_resources(&order, &mut recs, &mut resources, faults, &mut out);
+        let (desired, planned) = match walked {
+            Ok(w) => w,
+            Err(so_far) => {
+                // What was done is kept: an apply that fails part way saves it.
+                out.changes = so_far;
+                out.recs = recs;
+                return out;
+            }
+        };
+        // Orphans: in state, no longer in configuration (forgotten if a `removed` block says
+        // not to destroy them).
+        let orphans = self.orphans(&recs, &desired);
+        let faults = (&fail_at, &crash_at, delay);
+        self.execute_all(&orphans, &mut recs, &resources, faults, &mut out);
+        changes.extend(planned);
+        changes.extend(orphans);
+        // Outputs.
+        let ctx = self.scope_ctx(&resources);
+        self.eval_outputs(&ctx, &mut out);
+        out.checks = self.run_checks(&ctx);
+        out.changes = changes;
+        out.recs = recs;
+        out
+    }
+
+    /// Plans (and when applying, carries out) every configured instance in dependency order,
+    /// binding each for the references after it: the instances wanted and their changes. On a
+    /// failure `out` says why and `Err` holds the changes made so far.
+    fn walk_resources(
+        &self,
+        order: &[usize],
+        recs: &mut Vec<Rec>,
+        resources: &mut Map<String, Value>,
+        (fail_at, crash_at, delay): (&Option<String>, &Option<String>, Option<Duration>),
+        out: &mut Outcome,
+    ) -> Result<(Vec<InstanceAddr>, Vec<Change>), Vec<Change>> {
+        let (mut desired, mut changes) = (Vec::new(), Vec::new());
+        for &i in order {
             let r = &self.module.resources[i];
-            let (keys, each) = match self.expand(r, &resources) {
+            let (keys, each) = match self.expand(r, resources) {
                 Ok(k) => k,
                 Err(d) => {
                     out.error = Some(d);
-                    return out;
+                    return Err(changes);
                 }
             };
             if keys.is_empty() {
@@ -673,119 +723,182 @@ impl Walk<'_> {
                     .iter()
                     .find(|x| x.name == r.name && x.key == key)
                     .cloned();
-                let mut ctx = self.scope_ctx(&resources);
+                let mut ctx = self.scope_ctx(resources);
                 if let Value::Object(o) = &extra {
                     for (k, v) in o {
                         ctx.declare_var(k.as_str(), eval::to_hcl(v));
                     }
                 }
-                let a = addr(&r.name, &key);
-                let input = match r.input.as_ref().map(|e| eval::eval(e, &ctx)).transpose() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
-                        return out;
+                let change = match self.plan_instance(r, &key, &prior, &ctx) {
+                    Ok(c) => c,
+                    Err(d) => {
+                        out.error = Some(d);
+                        return Err(changes);
                     }
-                };
-                let triggers = match r
-                    .triggers_replace
-                    .as_ref()
-                    .map(|e| eval::eval(e, &ctx))
-                    .transpose()
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        out.error = Some(Diag::error("Invalid expression", e).with_address(a));
-                        return out;
-                    }
-                };
-                let norm = |v: Option<Value>| v.filter(|x| !x.is_null());
-                let (input, triggers) = (norm(input), norm(triggers));
-                let (action, reason) = match &prior {
-                    _ if self.mode == Mode::RefreshOnly => (Action::NoOp, None),
-                    None => (Action::Create, None),
-                    Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
-                    Some(p) if p.vals.triggers != triggers => {
-                        (Action::Replace, Some("replace_by_triggers"))
-                    }
-                    Some(p) if p.vals.input != input => (Action::Update, None),
-                    Some(_) => (Action::NoOp, None),
-                };
-                let marks = config_marks(self.module, r, &input, &triggers);
-                let after = match (action, &prior) {
-                    (Action::NoOp, Some(p)) => Some(Vals {
-                        marks,
-                        ..p.vals.clone()
-                    }),
-                    (Action::Update, Some(p)) => Some(Vals {
-                        id: p.vals.id.clone(),
-                        input: input.clone(),
-                        triggers: triggers.clone(),
-                        marks,
-                    }),
-                    _ => Some(Vals {
-                        id: json!(UNKNOWN),
-                        input: input.clone(),
-                        triggers: triggers.clone(),
-                        marks,
-                    }),
-                };
-                let here = addr(&r.name, &key);
-                let previous = self
-                    .moved
-                    .iter()
-                    .find(|(to, _)| *to == here)
-                    .map(|(_, from)| from.clone());
-                let change = Change {
-                    name: r.name.clone(),
-                    key: key.clone(),
-                    action,
-                    before: prior.as_ref().map(|p| p.vals.clone()),
-                    after,
-                    reason,
-                    previous,
                 };
                 let obj = if self.apply {
                     if let Err(stop) = self.execute_with_ctx(
-                        &change, &mut recs, r, &extra, &resources, &fail_at, &crash_at, delay,
-                        &each,
+                        &change, recs, r, &extra, resources, fail_at, crash_at, delay, &each,
                     ) {
                         out.interrupted = stop.is_none();
                         out.error = stop.or_else(|| Some(halted()));
                         changes.push(change);
-                        out.changes = changes;
-                        out.recs = recs;
-                        return out;
+                        return Err(changes);
                     }
-                    recs.iter()
-                        .find(|x| x.name == r.name && x.key == key)
-                        .map(|x| x.vals.object())
-                        .unwrap_or(Value::Null)
+                    let done = recs.iter().find(|x| x.name == r.name && x.key == key);
+                    done.map(|x| x.vals.object()).unwrap_or(Value::Null)
                 } else {
-                    // While planning, a changing resource's computed `output` is unknown.
-                    let mut o = change
-                        .after
-                        .as_ref()
-                        .map(Vals::object)
-                        .unwrap_or(Value::Null);
-                    if change.action != Action::NoOp && o.is_object() {
-                        o["output"] = eval::unknown_like(&o["input"]);
-                    }
-                    o
+                    planned_object(&change)
                 };
-                Self::bind(&mut resources, &r.name, &key, obj.clone(), &each);
-                planned.push((change, i, obj));
+                Self::bind(resources, &r.name, &key, obj, &each);
+                changes.push(change);
             }
         }
-        // Orphans: in state, no longer in configuration.
+        Ok((desired, changes))
+    }
+
+    /// The resources' order, after the checks that fail a plan before anything is evaluated,
+    /// and the data sources read (into `out.data`, bound in `resources`).
+    fn prepare(
+        &self,
+        resources: &mut Map<String, Value>,
+        out: &mut Outcome,
+    ) -> Result<Vec<usize>, Diag> {
+        let order = config::topo_order(self.module)?;
+        if let Some(d) = self.module.removed_still_declared() {
+            return Err(d);
+        }
+        let ctx = self.scope_ctx(resources);
+        out.data = remote_state::read_all(self.module, &ctx)?;
+        remote_state::bind(resources, &out.data);
+        Ok(order)
+    }
+
+    /// Carries out `changes` in turn when applying, stopping at the first failure or interrupt.
+    fn execute_all(
+        &self,
+        changes: &[Change],
+        recs: &mut Vec<Rec>,
+        resources: &Map<String, Value>,
+        (fail_at, crash_at, delay): (&Option<String>, &Option<String>, Option<Duration>),
+        out: &mut Outcome,
+    ) {
+        if !self.apply {
+            return;
+        }
+        for c in changes {
+            if let Err(stop) = self.execute(c, recs, resources, fail_at, crash_at, delay) {
+                out.interrupted = stop.is_none();
+                out.error = stop.or_else(|| Some(halted()));
+                break;
+            }
+        }
+    }
+
+    /// Everything in state goes, dependents first.
+    fn destroy_changes(&self, recs: &[Rec], order: &[usize]) -> Vec<Change> {
+        let mut doomed = recs.to_vec();
+        let pos = |n: &str| {
+            order
+                .iter()
+                .position(|&i| self.module.resources[i].name == n)
+                .unwrap_or(usize::MAX)
+        };
+        doomed.sort_by_key(|r| std::cmp::Reverse(pos(&r.name)));
+        doomed
+            .into_iter()
+            .map(|r| Change {
+                name: r.name,
+                key: r.key,
+                action: Action::Delete,
+                before: Some(r.vals),
+                after: None,
+                reason: None,
+                previous: None,
+            })
+            .collect()
+    }
+
+    /// The planned change of one instance, whose prior record is `prior`.
+    fn plan_instance(
+        &self,
+        r: &ResourceDecl,
+        key: &Option<Value>,
+        prior: &Option<Rec>,
+        ctx: &hcl::eval::Context,
+    ) -> Result<Change, Diag> {
+        let a = addr(&r.name, key);
+        let value = |e: &Option<hcl::Expression>| {
+            let v = e
+                .as_ref()
+                .map(|e| eval::eval(e, ctx).map(|v| eval::whole_output_unknown(e, v)))
+                .transpose();
+            v.map_err(|e| Diag::error("Invalid expression", e).with_address(a.clone()))
+        };
+        let (input, triggers) = (value(&r.input)?, value(&r.triggers_replace)?);
+        let norm = |v: Option<Value>| v.filter(|x| !x.is_null());
+        let (input, triggers) = (norm(input), norm(triggers));
+        let (action, reason) = match &prior {
+            _ if self.mode == Mode::RefreshOnly => (Action::NoOp, None),
+            None => (Action::Create, None),
+            Some(p) if p.tainted => (Action::Replace, Some("replace_because_tainted")),
+            Some(p) if p.vals.triggers != triggers => {
+                (Action::Replace, Some("replace_because_cannot_update"))
+            }
+            Some(p) if p.vals.input != input => (Action::Update, None),
+            Some(_) => (Action::NoOp, None),
+        };
+        let marks = config_marks(self.module, r, &input, &triggers);
+        let after = match (action, &prior) {
+            (Action::NoOp, Some(p)) => Some(Vals {
+                marks,
+                ..p.vals.clone()
+            }),
+            (Action::Update, Some(p)) => Some(Vals {
+                id: p.vals.id.clone(),
+                input: input.clone(),
+                triggers: triggers.clone(),
+                marks,
+            }),
+            _ => Some(Vals {
+                id: json!(UNKNOWN),
+                input: input.clone(),
+                triggers: triggers.clone(),
+                marks,
+            }),
+        };
+        let here = addr(&r.name, key);
+        let previous = self
+            .moved
+            .iter()
+            .find(|(to, _)| *to == here)
+            .map(|(_, from)| from.clone());
+        Ok(Change {
+            name: r.name.clone(),
+            key: key.clone(),
+            action,
+            before: prior.as_ref().map(|p| p.vals.clone()),
+            after,
+            reason,
+            previous,
+        })
+    }
+
+    /// Instances in state no longer in configuration: destroyed, or forgotten if a `removed`
+    /// block says not to destroy them.
+    fn orphans(&self, recs: &[Rec], desired: &[InstanceAddr]) -> Vec<Change> {
         let mut orphans = Vec::new();
         if self.mode != Mode::RefreshOnly {
-            for r in recs.clone() {
+            for r in recs {
                 if !desired.iter().any(|(n, k)| *n == r.name && *k == r.key) {
                     orphans.push(Change {
                         name: r.name.clone(),
                         key: r.key.clone(),
-                        action: Action::Delete,
+                        action: if self.module.forgets(&r.name) {
+                            Action::Forget
+                        } else {
+                            Action::Delete
+                        },
                         before: Some(r.vals.clone()),
                         after: None,
                         reason: Some("delete_because_no_resource_config"),
@@ -794,24 +907,15 @@ impl Walk<'_> {
                 }
             }
         }
-        if self.apply {
-            for c in &orphans {
-                if let Err(stop) =
-                    self.execute(c, &mut recs, &resources, &fail_at, &crash_at, delay)
-                {
-                    out.interrupted = stop.is_none();
-                    out.error = stop.or_else(|| Some(halted()));
-                    break;
-                }
-            }
-        }
-        changes.extend(planned.into_iter().map(|(c, _, _)| c));
-        changes.extend(orphans);
-        // Outputs.
-        let ctx = self.scope_ctx(&resources);
+        orphans
+    }
+
+    /// Evaluates the outputs into `out` (the first failure is its error).
+    fn eval_outputs(&self, ctx: &hcl::eval::Context, out: &mut Outcome) {
         for o in &self.module.outputs {
-            match eval::eval(&o.value, &ctx) {
+            match eval::eval(&o.value, ctx) {
                 Ok(v) => {
+                    let v = eval::whole_output_unknown(&o.value, v);
                     out.outputs.insert(o.name.clone(), v);
                 }
                 Err(e) => {
@@ -824,10 +928,6 @@ impl Walk<'_> {
                 }
             }
         }
-        out.checks = self.run_checks(&ctx);
-        out.changes = changes;
-        out.recs = recs;
-        out
     }
 
     /// Evaluates every `check` block's assertions.
@@ -873,6 +973,10 @@ impl Walk<'_> {
         crash_at: &Option<String>,
         delay: Option<Duration>,
     ) -> Result<(), Option<Diag>> {
+        if c.action == Action::Forget {
+            recs.retain(|r| !(r.name == c.name && r.key == c.key));
+            return Ok(());
+        }
         let decl = self.module.resources.iter().find(|r| r.name == c.name);
         let each = recs
             .iter()
@@ -899,6 +1003,7 @@ impl Walk<'_> {
                     for_each: None,
                     provisioners: vec![],
                     deps: vec![],
+                    data_deps: vec![],
                     text: String::new(),
                 };
                 self.execute_with_ctx(
@@ -949,33 +1054,7 @@ impl Walk<'_> {
             x => vec![x],
         };
         for phase in phases {
-            let (verb, done) = match phase {
-                Action::Create => ("Creating...", "Creation complete"),
-                Action::Update => ("Modifying...", "Modifications complete"),
-                _ => ("Destroying...", "Destruction complete"),
-            };
-            let idv = c
-                .before
-                .as_ref()
-                .map(|b| b.id.clone())
-                .filter(|_| phase != Action::Create);
-            let mut start_hook = json!({"resource": ro, "action": phase.ui()});
-            if let Some(id) = &idv {
-                start_hook["id_key"] = json!("id");
-                start_hook["id_value"] = id.clone();
-            }
-            let suffix = idv
-                .as_ref()
-                .and_then(Value::as_str)
-                .map(|i| format!(" [id={i}]"))
-                .unwrap_or_default();
-            self.ui.line(
-                "info",
-                "apply_start",
-                &format!("{a}: {verb}{suffix}"),
-                json!({"hook": start_hook}),
-            );
-            self.ui.human(&format!("{a}: {verb}{suffix}"));
+            self.announce_start(c, &a, &ro, phase);
             let started = Instant::now();
             if phase == Action::Delete {
                 if let Some(before) = &c.before {
@@ -985,94 +1064,127 @@ impl Walk<'_> {
                     }
                 }
             }
-            if let Some(d) = delay {
-                let end = started + d;
-                let mut next_progress = started + Duration::from_secs(10);
-                while Instant::now() < end {
-                    if signals::interrupted() {
-                        signals::announce();
-                        self.errored(&a, &ro, phase, started);
-                        return Err(None);
-                    }
-                    if Instant::now() >= next_progress {
-                        let el = started.elapsed().as_secs();
-                        let still = match phase {
-                            Action::Create => "Still creating...",
-                            Action::Update => "Still modifying...",
-                            _ => "Still destroying...",
-                        };
-                        self.ui.line("info", "apply_progress", &format!("{a}: {still} [{el}s elapsed]"), json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}));
-                        next_progress += Duration::from_secs(10);
-                    }
-                    std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-                }
+            self.delay_or_fail(&a, &ro, phase, started, delay, fail_at)?;
+            if phase == Action::Delete {
+                recs.retain(|x| !(x.name == c.name && x.key == c.key));
+                self.complete(&a, &ro, phase, started, None);
+                continue;
             }
-            if fail_at.as_deref() == Some(a.as_str()) {
-                self.errored(&a, &ro, phase, started);
-                return Err(Some(
-                    Diag::error(
-                        "Injected failure",
-                        format!("TOFU_DOUBLE_FAIL_AT={a} made this resource fail."),
-                    )
-                    .with_address(a.clone()),
-                ));
-            }
-            let el = started.elapsed().as_secs();
-            match phase {
-                Action::Delete => {
-                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s"), json!({"hook": {"resource": ro, "action": "delete", "elapsed_seconds": el}}));
-                    self.ui.human(&format!("{a}: {done} after {el}s"));
-                }
-                _ => {
-                    let after = c.after.clone().unwrap_or(Vals {
-                        id: Value::Null,
-                        input: None,
-                        triggers: None,
-                        marks: Value::Null,
-                    });
-                    let id = if phase == Action::Create {
-                        json!(uuid::Uuid::new_v4().to_string())
-                    } else {
-                        after.id.clone()
-                    };
-                    let vals = Vals {
-                        id: id.clone(),
-                        ..after.clone()
-                    };
-                    recs.retain(|x| !(x.name == c.name && x.key == c.key));
-                    recs.push(Rec {
-                        name: c.name.clone(),
-                        key: c.key.clone(),
-                        vals: vals.clone(),
-                        tainted: false,
-                        each: each.clone(),
-                    });
-                    // Creation provisioners run before the resource counts as created, so
-                    // their messages come before `apply_complete` (or `apply_errored`).
-                    if phase == Action::Create {
-                        for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
-                            if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
-                                if let Some(rec) =
-                                    recs.iter_mut().find(|x| x.name == c.name && x.key == c.key)
-                                {
-                                    rec.tainted = true;
-                                }
-                                self.errored(&a, &ro, phase, started);
-                                return Err(Some(d));
-                            }
+            let vals = record(c, phase, recs, each);
+            // Creation provisioners run before the resource counts as created, so their
+            // messages come before `apply_complete` (or `apply_errored`).
+            if phase == Action::Create {
+                for p in r.provisioners.iter().filter(|p| !p.when_destroy) {
+                    if let Err(d) = self.provision(&a, &ro, p, &vals, extra, resources) {
+                        let rec = recs.iter_mut().find(|x| x.name == c.name && x.key == c.key);
+                        if let Some(rec) = rec {
+                            rec.tainted = true;
                         }
+                        self.errored(&a, &ro, phase, started);
+                        return Err(Some(d));
                     }
-                    let el = started.elapsed().as_secs();
-                    let ids = id.as_str().unwrap_or_default().to_string();
-                    self.ui.line("info", "apply_complete", &format!("{a}: {done} after {el}s [id={ids}]"), json!({"hook": {"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}}));
-                    self.ui
-                        .human(&format!("{a}: {done} after {el}s [id={ids}]"));
                 }
             }
+            let id = vals.id.as_str().unwrap_or_default();
+            self.complete(&a, &ro, phase, started, Some(id));
         }
         self.checkpoint(recs);
         Ok(())
+    }
+
+    /// `apply_start` (with the id of what exists) for one phase of a change.
+    fn announce_start(&self, c: &Change, a: &str, ro: &Value, phase: Action) {
+        let verb = match phase {
+            Action::Create => "Creating...",
+            Action::Update => "Modifying...",
+            _ => "Destroying...",
+        };
+        let idv = c
+            .before
+            .as_ref()
+            .map(|b| b.id.clone())
+            .filter(|_| phase != Action::Create);
+        let mut start_hook = json!({"resource": ro, "action": phase.ui()});
+        if let Some(id) = &idv {
+            start_hook["id_key"] = json!("id");
+            start_hook["id_value"] = id.clone();
+        }
+        let suffix = idv
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(|i| format!(" [id={i}]"))
+            .unwrap_or_default();
+        let msg = format!("{a}: {verb}{suffix}");
+        self.ui
+            .line("info", "apply_start", &msg, json!({"hook": start_hook}));
+        self.ui.human(&msg);
+    }
+
+    /// The hooks' delay (with `apply_progress` every 10 s, stopping on an interrupt) and
+    /// injected failure.
+    fn delay_or_fail(
+        &self,
+        a: &str,
+        ro: &Value,
+        phase: Action,
+        started: Instant,
+        delay: Option<Duration>,
+        fail_at: &Option<String>,
+    ) -> Result<(), Option<Diag>> {
+        if let Some(d) = delay {
+            let end = started + d;
+            let mut next_progress = started + Duration::from_secs(10);
+            while Instant::now() < end {
+                if signals::interrupted() {
+                    signals::announce();
+                    self.errored(a, ro, phase, started);
+                    return Err(None);
+                }
+                if Instant::now() >= next_progress {
+                    let el = started.elapsed().as_secs();
+                    let still = match phase {
+                        Action::Create => "Still creating...",
+                        Action::Update => "Still modifying...",
+                        _ => "Still destroying...",
+                    };
+                    self.ui.line("info", "apply_progress", &format!("{a}: {still} [{el}s elapsed]"), json!({"hook": {"resource": ro, "action": phase.ui(), "elapsed_seconds": el}}));
+                    next_progress += Duration::from_secs(10);
+                }
+                std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+            }
+        }
+        if fail_at.as_deref() == Some(a) {
+            self.errored(a, ro, phase, started);
+            let d = Diag::error(
+                "Injected failure",
+                format!("TOFU_DOUBLE_FAIL_AT={a} made this resource fail."),
+            );
+            return Err(Some(d.with_address(a.to_string())));
+        }
+        Ok(())
+    }
+
+    /// `apply_complete` for one phase (with the id of what now exists).
+    fn complete(&self, a: &str, ro: &Value, phase: Action, started: Instant, id: Option<&str>) {
+        let el = started.elapsed().as_secs();
+        let done = match phase {
+            Action::Create => "Creation complete",
+            Action::Update => "Modifications complete",
+            _ => "Destruction complete",
+        };
+        let (msg, hook) = match id {
+            None => (
+                format!("{a}: {done} after {el}s"),
+                json!({"resource": ro, "action": "delete", "elapsed_seconds": el}),
+            ),
+            Some(ids) => (
+                format!("{a}: {done} after {el}s [id={ids}]"),
+                json!({"resource": ro, "action": phase.ui(), "id_key": "id", "id_value": ids, "elapsed_seconds": el}),
+            ),
+        };
+        self.ui
+            .line("info", "apply_complete", &msg, json!({ "hook": hook }));
+        self.ui.human(&msg);
     }
 
     /// True when the provisioner's configuration refers to a sensitive value.
@@ -1106,6 +1218,7 @@ impl Walk<'_> {
             recs: recs.to_vec(),
             error: None,
             interrupted: false,
+            data: Vec::new(),
         };
         (p.write)(&partial);
         p.last.set(Instant::now());
@@ -1145,38 +1258,7 @@ impl Walk<'_> {
         }
         let perr =
             |e: String| Diag::error("local-exec provisioner error", e).with_address(a.to_string());
-        let command = eval::eval(&p.command, &ctx).map_err(perr)?;
-        let command = command
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| command.to_string());
-        let interpreter: Vec<String> = match &p.interpreter {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            None => vec!["/bin/sh".into(), "-c".into()],
-        };
-        let env: Map<String, Value> = match &p.environment {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            None => Map::new(),
-        };
-        let wd = match &p.working_dir {
-            Some(e) => eval::eval(e, &ctx)
-                .map_err(perr)?
-                .as_str()
-                .map(str::to_string),
-            None => None,
-        };
+        let run = LocalExec::evaluate(p, &ctx).map_err(perr)?;
         self.ui.line(
             "info",
             "provision_start",
@@ -1199,133 +1281,222 @@ impl Walk<'_> {
             self.ui.human(&format!("{a} (local-exec): {shown}"));
         };
         // Go's `%q` of a string slice: `["/bin/sh" "-c" "echo hi"]`.
-        let argv: Vec<String> = interpreter
+        let argv: Vec<String> = run
+            .interpreter
             .iter()
-            .chain([&command])
+            .chain([&run.command])
             .map(|w| crate::strfmt::quote(w))
             .collect();
         progress(&format!("Executing: [{}]", argv.join(" ")));
-        let Some((prog, args)) = interpreter.split_first() else {
-            return Err(perr("empty interpreter".into()));
+        let command = run.command.clone();
+        let child = run.spawn().map_err(perr)?;
+        let (status, output, killed) = wait_with_output(child, &progress);
+        let hook = json!({"hook": {"resource": ro, "provisioner": "local-exec"}});
+        if status.success() && !killed {
+            let done = format!("{a}: (local-exec) Provisioning complete");
+            self.ui.line("info", "provision_complete", &done, hook);
+            return Ok(());
+        }
+        let failed = format!("{a}: (local-exec) Provisioning errored");
+        self.ui.line("error", "provision_errored", &failed, hook);
+        if p.on_failure_continue && !killed {
+            return Ok(());
+        }
+        let why = exit_reason(killed, status)
+            .map_err(|e| perr(format!("Error running command '{command}': {e}")))?;
+        Err(perr(format!(
+            "Error running command '{command}': {why}. Output: {output}"
+        )))
+    }
+}
+
+/// A `local-exec` provisioner's configuration, evaluated.
+struct LocalExec {
+    command: String,
+    interpreter: Vec<String>,
+    env: Map<String, Value>,
+    working_dir: Option<String>,
+}
+
+impl LocalExec {
+    fn evaluate(p: &Provisioner, ctx: &hcl::eval::Context) -> Result<LocalExec, String> {
+        let text = |v: Value| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        };
+        let command = text(eval::eval(&p.command, ctx)?);
+        let interpreter: Vec<String> = match &p.interpreter {
+            Some(e) => eval::eval(e, ctx)?
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => vec!["/bin/sh".into(), "-c".into()],
+        };
+        let env = match &p.environment {
+            Some(e) => eval::eval(e, ctx)?.as_object().cloned().unwrap_or_default(),
+            None => Map::new(),
+        };
+        let working_dir = match &p.working_dir {
+            Some(e) => eval::eval(e, ctx)?.as_str().map(str::to_string),
+            None => None,
+        };
+        Ok(LocalExec {
+            command,
+            interpreter,
+            env,
+            working_dir,
+        })
+    }
+
+    /// Starts the command with its output piped.
+    fn spawn(self) -> Result<std::process::Child, String> {
+        let Some((prog, args)) = self.interpreter.split_first() else {
+            return Err("empty interpreter".into());
         };
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args)
-            .arg(&command)
+            .arg(&self.command)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        for (k, v) in &env {
-            cmd.env(
-                k,
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            );
+        for (k, v) in &self.env {
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            cmd.env(k, v);
         }
-        if let Some(w) = wd {
+        if let Some(w) = &self.working_dir {
             cmd.current_dir(w);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| perr(format!("Error running command '{command}': {e}")))?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+        cmd.spawn()
+            .map_err(|e| format!("Error running command '{}': {e}", self.command))
+    }
+}
+
+/// Reads a child's stdout and stderr line by line (each shown through `progress`) until it
+/// exits, killing it on an interrupt; its status, its output and whether it was killed.
+fn wait_with_output(
+    mut child: std::process::Child,
+    progress: &dyn Fn(&str),
+) -> (std::process::ExitStatus, String, bool) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
                 }
-            });
+            }
+        });
+    }
+    drop(tx);
+    let (mut status, mut output) = (None, String::new());
+    let (mut exited_at, mut killed): (Option<Instant>, bool) = (None, false);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                progress(&line);
+                output.push_str(&line);
+                output.push('\n');
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
+            Err(_) => {}
         }
-        drop(tx);
-        let mut status = None;
-        let mut output = String::new();
-        let mut exited_at: Option<Instant> = None;
-        let mut killed = false;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(line) => {
-                    progress(&line);
-                    output.push_str(&line);
-                    output.push('\n');
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if status.is_some() => break,
-                Err(_) => {}
+        if status.is_none() {
+            if signals::interrupted() && !killed {
+                signals::announce();
+                let _ = child.kill();
+                killed = true;
             }
-            if status.is_none() {
-                if signals::interrupted() && !killed {
-                    signals::announce();
-                    let _ = child.kill();
-                    killed = true;
-                }
-                if let Ok(Some(s)) = child.try_wait() {
-                    status = Some(s);
-                    exited_at = Some(Instant::now());
-                }
-            } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
-                // A background child still holds the pipe: stop reading, as Go's WaitDelay does.
-                break;
+            if let Ok(Some(s)) = child.try_wait() {
+                status = Some(s);
+                exited_at = Some(Instant::now());
             }
-        }
-        let status = status.unwrap_or_else(|| child.wait().expect("wait"));
-        if status.success() && !killed {
-            self.ui.line(
-                "info",
-                "provision_complete",
-                &format!("{a}: (local-exec) Provisioning complete"),
-                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
-            );
-            Ok(())
-        } else {
-            self.ui.line(
-                "error",
-                "provision_errored",
-                &format!("{a}: (local-exec) Provisioning errored"),
-                json!({"hook": {"resource": ro, "provisioner": "local-exec"}}),
-            );
-            if p.on_failure_continue && !killed {
-                return Ok(());
-            }
-            use std::os::unix::process::ExitStatusExt;
-            // Go's exec error text, as real OpenTofu prints it.
-            let why = match (killed, status.signal()) {
-                (true, _) => "signal: killed".to_string(),
-                (false, Some(sig)) => format!(
-                    "signal: {}",
-                    match sig {
-                        9 => "killed",
-                        11 => "segmentation fault",
-                        15 => "terminated",
-                        24 => "CPU time limit exceeded",
-                        25 => "file size limit exceeded",
-                        n =>
-                            return Err(perr(format!(
-                                "Error running command '{command}': signal {n}"
-                            ))),
-                    }
-                ),
-                (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
-            };
-            Err(perr(format!(
-                "Error running command '{command}': {why}. Output: {output}"
-            )))
+        } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+            // A background child still holds the pipe: stop reading, as Go's WaitDelay does.
+            break;
         }
     }
+    let status = status.unwrap_or_else(|| child.wait().expect("wait"));
+    (status, output, killed)
+}
+
+/// Go's exec error text for a failed command, as real OpenTofu prints it (`Err` for a signal
+/// Go names only by number).
+fn exit_reason(killed: bool, status: std::process::ExitStatus) -> Result<String, String> {
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (killed, status.signal()) {
+        (true, _) => "signal: killed".to_string(),
+        (false, Some(sig)) => format!(
+            "signal: {}",
+            match sig {
+                9 => "killed",
+                11 => "segmentation fault",
+                15 => "terminated",
+                24 => "CPU time limit exceeded",
+                25 => "file size limit exceeded",
+                n => return Err(format!("signal {n}")),
+            }
+        ),
+        (false, None) => format!("exit status {}", status.code().unwrap_or(-1)),
+    })
+}
+
+/// Records a created or updated instance (a new id when created) in place of its old record.
+fn record(c: &Change, phase: Action, recs: &mut Vec<Rec>, each: &Option<String>) -> Vals {
+    let after = c.after.clone().unwrap_or(Vals {
+        id: Value::Null,
+        input: None,
+        triggers: None,
+        marks: Value::Null,
+    });
+    let id = if phase == Action::Create {
+        json!(uuid::Uuid::new_v4().to_string())
+    } else {
+        after.id.clone()
+    };
+    let vals = Vals { id, ..after };
+    recs.retain(|x| !(x.name == c.name && x.key == c.key));
+    recs.push(Rec {
+        name: c.name.clone(),
+        key: c.key.clone(),
+        vals: vals.clone(),
+        tainted: false,
+        each: each.clone(),
+    });
+    vals
+}
+
+/// An instance as references see it while planning: a changing resource's computed `output`
+/// is unknown.
+fn planned_object(change: &Change) -> Value {
+    let mut o = change
+        .after
+        .as_ref()
+        .map(Vals::object)
+        .unwrap_or(Value::Null);
+    if change.action != Action::NoOp && o.is_object() {
+        o["output"] = eval::unknown_like(&o["input"]);
+    }
+    o
 }
 
 fn halted() -> Diag {
@@ -1333,6 +1504,50 @@ fn halted() -> Diag {
 }
 
 /// The state an apply leaves: prior serial/lineage carried, serial + 1 only when content changed.
+/// A `terraform_data` resource as state records it: its instances by key, with their marks and
+/// every dependency.
+fn managed_resource(m: &Module, n: &str, recs: &[Rec]) -> Resource {
+    let mut insts: Vec<&Rec> = recs.iter().filter(|r| r.name == n).collect();
+    insts.sort_by(|a, b| {
+        a.key
+            .as_ref()
+            .map(|k| k.to_string())
+            .cmp(&b.key.as_ref().map(|k| k.to_string()))
+    });
+    let deps = all_dependencies(m, n);
+    Resource {
+        module: None,
+        mode: "managed".into(),
+        typ: "terraform_data".into(),
+        name: n.to_string(),
+        each: insts.first().and_then(|r| r.each.clone()),
+        provider: state::PROVIDER.into(),
+        instances: insts
+            .iter()
+            .map(|r| Instance {
+                index_key: r.key.clone(),
+                status: r.tainted.then(|| "tainted".to_string()),
+                schema_version: 0,
+                attributes: json!({
+                    "id": r.vals.id,
+                    "input": state::wrap_dynamic(&r.vals.input),
+                    "output": state::wrap_dynamic(&r.vals.input),
+                    "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
+                }),
+                sensitive_attributes: r
+                    .vals
+                    .marks
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
+                    .collect(),
+                dependencies: deps.clone(),
+            })
+            .collect(),
+    }
+}
+
 pub fn new_state(
     prior: &Option<StateFile>,
     out: &Outcome,
@@ -1347,50 +1562,13 @@ pub fn new_state(
         }
     }
     names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
-    let resources = names
-        .iter()
-        .map(|n| {
-            let mut insts: Vec<&Rec> = out.recs.iter().filter(|r| &r.name == n).collect();
-            insts.sort_by(|a, b| {
-                a.key
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .cmp(&b.key.as_ref().map(|k| k.to_string()))
-            });
-            let deps = all_dependencies(m, n);
-            Resource {
-                module: None,
-                mode: "managed".into(),
-                typ: "terraform_data".into(),
-                name: n.clone(),
-                each: insts.first().and_then(|r| r.each.clone()),
-                provider: state::PROVIDER.into(),
-                instances: insts
-                    .iter()
-                    .map(|r| Instance {
-                        index_key: r.key.clone(),
-                        status: r.tainted.then(|| "tainted".to_string()),
-                        schema_version: 0,
-                        attributes: json!({
-                            "id": r.vals.id,
-                            "input": state::wrap_dynamic(&r.vals.input),
-                            "output": state::wrap_dynamic(&r.vals.input),
-                            "triggers_replace": state::wrap_dynamic(&r.vals.triggers),
-                        }),
-                        sensitive_attributes: r
-                            .vals
-                            .marks
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .flat_map(|(attr, mark)| sensitivity::paths(attr, mark))
-                            .collect(),
-                        dependencies: deps.clone(),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let data = if mode == Mode::Destroy {
+        Vec::new()
+    } else {
+        remote_state::state_resources(&out.data)
+    };
+    let managed = names.iter().map(|n| managed_resource(m, n, &out.recs));
+    let resources = data.into_iter().chain(managed).collect();
     let outputs = if mode == Mode::Destroy {
         Default::default()
     } else {
@@ -1438,6 +1616,18 @@ pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub remove: usize,
+    pub forget: usize,
+}
+
+impl Summary {
+    /// OpenTofu's `, N to forget` (`forgotten` after an apply) when anything is forgotten.
+    pub fn forgets(&self, word: &str) -> String {
+        if self.forget == 0 {
+            String::new()
+        } else {
+            format!(", {} {word}", self.forget)
+        }
+    }
 }
 
 pub fn summary(changes: &[Change]) -> Summary {
@@ -1445,6 +1635,7 @@ pub fn summary(changes: &[Change]) -> Summary {
         add: 0,
         change: 0,
         remove: 0,
+        forget: 0,
     };
     for c in changes {
         match c.action {
@@ -1455,6 +1646,7 @@ pub fn summary(changes: &[Change]) -> Summary {
                 s.remove += 1
             }
             Action::Delete => s.remove += 1,
+            Action::Forget => s.forget += 1,
             Action::NoOp => {}
         }
     }
@@ -1489,7 +1681,13 @@ pub fn output_changes(
             (None, None) => continue,
             _ => "no-op",
         };
-        out.push((o.name.clone(), action, b, a, o.sensitive));
+        // The change is sensitive if either side is: a value state recorded as sensitive
+        // stays masked in the plan that makes it plain.
+        let was = prior
+            .as_ref()
+            .and_then(|p| p.outputs.get(&o.name))
+            .is_some_and(|p| p.sensitive);
+        out.push((o.name.clone(), action, b, a, o.sensitive || was));
     }
     if let Some(p) = prior {
         for (n, o) in &p.outputs {
@@ -1525,10 +1723,17 @@ fn sensitive_of(obj: &Value, marks: &Value) -> Value {
     for attr in ["input", "triggers_replace"] {
         sensitivity::overlay(&mut m, attr, &marks[attr]);
     }
+    let dynamic = obj["input"] == json!(eval::UNKNOWN_DYNAMIC);
+    if dynamic {
+        if let Some(o) = m.as_object_mut() {
+            o.insert("input".into(), json!({}));
+        }
+    }
     if eval::is_unknown(&obj["output"]) {
         let shape = match &obj["input"] {
             Value::Object(_) => Some(json!({})),
             Value::Array(_) => Some(json!([])),
+            _ if dynamic => Some(json!({})),
             _ => None,
         };
         if let (Some(o), Some(shape)) = (m.as_object_mut(), shape) {
@@ -1574,10 +1779,17 @@ fn all_dependencies(m: &Module, name: &str) -> Vec<String> {
             }
         }
     }
+    let data = std::iter::once(name)
+        .chain(found.iter().map(String::as_str))
+        .filter_map(|n| m.resources.iter().find(|r| r.name == n))
+        .flat_map(|r| r.data_deps.iter())
+        .map(|d| format!("data.terraform_remote_state.{d}"));
     let mut deps: Vec<String> = found
         .iter()
         .map(|d| format!("terraform_data.{d}"))
+        .chain(data)
         .collect();
+    deps.dedup();
     deps.sort();
     deps
 }
@@ -1625,11 +1837,16 @@ pub fn state_json(st: &Option<StateFile>) -> Value {
         .flat_map(|r| r.instances.iter().map(move |i| (r, i)))
         .collect();
     instances.sort_by(|(ra, ia), (rb, ib)| {
-        address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key)
+        (ra.mode != "data")
+            .cmp(&(rb.mode != "data"))
+            .then_with(|| address_order(&ra.name, &ia.index_key, &rb.name, &ib.index_key))
     });
     let resources: Vec<Value> = instances
         .into_iter()
-        .map(|(r, i)| instance_json(r, i))
+        .map(|(r, i)| match r.mode.as_str() {
+            "data" => remote_state::instance_json(r, i),
+            _ => instance_json(r, i),
+        })
         .collect();
     let mut values = json!({ "root_module": {} });
     if !resources.is_empty() {
@@ -1669,6 +1886,118 @@ fn instance_json(r: &Resource, i: &Instance) -> Value {
 }
 
 /// The plan in `show -json` shape (`jsonplan`, format 1.2).
+/// An output's entry in `output_changes`.
+fn output_change_json((n, act, b, a, s): &OutputChange) -> (String, Value) {
+    let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
+    match a.as_ref().map(eval::split_unknown) {
+        // A wholly unknown value has no `after` at all (not `null`); a partly
+        // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
+        Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
+        Some((known, unk)) => {
+            ch["after"] = known;
+            ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) {
+                unk
+            } else {
+                json!(false)
+            };
+        }
+        None => ch["after"] = Value::Null,
+    }
+    (n.clone(), ch)
+}
+
+/// The outline of the configuration `show -json` echoes (see the allow-list).
+fn configuration_json(m: &Module) -> Value {
+    let cfg_resources: Vec<Value> = m
+        .resources
+        .iter()
+        .map(|r| json!({"address": format!("terraform_data.{}", r.name), "mode": "managed", "type": "terraform_data", "name": r.name, "provider_config_key": "terraform", "schema_version": 0}))
+        .collect();
+    let cfg_outputs: Map<String, Value> = m
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), json!({"sensitive": o.sensitive})))
+        .collect();
+    let cfg_vars: Map<String, Value> = m
+        .variables
+        .iter()
+        .map(|v| {
+            (
+                v.name.clone(),
+                if v.sensitive {
+                    json!({"sensitive": true})
+                } else {
+                    json!({})
+                },
+            )
+        })
+        .collect();
+    json!({"provider_config": {"terraform": {"name": "terraform", "full_name": "terraform.io/builtin/terraform"}}, "root_module": {"resources": cfg_resources, "outputs": cfg_outputs, "variables": cfg_vars}})
+}
+
+/// One change in `show -json` shape: its resource in `planned_values` (if any) and its
+/// `resource_changes` entry.
+fn change_json(c: &Change) -> (Option<Value>, Value) {
+    let a = c.addr();
+    // `output` is computed: unknown until apply whenever the resource changes.
+    let marks = c
+        .after
+        .as_ref()
+        .map(|x| x.marks.clone())
+        .unwrap_or(Value::Null);
+    let planned = c.after.as_ref().map(|x| {
+        let mut planned = x.object();
+        if c.action != Action::NoOp {
+            planned["output"] = json!(UNKNOWN);
+        }
+        planned
+    });
+    let mut planned_value = None;
+    if let Some(planned) = &planned {
+        let (vals, _) = eval::split_unknown(planned);
+        let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
+        if let Some(k) = &c.key {
+            r["index"] = k.clone();
+        }
+        planned_value = Some(r);
+    } else if c.action == Action::Forget {
+        // The real binary lists a forgotten instance with no values.
+        let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "sensitive_values": false});
+        if let Some(k) = &c.key {
+            r["index"] = k.clone();
+        }
+        planned_value = Some(r);
+    }
+    let (before, before_s) = match &c.before {
+        Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
+        None => (Value::Null, json!(false)),
+    };
+    let (after, after_unknown, after_s) = match &planned {
+        Some(p) => {
+            let (v, u) = eval::split_unknown(p);
+            // A wholly known value has `{}`, not a mirror of `false`s.
+            let u = if eval::is_unknown(p) { u } else { json!({}) };
+            (v, u, sensitive_of(p, &marks))
+        }
+        None => (Value::Null, json!({}), json!(false)),
+    };
+    let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
+    if c.action == Action::Replace && c.reason == Some("replace_because_cannot_update") {
+        change["replace_paths"] = json!([["triggers_replace"]]);
+    }
+    let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
+    if let Some(k) = &c.key {
+        rc["index"] = k.clone();
+    }
+    if let Some(r) = c.reason {
+        rc["action_reason"] = json!(r);
+    }
+    if let Some(p) = &c.previous {
+        rc["previous_address"] = json!(p);
+    }
+    (planned_value, rc)
+}
+
 pub fn plan_json(
     m: &Module,
     vars: &Map<String, Value>,
@@ -1705,55 +2034,8 @@ pub fn plan_json(
     let mut pv_res = Vec::new();
     let mut rcs = Vec::new();
     for c in sorted_by_address(&out.changes) {
-        let a = c.addr();
-        // `output` is computed: unknown until apply whenever the resource changes.
-        let marks = c
-            .after
-            .as_ref()
-            .map(|x| x.marks.clone())
-            .unwrap_or(Value::Null);
-        let planned = c.after.as_ref().map(|x| {
-            let mut planned = x.object();
-            if c.action != Action::NoOp {
-                planned["output"] = json!(UNKNOWN);
-            }
-            planned
-        });
-        if let Some(planned) = &planned {
-            let (vals, _) = eval::split_unknown(planned);
-            let mut r = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "schema_version": 0, "values": vals, "sensitive_values": sensitive_of(planned, &marks)});
-            if let Some(k) = &c.key {
-                r["index"] = k.clone();
-            }
-            pv_res.push(r);
-        }
-        let (before, before_s) = match &c.before {
-            Some(b) => (rc_values(b).0, sensitive_of(&b.object(), &b.marks)),
-            None => (Value::Null, json!(false)),
-        };
-        let (after, after_unknown, after_s) = match &planned {
-            Some(p) => {
-                let (v, u) = eval::split_unknown(p);
-                // A wholly known value has `{}`, not a mirror of `false`s.
-                let u = if eval::is_unknown(p) { u } else { json!({}) };
-                (v, u, sensitive_of(p, &marks))
-            }
-            None => (Value::Null, json!(false), json!(false)),
-        };
-        let mut change = json!({"actions": c.action.actions(), "before": before, "after": after, "after_unknown": after_unknown, "before_sensitive": before_s, "after_sensitive": after_s});
-        if c.action == Action::Replace && c.reason == Some("replace_by_triggers") {
-            change["replace_paths"] = json!([["triggers_replace"]]);
-        }
-        let mut rc = json!({"address": a, "mode": "managed", "type": "terraform_data", "name": c.name, "provider_name": "terraform.io/builtin/terraform", "change": change});
-        if let Some(k) = &c.key {
-            rc["index"] = k.clone();
-        }
-        if let Some(r) = c.reason {
-            rc["action_reason"] = json!(r);
-        }
-        if let Some(p) = &c.previous {
-            rc["previous_address"] = json!(p);
-        }
+        let (planned, rc) = change_json(c);
+        pv_res.extend(planned);
         rcs.push(rc);
     }
     let root = if pv_res.is_empty() {
@@ -1770,50 +2052,10 @@ pub fn plan_json(
         doc.insert("resource_changes".into(), Value::Array(rcs));
     }
     if !outs.is_empty() {
-        let oc: Map<String, Value> = outs
-            .iter()
-            .map(|(n, act, b, a, s)| {
-                let mut ch = json!({"actions": [act], "before": b.clone().unwrap_or(Value::Null), "after_unknown": false, "before_sensitive": s, "after_sensitive": s});
-                match a.as_ref().map(eval::split_unknown) {
-                    // A wholly unknown value has no `after` at all (not `null`); a partly
-                    // unknown one has `null` where it is unknown, mirrored in `after_unknown`.
-                    Some((_, unk)) if unk == json!(true) => ch["after_unknown"] = unk,
-                    Some((known, unk)) => {
-                        ch["after"] = known;
-                        ch["after_unknown"] = if eval::is_unknown(a.as_ref().unwrap_or(&Value::Null)) { unk } else { json!(false) };
-                    }
-                    None => ch["after"] = Value::Null,
-                }
-                (n.clone(), ch)
-            })
-            .collect();
+        let oc = outs.iter().map(output_change_json).collect();
         doc.insert("output_changes".into(), Value::Object(oc));
     }
-    let cfg_resources: Vec<Value> = m
-        .resources
-        .iter()
-        .map(|r| json!({"address": format!("terraform_data.{}", r.name), "mode": "managed", "type": "terraform_data", "name": r.name, "provider_config_key": "terraform", "schema_version": 0}))
-        .collect();
-    let cfg_outputs: Map<String, Value> = m
-        .outputs
-        .iter()
-        .map(|o| (o.name.clone(), json!({"sensitive": o.sensitive})))
-        .collect();
-    let cfg_vars: Map<String, Value> = m
-        .variables
-        .iter()
-        .map(|v| {
-            (
-                v.name.clone(),
-                if v.sensitive {
-                    json!({"sensitive": true})
-                } else {
-                    json!({})
-                },
-            )
-        })
-        .collect();
-    doc.insert("configuration".into(), json!({"provider_config": {"terraform": {"name": "terraform", "full_name": "terraform.io/builtin/terraform"}}, "root_module": {"resources": cfg_resources, "outputs": cfg_outputs, "variables": cfg_vars}}));
+    doc.insert("configuration".into(), configuration_json(m));
     doc.insert(
         "timestamp".into(),
         json!(ui::rfc3339_secs(SystemTime::now())),
@@ -1826,7 +2068,7 @@ pub fn plan_json(
         .map(|c| c.name.clone())
         .collect();
     let applyable = !errored && has_changes(&out.changes, &outs);
-    jsonplan::complete_doc(&mut doc, m, prior, &changed, &outs, applyable, &out.checks);
+    jsonplan::complete_doc(&mut doc, m, prior, out, &changed, &outs, applyable);
     Value::Object(doc)
 }
 
@@ -1909,9 +2151,12 @@ pub fn apply_moves(
 
 /// Emits `refresh_start` and `refresh_complete` for every instance in the prior state, as a
 /// plan that refreshes does before it plans.
-pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
+pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>, m: &Module) {
     let Some(st) = prior else { return };
-    for r in st.resources.iter().filter(|r| r.mode == "managed") {
+    // What a `removed` block forgets is not read again.
+    let forgotten = |name: &str| m.forgets(name) && !m.resources.iter().any(|r| r.name == name);
+    let managed = st.resources.iter().filter(|r| r.mode == "managed");
+    for r in managed.filter(|r| !forgotten(&r.name)) {
         for i in &r.instances {
             let a = addr(&r.name, &i.index_key);
             let id = i.attributes.get("id").cloned().unwrap_or(Value::Null);
@@ -1927,6 +2172,18 @@ pub fn report_refresh(ui: &Ui, prior: &Option<StateFile>) {
     }
 }
 
+/// Warns, while planning, of the instances a `removed` block forgets.
+pub fn report_forgets(ui: &Ui, changes: &[Change]) {
+    let gone: Vec<String> = changes
+        .iter()
+        .filter(|c| c.action == Action::Forget)
+        .map(|c| format!(" - {}", c.addr()))
+        .collect();
+    if !gone.is_empty() {
+        ui.diag(&Diag::warning("Some objects will no longer be managed by OpenTofu", format!("If you apply this plan, OpenTofu will discard its tracking information for the following objects, but it will not delete them:\n{}\n\nAfter applying this plan, OpenTofu will no longer manage these objects. You will need to import them into OpenTofu to manage them again.", gone.join("\n"))));
+    }
+}
+
 /// Warns, while planning, of the check blocks known only after apply, then of every failed
 /// assertion (the real binary's order).
 pub fn report_checks(ui: &Ui, checks: &[CheckResult]) {
@@ -1936,6 +2193,67 @@ pub fn report_checks(ui: &Ui, checks: &[CheckResult]) {
     for p in checks.iter().flat_map(|c| &c.problems) {
         ui.diag(&Diag::warning("Check block assertion failed", p.clone()));
     }
+}
+
+/// One change's `planned_change` line and its human form.
+fn report_change(ui: &Ui, c: &Change) {
+    let a = c.addr();
+    let verb = match c.action {
+        Action::NoOp => "move",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Forget => "remove",
+        Action::Delete => "delete",
+    };
+    let action = if c.action == Action::NoOp {
+        "move"
+    } else {
+        c.action.ui()
+    };
+    let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
+    if let Some(p) = &c.previous {
+        ch["previous_resource"] = previous_resource(p);
+    }
+    if let Some(r) = c.reason {
+        ch["reason"] = json!(match r {
+            "replace_because_tainted" => "tainted",
+            "replace_because_cannot_update" => "cannot_update",
+            x => x,
+        });
+    }
+    ui.line(
+        "info",
+        "planned_change",
+        &format!("{a}: Plan to {verb}"),
+        json!({"change": ch}),
+    );
+    if c.action == Action::NoOp {
+        ui.human(&format!(
+            "  # {} has moved to {a}",
+            c.previous.as_deref().unwrap_or("")
+        ));
+        return;
+    }
+    if c.action == Action::Forget {
+        ui.human(&format!("  # {a} will no longer be managed by OpenTofu, but will not be destroyed\n  # (destroy = false is set in the configuration)"));
+        return;
+    }
+    let sym = match c.action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace => "-/+",
+        _ => "-",
+    };
+    ui.human(&format!(
+        "  {sym} {a} will be {}",
+        match c.action {
+            Action::Create => "created",
+            Action::Update => "updated in-place",
+            Action::Replace => "replaced",
+            _ => "destroyed",
+        }
+    ));
 }
 
 /// Emits the plan's `planned_change` lines, its summary and output actions.
@@ -1950,58 +2268,7 @@ pub fn report_plan(
         .iter()
         .filter(|c| c.action != Action::NoOp || c.previous.is_some())
     {
-        let a = c.addr();
-        let verb = match c.action {
-            Action::NoOp => "move",
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Replace => "replace",
-            _ => "delete",
-        };
-        let action = if c.action == Action::NoOp {
-            "move"
-        } else {
-            c.action.ui()
-        };
-        let mut ch = json!({"resource": res_obj(&c.name, &c.key), "action": action});
-        if let Some(p) = &c.previous {
-            ch["previous_resource"] = previous_resource(p);
-        }
-        if let Some(r) = c.reason {
-            ch["reason"] = json!(match r {
-                "replace_because_tainted" => "tainted",
-                "replace_by_triggers" => "replace_by_triggers",
-                x => x,
-            });
-        }
-        ui.line(
-            "info",
-            "planned_change",
-            &format!("{a}: Plan to {verb}"),
-            json!({"change": ch}),
-        );
-        if c.action == Action::NoOp {
-            ui.human(&format!(
-                "  # {} has moved to {a}",
-                c.previous.as_deref().unwrap_or("")
-            ));
-            continue;
-        }
-        let sym = match c.action {
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace => "-/+",
-            _ => "-",
-        };
-        ui.human(&format!(
-            "  {sym} {a} will be {}",
-            match c.action {
-                Action::Create => "created",
-                Action::Update => "updated in-place",
-                Action::Replace => "replaced",
-                _ => "destroyed",
-            }
-        ));
+        report_change(ui, c);
     }
     if !with_summary {
         return;
@@ -2013,10 +2280,13 @@ pub fn report_plan(
         "plan"
     };
     let msg = format!(
-        "Plan: {} to add, {} to change, {} to destroy.",
-        s.add, s.change, s.remove
+        "Plan: {} to add, {} to change, {} to destroy{}.",
+        s.add,
+        s.change,
+        s.remove,
+        s.forgets("to forget")
     );
-    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": 0, "operation": op}}));
+    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
     if has_changes(changes, outs) {
         ui.human(&format!("\n{msg}"));
     } else {

@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 /// Marks a value that is only known after apply. Any string containing it is unknown.
 pub const UNKNOWN: &str = "\u{1b}(known after apply)\u{1b}";
 
+/// A value known only after apply whose type is not known either (a changing resource's
+/// whole `output`): unknown like `UNKNOWN`, and shown as the real binary shows such a value.
+pub const UNKNOWN_DYNAMIC: &str = "\u{1b}(known after apply)\u{1b}dynamic";
+
 pub fn to_json(v: HValue) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -39,6 +43,33 @@ pub fn unknown_like(v: &Value) -> Value {
                 .collect(),
         ),
         _ => Value::String(UNKNOWN.to_string()),
+    }
+}
+
+/// A reference to a changing resource's whole `output` (`terraform_data.x.output`, with an
+/// instance key or not) is one unknown value while planning, as the real binary's dynamic
+/// attribute is; the stand-in gives it a shape only so that deeper traversals evaluate.
+pub fn whole_output_unknown(e: &Expression, v: Value) -> Value {
+    let compound = matches!(v, Value::Array(_) | Value::Object(_));
+    if !compound || !is_unknown(&v) || v != unknown_like(&v) {
+        return v;
+    }
+    let Expression::Traversal(t) = e else {
+        return v;
+    };
+    // `terraform_data.NAME.output...` or `terraform_data.NAME[KEY].output...`.
+    let is_output = |op: &hcl::expr::TraversalOperator| matches!(op, hcl::expr::TraversalOperator::GetAttr(a) if a.as_str() == "output");
+    let on_output = match t.operators.as_slice() {
+        [_, out, ..] if is_output(out) => true,
+        [_, hcl::expr::TraversalOperator::Index(_), out, ..] => is_output(out),
+        [_, hcl::expr::TraversalOperator::LegacyIndex(_), out, ..] => is_output(out),
+        _ => false,
+    };
+    let of_resource = matches!(&t.expr, Expression::Variable(r) if r.as_str() == "terraform_data");
+    if on_output && of_resource {
+        Value::String(UNKNOWN_DYNAMIC.to_string())
+    } else {
+        v
     }
 }
 
@@ -128,10 +159,11 @@ impl Scope<'_> {
         let mut ctx = Context::new();
         ctx.declare_var("var", to_hcl(&Value::Object(self.vars.clone())));
         ctx.declare_var("local", to_hcl(&Value::Object(self.locals.clone())));
-        ctx.declare_var(
-            "terraform_data",
-            to_hcl(&Value::Object(self.resources.clone())),
-        );
+        let mut resources = self.resources.clone();
+        if let Some(data) = resources.remove(crate::remote_state::DATA_KEY) {
+            ctx.declare_var("data", to_hcl(&data));
+        }
+        ctx.declare_var("terraform_data", to_hcl(&Value::Object(resources)));
         ctx.declare_var(
             "path",
             to_hcl(&json!({"module": self.module_dir, "root": self.module_dir, "cwd": self.cwd})),
@@ -155,7 +187,7 @@ pub fn eval_locals(
     locals: &[(String, Expression)],
     scope_vars: &serde_json::Map<String, Value>,
     resources: &serde_json::Map<String, Value>,
-    module_dir: &str,
+    cwd: &str,
     workspace: &str,
 ) -> serde_json::Map<String, Value> {
     let mut done = serde_json::Map::new();
@@ -169,8 +201,8 @@ pub fn eval_locals(
                 vars: scope_vars,
                 locals: &done,
                 resources,
-                module_dir,
-                cwd: module_dir,
+                module_dir: ".",
+                cwd,
                 workspace,
             };
             if let Ok(v) = eval(e, &scope.context()) {
@@ -322,16 +354,29 @@ fn list(v: &HValue) -> Vec<HValue> {
 /// function` when the module is loaded, as OpenTofu reports it, never a value.
 pub const FUNCTIONS: &[&str] = &FUNCTION_NAMES;
 
-const FUNCTION_NAMES: [&str; 41 + crate::functions::NAMES.len()] = {
-    let mut all = [""; 41 + crate::functions::NAMES.len()];
+const MORE: [&[&str]; 3] = [
+    crate::functions::NAMES,
+    crate::builtins::NAMES,
+    crate::datetime::NAMES,
+];
+const COUNT: usize = FIRST.len() + MORE[0].len() + MORE[1].len() + MORE[2].len();
+
+const FUNCTION_NAMES: [&str; COUNT] = {
+    let mut all = [""; COUNT];
     let mut i = 0;
     while i < FIRST.len() {
         all[i] = FIRST[i];
         i += 1;
     }
-    while i < all.len() {
-        all[i] = crate::functions::NAMES[i - FIRST.len()];
-        i += 1;
+    let mut list = 0;
+    while list < MORE.len() {
+        let mut j = 0;
+        while j < MORE[list].len() {
+            all[i] = MORE[list][j];
+            i += 1;
+            j += 1;
+        }
+        list += 1;
     }
     all
 };
@@ -380,21 +425,49 @@ const FIRST: [&str; 41] = [
     "values",
 ];
 
+/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings (the only place
+/// they can appear in JSON text).
+fn go_json_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Declares the built-in functions the stand-in implements (see `FUNCTIONS`).
 pub fn declare_functions(ctx: &mut Context) {
     crate::functions::declare(ctx);
+    crate::builtins::declare(ctx);
+    declare_strings(ctx);
+    declare_collections(ctx);
+    declare_conversions(ctx);
+    declare_numbers_and_encodings(ctx);
+}
+
+/// Declares one function of hcl values.
+fn f(
+    ctx: &mut Context,
+    name: &str,
+    params: Vec<ParamType>,
+    variadic: Option<ParamType>,
+    func: hcl::eval::Func,
+) {
+    let mut b = FuncDef::builder().params(params);
+    if let Some(v) = variadic {
+        b = b.variadic_param(v);
+    }
+    ctx.declare_func(name, b.build(func));
+}
+
+/// `upper` to `cidrhost`, and `length`.
+fn declare_strings(ctx: &mut Context) {
     use ParamType::{Any, Number, String as Str};
-    let f = |ctx: &mut Context,
-             name: &str,
-             params: Vec<ParamType>,
-             variadic: Option<ParamType>,
-             func: hcl::eval::Func| {
-        let mut b = FuncDef::builder().params(params);
-        if let Some(v) = variadic {
-            b = b.variadic_param(v);
-        }
-        ctx.declare_func(name, b.build(func));
-    };
     f(ctx, "upper", vec![Str], None, |a| {
         Ok(HValue::String(s(&a[0]).to_uppercase()))
     });
@@ -425,7 +498,9 @@ pub fn declare_functions(ctx: &mut Context) {
     f(ctx, "replace", vec![Str, Str, Str], None, |a| {
         let find = s(&a[1]);
         if find.len() > 1 && find.starts_with('/') && find.ends_with('/') {
-            return Err("replace() with a regular expression is not implemented by the tofu stand-in; run this module with real OpenTofu".into());
+            let pattern = &find[1..find.len() - 1];
+            return crate::builtins::replace_regex(&s(&a[0]), pattern, &s(&a[2]))
+                .map(HValue::String);
         }
         Ok(HValue::String(s(&a[0]).replace(&find, &s(&a[2]))))
     });
@@ -446,12 +521,20 @@ pub fn declare_functions(ctx: &mut Context) {
     });
     f(ctx, "length", vec![Any], None, |a| {
         Ok(HValue::from(match &a[0] {
+            // A string known only after apply has a length known only then (a collection's is
+            // known from its shape).
+            HValue::String(x) if x.contains(UNKNOWN) => return Ok(HValue::String(UNKNOWN.into())),
             HValue::String(x) => x.chars().count(),
             HValue::Array(x) => x.len(),
             HValue::Object(x) => x.len(),
             _ => return Err("length() needs a string, list or map".into()),
         } as i64))
     });
+}
+
+/// `concat` to `tomap`.
+fn declare_collections(ctx: &mut Context) {
+    use ParamType::{Any, String as Str};
     f(ctx, "concat", vec![], Some(Any), |a| {
         Ok(HValue::Array(a.iter().flat_map(list).collect()))
     });
@@ -519,10 +602,14 @@ pub fn declare_functions(ctx: &mut Context) {
         Ok(to_hcl(&Value::Array(crate::types::set(items))))
     });
     f(ctx, "tomap", vec![Any], None, |a| Ok(a[0].clone()));
+}
+
+/// `jsonencode` to `element`.
+fn declare_conversions(ctx: &mut Context) {
+    use ParamType::{Any, Number, String as Str};
     f(ctx, "jsonencode", vec![Any], None, |a| {
-        Ok(HValue::String(
-            serde_json::to_string(&to_json(a[0].clone())).unwrap_or_default(),
-        ))
+        let text = serde_json::to_string(&to_json(a[0].clone())).unwrap_or_default();
+        Ok(HValue::String(go_json_escapes(&text)))
     });
     f(ctx, "jsondecode", vec![Str], None, |a| {
         serde_json::from_str::<Value>(&s(&a[0]))
@@ -578,6 +665,11 @@ pub fn declare_functions(ctx: &mut Context) {
         }
         Ok(l[(num(&a[1]) as usize) % l.len()].clone())
     });
+}
+
+/// `substr` to `flatten`.
+fn declare_numbers_and_encodings(ctx: &mut Context) {
+    use ParamType::{Any, Number, String as Str};
     f(ctx, "substr", vec![Str, Number, Number], None, |a| {
         let c: Vec<char> = s(&a[0]).chars().collect();
         let off = (num(&a[1]) as usize).min(c.len());
@@ -655,10 +747,17 @@ mod tests {
         assert_eq!(ev("format(\"%s-%d\", \"gpu\", 4)"), json!("gpu-4"));
         assert_eq!(ev("join(\",\", [\"a\", \"b\"])"), json!("a,b"));
         assert_eq!(ev("length(concat([1], [2, 3]))"), json!(3));
+        let unknown = format!("length(\"{UNKNOWN}\")");
+        assert_eq!(ev(&unknown), json!(UNKNOWN));
         assert_eq!(ev("merge({a = 1}, {b = 2})"), json!({"a": 1, "b": 2}));
         assert_eq!(ev("max(1, 5, 3)"), json!(5));
         assert_eq!(ev("terraform.workspace"), json!("default"));
         assert_eq!(ev("\"${var.region}-x\""), json!("eu-west-1-x"));
+        // As Go's encoding/json writes them (Terraform 1.11.4 printed the same).
+        assert_eq!(
+            ev("jsonencode({ a = \"<b>&\" })"),
+            json!("{\"a\":\"\\u003cb\\u003e\\u0026\"}")
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub const NAMES: &[&str] = &[
     "zipmap",
 ];
 
-type F = fn(&[Value]) -> Result<Value, String>;
+pub(crate) type F = fn(&[Value]) -> Result<Value, String>;
 
 /// Declares each `(name, parameters, variadic, body)` as a function of JSON values (hcl-rs takes
 /// plain `fn` pointers, so each body is placed inside its own non-capturing closure).
@@ -59,6 +59,7 @@ macro_rules! declare_all {
         })*
     };
 }
+pub(crate) use declare_all;
 
 /// Declares every function in `NAMES` (arguments as JSON values, so unknowns stay strings).
 pub fn declare(ctx: &mut Context) {
@@ -179,7 +180,7 @@ fn declare_second(ctx: &mut Context) {
     );
 }
 
-fn call(func: F, args: FuncArgs) -> Result<HValue, String> {
+pub(crate) fn call(func: F, args: FuncArgs) -> Result<HValue, String> {
     let values: Vec<Value> = args.iter().cloned().map(to_json).collect();
     if values.iter().any(crate::eval::is_unknown) {
         return Ok(HValue::String(crate::eval::UNKNOWN.into()));
@@ -187,7 +188,7 @@ fn call(func: F, args: FuncArgs) -> Result<HValue, String> {
     func(&values).map(|v| to_hcl(&v))
 }
 
-fn items(v: &Value) -> Vec<Value> {
+pub(crate) fn items(v: &Value) -> Vec<Value> {
     match v {
         Value::Array(a) => a.clone(),
         Value::Object(o) => o.values().cloned().collect(),
@@ -195,7 +196,7 @@ fn items(v: &Value) -> Vec<Value> {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -203,14 +204,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn number(v: &Value) -> f64 {
+pub(crate) fn number(v: &Value) -> f64 {
     match v {
         Value::String(s) => s.trim().parse().unwrap_or(0.0),
         other => other.as_f64().unwrap_or(0.0),
     }
 }
 
-fn number_value(f: f64) -> Value {
+pub(crate) fn number_value(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         json!(f as i64)
     } else {
@@ -228,7 +229,7 @@ fn signum(f: f64) -> i64 {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -46,26 +46,23 @@ impl Client {
 
     fn send_once(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Response, String> {
         crate::ui::tf_log("DEBUG", &format!("[http backend] {method} {url}"));
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("unsupported URL {url:?}: the stand-in speaks plain http only")
-        })?;
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:80")
-        };
-        let sock = addr
-            .to_socket_addrs()
-            .map_err(|e| format!("{method} {url}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{method} {url}: no address"))?;
-        let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
-            .map_err(|e| format!("{method} {url}: dial tcp {addr}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let what = format!("{method} {url}");
+        let (mut s, hostport, path) = connect(url, &what)?;
+        let req = self.request_head(method, path, hostport, body);
+        s.write_all(req.as_bytes())
+            .and_then(|_| s.write_all(body.unwrap_or_default()))
+            .map_err(|e| format!("{what}: {e}"))?;
+        read_response(BufReader::new(s), &what)
+    }
+
+    /// The request line and headers (Basic auth, and `Content-MD5` with a body).
+    fn request_head(
+        &self,
+        method: &str,
+        path: &str,
+        hostport: &str,
+        body: Option<&[u8]>,
+    ) -> String {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: OpenTofu/1.9.0 (tofu-double)\r\nConnection: close\r\n"
         );
@@ -88,63 +85,83 @@ impl Client {
             }
             None => req.push_str("Content-Length: 0\r\n\r\n"),
         }
-        s.write_all(req.as_bytes())
-            .and_then(|_| s.write_all(body.unwrap_or_default()))
-            .map_err(|e| format!("{method} {url}: {e}"))?;
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line)
-            .map_err(|e| format!("{method} {url}: {e}"))?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("{method} {url}: malformed response {line:?}"))?;
-        let mut len: Option<usize> = None;
-        let mut chunked = false;
+        req
+    }
+}
+
+/// Connects to an `http://` URL's host: the stream, `host:port` as given and the path.
+fn connect<'u>(url: &'u str, what: &str) -> Result<(TcpStream, &'u str, &'u str), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("unsupported URL {url:?}: the stand-in speaks plain http only"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{what}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{what}: no address"))?;
+    let s = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
+        .map_err(|e| format!("{what}: dial tcp {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    Ok((s, hostport, path))
+}
+
+/// A response's status and body (by `Content-Length`, chunked, or to the end).
+fn read_response(mut r: BufReader<TcpStream>, what: &str) -> Result<Response, String> {
+    let io = |e: std::io::Error| format!("{what}: {e}");
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(io)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{what}: malformed response {line:?}"))?;
+    let (mut len, mut chunked): (Option<usize>, bool) = (None, false);
+    loop {
+        line.clear();
+        r.read_line(&mut line).map_err(io)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            if k == "content-length" {
+                len = v.trim().parse().ok();
+            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
         loop {
             line.clear();
-            r.read_line(&mut line)
-                .map_err(|e| format!("{method} {url}: {e}"))?;
-            let l = line.trim_end();
-            if l.is_empty() {
+            r.read_line(&mut line).map_err(io)?;
+            let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| format!("{what}: bad chunk size"))?;
+            if n == 0 {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                if k == "content-length" {
-                    len = v.trim().parse().ok();
-                } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                    chunked = true;
-                }
-            }
+            let mut buf = vec![0; n];
+            r.read_exact(&mut buf).map_err(io)?;
+            body.extend_from_slice(&buf);
+            line.clear();
+            r.read_line(&mut line).ok();
         }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                r.read_line(&mut line)
-                    .map_err(|e| format!("{method} {url}: {e}"))?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                    .map_err(|_| format!("{method} {url}: bad chunk size"))?;
-                if n == 0 {
-                    break;
-                }
-                let mut buf = vec![0; n];
-                r.read_exact(&mut buf)
-                    .map_err(|e| format!("{method} {url}: {e}"))?;
-                body.extend_from_slice(&buf);
-                line.clear();
-                r.read_line(&mut line).ok();
-            }
-        } else if let Some(n) = len {
-            body.resize(n, 0);
-            r.read_exact(&mut body)
-                .map_err(|e| format!("{method} {url}: {e}"))?;
-        } else {
-            r.read_to_end(&mut body)
-                .map_err(|e| format!("{method} {url}: {e}"))?;
-        }
-        Ok(Response { status, body })
+    } else if let Some(n) = len {
+        body.resize(n, 0);
+        r.read_exact(&mut body).map_err(io)?;
+    } else {
+        r.read_to_end(&mut body).map_err(io)?;
     }
+    Ok(Response { status, body })
 }

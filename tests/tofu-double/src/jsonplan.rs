@@ -10,9 +10,15 @@ use serde_json::{json, Map, Value};
 
 /// `terraform_data.NAME.a.b` references in HCL text, as (resource address, attribute path); an
 /// instance key stays in the address (`terraform_data.z["a"]`), a splat (`terraform_data.n[*].id`)
-/// names the whole resource.
+/// or a bare reference (`length(terraform_data.n)`) names the whole resource.
 pub fn attribute_refs(text: &str) -> Vec<(String, Vec<Value>)> {
-    let pat = "terraform_data.";
+    let mut out = refs_after(text, "terraform_data.");
+    out.extend(refs_after(text, "data.terraform_remote_state."));
+    out
+}
+
+/// The references `attribute_refs` finds for one resource type's prefix.
+fn refs_after(text: &str, pat: &str) -> Vec<(String, Vec<Value>)> {
     let word = |s: &str| {
         s.chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
@@ -52,8 +58,8 @@ pub fn attribute_refs(text: &str) -> Vec<(String, Vec<Value>)> {
                 break;
             }
         }
-        if boundary && !name.is_empty() && (splat || !path.is_empty()) {
-            out.push((format!("terraform_data.{name}"), path));
+        if boundary && !name.is_empty() {
+            out.push((format!("{pat}{name}"), path));
         }
         rest = &rest[i + pat.len()..];
     }
@@ -83,6 +89,18 @@ pub fn relevant_attributes(m: &Module, changed: &[String], outs: &[OutputChange]
     for r in m.resources.iter().filter(|r| changed.contains(&r.name)) {
         let exprs = [&r.input, &r.triggers_replace, &r.count, &r.for_each];
         texts.extend(exprs.into_iter().flatten().map(expr_text));
+    }
+    // Through locals too.
+    let mut seen: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < texts.len() {
+        for l in crate::config::refs(&texts[i], "local") {
+            if let Some((_, e)) = m.locals.iter().find(|(n, _)| *n == l && !seen.contains(&l)) {
+                texts.push(expr_text(e));
+                seen.push(l);
+            }
+        }
+        i += 1;
     }
     let mut refs: Vec<(String, Vec<Value>)> =
         texts.iter().flat_map(|t| attribute_refs(t)).collect();
@@ -139,18 +157,26 @@ fn variable_checks(m: &Module) -> Vec<Value> {
 /// The state the plan started from, as the real binary's refresh leaves it: the state's outputs
 /// with those the plan already knows evaluated anew (with no state yet, only those), or none at
 /// all when that is empty.
-pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange]) -> Option<Value> {
+pub fn prior_state(
+    m: &Module,
+    prior: &Option<StateFile>,
+    outs: &[OutputChange],
+    data: &[crate::remote_state::Read],
+) -> Option<Value> {
     let known: Map<String, Value> = outs
         .iter()
         .filter_map(|(n, _, _, a, sens)| {
             let a = a.as_ref().filter(|v| !eval::is_unknown(v))?;
+            // Evaluated anew, so marked as the configuration now declares it.
+            let declared = m.outputs.iter().find(|o| &o.name == n).map(|o| o.sensitive);
+            let sens = declared.unwrap_or(*sens);
             Some((
                 n.clone(),
                 json!({"sensitive": sens, "value": a, "type": crate::engine::output_type(m, n, a)}),
             ))
         })
         .collect();
-    if prior.is_none() && known.is_empty() {
+    if prior.is_none() && known.is_empty() && data.is_empty() {
         return None;
     }
     let mut doc = match prior {
@@ -159,6 +185,7 @@ pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange])
             json!({"format_version": "1.0", "terraform_version": crate::ui::VERSION, "values": {"root_module": {}}})
         }
     };
+    with_data(&mut doc, data);
     if !known.is_empty() {
         let outputs = &mut doc["values"]["outputs"];
         if !outputs.is_object() {
@@ -171,17 +198,41 @@ pub fn prior_state(m: &Module, prior: &Option<StateFile>, outs: &[OutputChange])
     Some(doc)
 }
 
+/// The data sources as the plan read them, in place of those state recorded (first, as the real
+/// binary orders them).
+fn with_data(doc: &mut Value, data: &[crate::remote_state::Read]) {
+    let fresh = crate::engine::state_json(&Some(crate::state::StateFile {
+        resources: crate::remote_state::state_resources(data),
+        ..crate::state::StateFile::empty()
+    }));
+    let fresh = fresh["values"]["root_module"]["resources"]
+        .as_array()
+        .cloned();
+    let root = &mut doc["values"]["root_module"];
+    let kept = root["resources"].as_array().cloned().unwrap_or_default();
+    let managed = kept.into_iter().filter(|r| r["mode"] != "data");
+    let all: Vec<Value> = fresh
+        .unwrap_or_default()
+        .into_iter()
+        .chain(managed)
+        .collect();
+    if !all.is_empty() {
+        root["resources"] = Value::Array(all);
+    }
+}
+
 /// Adds the keys above and `applyable`/`complete` to a plan document.
 pub fn complete_doc(
     doc: &mut Map<String, Value>,
     m: &Module,
     prior: &Option<StateFile>,
+    out: &crate::engine::Outcome,
     changed: &[String],
     outs: &[OutputChange],
     applyable: bool,
-    results: &[crate::engine::CheckResult],
 ) {
-    if let Some(p) = prior_state(m, prior, outs) {
+    let results = &out.checks;
+    if let Some(p) = prior_state(m, prior, outs, &out.data) {
         doc.insert("prior_state".into(), p);
     }
     let relevant = relevant_attributes(m, changed, outs);
@@ -211,6 +262,7 @@ mod tests {
             vec![
                 ("terraform_data.a".to_string(), path(&["id"])),
                 ("terraform_data.b_2".to_string(), path(&["output", "x"])),
+                ("terraform_data.c".to_string(), path(&[])),
                 ("terraform_data.n".to_string(), path(&[])),
                 ("terraform_data.z[\"k\"]".to_string(), path(&["input"])),
             ]

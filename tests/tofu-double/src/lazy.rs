@@ -184,17 +184,26 @@ pub fn touches_unknown(e: &Expression, ctx: &Context) -> bool {
     }
 }
 
+/// A `templatestring` call whose template is written in place (OpenTofu refuses it while
+/// validating); collected with the unknown names.
+const LITERAL_TEMPLATE: &str = "\0templatestring";
+
 /// `Call to unknown function` for every call in the file's body to a function the stand-in does
-/// not implement (OpenTofu reports these while loading, before anything is evaluated).
+/// not implement (OpenTofu reports these while loading, before anything is evaluated), and
+/// `templatestring` over a literal template.
 pub fn unknown_functions(body: &Body) -> Vec<Diag> {
     let mut names = Vec::new();
     walk_body(body, &mut names);
     let mut diags: Vec<Diag> = Vec::new();
     for n in names {
-        let d = Diag::error(
-            "Call to unknown function",
-            format!("There is no function named \"{n}\"."),
-        );
+        let d = if n == LITERAL_TEMPLATE {
+            Diag::error("Invalid function argument", "Invalid value for \"template\" parameter: invalid template expression: templatestring is only for rendering templates retrieved dynamically from elsewhere, and so does not support providing a literal template; consider using a template string expression instead.")
+        } else {
+            Diag::error(
+                "Call to unknown function",
+                format!("There is no function named \"{n}\"."),
+            )
+        };
         if !diags.iter().any(|x| x.detail == d.detail) {
             diags.push(d);
         }
@@ -233,7 +242,13 @@ fn walk_expr(e: &Expression, names: &mut Vec<String>) {
             } else {
                 f.name.to_string()
             };
-            if !eval::FUNCTIONS.contains(&name.as_str()) {
+            let literal = matches!(
+                f.args.first(),
+                Some(Expression::String(_) | Expression::TemplateExpr(_))
+            );
+            if name == "templatestring" && literal {
+                names.push(LITERAL_TEMPLATE.into());
+            } else if !eval::FUNCTIONS.contains(&name.as_str()) {
                 names.push(name);
             }
             f.args.iter().for_each(|a| walk_expr(a, names));
@@ -344,7 +359,7 @@ mod tests {
 variable "m" { type = map(list(string)) }
 output "a" { value = nosuchfn(1) }
 output "b" { value = "x-${upper(other_fn())}" }
-locals { c = [for x in [1] : timeadd(x)] }
+locals { c = [for x in [1] : yamlencode(x)] }
 output "d" { value = upper(try(cidrhost("10.0.0.0/8", 1), "")) }
 "#;
         assert_eq!(
@@ -352,7 +367,7 @@ output "d" { value = upper(try(cidrhost("10.0.0.0/8", 1), "")) }
             vec![
                 "Call to unknown function: There is no function named \"nosuchfn\".",
                 "Call to unknown function: There is no function named \"other_fn\".",
-                "Call to unknown function: There is no function named \"timeadd\".",
+                "Call to unknown function: There is no function named \"yamlencode\".",
             ]
         );
     }

@@ -2,8 +2,10 @@
 //! `shared/reference/opentofu-contract.md`. See tests/tofu-double/README.md for the fault hooks.
 
 mod args;
+mod builtins;
 mod cidr;
 mod config;
+mod datetime;
 mod decimal;
 mod engine;
 mod eval;
@@ -13,10 +15,12 @@ mod http;
 mod jsonplan;
 mod lazy;
 mod planfile;
+mod remote_state;
 mod sensitivity;
 mod signals;
 mod state;
 mod strfmt;
+mod textenc;
 mod types;
 mod ui;
 
@@ -84,7 +88,9 @@ fn sleep_hook(var: &str, cmd: &str) -> bool {
     true
 }
 
-fn run(argv: Vec<String>) -> i32 {
+/// `-chdir` (applied here) and `-version` before the subcommand; the arguments left, or the exit
+/// code when the directory cannot be entered.
+fn global_options(argv: Vec<String>) -> Result<Vec<String>, i32> {
     let mut rest = argv;
     let mut chdir: Option<String> = None;
     while let Some(first) = rest.first() {
@@ -100,9 +106,32 @@ fn run(argv: Vec<String>) -> i32 {
     if let Some(d) = &chdir {
         if let Err(e) = std::env::set_current_dir(d) {
             eprintln!("Error handling -chdir option: chdir {d}: {e}");
-            return 1;
+            return Err(1);
         }
     }
+    Ok(rest)
+}
+
+/// The command's words (`state pull`, `state push`, or one word) and its arguments.
+fn command_words(cmd: &str, rest: Vec<String>) -> (Vec<&str>, Vec<String>) {
+    match (cmd, rest.first().map(String::as_str)) {
+        ("state", Some(sub)) => {
+            let second = match sub {
+                "pull" => "pull",
+                "push" => "push",
+                _ => "other",
+            };
+            (vec!["state", second], rest[1..].to_vec())
+        }
+        _ => (vec![cmd], rest),
+    }
+}
+
+fn run(argv: Vec<String>) -> i32 {
+    let mut rest = match global_options(argv) {
+        Ok(rest) => rest,
+        Err(code) => return code,
+    };
     if rest.is_empty() {
         eprintln!("Usage: tofu [global options] <subcommand> [args]\n\nThis is tofu-double, a stand-in for OpenTofu {}.", ui::VERSION);
         return 127;
@@ -121,22 +150,7 @@ fn run(argv: Vec<String>) -> i32 {
                 .collect::<Vec<_>>()
         ),
     );
-    let (words, rest): (Vec<&str>, Vec<String>) = if cmd == "state" && !rest.is_empty() {
-        let sub = rest[0].clone();
-        let words = vec![
-            "state",
-            if sub == "pull" {
-                "pull"
-            } else if sub == "push" {
-                "push"
-            } else {
-                "other"
-            },
-        ];
-        (words, rest[1..].to_vec())
-    } else {
-        (vec![cmd.as_str()], rest)
-    };
+    let (words, rest) = command_words(&cmd, rest);
     let args = match args::with_env_args(&words, rest) {
         Ok(a) => a,
         Err(e) => {
@@ -310,6 +324,64 @@ fn cmd_version(a: &[String]) -> CmdResult {
     Ok(0)
 }
 
+/// `-lockfile` takes only `readonly`, which `-upgrade` contradicts.
+fn check_lockfile_flags(f: &args::Flags, json: bool) -> Result<(), Failure> {
+    if let Some(l) = f.value("lockfile") {
+        if l != "readonly" {
+            return Err(fail(
+                json,
+                Diag::error(
+                    "Invalid lockfile mode",
+                    format!("The only valid value for -lockfile is \"readonly\", got {l:?}."),
+                ),
+            ));
+        }
+        if f.bool("upgrade") {
+            return Err(fail(
+                json,
+                Diag::error(
+                    "Conflicting options",
+                    "The -upgrade flag conflicts with -lockfile=readonly.",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One `-backend-config`: `key=value`, or a file of backend attributes.
+fn backend_config(bc: &str, cfg: &mut Map<String, Value>, json: bool) -> Result<(), Failure> {
+    match bc.split_once('=') {
+        Some((k, v)) if !Path::new(bc).is_file() => {
+            cfg.insert(k.trim().to_string(), Value::String(v.to_string()));
+        }
+        _ => {
+            let src = std::fs::read_to_string(bc).map_err(|e| {
+                fail(
+                    json,
+                    Diag::error(
+                        "Failed to read file",
+                        format!("The file {bc:?} could not be read: {e}"),
+                    ),
+                )
+            })?;
+            let body = hcl::parse(&src).map_err(|e| {
+                fail(
+                    json,
+                    Diag::error("Invalid backend configuration file", format!("{bc}: {e}")),
+                )
+            })?;
+            for at in body.attributes() {
+                let v = eval::eval_static(at.expr()).map_err(|e| {
+                    fail(json, Diag::error("Invalid backend configuration file", e))
+                })?;
+                cfg.insert(at.key().to_string(), v);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cmd_init(a: &[String]) -> CmdResult {
     let f = parse_flags(
         a,
@@ -333,26 +405,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
         ],
     )?;
     let json = f.bool("json");
-    if let Some(l) = f.value("lockfile") {
-        if l != "readonly" {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Invalid lockfile mode",
-                    format!("The only valid value for -lockfile is \"readonly\", got {l:?}."),
-                ),
-            ));
-        }
-        if f.bool("upgrade") {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Conflicting options",
-                    "The -upgrade flag conflicts with -lockfile=readonly.",
-                ),
-            ));
-        }
-    }
+    check_lockfile_flags(&f, json)?;
     let m = load_module_for_init(json)?;
     let dd = data_dir();
     std::fs::create_dir_all(&dd).map_err(|e| {
@@ -368,34 +421,7 @@ fn cmd_init(a: &[String]) -> CmdResult {
             None => ("local".to_string(), Map::new()),
         };
         for bc in f.all("backend-config") {
-            match bc.split_once('=') {
-                Some((k, v)) if !Path::new(bc).is_file() => {
-                    cfg.insert(k.trim().to_string(), Value::String(v.to_string()));
-                }
-                _ => {
-                    let src = std::fs::read_to_string(bc).map_err(|e| {
-                        fail(
-                            json,
-                            Diag::error(
-                                "Failed to read file",
-                                format!("The file {bc:?} could not be read: {e}"),
-                            ),
-                        )
-                    })?;
-                    let body = hcl::parse(&src).map_err(|e| {
-                        fail(
-                            json,
-                            Diag::error("Invalid backend configuration file", format!("{bc}: {e}")),
-                        )
-                    })?;
-                    for at in body.attributes() {
-                        let v = eval::eval_static(at.expr()).map_err(|e| {
-                            fail(json, Diag::error("Invalid backend configuration file", e))
-                        })?;
-                        cfg.insert(at.key().to_string(), v);
-                    }
-                }
-            }
+            backend_config(bc, &mut cfg, json)?;
         }
         if m.backend.is_some() {
             let be = Backend::open(&kind, &cfg, &cwd(), &workspace()).map_err(|d| fail(json, d))?;
@@ -510,6 +536,9 @@ struct PlanFile {
     errored: bool,
     changes: Vec<(String, String)>,
     plan_json: Value,
+    /// When the plan began (`plantimestamp` while applying it).
+    #[serde(default)]
+    plan_timestamp: Option<String>,
 }
 
 /// The stand-in's plan from a saved plan file (a zip archive with a `tfplan` entry).
@@ -519,6 +548,57 @@ fn read_plan(bytes: &[u8]) -> Option<PlanFile> {
     serde_json::from_slice(plan).ok()
 }
 
+/// Writes a saved plan: the stand-in's plan as JSON (`tfplan`), the state it started from
+/// (`tfstate`) and the configuration (`tfconfig/`), as a zip archive like OpenTofu's.
+fn save_plan(
+    path: &str,
+    m: &config::Module,
+    vars: &Map<String, Value>,
+    mode: Mode,
+    (prior, out): (&Option<StateFile>, &engine::Outcome),
+    json: bool,
+) -> Result<(), Failure> {
+    let pf = PlanFile {
+        format: "tofu-double-plan/1".into(),
+        mode,
+        variables: vars.clone(),
+        config: m.files.clone(),
+        prior_serial: prior.as_ref().map(|p| p.serial).unwrap_or(0),
+        prior_lineage: prior
+            .as_ref()
+            .map(|p| p.lineage.clone())
+            .unwrap_or_default(),
+        errored: false,
+        changes: out
+            .changes
+            .iter()
+            .map(|c| (c.addr(), format!("{:?}", c.action)))
+            .collect(),
+        plan_json: engine::plan_json(m, vars, prior, out, mode, false),
+        plan_timestamp: datetime::plan_time(),
+    };
+    let mut entries = vec![(
+        "tfplan".to_string(),
+        serde_json::to_vec(&pf).unwrap_or_default(),
+    )];
+    entries.extend(
+        prior
+            .as_ref()
+            .map(|p| ("tfstate".to_string(), p.to_bytes())),
+    );
+    entries.extend(
+        m.files
+            .iter()
+            .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
+    );
+    std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
+        fail(
+            json,
+            Diag::error("Failed to write plan file", e.to_string()),
+        )
+    })
+}
+
 fn cmd_plan(a: &[String]) -> CmdResult {
     let f = parse_flags(a, PLAN_FLAGS)?;
     let json = f.bool("json");
@@ -526,18 +606,17 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     signals::notice_on_interrupt(json);
     ui.version_line();
     let mode = mode_of(&f, json)?;
-    if let Some(out) = f.value("out") {
-        if out.ends_with(".tf") || out.ends_with(".tofu") {
-            return Err(fail(
-                json,
-                Diag::error(
-                    "Invalid plan file name",
-                    "The plan file name must not end in \".tf\" or \".tofu\".",
-                ),
-            ));
-        }
+    if f.value("out")
+        .is_some_and(|o| o.ends_with(".tf") || o.ends_with(".tofu"))
+    {
+        let d = Diag::error(
+            "Invalid plan file name",
+            "The plan file name must not end in \".tf\" or \".tofu\".",
+        );
+        return Err(fail(json, d));
     }
     let m = load_module(json)?;
+    datetime::set_plan_time(None);
     let vars = engine::collect_vars(&m, &var_args(&f)).map_err(|diags| Failure { diags, json })?;
     let mut be = open_backend(Some(&m), json)?;
     let locking = f.bool_or("lock", true) && be.locking_enabled();
@@ -553,7 +632,7 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             return Err(fail(json, Diag::error("execution halted", "")));
         }
         if f.bool_or("refresh", true) {
-            engine::report_refresh(&ui, &prior);
+            engine::report_refresh(&ui, &prior, &m);
         }
         let walk = Walk {
             module: &m,
@@ -567,56 +646,19 @@ fn cmd_plan(a: &[String]) -> CmdResult {
             persist: None,
         };
         let out = walk.run();
+        remote_state::report(&ui, &out.data);
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
         let outs = engine::output_changes(&m, &prior, &out.outputs, mode);
         let changed = engine::has_changes(&out.changes, &outs);
         engine::report_plan(&ui, &out.changes, &outs, mode, true);
+        engine::report_forgets(&ui, &out.changes);
         engine::report_checks(&ui, &out.checks);
         if let Some(path) = f.value("out") {
-            let pf = PlanFile {
-                format: "tofu-double-plan/1".into(),
-                mode,
-                variables: vars.clone(),
-                config: m.files.clone(),
-                prior_serial: prior.as_ref().map(|p| p.serial).unwrap_or(0),
-                prior_lineage: prior
-                    .as_ref()
-                    .map(|p| p.lineage.clone())
-                    .unwrap_or_default(),
-                errored: false,
-                changes: out
-                    .changes
-                    .iter()
-                    .map(|c| (c.addr(), format!("{:?}", c.action)))
-                    .collect(),
-                plan_json: engine::plan_json(&m, &vars, &prior, &out, mode, false),
-            };
-            let mut entries = vec![(
-                "tfplan".to_string(),
-                serde_json::to_vec(&pf).unwrap_or_default(),
-            )];
-            entries.extend(
-                prior
-                    .as_ref()
-                    .map(|p| ("tfstate".to_string(), p.to_bytes())),
-            );
-            entries.extend(
-                m.files
-                    .iter()
-                    .map(|(n, src)| (format!("tfconfig/{n}"), src.clone().into_bytes())),
-            );
-            std::fs::write(path, planfile::zip(&entries)).map_err(|e| {
-                fail(
-                    json,
-                    Diag::error("Failed to write plan file", e.to_string()),
-                )
-            })?;
-            if std::env::var("TF_IN_AUTOMATION")
-                .map(|v| v.is_empty())
-                .unwrap_or(true)
-            {
+            let planned = (&prior, &out);
+            save_plan(path, &m, &vars, mode, planned, json)?;
+            if std::env::var("TF_IN_AUTOMATION").map_or(true, |v| v.is_empty()) {
                 ui.human(&format!("\nSaved the plan to: {path}\n\nTo perform exactly these actions, run the following command to apply:\n    tofu apply \"{path}\""));
             }
         }
@@ -636,24 +678,17 @@ fn cmd_plan(a: &[String]) -> CmdResult {
     })
 }
 
-fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
-    let f = parse_flags(a, PLAN_FLAGS)?;
+/// What an apply works from: the module, the variables, the mode and the saved plan, if any.
+type ApplyInputs = (config::Module, Map<String, Value>, Mode, Option<PlanFile>);
+
+/// The saved plan's inputs, or the configuration's with the command line's variables.
+fn apply_inputs(
+    f: &args::Flags,
+    plan_path: Option<&str>,
+    destroy_cmd: bool,
+) -> Result<ApplyInputs, Failure> {
     let json = f.bool("json");
-    let ui = Ui { json };
-    let plan_path = f.positional.first().cloned();
-    if plan_path.is_none() && !f.bool("auto-approve") {
-        if json {
-            return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
-        }
-        if input_disabled(&f) {
-            return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
-        }
-        eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
-        return Ok(1);
-    }
-    signals::notice_on_interrupt(json);
-    ui.version_line();
-    let (m, vars, mode, saved) = match &plan_path {
+    Ok(match plan_path {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| {
                 fail(
@@ -680,20 +715,200 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
                 config::load(&cwd(), pf.config.clone()).map_err(|diags| Failure { diags, json })?;
             let vars = pf.variables.clone();
             let mode = pf.mode;
+            datetime::set_plan_time(pf.plan_timestamp.clone());
             (m, vars, mode, Some(pf))
         }
         None => {
             let m = load_module(json)?;
             let vars =
-                engine::collect_vars(&m, &var_args(&f)).map_err(|diags| Failure { diags, json })?;
+                engine::collect_vars(&m, &var_args(f)).map_err(|diags| Failure { diags, json })?;
             let mode = if destroy_cmd {
                 Mode::Destroy
             } else {
-                mode_of(&f, json)?
+                mode_of(f, json)?
             };
+            datetime::set_plan_time(None);
             (m, vars, mode, None)
         }
+    })
+}
+
+/// Fails unless a saved plan still applies to the state read (same lineage and serial).
+fn still_applies(pf: &PlanFile, prior: &Option<StateFile>, json: bool) -> Result<(), Failure> {
+    let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
+    let cur_lineage = prior
+        .as_ref()
+        .map(|p| p.lineage.clone())
+        .unwrap_or_default();
+    if !pf.prior_lineage.is_empty() && cur_lineage != pf.prior_lineage {
+        return Err(fail(json, Diag::error("Saved plan does not match the given state", "The given plan file can not be applied because it was created from a different state lineage.")));
+    }
+    if cur_serial != pf.prior_serial {
+        return Err(fail(json, Diag::error("Saved plan is stale", "The given plan file can no longer be applied because the state was changed by another operation after the plan was created.")));
+    }
+    Ok(())
+}
+
+/// The summary of an apply and its outputs (a sensitive value left out of the `-json` message).
+fn report_applied(ui: &Ui, out: &engine::Outcome, persisted: &Option<StateFile>, mode: Mode) {
+    let s = engine::summary(&out.changes);
+    let (op, msg) = if mode == Mode::Destroy {
+        (
+            "destroy",
+            format!("Destroy complete! Resources: {} destroyed.", s.remove),
+        )
+    } else {
+        (
+            "apply",
+            format!(
+                "Apply complete! Resources: {} added, {} changed, {} destroyed{}.",
+                s.add,
+                s.change,
+                s.remove,
+                s.forgets("forgotten")
+            ),
+        )
     };
+    ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": s.forget, "operation": op}}));
+    ui.human(&format!("\n{msg}"));
+    let outputs: Map<String, Value> = persisted
+        .as_ref()
+        .map(|st| {
+            st.outputs
+                .iter()
+                .map(|(k, o)| {
+                    // A sensitive value is left out of the message, as the real binary does.
+                    let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
+                    if !o.sensitive {
+                        v["value"] = o.value.clone();
+                    }
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
+    ui.line(
+        "info",
+        "outputs",
+        &format!("Outputs: {}", outputs.len()),
+        json!({ "outputs": outputs }),
+    );
+    if !outputs.is_empty() {
+        ui.human("\nOutputs:\n");
+        if let Some(st) = &persisted {
+            for (k, o) in &st.outputs {
+                ui.human(&format!(
+                    "{k} = {}",
+                    if o.sensitive {
+                        "<sensitive>".into()
+                    } else {
+                        o.value.to_string()
+                    }
+                ));
+            }
+        }
+    }
+}
+
+/// An apply with neither a saved plan nor `-auto-approve`: refused, as no one can approve.
+fn no_approval(f: &args::Flags, json: bool) -> CmdResult {
+    if json {
+        return Err(fail(json, Diag::error("Plan file or auto-approve required", "OpenTofu cannot ask for interactive approval when -json is set. You can either apply a saved plan file, or enable the -auto-approve option.")));
+    }
+    if input_disabled(f) {
+        return Err(fail(json, Diag::error("No approval given", "Apply cancelled: approval requires interactive input; use -auto-approve or apply a saved plan file.")));
+    }
+    eprintln!("tofu-double: interactive approval is not supported; use -auto-approve");
+    Ok(1)
+}
+
+/// The plan an apply makes first; without a saved plan it is reported as `plan` reports it
+/// (refresh, data sources, changes, summary, forgotten instances).
+fn plan_before_apply(planner: &Walk, report: bool, refresh: bool) -> Result<(), Diag> {
+    let (ui, m, prior) = (planner.ui, planner.module, planner.prior);
+    if report && refresh {
+        engine::report_refresh(ui, prior, m);
+    }
+    let planned = planner.run();
+    if report {
+        remote_state::report(ui, &planned.data);
+    }
+    if let Some(d) = planned.error {
+        return Err(d);
+    }
+    let outs = engine::output_changes(m, prior, &planned.outputs, planner.mode);
+    engine::report_plan(ui, &planned.changes, &outs, planner.mode, report);
+    if report {
+        engine::report_forgets(ui, &planned.changes);
+    }
+    Ok(())
+}
+
+/// Writes state as an apply goes (every persist interval) and at its end; each write counts
+/// from the last one.
+struct StateWriter<'a, 'b> {
+    local: bool,
+    /// The state last written (at first, the one read).
+    written: std::cell::RefCell<Option<StateFile>>,
+    backend: std::cell::RefCell<&'b mut Backend>,
+    read: &'a Option<StateFile>,
+    module: &'a config::Module,
+    mode: Mode,
+}
+
+impl StateWriter<'_, '_> {
+    fn write(&self, st: &StateFile) -> Result<(), Diag> {
+        let mut be = self.backend.borrow_mut();
+        if self.written.borrow().is_none() {
+            // A brand-new state is read once more before the first write.
+            let _ = be.read();
+        }
+        be.write(st)?;
+        *self.written.borrow_mut() = Some(st.clone());
+        Ok(())
+    }
+
+    /// What the next write holds, if anything: a local file is rewritten whenever it differs
+    /// from the state read at the start (each write a serial), remote state when it differs
+    /// from the last write.
+    fn next_state(&self, o: &engine::Outcome) -> Option<StateFile> {
+        let last = self.written.borrow().clone();
+        let base = if self.local { self.read } else { &last };
+        let mut st = engine::new_state(base, o, self.module, self.mode)?;
+        if let Some(l) = &last {
+            st.serial = l.serial + 1;
+            st.lineage = l.lineage.clone();
+        }
+        Some(st)
+    }
+
+    /// The final write: the state now (also when the write fails, then saved to
+    /// `errored.tfstate` as OpenTofu does).
+    fn last(&self, o: &engine::Outcome) -> Result<Option<StateFile>, Diag> {
+        let Some(st) = self.next_state(o) else {
+            return Ok(self.written.borrow().clone());
+        };
+        self.write(&st).map_err(|mut d| {
+            let _ = std::fs::write("errored.tfstate", st.to_bytes());
+            d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
+            d
+        })?;
+        Ok(Some(st))
+    }
+}
+
+fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
+    let f = parse_flags(a, PLAN_FLAGS)?;
+    let json = f.bool("json");
+    let ui = Ui { json };
+    let plan_path = f.positional.first().cloned();
+    if plan_path.is_none() && !f.bool("auto-approve") {
+        return no_approval(&f, json);
+    }
+    signals::notice_on_interrupt(json);
+    ui.version_line();
+    let (m, vars, mode, saved) = apply_inputs(&f, plan_path.as_deref(), destroy_cmd)?;
     let mut be = open_backend(Some(&m), json)?;
     let locking = f.bool_or("lock", true) && be.locking_enabled();
     if locking {
@@ -705,17 +920,7 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
         // `moved` blocks apply to the state before anything else looks at it.
         let (prior, moved) = engine::apply_moves(&read, &m);
         if let Some(pf) = &saved {
-            let cur_serial = prior.as_ref().map(|p| p.serial).unwrap_or(0);
-            let cur_lineage = prior
-                .as_ref()
-                .map(|p| p.lineage.clone())
-                .unwrap_or_default();
-            if !pf.prior_lineage.is_empty() && cur_lineage != pf.prior_lineage {
-                return Err(fail(json, Diag::error("Saved plan does not match the given state", "The given plan file can not be applied because it was created from a different state lineage.")));
-            }
-            if cur_serial != pf.prior_serial {
-                return Err(fail(json, Diag::error("Saved plan is stale", "The given plan file can no longer be applied because the state was changed by another operation after the plan was created.")));
-            }
+            still_applies(pf, &prior, json)?;
         }
         if !sleep_hook("TOFU_DOUBLE_SLEEP_BEFORE", "apply") {
             return Err(fail(json, Diag::error("execution halted", "")));
@@ -731,133 +936,36 @@ fn cmd_apply(a: &[String], destroy_cmd: bool) -> CmdResult {
             apply: false,
             persist: None,
         };
-        if saved.is_none() && f.bool_or("refresh", true) {
-            engine::report_refresh(&ui, &prior);
-        }
-        let planned = planner.run();
-        if let Some(d) = planned.error {
-            return Err(fail(json, d));
-        }
-        let outs = engine::output_changes(&m, &prior, &planned.outputs, mode);
-        engine::report_plan(&ui, &planned.changes, &outs, mode, saved.is_none());
-        // State is written as the apply goes (every persist interval) and at the end; each
-        // write counts from the last one.
-        let local = be.is_local();
-        let written = std::cell::RefCell::new(read.clone());
-        let backend = std::cell::RefCell::new(&mut be);
-        let write = |st: &StateFile| -> Result<(), Diag> {
-            let mut be = backend.borrow_mut();
-            if written.borrow().is_none() {
-                // A brand-new state is read once more before the first write.
-                let _ = be.read();
-            }
-            be.write(st)?;
-            *written.borrow_mut() = Some(st.clone());
-            Ok(())
-        };
-        // What the next write holds, if anything: a local file is rewritten whenever it differs
-        // from the state read at the start (each write a serial), remote state when it differs
-        // from the last write.
-        let next_state = |o: &engine::Outcome| -> Option<StateFile> {
-            let last = written.borrow().clone();
-            let mut st = engine::new_state(if local { &read } else { &last }, o, &m, mode)?;
-            if let Some(l) = &last {
-                st.serial = l.serial + 1;
-                st.lineage = l.lineage.clone();
-            }
-            Some(st)
+        let refresh = f.bool_or("refresh", true);
+        plan_before_apply(&planner, saved.is_none(), refresh).map_err(|d| fail(json, d))?;
+        let writer = StateWriter {
+            local: be.is_local(),
+            written: std::cell::RefCell::new(read.clone()),
+            backend: std::cell::RefCell::new(&mut be),
+            read: &read,
+            module: &m,
+            mode,
         };
         let intermediate = |o: &engine::Outcome| {
-            if let Some(st) = next_state(o) {
-                let _ = write(&st);
+            if let Some(st) = writer.next_state(o) {
+                let _ = writer.write(&st);
             }
         };
-        let persist = engine::Persist::new(&intermediate, local);
+        let persist = engine::Persist::new(&intermediate, writer.local);
         let walk = Walk {
-            module: &m,
-            vars: &vars,
-            mode,
-            prior: &prior,
-            moved: &moved,
-            workspace: workspace(),
-            ui: &ui,
             apply: true,
             persist: Some(&persist),
+            ..planner
         };
         let out = walk.run();
         // Persist whatever was done, even on failure or interrupt.
-        let persisted = match next_state(&out) {
-            Some(st) => {
-                write(&st).map_err(|d| {
-                    let _ = std::fs::write("errored.tfstate", st.to_bytes());
-                    let mut d = d;
-                    d.detail.push_str("\n\nOpenTofu encountered an error saving the state to the backend and wrote it to \"errored.tfstate\" in the current directory. Retry with: tofu state push errored.tfstate");
-                    fail(json, d)
-                })?;
-                Some(st)
-            }
-            None => written.borrow().clone(),
-        };
+        let persisted = writer.last(&out).map_err(|d| fail(json, d))?;
         if let Some(d) = out.error {
             return Err(fail(json, d));
         }
         engine::report_checks(&ui, &out.checks);
         sleep_hook("TOFU_DOUBLE_SLEEP_AFTER", "apply");
-        let s = engine::summary(&out.changes);
-        let (op, msg) = if mode == Mode::Destroy {
-            (
-                "destroy",
-                format!("Destroy complete! Resources: {} destroyed.", s.remove),
-            )
-        } else {
-            (
-                "apply",
-                format!(
-                    "Apply complete! Resources: {} added, {} changed, {} destroyed.",
-                    s.add, s.change, s.remove
-                ),
-            )
-        };
-        ui.line("info", "change_summary", &msg, json!({"changes": {"add": s.add, "change": s.change, "import": 0, "remove": s.remove, "forget": 0, "operation": op}}));
-        ui.human(&format!("\n{msg}"));
-        let outputs: Map<String, Value> = persisted
-            .as_ref()
-            .map(|st| {
-                st.outputs
-                    .iter()
-                    .map(|(k, o)| {
-                        // A sensitive value is left out of the message, as the real binary does.
-                        let mut v = json!({"sensitive": o.sensitive, "type": o.typ});
-                        if !o.sensitive {
-                            v["value"] = o.value.clone();
-                        }
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The `-json` stream always ends with the outputs message, `Outputs: 0` included.
-        ui.line(
-            "info",
-            "outputs",
-            &format!("Outputs: {}", outputs.len()),
-            json!({ "outputs": outputs }),
-        );
-        if !outputs.is_empty() {
-            ui.human("\nOutputs:\n");
-            if let Some(st) = &persisted {
-                for (k, o) in &st.outputs {
-                    ui.human(&format!(
-                        "{k} = {}",
-                        if o.sensitive {
-                            "<sensitive>".into()
-                        } else {
-                            o.value.to_string()
-                        }
-                    ));
-                }
-            }
-        }
+        report_applied(&ui, &out, &persisted, mode);
         Ok(0)
     })();
     if locking {

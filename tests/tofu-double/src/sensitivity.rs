@@ -2,7 +2,9 @@
 //! `triggers_replace` whose configuration refers to a sensitive variable (directly or through
 //! locals) is sensitive, down to the attribute or element written with it; `output`, computed
 //! by the provider, carries no mark. Marks are kept as mirrors of the value (`true` where
-//! sensitive) and stored in state as `sensitive_attributes` paths.
+//! sensitive) and stored in state as `sensitive_attributes` paths. `sensitive(x)` marks what it
+//! wraps, `nonsensitive(x)` removes the mark, and `issensitive(x)` is answered from the
+//! configuration before anything is evaluated.
 
 use crate::config::{expr_text, Module};
 use crate::eval::sensitive_mirror;
@@ -151,6 +153,136 @@ pub fn overlay(mirror: &mut Value, attr: &str, mark: &Value) {
     }
 }
 
+/// True if `text` (with its `nonsensitive(...)` parts removed) calls `sensitive(...)`.
+pub fn calls_sensitive(text: &str) -> bool {
+    !call_starts(text, "sensitive").is_empty()
+}
+
+/// Where each call to the function `name` starts (the name not part of a longer identifier).
+fn call_starts(text: &str, name: &str) -> Vec<usize> {
+    let pat = format!("{name}(");
+    let starts = text.match_indices(&pat).map(|(i, _)| i);
+    starts
+        .filter(|&i| {
+            let before = text[..i].chars().next_back();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        })
+        .collect()
+}
+
+/// `text` without its `nonsensitive(...)` calls: what they return carries no mark.
+pub fn without_nonsensitive(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(&start) = call_starts(&out, "nonsensitive").first() {
+        let open = start + "nonsensitive".len();
+        let mut depth = 0;
+        let mut end = out.len();
+        for (i, c) in out[open..].char_indices() {
+            depth += match c {
+                '(' => 1,
+                ')' => -1,
+                _ => 0,
+            };
+            if depth == 0 {
+                end = open + i + 1;
+                break;
+            }
+        }
+        out.replace_range(start..end, "null");
+    }
+    out
+}
+
+/// The name `issensitive` calls are given once answered from the configuration: a call the
+/// stand-in could not reach (inside a string template, a variable validation) stays
+/// `issensitive` and fails loudly.
+pub const ISSENSITIVE_PLAIN: &str = "issensitive_plain";
+
+/// Replaces every `issensitive(x)` whose argument is sensitive by `true`, and the others by a
+/// call that is false for a known value and unknown for an unknown one, as OpenTofu answers.
+pub fn answer_issensitive(m: &mut Module) {
+    let answer = |e: &mut Expression, m: &Module| {
+        let Expression::FuncCall(f) = e else { return };
+        if f.name.namespace.is_empty() && f.name.name.as_str() == "issensitive" && f.args.len() == 1
+        {
+            if m.refers_to_sensitive(&expr_text(&f.args[0])) {
+                *e = Expression::Bool(true);
+            } else {
+                f.name = hcl::expr::FuncName::new(hcl::Identifier::unchecked(ISSENSITIVE_PLAIN));
+            }
+        }
+    };
+    let mut locals = std::mem::take(&mut m.locals);
+    m.locals = locals.clone();
+    for (_, e) in locals.iter_mut() {
+        visit(e, &mut |x| answer(x, m));
+    }
+    m.locals = locals;
+    let mut outputs = std::mem::take(&mut m.outputs);
+    for o in outputs.iter_mut() {
+        visit(&mut o.value, &mut |x| answer(x, m));
+    }
+    m.outputs = outputs;
+    let mut resources = std::mem::take(&mut m.resources);
+    for r in resources.iter_mut() {
+        let exprs = [
+            &mut r.input,
+            &mut r.triggers_replace,
+            &mut r.count,
+            &mut r.for_each,
+        ];
+        let provisioners = r.provisioners.iter_mut().flat_map(|p| {
+            let optional = [&mut p.environment, &mut p.working_dir, &mut p.interpreter];
+            std::iter::once(&mut p.command).chain(optional.into_iter().flatten())
+        });
+        for e in exprs.into_iter().flatten().chain(provisioners) {
+            visit(e, &mut |x| answer(x, m));
+        }
+    }
+    m.resources = resources;
+    let mut checks = std::mem::take(&mut m.checks);
+    for (cond, message) in checks.iter_mut().flat_map(|(_, a)| a.iter_mut()) {
+        visit(cond, &mut |x| answer(x, m));
+        visit(message, &mut |x| answer(x, m));
+    }
+    m.checks = checks;
+}
+
+/// Calls `f` on every expression inside `e`, innermost first.
+fn visit(e: &mut Expression, f: &mut dyn FnMut(&mut Expression)) {
+    match e {
+        Expression::Array(a) => a.iter_mut().for_each(|x| visit(x, f)),
+        Expression::Object(o) => o.values_mut().for_each(|x| visit(x, f)),
+        Expression::Parenthesis(x) => visit(x, f),
+        Expression::FuncCall(c) => c.args.iter_mut().for_each(|x| visit(x, f)),
+        Expression::Traversal(t) => visit(&mut t.expr, f),
+        Expression::Conditional(c) => {
+            visit(&mut c.cond_expr, f);
+            visit(&mut c.true_expr, f);
+            visit(&mut c.false_expr, f);
+        }
+        Expression::Operation(op) => match op.as_mut() {
+            hcl::Operation::Unary(u) => visit(&mut u.expr, f),
+            hcl::Operation::Binary(b) => {
+                visit(&mut b.lhs_expr, f);
+                visit(&mut b.rhs_expr, f);
+            }
+        },
+        Expression::ForExpr(x) => {
+            visit(&mut x.collection_expr, f);
+            visit(&mut x.value_expr, f);
+            if let Some(k) = x.key_expr.as_mut() {
+                visit(k, f);
+            }
+            if let Some(c) = x.cond_expr.as_mut() {
+                visit(c, f);
+            }
+        }
+        _ => {}
+    }
+    f(e);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +310,19 @@ mod tests {
         assert!(p.contains(&json!([{"type": "get_attr", "value": "input"}, {"type": "get_attr", "value": "list"}, {"type": "index", "value": {"value": 0, "type": "number"}}])));
         assert_eq!(from_paths(&p, "input", &v), mark);
         assert_eq!(from_paths(&p, "triggers_replace", &v), Value::Null);
+    }
+
+    #[test]
+    fn sensitive_calls_mark_and_nonsensitive_calls_unmark() {
+        assert!(calls_sensitive("upper(sensitive(\"x\"))"));
+        assert!(!calls_sensitive("issensitive(x) && nonsensitive(y)"));
+        assert_eq!(
+            without_nonsensitive("[nonsensitive(f(var.a)), var.b, nonsensitive(var.c)]"),
+            "[null, var.b, null]"
+        );
+        let mut m = module("variable \"pw\" {\n  sensitive = true\n  default = \"h\"\n}\noutput \"o\" {\n  value = [issensitive(var.pw), issensitive(nonsensitive(var.pw))]\n}\n");
+        answer_issensitive(&mut m);
+        let text: String = expr_text(&m.outputs[0].value).split_whitespace().collect();
+        assert_eq!(text, "[true,issensitive_plain(nonsensitive(var.pw))]");
     }
 }

@@ -69,6 +69,19 @@ pub struct StateFile {
 }
 
 impl StateFile {
+    /// A state with nothing in it (serial 0, no lineage).
+    pub fn empty() -> StateFile {
+        StateFile {
+            version: 4,
+            terraform_version: crate::ui::VERSION.into(),
+            serial: 0,
+            lineage: String::new(),
+            outputs: BTreeMap::new(),
+            resources: Vec::new(),
+            check_results: None,
+        }
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<StateFile, Diag> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| {
             Diag::error(
@@ -193,6 +206,46 @@ fn cfg_str(cfg: &Map<String, Value>, key: &str) -> Option<String> {
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(Value::Bool(b)) => Some(b.to_string()),
         _ => std::env::var(env).ok().filter(|s| !s.is_empty()),
+    }
+}
+
+/// Locks a local state file with an OS lock on `.NAME.lock.info` (holding the lock's info):
+/// `None` when locked, the holder's info and the error when another process holds it.
+fn lock_local(
+    path: &std::path::Path,
+    lock_file: &mut Option<nix::fcntl::Flock<std::fs::File>>,
+    info: &Value,
+) -> Result<Option<(Value, String)>, Diag> {
+    let mut lp = path.as_os_str().to_os_string();
+    lp.push(".lock.info");
+    let lp = PathBuf::from(lp);
+    let lp = lp.with_file_name(format!(
+        ".{}",
+        lp.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if let Some(parent) = lp.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lp)
+        .map_err(|e| Diag::error("Error acquiring the state lock", e.to_string()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => {
+            std::fs::write(&lp, serde_json::to_vec(info).unwrap_or_default()).ok();
+            *lock_file = Some(guard);
+            Ok(None)
+        }
+        Err(_) => {
+            let holder = std::fs::read(&lp)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            Ok(Some((holder, "resource temporarily unavailable".into())))
+        }
     }
 }
 
@@ -394,39 +447,7 @@ impl Backend {
     /// One lock attempt: `Ok(None)` = acquired, `Ok(Some(holder))` = held by someone else.
     fn try_lock(&mut self, info: &Value) -> Result<Option<(Value, String)>, Diag> {
         match self {
-            Backend::Local { path, lock_file } => {
-                let mut lp = path.clone().into_os_string();
-                lp.push(".lock.info");
-                let lp = PathBuf::from(lp);
-                let lp = lp.with_file_name(format!(
-                    ".{}",
-                    lp.file_name().unwrap_or_default().to_string_lossy()
-                ));
-                if let Some(parent) = lp.parent() {
-                    std::fs::create_dir_all(parent).ok();
-                }
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&lp)
-                    .map_err(|e| Diag::error("Error acquiring the state lock", e.to_string()))?;
-                match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                    Ok(guard) => {
-                        std::fs::write(&lp, serde_json::to_vec(info).unwrap_or_default()).ok();
-                        *lock_file = Some(guard);
-                        Ok(None)
-                    }
-                    Err(_) => {
-                        let holder = std::fs::read(&lp)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice(&b).ok())
-                            .unwrap_or(Value::Null);
-                        Ok(Some((holder, "resource temporarily unavailable".into())))
-                    }
-                }
-            }
+            Backend::Local { path, lock_file } => lock_local(path, lock_file, info),
             Backend::Http {
                 lock_address,
                 lock_method,

@@ -864,10 +864,7 @@ fn unsupported_configuration_is_a_clear_diagnostic_never_success() {
             "module \"m\" {\n  source = \"x\"\n}\n",
             "Unsupported module call",
         ),
-        (
-            "data \"terraform_remote_state\" \"s\" {}\n",
-            "Unsupported data source",
-        ),
+        ("data \"http\" \"s\" {}\n", "Unsupported data source"),
         (
             "terraform {\n  backend \"s3\" {}\n}\n",
             "Unsupported backend type",
@@ -882,4 +879,91 @@ fn unsupported_configuration_is_a_clear_diagnostic_never_success() {
         assert_eq!(o.code, 1, "{src}");
         assert!(o.stderr.contains(want), "{src}: {}", o.stderr);
     }
+}
+
+#[test]
+fn remote_state_is_read_over_http_and_a_missing_one_fails() {
+    let srv = server();
+    let remote = json!({"version": 4, "terraform_version": "1.11.4", "serial": 3, "lineage": "l",
+        "outputs": {"vpc": {"value": "vpc-9", "type": "string"},
+                    "pw": {"value": "p", "type": "string", "sensitive": true}},
+        "resources": []});
+    *srv.state.lock().unwrap() = Some(remote.to_string().into_bytes());
+    let src = format!("data \"terraform_remote_state\" \"net\" {{\n  backend = \"http\"\n  config = {{\n    address  = \"http://{}/state/net\"\n    username = \"reader\"\n    password = \"pw\"\n  }}\n}}\n\nresource \"terraform_data\" \"a\" {{\n  input = data.terraform_remote_state.net.outputs.vpc\n}}\n\noutput \"vpc\" {{\n  value = terraform_data.a.output\n}}\n", srv.addr);
+    let d = module(&[("main.tf", &src)]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    let plan = tofu(&d, &["plan", "-json", "-out=p"], &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan
+        .stdout
+        .contains("data.terraform_remote_state.net: Refreshing..."));
+    assert_eq!(tofu(&d, &["apply", "p"], &[]).code, 0);
+    let out: Value = serde_json::from_str(&tofu(&d, &["output", "-json"], &[]).stdout).unwrap();
+    assert_eq!(out["vpc"]["value"], "vpc-9");
+    let st: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("terraform.tfstate")).unwrap())
+            .unwrap();
+    assert_eq!(st["resources"][0]["mode"], "data");
+    assert_eq!(
+        st["resources"][1]["instances"][0]["dependencies"],
+        json!(["data.terraform_remote_state.net"])
+    );
+    let log = srv.log.lock().unwrap().clone();
+    assert!(log.iter().all(|r| r.0 == "GET" && r.1 == "/state/net"));
+    assert!(log.iter().all(|r| r.2 == "Basic cmVhZGVyOnB3"), "{log:?}");
+    let missing = "data \"terraform_remote_state\" \"x\" {\n  backend = \"local\"\n  config = {\n    path = \"nothing.tfstate\"\n  }\n}\n";
+    let d = module(&[("main.tf", missing)]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    let o = tofu(&d, &["plan"], &[]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("Unable to find remote state"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn plantimestamp_is_the_plans_time_when_the_saved_plan_is_applied() {
+    let d = module(&[(
+        "main.tf",
+        "output \"t\" {\n  value = plantimestamp()\n}\n\noutput \"now\" {\n  value = timestamp()\n}\n",
+    )]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    assert_eq!(tofu(&d, &["plan", "-out=p"], &[]).code, 0);
+    let show: Value = serde_json::from_str(&tofu(&d, &["show", "-json", "p"], &[]).stdout).unwrap();
+    let planned = show["output_changes"]["t"]["after"].clone();
+    assert!(planned.as_str().is_some_and(|t| t.ends_with('Z')), "{show}");
+    assert_eq!(show["output_changes"]["now"]["after_unknown"], true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(tofu(&d, &["apply", "p"], &[]).code, 0);
+    let out: Value = serde_json::from_str(&tofu(&d, &["output", "-json"], &[]).stdout).unwrap();
+    assert_eq!(out["t"]["value"], planned);
+    assert_ne!(out["now"]["value"], planned);
+}
+
+#[test]
+fn an_apply_that_fails_part_way_keeps_what_it_did_in_state() {
+    let d = module(&[(
+        "main.tf",
+        "resource \"terraform_data\" \"x\" {\n  input = \"x\"\n}\n",
+    )]);
+    assert_eq!(tofu(&d, &["init", "-input=false"], &[]).code, 0);
+    assert_eq!(tofu(&d, &["apply", "-auto-approve"], &[]).code, 0);
+    // b's input can be evaluated only once a exists, and then fails.
+    let more = "resource \"terraform_data\" \"a\" {\n  input = \"not-a-number\"\n}\n\nresource \"terraform_data\" \"b\" {\n  input = tonumber(terraform_data.a.output) + 1\n}\n";
+    std::fs::write(d.join("more.tf"), more).unwrap();
+    let o = tofu(&d, &["apply", "-auto-approve"], &[]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let st: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("terraform.tfstate")).unwrap())
+            .unwrap();
+    let mut names: Vec<&str> = st["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "x"], "as Terraform 1.11.4 keeps them: {st}");
 }

@@ -74,6 +74,46 @@ fn matches(pattern: &str, path: &str) -> bool {
     p.len() <= d.len() && p.iter().zip(&d).all(|(a, b)| *a == "*" || a == b)
 }
 
+/// A read-only `http` state server for both binaries (modules read state through it with
+/// `data "terraform_remote_state"`): `GET /PATH` answers the corpus file at PATH. Its address
+/// reaches modules as `var.conformance_http` (through `TF_VAR_conformance_http`).
+fn state_server() -> &'static str {
+    static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDR.get_or_init(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                serve_file(s);
+            }
+        });
+        addr
+    })
+}
+
+fn serve_file(mut s: std::net::TcpStream) {
+    use std::io::{BufRead, Write};
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut first = String::new();
+    let _ = r.read_line(&mut first);
+    let mut line = String::new();
+    while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("/");
+    let file = corpus().join(path.trim_start_matches('/'));
+    let (code, body) = match std::fs::read(&file) {
+        Ok(b) if !path.contains("..") => (200, b),
+        _ => (404, Vec::new()),
+    };
+    let head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(&body);
+}
+
 /// Runs `bin` with `args` in `dir`, isolated from the caller's tofu settings.
 fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String) {
     let cli_config = dir.join("..").join("empty.tfrc");
@@ -81,6 +121,7 @@ fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(bin)
         .args(args)
         .current_dir(dir)
+        .env("TF_VAR_conformance_http", state_server())
         .env("TF_IN_AUTOMATION", "1")
         .env("CHECKPOINT_DISABLE", "1")
         .env("TF_CLI_CONFIG_FILE", &cli_config)
@@ -236,6 +277,17 @@ fn normalise(v: &mut Value) {
                     "relevant_attributes" => {
                         if let Value::Array(a) = x {
                             a.sort_by_key(|e| e.to_string());
+                        }
+                    }
+                    // So is the order of `validate -json`'s diagnostics (by severity, summary
+                    // and detail here: positions are not compared).
+                    "diagnostics" => {
+                        if let Value::Array(a) = x {
+                            a.iter_mut().for_each(normalise);
+                            a.sort_by_key(|d| {
+                                let key = [&d["severity"], &d["summary"], &d["detail"]];
+                                key.map(|k| k.to_string())
+                            });
                         }
                     }
                     _ => normalise(x),

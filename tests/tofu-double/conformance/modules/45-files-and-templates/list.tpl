@@ -1,0 +1,4 @@
+%{ for n in names ~}
+- ${upper(n)}
+%{ endfor ~}
+end of ${title}
