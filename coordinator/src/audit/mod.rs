@@ -94,11 +94,16 @@ pub enum AuditKind {
     EnvironmentDestroyed,
     /// An environment's teardown failed every attempt.
     EnvironmentTeardownFailed,
+    /// A plan policy was added, replaced (its new version and digest) or removed.
+    PolicyChanged,
+    /// A run's plan was evaluated by the policies attached to its workspace (each verdict
+    /// with its reasons).
+    PolicyEvaluated,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 39] = [
+    pub const ALL: [AuditKind; 41] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -138,6 +143,8 @@ impl AuditKind {
         AuditKind::EnvironmentExpired,
         AuditKind::EnvironmentDestroyed,
         AuditKind::EnvironmentTeardownFailed,
+        AuditKind::PolicyChanged,
+        AuditKind::PolicyEvaluated,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -182,6 +189,8 @@ impl AuditKind {
             AuditKind::EnvironmentExpired => "environment_expired",
             AuditKind::EnvironmentDestroyed => "environment_destroyed",
             AuditKind::EnvironmentTeardownFailed => "environment_teardown_failed",
+            AuditKind::PolicyChanged => "policy_changed",
+            AuditKind::PolicyEvaluated => "policy_evaluated",
         }
     }
 

@@ -46,6 +46,7 @@ fn policy() -> Policy {
         max_plan_attempts: 3,
         queue_timeout_ms: 3_600_000,
         approval_timeout_ms: 3_600_000,
+        plan_policy_timeout_ms: 2_000,
     }
 }
 
