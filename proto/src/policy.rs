@@ -180,6 +180,11 @@ fn engine(name: &str, source: &str) -> Result<(Engine, Checked), String> {
     Err(first_error.unwrap_or_default())
 }
 
+/// Compiles a policy alone (no evaluation): its package and dialect.
+pub fn compile(name: &str, source: &str) -> Result<Checked, String> {
+    engine(name, source).map(|(_, checked)| checked)
+}
+
 /// Checks that a policy compiles and that a trial evaluation (an empty plan) finds no error
 /// (an unknown builtin, a conflict between rule values).
 pub fn check(name: &str, source: &str) -> Result<Checked, String> {

@@ -12,6 +12,7 @@ mod connections;
 mod dead_letters;
 mod environments;
 mod identities;
+mod policies;
 mod rules;
 mod runs;
 mod state;
@@ -501,5 +502,24 @@ impl UserService for UserApi {
         req: Request<v1::ExtendEnvironmentRequest>,
     ) -> Reply<v1::Environment> {
         environments::extend(&self.shared, req).await
+    }
+
+    async fn set_policy(&self, req: Request<v1::SetPolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::set(&self.shared, req).await
+    }
+
+    async fn get_policy(&self, req: Request<v1::PolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::get(&self.shared, req).await
+    }
+
+    async fn list_policies(
+        &self,
+        req: Request<v1::ListPoliciesRequest>,
+    ) -> Reply<v1::ListPoliciesResponse> {
+        policies::list(&self.shared, req).await
+    }
+
+    async fn delete_policy(&self, req: Request<v1::PolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::delete(&self.shared, req).await
     }
 }

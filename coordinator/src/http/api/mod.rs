@@ -9,6 +9,7 @@ mod agents;
 mod dto;
 mod environments;
 pub mod logs;
+mod policies;
 mod problem;
 mod runs;
 mod state;
@@ -129,7 +130,8 @@ async fn authenticate(
         (name = "agents", description = "Agents and the pools they serve"),
         (name = "access", description = "The caller, and the audit log"),
         (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts"),
-        (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline")
+        (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline"),
+        (name = "policies", description = "Plan policies in Rego, attached to workspace globs")
     )
 )]
 struct ApiDoc;
@@ -187,6 +189,8 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(environments::list))
         .routes(routes!(environments::extend))
+        .routes(routes!(policies::list, policies::set))
+        .routes(routes!(policies::show, policies::delete))
         .split_for_parts();
     let served = doc.clone();
     let router = router
