@@ -105,6 +105,10 @@ enum Cmd {
     /// Environments with a TTL (`run submit --ttl`): list what expires when, extend a deadline.
     #[command(subcommand)]
     Env(commands::env::EnvCmd),
+    /// Plan policies in Rego attached to workspace globs: add, list, show, remove (admin);
+    /// `policy test` evaluates them against a plan JSON locally, like `conftest test`.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -155,6 +159,24 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
     // Nor does checking a workflow file.
     if let Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) = &cli.cmd {
         return commands::workflow::validate(file, json);
+    }
+    // Nor does testing policies against a plan.
+    if let Cmd::Policy(commands::policy::PolicyCmd::Test {
+        policies,
+        plan,
+        context,
+        timeout,
+        fail_on_warn,
+    }) = &cli.cmd
+    {
+        return commands::policy::test(
+            policies,
+            plan,
+            context.as_deref(),
+            *timeout,
+            *fail_on_warn,
+            json,
+        );
     }
     let path = config::path();
     let file = match &path {
@@ -215,6 +237,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Connection(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Webhook(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Env(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Policy(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

@@ -1,6 +1,6 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
 //! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
-//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs): a group's clap
+//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs; `policy` for plan policies): a group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod env;
 pub mod identity;
 pub mod login;
+pub mod policy;
 pub mod pool;
 pub mod role;
 pub mod rollout;
