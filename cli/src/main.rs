@@ -148,35 +148,42 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Settles the coordinator and token (flag, environment, config file, default), connects, then
-/// hands the command to its group; returns the exit code.
-async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u8, String> {
-    let json = cli.output == Format::Json;
-    // Verifying an exported file needs no coordinator.
-    if let Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) = &cli.cmd {
-        return commands::audit::verify_file(f, json);
-    }
-    // Nor does checking a workflow file.
-    if let Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) = &cli.cmd {
-        return commands::workflow::validate(file, json);
-    }
-    // Nor does testing policies against a plan.
-    if let Cmd::Policy(commands::policy::PolicyCmd::Test {
-        policies,
-        plan,
-        context,
-        timeout,
-        fail_on_warn,
-    }) = &cli.cmd
-    {
-        return commands::policy::test(
+/// Runs a command that needs no coordinator, if `cmd` is one.
+fn offline(cmd: &Cmd, json: bool) -> Option<Result<u8, String>> {
+    match cmd {
+        // Verifying an exported file.
+        Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) => {
+            Some(commands::audit::verify_file(f, json))
+        }
+        // Checking a workflow file.
+        Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) => {
+            Some(commands::workflow::validate(file, json))
+        }
+        // Testing policies against a plan.
+        Cmd::Policy(commands::policy::PolicyCmd::Test {
+            policies,
+            plan,
+            context,
+            timeout,
+            fail_on_warn,
+        }) => Some(commands::policy::test(
             policies,
             plan,
             context.as_deref(),
             *timeout,
             *fail_on_warn,
             json,
-        );
+        )),
+        _ => None,
+    }
+}
+
+/// Settles the coordinator and token (flag, environment, config file, default), connects, then
+/// hands the command to its group; returns the exit code.
+async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u8, String> {
+    let json = cli.output == Format::Json;
+    if let Some(code) = offline(&cli.cmd, json) {
+        return code;
     }
     let path = config::path();
     let file = match &path {

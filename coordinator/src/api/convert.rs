@@ -636,32 +636,6 @@ pub fn environment_to_pb(e: store::Environment) -> v1::Environment {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sensitive_outputs_are_masked_and_unreadable_ones_hidden_whole() {
-        let out = r#"{"a":{"sensitive":true,"value":"s3cret"},"b":{"sensitive":false,"value":1}}"#;
-        let masked = mask_outputs(out);
-        assert!(
-            !masked.contains("s3cret") && masked.contains(HIDDEN),
-            "{masked}"
-        );
-        assert!(masked.contains("\"value\":1"), "{masked}");
-        assert_eq!(mask_outputs("not json"), format!("\"{HIDDEN}\""));
-        assert_eq!(mask_outputs("  "), "");
-    }
-
-    #[test]
-    fn kinds_round_trip_and_unknown_means_plan_and_apply() {
-        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
-            assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
-        }
-        assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
-    }
-}
-
 /// A plan policy; its source only when `with_source` (`GetPolicy`, answers to changes).
 pub fn plan_policy_to_pb(
     p: store::PlanPolicy,
@@ -694,5 +668,31 @@ pub fn policy_verdict_to_pb(v: store::PolicyVerdict) -> v1::PolicyVerdict {
         error: v.error,
         duration_us: v.duration_us,
         evaluated_unix_ms: v.evaluated_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_outputs_are_masked_and_unreadable_ones_hidden_whole() {
+        let out = r#"{"a":{"sensitive":true,"value":"s3cret"},"b":{"sensitive":false,"value":1}}"#;
+        let masked = mask_outputs(out);
+        assert!(
+            !masked.contains("s3cret") && masked.contains(HIDDEN),
+            "{masked}"
+        );
+        assert!(masked.contains("\"value\":1"), "{masked}");
+        assert_eq!(mask_outputs("not json"), format!("\"{HIDDEN}\""));
+        assert_eq!(mask_outputs("  "), "");
+    }
+
+    #[test]
+    fn kinds_round_trip_and_unknown_means_plan_and_apply() {
+        for k in [RunKind::PlanAndApply, RunKind::PlanOnly, RunKind::Destroy] {
+            assert_eq!(kind_from_pb(kind_to_pb(k) as i32), k);
+        }
+        assert_eq!(kind_from_pb(999), RunKind::PlanAndApply);
     }
 }
