@@ -8,19 +8,18 @@ import rego.v1
 
 allowed_types := {"terraform_data", "random_id", "random_pet", "local_file", "null_resource"}
 
-# Resources the plan changes (reads and no-ops change nothing).
-changing contains rc if {
-	some rc in input.resource_changes
-	not rc.change.actions in [["no-op"], ["read"]]
-}
+# Whether a resource change changes something (reads and no-ops do not).
+changing(rc) if not rc.change.actions in [["no-op"], ["read"]]
 
 destroyed contains rc.address if {
-	some rc in changing
+	some rc in input.resource_changes
+	changing(rc)
 	"delete" in rc.change.actions
 }
 
 unlisted contains rc.type if {
-	some rc in changing
+	some rc in input.resource_changes
+	changing(rc)
 	not rc.type in allowed_types
 }
 
