@@ -12,6 +12,7 @@ mod events;
 mod invariants;
 mod leases;
 mod oidc;
+mod policies;
 mod runs;
 mod signing;
 mod state;
