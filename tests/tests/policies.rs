@@ -128,6 +128,13 @@ async fn policies_decide_what_a_plan_leads_to(db: Db) {
         shown.contains("auto-approved by plan policy auto-approve-safe"),
         "{shown}"
     );
+    // The same module again: no changes, nothing to evaluate.
+    let id = c.submit(&module(&c, "small", 3, false), "dev/app", &[]);
+    let run = c
+        .wait_state(&id, &["planned_no_changes", "failed"], T)
+        .await;
+    assert_eq!(run.state, "planned_no_changes");
+    assert!(run.policy_verdicts.is_empty(), "{:?}", run.policy_verdicts);
 
     // 12 changes: a warning overrides even --auto-approve and the auto-approve policy.
     let id = c.submit(

@@ -29,14 +29,15 @@ pub struct PlanVerdicts {
 }
 
 impl Store {
-    /// The verdicts on the plan `r` completes, or none when `r` is not a successful plan's
-    /// first completion or no policy applies to its workspace.
+    /// The verdicts on the plan `r` completes, or none when `r` is not a successful plan with
+    /// changes completing for the first time, or no policy applies to its workspace.
     pub async fn evaluate_plan_policies(
         &self,
         r: &TaskReport,
         limit: Duration,
     ) -> Result<PlanVerdicts> {
-        if r.outcome != TaskOutcome::Succeeded {
+        // A plan without changes has nothing to decide (and the agent keeps no plan JSON).
+        if r.outcome != TaskOutcome::Succeeded || !r.has_changes {
             return Ok(PlanVerdicts::default());
         }
         let mut c = self.pool.acquire().await?;
