@@ -252,6 +252,17 @@ fn policy_test_gives_the_documented_verdicts_on_the_shipped_examples() {
         assert_eq!(out.status.code(), Some(code), "{plan}: {text}");
         assert!(text.contains(verdict), "{plan}: {text}");
     }
+    // A directory stands for its .rego files.
+    let out = std::process::Command::new(bin_dir().join("tofuflow"))
+        .current_dir(&ex)
+        .args(["policy", "test", ".", "--plan", "plans/large.json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("./approval_above_n.rego: warn") && text.contains("verdict: warn"),
+        "{text}"
+    );
     let out = std::process::Command::new(bin_dir().join("tofuflow"))
         .current_dir(&ex)
         .args([

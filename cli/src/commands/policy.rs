@@ -46,7 +46,7 @@ pub enum PolicyCmd {
     /// coordinator: prints each deny and warn with its reasons; exits 1 when one denies (or
     /// fails), else 0.
     Test {
-        /// The Rego files.
+        /// The Rego files, or directories whose `*.rego` files (not `*_test.rego`) are taken.
         #[arg(value_name = "POLICY.rego", required = true)]
         policies: Vec<PathBuf>,
         /// The plan JSON.
@@ -225,7 +225,7 @@ pub fn test(
     let input = policy::Input::new(&read(plan)?, &context(context_file)?)
         .map_err(|e| format!("{}: {e}", plan.display()))?;
     let mut results = Vec::new();
-    for file in policies {
+    for file in &rego_files(policies)? {
         let source = read(file)?;
         let name = file
             .file_stem()
@@ -255,6 +255,35 @@ pub fn test(
     }
     let fails = worst >= Outcome::Deny || (fail_on_warn && worst == Outcome::Warn);
     Ok(u8::from(fails))
+}
+
+/// The files given, with each directory replaced by its `*.rego` files (tests left out), sorted.
+fn rego_files(given: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in given {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| {
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                name.ends_with(".rego") && !name.ends_with("_test.rego")
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(format!("{} holds no .rego file", p.display()));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 fn evaluation_json(file: &str, e: &Evaluation) -> serde_json::Value {
