@@ -43,7 +43,10 @@ impl Store {
         let mut c = self.pool.acquire().await?;
         let task = get_task_c(&mut c, &r.task_id).await?;
         drop(c);
-        let Some(task) = task.filter(|t| t.phase == Phase::Plan && !t.state.reported()) else {
+        // Only for the lease holder's first completion: a stale or forged one is refused by
+        // the transaction anyway, and must not cost an evaluation.
+        let live = |t: &Task| r.lease().check(t).is_ok() && !t.state.reported();
+        let Some(task) = task.filter(|t| t.phase == Phase::Plan && live(t)) else {
             return Ok(PlanVerdicts::default());
         };
         let run = self.get_run(&task.run_id).await?;
