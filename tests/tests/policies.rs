@@ -107,6 +107,55 @@ async fn show(c: &Cluster, id: &str) -> String {
     String::from_utf8_lossy(&c.cli(&["run", "show", id]).stdout).to_string()
 }
 
+/// The JSON API: policies listed and shown as the CLI does, a bad one refused with 400 and
+/// the reason, a run's verdicts in its JSON.
+fn json_api_shows_policies_and_verdicts(c: &Cluster, denied_run: &str) {
+    let t = c.token.as_deref();
+    let list = c.api("GET", "/api/v1/policies?workspace=dev%2Fapp", t, None, &[]);
+    assert_eq!(list.status, 200);
+    let names: Vec<String> = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["approval-above-10", "auto-approve-safe", "deny-protected"]
+    );
+    let one = c.api("GET", "/api/v1/policies/deny-protected", t, None, &[]);
+    assert_eq!(
+        (one.status, one.json()["package"].as_str()),
+        (200, Some("data.main"))
+    );
+    let bad = br#"{"name": "bad", "workspaces": "**", "source": "package main\ndeny contains"}"#;
+    let refused = c.api(
+        "POST",
+        "/api/v1/policies",
+        t,
+        Some(("application/json", bad)),
+        &[],
+    );
+    assert_eq!(
+        refused.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(String::from_utf8_lossy(&refused.body).contains("policy bad does not compile"));
+    let run = c
+        .api("GET", &format!("/api/v1/runs/{denied_run}"), t, None, &[])
+        .json();
+    assert_eq!(run["state"], "failed");
+    let v = run["policy_verdicts"].as_array().unwrap();
+    assert!(
+        v.iter().any(|v| v["outcome"] == "deny"
+            && v["deny"][0].as_str().unwrap().contains("tagged protected")),
+        "{run}"
+    );
+}
+
 async fn policies_decide_what_a_plan_leads_to(db: Db) {
     let mut c = Cluster::start_with(db, &["default"], &["--policy-timeout", "300ms"]).await;
     c.agent(AgentOpts::default()).await;
@@ -191,6 +240,7 @@ async fn policies_decide_what_a_plan_leads_to(db: Db) {
     );
     let audit = ok(c.cli(&["audit", "list", "--run", &id, "--kind", "policy_evaluated"]));
     assert!(audit.contains("deny-protected"), "{audit}");
+    json_api_shows_policies_and_verdicts(&c, &id);
 
     // A four-eyes rule wins over the policy's auto-approve.
     ok(c.cli(&["rule", "set", "dev/guarded", "--four-eyes"]));
