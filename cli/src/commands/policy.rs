@@ -190,7 +190,7 @@ fn print_policy(p: &v1::PlanPolicy, json: bool) {
 /// The context `policy test` gives when none is given: the coordinator's keys, empty.
 fn default_context() -> serde_json::Value {
     serde_json::json!({
-        "workspace": "", "pool": "", "actor": "", "commit": "", "source": "", "pipeline_id": "",
+        "workspace": "", "pool": "", "actor": "", "submitted_by": "", "commit": "", "source": "", "pipeline_id": "",
         "tags": {}, "drift_check": false,
         "run": {"id": "", "kind": "plan_and_apply", "auto_approve": false, "created_ms": 0},
         "previous_run": null,

@@ -93,6 +93,7 @@ pub fn context(run: &Run, previous: Option<&PreviousRun>) -> serde_json::Value {
         "workspace": run.workspace,
         "pool": run.pool,
         "actor": run.submitted_by,
+        "submitted_by": run.submitted_by,
         "commit": run.commit,
         "source": run.source,
         "pipeline_id": run.pipeline_id,
