@@ -163,17 +163,33 @@ impl Input {
     }
 }
 
-/// An engine holding `source` alone, in whichever dialect it compiles.
+/// regorus's parse error (`\n--> FILE:L:C\n … \nerror: what`) on one line: `FILE:L:C: what`.
+fn tidy(err: &str) -> String {
+    let at = err.lines().find_map(|l| l.trim().strip_prefix("--> "));
+    let what = err.lines().rev().find_map(|l| l.strip_prefix("error: "));
+    match (at, what) {
+        (Some(at), Some(what)) => format!("{at}: {what}"),
+        _ => err.trim().to_string(),
+    }
+}
+
+/// An engine holding `source` alone, in whichever dialect it compiles (v0 is not tried for a
+/// policy that imports `rego.v1`: it is v1, and regorus would print v0 warnings about it).
 fn engine(name: &str, source: &str) -> Result<(Engine, Checked), String> {
     let file = format!("{name}.rego");
     let mut first_error = None;
-    for syntax in [Syntax::V1, Syntax::V0] {
+    let dialects: &[Syntax] = if source.contains("import rego.v1") {
+        &[Syntax::V1]
+    } else {
+        &[Syntax::V1, Syntax::V0]
+    };
+    for &syntax in dialects {
         let mut e = Engine::new();
         e.set_rego_v0(syntax == Syntax::V0);
         match e.add_policy(file.clone(), source.to_string()) {
             Ok(package) => return Ok((e, Checked { package, syntax })),
             Err(err) => {
-                first_error.get_or_insert_with(|| err.to_string());
+                first_error.get_or_insert_with(|| tidy(&err.to_string()));
             }
         }
     }
@@ -189,7 +205,7 @@ pub fn compile(name: &str, source: &str) -> Result<Checked, String> {
 /// (an unknown builtin, a conflict between rule values).
 pub fn check(name: &str, source: &str) -> Result<Checked, String> {
     let (mut e, checked) = engine(name, source).map_err(|err| {
-        format!("policy {name} does not compile: {err} (policies are Rego v1, as OPA 1.x; Rego v0 with `deny[msg] {{ … }}` is accepted too)")
+        format!("policy {name} does not compile: {err} (policies are Rego v1, as OPA 1.x; Rego v0 with `deny[msg] {{ … }}` is accepted too; check a file with `tofuflow policy test FILE.rego --plan plan.json`)")
     })?;
     let empty = Input::new("{}", &serde_json::json!({})).expect("an empty object is an input");
     e.set_input(empty.0);

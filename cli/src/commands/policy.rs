@@ -232,7 +232,7 @@ pub fn test(
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         if let Err(e) = policy::compile(&name, &source) {
-            return Err(format!("{}: {e}", file.display()));
+            return Err(format!("{} does not compile: {e}", file.display()));
         }
         results.push((
             file.display().to_string(),

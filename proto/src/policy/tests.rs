@@ -61,8 +61,15 @@ auto_approve if input.tofuflow.workspace == "dev/app"
 
 #[test]
 fn a_policy_that_does_not_compile_is_refused_with_the_reason() {
-    let err = check("broken", "package main\ndeny contains msg if {").unwrap_err();
-    assert!(err.contains("policy broken does not compile"), "{err}");
+    let err = check(
+        "broken",
+        "package main\nimport rego.v1\ndeny contains msg if {",
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("policy broken does not compile: broken.rego:3:"),
+        "{err}"
+    );
     let err = check("nopkg", "deny := true").unwrap_err();
     assert!(err.contains("does not compile"), "{err}");
 }
