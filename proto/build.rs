@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tofuflow/v1/workflow.proto",
         "tofuflow/v1/env.proto",
         "tofuflow/v1/drift.proto",
+        "tofuflow/v1/policy.proto",
         "tofuflow/v1/user.proto",
         "tofuflow/v1/notify.proto",
     ];

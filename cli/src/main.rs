@@ -114,6 +114,10 @@ enum Cmd {
     /// Cron schedules of drift checks (admin to add and remove).
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCmd),
+    /// Plan policies in Rego attached to workspace globs: add, list, show, remove (admin);
+    /// `policy test` evaluates them against a plan JSON locally, like `conftest test`.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCmd),
     /// Set and list the workspaces each pool serves.
     #[command(subcommand)]
     Pool(commands::pool::PoolCmd),
@@ -153,17 +157,42 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Runs a command that needs no coordinator, if `cmd` is one.
+fn offline(cmd: &Cmd, json: bool) -> Option<Result<u8, String>> {
+    match cmd {
+        // Verifying an exported file.
+        Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) => {
+            Some(commands::audit::verify_file(f, json))
+        }
+        // Checking a workflow file.
+        Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) => {
+            Some(commands::workflow::validate(file, json))
+        }
+        // Testing policies against a plan.
+        Cmd::Policy(commands::policy::PolicyCmd::Test {
+            policies,
+            plan,
+            context,
+            timeout,
+            fail_on_warn,
+        }) => Some(commands::policy::test(
+            policies,
+            plan,
+            context.as_deref(),
+            *timeout,
+            *fail_on_warn,
+            json,
+        )),
+        _ => None,
+    }
+}
+
 /// Settles the coordinator and token (flag, environment, config file, default), connects, then
 /// hands the command to its group; returns the exit code.
 async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u8, String> {
     let json = cli.output == Format::Json;
-    // Verifying an exported file needs no coordinator.
-    if let Cmd::Audit(commands::audit::AuditCmd::Verify { file: Some(f) }) = &cli.cmd {
-        return commands::audit::verify_file(f, json);
-    }
-    // Nor does checking a workflow file.
-    if let Cmd::Workflow(commands::workflow::WorkflowCmd::Validate { file }) = &cli.cmd {
-        return commands::workflow::validate(file, json);
+    if let Some(code) = offline(&cli.cmd, json) {
+        return code;
     }
     let path = config::path();
     let file = match &path {
@@ -227,6 +256,7 @@ async fn run(cli: Cli, coordinator_from: Origin, token_from: Origin) -> Result<u
         Cmd::Drift(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Workspace(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Schedule(cmd) => cmd.execute(&mut ctx).await,
+        Cmd::Policy(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Pool(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Run(cmd) => cmd.execute(&mut ctx).await,
         Cmd::Agent(cmd) => cmd.execute(&mut ctx).await,

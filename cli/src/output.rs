@@ -50,7 +50,39 @@ pub fn run_json(r: &v1::Run) -> serde_json::Value {
         "transitions": r.transitions.iter().map(|t| serde_json::json!({"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "unix_ms": t.unix_ms})).collect::<Vec<_>>(),
         "state_versions": r.state_versions.iter().map(|v| serde_json::json!({"workspace": v.workspace, "version": v.version, "serial": v.serial, "sha256": v.sha256, "created_unix_ms": v.created_unix_ms})).collect::<Vec<_>>(),
         "audit_entries": r.audit_entries.iter().map(|a| serde_json::json!({"seq": a.seq, "kind": a.kind, "actor": a.actor, "unix_ms": a.unix_ms, "detail": detail(&a.detail_json)})).collect::<Vec<_>>(),
+        "policy_verdicts": r.policy_verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
     })
+}
+
+/// One plan policy's verdict as JSON.
+pub fn verdict_json(v: &v1::PolicyVerdict) -> serde_json::Value {
+    serde_json::json!({"policy": v.policy, "version": v.version, "digest": v.digest, "outcome": v.outcome, "deny": v.deny, "warn": v.warn, "error": v.error, "duration_us": v.duration_us, "evaluated_unix_ms": v.evaluated_unix_ms})
+}
+
+/// The plan policies' verdicts, each with its reasons.
+fn print_verdicts(r: &v1::Run) {
+    if r.policy_verdicts.is_empty() {
+        return;
+    }
+    println!("Policies");
+    for v in &r.policy_verdicts {
+        println!(
+            "  {:<24} v{:<4} {:<13} {:.1} ms",
+            v.policy,
+            v.version,
+            v.outcome,
+            v.duration_us as f64 / 1000.0
+        );
+        for m in &v.deny {
+            println!("    deny: {m}");
+        }
+        for m in &v.warn {
+            println!("    warn: {m}");
+        }
+        if !v.error.is_empty() {
+            println!("    error: {}", v.error);
+        }
+    }
 }
 
 /// Prints a run: its JSON for scripts, or the table a person reads.
@@ -72,6 +104,7 @@ pub fn print_run(r: &v1::Run, json: bool) {
     }
     print_variables(r);
     print_outputs(r);
+    print_verdicts(r);
     print_history(r);
     print_links(r);
 }

@@ -135,6 +135,11 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_APPROVAL_TIMEOUT", value_parser = dur, default_value = "72h")]
     pub approval_timeout: Duration,
 
+    /// How long one plan policy may evaluate one plan; a policy past it is stopped and the run
+    /// fails ("policy NAME exceeded its time limit").
+    #[arg(long, env = "TOFUFLOW_POLICY_TIMEOUT", value_parser = dur, default_value = "2s")]
+    pub policy_timeout: Duration,
+
     /// Largest bundle accepted from `run submit`, in bytes.
     #[arg(long, env = "TOFUFLOW_MAX_BUNDLE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
@@ -347,6 +352,7 @@ impl Config {
             max_plan_attempts: self.max_plan_attempts,
             queue_timeout_ms: self.queue_timeout.as_millis() as i64,
             approval_timeout_ms: self.approval_timeout.as_millis() as i64,
+            plan_policy_timeout_ms: self.policy_timeout.as_millis() as i64,
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod names;
+#[cfg(feature = "policy")]
+pub mod policy;
 #[cfg(feature = "signing")]
 pub mod signing;
 #[cfg(feature = "telemetry")]

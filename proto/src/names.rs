@@ -55,6 +55,21 @@ pub fn valid_pool(pool: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a plan policy's name: 1-63 lowercase letters, digits, '-' or '_', starting with a
+/// letter (`deny-protected`, `auto_approve_dev`).
+pub fn valid_policy_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !first_ok || !rest_ok || name.len() > 63 {
+        return Err(format!(
+            "invalid policy name {name:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter"
+        ));
+    }
+    Ok(())
+}
+
 /// At most this many tags per run.
 pub const MAX_TAGS: usize = 32;
 

@@ -55,6 +55,8 @@ fn spec_matches_routes(c: &Cluster) -> serde_json::Value {
         "/api/v1/me",
         "/api/v1/environments",
         "/api/v1/environments/{workspace}/extend",
+        "/api/v1/policies",
+        "/api/v1/policies/{name}",
     ] {
         assert!(paths.contains_key(want), "{want} documented");
     }

@@ -1,7 +1,8 @@
 //! The command groups, one module each (`run`, `state`, `agent`, `dead-letter`, `audit`, and for
 //! access control `login` (with `logout`, `whoami`), `token`, `role`, `rule`, `pool`;
-//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs; `drift`, `workspace` and `schedule` for
-//! drift checks): a group's clap
+//! `identity` for tasks' OIDC ID tokens; `webhook` for notifications; `env` for TTLs; `drift`,
+//! `workspace` and `schedule` for drift checks and schedules; `policy` for plan policies): a
+//! group's clap
 //! subcommands and one handler per command, all working through a [`Ctx`].
 
 pub mod agent;
@@ -12,6 +13,7 @@ pub mod drift;
 pub mod env;
 pub mod identity;
 pub mod login;
+pub mod policy;
 pub mod pool;
 pub mod role;
 pub mod rollout;

@@ -145,6 +145,7 @@ pub fn run_to_pb(
         limit_hit: r.limit_hit.clone(),
         state_versions: Vec::new(),
         audit_entries: Vec::new(),
+        policy_verdicts: Vec::new(),
     }
 }
 
@@ -699,6 +700,41 @@ pub fn tick_to_pb(t: store::ScheduleTick) -> v1::ScheduleTick {
         settled_unix_ms: t.settled_ms,
         runs: t.runs,
         detail: t.detail,
+    }
+}
+
+/// A plan policy; its source only when `with_source` (`GetPolicy`, answers to changes).
+pub fn plan_policy_to_pb(
+    p: store::PlanPolicy,
+    package: String,
+    with_source: bool,
+) -> v1::PlanPolicy {
+    v1::PlanPolicy {
+        name: p.name,
+        workspaces: p.workspaces,
+        source: if with_source { p.source } else { String::new() },
+        digest: p.digest,
+        version: p.version,
+        description: p.description,
+        updated_by: p.updated_by,
+        created_unix_ms: p.created_ms,
+        updated_unix_ms: p.updated_ms,
+        package,
+    }
+}
+
+/// One policy's verdict on a run's plan.
+pub fn policy_verdict_to_pb(v: store::PolicyVerdict) -> v1::PolicyVerdict {
+    v1::PolicyVerdict {
+        policy: v.policy,
+        version: v.version,
+        digest: v.digest,
+        outcome: v.outcome.as_str().to_string(),
+        deny: v.deny,
+        warn: v.warn,
+        error: v.error,
+        duration_us: v.duration_us,
+        evaluated_unix_ms: v.evaluated_ms,
     }
 }
 

@@ -104,11 +104,16 @@ pub enum AuditKind {
     ScheduleRemoved,
     /// A workspace's TTL was set or cleared.
     WorkspaceTtlSet,
+    /// A plan policy was added, replaced (its new version and digest) or removed.
+    PolicyChanged,
+    /// A run's plan was evaluated by the policies attached to its workspace (each verdict
+    /// with its reasons).
+    PolicyEvaluated,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 44] = [
+    pub const ALL: [AuditKind; 46] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -153,6 +158,8 @@ impl AuditKind {
         AuditKind::ScheduleAdded,
         AuditKind::ScheduleRemoved,
         AuditKind::WorkspaceTtlSet,
+        AuditKind::PolicyChanged,
+        AuditKind::PolicyEvaluated,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -202,6 +209,8 @@ impl AuditKind {
             AuditKind::ScheduleAdded => "schedule_added",
             AuditKind::ScheduleRemoved => "schedule_removed",
             AuditKind::WorkspaceTtlSet => "workspace_ttl_set",
+            AuditKind::PolicyChanged => "policy_changed",
+            AuditKind::PolicyEvaluated => "policy_evaluated",
         }
     }
 

@@ -60,11 +60,14 @@ pub enum Action {
     /// webhooks. Admin only, reading included: a webhook's URL is often a credential itself
     /// (Slack's incoming-webhook URLs are), and its deliveries hold receivers' answers.
     ManageWebhooks,
+    /// Add, replace, list, show and remove plan policies (which can approve applies without
+    /// a human: admin only).
+    ManagePolicies,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::ReadRuns,
         Action::UploadBundle,
         Action::Submit,
@@ -90,6 +93,7 @@ impl Action {
         Action::ManageIdentities,
         Action::ManageConnections,
         Action::ManageWebhooks,
+        Action::ManagePolicies,
     ];
 
     /// Actions about the whole coordinator rather than one workspace: they need a grant on
@@ -108,6 +112,7 @@ impl Action {
                 | ManageIdentities
                 | ManageConnections
                 | ManageWebhooks
+                | ManagePolicies
         )
     }
 

@@ -41,7 +41,7 @@ impl Role {
             Approve | Reject => matches!(self, Role::Approver | Role::Admin),
             ForceUnlock | Rollback | ReadDeadLetters | PurgeDeadLetters | ManageTokens
             | ManageRoles | ManageRules | ManageAgents | ReadAudit | ManageIdentities
-            | ManageConnections | ManageWebhooks => self == Role::Admin,
+            | ManageConnections | ManageWebhooks | ManagePolicies => self == Role::Admin,
         }
     }
 }

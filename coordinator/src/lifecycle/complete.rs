@@ -2,12 +2,17 @@
 //! cancelled, failed). Touches: tasks, task_attempts, state_locks, runs, transitions, outbox.
 
 use crate::error::{Error, Result};
-use crate::runs::{self, Phase, RunState, TaskOutcome, TaskReport, TaskState};
+use crate::lifecycle::policy::PlanVerdicts;
+use crate::runs::policy::PolicyGate;
+use crate::runs::{self, Phase, RunKind, RunState, TaskOutcome, TaskReport, TaskState};
 use crate::store::*;
 
 impl Store {
     /// Records a task's result and moves the run on. Idempotent for a retried completion.
+    /// A plan's policies are evaluated first, before the transaction opens.
     pub async fn complete_task(&self, r: &TaskReport, policy: &Policy) -> Result<()> {
+        let limit = std::time::Duration::from_millis(policy.plan_policy_timeout_ms.max(1) as u64);
+        let verdicts = self.evaluate_plan_policies(r, limit).await?;
         let now = now_ms();
         let mut tx = self.begin().await?;
         let t = get_task_c(&mut tx, &r.task_id)
@@ -31,7 +36,9 @@ impl Store {
             now,
         };
         match (t.phase, r.outcome) {
-            (Phase::Plan, TaskOutcome::Succeeded) => step.planned(&mut tx, policy).await?,
+            (Phase::Plan, TaskOutcome::Succeeded) => {
+                step.planned(&mut tx, policy, &verdicts).await?
+            }
             (Phase::Apply, TaskOutcome::Succeeded) => step.applied(&mut tx, &self.keys).await?,
             (phase, TaskOutcome::Cancelled) => step.cancelled(&mut tx, phase).await?,
             (phase, TaskOutcome::Failed) => step.failed(&mut tx, phase).await?,
@@ -85,9 +92,11 @@ impl Step<'_> {
         &self.report.agent_id
     }
 
-    /// A plan succeeded: no changes ends the run; otherwise planned, then auto-approved (the
-    /// apply is queued) or waiting for approval (with its deadline).
-    async fn planned(&self, tx: &mut Tx, policy: &Policy) -> Result<()> {
+    /// A plan succeeded: its policy verdicts are recorded (a deny fails the run, not a drift
+    /// check); no changes
+    /// ends the run; otherwise planned, then approved without a human (the apply is queued) or
+    /// waiting for approval (with its deadline).
+    async fn planned(&self, tx: &mut Tx, policy: &Policy, pv: &PlanVerdicts) -> Result<()> {
         let (run, r, now) = (self.run, self.report, self.now);
         let sm = r.summary;
         sqlx::query("UPDATE runs SET has_changes = $1, add_count = $2, change_count = $3, destroy_count = $4 WHERE id = $5")
@@ -98,69 +107,63 @@ impl Step<'_> {
             .bind(&run.id)
             .execute(&mut **tx)
             .await?;
-        let next = runs::after_plan(run.kind, r.has_changes, run.auto_approve);
+        record_verdicts(tx, run, &pv.verdicts).await?;
+        let gate = runs::policy::gate(&pv.verdicts);
+        // A drift check only looks: its verdicts are recorded, and the remediation run it may
+        // start is judged on its own plan.
+        if let (PolicyGate::Fail(why), false) = (&gate, run.kind == RunKind::DriftCheck) {
+            let (from, to) = (RunState::Planning, RunState::Failed);
+            return end_run(tx, &run.id, from, to, "coordinator", why, now).await;
+        }
+        let auto = runs::policy::approved_without_human(run.auto_approve, &gate, pv.four_eyes);
+        let next = runs::after_plan(run.kind, r.has_changes, auto);
         if next == runs::AfterPlan::NoChanges {
             let why = "plan found no changes";
-            return transition(
-                tx,
-                &run.id,
-                RunState::Planning,
-                RunState::PlannedNoChanges,
-                self.actor(),
-                why,
-                now,
-            )
-            .await;
+            let (from, to) = (RunState::Planning, RunState::PlannedNoChanges);
+            return transition(tx, &run.id, from, to, self.actor(), why, now).await;
         }
         let summary = format!(
             "plan: {} to add, {} to change, {} to destroy",
             sm.add, sm.change, sm.destroy
         );
-        transition(
-            tx,
-            &run.id,
-            RunState::Planning,
-            RunState::Planned,
-            self.actor(),
-            &summary,
-            now,
-        )
-        .await?;
+        let (from, to) = (RunState::Planning, RunState::Planned);
+        transition(tx, &run.id, from, to, self.actor(), &summary, now).await?;
         match next {
-            runs::AfterPlan::AutoApprove => {
-                let why = "auto-approved at submit";
-                transition(
-                    tx,
-                    &run.id,
-                    RunState::Planned,
-                    RunState::Approved,
-                    &run.submitted_by,
-                    why,
-                    now,
-                )
-                .await?;
-                new_task(tx, run, Phase::Apply, now, policy).await?;
-            }
-            runs::AfterPlan::AwaitApproval => {
-                let why = "waiting for `tofuflow run approve`";
-                transition(
-                    tx,
-                    &run.id,
-                    RunState::Planned,
-                    RunState::AwaitingApproval,
-                    "coordinator",
-                    why,
-                    now,
-                )
-                .await?;
-                sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
-                    .bind(now + policy.approval_timeout_ms)
-                    .bind(&run.id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            runs::AfterPlan::Stop | runs::AfterPlan::NoChanges => {}
+            runs::AfterPlan::AutoApprove => self.approve(tx, policy, &gate).await,
+            runs::AfterPlan::AwaitApproval => self.await_approval(tx, policy, &gate).await,
+            runs::AfterPlan::Stop | runs::AfterPlan::NoChanges => Ok(()),
         }
+    }
+
+    /// Approves the apply without a human (the submitter's `--auto-approve`, or a policy's
+    /// `auto_approve`) and queues it.
+    async fn approve(&self, tx: &mut Tx, policy: &Policy, gate: &PolicyGate) -> Result<()> {
+        let run = self.run;
+        let (actor, why) = match gate {
+            PolicyGate::AutoApprove(why) => ("coordinator", why.as_str()),
+            _ => (run.submitted_by.as_str(), "auto-approved at submit"),
+        };
+        let (from, to) = (RunState::Planned, RunState::Approved);
+        transition(tx, &run.id, from, to, actor, why, self.now).await?;
+        new_task(tx, run, Phase::Apply, self.now, policy).await?;
+        Ok(())
+    }
+
+    /// Waits for `tofuflow run approve` until the approval deadline; a policy's warnings are
+    /// the reason shown.
+    async fn await_approval(&self, tx: &mut Tx, policy: &Policy, gate: &PolicyGate) -> Result<()> {
+        let run = self.run;
+        let why = match gate {
+            PolicyGate::Review(why) => format!("{why}; waiting for `tofuflow run approve`"),
+            _ => "waiting for `tofuflow run approve`".to_string(),
+        };
+        let (from, to) = (RunState::Planned, RunState::AwaitingApproval);
+        transition(tx, &run.id, from, to, "coordinator", &why, self.now).await?;
+        sqlx::query("UPDATE runs SET deadline_ms = $1 WHERE id = $2")
+            .bind(self.now + policy.approval_timeout_ms)
+            .bind(&run.id)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod heartbeat;
 pub use claim::ClaimOutcome;
 pub use heartbeat::{HeartbeatAnswer, HeldLease};
 mod identity;
+pub mod policy;
 pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;

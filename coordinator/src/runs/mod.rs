@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod plan;
+pub mod policy;
 mod report;
 pub mod schedule;
 pub mod state;

@@ -22,6 +22,7 @@ mod leader;
 mod logs;
 mod oidc_keys;
 mod outbox;
+mod policies;
 mod rows;
 mod rules;
 mod runs;
@@ -48,6 +49,7 @@ pub use leader::*;
 pub use logs::*;
 pub use oidc_keys::*;
 pub use outbox::*;
+pub use policies::*;
 pub(crate) use rows::*;
 pub use rules::*;
 pub use runs::*;
@@ -100,6 +102,8 @@ pub struct Policy {
     pub max_plan_attempts: u32,
     pub queue_timeout_ms: i64,
     pub approval_timeout_ms: i64,
+    /// How long one plan policy's evaluation may take (`--policy-timeout`).
+    pub plan_policy_timeout_ms: i64,
 }
 
 #[derive(Clone)]

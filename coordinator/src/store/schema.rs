@@ -535,6 +535,35 @@ CREATE TABLE schedule_ticks (
 )
 "#,
     ),
+    (
+        17,
+        r#"
+CREATE TABLE plan_policies (
+  name TEXT PRIMARY KEY,
+  workspaces TEXT NOT NULL,
+  source TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  description TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE TABLE policy_verdicts (
+  run_id TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  digest TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  deny TEXT NOT NULL,
+  warn TEXT NOT NULL,
+  error TEXT NOT NULL,
+  duration_us BIGINT NOT NULL,
+  evaluated_ms BIGINT NOT NULL,
+  PRIMARY KEY (run_id, policy)
+)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -8,11 +8,14 @@
 //!    check, then the Claim RPC, which mints the task's OIDC ID token), and minting alone;
 //! 5. throughput of N no-change plan runs with 2 agents;
 //! 6. the log masker's throughput against a plain copy of the same lines;
-//! 7. submit throughput from 16 concurrent clients on PostgreSQL: one coordinator, then two
+//! 7. plan policy evaluation: the shipped example policies on a 1,000-resource plan JSON;
+//! 8. submit throughput from 16 concurrent clients on PostgreSQL: one coordinator, then two
 //!    sharing the database (the clients split between them), and the ratio.
 //!
 //! Build everything in one profile first (the bench starts the binaries next to itself):
-//! `cargo build --release --workspace --bins && target/release/tofuflow-bench [RUNS]`.
+//! `cargo build --release --workspace --bins && target/release/tofuflow-bench [RUNS]`;
+//! `tofuflow-bench policies` measures figure 7 alone (no cluster), `tofuflow-bench ha` figure
+//! 8 alone (400 submits).
 
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -100,6 +103,9 @@ struct Figures {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("policies") {
+        return policy_evaluation();
+    }
     let runs: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -114,9 +120,9 @@ async fn main() {
             .unwrap_or(1)
     );
 
-    if std::env::var("TOFUFLOW_BENCH_ONLY").as_deref() == Ok("ha") {
-        ha_submit_ratio(runs.max(200)).await;
-        return;
+    if std::env::args().nth(1).as_deref() == Some("ha") {
+        std::env::set_var("TOFUFLOW_E2E_LOG", "warn");
+        return ha_submit_ratio(400).await;
     }
     let mut c = Cluster::start_with(Db::Sqlite, &["default", "bench-claim"], &[]).await;
     let (floor, confirm_p50) = broker_floor(&c, runs).await;
@@ -165,11 +171,77 @@ async fn main() {
         total,
     });
     masker_throughput();
+    policy_evaluation();
     drop(c);
     ha_submit_ratio(runs.max(200)).await;
 }
 
-/// Figure 7: `n` plan-only submits from 16 concurrent clients against one coordinator on
+/// A plan JSON of `n` resources shaped like `tofu show -json` output: mostly creates of
+/// terraform_data, every tenth an update, every fiftieth a delete.
+fn big_plan(n: usize) -> String {
+    let rcs: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let actions = match i {
+                i if i % 50 == 0 => serde_json::json!(["delete"]),
+                i if i % 10 == 0 => serde_json::json!(["update"]),
+                _ => serde_json::json!(["create"]),
+            };
+            let before = serde_json::json!({"id": format!("id-{i}"), "input": {"name": format!("node-{i}")}, "output": {"name": format!("node-{i}")}, "triggers_replace": null});
+            serde_json::json!({
+                "address": format!("terraform_data.node[{i}]"), "mode": "managed",
+                "type": "terraform_data", "name": "node", "index": i,
+                "provider_name": "terraform.io/builtin/terraform",
+                "change": {"actions": actions, "before": before, "after": {"input": {"name": format!("node-{i}")}, "triggers_replace": null},
+                    "after_unknown": {"id": true, "output": true}, "before_sensitive": {}, "after_sensitive": {}},
+            })
+        })
+        .collect();
+    serde_json::json!({"format_version": "1.2", "terraform_version": "1.9.0", "resource_changes": rcs, "applyable": true, "complete": true, "errored": false}).to_string()
+}
+
+/// Figure 7: each shipped example policy evaluated on a 1,000-resource plan (median of 20,
+/// compiling included, as the coordinator does per plan), and parsing the input once.
+fn policy_evaluation() {
+    use tofuflow_proto::policy::{evaluate, Input};
+    let plan = big_plan(1000);
+    let ctx = serde_json::json!({"workspace": "bench/ws", "tags": {}});
+    let mut parse: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(Input::new(&plan, &ctx).unwrap());
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    println!(
+        "{:<58} {:>7.1} ms ({} KiB)",
+        "policy input: parsing a 1,000-resource plan JSON",
+        pct(&mut parse, 0.5),
+        plan.len() / 1024
+    );
+    let input = Input::new(&plan, &ctx).unwrap();
+    let dir = tofuflow_e2e::example("policies");
+    for file in [
+        "auto_approve_safe.rego",
+        "deny_protected.rego",
+        "approval_above_n.rego",
+    ] {
+        let source = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut ms: Vec<f64> = (0..20)
+            .map(|_| {
+                let e = evaluate(file, &source, &input, Duration::from_secs(10));
+                assert!(e.error.is_none(), "{file}: {:?}", e.error);
+                e.duration.as_secs_f64() * 1000.0
+            })
+            .collect();
+        println!(
+            "{:<58} {:>7.1} ms",
+            format!("policy {file}, 1,000 resources (p50)"),
+            pct(&mut ms, 0.5)
+        );
+    }
+}
+
+/// Figure 8: `n` plan-only submits from 16 concurrent clients against one coordinator on
 /// PostgreSQL, then against two on the same database (half the clients each); no agent runs
 /// them (the submit path only: transaction, outbox, publish).
 async fn ha_submit_ratio(n: usize) {

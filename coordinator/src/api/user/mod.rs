@@ -14,6 +14,7 @@ mod dead_letters;
 mod drift;
 mod environments;
 mod identities;
+mod policies;
 mod rules;
 mod runs;
 mod state;
@@ -543,5 +544,24 @@ impl UserService for UserApi {
         req: Request<v1::ScheduleRequest>,
     ) -> Reply<v1::ListScheduleTicksResponse> {
         drift::ticks(&self.shared, req).await
+    }
+
+    async fn set_policy(&self, req: Request<v1::SetPolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::set(&self.shared, req).await
+    }
+
+    async fn get_policy(&self, req: Request<v1::PolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::get(&self.shared, req).await
+    }
+
+    async fn list_policies(
+        &self,
+        req: Request<v1::ListPoliciesRequest>,
+    ) -> Reply<v1::ListPoliciesResponse> {
+        policies::list(&self.shared, req).await
+    }
+
+    async fn delete_policy(&self, req: Request<v1::PolicyRequest>) -> Reply<v1::PlanPolicy> {
+        policies::delete(&self.shared, req).await
     }
 }

@@ -3,7 +3,8 @@
 
 use super::{authorize, authorize_caller, LogStream, Reply, RunStream, Shared};
 use crate::api::convert::{
-    audit_ref_to_pb, kind_from_pb, limits_from_pb, log_line_to_pb, run_to_pb, version_ref_to_pb,
+    audit_ref_to_pb, kind_from_pb, limits_from_pb, log_line_to_pb, policy_verdict_to_pb, run_to_pb,
+    version_ref_to_pb,
 };
 use crate::auth::{Action, Rules};
 use crate::error::{Error, Result};
@@ -35,6 +36,13 @@ async fn full_run(shared: &Shared, id: &str, reveal: bool) -> Result<v1::Run> {
         .map(|v| version_ref_to_pb(&r.workspace, v))
         .collect();
     run.audit_entries = entries.into_iter().map(audit_ref_to_pb).collect();
+    run.policy_verdicts = shared
+        .store
+        .policy_verdicts(id)
+        .await?
+        .into_iter()
+        .map(policy_verdict_to_pb)
+        .collect();
     Ok(run)
 }
 

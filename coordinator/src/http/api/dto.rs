@@ -41,6 +41,40 @@ pub struct RunJson {
     pub transitions: Vec<TransitionJson>,
     pub state_versions: Vec<VersionRefJson>,
     pub audit_entries: Vec<AuditRefJson>,
+    /// The verdicts of the plan policies attached to the workspace.
+    pub policy_verdicts: Vec<PolicyVerdictJson>,
+}
+
+/// One plan policy's verdict on the run's plan.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyVerdictJson {
+    pub policy: String,
+    pub version: i64,
+    pub digest: String,
+    /// pass, auto_approve, warn, deny or error.
+    pub outcome: String,
+    pub deny: Vec<String>,
+    pub warn: Vec<String>,
+    /// Why the policy gave no verdict (its time limit, a failure), or empty.
+    pub error: String,
+    pub duration_us: i64,
+    pub evaluated_unix_ms: i64,
+}
+
+impl From<v1::PolicyVerdict> for PolicyVerdictJson {
+    fn from(v: v1::PolicyVerdict) -> PolicyVerdictJson {
+        PolicyVerdictJson {
+            policy: v.policy,
+            version: v.version,
+            digest: v.digest,
+            outcome: v.outcome,
+            deny: v.deny,
+            warn: v.warn,
+            error: v.error,
+            duration_us: v.duration_us,
+            evaluated_unix_ms: v.evaluated_unix_ms,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -131,6 +165,11 @@ impl From<v1::Run> for RunJson {
                     sha256: v.sha256,
                     created_unix_ms: v.created_unix_ms,
                 })
+                .collect(),
+            policy_verdicts: r
+                .policy_verdicts
+                .into_iter()
+                .map(PolicyVerdictJson::from)
                 .collect(),
             audit_entries: r
                 .audit_entries

@@ -10,6 +10,7 @@ mod drift;
 mod dto;
 mod environments;
 pub mod logs;
+mod policies;
 mod problem;
 mod runs;
 mod state;
@@ -131,7 +132,8 @@ async fn authenticate(
         (name = "access", description = "The caller, and the audit log"),
         (name = "webhooks", description = "Outgoing notifications of run events, their deliveries and attempts"),
         (name = "environments", description = "Environments with a TTL: what expires when, and extending a deadline"),
-        (name = "drift", description = "Workspaces and their drift status, drift checks, schedules of checks")
+        (name = "drift", description = "Workspaces and their drift status, drift checks, schedules of checks"),
+        (name = "policies", description = "Plan policies in Rego, attached to workspace globs")
     )
 )]
 struct ApiDoc;
@@ -195,6 +197,8 @@ pub fn routes(app: &crate::http::App) -> (Router<crate::http::App>, utoipa::open
         .routes(routes!(drift::schedules, drift::add_schedule))
         .routes(routes!(drift::remove_schedule))
         .routes(routes!(drift::ticks))
+        .routes(routes!(policies::list, policies::set))
+        .routes(routes!(policies::show, policies::delete))
         .split_for_parts();
     let served = doc.clone();
     let router = router

@@ -12,6 +12,7 @@ mod events;
 mod invariants;
 mod leases;
 mod oidc;
+mod policies;
 mod runs;
 mod signing;
 mod state;
@@ -46,6 +47,7 @@ fn policy() -> Policy {
         max_plan_attempts: 3,
         queue_timeout_ms: 3_600_000,
         approval_timeout_ms: 3_600_000,
+        plan_policy_timeout_ms: 2_000,
     }
 }
 

@@ -1,6 +1,7 @@
 // A run: what it is, Approve / Reject / Cancel for those whose role allows it (the server
-// refuses anyone else anyway), the timeline of transitions, the plan as a diff, the log as it
-// streams (EventSource on the SSE endpoint, resuming by itself), and the outputs.
+// refuses anyone else anyway), the timeline of transitions, the plan as a diff, the plan
+// policies' verdicts, the log as it streams (EventSource on the SSE endpoint, resuming by
+// itself), and the outputs.
 import { age, api, badge, el, ended, may, post, table, when, wsLink } from "./lib.js";
 import { renderPlan } from "./plan.js";
 
@@ -43,6 +44,19 @@ function actions(run, refresh) {
 function timeline(run) {
   return table(["when", "from", "to", "by", "reason"], run.transitions.map((t) => [
     when(t.unix_ms), t.from || "-", badge(t.to), t.actor || "-", t.reason || "-"]), { class: "timeline" });
+}
+
+// The plan policies' verdicts, each with its reasons (text only, never markup).
+function policies(run) {
+  const verdicts = run.policy_verdicts || [];
+  if (!verdicts.length) return el("p", { class: "muted" }, "no plan policy applies");
+  const reasons = (v) => [
+    ...v.deny.map((m) => `deny: ${m}`), ...v.warn.map((m) => `warn: ${m}`),
+    ...(v.error ? [`error: ${v.error}`] : []),
+  ].map((r) => el("div", {}, r));
+  return table(["policy", "version", "outcome", "reasons", "time"], verdicts.map((v) => [
+    v.policy, `v${v.version}`, v.outcome, reasons(v), `${(v.duration_us / 1000).toFixed(1)} ms`]),
+  { class: "policies" });
 }
 
 function outputs(run) {
@@ -91,7 +105,7 @@ function streamLog(id, pre, onEnd) {
 export async function runPage(main, id) {
   const parts = {
     summary: el("div"), actions: el("div"), timeline: el("div"), plan: el("div", { id: "plan" }),
-    outputs: el("div", { id: "outputs" }),
+    outputs: el("div", { id: "outputs" }), policies: el("div", { id: "policies" }),
   };
   const log = el("pre", { id: "log", class: "log" });
   let planShown = false;
@@ -101,6 +115,7 @@ export async function runPage(main, id) {
     parts.actions.replaceChildren(actions(run, refresh));
     parts.timeline.replaceChildren(timeline(run));
     parts.outputs.replaceChildren(outputs(run));
+    parts.policies.replaceChildren(policies(run));
     if (!planShown && run.plan_digest) {
       planShown = true;
       parts.plan.replaceChildren(renderPlan(await api(`/api/v1/runs/${encodeURIComponent(id)}/plan`)));
@@ -110,7 +125,7 @@ export async function runPage(main, id) {
     return run;
   };
   main.append(el("h1", {}, "Run ", el("code", {}, id)), parts.summary, parts.actions,
-    el("h2", {}, "Plan"), parts.plan, el("h2", {}, "Log"), log,
+    el("h2", {}, "Plan"), parts.plan, el("h2", {}, "Policies"), parts.policies, el("h2", {}, "Log"), log,
     el("h2", {}, "Outputs"), parts.outputs, el("h2", {}, "Timeline"), parts.timeline);
   await refresh();
   const es = streamLog(id, log, () => refresh().catch(() => {}));
