@@ -93,6 +93,22 @@ async fn drift_found_while_busy_and_remediated(db: Db) {
         "drift_found",
         "--allow-private",
     ]));
+    // A policy that denies every plan does not fail a drift check: its verdict is recorded.
+    let deny_all = c.dir.join("deny-all.rego");
+    std::fs::write(
+        &deny_all,
+        "package main\nimport rego.v1\ndeny contains \"no change may apply\" if { true }\n",
+    )
+    .unwrap();
+    ok(&c.cli(&[
+        "policy",
+        "add",
+        "deny-all",
+        "--workspace",
+        "drift/**",
+        "--file",
+        deny_all.to_str().unwrap(),
+    ]));
     let out = c.cli(&["drift", "check", ws, "--remediate", "--wait"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(2), "exit 2 on drift: {text}");
@@ -126,6 +142,12 @@ async fn drift_found_while_busy_and_remediated(db: Db) {
     assert!(text.contains("DRIFTED since"), "{text}");
     let audit = ok(&c.cli(&["audit", "list", "--kind", "drift_detected"]));
     assert!(audit.contains(ws), "{audit}");
+    let shown = ok(&c.cli(&["run", "show", &check.id, "-o", "json"]));
+    assert!(
+        shown.contains("no change may apply"),
+        "the check's verdict is recorded: {shown}"
+    );
+    ok(&c.cli(&["policy", "remove", "deny-all"]));
     let hook = ok(&c.cli(&["webhook", "show", "drift-hook"]));
     assert!(
         hook.contains("drift_found"),
