@@ -75,3 +75,44 @@ async fn a_run_finishes_applied_when_its_coordinator_is_killed_mid_apply() {
         finished.as_secs_f64()
     );
 }
+
+/// A client of one coordinator follows a run whose agent reports to the other: `run logs -f`
+/// and `run wait` on the second see every line and the end, which they learn of only from the
+/// shared database.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_followed_on_one_coordinator_is_reported_through_the_other() {
+    let mut c = Cluster::builder(Db::Postgres).start().await;
+    let second = c.another_coordinator(2).await;
+    c.agent(AgentOpts {
+        env: [(
+            "TOFU_DOUBLE_SLEEP_BEFORE".to_string(),
+            "apply:2".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let id = c.submit(&example("gpu-pool"), "ha/follow", &["--auto-approve"]);
+    let second_url = second.grpc_url();
+    let on_second = |args: &[&str]| {
+        let mut all = vec!["--coordinator", second_url.as_str()];
+        all.extend_from_slice(args);
+        c.cli(&all)
+    };
+    let follow = on_second(&["run", "logs", &id, "-f"]);
+    let followed = String::from_utf8_lossy(&follow.stdout).to_string();
+    assert!(
+        follow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&follow.stderr)
+    );
+    let whole = String::from_utf8_lossy(&c.cli(&["run", "logs", &id]).stdout).to_string();
+    assert_eq!(
+        followed, whole,
+        "the follower on the other coordinator saw every line"
+    );
+    assert!(whole.contains("Apply complete"), "{whole}");
+    let waited = on_second(&["run", "wait", &id]);
+    assert!(waited.status.success());
+    assert_eq!(c.run(&id).await.state, "applied");
+}
