@@ -92,7 +92,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
             shared: shared.clone(),
         }),
         auth: auth.clone(),
-        sessions: Arc::new(http::ui::Sessions::new(tls.is_some())),
+        sessions: Arc::new(http::ui::Sessions::new(tls.is_some(), store.clone())),
     };
     serve_grpc(&tracker, grpc, shared, &auth, tls.as_ref(), &shutdown).await;
     let app = http::App {

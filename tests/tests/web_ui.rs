@@ -155,3 +155,37 @@ async fn the_session_cookie_is_a_credential_and_cross_site_use_is_refused() {
     assert_eq!(c.api("GET", "/api/v1/me", None, None, &jar).status, 401);
     assert_eq!(c.api("GET", "/ui/", None, None, &jar).status, 303);
 }
+
+/// A browser's session is one of the deployment, not of a process: logged in through one
+/// coordinator, its cookie works on another behind the same address and after a restart, and
+/// logging out through the second ends it on the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_session_works_on_every_coordinator_and_survives_a_restart() {
+    let mut c = Cluster::start(Db::Postgres).await;
+    let viewer = c.user_token("vera", "viewer").await;
+    let (status, _, cookie) = log_in(&c, &viewer);
+    assert_eq!(status, 303);
+    let session = cookie.split(';').next().unwrap().to_string();
+    let jar = [("Cookie", session.as_str())];
+    let second = c.another_coordinator(2).await;
+    let first_port = c.http_port;
+    c.http_port = second.http_port;
+    let me = c.api("GET", "/api/v1/me", None, None, &jar);
+    assert_eq!(me.status, 200, "the other coordinator knows the session");
+    assert_eq!(me.json()["name"], "vera");
+    c.http_port = first_port;
+    c.restart_coordinator().await;
+    assert_eq!(
+        c.api("GET", "/api/v1/me", None, None, &jar).status,
+        200,
+        "a restart logs nobody out"
+    );
+    c.http_port = second.http_port;
+    assert_eq!(c.api("POST", "/ui/logout", None, None, &jar).status, 303);
+    c.http_port = first_port;
+    assert_eq!(
+        c.api("GET", "/api/v1/me", None, None, &jar).status,
+        401,
+        "logged out everywhere"
+    );
+}

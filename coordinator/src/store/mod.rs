@@ -33,6 +33,7 @@ mod state_versions;
 mod tasks;
 mod transitions;
 mod tx;
+mod web_sessions;
 mod webhooks;
 mod workflows;
 

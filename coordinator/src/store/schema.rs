@@ -564,6 +564,17 @@ CREATE TABLE policy_verdicts (
 )
 "#,
     ),
+    (
+        18,
+        r#"
+CREATE TABLE web_sessions (
+  id_sha256 TEXT PRIMARY KEY,
+  token_sha256 TEXT NOT NULL,
+  expires_ms BIGINT NOT NULL
+);
+CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -159,13 +159,16 @@ pub async fn stream(
 
 /// The `end` event: the run's final state.
 async fn end_event(api: super::Api, headers: HeaderMap, id: String) -> Result<Event, String> {
-    let state = match api.request(
-        &headers,
-        v1::GetRunRequest {
-            run_id: id,
-            ..Default::default()
-        },
-    ) {
+    let state = match api
+        .request(
+            &headers,
+            v1::GetRunRequest {
+                run_id: id,
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Ok(req) => match api.user.get_run(req).await {
             Ok(r) => r.into_inner().state,
             Err(s) => s.message().to_string(),

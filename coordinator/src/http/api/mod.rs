@@ -112,7 +112,7 @@ async fn authenticate(
             return Problem::new(axum::http::StatusCode::FORBIDDEN, why).into_response();
         }
     }
-    match api.request(req.headers(), ()) {
+    match api.request(req.headers(), ()).await {
         Ok(_) => next.run(req).await,
         Err(p) => p.into_response(),
     }
@@ -226,13 +226,17 @@ impl Api {
     /// the gRPC interceptor checks it (and refused the same way).
     /// A call without an `Authorization` header is authenticated by a live session's cookie
     /// (the token's hash it keeps), through the same check.
-    pub(crate) fn request<T>(
+    pub(crate) async fn request<T>(
         &self,
         headers: &HeaderMap,
         msg: T,
     ) -> Result<tonic::Request<T>, Problem> {
         if headers.get(header::AUTHORIZATION).is_none() {
-            if let Some(h) = self.sessions.token_hash(headers, crate::store::now_ms()) {
+            if let Some(h) = self
+                .sessions
+                .token_hash(headers, crate::store::now_ms())
+                .await
+            {
                 let unit = tonic::Request::new(());
                 let (meta, ext, ()) = self.auth.check_user_hash(unit, &h).into_parts();
                 return Ok(tonic::Request::from_parts(meta, ext, msg));
@@ -268,7 +272,7 @@ impl Api {
 macro_rules! call {
     ($app:expr, $headers:expr, $method:ident, $msg:expr) => {{
         let api = $app.api.as_ref().ok_or_else(super::unavailable)?;
-        let req = api.request(&$headers, $msg)?;
+        let req = api.request(&$headers, $msg).await?;
         api.service().$method(req).await?.into_inner()
     }};
 }

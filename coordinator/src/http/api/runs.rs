@@ -172,7 +172,7 @@ pub async fn upload_bundle(
     data: Bytes,
 ) -> Result<(StatusCode, Json<BundleJson>), Problem> {
     let api = app.api.as_ref().ok_or_else(super::unavailable)?;
-    let req = api.request(&headers, data.to_vec())?;
+    let req = api.request(&headers, data.to_vec()).await?;
     let r = crate::api::user::upload_bundle_bytes(&api.user, req).await?;
     Ok((
         StatusCode::CREATED,

@@ -99,11 +99,14 @@ fn html(status: StatusCode, body: String) -> Response {
 
 /// The application page for a logged-in browser; the login page for anyone else.
 async fn index(State(app): State<App>, headers: HeaderMap) -> Response {
-    let logged_in = app.api.as_ref().is_some_and(|a| {
-        a.sessions
+    let logged_in = match app.api.as_ref() {
+        Some(a) => a
+            .sessions
             .token_hash(&headers, crate::store::now_ms())
-            .is_some()
-    });
+            .await
+            .is_some(),
+        None => false,
+    };
     if !logged_in {
         return Redirect::to("/ui/login").into_response();
     }
@@ -140,7 +143,7 @@ async fn login(State(app): State<App>, body: axum::body::Bytes) -> Response {
     let who = match HeaderValue::from_str(&format!("Bearer {token}")) {
         Ok(v) if !token.is_empty() => {
             bearer.insert(header::AUTHORIZATION, v);
-            match api.request(&bearer, v1::WhoAmIRequest {}) {
+            match api.request(&bearer, v1::WhoAmIRequest {}).await {
                 Ok(req) => api
                     .user
                     .who_am_i(req)
@@ -155,9 +158,14 @@ async fn login(State(app): State<App>, body: axum::body::Bytes) -> Response {
         Ok(w) => {
             let w = w.into_inner();
             let now = crate::store::now_ms();
-            let id = api
+            let id = match api
                 .sessions
-                .create(&crate::auth::hash(&token), w.token_expires_ms, now);
+                .create(&crate::auth::hash(&token), w.token_expires_ms, now)
+                .await
+            {
+                Ok(id) => id,
+                Err(e) => return e.into_response(),
+            };
             tracing::info!(user = %w.name, "web session started");
             let mut res = Redirect::to("/ui/").into_response();
             res.headers_mut()
@@ -178,7 +186,7 @@ async fn login(State(app): State<App>, body: axum::body::Bytes) -> Response {
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
     let mut res = Redirect::to("/ui/login").into_response();
     if let Some(api) = app.api.as_ref() {
-        api.sessions.remove(&headers);
+        api.sessions.remove(&headers).await;
         res.headers_mut()
             .insert(header::SET_COOKIE, api.sessions.set_cookie(""));
     }
