@@ -181,6 +181,14 @@ def roll_back_in_browser(browser, url, tokens, admin_api, shots, workspace, firs
         '~ input = {"type":"string","value":"second"} -> {"type":"string","value":"first"}'
     )
     page.screenshot(path=shots / "workspace-rolled-back.png", full_page=True)
+    # The rollback left the state behind the configuration last applied: a drift check finds it.
+    drift = page.locator("#drift")
+    expect(drift).to_contain_text("unchecked")
+    page.get_by_role("button", name="Check for drift").click()
+    expect(page.get_by_role("status")).to_contain_text("drift check")
+    expect(drift.locator("[data-state=drifted]")).to_be_visible(timeout=60_000)
+    expect(drift).to_contain_text("since")
+    page.screenshot(path=shots / "workspace-drifted.png", full_page=True)
     state = f"/api/v1/workspaces/{workspace.replace('/', '%2F')}/state"
     assert admin_api.call("POST", f"{state}/lock", {"reason": "maintenance"})[0] == 200
     page.reload()

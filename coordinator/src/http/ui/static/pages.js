@@ -85,8 +85,42 @@ function versionRows(versions) {
   ]);
 }
 
+// A workspace's drift status and TTL (refreshed), and a drift check for operators.
+function driftSection(ws, msg) {
+  const box = el("div", { id: "drift" });
+  const reload = async () => {
+    const w = (await api("/api/v1/workspaces")).find((x) => x.name === ws);
+    if (!w) {
+      box.replaceChildren(el("p", {}, "no run yet"));
+      return;
+    }
+    const since = w.drift === "drifted" ? `since ${when(w.drifted_since_unix_ms)}` : w.last_check_error;
+    box.replaceChildren(table(
+      ["drift", "", "last checked", "check", "remediation", "TTL", "expires"],
+      [[badge(w.drift), since || "-", w.last_checked_unix_ms ? when(w.last_checked_unix_ms) : "never",
+        w.last_check_run ? runLink(w.last_check_run) : "-",
+        w.remediation_run ? runLink(w.remediation_run) : "-",
+        w.ttl_ms ? `${Math.round(w.ttl_ms / 1000)} s after each apply` : "-",
+        w.expires_unix_ms ? when(w.expires_unix_ms) : "-"]],
+      { class: "drift" },
+    ));
+  };
+  const check = async () => {
+    try {
+      const r = await post(`/api/v1/workspaces/${encodeURIComponent(ws)}/drift-checks`, {});
+      msg.textContent = `drift check ${r.id} queued`;
+      await reload();
+    } catch (err) {
+      msg.textContent = err.message;
+    }
+  };
+  const button = may("submit", ws)
+    ? el("button", { type: "button", onclick: check }, "Check for drift") : "";
+  return { node: el("div", {}, box, button), reload };
+}
+
 // A workspace's state: the lock and its holder, versions with who and which run wrote them,
-// two versions compared, its audit trail, and rollback for admins.
+// two versions compared, its audit trail, and rollback for admins; its drift status and TTL.
 export async function workspacePage(main, ws) {
   const body = el("div");
   const msg = el("p", { role: "status" });
@@ -108,8 +142,12 @@ export async function workspacePage(main, ws) {
         String(e.version), e.action, e.actor, e.reason || "-", when(e.unix_ms)])),
     );
   };
-  main.append(el("h1", {}, "Workspace ", el("code", {}, ws)), msg, body);
-  await reload();
+  const drift = driftSection(ws, msg);
+  main.append(el("h1", {}, "Workspace ", el("code", {}, ws)), msg,
+    el("h2", {}, "Drift and TTL"), drift.node, body);
+  await Promise.all([reload(), drift.reload()]);
+  const t = setInterval(() => drift.reload().catch(() => {}), REFRESH_MS);
+  return () => clearInterval(t);
 }
 
 // Agents: state, pools, capacity, running tasks, GPUs, last heartbeat.
