@@ -147,3 +147,42 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// The fault suites' promises about what is left once every run has ended: no apply
+    /// claimed twice, no state write accepted from a fenced attempt, no task open, nothing
+    /// unsent in the outbox or ready in the pool's queue, and in the dead-letter queue at most
+    /// duplicate copies of messages that ran (a publish whose confirm was lost with the
+    /// connection goes out again), refused as replays: no poison, tampered or expired message.
+    pub async fn assert_nothing_lost_or_doubled(&self) {
+        let applies_twice = self.runs_with_repeated_apply().await;
+        assert!(
+            applies_twice.is_empty(),
+            "an apply was claimed twice: {applies_twice:?}"
+        );
+        let late = self.state_writes_after_fencing().await;
+        assert!(
+            late.is_empty(),
+            "{} state writes accepted after their lease was fenced",
+            late.len()
+        );
+        assert_eq!(self.open_tasks().await, 0, "no task is left open");
+        let metrics = crate::http_get(&format!("{}/metrics", self.http_url()))
+            .unwrap()
+            .1;
+        assert!(
+            metrics.contains("tofuflow_outbox_unsent 0"),
+            "nothing stranded in the outbox"
+        );
+        assert_eq!(
+            self.queue_depth("tofuflow.pool.default").await,
+            0,
+            "no message stranded in the queue"
+        );
+        let dead = self.dead_messages().await;
+        assert!(
+            dead.iter().all(|d| d.reason == "replayed"),
+            "the dead-letter queue holds only replayed duplicates: {dead:?}"
+        );
+    }
+}

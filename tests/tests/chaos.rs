@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use tofuflow_e2e::{broker_ctl, example, http_get, AgentOpts, BrokerBack, Cluster, Db};
+use tofuflow_e2e::{broker_ctl, example, AgentOpts, BrokerBack, Cluster, Db};
 use tofuflow_proto::v1;
 
 /// The two variants restart the broker: they take turns.
@@ -182,34 +182,7 @@ async fn chaos(db: Db, default_runs: usize) {
             c.tofu_starts(id, "apply")
         );
     }
-    let applies_twice = c.runs_with_repeated_apply().await;
-    assert!(applies_twice.is_empty(), "an apply was claimed twice");
-    // No state version was accepted from an attempt after it was fenced.
-    let late = c.state_writes_after_fencing().await;
-    assert!(
-        late.is_empty(),
-        "{} state writes accepted after their lease was fenced",
-        late.len()
-    );
-    let running = c.open_tasks().await;
-    assert_eq!(running, 0, "no task is left open");
-    let metrics = http_get(&format!("{}/metrics", c.http_url())).unwrap().1;
-    assert!(
-        metrics.contains("tofuflow_outbox_unsent 0"),
-        "nothing stranded in the outbox"
-    );
-    assert_eq!(
-        c.queue_depth("tofuflow.pool.default").await,
-        0,
-        "no message stranded in the queue"
-    );
-    // No poison, tampered or expired message: at most duplicate copies of messages that ran
-    // (a publish whose confirm was lost with the connection goes out again), refused as replays.
-    let dead = c.dead_messages().await;
-    assert!(
-        dead.iter().all(|d| d.reason == "replayed"),
-        "the dead-letter queue holds only replayed duplicates: {dead:?}"
-    );
+    c.assert_nothing_lost_or_doubled().await;
     let injected: usize = faults.values().sum();
     eprintln!("chaos ({db:?}): {runs} runs driven, {injected} faults injected {faults:?}, outcomes {outcome:?}, reasons {reasons:?}, lost 0, duplicate applies 0, in {:.0}s", started.elapsed().as_secs_f64());
     assert!(

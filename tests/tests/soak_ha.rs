@@ -11,9 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use tofuflow_e2e::{
-    example, http_get, wait_for, AgentOpts, Cluster, Coordinator, Db, Proxy, RabbitCluster,
-};
+use tofuflow_e2e::{example, wait_for, AgentOpts, Cluster, Coordinator, Db, Proxy, RabbitCluster};
 use tofuflow_proto::v1;
 
 const TERMINAL: [&str; 7] = [
@@ -322,35 +320,10 @@ async fn check_promises(c: &Cluster, ids: &[String]) {
             "run {id}: apply executed twice"
         );
     }
-    assert!(
-        c.runs_with_repeated_apply().await.is_empty(),
-        "an apply was claimed twice"
-    );
     let overlaps = overlapping_applies(c).await;
     assert!(
         overlaps.is_empty(),
         "applies overlapped on a workspace: {overlaps:?}"
     );
-    let late = c.state_writes_after_fencing().await;
-    assert!(
-        late.is_empty(),
-        "{} fenced state writes accepted",
-        late.len()
-    );
-    assert_eq!(c.open_tasks().await, 0, "no task is left open");
-    let metrics = http_get(&format!("{}/metrics", c.http_url())).unwrap().1;
-    assert!(
-        metrics.contains("tofuflow_outbox_unsent 0"),
-        "nothing stranded in the outbox"
-    );
-    assert_eq!(
-        c.queue_depth("tofuflow.pool.default").await,
-        0,
-        "no message stranded"
-    );
-    let dead = c.dead_messages().await;
-    assert!(
-        dead.iter().all(|d| d.reason == "replayed"),
-        "the dead-letter queue holds only replayed duplicates: {dead:?}"
-    );
+    c.assert_nothing_lost_or_doubled().await;
 }
