@@ -490,6 +490,38 @@ impl Cluster {
             .into_inner()
     }
 
+    /// A workflow run as the API shows it.
+    pub async fn workflow_run(&self, id: &str) -> v1::WorkflowRun {
+        self.client()
+            .await
+            .get_workflow_run(v1::WorkflowRunRequest {
+                workflow_run_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits until the workflow run is in `state`; panics (with it and the coordinator's log)
+    /// if it ends in another.
+    pub async fn wait_workflow(&self, id: &str, state: &str, timeout: Duration) -> v1::WorkflowRun {
+        wait_for(&format!("workflow run {id} {state}"), timeout, || async {
+            let w = self.workflow_run(id).await;
+            if w.state == state {
+                return Some(w);
+            }
+            let ended = matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled");
+            assert!(
+                !ended,
+                "workflow run ended {} while waiting for {state}: {w:#?}\n{}",
+                w.state,
+                self.logs_tail()
+            );
+            None
+        })
+        .await
+    }
+
     /// Waits until the run is in one of `states`; panics (with the run) if it ends elsewhere.
     pub async fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> v1::Run {
         let terminal = [

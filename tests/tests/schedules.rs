@@ -280,16 +280,9 @@ async fn a_workflow_schedule_starts_one_workflow_run_per_tick_never_two_at_once(
         started.extend(t.runs.iter().map(|id| (t.tick_unix_ms, id.clone())));
     }
     assert!(!started.is_empty(), "{all:?}");
-    let mut client = c.client().await;
     let mut ends: Vec<(i64, i64)> = Vec::new();
     for (tick, id) in &started {
-        let w = client
-            .get_workflow_run(v1::WorkflowRunRequest {
-                workflow_run_id: id.clone(),
-            })
-            .await
-            .expect("workflow run")
-            .into_inner();
+        let w = c.workflow_run(id).await;
         assert_eq!(w.tags.get("schedule").map(String::as_str), Some("wf"));
         assert_eq!(w.tags.get("schedule_tick"), Some(&tick.to_string()));
         assert_eq!(w.tags.get("team").map(String::as_str), Some("ml"));

@@ -302,24 +302,6 @@ stack "app" {{
     dir.join("workflow.hcl")
 }
 
-async fn workflow(c: &Cluster, id: &str) -> v1::WorkflowRun {
-    c.client()
-        .await
-        .get_workflow_run(v1::WorkflowRunRequest {
-            workflow_run_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn wait_workflow(c: &Cluster, id: &str, state: &str) -> v1::WorkflowRun {
-    wait_for(&format!("workflow run {id} {state}"), T, || async {
-        Some(workflow(c, id).await).filter(|w| w.state == state)
-    })
-    .await
-}
-
 /// Starts a workflow run from the CLI; its id.
 fn start(c: &Cluster, file: &std::path::Path, extra: &[&str]) -> String {
     let mut args = vec!["-o", "json", "workflow", "run", file.to_str().unwrap()];
@@ -344,10 +326,10 @@ async fn a_workflow_run_with_a_ttl_is_torn_down_dependants_first() {
     c.agent(AgentOpts::default()).await;
     let file = pipeline(&c, "wf-ttl");
     let id = start(&c, &file, &["--ttl", "3s", "--approval", "auto"]);
-    wait_workflow(&c, &id, "succeeded").await;
+    c.wait_workflow(&id, "succeeded", T).await;
     let name = format!("workflow-run:{id}");
     let e = wait_env(&c, &name, "destroyed").await;
-    let d = workflow(&c, &e.destroy_run).await;
+    let d = c.workflow_run(&e.destroy_run).await;
     assert!(d.destroy && d.state == "succeeded", "{d:#?}");
     assert_eq!(d.tags.get("ttl").map(String::as_str), Some("expired"));
     let (app, net) = (
@@ -372,7 +354,7 @@ async fn a_workflow_cancelled_half_way_still_tears_down_what_it_applied() {
     let id = start(&c, &file, &["--ttl", "2s", "--approval", "each"]);
     // The network applies; the app's plan waits for an approval nobody gives: cancel.
     let w = wait_for("the net run to wait for approval", T, || async {
-        let w = workflow(&c, &id).await;
+        let w = c.workflow_run(&id).await;
         (target(&w, "net").run_state == "awaiting_approval").then_some(w)
     })
     .await;
@@ -383,7 +365,7 @@ async fn a_workflow_cancelled_half_way_still_tears_down_what_it_applied() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for("the app run to wait for approval", T, || async {
-        let w = workflow(&c, &id).await;
+        let w = c.workflow_run(&id).await;
         (target(&w, "app").run_state == "awaiting_approval").then_some(())
     })
     .await;
@@ -393,10 +375,10 @@ async fn a_workflow_cancelled_half_way_still_tears_down_what_it_applied() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_workflow(&c, &id, "cancelled").await;
+    c.wait_workflow(&id, "cancelled", T).await;
 
     let e = wait_env(&c, &format!("workflow-run:{id}"), "destroyed").await;
-    let d = workflow(&c, &e.destroy_run).await;
+    let d = c.workflow_run(&e.destroy_run).await;
     assert_eq!(d.state, "succeeded", "{d:#?}");
     let keys: Vec<&str> = d.targets.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["net"], "only what applied is destroyed");

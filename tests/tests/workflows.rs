@@ -93,35 +93,6 @@ stack "report" {{
     dir.join("workflow.hcl")
 }
 
-async fn workflow(c: &Cluster, id: &str) -> v1::WorkflowRun {
-    c.client()
-        .await
-        .get_workflow_run(v1::WorkflowRunRequest {
-            workflow_run_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn wait_workflow(c: &Cluster, id: &str, state: &str) -> v1::WorkflowRun {
-    wait_for(&format!("workflow run {id} {state}"), T, || async {
-        let w = workflow(c, id).await;
-        if w.state == state {
-            return Some(w);
-        }
-        let ended = matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled");
-        assert!(
-            !ended,
-            "workflow run ended {} while waiting for {state}: {w:#?}\n{}",
-            w.state,
-            c.logs_tail()
-        );
-        None
-    })
-    .await
-}
-
 fn start(c: &Cluster, file: &Path, extra: &[&str]) -> String {
     let f = file.to_str().unwrap();
     let mut args = vec!["-o", "json", "workflow", "run", f];
@@ -152,7 +123,7 @@ async fn pipeline_passes_real_outputs(db: Db) {
     .await;
     let file = pipeline(&c, "pipe", "");
     let id = start(&c, &file, &[]);
-    let w = wait_workflow(&c, &id, "succeeded").await;
+    let w = c.wait_workflow(&id, "succeeded", T).await;
     assert_eq!(w.targets.len(), 5);
     assert!(
         w.targets
@@ -190,7 +161,7 @@ async fn pipeline_passes_real_outputs(db: Db) {
 
     // Destroy goes dependants first: the report, then the apps, then the networks.
     let d = start(&c, &file, &["--destroy"]);
-    let w = wait_workflow(&c, &d, "succeeded").await;
+    let w = c.wait_workflow(&d, "succeeded", T).await;
     let report = times(&c, &w, "report").await;
     let app = times(&c, &w, "app[\"eu\"]").await;
     let net = times(&c, &w, "net[\"eu\"]").await;
@@ -242,7 +213,7 @@ async fn a_failure_skips_its_dependants_leaves_siblings_alone_and_retry_finishes
         .await;
     let file = pipeline(&c, "skip", "");
     let id = start(&c, &file, &[]);
-    let w = wait_workflow(&c, &id, "failed").await;
+    let w = c.wait_workflow(&id, "failed", T).await;
     for k in ["app[\"eu\"]", "app[\"us\"]"] {
         assert_eq!(target(&w, k).state, "failed", "{w:#?}");
         assert!(
@@ -277,7 +248,7 @@ async fn a_failure_skips_its_dependants_leaves_siblings_alone_and_retry_finishes
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let w = wait_workflow(&c, &id, "succeeded").await;
+    let w = c.wait_workflow(&id, "succeeded", T).await;
     assert_eq!(target(&w, "net[\"eu\"]").runs, net_runs, "not run again");
     assert_eq!(target(&w, "app[\"eu\"]").runs.len(), 2);
     assert_eq!(target(&w, "report").runs.len(), 1);
@@ -294,7 +265,7 @@ async fn approval_once_waits_for_the_workflow_approval_and_cancel_stops_it() {
     c.agent(AgentOpts::default()).await;
     let file = pipeline(&c, "once", "");
     let id = start(&c, &file, &["--approval", "once"]);
-    let w = workflow(&c, &id).await;
+    let w = c.workflow_run(&id).await;
     assert_eq!(w.state, "awaiting_approval");
     assert!(w
         .targets
@@ -306,7 +277,7 @@ async fn approval_once_waits_for_the_workflow_approval_and_cancel_stops_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_workflow(&c, &id, "succeeded").await;
+    c.wait_workflow(&id, "succeeded", T).await;
     let audit =
         String::from_utf8_lossy(&c.cli(&["audit", "list", "--limit", "200"]).stdout).to_string();
     for kind in ["workflow_started", "workflow_approved", "workflow_finished"] {
@@ -318,7 +289,7 @@ async fn approval_once_waits_for_the_workflow_approval_and_cancel_stops_it() {
     let file = pipeline(&c, "each", "");
     let id = start(&c, &file, &["--approval", "each"]);
     let w = wait_for("two plans waiting for approval", T, || async {
-        let w = workflow(&c, &id).await;
+        let w = c.workflow_run(&id).await;
         let waiting = w
             .targets
             .iter()
@@ -334,7 +305,7 @@ async fn approval_once_waits_for_the_workflow_approval_and_cancel_stops_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let w = wait_workflow(&c, &id, "cancelled").await;
+    let w = c.wait_workflow(&id, "cancelled", T).await;
     assert_eq!(target(&w, "net[\"eu\"]").state, "cancelled");
     assert_eq!(target(&w, "app[\"eu\"]").state, "cancelled");
     assert!(
@@ -508,7 +479,7 @@ async fn a_rollout_goes_in_waves_halts_when_its_budget_is_exceeded_and_resumes()
     let digest = state("r00")["bundle_digest"].as_str().unwrap().to_string();
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert_eq!(
-        workflow(&c, &id).await.state,
+        c.workflow_run(&id).await.state,
         "running",
         "a halted rollout keeps its workflow run open"
     );
@@ -520,7 +491,7 @@ async fn a_rollout_goes_in_waves_halts_when_its_budget_is_exceeded_and_resumes()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let w = wait_workflow(&c, &id, "failed").await;
+    let w = c.wait_workflow(&id, "failed", T).await;
     let r = rollout_status(&c, &id).await;
     assert_eq!(r["state"], "done", "{r:#}");
     assert_eq!(target(&w, "region[\"r07\"]").state, "failed");
@@ -577,7 +548,7 @@ async fn a_rollout_pauses_for_approval_between_waves_and_abort_cancels_the_rest(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let w = wait_workflow(&c, &id, "cancelled").await;
+    let w = c.wait_workflow(&id, "cancelled", T).await;
     assert_eq!(
         w.targets.iter().filter(|t| t.state == "cancelled").count(),
         8
@@ -618,9 +589,9 @@ async fn a_rollback_reapplies_the_last_good_bundles_and_the_api_shows_workflow_r
     c.agent(AgentOpts::default()).await;
     let dir = c.dir.join("svc");
     let good = start(&c, &service(&dir, "v1"), &[]);
-    wait_workflow(&c, &good, "succeeded").await;
+    c.wait_workflow(&good, "succeeded", T).await;
     let bad = start(&c, &service(&dir, "v2"), &[]);
-    let w = wait_workflow(&c, &bad, "succeeded").await;
+    let w = c.wait_workflow(&bad, "succeeded", T).await;
     assert_eq!(version(&c, &w).await, "v2");
     let out = c.cli(&["-o", "json", "workflow", "rollback", &bad]);
     assert!(
@@ -632,7 +603,7 @@ async fn a_rollback_reapplies_the_last_good_bundles_and_the_api_shows_workflow_r
     let id = back["id"].as_str().unwrap().to_string();
     assert_eq!(back["tags"]["rollback_of"], bad.as_str());
     assert_eq!(back["tags"]["rollback_to"], good.as_str());
-    let w = wait_workflow(&c, &id, "succeeded").await;
+    let w = c.wait_workflow(&id, "succeeded", T).await;
     assert_eq!(
         version(&c, &w).await,
         "v1",
@@ -737,7 +708,7 @@ stack "broken" {
 "#,
     );
     let id = start(&c, &dir.join("cap.hcl"), &[]);
-    let w = wait_workflow(&c, &id, "failed").await;
+    let w = c.wait_workflow(&id, "failed", T).await;
     // The capacity error: cleaned up (a destroy of what the try left), then the next zone.
     let gpu = target(&w, "gpu");
     assert_eq!(gpu.state, "succeeded", "{w:#?}");
