@@ -3,7 +3,9 @@
 //! workspace list shows what the caller may read; schedules act on globs of workspaces for
 //! the coordinator itself, so adding and removing them is an admin's (the right to set rules).
 
-use super::{authorize, authorize_caller, authorize_change, caller, Reply, Shared};
+use super::{
+    authorize, authorize_caller, authorize_change, authorize_recorded, caller, Reply, Shared,
+};
 use crate::api::convert::{run_to_pb, schedule_to_pb, tick_to_pb, workspace_to_pb};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::auth::Action;
@@ -18,12 +20,7 @@ use tonic::{Request, Response};
 pub(super) async fn check(shared: &Shared, req: Request<v1::CheckDriftRequest>) -> Reply<v1::Run> {
     let ws = req.get_ref().workspace.clone();
     valid_workspace(&ws).map_err(Error::InvalidInput)?;
-    let actor = authorize(shared, &req, Action::Submit, Some(&ws), None).await?;
-    let actor = if actor.is_empty() {
-        "open".into()
-    } else {
-        actor
-    };
+    let actor = authorize_recorded(shared, &req, Action::Submit, Some(&ws)).await?;
     let r = req.into_inner();
     let options = DriftOptions {
         refresh_only: r.refresh_only,
@@ -63,12 +60,7 @@ pub(super) async fn set_ttl(
 ) -> Reply<v1::Workspace> {
     let ws = req.get_ref().workspace.clone();
     valid_workspace(&ws).map_err(Error::InvalidInput)?;
-    let actor = authorize(shared, &req, Action::Submit, Some(&ws), None).await?;
-    let actor = if actor.is_empty() {
-        "open".into()
-    } else {
-        actor
-    };
+    let actor = authorize_recorded(shared, &req, Action::Submit, Some(&ws)).await?;
     let ttl_ms = req.get_ref().ttl_ms;
     if ttl_ms < 0 {
         return Err(Error::InvalidInput(

@@ -2,7 +2,7 @@
 //! workspaces they may read) and extend a deadline (an operator on the workspace, as for
 //! submitting the run that set it).
 
-use super::{authorize, authorize_caller, Reply, Shared};
+use super::{authorize_caller, authorize_recorded, Reply, Shared};
 use crate::api::convert::environment_to_pb;
 use crate::auth::Action;
 use crate::error::{Error, Result};
@@ -42,13 +42,8 @@ pub(super) async fn extend(
     req: Request<v1::ExtendEnvironmentRequest>,
 ) -> Reply<v1::Environment> {
     let ws = req.get_ref().workspace.clone();
-    let actor = authorize(shared, &req, Action::Submit, Some(&ws), None).await?;
+    let actor = authorize_recorded(shared, &req, Action::Submit, Some(&ws)).await?;
     let how = extension(req.get_ref())?;
-    let actor = if actor.is_empty() {
-        "open".into()
-    } else {
-        actor
-    };
     let env = shared.store.extend_environment(&ws, how, &actor).await?;
     tracing::info!(workspace = %ws, by = %actor, expires_unix_ms = env.expires_ms, "environment extended");
     Ok(Response::new(environment_to_pb(env)))

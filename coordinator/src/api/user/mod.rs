@@ -134,7 +134,18 @@ async fn authorize_caller<T>(
 /// The name an access-control change records, if the caller may perform `action` (global,
 /// naming no workspace): the caller's, or `open` on an `--insecure-open` coordinator.
 async fn authorize_change<T>(shared: &Shared, req: &Request<T>, action: Action) -> Result<String> {
-    let name = authorize(shared, req, action, None, None).await?;
+    authorize_recorded(shared, req, action, None).await
+}
+
+/// The name a change records, if the caller may perform `action` on `workspace` (or globally
+/// when `None`): the caller's, or `open` on an `--insecure-open` coordinator.
+async fn authorize_recorded<T>(
+    shared: &Shared,
+    req: &Request<T>,
+    action: Action,
+    workspace: Option<&str>,
+) -> Result<String> {
+    let name = authorize(shared, req, action, workspace, None).await?;
     Ok(if name.is_empty() { "open".into() } else { name })
 }
 
