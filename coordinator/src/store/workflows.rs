@@ -235,10 +235,28 @@ pub(crate) async fn current_state_c(
 impl Store {
     /// A workflow run and its targets.
     pub async fn workflow_run(&self, id: &str) -> Result<(WorkflowRun, Vec<Target>)> {
-        let mut c = self.pool.acquire().await?;
-        let w = workflow_c(&mut c, id).await?;
-        let t = targets_c(&mut c, id).await?;
+        let (w, t, _) = self.workflow_view(id).await?;
         Ok((w, t))
+    }
+
+    /// A workflow run, its targets and its rollouts as of one moment: read in one read-only
+    /// snapshot, so a rollout's state never disagrees with its targets' (an event that ends a
+    /// target and halts its rollout commits both at once).
+    pub async fn workflow_view(
+        &self,
+        id: &str,
+    ) -> Result<(WorkflowRun, Vec<Target>, Vec<Progress>)> {
+        let mut tx = self.pool.begin().await?;
+        if self.is_postgres() {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let w = workflow_c(&mut tx, id).await?;
+        let t = targets_c(&mut tx, id).await?;
+        let p = rollouts_c(&mut tx, id).await?;
+        tx.rollback().await?;
+        Ok((w, t, p))
     }
 
     /// Workflow runs, newest first (`before`: only those older than that one).
@@ -315,11 +333,6 @@ pub(crate) async fn save_rollout(c: &mut AnyConnection, id: &str, p: &Progress) 
 }
 
 impl Store {
-    /// The rollouts of a workflow run.
-    pub async fn rollouts(&self, id: &str) -> Result<Vec<Progress>> {
-        rollouts_c(&mut *self.pool.acquire().await?, id).await
-    }
-
     /// Workflow runs with a rollout whose timed pause is over.
     pub(crate) async fn rollouts_due(&self, now: i64) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT workflow_run_id FROM workflow_rollouts WHERE resume_after_ms > 0 AND resume_after_ms <= $1 AND state = 'running'")

@@ -116,7 +116,7 @@ async fn check_targets(
 
 /// A workflow run with its targets and their runs' states.
 async fn shown(store: &Store, id: &str) -> Result<v1::WorkflowRun> {
-    let (w, targets) = store.workflow_run(id).await?;
+    let (w, targets, progress) = store.workflow_view(id).await?;
     let mut runs = BTreeMap::new();
     for t in targets.iter().filter(|t| !t.run_id.is_empty()) {
         let r = store.get_run(&t.run_id).await?;
@@ -131,7 +131,6 @@ async fn shown(store: &Store, id: &str) -> Result<v1::WorkflowRun> {
         t.bundle_digest = runs.get(&t.run_id).map(|r| r.1.clone()).unwrap_or_default();
     }
     if let Ok(file) = wf::parse(&w.file_name, &w.definition) {
-        let progress = store.rollouts(id).await?;
         add_rollouts(&mut pb, &file, &targets, &progress);
     }
     Ok(pb)
