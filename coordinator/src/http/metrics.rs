@@ -11,6 +11,13 @@ use std::sync::atomic::Ordering;
 /// The current metrics; a figure that cannot be read now is left out.
 pub(super) async fn metrics(State(app): State<App>) -> Response {
     let mut out = String::new();
+    stored_figures(&app, &mut out).await;
+    process_figures(&app, &mut out).await;
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Figures read from the store: runs, the outbox, webhook deliveries, environments, agents.
+async fn stored_figures(app: &App, out: &mut String) {
     out.push_str("# HELP tofuflow_runs Runs by state.\n# TYPE tofuflow_runs gauge\n");
     if let Ok(counts) = app.store.run_counts().await {
         for (s, n) in counts {
@@ -55,6 +62,17 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
             out.push_str(&format!("tofuflow_agents{{state=\"{s}\"}} {n}\n"));
         }
     }
+}
+
+/// Figures this process keeps: the workflow engine, the AMQP link, the dead-letter queue,
+/// rejected envelopes and failed authentications.
+async fn process_figures(app: &App, out: &mut String) {
+    out.push_str("# HELP tofuflow_workflow_step_seconds Time the workflow engine took to move a workflow run on after one of its runs ended (in that run's transaction).\n# TYPE tofuflow_workflow_step_seconds summary\n");
+    out.push_str(&format!(
+        "tofuflow_workflow_step_seconds_sum {}\ntofuflow_workflow_step_seconds_count {}\n",
+        crate::lifecycle::WORKFLOW_STEP_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
+        crate::lifecycle::WORKFLOW_STEPS.load(Ordering::Relaxed)
+    ));
     out.push_str("# HELP tofuflow_amqp_connected Whether the outbox publisher is connected.\n# TYPE tofuflow_amqp_connected gauge\n");
     out.push_str(&format!(
         "tofuflow_amqp_connected {}\n",
@@ -83,5 +101,4 @@ pub(super) async fn metrics(State(app): State<App>) -> Response {
             app.auth_failures.count(api)
         ));
     }
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }

@@ -23,3 +23,5 @@ pub mod ttl;
 pub mod workflow;
 mod workflow_request;
 mod workflow_run;
+mod workflow_step;
+pub use workflow_step::{STEPS as WORKFLOW_STEPS, STEP_NANOS as WORKFLOW_STEP_NANOS};

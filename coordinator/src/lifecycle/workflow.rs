@@ -63,7 +63,8 @@ impl OnRunEvents for Engine {
     }
 }
 
-/// A target's run ended: record how, then move the workflow run on.
+/// A target's run ended: record how, then move the workflow run on from that target alone
+/// (`workflow_step.rs`: the work does not grow with the workflow run's size).
 async fn run_ended(
     tx: &mut Tx,
     policy: &Policy,
@@ -72,26 +73,25 @@ async fn run_ended(
     run_id: &str,
 ) -> Result<()> {
     let w = lock_workflow(tx, wf_id).await?;
-    let mut targets = targets_c(tx, wf_id).await?;
-    let Some(t) = targets
-        .iter_mut()
-        .find(|t| t.key == key && t.run_id == run_id)
-    else {
-        return Ok(()); // a run of an earlier attempt of this target
+    let Some(mut t) = targets_named_c(tx, wf_id, &[key]).await?.pop() else {
+        return Ok(());
     };
+    if t.run_id != run_id {
+        return Ok(()); // a run of an earlier attempt of this target
+    }
     let keys = tx.keys.clone();
     let run = get_run_c(&keys, tx, run_id).await?;
     let Some((state, why)) = workflows::outcome(run.state, &run.error) else {
         return Ok(());
     };
-    let (state, why) = match fallback_step(tx, policy, &w, t, state, &why).await? {
+    let (state, why) = match fallback_step(tx, policy, &w, &mut t, state, &why).await? {
         Some(moved) => moved,
         None => (state, why),
     };
-    set_target(tx, wf_id, t, state, None, &why).await?;
+    set_target(tx, wf_id, &t, state, None, &why).await?;
     t.state = state;
     t.reason = why;
-    advance(tx, policy, &w, targets).await
+    super::workflow_step::step(tx, policy, &w, t).await
 }
 
 /// A stack with a `fallback`: a run that failed for lack of capacity is cleaned up (a destroy
@@ -132,8 +132,7 @@ async fn fallback_step(
     let Some(found) = workflows::capacity::capacity_error(lines.iter().map(String::as_str)) else {
         return Ok(None);
     };
-    let all = targets_c(tx, &w.id).await?;
-    let upstream = upstream_outputs(tx, &file, &all, &t.key).await?;
+    let upstream = upstream_outputs(tx, &file, &w.id, t).await?;
     let cleanup = start_target(tx, policy, w, &file, t, &upstream, Some(RunKind::Destroy)).await?;
     t.cleaning = true;
     let reason = format!("capacity error ({found}) with {} = {}: destroying what it left (run {cleanup}), then trying {}", f.variable, value(t.candidate), value(t.candidate + 1));
@@ -178,28 +177,8 @@ pub(crate) async fn advance(
         gate_rollouts(&file, &mut rollouts, &targets, &mut next.start);
         let mut failed_to_start = false;
         for key in &next.start {
-            let upstream = upstream_outputs(tx, &file, &targets, key).await;
             let t = find(&mut targets, key)?;
-            let started = match upstream {
-                Ok(up) => start_target(tx, policy, w, &file, t, &up, None).await,
-                Err(e) => Err(e),
-            };
-            match started {
-                Ok(run_id) => {
-                    set_target(tx, &w.id, t, TargetState::Running, Some(&run_id), "started")
-                        .await?;
-                    t.runs.push(run_id.clone());
-                    t.run_id = run_id;
-                    t.state = TargetState::Running;
-                }
-                Err(e) => {
-                    let why = format!("could not start: {e}");
-                    set_target(tx, &w.id, t, TargetState::Failed, None, &why).await?;
-                    t.state = TargetState::Failed;
-                    t.reason = why;
-                    failed_to_start = true;
-                }
-            }
+            failed_to_start |= !start_one(tx, policy, w, &file, t).await?;
         }
         if failed_to_start {
             continue;
@@ -208,9 +187,40 @@ pub(crate) async fn advance(
             save_rollout(tx, &w.id, p).await?;
         }
         if let Some(end) = next.end {
-            finish(tx, w, end, &targets).await?;
+            finish(tx, w, end).await?;
         }
         return Ok(());
+    }
+}
+
+/// Starts one target (its inputs from its upstreams' stored outputs): running with its run,
+/// or failed with why it could not start. Answers whether it started.
+pub(super) async fn start_one(
+    tx: &mut Tx,
+    policy: &Policy,
+    w: &WorkflowRun,
+    file: &wf::Workflow,
+    t: &mut Target,
+) -> Result<bool> {
+    let started = match upstream_outputs(tx, file, &w.id, t).await {
+        Ok(up) => start_target(tx, policy, w, file, t, &up, None).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(run_id) => {
+            set_target(tx, &w.id, t, TargetState::Running, Some(&run_id), "started").await?;
+            t.runs.push(run_id.clone());
+            t.run_id = run_id;
+            t.state = TargetState::Running;
+            Ok(true)
+        }
+        Err(e) => {
+            let why = format!("could not start: {e}");
+            set_target(tx, &w.id, t, TargetState::Failed, None, &why).await?;
+            t.state = TargetState::Failed;
+            t.reason = why;
+            Ok(false)
+        }
     }
 }
 
@@ -234,7 +244,7 @@ fn gate_rollouts(
 
 /// A workflow run's file, parsed once per process (a workflow run's file never changes):
 /// parsing it on every event would make the work per event grow with the file.
-fn parsed(w: &WorkflowRun) -> Result<Arc<wf::Workflow>> {
+pub(super) fn parsed(w: &WorkflowRun) -> Result<Arc<wf::Workflow>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<wf::Workflow>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(f) = cache.lock().ok().and_then(|c| c.get(&w.id).cloned()) {
@@ -264,13 +274,9 @@ fn find<'a>(targets: &'a mut [Target], key: &str) -> Result<&'a mut Target> {
 }
 
 /// The workflow run is over: its state, and an audit entry.
-async fn finish(
-    tx: &mut Tx,
-    w: &WorkflowRun,
-    end: WorkflowState,
-    targets: &[Target],
-) -> Result<()> {
-    let count = |s: TargetState| targets.iter().filter(|t| t.state == s).count();
+pub(super) async fn finish(tx: &mut Tx, w: &WorkflowRun, end: WorkflowState) -> Result<()> {
+    let counts = state_counts_c(tx, &w.id).await?;
+    let count = |s: TargetState| counts.get(s.as_str()).copied().unwrap_or(0);
     let why = format!(
         "{} succeeded, {} failed, {} skipped, {} cancelled",
         count(TargetState::Succeeded),
@@ -287,17 +293,13 @@ async fn finish(
     Ok(())
 }
 
-/// The outputs of the targets `key` reads from, from the state tofuflow stores for them.
+/// The outputs of the targets `t` reads from, from the state tofuflow stores for them.
 async fn upstream_outputs(
     tx: &mut Tx,
     file: &wf::Workflow,
-    targets: &[Target],
-    key: &str,
+    wf_id: &str,
+    t: &Target,
 ) -> Result<Upstream> {
-    let t = targets
-        .iter()
-        .find(|t| t.key == key)
-        .ok_or_else(|| Error::Internal(format!("no target {key}")))?;
     let stack = file
         .stack(&t.stack)
         .ok_or_else(|| Error::Internal(format!("no stack {}", t.stack)))?;
@@ -313,11 +315,12 @@ async fn upstream_outputs(
         if up.contains_key(&k) {
             continue;
         }
-        let ws = &targets
-            .iter()
-            .find(|x| x.key == k)
+        let ws = targets_named_c(tx, wf_id, &[&k])
+            .await?
+            .pop()
             .ok_or_else(|| Error::Internal(format!("no target {k}")))?
             .workspace;
+        let ws = &ws;
         let state = current_state_c(tx, &keys, ws).await?.ok_or_else(|| {
             Error::Conflict(format!(
                 "{k} has no state in workspace {ws} to read outputs from"

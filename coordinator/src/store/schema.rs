@@ -575,6 +575,13 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)
 "#,
     ),
+    (
+        19,
+        r#"
+CREATE INDEX workflow_targets_by_state ON workflow_targets (workflow_run_id, state, position);
+CREATE INDEX workflow_targets_by_stack ON workflow_targets (workflow_run_id, stack, state, position)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

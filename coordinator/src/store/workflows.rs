@@ -153,6 +153,113 @@ pub(crate) async fn targets_c(c: &mut AnyConnection, id: &str) -> Result<Vec<Tar
     rows.iter().map(target_from_row).collect()
 }
 
+/// Some targets of a workflow run (those of `keys` that exist), in file order.
+pub(crate) async fn targets_named_c(
+    c: &mut AnyConnection,
+    id: &str,
+    keys: &[&str],
+) -> Result<Vec<Target>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (0..keys.len()).map(|n| format!("${}", n + 2)).collect();
+    let sql = format!(
+        "SELECT * FROM workflow_targets WHERE workflow_run_id = $1 AND target_key IN ({}) ORDER BY position",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(id);
+    for k in keys {
+        q = q.bind(*k);
+    }
+    q.fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(target_from_row)
+        .collect()
+}
+
+/// How many of a stack's targets are in `state` (read through the index on the state: the
+/// work is the answer's size, not the stack's).
+pub(crate) async fn count_in_state_c(
+    c: &mut AnyConnection,
+    id: &str,
+    stack: &str,
+    state: TargetState,
+) -> Result<usize> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM workflow_targets WHERE workflow_run_id = $1 AND stack = $2 AND state = $3")
+        .bind(id)
+        .bind(stack)
+        .bind(state.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(i(&row, "n")? as usize)
+}
+
+/// The position of a stack's first target in `state`, if any (one index seek).
+pub(crate) async fn first_in_state_c(
+    c: &mut AnyConnection,
+    id: &str,
+    stack: &str,
+    state: TargetState,
+) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT position FROM workflow_targets WHERE workflow_run_id = $1 AND stack = $2 AND state = $3 ORDER BY position LIMIT 1")
+        .bind(id)
+        .bind(stack)
+        .bind(state.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| i(&r, "position")).transpose()
+}
+
+/// The keys of up to `limit` waiting targets of a stack at or before `last` (a position), in
+/// order.
+pub(crate) async fn waiting_upto_c(
+    c: &mut AnyConnection,
+    id: &str,
+    stack: &str,
+    last: i64,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT target_key FROM workflow_targets WHERE workflow_run_id = $1 AND stack = $2 AND state = 'waiting' AND position <= $3 ORDER BY position LIMIT $4")
+        .bind(id)
+        .bind(stack)
+        .bind(last)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(|r| s(r, "target_key")).collect()
+}
+
+/// Whether any target of a workflow run is in `state` (one index seek).
+pub(crate) async fn any_in_state_c(
+    c: &mut AnyConnection,
+    id: &str,
+    state: TargetState,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS x FROM workflow_targets WHERE workflow_run_id = $1 AND state = $2 LIMIT 1",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// How many targets of a workflow run are in each state.
+pub(crate) async fn state_counts_c(
+    c: &mut AnyConnection,
+    id: &str,
+) -> Result<BTreeMap<String, usize>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM workflow_targets WHERE workflow_run_id = $1 GROUP BY state")
+        .bind(id)
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((s(r, "state")?, i(r, "n")? as usize)))
+        .collect()
+}
+
 /// The workflow run and target a run belongs to, if any.
 pub(crate) async fn target_of_run(
     c: &mut AnyConnection,

@@ -61,25 +61,58 @@ pub fn failures(p: &Progress, targets: &[&Target]) -> usize {
     failed.saturating_sub(p.forgiven)
 }
 
-/// Moves the rollout on and answers which of its targets (in order) may start now.
-pub fn gate(r: &Rollout, p: &mut Progress, targets: &[&Target], now_ms: i64) -> Vec<String> {
-    let total = targets.len();
-    let ends = r.wave_ends(total);
-    let budget = r.budget(total);
-    let failed = failures(p, targets);
+/// What the gate needs to know of a rollout's targets, however it was read: the whole list
+/// ([`StackView::of`]) or a few indexed counts (the engine's step for one run's end).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StackView {
+    pub total: usize,
+    pub failed: usize,
+    pub running: usize,
+    /// The index (in the stack's order) of the first target not ended yet; `total` if none.
+    pub first_open: usize,
+}
+
+impl StackView {
+    pub fn of(targets: &[&Target]) -> StackView {
+        let count = |s: TargetState| targets.iter().filter(|t| t.state == s).count();
+        StackView {
+            total: targets.len(),
+            failed: count(TargetState::Failed),
+            running: count(TargetState::Running),
+            first_open: targets
+                .iter()
+                .position(|t| !t.state.is_end())
+                .unwrap_or(targets.len()),
+        }
+    }
+}
+
+/// What the gate lets go now: up to `room` of the waiting targets among the first `end`, in
+/// order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Release {
+    pub end: usize,
+    pub room: usize,
+}
+
+/// Moves the rollout on (next wave, pause, halt, done) and answers what may start now.
+pub fn decide(r: &Rollout, p: &mut Progress, v: &StackView, now_ms: i64) -> Option<Release> {
+    let ends = r.wave_ends(v.total);
+    let budget = r.budget(v.total);
+    let failed = v.failed.saturating_sub(p.forgiven);
     if p.state == RolloutState::Running && failed > budget {
         p.state = RolloutState::Halted;
         p.reason = format!("halted: {failed} failed, more than the {budget} max_failures allows; running targets finish; `tofuflow rollout resume` goes on, `rollout retry-failed` runs the failed ones again, `rollout abort` stops");
     }
     if p.state != RolloutState::Running || now_ms < p.resume_after_ms {
-        return Vec::new();
+        return None;
     }
     p.resume_after_ms = 0;
-    while p.wave < ends.len() && targets[..ends[p.wave]].iter().all(|t| t.state.is_end()) {
+    while p.wave < ends.len() && ends[p.wave] <= v.first_open {
         if p.wave + 1 == ends.len() {
             p.state = RolloutState::Done;
             p.reason = format!("all {} waves done", ends.len());
-            return Vec::new();
+            return None;
         }
         p.wave += 1;
         let done = format!("wave {} of {} done", p.wave, ends.len());
@@ -88,29 +121,35 @@ pub fn gate(r: &Rollout, p: &mut Progress, targets: &[&Target], now_ms: i64) -> 
             Pause::Approval => {
                 p.state = RolloutState::Paused;
                 p.reason = format!("{done}: `tofuflow rollout resume` starts the next");
-                return Vec::new();
+                return None;
             }
             Pause::For(ms) => {
                 p.resume_after_ms = now_ms + ms as i64;
                 p.reason = format!("{done}: the next starts after a pause of {}s", ms / 1000);
-                return Vec::new();
+                return None;
             }
         }
     }
-    let end = ends.get(p.wave).copied().unwrap_or(total);
-    let running = targets
-        .iter()
-        .filter(|t| t.state == TargetState::Running)
-        .count();
     let room = if r.max_parallel == 0 {
         usize::MAX
     } else {
-        (r.max_parallel as usize).saturating_sub(running)
+        (r.max_parallel as usize).saturating_sub(v.running)
     };
-    targets[..end]
+    Some(Release {
+        end: ends.get(p.wave).copied().unwrap_or(v.total),
+        room,
+    })
+}
+
+/// Moves the rollout on and answers which of its targets (in order) may start now.
+pub fn gate(r: &Rollout, p: &mut Progress, targets: &[&Target], now_ms: i64) -> Vec<String> {
+    let Some(rel) = decide(r, p, &StackView::of(targets), now_ms) else {
+        return Vec::new();
+    };
+    targets[..rel.end]
         .iter()
         .filter(|t| t.state == TargetState::Waiting)
-        .take(room)
+        .take(rel.room)
         .map(|t| t.key.clone())
         .collect()
 }

@@ -24,7 +24,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tofuflow_e2e::{bin_dir, AgentOpts, Cluster, Db};
+use tofuflow_e2e::{bin_dir, metric, AgentOpts, Cluster, Db};
 use tofuflow_proto::v1;
 use tokio_stream::StreamExt;
 
@@ -93,9 +93,9 @@ struct Figures {
     keygen_ms: f64,
     /// A workflow's hop: an upstream's apply ended → its dependant's tofu start (20-stack chain).
     hop: Spread,
-    /// A 200-target rollout: wall time, its ratio to waves × slowest target, and the
-    /// coordinator's CPU seconds and peak memory over it.
-    rollout: RolloutFigures,
+    /// A 20- and a 200-target rollout: wall time, its ratio to waves × slowest target, the
+    /// coordinator's CPU seconds and peak memory over it, the engine's time per event.
+    rollouts: [RolloutFigures; 2],
     /// Time to submit all throughput runs, and for all to finish.
     submitted: Duration,
     total: Duration,
@@ -120,6 +120,9 @@ async fn main() {
             .unwrap_or(1)
     );
 
+    if std::env::args().nth(1).as_deref() == Some("workflows") {
+        return workflow_figures().await;
+    }
     if std::env::args().nth(1).as_deref() == Some("ha") {
         std::env::set_var("TOFUFLOW_E2E_LOG", "warn");
         return ha_submit_ratio(400).await;
@@ -149,7 +152,7 @@ async fn main() {
 
     // 5. Throughput: N runs submitted at once, 2 agents.
     c.agent(AgentOpts::default()).await;
-    let rollout = big_rollout(&c, 200).await;
+    let rollouts = [big_rollout(&c, 20).await, big_rollout(&c, 200).await];
     let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
 
     print_table(&Figures {
@@ -166,7 +169,7 @@ async fn main() {
         mint,
         keygen_ms,
         hop,
-        rollout,
+        rollouts,
         submitted,
         total,
     });
@@ -839,6 +842,8 @@ struct RolloutFigures {
     ratio: f64,
     cpu_secs: f64,
     peak_rss_mb: f64,
+    /// The workflow engine's mean time per event (a target's run ending), µs.
+    step_us: f64,
 }
 
 /// The coordinator's CPU seconds (user + system) and peak resident memory (MiB) so far.
@@ -867,15 +872,77 @@ fn coordinator_usage(c: &Cluster) -> (f64, f64) {
     (cpu, hwm / 1024.0)
 }
 
+/// Figures 4c and 4d: a workflow's hop and two rollouts (with the engine's time per event).
+fn print_workflows(hop: &Spread, floor: &Spread, rollouts: &[RolloutFigures; 2]) {
+    println!(
+        "{:<58} {:>9.2} ms {:>9.2} ms",
+        "workflow hop: upstream applied → dependant's tofu start", hop.p50, hop.p99
+    );
+    println!(
+        "{:<58} {:>12} {:>11.1}x",
+        "  … as a multiple of the broker floor (p50)",
+        "",
+        hop.p50 / floor.p50
+    );
+    for r in rollouts {
+        println!(
+            "{:<58} {:>10.1} s {:>11.1}x",
+            &format!(
+                "rollout of {} targets in 4 waves, 2 agents (÷ waves × slowest)",
+                r.targets
+            ),
+            r.wall.as_secs_f64(),
+            r.ratio
+        );
+        println!(
+            "{:<58} {:>10.1} s {:>9.0} MiB",
+            "  coordinator CPU over it, and its peak memory", r.cpu_secs, r.peak_rss_mb
+        );
+    }
+    let [small, big] = rollouts;
+    println!(
+        "{:<58} {:>9.0} µs {:>12}",
+        &format!(
+            "workflow engine per event (a run's end), {} targets",
+            small.targets
+        ),
+        small.step_us,
+        ""
+    );
+    println!(
+        "{:<58} {:>9.0} µs {:>11.2}x",
+        &format!(
+            "  the same, {} targets (× the {})",
+            big.targets, small.targets
+        ),
+        big.step_us,
+        big.step_us / small.step_us.max(1e-3)
+    );
+}
+
+/// Figures 4c and 4d alone (`tofuflow-bench workflows`): the broker floor, a 20-stack chain's
+/// hops, and rollouts of 20 and 200 targets through 2 agents.
+async fn workflow_figures() {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &[]).await;
+    let (floor, _) = broker_floor(&c, 50).await;
+    c.agent(AgentOpts::default()).await;
+    let hop = dag_hops(&c, 20).await;
+    c.agent(AgentOpts::default()).await;
+    let rollouts = [big_rollout(&c, 20).await, big_rollout(&c, 200).await];
+    print_workflows(&hop, &floor, &rollouts);
+}
+
 /// Figure 4d: a rollout of `n` targets (a no-change module) in 4 waves, 2 agents.
 async fn big_rollout(c: &Cluster, n: usize) -> RolloutFigures {
-    let dir = c.dir.join("bench-rollout");
+    let dir = c.dir.join(format!("bench-rollout-{n}"));
     std::fs::create_dir_all(dir.join("m")).unwrap();
     std::fs::write(dir.join("m/main.tf"), MODULE).unwrap();
     let keys: Vec<String> = (0..n).map(|i| format!("\"t{i:03}\"")).collect();
-    let file = format!("workflow {{\n  approval = \"auto\"\n}}\nstack \"fleet\" {{\n  source = \"./m\"\n  workspace = \"bench/fleet-${{each.key}}\"\n  for_each = [{}]\n  rollout {{\n    canary = 1\n    waves = [\"10%\", \"50%\", \"100%\"]\n  }}\n}}\n", keys.join(", "));
+    let file = format!("workflow {{\n  approval = \"auto\"\n}}\nstack \"fleet\" {{\n  source = \"./m\"\n  workspace = \"bench/fleet{n}-${{each.key}}\"\n  for_each = [{}]\n  rollout {{\n    canary = 1\n    waves = [\"10%\", \"50%\", \"100%\"]\n  }}\n}}\n", keys.join(", "));
     std::fs::write(dir.join("fleet.hcl"), file).unwrap();
     let (cpu0, _) = coordinator_usage(c);
+    let steps = |what: &str| metric(c, &format!("tofuflow_workflow_step_seconds_{what}"));
+    let (sum0, n0) = (steps("sum").unwrap_or(0.0), steps("count").unwrap_or(0.0));
     let t0 = Instant::now();
     let out = c.cli(&[
         "-o",
@@ -892,6 +959,7 @@ async fn big_rollout(c: &Cluster, n: usize) -> RolloutFigures {
         String::from_utf8_lossy(&out.stderr)
     );
     let (cpu1, peak) = coordinator_usage(c);
+    let (sum1, n1) = (steps("sum").unwrap_or(0.0), steps("count").unwrap_or(0.0));
     let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut slowest = 0i64;
     for t in w["targets"].as_array().unwrap() {
@@ -904,6 +972,7 @@ async fn big_rollout(c: &Cluster, n: usize) -> RolloutFigures {
         ratio: wall.as_millis() as f64 / (4.0 * slowest as f64),
         cpu_secs: cpu1 - cpu0,
         peak_rss_mb: peak,
+        step_us: (sum1 - sum0) / (n1 - n0).max(1.0) * 1e6,
     }
 }
 
@@ -1010,30 +1079,7 @@ fn print_table(f: &Figures) {
         "",
         f.latency.p50 / f.floor.p50
     );
-    println!(
-        "{:<58} {:>9.2} ms {:>9.2} ms",
-        "workflow hop: upstream applied → dependant's tofu start", f.hop.p50, f.hop.p99
-    );
-    println!(
-        "{:<58} {:>12} {:>11.1}x",
-        "  … as a multiple of the broker floor (p50)",
-        "",
-        f.hop.p50 / f.floor.p50
-    );
-    let r = &f.rollout;
-    println!(
-        "{:<58} {:>10.1} s {:>11.1}x",
-        &format!(
-            "rollout of {} targets in 4 waves, 2 agents (÷ waves × slowest)",
-            r.targets
-        ),
-        r.wall.as_secs_f64(),
-        r.ratio
-    );
-    println!(
-        "{:<58} {:>10.1} s {:>9.0} MiB",
-        "  coordinator CPU over it, and its peak memory", r.cpu_secs, r.peak_rss_mb
-    );
+    print_workflows(&f.hop, &f.floor, &f.rollouts);
     println!(
         "{:<58} {:>8.1} /s {:>12}",
         &format!("throughput: {runs} no-change plan runs, 2 agents"),
