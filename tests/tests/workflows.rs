@@ -746,3 +746,121 @@ stack "broken" {
         "{audit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_start_with_its_idempotency_key_starts_one_workflow_run_and_lists_filter_by_tag()
+{
+    let c = Cluster::start(Db::Postgres).await;
+    let dir = c.dir.join("idem");
+    let file = service(&dir, "v1");
+    let f = file.to_str().unwrap();
+    let args = [
+        "-o",
+        "json",
+        "workflow",
+        "run",
+        f,
+        "--tag",
+        "dag_id=nightly",
+        "--idempotency-key",
+        "nightly-1",
+    ];
+    // The same start twice at once (an Airflow retry racing a slow first try): one workflow run.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| c.cli(&args));
+        let b = s.spawn(|| c.cli(&args));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let id = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let first = id(&a);
+    assert_eq!(first, id(&b), "both starts answer the same workflow run");
+    assert_eq!(id(&c.cli(&args)), first, "a later retry too");
+
+    // The same key for another start is refused, naming the key; nothing new starts.
+    let mut other = args.to_vec();
+    other[6] = "dag_id=weekly";
+    let out = c.cli(&other);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nightly-1\" was used for a different workflow start"),
+        "{err}"
+    );
+    let untagged = start(&c, &file, &["--tag", "dag_id=weekly"]);
+
+    // The list filters by tag, in the CLI and the API; a malformed filter is a clear 400.
+    let listed = |tag: &str| -> Vec<String> {
+        let out = c.cli(&["-o", "json", "workflow", "list", "--tag", tag]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed("dag_id=nightly"), vec![first.clone()]);
+    assert_eq!(listed("dag_id=weekly"), vec![untagged.clone()]);
+    assert!(listed("dag_id=monthly").is_empty());
+    let token = c.token.clone();
+    let a = c.api(
+        "GET",
+        "/api/v1/workflow-runs?tag=dag_id%3Dweekly",
+        token.as_deref(),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()[0]["id"], untagged.as_str());
+    assert_eq!(a.json().as_array().unwrap().len(), 1);
+    let a = c.api(
+        "GET",
+        "/api/v1/workflow-runs?tag=dag_id",
+        token.as_deref(),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("expected key=value"));
+
+    // Through the API: the same body with the same Idempotency-Key answers the same run.
+    let shown = c.api(
+        "GET",
+        &format!("/api/v1/workflow-runs/{first}"),
+        token.as_deref(),
+        None,
+        &[],
+    );
+    let w = shown.json();
+    let body = serde_json::json!({
+        "definition": std::fs::read_to_string(&file).unwrap(),
+        "file_name": "svc.hcl",
+        "bundles": w["bundles"],
+        "tags": {"dag_id": "api"},
+    })
+    .to_string();
+    let post = || {
+        c.api(
+            "POST",
+            "/api/v1/workflow-runs",
+            token.as_deref(),
+            Some(("application/json", body.as_bytes())),
+            &[("Idempotency-Key", "api-1")],
+        )
+    };
+    let (p1, p2) = (post(), post());
+    assert_eq!(p1.status, 200, "{}", String::from_utf8_lossy(&p1.body));
+    assert_eq!(p1.json()["id"], p2.json()["id"]);
+    assert_eq!(listed("dag_id=api").len(), 1);
+}

@@ -102,6 +102,7 @@ impl WorkflowArgs {
             tags: self.tags.into_iter().collect(),
             actor: String::new(),
             ttl_ms: self.ttl.unwrap_or(0),
+            idempotency_key: String::new(),
         }))
     }
 }

@@ -23,6 +23,9 @@ pub enum WorkflowCmd {
     Run(Run),
     /// List workflow runs, newest first.
     List {
+        /// Only workflow runs carrying this key=value tag. Repeatable: those carrying all.
+        #[arg(long = "tag", value_name = "K=V", value_parser = args::tag)]
+        tags: Vec<(String, String)>,
         /// Only workflow runs older than this one (paging).
         #[arg(long, value_name = "ID", default_value = "")]
         before: String,
@@ -92,6 +95,11 @@ pub struct Run {
     /// Wait until the workflow run ends, showing its targets as they move.
     #[arg(long)]
     wait: bool,
+    /// A key that makes the start safe to retry: a second start with the same key (and the
+    /// same file, modules and options) prints the workflow run the first one began (kept
+    /// 24 h, per user).
+    #[arg(long, env = "TOFUFLOW_IDEMPOTENCY_KEY", value_parser = crate::args::non_empty)]
+    idempotency_key: Option<String>,
 }
 
 impl WorkflowCmd {
@@ -105,10 +113,19 @@ impl WorkflowCmd {
         let w = match self {
             WorkflowCmd::Validate { file } => return validate(&file, ctx.json),
             WorkflowCmd::Run(r) => return r.execute(ctx).await,
-            WorkflowCmd::List { before, limit } => {
+            WorkflowCmd::List {
+                tags,
+                before,
+                limit,
+            } => {
+                let tags = tags.into_iter().collect();
                 let l = ctx
                     .client
-                    .list_workflow_runs(v1::ListWorkflowRunsRequest { before, limit })
+                    .list_workflow_runs(v1::ListWorkflowRunsRequest {
+                        before,
+                        limit,
+                        tags,
+                    })
                     .await
                     .map_err(|s| ctx.explain(s))?;
                 output::print_workflow_runs(&l.into_inner().workflow_runs, ctx.json);
@@ -183,6 +200,7 @@ impl Run {
                 tags: self.tags.into_iter().collect(),
                 actor: ctx.who.clone(),
                 ttl_ms: self.ttl.unwrap_or(0),
+                idempotency_key: self.idempotency_key.unwrap_or_default(),
             })
             .await
             .map_err(|s| ctx.explain(s))?

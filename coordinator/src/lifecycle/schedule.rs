@@ -151,6 +151,8 @@ impl Store {
             .await
             .map_err(|e| e.to_string())?;
         n.tags.insert("schedule".into(), sc.name.clone());
+        // Every tick starts a workflow run of its own: a key stored with the request is not one.
+        n.idempotency = None;
         Ok(Work::Workflow(Box::new(n)))
     }
 

@@ -231,12 +231,17 @@ impl Store {
         Ok(Some(self.get_run(&s(&row, "run_id")?).await?))
     }
 
-    /// Forgets idempotency keys older than [`IDEMPOTENCY_KEEP_MS`]; returns how many.
+    /// Forgets idempotency keys (of submits and of workflow starts) older than
+    /// [`IDEMPOTENCY_KEEP_MS`]; returns how many.
     pub(crate) async fn forget_idempotency_keys(&self, now: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_ms <= $1")
-            .bind(now - IDEMPOTENCY_KEEP_MS)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        let mut n = 0;
+        for table in ["idempotency_keys", "workflow_idempotency_keys"] {
+            let r = sqlx::query(&format!("DELETE FROM {table} WHERE created_ms <= $1"))
+                .bind(now - IDEMPOTENCY_KEEP_MS)
+                .execute(&self.pool)
+                .await?;
+            n += r.rows_affected();
+        }
+        Ok(n)
     }
 }

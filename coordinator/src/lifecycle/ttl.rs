@@ -407,6 +407,7 @@ impl Ttl {
             tags,
             targets,
             ttl_ms: 0,
+            idempotency: None,
         };
         let id = insert_workflow_run(&mut tx, n, &self.runs).await?;
         let mut u = EnvUpdate::of(env);

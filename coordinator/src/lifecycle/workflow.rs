@@ -38,6 +38,8 @@ pub struct NewWorkflow {
     pub targets: Vec<wf::Target>,
     /// A time to live for what it creates, from its start (0: none; `lifecycle/ttl.rs`).
     pub ttl_ms: i64,
+    /// The start's idempotency key (scoped to its actor) and what the request was.
+    pub idempotency: Option<crate::store::Idempotency>,
 }
 
 /// The before-commit hook that moves workflow runs on.

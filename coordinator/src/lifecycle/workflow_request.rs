@@ -61,6 +61,10 @@ impl Store {
             tags: r.tags.clone().into_iter().collect(),
             targets,
             ttl_ms: r.ttl_ms,
+            idempotency: (!r.idempotency_key.is_empty()).then(|| crate::store::Idempotency {
+                key: r.idempotency_key.clone(),
+                request_sha256: request_sha256(r),
+            }),
         })
     }
 
@@ -122,4 +126,18 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// What a start asks for, in a canonical form (maps sorted), hashed: a retried start with the
+/// same idempotency key must ask for the same.
+fn request_sha256(r: &v1::StartWorkflowRequest) -> String {
+    let sorted = |m: &std::collections::HashMap<String, String>| -> BTreeMap<String, String> {
+        m.clone().into_iter().collect()
+    };
+    let canonical = serde_json::json!({
+        "file_name": r.file_name, "definition": r.definition, "bundles": sorted(&r.bundles),
+        "destroy": r.destroy, "approval": r.approval, "pool": r.pool, "tags": sorted(&r.tags),
+        "actor": r.actor, "ttl_ms": r.ttl_ms,
+    });
+    crate::store::sha256_hex(canonical.to_string().as_bytes())
 }

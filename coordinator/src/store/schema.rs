@@ -582,14 +582,46 @@ CREATE INDEX workflow_targets_by_state ON workflow_targets (workflow_run_id, sta
 CREATE INDEX workflow_targets_by_stack ON workflow_targets (workflow_run_id, stack, state, position)
 "#,
     ),
+    (
+        20,
+        r#"
+CREATE TABLE workflow_run_tags (
+  workflow_run_id TEXT NOT NULL,
+  tag_key TEXT NOT NULL,
+  tag_value TEXT NOT NULL,
+  PRIMARY KEY (workflow_run_id, tag_key)
+);
+CREATE INDEX workflow_run_tags_by_tag ON workflow_run_tags (tag_key, tag_value, workflow_run_id);
+INSERT INTO workflow_run_tags (workflow_run_id, tag_key, tag_value) {WORKFLOW_RUN_TAGS};
+CREATE TABLE workflow_idempotency_keys (
+  actor TEXT NOT NULL,
+  idem_key TEXT NOT NULL,
+  request_sha256 TEXT NOT NULL,
+  workflow_run_id TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY (actor, idem_key)
+);
+CREATE INDEX workflow_idempotency_keys_by_age ON workflow_idempotency_keys (created_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.
 pub fn render(sql: &str, postgres: bool) -> String {
-    let (blob, autoid) = if postgres {
-        ("BYTEA", "BIGSERIAL PRIMARY KEY")
+    let (blob, autoid, tags) = if postgres {
+        (
+            "BYTEA",
+            "BIGSERIAL PRIMARY KEY",
+            "SELECT w.id, j.key, j.value FROM workflow_runs w, json_each_text(w.tags::json) j",
+        )
     } else {
-        ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT")
+        (
+            "BLOB",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "SELECT w.id, j.key, j.value FROM workflow_runs w, json_each(w.tags) j",
+        )
     };
-    sql.replace("{BLOB}", blob).replace("{AUTOID}", autoid)
+    sql.replace("{BLOB}", blob)
+        .replace("{AUTOID}", autoid)
+        .replace("{WORKFLOW_RUN_TAGS}", tags)
 }

@@ -98,6 +98,14 @@ pub(crate) async fn insert_workflow(
         .bind(w.updated_ms)
         .execute(&mut **tx)
         .await?;
+    for (k, v) in &w.tags {
+        sqlx::query("INSERT INTO workflow_run_tags (workflow_run_id, tag_key, tag_value) VALUES ($1, $2, $3)")
+            .bind(&w.id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut **tx)
+            .await?;
+    }
     for (n, t) in targets.iter().enumerate() {
         let (each_key, each_value) = t.each.clone().unwrap_or_default();
         sqlx::query("INSERT INTO workflow_targets (workflow_run_id, target_key, position, stack, each_key, each_value, workspace, pool, deps, tags, state, run_id, runs, reason, candidate, cleaning, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '[]', '', 0, 0, $12)")
@@ -367,19 +375,30 @@ impl Store {
     }
 
     /// Workflow runs, newest first (`before`: only those older than that one).
-    pub async fn list_workflow_runs(&self, before: &str, limit: i64) -> Result<Vec<WorkflowRun>> {
-        let rows = if before.is_empty() {
-            sqlx::query("SELECT * FROM workflow_runs ORDER BY created_ms DESC, id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            sqlx::query("SELECT * FROM workflow_runs WHERE created_ms < (SELECT created_ms FROM workflow_runs WHERE id = $1) ORDER BY created_ms DESC, id DESC LIMIT $2")
-                .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-        };
+    pub async fn list_workflow_runs(
+        &self,
+        before: &str,
+        limit: i64,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<WorkflowRun>> {
+        let mut sql = "SELECT * FROM workflow_runs w WHERE 1 = 1".to_string();
+        for n in 0..tags.len() {
+            let (k, v) = (2 + 2 * n, 3 + 2 * n);
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM workflow_run_tags t WHERE t.workflow_run_id = w.id AND t.tag_key = ${k} AND t.tag_value = ${v})"));
+        }
+        if !before.is_empty() {
+            let n = 2 + 2 * tags.len();
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM workflow_runs b WHERE b.id = ${n} AND (w.created_ms < b.created_ms OR (w.created_ms = b.created_ms AND w.id < b.id)))"));
+        }
+        sql.push_str(" ORDER BY w.created_ms DESC, w.id DESC LIMIT $1");
+        let mut q = sqlx::query(&sql).bind(limit);
+        for (k, v) in tags {
+            q = q.bind(k).bind(v);
+        }
+        if !before.is_empty() {
+            q = q.bind(before);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(workflow_from_row).collect()
     }
 }

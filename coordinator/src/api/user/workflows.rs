@@ -43,7 +43,7 @@ pub(super) async fn start(
     let r = req.into_inner();
     let n = prepare(shared, &c, &r).await?;
     let actor = n.actor.clone();
-    let w = shared.store.start_workflow(n, &shared.policy).await?;
+    let w = shared.store.start_workflow_once(n, &shared.policy).await?;
     tracing::info!(workflow_run = %w.id, actor = %actor, "workflow run started");
     Ok(Response::new(shown(&shared.store, &w.id).await?))
 }
@@ -237,7 +237,12 @@ pub(super) async fn list(
     let r = req.get_ref();
     let limit = if r.limit == 0 { 50 } else { r.limit.min(500) } as i64;
     let mut out = Vec::new();
-    for w in shared.store.list_workflow_runs(&r.before, limit).await? {
+    let tags: BTreeMap<String, String> = r.tags.clone().into_iter().collect();
+    for w in shared
+        .store
+        .list_workflow_runs(&r.before, limit, &tags)
+        .await?
+    {
         let (_, targets) = shared.store.workflow_run(&w.id).await?;
         if authorize_all(
             &c,
@@ -371,6 +376,7 @@ pub(super) async fn rollback(
         targets,
         // A rollback re-applies; the environments' TTLs, if any, are those already set.
         ttl_ms: 0,
+        idempotency: None,
     };
     let w = shared.store.start_workflow(n, &shared.policy).await?;
     tracing::info!(workflow_run = %w.id, rollback_of = %from.id, rollback_to = %to.id, actor = %actor, "workflow rollback started");

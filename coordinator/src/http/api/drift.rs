@@ -233,7 +233,7 @@ pub async fn add_schedule(
         refresh_only: b.refresh_only,
         remediate: b.remediate,
         missed: b.missed,
-        workflow: b.workflow.map(StartWorkflowBody::into_request),
+        workflow: b.workflow.map(|w| w.into_request(String::new())),
     };
     let s = call!(app, headers, add_schedule, msg);
     Ok((StatusCode::CREATED, Json(s.into())))

@@ -253,11 +253,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RunQuery {
                 "state" => q.state = Some(v),
                 "tag" => q.tag.push(v),
                 "before" => q.before = Some(v),
-                "limit" => {
-                    q.limit = Some(v.parse().map_err(|_| {
-                        super::Problem::bad_request(format!("limit {v:?} is not a number"))
-                    })?)
-                }
+                "limit" => q.limit = Some(limit_param(&v)?),
                 other => {
                     return Err(super::Problem::bad_request(format!(
                         "unknown parameter {other:?}: use workspace, state, tag, before, limit"
@@ -718,7 +714,7 @@ pub struct StartWorkflowBody {
 
 impl StartWorkflowBody {
     /// The request `StartWorkflow` takes (the actor is the caller).
-    pub fn into_request(self) -> v1::StartWorkflowRequest {
+    pub fn into_request(self, idempotency_key: String) -> v1::StartWorkflowRequest {
         v1::StartWorkflowRequest {
             file_name: self.file_name.unwrap_or_else(|| "workflow.hcl".into()),
             definition: self.definition,
@@ -729,18 +725,68 @@ impl StartWorkflowBody {
             tags: self.tags.unwrap_or_default().into_iter().collect(),
             actor: String::new(),
             ttl_ms: 0,
+            idempotency_key,
         }
     }
 }
 
-/// Paging of workflow runs.
-#[derive(Deserialize, IntoParams)]
+/// Filters and paging of workflow runs.
+#[derive(IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct WorkflowsQuery {
+    /// `key=value`; repeat the parameter for several (workflow runs carrying all of them).
+    pub tag: Vec<String>,
     /// Only workflow runs older than this one.
     pub before: Option<String>,
     /// At most this many (default 50, at most 500).
     pub limit: Option<u32>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WorkflowsQuery {
+    type Rejection = super::Problem;
+    /// Reads the query string, `tag` repeatable.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, super::Problem> {
+        let mut q = WorkflowsQuery::default();
+        let raw = parts.uri.query().unwrap_or_default();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "tag" => q.tag.push(v),
+                "before" => q.before = Some(v),
+                "limit" => q.limit = Some(limit_param(&v)?),
+                other => {
+                    return Err(super::Problem::bad_request(format!(
+                        "unknown parameter {other:?}: use tag, before, limit"
+                    )))
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// A `limit` query parameter.
+fn limit_param(v: &str) -> Result<u32, super::Problem> {
+    v.parse()
+        .map_err(|_| super::Problem::bad_request(format!("limit {v:?} is not a number")))
+}
+
+/// `tag` query parameters (`key=value` each) as the filter the user API takes.
+pub fn tag_filter(
+    tags: &[String],
+) -> Result<std::collections::HashMap<String, String>, super::Problem> {
+    tags.iter()
+        .map(|t| {
+            t.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    super::Problem::bad_request(format!("tag {t:?}: expected key=value"))
+                })
+        })
+        .collect()
 }
 
 /// A rollout action's path.

@@ -58,6 +58,22 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
+/// The `Idempotency-Key` header (empty when absent): text, at most 255 characters.
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| Problem::bad_request("the Idempotency-Key header is not text"))?
+        .unwrap_or_default();
+    if key.len() > 255 {
+        return Err(Problem::bad_request(
+            "Idempotency-Key is at most 255 characters",
+        ));
+    }
+    Ok(key)
+}
+
 /// Query parameters; malformed ones are a 400 problem.
 pub struct Params<T>(pub T);
 

@@ -17,13 +17,7 @@ use tofuflow_proto::v1::user_service_server::UserService;
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery),
     responses((status = 200, body = RunPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list(State(app): State<App>, headers: HeaderMap, q: RunQuery) -> Reply<RunPage> {
-    let mut tags = std::collections::HashMap::new();
-    for t in &q.tag {
-        let (k, v) = t
-            .split_once('=')
-            .ok_or_else(|| Problem::bad_request(format!("tag {t:?}: expected key=value")))?;
-        tags.insert(k.to_string(), v.to_string());
-    }
+    let tags = super::dto::tag_filter(&q.tag)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let msg = v1::ListRunsRequest {
         workspace: q.workspace.unwrap_or_default(),
@@ -53,17 +47,7 @@ pub async fn submit(
     headers: HeaderMap,
     Body(body): Body<SubmitBody>,
 ) -> Result<(StatusCode, Json<RunJson>), Problem> {
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| Problem::bad_request("the Idempotency-Key header is not text"))?
-        .unwrap_or_default();
-    if key.len() > 255 {
-        return Err(Problem::bad_request(
-            "Idempotency-Key is at most 255 characters",
-        ));
-    }
+    let key = super::idempotency_key(&headers)?;
     let msg = body.into_request(key).map_err(Problem::bad_request)?;
     let run = call!(app, headers, submit_run, msg);
     Ok((StatusCode::CREATED, Json(RunJson::from(run))))

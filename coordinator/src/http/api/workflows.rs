@@ -4,7 +4,7 @@
 use super::dto::{
     RolloutActionPath, StartWorkflowBody, WorkflowRollbackBody, WorkflowRunJson, WorkflowsQuery,
 };
-use super::{call, Body, OptBody, Params, Problem, Reply};
+use super::{call, Body, OptBody, Problem, Reply};
 use crate::http::App;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -20,28 +20,34 @@ fn req(id: String) -> v1::WorkflowRunRequest {
 
 /// Starts a workflow run: the workflow file's text and, for each `source` it names, the digest
 /// of a bundle uploaded with `POST /api/v1/bundles` (operator on every workspace it touches).
+/// With `Idempotency-Key`, a retry (same key, same body) answers the workflow run the first
+/// request started; the same key with another body is 422.
 #[utoipa::path(post, path = "/api/v1/workflow-runs", tag = "workflows", request_body = StartWorkflowBody,
-    responses((status = 200, body = WorkflowRunJson), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retried start return the same workflow run")),
+    responses((status = 200, body = WorkflowRunJson), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn start(
     State(app): State<App>,
     headers: HeaderMap,
     Body(b): Body<StartWorkflowBody>,
 ) -> Reply<WorkflowRunJson> {
-    let msg = b.into_request();
+    let msg = b.into_request(super::idempotency_key(&headers)?);
     Ok(Json(call!(app, headers, start_workflow, msg).into()))
 }
 
-/// Workflow runs, newest first (those whose every workspace the caller may read).
+/// Workflow runs, newest first, filtered by tags (those whose every workspace the caller may
+/// read).
 #[utoipa::path(get, path = "/api/v1/workflow-runs", tag = "workflows", params(WorkflowsQuery),
-    responses((status = 200, body = Vec<WorkflowRunJson>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<WorkflowRunJson>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list(
     State(app): State<App>,
     headers: HeaderMap,
-    Params(q): Params<WorkflowsQuery>,
+    q: WorkflowsQuery,
 ) -> Reply<Vec<WorkflowRunJson>> {
     let msg = v1::ListWorkflowRunsRequest {
         before: q.before.unwrap_or_default(),
         limit: q.limit.unwrap_or(50),
+        tags: super::dto::tag_filter(&q.tag)?,
     };
     let r = call!(app, headers, list_workflow_runs, msg);
     Ok(Json(r.workflow_runs.into_iter().map(Into::into).collect()))

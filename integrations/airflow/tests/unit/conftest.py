@@ -29,6 +29,9 @@ class FakeCoordinator:
     def __init__(self):
         self.runs: dict[str, dict] = {}
         self.keys: dict[str, str] = {}
+        self.workflow_keys: dict[str, str] = {}
+        #: (method, path) of requests whose answer is lost once, after they were handled.
+        self.lose_answer_once: set[tuple[str, str]] = set()
         self.requests: list[httpx.Request] = []
         self.fail_next_connects = 0
         self.logs: dict[str, list[str]] = {}
@@ -56,6 +59,13 @@ class FakeCoordinator:
         return run
 
     def __call__(self, req: httpx.Request) -> httpx.Response:
+        answer = self.answer(req)
+        if (req.method, req.url.path) in self.lose_answer_once:
+            self.lose_answer_once.discard((req.method, req.url.path))
+            raise httpx.ReadError("connection reset after the request was handled", request=req)
+        return answer
+
+    def answer(self, req: httpx.Request) -> httpx.Response:
         self.requests.append(req)
         if self.fail_next_connects > 0:
             self.fail_next_connects -= 1
@@ -168,6 +178,9 @@ class FakeCoordinator:
         along ``script``), cancel."""
         if len(parts) == 4 and req.method == "POST":
             body = json.loads(req.content)
+            key = req.headers.get("idempotency-key", "")
+            if key and key in self.workflow_keys:
+                return httpx.Response(200, json=self.workflows[self.workflow_keys[key]])
             targets = [
                 {
                     "key": src.strip("./"),
@@ -181,9 +194,16 @@ class FakeCoordinator:
                 for src, digest in body["bundles"].items()
             ]
             w = self.add_workflow("running", targets, tags=body["tags"], body=body)
+            if key:
+                self.workflow_keys[key] = w["id"]
             return httpx.Response(200, json=w)
         if len(parts) == 4:
-            ws = list(reversed(list(self.workflows.values())))
+            want = dict(t.split("=", 1) for t in req.url.params.get_list("tag"))
+            ws = [
+                w
+                for w in reversed(list(self.workflows.values()))
+                if all(w["tags"].get(k) == v for k, v in want.items())
+            ]
             return httpx.Response(200, json=ws[: int(req.url.params.get("limit", "50"))])
         w = self.workflows.get(parts[4])
         if w is None:

@@ -100,8 +100,9 @@ def test_it_packs_every_source_starts_the_workflow_tagged_and_returns_the_target
     assert c["ti"].xcom["workflow_run_id"] == "w0001"
     assert c["ti"].xcom["state"] == "succeeded"
     assert c["ti"].xcom["targets"] == targets
-    # The start is not retried blindly (no idempotency key for workflow runs).
     assert len(coord.calls("POST", "/api/v1/workflow-runs")) == 1
+    key = coord.calls("POST", "/api/v1/workflow-runs")[0].headers["idempotency-key"]
+    assert key.startswith("airflow-")
 
 
 def test_a_failed_workflow_fails_the_task_with_the_reason_and_the_failed_targets(coord, wf_file):
@@ -242,7 +243,30 @@ def test_the_provider_info_names_the_workflow_operator():
     assert "tofuflow_provider.operators.workflow" in mods
 
 
-def test_a_start_is_not_retried_over_a_broken_connection(coord):
+def test_a_start_whose_answer_is_lost_is_retried_with_its_key_and_starts_one(coord, wf_file):
+    coord.script["w0001"] = ["succeeded"]
+    coord.lose_answer_once.add(("POST", "/api/v1/workflow-runs"))
+    ti = FakeTI(1)
+    ti.task_id = "fleet"
+    assert wf_op(wf_file).execute(ctx(ti))["workflow_run_id"] == "w0001"
+    posts = coord.calls("POST", "/api/v1/workflow-runs")
+    assert len(posts) == 2, "the start is sent again after its answer was lost"
+    assert posts[0].headers["idempotency-key"] == posts[1].headers["idempotency-key"]
+    assert list(coord.workflows) == ["w0001"], "and one workflow run started"
+
+
+def test_a_retry_looks_for_earlier_workflow_runs_by_the_task_instances_tags(coord, wf_file):
+    ti = FakeTI(2)
+    ti.task_id = "fleet"
+    coord.script["w0001"] = ["succeeded"]
+    wf_op(wf_file).execute(ctx(ti))
+    listed = coord.calls("GET", "/api/v1/workflow-runs")[0]
+    tags = set(listed.url.params.get_list("tag"))
+    assert {"dag_id=gpu_env", "task_id=fleet"} <= tags, tags
+    assert not any(t.startswith("try_number=") for t in tags)
+
+
+def test_a_start_without_a_key_is_not_retried_over_a_broken_connection(coord):
     import httpx
 
     from tofuflow_provider.hooks.tofuflow import TofuflowHook

@@ -434,9 +434,12 @@ class TofuflowHook(BaseHook):
         pool: str = "",
         tags: dict[str, str] | None = None,
         destroy: bool = False,
+        idempotency_key: str | None = None,
     ) -> dict:
         """Starts a workflow run from the file's text and source -> uploaded bundle digest.
-        Not retried: the API has no idempotency key for it (a retry could start two)."""
+        With ``idempotency_key`` the start is retried like any request (a repeat answers the
+        workflow run the first one started); without one it is sent once (a blind retry could
+        start two)."""
         body: dict[str, Any] = {
             "definition": definition,
             "file_name": file_name,
@@ -448,6 +451,9 @@ class TofuflowHook(BaseHook):
             body["approval"] = approval
         if pool:
             body["pool"] = pool
+        if idempotency_key:
+            headers = {"Idempotency-Key": idempotency_key}
+            return self.request("POST", "/api/v1/workflow-runs", json=body, headers=headers).json()
         return self.request("POST", "/api/v1/workflow-runs", json=body, retries=0).json()
 
     def upload_workflow(self, path: str | os.PathLike) -> tuple[str, str, dict[str, str]]:
@@ -460,11 +466,14 @@ class TofuflowHook(BaseHook):
         path = f"/api/v1/workflow-runs/{quote(workflow_run_id, safe='')}"
         return self.request("GET", path).json()
 
-    def list_workflow_runs(self, limit: int = 50, before: str = "") -> list[dict]:
-        """Workflow runs, newest first, with their tags (the API filters none by tag)."""
-        params = {"limit": str(limit)}
+    def list_workflow_runs(
+        self, limit: int = 50, before: str = "", tags: dict[str, str] | None = None
+    ) -> list[dict]:
+        """Workflow runs, newest first, carrying every one of ``tags``."""
+        params: list[tuple[str, str]] = [("limit", str(limit))]
         if before:
-            params["before"] = before
+            params.append(("before", before))
+        params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
         return self.request("GET", "/api/v1/workflow-runs", params=params).json()
 
     def _workflow_action(self, workflow_run_id: str, action: str) -> dict:

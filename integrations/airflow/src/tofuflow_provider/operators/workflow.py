@@ -5,9 +5,11 @@ the workflow run tagged with the Airflow task's identity (as the other operators
 runs; tofuflow puts those tags on every run of the workflow run) and waits for it to end:
 deferred by default, through ``TofuflowWorkflowTrigger``, which polls the workflow run.
 
-A retried task first looks for the workflow run an earlier try started (by its ``dag_id``,
-``task_id``, ``run_id`` and ``map_index`` tags): one that is still going or succeeded is
-followed again; only after a failed or cancelled one does a retry start a new workflow run.
+A retried task first looks for the workflow run an earlier try started (filtered by its
+``dag_id``, ``task_id``, ``run_id`` and ``map_index`` tags): one that is still going or
+succeeded is followed again; only after a failed or cancelled one does a retry start a new
+workflow run. The start carries an ``Idempotency-Key`` made of the task instance and its try
+number, so a start whose answer was lost is retried safely and starts one workflow run.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from tofuflow_provider.hooks.tofuflow import (
     WORKFLOW_FAILED_STATES,
     WORKFLOW_TERMINAL_STATES,
     TofuflowError,
+    idempotency_key,
 )
 from tofuflow_provider.operators.tofuflow import TofuflowBaseOperator, airflow_tags, tag_value
 from tofuflow_provider.triggers.tofuflow import TofuflowWorkflowTrigger
 
-#: How many recent workflow runs a retry looks through for the one an earlier try started.
-REATTACH_LOOKBACK = 200
+#: How many of the task instance's workflow runs a retry looks through (newest first).
+REATTACH_LOOKBACK = 50
 
 
 def target_summary(w: dict) -> list[dict[str, str]]:
@@ -89,7 +92,7 @@ class TofuflowWorkflowOperator(TofuflowBaseOperator):
     def _previous(self, context: Any) -> dict | None:
         """The newest workflow run an earlier try of this task instance started, if any."""
         ident = self._identity(context)
-        for w in self.hook.list_workflow_runs(limit=REATTACH_LOOKBACK):
+        for w in self.hook.list_workflow_runs(limit=REATTACH_LOOKBACK, tags=ident):
             tags = w.get("tags") or {}
             if all(tags.get(k) == v for k, v in ident.items()) and (
                 "map_index" in ident or "map_index" not in tags
@@ -141,6 +144,16 @@ class TofuflowWorkflowOperator(TofuflowBaseOperator):
         tags = {k: tag_value(v) for k, v in self.tags.items()}
         tags.update(airflow_tags(context))
         self.log.info("uploaded %d sources of %s: %s", len(bundles), name, bundles)
+        ti = context["ti"]
+        key = idempotency_key(
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            getattr(ti, "map_index", -1),
+            ti.try_number,
+            "workflow",
+            name,
+        )
         return hook.start_workflow(
             definition=text,
             bundles=bundles,
@@ -149,6 +162,7 @@ class TofuflowWorkflowOperator(TofuflowBaseOperator):
             pool=self.agent_pool,
             tags=tags,
             destroy=self.destroy,
+            idempotency_key=key,
         )
 
     def execute_complete(self, context: Any, event: dict) -> Any:
