@@ -2,7 +2,8 @@
 submitted through the API is watched, approved and applied in the browser (a viewer's runs list
 updating by itself), its state version
 rolled back from the workspace page; a viewer sees no Approve button and a forged approval is
-refused; cross-site requests with the session cookie are refused. Every page is screenshot."""
+refused; cross-site requests with the session cookie are refused; the plan module renders nested
+values, a forced replacement and drift as `tofu show` does. Every page is screenshot."""
 
 import re
 import uuid
@@ -176,10 +177,10 @@ def roll_back_in_browser(browser, url, tokens, admin_api, shots, workspace, firs
     diff = page.locator("#state-diff")
     expect(diff).to_contain_text(f"version {current} → version {current + 1}")
     expect(diff).to_contain_text("# terraform_data.hello changed")
-    # terraform_data keeps its input in state as a typed value, as OpenTofu does.
-    expect(diff).to_contain_text(
-        '~ input = {"type":"string","value":"second"} -> {"type":"string","value":"first"}'
-    )
+    # terraform_data keeps its input in state as a typed value, as OpenTofu does: shown nested.
+    expect(diff).to_contain_text("~ input = {")
+    expect(diff).to_contain_text('~ value = "second" -> "first"')
+    expect(diff).to_contain_text("# (1 unchanged attribute hidden)")
     page.screenshot(path=shots / "workspace-rolled-back.png", full_page=True)
     # The rollback left the state behind the configuration last applied: a drift check finds it.
     drift = page.locator("#drift")
@@ -332,4 +333,91 @@ stack "app" {{
     expect(page.locator("#workflow-reason")).to_contain_text("2 succeeded, 0 failed")
     page.screenshot(path=shots / "workflow-succeeded.png", full_page=True)
     assert not errors, errors
+    context.close()
+
+
+NESTED_PLAN = {
+    "summary": {"add": 0, "change": 0, "destroy": 1},
+    "changes": {
+        "resource_drift": [
+            {
+                "address": "terraform_data.gpu",
+                "type": "terraform_data",
+                "name": "gpu",
+                "change": {
+                    "actions": ["update"],
+                    "before": {"input": {"count": 2}},
+                    "after": {"input": {"count": 3}},
+                },
+            }
+        ],
+        "resource_changes": [
+            {
+                "address": "terraform_data.gpu",
+                "type": "terraform_data",
+                "name": "gpu",
+                "change": {
+                    "actions": ["delete", "create"],
+                    "before": {
+                        "id": "x1",
+                        "input": {
+                            "count": 3,
+                            "tags": {"env": "prod", "team": "ml"},
+                            "zone": "eu-1",
+                            "token": "(sensitive)",
+                        },
+                    },
+                    "after": {
+                        "input": {
+                            "count": 2,
+                            "tags": {"env": "prod", "team": "vision"},
+                            "zone": "eu-2",
+                            "token": "(sensitive)",
+                        },
+                    },
+                    "after_unknown": {"id": True, "input": {}},
+                    "replace_paths": [["input", "zone"]],
+                },
+            }
+        ],
+    },
+}
+
+
+def test_the_plan_diff_nests_maps_and_blocks_like_tofu_show(browser, url, tokens, shots):
+    """The page's own plan module, in Chromium, on a plan with nested values, a replacement
+    forced by one attribute and drift: each level attribute by attribute, as `tofu show`."""
+    context, page = log_in(browser, url, tokens["viewer"])
+    page.goto("/ui/#/runs")
+    text = page.evaluate(
+        """async (plan) => {
+            const { renderPlan } = await import("/ui/assets/plan.js");
+            const node = renderPlan(plan);
+            document.body.append(node);
+            return node.innerText;
+        }""",
+        NESTED_PLAN,
+    )
+    lines = [line.rstrip() for line in text.splitlines()]
+    expected = [
+        "# terraform_data.gpu must be replaced",
+        '-/+ resource "terraform_data" "gpu" {',
+        '    ~ id = "x1" -> (known after apply)',
+        "    ~ input = {",
+        "        ~ count = 3 -> 2",
+        "        ~ tags = {",
+        '            ~ team = "ml" -> "vision"',
+        "              # (1 unchanged attribute hidden)",
+        "          }",
+        "        ~ token = (sensitive value)",
+        '        ~ zone = "eu-1" -> "eu-2" # forces replacement',
+        "      }",
+        "  }",
+    ]
+    start = lines.index(expected[0])
+    assert lines[start : start + len(expected)] == expected, "\n".join(lines)
+    assert "Note: Objects have changed outside of OpenTofu" in text
+    assert "# terraform_data.gpu has changed" in text
+    assert lines.index("# terraform_data.gpu has changed") < start, "drift comes first"
+    page.screenshot(path=shots / "plan-nested.png", full_page=True)
     context.close()

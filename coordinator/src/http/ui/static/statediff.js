@@ -41,10 +41,12 @@ export function diffStates(a, b) {
     const [sym, words, cls] = !x ? ["+", "was added", "create"] : !y ? ["-", "was removed", "delete"]
       : ["~", "changed", "update"];
     const lines = attributeLines(sym, { before: x || null, after: y || null });
-    if (sym === "~" && !lines.length) continue;
+    // Nothing but "unchanged, hidden" lines: the resource did not change.
+    if (sym === "~" && !lines.some(([s]) => s !== " ")) continue;
     blocks.push(el("div", { class: `change ${cls}`, "data-address": addr },
       el("div", { class: "change-head" }, `# ${addr} ${words}`),
-      el("pre", {}, lines.map(([s, text, c]) => el("span", { class: `attr ${c}` }, `  ${s} ${text}\n`)))));
+      el("pre", {}, lines.map(([s, text, c, depth]) =>
+        el("span", { class: `attr ${c}` }, `${"    ".repeat(depth)}  ${s} ${text}\n`)))));
   }
   return blocks.length ? blocks : [el("p", {}, "the two versions hold the same resources")];
 }
