@@ -3,7 +3,9 @@
 //! run listed by tag and paged; its log as pages and as an SSE stream that resumes after
 //! Last-Event-ID and answers 204 once nothing follows; approval refused to a viewer (403) and
 //! done by an approver; the state it wrote, pulled, locked and unlocked; the caller; audit and
-//! its chain verified (admin only).
+//! its chain verified (admin only). And a table of every documented operation, called by a
+//! viewer, an operator and an approver on objects that exist: each role that may not is refused
+//! with 403 problem+json, each that may is not.
 
 use std::io::Write;
 use std::time::Duration;
@@ -391,4 +393,503 @@ async fn the_json_api_does_what_the_cli_does() {
             .len(),
         1
     );
+}
+
+/// One operation of the API as a role calls it: method, the documented path, the path with
+/// objects that exist, a valid body, and the roles (besides admin) allowed to do it.
+struct Op {
+    method: &'static str,
+    doc_path: &'static str,
+    path: String,
+    body: Option<serde_json::Value>,
+    allowed: &'static [&'static str],
+}
+
+const ALL: &[&str] = &["viewer", "operator", "approver"];
+const OPERATOR: &[&str] = &["operator"];
+const APPROVER: &[&str] = &["approver"];
+const ADMIN: &[&str] = &[];
+
+/// Every operation, in an order where the allowed calls do not take away what later denials
+/// need (rejects before approvals, cancels and deletes last).
+fn operations(run: &str, ended: &str, wf: &str, ws: &str) -> Vec<Op> {
+    // A workspace name in a path is percent-encoded (it holds a slash).
+    let body_ws = ws;
+    let ws = ws.replace('/', "%2F");
+    let op = |method, doc_path, path: String, body: Option<serde_json::Value>, allowed| Op {
+        method,
+        doc_path,
+        path,
+        body,
+        allowed,
+    };
+    let j = |v: serde_json::Value| Some(v);
+    let s = |p: &str| p.to_string();
+    let rego = "package tofuflow\ndeny contains msg if { false; msg := \"x\" }\n";
+    vec![
+        op("get", "/api/v1/agents", s("/api/v1/agents"), None, ALL),
+        op("get", "/api/v1/me", s("/api/v1/me"), None, ALL),
+        op("get", "/api/v1/runs", s("/api/v1/runs"), None, ALL),
+        op(
+            "get",
+            "/api/v1/runs/{id}",
+            format!("/api/v1/runs/{run}"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/runs/{id}/plan",
+            format!("/api/v1/runs/{run}/plan"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/runs/{id}/logs",
+            format!("/api/v1/runs/{run}/logs"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/runs/{id}/logs/stream",
+            format!("/api/v1/runs/{ended}/logs/stream"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workspaces",
+            s("/api/v1/workspaces"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workspaces/{workspace}/state",
+            format!("/api/v1/workspaces/{ws}/state"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workspaces/{workspace}/state/versions/{version}",
+            format!("/api/v1/workspaces/{ws}/state/versions/1"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workspaces/{workspace}/state/versions/{version}/content",
+            format!("/api/v1/workspaces/{ws}/state/versions/1/content"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/environments",
+            s("/api/v1/environments"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/schedules",
+            s("/api/v1/schedules"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/schedules/{name}/ticks",
+            s("/api/v1/schedules/sch/ticks"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workflow-runs",
+            s("/api/v1/workflow-runs"),
+            None,
+            ALL,
+        ),
+        op(
+            "get",
+            "/api/v1/workflow-runs/{id}",
+            format!("/api/v1/workflow-runs/{wf}"),
+            None,
+            ALL,
+        ),
+        op("get", "/api/v1/audit", s("/api/v1/audit"), None, ADMIN),
+        op(
+            "get",
+            "/api/v1/audit/verify",
+            s("/api/v1/audit/verify"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "get",
+            "/api/v1/policies",
+            s("/api/v1/policies"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "get",
+            "/api/v1/policies/{name}",
+            s("/api/v1/policies/p"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "get",
+            "/api/v1/webhooks",
+            s("/api/v1/webhooks"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "get",
+            "/api/v1/webhooks/{name}",
+            s("/api/v1/webhooks/hook"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/bundles",
+            s("/api/v1/bundles"),
+            None,
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/runs",
+            s("/api/v1/runs"),
+            j(
+                serde_json::json!({"workspace": body_ws, "bundle_digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "kind": "plan_only"}),
+            ),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/runs/{id}/reject",
+            format!("/api/v1/runs/{run}/reject"),
+            j(serde_json::json!({"reason": "no"})),
+            APPROVER,
+        ),
+        op(
+            "post",
+            "/api/v1/workspaces/{workspace}/drift-checks",
+            format!("/api/v1/workspaces/{ws}/drift-checks"),
+            j(serde_json::json!({})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workspaces/{workspace}/state/lock",
+            format!("/api/v1/workspaces/{ws}/state/lock"),
+            j(serde_json::json!({})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workspaces/{workspace}/state/unlock",
+            format!("/api/v1/workspaces/{ws}/state/unlock"),
+            j(serde_json::json!({})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workspaces/{workspace}/state/rollback",
+            format!("/api/v1/workspaces/{ws}/state/rollback"),
+            j(serde_json::json!({"to_version": 1, "reason": "r"})),
+            ADMIN,
+        ),
+        op(
+            "put",
+            "/api/v1/workspaces/{workspace}/ttl",
+            format!("/api/v1/workspaces/{ws}/ttl"),
+            j(serde_json::json!({"ttl_ms": 86_400_000})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/environments/{workspace}/extend",
+            format!("/api/v1/environments/{ws}/extend"),
+            j(serde_json::json!({"by_ms": 3_600_000})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/schedules",
+            s("/api/v1/schedules"),
+            j(serde_json::json!({"name": "sch2", "cron": "0 3 * * *", "workspace": body_ws})),
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/policies",
+            s("/api/v1/policies"),
+            j(serde_json::json!({"name": "p2", "workspaces": "**", "source": rego})),
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/webhooks",
+            s("/api/v1/webhooks"),
+            j(
+                serde_json::json!({"name": "hook2", "url": "http://127.0.0.1:9/h", "workspaces": ["**"], "allow_private": true}),
+            ),
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/webhooks/{name}/test",
+            s("/api/v1/webhooks/hook/test"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/webhooks/{name}/disable",
+            s("/api/v1/webhooks/hook/disable"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/webhooks/{name}/enable",
+            s("/api/v1/webhooks/hook/enable"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/webhook-deliveries/{id}/redeliver",
+            s("/api/v1/webhook-deliveries/1/redeliver"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs",
+            s("/api/v1/workflow-runs"),
+            j(
+                serde_json::json!({"definition": "stack \"app\" {\n  source = \"./app\"\n  workspace = \"roles/wf2\"\n}\n", "bundles": {"./app": "sha256:0000000000000000000000000000000000000000000000000000000000000000"}}),
+            ),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs/{id}/rollouts/{stack}/{action}",
+            format!("/api/v1/workflow-runs/{wf}/rollouts/app/pause"),
+            None,
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs/{id}/retry",
+            format!("/api/v1/workflow-runs/{wf}/retry"),
+            None,
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs/{id}/rollback",
+            format!("/api/v1/workflow-runs/{wf}/rollback"),
+            j(serde_json::json!({})),
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs/{id}/approve",
+            format!("/api/v1/workflow-runs/{wf}/approve"),
+            None,
+            APPROVER,
+        ),
+        op(
+            "post",
+            "/api/v1/workflow-runs/{id}/cancel",
+            format!("/api/v1/workflow-runs/{wf}/cancel"),
+            None,
+            OPERATOR,
+        ),
+        op(
+            "post",
+            "/api/v1/runs/{id}/approve",
+            format!("/api/v1/runs/{run}/approve"),
+            j(serde_json::json!({})),
+            APPROVER,
+        ),
+        op(
+            "post",
+            "/api/v1/runs/{id}/cancel",
+            format!("/api/v1/runs/{run}/cancel"),
+            j(serde_json::json!({})),
+            OPERATOR,
+        ),
+        op(
+            "delete",
+            "/api/v1/schedules/{name}",
+            s("/api/v1/schedules/sch"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "delete",
+            "/api/v1/policies/{name}",
+            s("/api/v1/policies/p"),
+            None,
+            ADMIN,
+        ),
+        op(
+            "delete",
+            "/api/v1/webhooks/{name}",
+            s("/api/v1/webhooks/hook"),
+            None,
+            ADMIN,
+        ),
+    ]
+}
+
+/// As admin: a state version (by a run that ended) and a run waiting for approval on `ws`, a
+/// workflow run waiting for approval as a whole, a webhook, a policy and a schedule to act on.
+async fn objects(c: &Cluster, admin: &str, ws: &str) -> (String, String, String) {
+    let post = |path: &str, body: serde_json::Value| {
+        let a = c.api(
+            "POST",
+            path,
+            Some(admin),
+            Some(("application/json", body.to_string().as_bytes())),
+            &[],
+        );
+        assert!(
+            a.status < 300,
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        a.json()
+    };
+    let up = c.api(
+        "POST",
+        "/api/v1/bundles",
+        Some(admin),
+        Some(("application/gzip", &bundle())),
+        &[],
+    );
+    let digest = up.json()["digest"].as_str().unwrap().to_string();
+    let submit = |auto: bool| {
+        post(
+            "/api/v1/runs",
+            serde_json::json!({"workspace": ws, "bundle_digest": digest, "variables": {"who": format!("roles-{auto}")}, "auto_approve": auto}),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let applied = submit(true);
+    c.wait_state(&applied, &["applied"], T).await;
+    let run = submit(false);
+    c.wait_state(&run, &["awaiting_approval"], T).await;
+    let wf = post(
+        "/api/v1/workflow-runs",
+        serde_json::json!({"definition": "workflow {\n  approval = \"once\"\n}\nstack \"app\" {\n  source = \"./app\"\n  workspace = \"roles/wf\"\n  inputs = { who = \"wf\" }\n}\n", "bundles": {"./app": digest}}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    post(
+        "/api/v1/webhooks",
+        serde_json::json!({"name": "hook", "url": "http://127.0.0.1:9/h", "workspaces": ["**"], "allow_private": true}),
+    );
+    post(
+        "/api/v1/policies",
+        serde_json::json!({"name": "p", "workspaces": "nothing/**", "source": "package tofuflow\n"}),
+    );
+    post(
+        "/api/v1/schedules",
+        serde_json::json!({"name": "sch", "cron": "0 3 * * *", "workspace": ws}),
+    );
+    (run, applied, wf)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_is_refused_to_each_role_that_may_not_do_it() {
+    // A state key: webhooks' secrets are stored sealed.
+    let mut c = Cluster::builder(Db::Sqlite)
+        .coordinator_args(&[
+            "--state-key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ])
+        .start()
+        .await;
+    c.agent(AgentOpts::default()).await;
+    let admin = c.token.clone().unwrap();
+    let ws = "roles/app";
+    let (run, ended, wf) = objects(&c, &admin, ws).await;
+    let mut tokens = Vec::new();
+    for role in ALL {
+        tokens.push((*role, c.user_token(&format!("u-{role}"), role).await));
+    }
+    let ops = operations(&run, &ended, &wf, ws);
+    // The table covers the served document: a new route without a row fails here.
+    let doc = c.api("GET", "/api/v1/openapi.json", None, None, &[]).json();
+    let mut documented: Vec<String> = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for m in methods.as_object().unwrap().keys() {
+            documented.push(format!("{m} {path}"));
+        }
+    }
+    let mut tabled: Vec<String> = ops
+        .iter()
+        .map(|o| format!("{} {}", o.method, o.doc_path))
+        .collect();
+    documented.sort();
+    tabled.sort();
+    assert_eq!(tabled, documented, "every documented operation has a row");
+    let mut refused = 0;
+    for o in &ops {
+        let body = o.body.as_ref().map(|b| b.to_string().into_bytes());
+        let call = |token: &str| {
+            c.api(
+                &o.method.to_uppercase(),
+                &o.path,
+                Some(token),
+                body.as_deref().map(|b| ("application/json", b)),
+                &[],
+            )
+        };
+        // Denials first, so an allowed call cannot change what they meet.
+        for (role, token) in tokens.iter().filter(|(r, _)| !o.allowed.contains(r)) {
+            let a = call(token);
+            assert_eq!(
+                a.status,
+                403,
+                "{role}: {} {}: {}",
+                o.method,
+                o.path,
+                String::from_utf8_lossy(&a.body)
+            );
+            assert_eq!(
+                a.header("content-type").as_deref(),
+                Some("application/problem+json")
+            );
+            refused += 1;
+        }
+        for (role, token) in tokens.iter().filter(|(r, _)| o.allowed.contains(r)) {
+            let a = call(token);
+            assert!(
+                a.status != 401 && a.status != 403,
+                "{role} may {} {}: {} {}",
+                o.method,
+                o.path,
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+    }
+    assert!(refused >= 60, "{refused} denials checked");
 }

@@ -329,7 +329,11 @@ pub(super) async fn rollback(
 ) -> Reply<v1::WorkflowRun> {
     let c = caller(shared, &req).await?;
     let r = req.into_inner();
-    let from = shared.store.workflow_run(&r.workflow_run_id).await?.0;
+    // The right on what is rolled back first: nothing about other runs is told to a caller
+    // who may not (the one rolled back to is authorised below, on its own workspaces).
+    let from = with_right(shared, &c, &r.workflow_run_id, Action::Submit)
+        .await?
+        .0;
     let to = if r.to.is_empty() {
         shared.store.rollback_target(&r.workflow_run_id).await?
     } else {
