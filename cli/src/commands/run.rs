@@ -457,6 +457,7 @@ impl Logs {
             .run_logs(v1::RunLogsRequest {
                 run_id: self.run_id,
                 follow: self.follow,
+                offset: 0,
             })
             .await
             .map_err(|s| ctx.explain(s))?

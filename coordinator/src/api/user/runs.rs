@@ -384,7 +384,7 @@ pub(super) async fn logs(shared: &Shared, req: Request<v1::RunLogsRequest>) -> R
     let mut changes = store.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
-        let mut offset = 0i64;
+        let mut offset = i64::try_from(r.offset).unwrap_or(i64::MAX);
         loop {
             let ended = store
                 .get_run(&run.id)

@@ -55,18 +55,17 @@ pub async fn page(
     let msg = v1::RunLogsRequest {
         run_id: id,
         follow: false,
+        offset: start,
     };
     let mut stream = call!(app, headers, run_logs, msg);
-    let (mut lines, mut index, mut more) = (Vec::new(), 0u64, false);
+    let (mut lines, mut index, mut more) = (Vec::new(), start, false);
     while let Some(l) = stream.next().await {
         let l = l?;
-        if index >= start {
-            if lines.len() == limit {
-                more = true;
-                break;
-            }
-            lines.push(LogLineJson::new(index, l));
+        if lines.len() == limit {
+            more = true;
+            break;
         }
+        lines.push(LogLineJson::new(index, l));
         index += 1;
     }
     Ok(Json(LogPage {
@@ -106,20 +105,17 @@ pub async fn stream(
         }
     );
     if ended(&run) && start > 0 {
-        let mut page = call!(
+        let mut after = call!(
             app,
             headers,
             run_logs,
             v1::RunLogsRequest {
                 run_id: id.clone(),
-                follow: false
+                follow: false,
+                offset: start,
             }
         );
-        let mut n = 0u64;
-        while page.next().await.is_some() {
-            n += 1;
-        }
-        if n <= start {
+        if after.next().await.is_none() {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
@@ -129,17 +125,18 @@ pub async fn stream(
         run_logs,
         v1::RunLogsRequest {
             run_id: id.clone(),
-            follow: true
+            follow: true,
+            offset: start,
         }
     );
     let api = app.api.clone().ok_or_else(super::unavailable)?;
-    let mut next = 0usize;
+    // The stream begins at the cursor: its lines are numbered from there.
+    let mut next = start as usize;
     let events = lines
         .map(move |l| {
             next += 1;
             (next - 1, l)
         })
-        .filter(move |(i, _)| *i as u64 >= start)
         .map(|(i, l)| match l {
             Ok(l) => Event::default()
                 .id(i.to_string())
