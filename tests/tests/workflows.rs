@@ -848,6 +848,7 @@ async fn a_retried_start_with_its_idempotency_key_starts_one_workflow_run_and_li
         "file_name": "svc.hcl",
         "bundles": w["bundles"],
         "tags": {"dag_id": "api"},
+        "ttl_ms": 3_600_000,
     })
     .to_string();
     let post = || {
@@ -863,4 +864,15 @@ async fn a_retried_start_with_its_idempotency_key_starts_one_workflow_run_and_li
     assert_eq!(p1.status, 200, "{}", String::from_utf8_lossy(&p1.body));
     assert_eq!(p1.json()["id"], p2.json()["id"]);
     assert_eq!(listed("dag_id=api").len(), 1);
+    // Its TTL made the workflow run's environment, as `workflow run --ttl` does.
+    let envs = c.api("GET", "/api/v1/environments", token.as_deref(), None, &[]);
+    let env = envs
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["workflow_run"] == p1.json()["id"])
+        .cloned()
+        .unwrap_or_else(|| panic!("no environment for the workflow run: {}", envs.json()));
+    assert_eq!(env["ttl_ms"], 3_600_000);
 }

@@ -710,6 +710,9 @@ pub struct StartWorkflowBody {
     pub pool: Option<String>,
     /// Tags on every run of the workflow run.
     pub tags: Option<BTreeMap<String, String>>,
+    /// A time to live for what it creates, in milliseconds from its start, as `workflow run
+    /// --ttl` (not with `destroy`).
+    pub ttl_ms: Option<i64>,
 }
 
 impl StartWorkflowBody {
@@ -724,7 +727,7 @@ impl StartWorkflowBody {
             pool: self.pool.unwrap_or_default(),
             tags: self.tags.unwrap_or_default().into_iter().collect(),
             actor: String::new(),
-            ttl_ms: 0,
+            ttl_ms: self.ttl_ms.unwrap_or(0),
             idempotency_key,
         }
     }
