@@ -299,6 +299,12 @@ impl TaskCgroup {
 
     /// Kills whatever is left in the cgroup and removes it.
     pub fn destroy(&self) {
+        // First no new process anywhere in it (a pids limit of 0; on v2 `cgroup.kill` also
+        // kills them all at once), so a fork bomb cannot refill what the loop below kills.
+        for d in self.dirs() {
+            let _ = std::fs::write(d.join("pids.max"), "0");
+            let _ = std::fs::write(d.join("cgroup.kill"), "1");
+        }
         for d in self.dirs() {
             empty_and_remove(d);
         }
