@@ -17,17 +17,19 @@ use tofuflow_e2e::{example, pids_matching, wait_for, AgentOpts, Cluster, Db};
 const T: Duration = Duration::from_secs(90);
 const SECRET: &str = "agent-token-3c9f7e1d5b";
 
-/// A module whose only resource runs `probe.sh` (with a `probe NAME COMMAND` helper) in bash.
+/// A module whose only resource runs `NAME.sh` (with a `probe NAME COMMAND` helper) in bash. The
+/// script is named after the module so that its processes can be told from those of the tests
+/// running alongside.
 fn module(c: &Cluster, name: &str, script: &str) -> PathBuf {
     let dir = c.dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("main.tf"),
-        "resource \"terraform_data\" \"probe\" {\n  provisioner \"local-exec\" {\n    command = \"bash ./probe.sh\"\n  }\n}\n",
+        format!("resource \"terraform_data\" \"probe\" {{\n  provisioner \"local-exec\" {{\n    command = \"bash ./{name}.sh\"\n  }}\n}}\n"),
     )
     .unwrap();
     std::fs::write(
-        dir.join("probe.sh"),
+        dir.join(format!("{name}.sh")),
         format!(
             "probe() {{ if ( eval \"$2\" ) >/dev/null 2>&1; then echo \"PROBE $1: REACHED\"; else echo \"PROBE $1: BLOCKED\"; fi; }}\n{script}\n"
         ),
@@ -211,7 +213,8 @@ async fn fork_bomb_and_memory_hog_are_stopped_by_their_limits_and_the_agent_stay
     );
     assert!(logs(&c, &id).contains("stopped at the process limit"));
     assert_eq!(r.limit_hit, "processes");
-    assert!(pids_matching("./probe.sh").is_empty(), "no bomb survives");
+    // (Only this test's script: the other tests here run theirs at the same time.)
+    assert!(pids_matching("./bomb.sh").is_empty(), "no bomb survives");
 
     let hog = module(&c, "hog", "head -c 2000000000 /dev/zero | tail > /dev/null");
     let id = c.submit(&hog, "limits/hog", &["--auto-approve"]);
