@@ -725,3 +725,93 @@ async fn a_restarted_agent_removes_the_task_cgroups_its_killed_predecessor_left(
         "the restarted agent swept it"
     );
 }
+
+/// One sandbox per task, through the real helper: the task's commands run in the same
+/// namespaces (what one command leaves in /tmp, or running, the next one sees; both see the same
+/// PID 1), a command that ends takes its process group along, and ending the session ends
+/// everything in it, also a process that left its group with `setsid`.
+#[test]
+fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
+    use tofuflow_agent::sandbox::{run_helper, session, Sandbox, TOFU, WORKDIR};
+    let bins = tofuflow_e2e::bin_dir();
+    let root = std::env::temp_dir().join(format!("tofuflow-e2e-session-{}", std::process::id()));
+    let wd = root.join("work").join("task");
+    std::fs::create_dir_all(&wd).unwrap();
+    let cfg = <tofuflow_agent::Config as clap::Parser>::parse_from([
+        "tofuflow-agent".as_ref(),
+        "--tofu-bin".as_ref(),
+        bins.join("tofu-double").as_os_str(),
+        "--work-root".as_ref(),
+        root.as_os_str(),
+        "--sandbox".as_ref(),
+        "required".as_ref(),
+    ]);
+    let sb = Sandbox::with_helper(&cfg, bins.join("tofuflow-agent")).expect("the sandbox");
+    let mut spec = sb.spec(&wd, None, true, None, Default::default(), vec![]);
+    spec.cwd = WORKDIR.into();
+    let (held, enter) = session::start_blocking(&sb.helper, &spec).expect("a session");
+    // Ended however the test ends (a failed assertion too), or its processes would outlive it.
+    struct Ends(Option<std::process::Child>);
+    impl Drop for Ends {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                let _ = session::end_blocking(h);
+            }
+        }
+    }
+    let mut held = Ends(Some(held));
+    let run = |script: &str| {
+        let mut s = spec.clone();
+        s.enter = Some(enter);
+        s.argv = vec!["/bin/sh".into(), "-c".into(), script.into()];
+        let o = run_helper(&sb.helper, &s, &[("PATH", "/usr/bin:/bin")]).unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        (
+            o.status.code(),
+            out,
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(
+        "echo left > /tmp/left; setsid sleep 8801 >/dev/null 2>&1 </dev/null & \
+         sleep 8802 >/dev/null 2>&1 </dev/null & cat /proc/1/stat | cut -d' ' -f1-2; exit 7",
+    );
+    assert_eq!(code, Some(7), "the command's exit code comes back: {err}");
+    assert!(
+        out.starts_with("1 (tofuflow-agent)"),
+        "init is PID 1: {out}"
+    );
+    let (code, out, err) = run(&format!(
+        "cat /tmp/left; pgrep -f 'sleep 88[0]' | wc -l; test -x {TOFU} && echo tofu-there; \
+         cat /proc/1/stat | cut -d' ' -f1-2"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["left", "1", "tofu-there", "1 (tofuflow-agent)"],
+        "the second command is in the first one's sandbox, and only the setsid process of the \
+         first is left (its group went with it)"
+    );
+    assert_eq!(
+        pids_matching("sleep 8801").len(),
+        1,
+        "alive while the session is"
+    );
+    let ended = session::end_blocking(held.0.take().unwrap()).unwrap();
+    assert!(ended.success(), "{ended}");
+    assert!(
+        pids_matching("sleep 8801").is_empty(),
+        "nothing outlives the session"
+    );
+    assert!(pids_matching("sleep 8802").is_empty());
+    let gone = run("true");
+    assert_eq!(
+        gone.0,
+        Some(125),
+        "an ended session cannot be entered: {}",
+        gone.2
+    );
+    assert!(gone.2.contains("the task's sandbox"), "{}", gone.2);
+    std::fs::remove_dir_all(&root).ok();
+}

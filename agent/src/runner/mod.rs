@@ -15,6 +15,7 @@ mod outcome;
 mod plan;
 pub mod process;
 pub mod secrets;
+mod session;
 mod tofu;
 mod watchdog;
 mod workdir;
@@ -276,8 +277,25 @@ impl Runner {
             grace: self.cfg.cancel_grace,
             sandboxed: confinement.sandboxed,
             killed_by: &ctx.killed_by,
+            session: Default::default(),
         };
-        let fin = tofu.run(state.init, false).await?;
+        let steps = Steps {
+            spec,
+            lease,
+            phase,
+            plan_file: &plan_file,
+            plan_in: &inner.join("tfplan"),
+            var_args,
+            init: state.init.clone(),
+        };
+        let done = self.tofu_steps(&tofu, steps).await;
+        tofu.end().await;
+        done
+    }
+
+    /// The task's tofu commands: init, then the phase's own.
+    async fn tofu_steps(&self, tofu: &tofu::Tofu<'_>, s: Steps<'_>) -> Result<Done> {
+        let fin = tofu.run(s.init, false).await?;
         if fin.cancelled {
             return Ok(Done::cancelled(fin.code, false));
         }
@@ -288,16 +306,26 @@ impl Runner {
                 signal: None,
             });
         }
-        let plan_in = inner.join("tfplan");
-        match phase {
+        match s.phase {
             v1::Phase::Plan => {
-                self.plan_steps(&tofu, spec, lease, &plan_file, &plan_in, var_args)
+                self.plan_steps(tofu, s.spec, s.lease, s.plan_file, s.plan_in, s.var_args)
                     .await
             }
-            v1::Phase::Apply => self.apply_steps(&tofu, spec, &plan_in).await,
+            v1::Phase::Apply => self.apply_steps(tofu, s.spec, s.plan_in).await,
             v1::Phase::Unspecified => Err(TaskError::Setup("task has no phase".into())),
         }
     }
+}
+
+/// What the task's tofu commands need besides tofu.
+struct Steps<'a> {
+    spec: &'a v1::TaskSpec,
+    lease: &'a Held,
+    phase: v1::Phase,
+    plan_file: &'a Path,
+    plan_in: &'a Path,
+    var_args: Vec<String>,
+    init: Vec<String>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use crate::error::{Result, TaskError};
 use crate::report::LineSink;
+use crate::sandbox::session::Enter;
 use crate::sandbox::{Limits, Spec};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -54,8 +55,12 @@ pub enum Launch<'a> {
         seccomp: bool,
     },
     /// Through the sandbox helper (`helper __sandbox`, the spec on its standard input);
-    /// `spec.argv` gets the command.
-    Sandboxed { helper: &'a Path, spec: &'a Spec },
+    /// `spec.argv` gets the command. With `enter`, it runs in the task's sandbox session.
+    Sandboxed {
+        helper: &'a Path,
+        spec: &'a Spec,
+        enter: Option<Enter>,
+    },
 }
 
 /// Runs tofu with `args` and exactly `env`. With `capture`, stdout is returned instead of
@@ -135,9 +140,14 @@ fn command(
                 seccomp.then(crate::sandbox::seccomp::program),
             )
         }
-        Launch::Sandboxed { helper, spec } => {
+        Launch::Sandboxed {
+            helper,
+            spec,
+            enter,
+        } => {
             let mut spec = (*spec).clone();
             spec.argv.extend(args.iter().cloned());
+            spec.enter = *enter;
             spec_json =
                 Some(serde_json::to_vec(&spec).map_err(|e| TaskError::Launch(e.to_string()))?);
             let mut c = tokio::process::Command::new(helper);

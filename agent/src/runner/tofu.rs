@@ -3,6 +3,7 @@
 
 use super::egress::Egress;
 use super::process::{self, Finished, Launch};
+use super::session::Session;
 use super::{Runner, TaskCtx};
 use crate::error::{Result, TaskError};
 use crate::report::{LineSink, Reporter};
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 /// How every tofu command of a task is confined.
@@ -70,6 +72,7 @@ impl Confinement {
             Launch::Sandboxed {
                 helper: &sb.helper,
                 spec: &self.spec,
+                enter: None,
             }
         } else {
             Launch::Direct {
@@ -89,7 +92,7 @@ impl Confinement {
         rep.system(format!(
             "tofuflow: sandbox: {}{}{}",
             if sb.namespaces {
-                "mount, PID, IPC and UTS namespaces"
+                "mount, PID, IPC and UTS namespaces, one set for all the task's commands"
             } else {
                 "no namespaces"
             },
@@ -123,6 +126,8 @@ pub(super) struct Tofu<'a> {
     pub sandboxed: bool,
     /// Where the signal that ended the last command is recorded (for the task's limit hit).
     pub killed_by: &'a Mutex<Option<String>>,
+    /// The task's sandbox session, started by its first command (with namespaces).
+    pub session: OnceCell<Session>,
 }
 
 impl Tofu<'_> {
@@ -131,8 +136,9 @@ impl Tofu<'_> {
         let shown: Vec<&str> = args.iter().map(String::as_str).collect();
         self.rep
             .system(format!("$ {} {}", self.shown_as, shown.join(" ")));
+        let launch = self.launch_in_session(&args).await?;
         let fin = process::run(
-            &self.launch,
+            launch.as_ref().unwrap_or(&self.launch),
             &args,
             &self.env,
             &self.sink,
@@ -150,6 +156,38 @@ impl Tofu<'_> {
             });
         }
         Ok(fin)
+    }
+
+    /// With namespaces, how a command enters the task's session (started on first use).
+    async fn launch_in_session(&self, args: &[String]) -> Result<Option<Launch<'_>>> {
+        let Launch::Sandboxed { helper, spec, .. } = &self.launch else {
+            return Ok(None);
+        };
+        if !spec.namespaces {
+            return Ok(None);
+        }
+        let session = self
+            .session
+            .get_or_try_init(|| Session::start(helper, spec, &self.sink))
+            .await
+            .map_err(|e| {
+                self.rep.system(format!("tofuflow sandbox: {e}"));
+                TaskError::Sandbox {
+                    cmd: args.first().cloned().unwrap_or_default(),
+                }
+            })?;
+        Ok(Some(Launch::Sandboxed {
+            helper,
+            spec,
+            enter: Some(session.enter),
+        }))
+    }
+
+    /// Ends the task's sandbox session, if it has one: nothing it started outlives this.
+    pub async fn end(self) {
+        if let Some(s) = self.session.into_inner() {
+            s.end().await;
+        }
     }
 }
 

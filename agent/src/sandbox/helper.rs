@@ -34,9 +34,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// Exit code of the helper when the sandbox could not be set up.
 pub const SETUP_FAILED: i32 = 125;
 
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+pub(super) static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn forward(sig: libc::c_int) {
+pub(super) extern "C" fn forward(sig: libc::c_int) {
     let to = FORWARD_TO.load(Ordering::SeqCst);
     if to != 0 {
         // kill(2) is async-signal-safe.
@@ -44,7 +44,7 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-fn on_signals(handler: SigHandler) {
+pub(super) fn on_signals(handler: SigHandler) {
     let act = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
     for s in [
         Signal::SIGINT,
@@ -56,7 +56,7 @@ fn on_signals(handler: SigHandler) {
     }
 }
 
-fn fail(what: impl std::fmt::Display) -> ! {
+pub(super) fn fail(what: impl std::fmt::Display) -> ! {
     eprintln!("tofuflow sandbox: {what}");
     std::process::exit(SETUP_FAILED)
 }
@@ -91,6 +91,9 @@ pub fn main() -> ! {
             fail(format!("cannot join cgroup {}: {e}", procs.display()));
         }
     }
+    if let Some(e) = &spec.enter {
+        super::session::enter(&spec, e)
+    }
     if !spec.namespaces {
         // No namespaces: this process becomes tofu (it already has its own session).
         exec_task(&spec, false);
@@ -119,36 +122,50 @@ pub fn main() -> ! {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(w);
-            FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
-            on_signals(SigHandler::Handler(forward));
-            let status = loop {
-                match waitpid(child, None) {
-                    Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break s,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => fail(format!("waitpid: {e}")),
-                }
-            };
-            let mut note = String::new();
-            let _ = std::fs::File::from(r).read_to_string(&mut note);
-            match (
-                note.chars().next(),
-                note[note.len().min(1)..].parse::<i32>(),
-            ) {
-                (Some('E'), Ok(code)) => std::process::exit(code),
-                (Some('S'), Ok(sig)) => die_by(sig),
-                _ => match status {
-                    // init itself was killed (SIGKILL from the agent): say the same.
-                    WaitStatus::Signaled(_, sig, _) => die_by(sig as i32),
-                    WaitStatus::Exited(_, code) => std::process::exit(code),
-                    _ => std::process::exit(SETUP_FAILED),
-                },
+            if spec.session {
+                super::session::hold(child, r)
             }
+            supervise(child, r)
+        }
+    }
+}
+
+/// The helper's part: passes signals to init, waits for it and ends the way tofu ended (init
+/// writes that on `status`).
+fn supervise(child: Pid, status: OwnedFd) -> ! {
+    FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
+    on_signals(SigHandler::Handler(forward));
+    let status_of_init = wait_for(child);
+    let mut note = String::new();
+    let _ = std::fs::File::from(status).read_to_string(&mut note);
+    match (
+        note.chars().next(),
+        note[note.len().min(1)..].parse::<i32>(),
+    ) {
+        (Some('E'), Ok(code)) => std::process::exit(code),
+        (Some('S'), Ok(sig)) => die_by(sig),
+        _ => match status_of_init {
+            // init itself was killed (SIGKILL from the agent): say the same.
+            WaitStatus::Signaled(_, sig, _) => die_by(sig as i32),
+            WaitStatus::Exited(_, code) => std::process::exit(code),
+            _ => std::process::exit(SETUP_FAILED),
+        },
+    }
+}
+
+/// Waits for `child` to end (through interruptions by forwarded signals).
+pub(super) fn wait_for(child: Pid) -> WaitStatus {
+    loop {
+        match waitpid(child, None) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return s,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => fail(format!("waitpid: {e}")),
         }
     }
 }
 
 /// Ends this process the way tofu ended: by the same signal.
-fn die_by(sig: i32) -> ! {
+pub(super) fn die_by(sig: i32) -> ! {
     on_signals(SigHandler::SigDfl);
     if let Ok(s) = Signal::try_from(sig) {
         let act = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
@@ -177,6 +194,9 @@ fn init(spec: &Spec, status: OwnedFd) -> ! {
             fail(e)
         }
     };
+    if spec.session {
+        super::session::serve(spec, listeners, status)
+    }
     match unsafe { fork() } {
         Err(e) => {
             let _ = status.write_all(b"F");
@@ -187,12 +207,7 @@ fn init(spec: &Spec, status: OwnedFd) -> ! {
             let _ = nix::unistd::setpgid(child, child);
             FORWARD_TO.store(-child.as_raw(), Ordering::SeqCst);
             on_signals(SigHandler::Handler(forward));
-            if let Some(gw) = &spec.gateway {
-                for (l, tag) in listeners {
-                    let gw = gw.clone();
-                    std::thread::spawn(move || relay(l, tag, gw));
-                }
-            }
+            start_relays(spec, listeners);
             // Reap everything (orphans are re-parented to us) until tofu ends.
             loop {
                 match waitpid(Pid::from_raw(-1), None) {
@@ -211,6 +226,16 @@ fn init(spec: &Spec, status: OwnedFd) -> ! {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A thread per relay listener, carrying its connections to the gateway.
+pub(super) fn start_relays(spec: &Spec, listeners: Vec<(std::net::TcpListener, String)>) {
+    if let Some(gw) = &spec.gateway {
+        for (l, tag) in listeners {
+            let gw = gw.clone();
+            std::thread::spawn(move || relay(l, tag, gw));
         }
     }
 }
@@ -454,7 +479,7 @@ fn relay(l: std::net::TcpListener, tag: String, gateway: PathBuf) {
 
 /// Becomes tofu: own process group, default signals, the run user, rlimits, no_new_privs,
 /// the working directory, exec. Never returns.
-fn exec_task(spec: &Spec, own_group: bool) -> ! {
+pub(super) fn exec_task(spec: &Spec, own_group: bool) -> ! {
     let step = |what: &str, r: nix::Result<()>| {
         if let Err(e) = r {
             eprintln!("tofuflow sandbox: {what}: {e}");
@@ -486,6 +511,15 @@ fn exec_task(spec: &Spec, own_group: bool) -> ! {
         step("setresgid", nix::unistd::setresgid(g, g, g));
         let u = Uid::from_raw(uid);
         step("setresuid", nix::unistd::setresuid(u, u, u));
+    }
+    if spec.enter.is_some() {
+        // Its helper is outside the namespace: when the helper is killed, tofu goes too (set
+        // after the user change, which clears it). Parent 0 = the helper, outside; else it is
+        // gone already and this process was handed to init.
+        step("pdeathsig", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL));
+        if nix::unistd::getppid().as_raw() != 0 {
+            std::process::exit(SETUP_FAILED)
+        }
     }
     step("no_new_privs", nix::sys::prctl::set_no_new_privs());
     if spec.seccomp {

@@ -19,6 +19,7 @@ pub mod cgroup;
 pub mod gateway;
 pub mod helper;
 pub mod seccomp;
+pub mod session;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,13 @@ pub struct Spec {
     pub seccomp: bool,
     pub cwd: PathBuf,
     pub argv: Vec<String>,
+    /// Build the namespaces and keep them for all of a task's commands: the helper announces
+    /// `ready PID START` and runs nothing until it is told to end ([`session`]).
+    #[serde(default)]
+    pub session: bool,
+    /// Run the command in a session's namespaces instead of building new ones.
+    #[serde(default)]
+    pub enter: Option<session::Enter>,
 }
 
 /// `--sandbox`.
@@ -721,6 +729,8 @@ impl Sandbox {
             seccomp: self.seccomp,
             cwd: wd.into(),
             argv: vec![],
+            session: false,
+            enter: None,
         }
     }
 

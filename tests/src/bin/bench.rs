@@ -602,13 +602,22 @@ fn sandboxed_startup(c: &Cluster, bins: &Path, double: &Path) -> Vec<(String, f6
         Ok(sb) => {
             let wd = sb_root.join("work").join("bench");
             std::fs::create_dir_all(&wd).unwrap();
-            sandbox_variants(&sb)
+            let mut rows: Vec<(String, f64, f64)> = sandbox_variants(&sb)
                 .into_iter()
                 .map(|variant| {
                     let mut t = time_sandboxed(&sb, variant, &wd, bins);
                     (variant.0.to_string(), pct(&mut t, 0.5), pct(&mut t, 0.99))
                 })
-                .collect()
+                .collect();
+            if sb.namespaces {
+                let mut t = time_in_session(&sb, &wd, bins);
+                rows.push((
+                    "sandbox: a command entering the task's session (namespaces built once per task)".into(),
+                    pct(&mut t, 0.5),
+                    pct(&mut t, 0.99),
+                ));
+            }
+            rows
         }
     }
 }
@@ -705,6 +714,32 @@ fn time_sandboxed(
         }
         t.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
+    t
+}
+
+/// 100 runs of `tofu version -json` entering one sandbox session with the default namespaces, as
+/// a task's commands do (ms each; the session's start is the task's, not the command's).
+fn time_in_session(sb: &tofuflow_agent::sandbox::Sandbox, wd: &Path, bins: &Path) -> Vec<f64> {
+    use tofuflow_agent::sandbox::session;
+    let mut spec = sb.spec(wd, None, false, sb.run_user, Default::default(), vec![]);
+    spec.cwd = tofuflow_agent::sandbox::WORKDIR.into();
+    let helper = bins.join("tofuflow-agent");
+    let (held, enter) = session::start_blocking(&helper, &spec).unwrap();
+    spec.enter = Some(enter);
+    spec.argv = vec![
+        tofuflow_agent::sandbox::TOFU.to_string(),
+        "version".into(),
+        "-json".into(),
+    ];
+    let mut t = Vec::new();
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let o = tofuflow_agent::sandbox::run_helper(&helper, &spec, &[("PATH", "/usr/bin:/bin")])
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        t.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    session::end_blocking(held).unwrap();
     t
 }
 
