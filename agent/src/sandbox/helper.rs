@@ -1,4 +1,6 @@
-//! The sandbox helper: `tofuflow-agent __sandbox`, started by the agent for every tofu command.
+//! The sandbox helper: `tofuflow-agent __sandbox`, started by the agent for every tofu command
+//! (with namespaces: once per task as a session that builds them, and per command to join them;
+//! see [`super::session`]; the layout below is the one-shot form the start-up probe uses).
 //! It reads its spec (JSON) from standard input, which the agent closes after writing it, and
 //! then puts `/dev/null` there for tofu: nothing of the spec is on any command line (`ps`), and
 //! tofu's standard input is empty as before. It runs synchronously and single-threaded until its

@@ -8,6 +8,7 @@ mod complete;
 pub mod drift;
 pub mod events;
 mod heartbeat;
+mod idempotency;
 
 pub use claim::ClaimOutcome;
 pub use heartbeat::{HeartbeatAnswer, HeldLease};

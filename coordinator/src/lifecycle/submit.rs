@@ -1,5 +1,6 @@
 //! Submitting a run. Touches: runs, tasks, outbox, transitions, audit_log.
 
+use super::idempotency::{remember_key, Keyed};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
 use crate::runs::{Phase, RunState};
@@ -121,7 +122,7 @@ fn submitted(n: &NewRun, id: &str) -> AuditEntry {
 async fn run_extras(tx: &mut Tx, n: &NewRun, id: &str, now: i64) -> Result<()> {
     insert_tags(tx, id, &n.tags).await?;
     store_run_env(tx, id, &n.env).await?;
-    remember_key(tx, n, id, now).await
+    remember_key(tx, Keyed::Run, &n.actor, n.idempotency.as_ref(), id, now).await
 }
 
 /// A run's own environment variables, sealed with the state key (refused without one, as
@@ -169,79 +170,16 @@ async fn insert_tags(tx: &mut Tx, run_id: &str, tags: &BTreeMap<String, String>)
     Ok(())
 }
 
-/// How long a submit's idempotency key is remembered.
-pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
-
-/// Records the submit's idempotency key with its run, in the submit's transaction: a
-/// concurrent submit with the same key fails on the key's primary key and is answered from it.
-async fn remember_key(tx: &mut Tx, n: &NewRun, run_id: &str, now: i64) -> Result<()> {
-    let Some(k) = &n.idempotency else {
-        return Ok(());
-    };
-    sqlx::query("INSERT INTO idempotency_keys (actor, idem_key, request_sha256, run_id, created_ms) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&n.actor)
-        .bind(&k.key)
-        .bind(&k.request_sha256)
-        .bind(run_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 impl Store {
     /// Submits, unless a submit with the same idempotency key (by the same actor, within
-    /// [`IDEMPOTENCY_KEEP_MS`]) came first: then its run, or a refusal when that request
-    /// differed.
+    /// [`IDEMPOTENCY_KEEP_MS`](super::idempotency::IDEMPOTENCY_KEEP_MS)) came first: then its
+    /// run, or a refusal when that request differed.
     pub async fn submit_once(&self, n: NewRun, policy: &Policy) -> Result<Run> {
-        let Some(k) = n.idempotency.clone() else {
-            return self.submit(n, policy).await;
-        };
-        if let Some(run) = self.submitted_before(&n.actor, &k).await? {
-            return Ok(run);
-        }
-        let actor = n.actor.clone();
-        match self.submit(n, policy).await {
-            Err(Error::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                self.submitted_before(&actor, &k).await?.ok_or_else(|| {
-                    Error::Conflict("a submit with this idempotency key is in flight; retry".into())
-                })
-            }
-            other => other,
-        }
-    }
-
-    /// The run an earlier submit with this key started, if there was one.
-    async fn submitted_before(&self, actor: &str, k: &Idempotency) -> Result<Option<Run>> {
-        let row = sqlx::query("SELECT request_sha256, run_id FROM idempotency_keys WHERE actor = $1 AND idem_key = $2 AND created_ms > $3")
-            .bind(actor)
-            .bind(&k.key)
-            .bind(now_ms() - IDEMPOTENCY_KEEP_MS)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if s(&row, "request_sha256")? != k.request_sha256 {
-            return Err(Error::Unprocessable(format!(
-                "idempotency key {:?} was used for a different request: use a new key for a new run",
-                k.key
-            )));
-        }
-        Ok(Some(self.get_run(&s(&row, "run_id")?).await?))
-    }
-
-    /// Forgets idempotency keys (of submits and of workflow starts) older than
-    /// [`IDEMPOTENCY_KEEP_MS`]; returns how many.
-    pub(crate) async fn forget_idempotency_keys(&self, now: i64) -> Result<u64> {
-        let mut n = 0;
-        for table in ["idempotency_keys", "workflow_idempotency_keys"] {
-            let r = sqlx::query(&format!("DELETE FROM {table} WHERE created_ms <= $1"))
-                .bind(now - IDEMPOTENCY_KEEP_MS)
-                .execute(&self.pool)
-                .await?;
-            n += r.rows_affected();
-        }
-        Ok(n)
+        let (actor, k) = (n.actor.clone(), n.idempotency.clone());
+        let make = self.submit(n, policy);
+        self.once(Keyed::Run, &actor, k.as_ref(), make, |id| async move {
+            self.get_run(&id).await
+        })
+        .await
     }
 }

@@ -2,7 +2,7 @@
 //! failed. Touches: workflow_runs, workflow_targets, runs (through `insert_run` and `cancel`),
 //! audit_log. The engine that moves it on between these is `workflow.rs`.
 
-use super::submit::IDEMPOTENCY_KEEP_MS;
+use super::idempotency::{remember_key, Keyed};
 use super::workflow::{advance, NewWorkflow};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
@@ -20,69 +20,24 @@ impl Store {
         workflow_c(&mut *self.pool.acquire().await?, &id).await
     }
 
-    /// Starts, unless a start with the same idempotency key (by the same actor, within
-    /// [`IDEMPOTENCY_KEEP_MS`]) came first: then its workflow run, or a refusal when that
-    /// request differed. Two at once: one writes the key, the other is answered from it.
+    /// Starts, unless a start with the same idempotency key (by the same actor, within a day)
+    /// came first: then its workflow run, or a refusal when that request differed.
     pub async fn start_workflow_once(
         &self,
         n: NewWorkflow,
         policy: &Policy,
     ) -> Result<WorkflowRun> {
-        let Some(k) = n.idempotency.clone() else {
-            return self.start_workflow(n, policy).await;
-        };
-        if let Some(w) = self.started_before(&n.actor, &k).await? {
-            return Ok(w);
-        }
-        let actor = n.actor.clone();
-        match self.start_workflow(n, policy).await {
-            Err(Error::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                self.started_before(&actor, &k).await?.ok_or_else(|| {
-                    Error::Conflict("a start with this idempotency key is in flight; retry".into())
-                })
-            }
-            other => other,
-        }
+        let (actor, k) = (n.actor.clone(), n.idempotency.clone());
+        let make = self.start_workflow(n, policy);
+        self.once(
+            Keyed::WorkflowRun,
+            &actor,
+            k.as_ref(),
+            make,
+            |id| async move { workflow_c(&mut *self.pool.acquire().await?, &id).await },
+        )
+        .await
     }
-
-    /// The workflow run an earlier start with this key began, if there was one.
-    async fn started_before(&self, actor: &str, k: &Idempotency) -> Result<Option<WorkflowRun>> {
-        let row = sqlx::query("SELECT request_sha256, workflow_run_id FROM workflow_idempotency_keys WHERE actor = $1 AND idem_key = $2 AND created_ms > $3")
-            .bind(actor)
-            .bind(&k.key)
-            .bind(now_ms() - IDEMPOTENCY_KEEP_MS)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if s(&row, "request_sha256")? != k.request_sha256 {
-            return Err(Error::Unprocessable(format!(
-                "idempotency key {:?} was used for a different workflow start: use a new key for a new workflow run",
-                k.key
-            )));
-        }
-        let id = s(&row, "workflow_run_id")?;
-        Ok(Some(
-            workflow_c(&mut *self.pool.acquire().await?, &id).await?,
-        ))
-    }
-}
-
-/// Records the start's idempotency key with its workflow run, in the start's transaction.
-async fn remember_key(tx: &mut Tx, n: &NewWorkflow, id: &str, now: i64) -> Result<()> {
-    let Some(k) = &n.idempotency else {
-        return Ok(());
-    };
-    sqlx::query("INSERT INTO workflow_idempotency_keys (actor, idem_key, request_sha256, workflow_run_id, created_ms) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&n.actor)
-        .bind(&k.key)
-        .bind(&k.request_sha256)
-        .bind(id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Writes a workflow run (and its TTL's environment, if it has one) and its targets, and
@@ -95,7 +50,8 @@ pub(crate) async fn insert_workflow_run(
 ) -> Result<String> {
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
-    remember_key(tx, &n, &id, now).await?;
+    let k = n.idempotency.as_ref();
+    remember_key(tx, Keyed::WorkflowRun, &n.actor, k, &id, now).await?;
     let w = WorkflowRun {
         id,
         file_name: n.file_name,

@@ -151,6 +151,19 @@ def idempotency_key(*parts: object) -> str:
     return f"airflow-{digest[:48]}"
 
 
+def task_key(ti: Any, *parts: object) -> str:
+    """The idempotency key of one try of a task instance, and ``parts``: the same try's retried
+    request answers what the first one made; a new try makes anew."""
+    return idempotency_key(
+        ti.dag_id,
+        ti.task_id,
+        ti.run_id,
+        getattr(ti, "map_index", -1),
+        ti.try_number,
+        *parts,
+    )
+
+
 def _extras(raw: dict) -> dict:
     """The connection's extras, also when a form stored them as ``extra__tofuflow__NAME``."""
     out = {k.removeprefix("extra__tofuflow__"): v for k, v in raw.items()}

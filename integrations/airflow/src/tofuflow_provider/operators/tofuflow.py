@@ -25,9 +25,9 @@ from tofuflow_provider.hooks.tofuflow import (
     FAILED_STATES,
     TofuflowError,
     TofuflowHook,
-    idempotency_key,
     is_terminal,
     public_outputs,
+    task_key,
 )
 from tofuflow_provider.links.tofuflow import TofuflowRunLink
 from tofuflow_provider.triggers.tofuflow import TofuflowRunTrigger
@@ -313,15 +313,7 @@ class TofuflowSubmitOperator(TofuflowBaseOperator):
         tags = {k: tag_value(v) for k, v in self.tags.items()}
         tags.update(airflow_tags(context))
         ti = context["ti"]
-        key = idempotency_key(
-            ti.dag_id,
-            ti.task_id,
-            ti.run_id,
-            getattr(ti, "map_index", -1),
-            ti.try_number,
-            self.workspace,
-            self.kind,
-        )
+        key = task_key(ti, self.workspace, self.kind)
         return hook.submit_run(
             workspace=self.workspace,
             bundle_digest=digest,

@@ -23,7 +23,7 @@ from tofuflow_provider.hooks.tofuflow import (
     WORKFLOW_FAILED_STATES,
     WORKFLOW_TERMINAL_STATES,
     TofuflowError,
-    idempotency_key,
+    task_key,
 )
 from tofuflow_provider.operators.tofuflow import TofuflowBaseOperator, airflow_tags, tag_value
 from tofuflow_provider.triggers.tofuflow import TofuflowWorkflowTrigger
@@ -144,16 +144,7 @@ class TofuflowWorkflowOperator(TofuflowBaseOperator):
         tags = {k: tag_value(v) for k, v in self.tags.items()}
         tags.update(airflow_tags(context))
         self.log.info("uploaded %d sources of %s: %s", len(bundles), name, bundles)
-        ti = context["ti"]
-        key = idempotency_key(
-            ti.dag_id,
-            ti.task_id,
-            ti.run_id,
-            getattr(ti, "map_index", -1),
-            ti.try_number,
-            "workflow",
-            name,
-        )
+        key = task_key(context["ti"], "workflow", name)
         return hook.start_workflow(
             definition=text,
             bundles=bundles,
