@@ -88,6 +88,10 @@ pub fn prepare(cfg: &Config) -> Result<sandbox::Sandbox, String> {
             eprintln!("tofuflow-agent: removed {n} task cgroup(s) an earlier run of this agent left behind");
         }
     }
+    let n = runner::sweep_workdirs(&cfg.work_root, cfg.keep_workdirs);
+    if n > 0 {
+        eprintln!("tofuflow-agent: cleaned up {n} task working director(ies) an earlier run of this agent left behind (secrets unmounted)");
+    }
     Ok(sb)
 }
 

@@ -674,7 +674,7 @@ fn task_cgroups(prefix: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_restarted_agent_removes_the_task_cgroups_its_killed_predecessor_left() {
+async fn a_restarted_agent_removes_the_cgroups_secrets_and_workdirs_its_killed_predecessor_left() {
     let mut c = Cluster::start(Db::Sqlite).await;
     c.agent(AgentOpts {
         args: vec!["--sandbox", "required", "--limit-nproc", "200"],
@@ -714,6 +714,12 @@ async fn a_restarted_agent_removes_the_task_cgroups_its_killed_predecessor_left(
         1,
         "a SIGKILLed agent cannot remove its task's cgroup"
     );
+    let wd = root.join("work").join(&id);
+    let secrets = wd.join("secrets");
+    assert!(
+        is_mountpoint(&secrets),
+        "a SIGKILLed agent cannot unmount its task's secrets tmpfs"
+    );
     c.agent(AgentOpts {
         args: vec!["--sandbox", "required", "--limit-nproc", "200"],
         work_root: Some(root),
@@ -724,6 +730,16 @@ async fn a_restarted_agent_removes_the_task_cgroups_its_killed_predecessor_left(
         task_cgroups(&prefix).is_empty(),
         "the restarted agent swept it"
     );
+    assert!(!is_mountpoint(&secrets), "and unmounted the secrets");
+    assert!(!wd.exists(), "and removed the working directory");
+}
+
+/// Whether `p` is a mount point (`/proc/self/mountinfo`, field 5).
+fn is_mountpoint(p: &std::path::Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = p.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
 }
 
 /// One sandbox per task, through the real helper: the task's commands run in the same

@@ -23,6 +23,7 @@ mod workdir;
 pub use backend::{backend_inside, declared_backend};
 pub use limits::Effective;
 pub use plan::summarize;
+pub use workdir::sweep as sweep_workdirs;
 
 use crate::config::Config;
 use crate::error::{Result, TaskError};

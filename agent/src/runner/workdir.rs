@@ -19,6 +19,29 @@ pub(super) fn inner(sb: &Sandbox, wd: &Path) -> PathBuf {
     }
 }
 
+/// Removes what tasks of an earlier run of this agent left under `work_root/work` (an agent
+/// that was killed never cleaned up): each task's secrets tmpfs is unmounted, and its working
+/// directory removed unless `keep` (`--keep-workdirs`). Returns how many it found.
+pub fn sweep(work_root: &Path, keep: bool) -> usize {
+    let mut n = 0;
+    let entries = std::fs::read_dir(work_root.join("work"))
+        .into_iter()
+        .flatten();
+    for wd in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let secrets = wd.join(super::secrets::DIR);
+        if secrets.exists() || !keep {
+            n += 1;
+        }
+        super::secrets::remove(&secrets);
+        if !keep {
+            if let Err(e) = std::fs::remove_dir_all(&wd) {
+                tracing::warn!(dir = %wd.display(), error = %e, "cannot remove a left-over working directory");
+            }
+        }
+    }
+    n
+}
+
 /// Makes `wd` anew (0700, with `module/`, `home/` and `tmp/`); returns the module directory.
 pub(super) fn fresh(wd: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
