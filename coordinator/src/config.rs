@@ -135,6 +135,12 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_APPROVAL_TIMEOUT", value_parser = dur, default_value = "72h")]
     pub approval_timeout: Duration,
 
+    /// How long a finished run's log is kept after the run's last change; older logs are deleted
+    /// by the reaper (each recorded as a `logs_pruned` audit entry; `run logs` then says so).
+    /// 0 keeps logs forever.
+    #[arg(long, env = "TOFUFLOW_LOG_RETENTION", value_parser = dur, default_value = "0s")]
+    pub log_retention: Duration,
+
     /// How long one plan policy may evaluate one plan; a policy past it is stopped and the run
     /// fails ("policy NAME exceeded its time limit").
     #[arg(long, env = "TOFUFLOW_POLICY_TIMEOUT", value_parser = dur, default_value = "2s")]
@@ -353,6 +359,7 @@ impl Config {
             queue_timeout_ms: self.queue_timeout.as_millis() as i64,
             approval_timeout_ms: self.approval_timeout.as_millis() as i64,
             plan_policy_timeout_ms: self.policy_timeout.as_millis() as i64,
+            log_retention_ms: self.log_retention.as_millis() as i64,
         }
     }
 }

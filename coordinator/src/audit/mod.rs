@@ -109,11 +109,13 @@ pub enum AuditKind {
     /// A run's plan was evaluated by the policies attached to its workspace (each verdict
     /// with its reasons).
     PolicyEvaluated,
+    /// A finished run's log was deleted under `--log-retention` (how many lines, the retention).
+    LogsPruned,
 }
 
 impl AuditKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [AuditKind; 46] = [
+    pub const ALL: [AuditKind; 47] = [
         AuditKind::Login,
         AuditKind::TokenCreated,
         AuditKind::TokenUsed,
@@ -160,6 +162,7 @@ impl AuditKind {
         AuditKind::WorkspaceTtlSet,
         AuditKind::PolicyChanged,
         AuditKind::PolicyEvaluated,
+        AuditKind::LogsPruned,
     ];
 
     /// The name stored and shown (`run_submitted`).
@@ -211,6 +214,7 @@ impl AuditKind {
             AuditKind::WorkspaceTtlSet => "workspace_ttl_set",
             AuditKind::PolicyChanged => "policy_changed",
             AuditKind::PolicyEvaluated => "policy_evaluated",
+            AuditKind::LogsPruned => "logs_pruned",
         }
     }
 

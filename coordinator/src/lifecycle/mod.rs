@@ -17,6 +17,7 @@ pub mod policy;
 pub use identity::{IssuedIdentity, RenewedToken};
 mod reap;
 mod report;
+pub mod retention;
 pub mod rollout;
 pub mod schedule;
 mod submit;

@@ -18,6 +18,7 @@ impl Store {
         done.extend(self.resign_expired(now).await?);
         done.extend(self.resume_due_rollouts(policy, now).await?);
         self.forget_idempotency_keys(now).await?;
+        done.extend(self.prune_logs(policy, now).await?);
         if let Some(key_id) = self.rotate_signing_keys().await? {
             done.push(format!("signing key {key_id} is now the active one"));
         }

@@ -11,6 +11,22 @@ pub struct LogRow {
     pub line: String,
 }
 
+/// What a run whose log was deleted under `--log-retention` shows instead (a system line).
+fn pruned_note(at_ms: i64) -> LogRow {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms.max(0) as u64);
+    LogRow {
+        phase_order: 0,
+        attempt: 0,
+        seq: 0,
+        unix_ms: at_ms,
+        stream: tofuflow_proto::v1::LogStream::System as i64,
+        line: format!(
+            "tofuflow: this run's log was deleted at {} under the coordinator's --log-retention (the audit trail has a logs_pruned entry)",
+            humantime::format_rfc3339_seconds(at)
+        ),
+    }
+}
+
 impl Store {
     pub async fn logs(&self, run_id: &str, offset: i64) -> Result<Vec<LogRow>> {
         let rows = sqlx::query("SELECT phase_order, attempt, seq, unix_ms, stream, line FROM events WHERE run_id = $1 ORDER BY phase_order, attempt, seq LIMIT 5000 OFFSET $2")
@@ -18,6 +34,11 @@ impl Store {
             .bind(offset)
             .fetch_all(&self.pool)
             .await?;
+        if rows.is_empty() && offset == 0 {
+            if let Some(at) = self.logs_pruned_at(run_id).await? {
+                return Ok(vec![pruned_note(at)]);
+            }
+        }
         let aad = run_aad(run_id);
         rows.iter()
             .map(|r| {

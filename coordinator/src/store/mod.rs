@@ -105,6 +105,8 @@ pub struct Policy {
     pub approval_timeout_ms: i64,
     /// How long one plan policy's evaluation may take (`--policy-timeout`).
     pub plan_policy_timeout_ms: i64,
+    /// How long a finished run's log is kept (`--log-retention`; 0: forever).
+    pub log_retention_ms: i64,
 }
 
 #[derive(Clone)]

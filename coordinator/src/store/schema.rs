@@ -604,6 +604,13 @@ CREATE TABLE workflow_idempotency_keys (
 CREATE INDEX workflow_idempotency_keys_by_age ON workflow_idempotency_keys (created_ms)
 "#,
     ),
+    (
+        21,
+        r#"
+ALTER TABLE runs ADD COLUMN logs_pruned_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_log_age ON runs (logs_pruned_ms, updated_ms)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

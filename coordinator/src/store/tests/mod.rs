@@ -13,6 +13,7 @@ mod invariants;
 mod leases;
 mod oidc;
 mod policies;
+mod retention;
 mod runs;
 mod signing;
 mod state;
@@ -48,6 +49,7 @@ fn policy() -> Policy {
         queue_timeout_ms: 3_600_000,
         approval_timeout_ms: 3_600_000,
         plan_policy_timeout_ms: 2_000,
+        log_retention_ms: 0,
     }
 }
 
