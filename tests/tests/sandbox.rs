@@ -831,3 +831,56 @@ fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
     assert!(gone.2.contains("the task's sandbox"), "{}", gone.2);
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// A task whose sandbox cannot be built (a `--sandbox-bind` source that went away after the
+/// agent's start-up check) fails with the reason in its log, and the agent carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_that_cannot_be_built_fails_its_task_with_the_reason() {
+    let mut c = Cluster::start(Db::Sqlite).await;
+    let gone = c.dir.join("bind-that-goes");
+    std::fs::create_dir_all(&gone).unwrap();
+    let bind: &'static str = gone.to_string_lossy().to_string().leak();
+    c.agent(AgentOpts {
+        args: vec!["--sandbox", "required", "--sandbox-bind", bind],
+        ..Default::default()
+    })
+    .await;
+    std::fs::remove_dir_all(&gone).unwrap();
+    let id = c.submit(&example("gpu-pool"), "sandbox/broken", &["--auto-approve"]);
+    let r = c.wait_state(&id, &["failed"], T).await;
+    assert!(
+        r.error
+            .starts_with("the sandbox could not be set up for `tofu init`"),
+        "{}",
+        r.error
+    );
+    let log = logs(&c, &id);
+    assert!(
+        log.contains(&format!("tofuflow sandbox: sandbox mount source {bind}")),
+        "the helper's reason is in the log:\n{log}"
+    );
+    // (Only this agent's: the other tests here run helpers of their own at the same time.)
+    let agent = c.agents[0].pid();
+    let helpers: Vec<i32> = pids_matching("__sandbox")
+        .into_iter()
+        .filter(|p| parent_of(*p) == Some(agent))
+        .collect();
+    assert!(
+        helpers.is_empty(),
+        "no helper of this agent is left: {helpers:?}"
+    );
+    // The agent is fine once the path is back.
+    std::fs::create_dir_all(&gone).unwrap();
+    let id = c.submit(&example("gpu-pool"), "sandbox/fixed", &["--auto-approve"]);
+    c.wait_state(&id, &["applied"], T).await;
+}
+
+/// The parent of process `pid` (field 4 of `/proc/PID/stat`).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
