@@ -27,10 +27,7 @@ impl Session {
     /// Starts the helper for `spec` as a session and waits for it to say the sandbox is built.
     /// Its standard error (a `tofuflow sandbox:` line when it fails) goes to the task's log.
     pub async fn start(helper: &Path, spec: &Spec, sink: &LineSink) -> Result<Session, String> {
-        let mut spec = spec.clone();
-        spec.session = true;
-        spec.argv.clear();
-        let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+        let json = crate::sandbox::session::request(spec).map_err(|e| e.to_string())?;
         let mut cmd = tokio::process::Command::new(helper);
         cmd.arg("__sandbox")
             .current_dir("/")

@@ -50,6 +50,15 @@ impl Enter {
     }
 }
 
+/// What the helper reads to start a session for `spec` (JSON): the spec with `session` set and
+/// nothing to run.
+pub fn request(spec: &Spec) -> serde_json::Result<Vec<u8>> {
+    let mut spec = spec.clone();
+    spec.session = true;
+    spec.argv.clear();
+    serde_json::to_vec(&spec)
+}
+
 /// The start time of process `pid` (clock ticks since boot, field 22 of `/proc/PID/stat`).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -190,10 +199,7 @@ pub fn start_blocking(
     spec: &Spec,
 ) -> std::io::Result<(std::process::Child, Enter)> {
     use std::io::BufRead;
-    let mut spec = spec.clone();
-    spec.session = true;
-    spec.argv.clear();
-    let json = serde_json::to_vec(&spec).map_err(std::io::Error::other)?;
+    let json = request(spec).map_err(std::io::Error::other)?;
     let mut child = std::process::Command::new(helper)
         .arg("__sandbox")
         .env_clear()
