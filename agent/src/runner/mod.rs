@@ -12,6 +12,7 @@ mod env;
 pub mod identity;
 mod limits;
 mod outcome;
+mod output;
 mod plan;
 pub mod process;
 pub mod secrets;

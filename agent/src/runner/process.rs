@@ -15,8 +15,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tofuflow_proto::v1::LogStream;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What a signal that ended a task's process means, in the user's words.
@@ -91,7 +89,7 @@ pub async fn run(
         use tokio::io::AsyncWriteExt;
         let _ = stdin.write_all(&json).await;
     }
-    let (out_task, err_task) = read_output(&mut child, sink, capture);
+    let (out_task, err_task) = super::output::read(&mut child, sink, capture);
     let (status, cancelled) = wait_or_stop(&mut child, pgid, sink, cancel, grace)
         .await
         .map_err(|e| TaskError::Launch(format!("waiting for tofu failed: {e}")))?;
@@ -201,38 +199,6 @@ fn confine(
             Ok(())
         });
     }
-}
-
-/// Streams stdout (or captures it, with `capture`) and stderr into the task's log.
-fn read_output(
-    child: &mut tokio::process::Child,
-    sink: &LineSink,
-    capture: bool,
-) -> (JoinHandle<String>, JoinHandle<()>) {
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let s1 = sink.clone();
-    let out_task = tokio::spawn(async move {
-        let mut captured = String::new();
-        if capture {
-            let mut r = BufReader::new(out);
-            let _ = r.read_to_string(&mut captured).await;
-        } else {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                s1.line(LogStream::Stdout, l);
-            }
-        }
-        captured
-    });
-    let s2 = sink.clone();
-    let err_task = tokio::spawn(async move {
-        let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            s2.line(LogStream::Stderr, l);
-        }
-    });
-    (out_task, err_task)
 }
 
 /// Waits for tofu; on cancel: SIGINT to its group, the grace period, then SIGKILL. Returns its

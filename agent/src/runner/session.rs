@@ -54,10 +54,7 @@ impl Session {
         if let Some(err) = child.stderr.take() {
             let sink = sink.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(err).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    sink.line(LogStream::Stderr, l);
-                }
+                super::output::stream(err, &sink, LogStream::Stderr).await;
             });
         }
         let out = child.stdout.take().expect("piped");
