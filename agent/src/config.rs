@@ -155,6 +155,11 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,
 
+    /// Serve the agent's metrics at http://ADDR/metrics (OpenMetrics text; e.g. 0.0.0.0:7702).
+    /// Unauthenticated, like the coordinator's: bind it where only the scraper reaches it.
+    #[arg(long, env = "TOFUFLOW_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Write {"agent_id": ID} here once registered and consuming (for scripts and tests).
     #[arg(long, env = "TOFUFLOW_READY_FILE")]
     pub ready_file: Option<PathBuf>,

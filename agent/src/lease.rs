@@ -141,13 +141,22 @@ pub async fn heartbeat_loop(
             free_slots: free.available_permits() as u32,
             envelope_rejections: Some(trust.counts()),
         };
+        let sent = Instant::now();
+        let m = crate::metrics::metrics();
         match tokio::time::timeout(every.max(Duration::from_secs(2)), client.heartbeat(req)).await {
             Ok(Ok(r)) => {
                 last_ok = Instant::now();
+                m.heartbeat("ok", Some(sent.elapsed()));
                 obey(r.into_inner(), &leases, &revocation);
             }
-            Ok(Err(e)) => tracing::warn!(error = %e.message(), "heartbeat failed"),
-            Err(_) => tracing::warn!("heartbeat timed out"),
+            Ok(Err(e)) => {
+                m.heartbeat("failed", None);
+                tracing::warn!(error = %e.message(), "heartbeat failed")
+            }
+            Err(_) => {
+                m.heartbeat("timed_out", None);
+                tracing::warn!("heartbeat timed out")
+            }
         }
         if !held.is_empty() && last_ok.elapsed() > ttl {
             tracing::error!(

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod labels;
 pub mod lease;
 pub mod mask;
+pub mod metrics;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
@@ -157,6 +158,9 @@ pub async fn run(
         return Ok(());
     };
     let agent_id = reg.agent_id.clone();
+    if let Some(addr) = cfg.metrics_listen {
+        metrics::serve(addr, shutdown.clone()).await?;
+    }
 
     let leases = lease::Leases::default();
     let draining = Arc::new(AtomicBool::new(false));

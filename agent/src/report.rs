@@ -144,11 +144,14 @@ impl Stream {
                     self.pending.drain(..n);
                     let freed: u64 = self.charges.drain(..n).map(u64::from).sum();
                     self.budget.add_permits(freed as usize);
+                    crate::metrics::metrics().unsent(-(freed as i64));
                     backoff = Duration::from_millis(100);
                 }
                 Sent::Refused => {
                     // Nobody will free the budget again: let the output readers go on.
                     self.budget.close();
+                    let dropped: u64 = self.charges.iter().map(|c| u64::from(*c)).sum();
+                    crate::metrics::metrics().unsent(-(dropped as i64));
                     return false;
                 }
                 Sent::Failed => {
@@ -316,6 +319,7 @@ impl LineSink {
         let charge = match self.budget.acquire_many(want).await {
             Ok(permit) => {
                 permit.forget();
+                crate::metrics::metrics().unsent(want.into());
                 want
             }
             // The reporter has stopped: nothing waits for room any more.

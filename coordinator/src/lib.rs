@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod leases;
 pub mod lifecycle;
+pub mod metrics;
 pub mod oidc;
 pub mod queue;
 pub mod runs;

@@ -37,7 +37,7 @@ mod wait;
 
 pub use agent::{Agent, AgentOpts};
 pub use api::Answer;
-pub use bins::{bin_dir, example, pids_matching, repo_root};
+pub use bins::{bin_dir, example, free_port, pids_matching, repo_root};
 pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
 pub use coordinators::Coordinator;

@@ -1,10 +1,10 @@
 //! A task that prints as fast as it can: its output reaches the log complete and in order, the
 //! agent's heartbeats go on (a 3 s lease survives), and neither the agent's nor the
 //! coordinator's memory grows with the output (batches are bounded; the agent stops reading
-//! tofu's output while too much of it is unsent).
+//! tofu's output while too much of it is unsent). The agent's `/metrics` shows the same.
 
 use std::time::Duration;
-use tofuflow_e2e::{AgentOpts, Cluster, Db};
+use tofuflow_e2e::{free_port, http_get, wait_for, AgentOpts, Cluster, Db};
 
 const LINES: usize = 350_000;
 
@@ -49,7 +49,13 @@ fn numbered_lines(logs: &str) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_printing_50_mb_keeps_its_lease_and_every_line_arrives_in_order_in_bounded_memory() {
     let mut c = Cluster::start(Db::Sqlite).await;
-    let a = c.agent(AgentOpts::default()).await;
+    let port = free_port();
+    let a = c
+        .agent(AgentOpts {
+            owned_args: vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")],
+            ..Default::default()
+        })
+        .await;
     let (agent_pid, coord_pid) = (c.agents[a].pid() as u32, c.coordinator_pid().unwrap());
     let (agent_before, _) = memory_kib(agent_pid);
     let (coord_before, _) = memory_kib(coord_pid);
@@ -99,4 +105,49 @@ async fn a_task_printing_50_mb_keeps_its_lease_and_every_line_arrives_in_order_i
         seen.iter().enumerate().all(|(i, n)| *n == i + 1),
         "the lines are in the order printed"
     );
+
+    // The agent's own metrics agree: the task counted once it is reported, every line's bytes
+    // given back, heartbeats answered throughout.
+    let sample = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let m = wait_for(
+        "the agent to count the apply",
+        Duration::from_secs(10),
+        || {
+            let m = http_get(&url).map(|r| r.1).unwrap_or_default();
+            let done = sample(
+                &m,
+                "tofuflow_agent_tasks_total{phase=\"apply\",outcome=\"succeeded\"}",
+            );
+            async move { (done == Some(1.0)).then_some(m) }
+        },
+    )
+    .await;
+    assert_eq!(
+        sample(&m, "tofuflow_agent_log_unsent_bytes"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, "tofuflow_agent_running_tasks"), Some(0.0), "{m}");
+    assert_eq!(
+        sample(&m, "tofuflow_agent_step_seconds_count{step=\"tofu_apply\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "tofuflow_agent_heartbeats_total{result=\"ok\"}").is_some_and(|n| n > 5.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tofuflow_agent_heartbeats_total{result=\"failed\"}"),
+        None,
+        "{m}"
+    );
+    let (code, _) = http_get(&format!("http://127.0.0.1:{port}/other")).unwrap();
+    assert_eq!(code, 404);
 }

@@ -58,6 +58,35 @@ async fn run_goes_plan_approve_apply_and_show_prints_outputs() {
         Some(1.0),
         "the ended run is counted once, from its run event"
     );
+    // The histograms an operator graphs: each claim, each task and the submit → start of the
+    // run's first claim, recorded once each.
+    let count = |sample: &str| tofuflow_e2e::metric(&c, sample);
+    for (sample, n) in [
+        (
+            "tofuflow_submit_to_start_seconds_count{origin=\"user\"}",
+            1.0,
+        ),
+        ("tofuflow_queue_wait_seconds_count{phase=\"plan\"}", 1.0),
+        ("tofuflow_queue_wait_seconds_count{phase=\"apply\"}", 1.0),
+        ("tofuflow_claim_seconds_count", 2.0),
+        (
+            "tofuflow_task_seconds_count{phase=\"plan\",outcome=\"succeeded\"}",
+            1.0,
+        ),
+        (
+            "tofuflow_task_seconds_count{phase=\"apply\",outcome=\"succeeded\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(count(sample), Some(n), "{sample}");
+    }
+    let plan_took = count("tofuflow_task_seconds_sum{phase=\"plan\",outcome=\"succeeded\"}");
+    assert!(plan_took.is_some_and(|s| s > 0.0), "{plan_took:?}");
+    assert_eq!(
+        count("tofuflow_submit_to_start_seconds_bucket{le=\"+Inf\",origin=\"user\"}"),
+        Some(1.0),
+        "buckets are cumulative up to +Inf"
+    );
     assert!(
         shown.contains("pool_name = \"gpu-a100-us-east-1\""),
         "{shown}"

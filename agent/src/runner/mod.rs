@@ -107,6 +107,8 @@ impl Runner {
     /// Runs a task to its end and reports the result. Never panics on task errors: every path
     /// ends in a Complete (or the coordinator has already fenced this attempt).
     pub async fn run(&self, spec: v1::TaskSpec, held: &Held, slot: u32, pool: &str) {
+        let started = std::time::Instant::now();
+        crate::metrics::metrics().task_started();
         let reporter = self.start_reporting(&spec, held);
         let phase = v1::Phase::try_from(spec.phase).unwrap_or(v1::Phase::Unspecified);
         let wd = self.cfg.work_root.join("work").join(&spec.run_id);
@@ -159,7 +161,13 @@ impl Runner {
         if !reporter.finish(Duration::from_secs(60)).await {
             tracing::warn!("not all log lines reached the coordinator");
         }
+        let outcome = match v1::Outcome::try_from(req.outcome) {
+            Ok(v1::Outcome::Succeeded) => "succeeded",
+            Ok(v1::Outcome::Cancelled) => "cancelled",
+            _ => "failed",
+        };
         self.complete(req).await;
+        crate::metrics::metrics().task_ended(&phase.to_string(), outcome, started.elapsed());
         crate::mask::Registry::global().remove(&spec.task_id);
     }
 

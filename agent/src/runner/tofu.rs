@@ -137,6 +137,7 @@ impl Tofu<'_> {
         self.rep
             .system(format!("$ {} {}", self.shown_as, shown.join(" ")));
         let launch = self.launch_in_session(&args).await?;
+        let t0 = std::time::Instant::now();
         let fin = process::run(
             launch.as_ref().unwrap_or(&self.launch),
             &args,
@@ -147,6 +148,8 @@ impl Tofu<'_> {
             self.grace,
         )
         .await?;
+        let step = format!("tofu_{}", args.first().map(String::as_str).unwrap_or("?"));
+        crate::metrics::metrics().step(step, t0.elapsed());
         if let Ok(mut k) = self.killed_by.lock() {
             k.clone_from(&fin.killed_by);
         }
@@ -168,7 +171,12 @@ impl Tofu<'_> {
         }
         let session = self
             .session
-            .get_or_try_init(|| Session::start(helper, spec, &self.sink))
+            .get_or_try_init(|| async {
+                let t0 = std::time::Instant::now();
+                let s = Session::start(helper, spec, &self.sink).await?;
+                crate::metrics::metrics().step("sandbox".into(), t0.elapsed());
+                Ok::<_, String>(s)
+            })
             .await
             .map_err(|e| {
                 self.rep.system(format!("tofuflow sandbox: {e}"));

@@ -1,104 +1,162 @@
-//! `/metrics` in the Prometheus text format: runs and agents by state, the outbox, the AMQP
-//! connection, the dead-letter queue, webhook deliveries and failed authentications.
+//! `/metrics` in the OpenMetrics text format (Prometheus scrapes it): the histograms the
+//! lifecycle records (`crate::metrics`), and the figures read when scraped: runs and agents by
+//! state, the outbox, webhook deliveries, environments, the AMQP connection, the dead-letter
+//! queue, rejected envelopes and failed authentications.
 
 use super::App;
 use crate::auth::Api;
+use crate::metrics::Labels;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The current metrics; a figure that cannot be read now is left out.
 pub(super) async fn metrics(State(app): State<App>) -> Response {
+    let mut now = Registry::with_prefix("tofuflow");
+    stored_figures(&app, &mut now).await;
+    process_figures(&app, &mut now).await;
     let mut out = String::new();
-    stored_figures(&app, &mut out).await;
-    process_figures(&app, &mut out).await;
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    let encoded = encode_registry(&mut out, &crate::metrics::recorded().registry)
+        .and_then(|_| encode_registry(&mut out, &now))
+        .and_then(|_| encode_eof(&mut out));
+    match encoded {
+        Ok(()) => ([("content-type", CONTENT_TYPE)], out).into_response(),
+        Err(_) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded",
+        )
+            .into_response(),
+    }
+}
+
+/// A gauge per label value, from `(value, n)` pairs.
+fn gauges<V: ToString>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    rows: impl IntoIterator<Item = (V, i64)>,
+) {
+    let f = Family::<Labels, Gauge>::default();
+    for (v, n) in rows {
+        f.get_or_create(&vec![(label, v.to_string())]).set(n);
+    }
+    r.register(name, help, f);
+}
+
+/// A counter per label value, from totals kept elsewhere.
+fn counters<V: ToString>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    rows: impl IntoIterator<Item = (V, u64)>,
+) {
+    let f = Family::<Labels, Counter>::default();
+    for (v, n) in rows {
+        f.get_or_create(&vec![(label, v.to_string())]).inc_by(n);
+    }
+    r.register(name, help, f);
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, n: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(n);
+    r.register(name, help, g);
 }
 
 /// Figures read from the store: runs, the outbox, webhook deliveries, environments, agents.
-async fn stored_figures(app: &App, out: &mut String) {
-    out.push_str("# HELP tofuflow_runs Runs by state.\n# TYPE tofuflow_runs gauge\n");
+async fn stored_figures(app: &App, r: &mut Registry) {
     if let Ok(counts) = app.store.run_counts().await {
-        for (s, n) in counts {
-            out.push_str(&format!("tofuflow_runs{{state=\"{s}\"}} {n}\n"));
-        }
+        gauges(r, "runs", "Runs by state.", "state", counts);
     }
-    out.push_str("# HELP tofuflow_runs_ended_total Runs this coordinator saw end, by final state (from the run events).\n# TYPE tofuflow_runs_ended_total counter\n");
-    for (state, n) in app.store.ended_counts() {
-        out.push_str(&format!(
-            "tofuflow_runs_ended_total{{state=\"{state}\"}} {n}\n"
-        ));
-    }
+    let ended = app.store.ended_counts();
+    counters(
+        r,
+        "runs_ended",
+        "Runs this coordinator saw end, by final state (from the run events).",
+        "state",
+        ended,
+    );
     if let Ok((unsent, total)) = app.store.outbox_stats().await {
-        out.push_str("# HELP tofuflow_outbox_unsent Task messages not yet confirmed by RabbitMQ.\n# TYPE tofuflow_outbox_unsent gauge\n");
-        out.push_str(&format!("tofuflow_outbox_unsent {unsent}\n"));
-        out.push_str("# HELP tofuflow_outbox_messages_total Task messages ever queued for publishing.\n# TYPE tofuflow_outbox_messages_total counter\n");
-        out.push_str(&format!("tofuflow_outbox_messages_total {total}\n"));
+        gauge(
+            r,
+            "outbox_unsent",
+            "Task messages not yet confirmed by RabbitMQ.",
+            unsent,
+        );
+        let c = Counter::<u64>::default();
+        c.inc_by(total.max(0) as u64);
+        r.register(
+            "outbox_messages",
+            "Task messages ever queued for publishing.",
+            c,
+        );
     }
     if let Ok(counts) = app.store.delivery_counts().await {
-        out.push_str("# HELP tofuflow_webhook_deliveries Webhook deliveries by state (pending, delivered, failed).\n# TYPE tofuflow_webhook_deliveries gauge\n");
-        for (s, n) in counts {
-            out.push_str(&format!(
-                "tofuflow_webhook_deliveries{{state=\"{s}\"}} {n}\n"
-            ));
-        }
+        gauges(
+            r,
+            "webhook_deliveries",
+            "Webhook deliveries by state (pending, delivered, failed).",
+            "state",
+            counts,
+        );
     }
     if let Ok(counts) = app.store.environment_counts().await {
-        out.push_str("# HELP tofuflow_environments Environments with a TTL by state (active, tearing_down, destroyed, teardown_failed).\n# TYPE tofuflow_environments gauge\n");
-        for (s, n) in counts {
-            out.push_str(&format!("tofuflow_environments{{state=\"{s}\"}} {n}\n"));
-        }
+        gauges(
+            r,
+            "environments",
+            "Environments with a TTL by state (active, tearing_down, destroyed, teardown_failed).",
+            "state",
+            counts,
+        );
     }
     if let Ok(agents) = app.store.agents().await {
-        out.push_str(
-            "# HELP tofuflow_agents Registered agents by state.\n# TYPE tofuflow_agents gauge\n",
-        );
-        let mut by: HashMap<String, usize> = HashMap::new();
+        let mut by: HashMap<String, i64> = HashMap::new();
         for a in agents {
             *by.entry(a.state).or_default() += 1;
         }
-        for (s, n) in by {
-            out.push_str(&format!("tofuflow_agents{{state=\"{s}\"}} {n}\n"));
-        }
+        gauges(r, "agents", "Registered agents by state.", "state", by);
     }
 }
 
-/// Figures this process keeps: the workflow engine, the AMQP link, the dead-letter queue,
-/// rejected envelopes and failed authentications.
-async fn process_figures(app: &App, out: &mut String) {
-    out.push_str("# HELP tofuflow_workflow_step_seconds Time the workflow engine took to move a workflow run on after one of its runs ended (in that run's transaction).\n# TYPE tofuflow_workflow_step_seconds summary\n");
-    out.push_str(&format!(
-        "tofuflow_workflow_step_seconds_sum {}\ntofuflow_workflow_step_seconds_count {}\n",
-        crate::lifecycle::WORKFLOW_STEP_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
-        crate::lifecycle::WORKFLOW_STEPS.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP tofuflow_amqp_connected Whether the outbox publisher is connected.\n# TYPE tofuflow_amqp_connected gauge\n");
-    out.push_str(&format!(
-        "tofuflow_amqp_connected {}\n",
-        app.amqp_ready.load(Ordering::SeqCst) as u8
-    ));
+/// Figures this process keeps: the AMQP link, the dead-letter queue, rejected envelopes and
+/// failed authentications.
+async fn process_figures(app: &App, r: &mut Registry) {
+    let connected = app.amqp_ready.load(Ordering::SeqCst) as i64;
+    gauge(
+        r,
+        "amqp_connected",
+        "Whether the outbox publisher is connected.",
+        connected,
+    );
     // Left out while RabbitMQ cannot be asked (tofuflow_amqp_connected says so).
     let depth = tokio::time::timeout(std::time::Duration::from_secs(2), app.dead_letters.depth());
     if let Ok(Ok(n)) = depth.await {
-        out.push_str("# HELP tofuflow_dead_letters Messages in the dead-letter queue (tofuflow.dead).\n# TYPE tofuflow_dead_letters gauge\n");
-        out.push_str(&format!("tofuflow_dead_letters {n}\n"));
+        gauge(
+            r,
+            "dead_letters",
+            "Messages in the dead-letter queue (tofuflow.dead).",
+            n as i64,
+        );
     }
-    out.push_str("# HELP tofuflow_envelopes_rejected_total Task messages agents dead-lettered without running them, by reason (tampered, expired, replayed), as the agents heartbeating here counted them.\n# TYPE tofuflow_envelopes_rejected_total counter\n");
-    for (reason, n) in ["tampered", "expired", "replayed"]
-        .iter()
-        .zip(app.dead_letters.rejections())
-    {
-        out.push_str(&format!(
-            "tofuflow_envelopes_rejected_total{{reason=\"{reason}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP tofuflow_auth_failures_total Failed authentications by API (agent and user gRPC, state backend).\n# TYPE tofuflow_auth_failures_total counter\n");
-    for api in [Api::Agent, Api::User, Api::State] {
-        out.push_str(&format!(
-            "tofuflow_auth_failures_total{{api=\"{}\"}} {}\n",
-            api.as_str(),
-            app.auth_failures.count(api)
-        ));
-    }
+    let reasons = ["tampered", "expired", "replayed"];
+    counters(r, "envelopes_rejected", "Task messages agents dead-lettered without running them, by reason (tampered, expired, replayed), as the agents heartbeating here counted them.", "reason", reasons.into_iter().zip(app.dead_letters.rejections()));
+    let apis = [Api::Agent, Api::User, Api::State];
+    let failures = apis.map(|api| (api.as_str(), app.auth_failures.count(api)));
+    counters(
+        r,
+        "auth_failures",
+        "Failed authentications by API (agent and user gRPC, state backend).",
+        "api",
+        failures,
+    );
 }

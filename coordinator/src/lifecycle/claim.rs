@@ -38,6 +38,7 @@ impl Store {
         envelope_id: &str,
         policy: &Policy,
     ) -> Result<ClaimOutcome> {
+        let t0 = std::time::Instant::now();
         let now = now_ms();
         let rules = crate::auth::Rules::load(self).await?;
         let mut tx = self.begin().await?;
@@ -95,8 +96,12 @@ impl Store {
             now,
         )
         .await?;
+        let waited_ms = now - run.updated_ms;
+        let first = (task.phase == Phase::Plan && attempt == 1)
+            .then(|| (now - run.created_ms, run.tags.contains_key("workflow_run")));
         let (task, run, connections) = self.granted(&mut tx, task_id, &run.id, agent_id).await?;
         self.commit(tx).await?;
+        crate::metrics::recorded().claimed(t0.elapsed(), task.phase.as_str(), waited_ms, first);
         Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
             epoch: lease.epoch,
             task,

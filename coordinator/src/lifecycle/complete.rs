@@ -28,7 +28,7 @@ impl Store {
                 r.task_id, r.attempt, r.epoch, t.attempt, t.epoch, t.state
             )));
         }
-        finish_task(&mut tx, r, &t.run_id, now).await?;
+        let claimed_ms = finish_task(&mut tx, r, &t.run_id, now).await?;
         let run = get_run_c(&self.keys, &mut tx, &t.run_id).await?;
         let step = Step {
             run: &run,
@@ -43,13 +43,18 @@ impl Store {
             (phase, TaskOutcome::Cancelled) => step.cancelled(&mut tx, phase).await?,
             (phase, TaskOutcome::Failed) => step.failed(&mut tx, phase).await?,
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        if let Some(claimed) = claimed_ms {
+            let outcome = r.outcome.task_state();
+            crate::metrics::recorded().task_ended(t.phase.as_str(), outcome, now - claimed);
+        }
+        Ok(())
     }
 }
 
 /// Ends the task and its attempt, releases the state lock its lease held, and keeps the limit
-/// that ended it.
-async fn finish_task(tx: &mut Tx, r: &TaskReport, run_id: &str, now: i64) -> Result<()> {
+/// that ended it. Returns when the attempt was claimed.
+async fn finish_task(tx: &mut Tx, r: &TaskReport, run_id: &str, now: i64) -> Result<Option<i64>> {
     let state = r.outcome.task_state();
     sqlx::query("UPDATE tasks SET state = $1, finished_ms = $2, exit_code = $3, error = $4, token_sha256 = '' WHERE id = $5 AND attempt = $6 AND state = 'running'")
         .bind(state)
@@ -60,14 +65,14 @@ async fn finish_task(tx: &mut Tx, r: &TaskReport, run_id: &str, now: i64) -> Res
         .bind(r.attempt as i64)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
-        "UPDATE task_attempts SET ended_ms = $1, outcome = $2 WHERE task_id = $3 AND attempt = $4",
+    let claimed_ms: Option<i64> = sqlx::query_scalar(
+        "UPDATE task_attempts SET ended_ms = $1, outcome = $2 WHERE task_id = $3 AND attempt = $4 RETURNING claimed_ms",
     )
     .bind(now)
     .bind(state)
     .bind(&r.task_id)
     .bind(r.attempt as i64)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
     release_task_lock(tx, &r.task_id).await?;
     if !r.limit_hit.is_empty() {
@@ -77,7 +82,7 @@ async fn finish_task(tx: &mut Tx, r: &TaskReport, run_id: &str, now: i64) -> Res
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(claimed_ms)
 }
 
 /// What a finished task does to its run, one named step per outcome.

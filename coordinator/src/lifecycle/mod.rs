@@ -26,4 +26,3 @@ pub mod workflow;
 mod workflow_request;
 mod workflow_run;
 mod workflow_step;
-pub use workflow_step::{STEPS as WORKFLOW_STEPS, STEP_NANOS as WORKFLOW_STEP_NANOS};

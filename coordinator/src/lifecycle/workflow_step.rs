@@ -15,7 +15,6 @@ use crate::store::*;
 use crate::workflows::rollout::{self, Progress, Release, StackView};
 use crate::workflows::{Target, TargetState, WorkflowState};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tofuflow_proto::workflow as wf;
 
@@ -87,10 +86,6 @@ async fn graph(tx: &mut Tx, w: &WorkflowRun) -> Result<Arc<Graph>> {
     Ok(g)
 }
 
-/// The engine's own time: steps taken and nanoseconds spent (`/metrics`).
-pub static STEPS: AtomicU64 = AtomicU64::new(0);
-pub static STEP_NANOS: AtomicU64 = AtomicU64::new(0);
-
 /// Moves a workflow run on after `changed` targets changed state (written already).
 pub(crate) async fn step(
     tx: &mut Tx,
@@ -100,8 +95,8 @@ pub(crate) async fn step(
 ) -> Result<()> {
     let t0 = std::time::Instant::now();
     let result = step_inner(tx, policy, w, changed).await;
-    STEPS.fetch_add(1, Ordering::Relaxed);
-    STEP_NANOS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    // The engine's own time (`/metrics`: tofuflow_workflow_step_seconds).
+    crate::metrics::recorded().workflow_step(t0.elapsed());
     result
 }
 

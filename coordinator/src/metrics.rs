@@ -1,0 +1,109 @@
+//! What the coordinator measures as it happens: histograms the lifecycle records (submit →
+//! start, queue wait, a claim, a task from claim to completion, a workflow step), kept in one
+//! registry for the process and encoded by `/metrics` (`http/metrics.rs`) with the figures it
+//! reads at scrape time.
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// A metric's labels: (name, value) pairs.
+pub type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Seconds, from 1 ms to 1 h: dispatch figures sit at the low end, tofu phases at the high.
+const BUCKETS: [f64; 18] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The process's recorded metrics.
+pub struct Recorded {
+    pub registry: Registry,
+    submit_to_start: Histograms,
+    queue_wait: Histograms,
+    claim: Histogram,
+    task: Histograms,
+    workflow_step: Histogram,
+}
+
+/// The one registry of this process.
+pub fn recorded() -> &'static Recorded {
+    static R: LazyLock<Recorded> = LazyLock::new(Recorded::new);
+    &R
+}
+
+impl Recorded {
+    fn new() -> Recorded {
+        let r = Recorded {
+            registry: Registry::with_prefix("tofuflow"),
+            submit_to_start: Family::new_with_constructor(histogram),
+            queue_wait: Family::new_with_constructor(histogram),
+            claim: histogram(),
+            task: Family::new_with_constructor(histogram),
+            workflow_step: histogram(),
+        };
+        let mut reg = r.registry;
+        let s = Unit::Seconds;
+        reg.register_with_unit("submit_to_start", "A run's submit to its plan's first claim by an agent (origin: user, or workflow: a workflow's run, created in its upstream's ending transaction, so this is the DAG hop to the claim).", s.clone(), r.submit_to_start.clone());
+        reg.register_with_unit("queue_wait", "A task's time queued (the run queued, or approved for an apply) until an agent claimed it, by phase.", s.clone(), r.queue_wait.clone());
+        reg.register_with_unit(
+            "claim",
+            "Time the coordinator took to grant a claim (its transaction included).",
+            s.clone(),
+            r.claim.clone(),
+        );
+        reg.register_with_unit(
+            "task",
+            "A task attempt from its claim to its completion, by phase and outcome.",
+            s.clone(),
+            r.task.clone(),
+        );
+        reg.register_with_unit("workflow_step", "Time the workflow engine took to move a workflow run on after one of its runs ended (in that run's transaction).", s, r.workflow_step.clone());
+        Recorded { registry: reg, ..r }
+    }
+
+    /// A granted claim: how long it took, and how long its task waited for it.
+    pub fn claimed(
+        &self,
+        took: Duration,
+        phase: &str,
+        waited_ms: i64,
+        submit_ms: Option<(i64, bool)>,
+    ) {
+        self.claim.observe(took.as_secs_f64());
+        self.queue_wait
+            .get_or_create(&vec![("phase", phase.to_string())])
+            .observe(seconds(waited_ms));
+        if let Some((ms, workflow)) = submit_ms {
+            let origin = if workflow { "workflow" } else { "user" };
+            self.submit_to_start
+                .get_or_create(&vec![("origin", origin.to_string())])
+                .observe(seconds(ms));
+        }
+    }
+
+    /// A task attempt completed after `ms` since its claim.
+    pub fn task_ended(&self, phase: &str, outcome: &str, ms: i64) {
+        let labels = vec![
+            ("phase", phase.to_string()),
+            ("outcome", outcome.to_string()),
+        ];
+        self.task.get_or_create(&labels).observe(seconds(ms));
+    }
+
+    /// One step of the workflow engine.
+    pub fn workflow_step(&self, took: Duration) {
+        self.workflow_step.observe(took.as_secs_f64());
+    }
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
