@@ -102,7 +102,7 @@ impl Error {
 
 /// Whether a database error means the database could not be reached (down, restarting,
 /// every connection busy): the caller may retry, nothing was done.
-fn unreachable(e: &sqlx::Error) -> bool {
+pub(crate) fn unreachable(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)

@@ -71,6 +71,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let tracker = TaskTracker::new();
     let webhooks = start_webhooks(&tracker, &cfg, &mut store, &public_http_url, &shutdown)?;
     let amqp_ready = spawn_background(&tracker, &cfg, &mut store, &webhooks, &shutdown);
+    // Every hook is installed: submits from now on share transactions.
+    store.start_group_commit(&tracker, shutdown.child_token());
     let dead_letters = Arc::new(queue::dead::DeadLetters::new(
         &cfg.amqp_url,
         cfg.dead_letter_max,

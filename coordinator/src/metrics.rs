@@ -31,6 +31,7 @@ pub struct Recorded {
     claim: Histogram,
     task: Histograms,
     workflow_step: Histogram,
+    submit_group: Histogram,
 }
 
 /// The one registry of this process.
@@ -48,6 +49,7 @@ impl Recorded {
             claim: histogram(),
             task: Family::new_with_constructor(histogram),
             workflow_step: histogram(),
+            submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         };
         let mut reg = r.registry;
         let s = Unit::Seconds;
@@ -66,6 +68,11 @@ impl Recorded {
             r.task.clone(),
         );
         reg.register_with_unit("workflow_step", "Time the workflow engine took to move a workflow run on after one of its runs ended (in that run's transaction).", s, r.workflow_step.clone());
+        reg.register(
+            "submit_group",
+            "Submits committed together in one transaction (the group commit).",
+            r.submit_group.clone(),
+        );
         Recorded { registry: reg, ..r }
     }
 
@@ -96,6 +103,11 @@ impl Recorded {
             ("outcome", outcome.to_string()),
         ];
         self.task.get_or_create(&labels).observe(seconds(ms));
+    }
+
+    /// A group of `n` submits committed in one transaction.
+    pub fn submit_group(&self, n: usize) {
+        self.submit_group.observe(n as f64);
     }
 
     /// One step of the workflow engine.

@@ -7,6 +7,7 @@ mod claim;
 mod complete;
 pub mod drift;
 pub mod events;
+pub(crate) mod group_commit;
 mod heartbeat;
 mod idempotency;
 

@@ -9,12 +9,10 @@ use base64::Engine;
 use std::collections::BTreeMap;
 
 impl Store {
-    /// Creates a run and its plan task, and queues the task, in one transaction.
+    /// Creates a run and its plan task, and queues the task, in one transaction (shared with
+    /// the submits that arrive with it, when the group commit runs).
     pub async fn submit(&self, n: NewRun, policy: &Policy) -> Result<Run> {
-        let mut tx = self.begin().await?;
-        let run = insert_run(&mut tx, &n, policy).await?;
-        self.commit(tx).await?;
-        Ok(run)
+        self.submit_grouped(n, policy).await
     }
 }
 

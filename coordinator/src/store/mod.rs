@@ -123,6 +123,8 @@ pub struct Store {
     pub(crate) signer: std::sync::Arc<Signer>,
     /// Signs ID tokens (`oidc_keys.rs`).
     pub(crate) oidc: std::sync::Arc<IdTokenSigner>,
+    /// Where submits wait for their group commit, once it runs (`lifecycle/group_commit.rs`).
+    pub(crate) submits: crate::lifecycle::group_commit::Queue,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -213,6 +215,7 @@ impl Store {
             effects: Default::default(),
             signer: Default::default(),
             oidc: Default::default(),
+            submits: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

@@ -6,6 +6,10 @@
 use super::*;
 use crate::runs::events::RunEvent;
 
+/// How many events, audit entries and wake-ups a transaction had collected at a savepoint.
+#[derive(Clone, Copy)]
+pub(crate) struct Mark(usize, usize, usize);
+
 /// A transaction with the run events it collected.
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
@@ -31,6 +35,18 @@ impl Tx {
         if !self.wakes.iter().any(|x| std::sync::Arc::ptr_eq(x, &w)) {
             self.wakes.push(w);
         }
+    }
+
+    /// Where the transaction's collections stand (before a savepoint).
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(self.events.len(), self.audit.len(), self.wakes.len())
+    }
+
+    /// Forgets what was collected since `m` (after rolling back to the savepoint taken there).
+    pub(crate) fn rewind(&mut self, m: Mark) {
+        self.events.truncate(m.0);
+        self.audit.truncate(m.1);
+        self.wakes.truncate(m.2);
     }
 
     /// The events collected so far.

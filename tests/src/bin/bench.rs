@@ -130,6 +130,10 @@ async fn main() {
         std::env::set_var("TOFUFLOW_E2E_LOG", "warn");
         return ha_submit_ratio(400).await;
     }
+    if std::env::args().nth(1).as_deref() == Some("submits") {
+        submit_rates(1000).await;
+        return;
+    }
     let mut c = Cluster::start_with(Db::Sqlite, &["default", "bench-claim"], &[]).await;
     let (floor, confirm_p50) = broker_floor(&c, runs).await;
     let double = bins.join("tofu-double");
@@ -274,6 +278,30 @@ async fn ha_submit_ratio(n: usize) {
         two,
         two / one
     );
+}
+
+/// Figure 8b: submits/s from 16 concurrent clients to one coordinator, on SQLite and on
+/// PostgreSQL (every answered submit durable: committed before it is answered).
+async fn submit_rates(n: usize) -> [f64; 2] {
+    let mut rates = [0.0; 2];
+    for (i, db) in [Db::Sqlite, Db::Postgres].into_iter().enumerate() {
+        let c = Cluster::start_with(db, &["default"], &[]).await;
+        let module_dir = c.dir.join("bench-module");
+        std::fs::create_dir_all(&module_dir).unwrap();
+        std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+        let bundle = warm_up_bundle(&c, &module_dir);
+        let client = c.client().await;
+        rates[i] = concurrent_submits(std::slice::from_ref(&client), &bundle, n, "rate").await;
+        println!(
+            "{:<58} {:>8.1} /s",
+            format!(
+                "submits, 16 clients, {}, one coordinator",
+                ["SQLite", "PostgreSQL"][i]
+            ),
+            rates[i]
+        );
+    }
+    rates
 }
 
 /// Uploads the bench module by submitting one plan-only run of it (nothing runs it here); the

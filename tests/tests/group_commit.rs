@@ -1,0 +1,199 @@
+//! Submits that arrive together share one transaction (group commit): every submit that was
+//! answered is still there after the coordinator is SIGKILLed, and one submit refused inside a
+//! group leaves nothing behind while the others of its group are stored, on SQLite and on
+//! PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tofuflow_e2e::{example, wait_for, Cluster, Db};
+use tofuflow_proto::v1;
+
+/// A plan-only run of `bundle` in workspace `ws` (nothing runs it: no agent).
+fn request(bundle: &str, ws: String) -> v1::SubmitRunRequest {
+    v1::SubmitRunRequest {
+        workspace: ws,
+        bundle_digest: bundle.to_string(),
+        pool: "default".into(),
+        kind: v1::RunKind::PlanOnly as i32,
+        variables: BTreeMap::from([("region".into(), "eu-west-1".into())])
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Uploads the example module through one CLI submit; its bundle digest.
+fn bundle(c: &Cluster) -> String {
+    let o = c.cli(&[
+        "run",
+        "submit",
+        example("gpu-pool").to_str().unwrap(),
+        "-w",
+        "gc/warm-up",
+        "--plan-only",
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["bundle_digest"].as_str().unwrap().to_string()
+}
+
+async fn answered_submits_survive_a_sigkill(db: Db) {
+    let mut c = Cluster::start(db).await;
+    let bundle = bundle(&c);
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for k in 0..16 {
+        let mut client = c.client().await;
+        let (bundle, answered) = (bundle.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                match client
+                    .submit_run(request(&bundle, format!("gc/k{k}-{i}")))
+                    .await
+                {
+                    Ok(r) => answered.lock().unwrap().push(r.into_inner().id),
+                    Err(_) => return i,
+                }
+            }
+            unreachable!()
+        }));
+    }
+    let enough = answered.clone();
+    wait_for("300 answered submits", Duration::from_secs(60), || {
+        let n = enough.lock().unwrap().len();
+        async move { (n >= 300).then_some(()) }
+    })
+    .await;
+    assert_grouped(&c, &format!("{db:?} before the SIGKILL"));
+    c.kill_coordinator();
+    for t in clients {
+        t.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    c.start_coordinator().await;
+    let mut client = c.client().await;
+    for id in &answered {
+        let r = client
+            .get_run(v1::GetRunRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            r.is_ok(),
+            "{db:?}: answered run {id} is gone after the SIGKILL: {r:?}"
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = answered.iter().collect();
+    assert_eq!(distinct.len(), answered.len(), "{db:?}: one run per answer");
+    assert_audit_chain_whole(&c, &format!("{db:?} after the SIGKILL"));
+}
+
+/// Some submits shared a transaction (`/metrics`: more submits than groups).
+fn assert_grouped(c: &Cluster, when: &str) {
+    let submits = tofuflow_e2e::metric(c, "tofuflow_submit_group_sum").unwrap_or(0.0);
+    let groups = tofuflow_e2e::metric(c, "tofuflow_submit_group_count").unwrap_or(0.0);
+    assert!(
+        submits > groups,
+        "{when}: no group held more than one submit ({submits} submits in {groups} groups)"
+    );
+}
+
+/// `tofuflow audit verify` walks the whole hash chain.
+fn assert_audit_chain_whole(c: &Cluster, when: &str) {
+    let o = c.cli(&["audit", "verify"]);
+    assert!(
+        o.status.success(),
+        "{when}: the audit chain is broken: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Half the submits carry a run environment, which this coordinator (no --state-key) refuses
+/// inside the transaction, after the run's row is written: only the others are stored, and
+/// their audit entries chain.
+async fn a_refused_submit_leaves_nothing_and_its_group_is_stored(db: Db) {
+    let c = Cluster::start(db).await;
+    let bundle = bundle(&c);
+    let mut tasks = Vec::new();
+    for k in 0..32 {
+        let mut client = c.client().await;
+        let bundle = bundle.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = request(&bundle, format!("gc/mixed-{k}"));
+            if k % 2 == 1 {
+                req.env
+                    .insert("API_TOKEN".into(), "a-token-of-this-run".into());
+            }
+            (k, client.submit_run(req).await)
+        }));
+    }
+    let mut client = c.client().await;
+    for t in tasks {
+        let (k, r) = t.await.unwrap();
+        if k % 2 == 1 {
+            let e = r.expect_err("a run env without --state-key is refused");
+            assert!(
+                e.message().contains("--state-key"),
+                "{db:?}: {}",
+                e.message()
+            );
+        } else {
+            let id = r
+                .expect("the others of its group are stored")
+                .into_inner()
+                .id;
+            client
+                .get_run(v1::GetRunRequest {
+                    run_id: id,
+                    ..Default::default()
+                })
+                .await
+                .expect("the stored run can be read");
+        }
+    }
+    let o = c.cli(&["run", "list", "-o", "json", "--limit", "100"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mixed: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["workspace"].as_str())
+        .filter(|w| w.starts_with("gc/mixed-"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        mixed.len(),
+        16,
+        "{db:?}: only the accepted runs exist: {mixed:?}"
+    );
+    assert!(mixed
+        .iter()
+        .all(|w| w.trim_start_matches("gc/mixed-").parse::<u32>().unwrap() % 2 == 0));
+    assert_grouped(&c, &format!("{db:?} mixed"));
+    assert_audit_chain_whole(&c, &format!("{db:?} after mixed groups"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answered_submits_survive_a_coordinator_sigkill_on_sqlite() {
+    answered_submits_survive_a_sigkill(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answered_submits_survive_a_coordinator_sigkill_on_postgres() {
+    answered_submits_survive_a_sigkill(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_submit_leaves_nothing_and_its_group_is_stored_on_sqlite() {
+    a_refused_submit_leaves_nothing_and_its_group_is_stored(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_submit_leaves_nothing_and_its_group_is_stored_on_postgres() {
+    a_refused_submit_leaves_nothing_and_its_group_is_stored(Db::Postgres).await;
+}
