@@ -12,12 +12,14 @@ use super::submit::insert_run;
 use crate::error::{Error, Result};
 use crate::store::*;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Submits in one group, at most.
 const GROUP: usize = 64;
+/// Group committers on PostgreSQL (each holds one connection while it writes a group).
+const PG_COMMITTERS: usize = 4;
 /// Submits waiting for a group, at most (then a submit waits to be queued).
 const WAITING: usize = 4096;
 
@@ -32,15 +34,21 @@ pub(crate) struct Job {
 pub(crate) type Queue = Arc<std::sync::OnceLock<mpsc::Sender<Job>>>;
 
 impl Store {
-    /// Starts the group committer: from now on every clone of this store submits through it.
-    /// Call it once the before-commit hooks are installed (the committer commits with them).
-    /// It stops with `stop`, once the submits already waiting are committed and answered.
+    /// Starts the group committers: from now on every clone of this store submits through
+    /// them. Call it once the before-commit hooks are installed (they commit with them). One
+    /// on SQLite (one writer at a time anyway); [`PG_COMMITTERS`] on PostgreSQL, whose
+    /// connections work in parallel. They stop with `stop`, once the submits already waiting
+    /// are committed and answered.
     pub fn start_group_commit(&self, tracker: &TaskTracker, stop: CancellationToken) {
         let (tx, rx) = mpsc::channel(WAITING);
         if self.submits.set(tx).is_err() {
             return;
         }
-        tracker.spawn(self.clone().commit_groups(rx, stop));
+        let rx = Arc::new(Mutex::new(rx));
+        let committers = if self.postgres { PG_COMMITTERS } else { 1 };
+        for _ in 0..committers {
+            tracker.spawn(self.clone().commit_groups(rx.clone(), stop.clone()));
+        }
     }
 
     /// A submit through the group committer when it runs; otherwise in its own transaction.
@@ -68,23 +76,8 @@ impl Store {
     }
 
     /// Takes what is waiting (up to [`GROUP`]) as one group, commits it, answers, again.
-    async fn commit_groups(self, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
-        loop {
-            let first = tokio::select! {
-                biased;
-                job = rx.recv() => job,
-                _ = stop.cancelled() => None,
-            };
-            let Some(first) = first else {
-                return;
-            };
-            let mut group = vec![first];
-            while group.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+    async fn commit_groups(self, rx: Arc<Mutex<mpsc::Receiver<Job>>>, stop: CancellationToken) {
+        while let Some(group) = next_group(&rx, &stop).await {
             self.commit_group(group).await;
         }
     }
@@ -144,6 +137,25 @@ impl Store {
         crate::metrics::recorded().submit_group(group.len());
         Ok(results)
     }
+}
+
+/// The next group: the first submit to arrive, and up to [`GROUP`] in all of those waiting
+/// with it; `None` once `stop` is cancelled and nothing waits.
+async fn next_group(rx: &Mutex<mpsc::Receiver<Job>>, stop: &CancellationToken) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = tokio::select! {
+        biased;
+        job = rx.recv() => job,
+        _ = stop.cancelled() => None,
+    }?;
+    let mut group = vec![first];
+    while group.len() < GROUP {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(group)
 }
 
 /// A deadlock or serialization failure (PostgreSQL 40P01, 40001): the submit is done again

@@ -130,6 +130,9 @@ async fn main() {
         std::env::set_var("TOFUFLOW_E2E_LOG", "warn");
         return ha_submit_ratio(400).await;
     }
+    if std::env::args().nth(1).as_deref() == Some("fleet") {
+        return fleet_figures().await;
+    }
     if std::env::args().nth(1).as_deref() == Some("submits") {
         submit_rates(1000).await;
         return;
@@ -302,6 +305,121 @@ async fn submit_rates(n: usize) -> [f64; 2] {
         );
     }
     rates
+}
+
+/// What a simulated fleet of `n` agents costs the coordinator.
+struct Fleet {
+    register_s: f64,
+    cpu_share: f64,
+    memory_mib: f64,
+    heartbeat: Spread,
+    claim: Spread,
+}
+
+/// Figure 9: fleets of 100 and 1,000 simulated agents.
+async fn fleet_figures() {
+    let fleets = [fleet(100).await, fleet(1000).await];
+    println!(
+        "\nFleet: simulated agents (gRPC clients only, one connection each, no tofu), SQLite,"
+    );
+    println!("every agent heartbeating every 5 s (the default) while idle; measured over 20 s.");
+    println!("{:<52} {:>12} {:>12}", "", "N = 100", "N = 1000");
+    let row = |name: &str, f: &dyn Fn(&Fleet) -> String| {
+        println!("{:<52} {:>12} {:>12}", name, f(&fleets[0]), f(&fleets[1]));
+    };
+    row("registering all agents (s)", &|f| {
+        format!("{:.1}", f.register_s)
+    });
+    row("coordinator CPU, idle fleet (% of one core)", &|f| {
+        format!("{:.1}", f.cpu_share * 100.0)
+    });
+    row("coordinator memory, peak (MiB)", &|f| {
+        format!("{:.0}", f.memory_mib)
+    });
+    row("heartbeat round trip p50 / p99 (ms)", &|f| {
+        format!("{:.1} / {:.1}", f.heartbeat.p50, f.heartbeat.p99)
+    });
+    row("claim p50 / p99 under that load (ms)", &|f| {
+        format!("{:.1} / {:.1}", f.claim.p50, f.claim.p99)
+    });
+}
+
+/// `n` fake agents register and heartbeat every 5 s; the coordinator's CPU and memory over 20 s,
+/// then 50 claims by one more agent while they go on.
+async fn fleet(n: usize) -> Fleet {
+    let args = ["--heartbeat-interval", "5s", "--lease-ttl", "15s"];
+    let c = Cluster::start_with(Db::Sqlite, &["default", "bench-claim"], &args).await;
+    let token = c.join_token(&["default".to_string()]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beats = std::sync::Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let t0 = Instant::now();
+    let mut fleet = Vec::new();
+    for i in 0..n {
+        let (client, id) =
+            tofuflow_e2e::fake_agent(&c, &["default"], &format!("fleet-{i}"), Some(&token))
+                .await
+                .expect("a simulated agent joins");
+        let offset = Duration::from_millis((i as u64 * 5000) / n as u64);
+        fleet.push(tokio::spawn(heartbeats(
+            client,
+            id,
+            offset,
+            stop.clone(),
+            beats.clone(),
+        )));
+    }
+    let register_s = t0.elapsed().as_secs_f64();
+    // One whole interval first, so every agent is heartbeating.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    beats.lock().unwrap().clear();
+    let (cpu0, _) = coordinator_usage(&c);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (cpu1, memory_mib) = coordinator_usage(&c);
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let bundle = warm_up_bundle(&c, &module_dir);
+    let mut client = c.client().await;
+    let (_, claim) = claim_latency(&c, &mut client, &bundle, 50).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for f in fleet {
+        let _ = f.await;
+    }
+    let heartbeat = Spread::of(&mut beats.lock().unwrap());
+    Fleet {
+        register_s,
+        cpu_share: (cpu1 - cpu0) / 20.0,
+        memory_mib,
+        heartbeat,
+        claim,
+    }
+}
+
+/// One simulated agent's heartbeats (holding no lease), every 5 s from `offset` on.
+async fn heartbeats(
+    mut client: tofuflow_e2e::AgentClient,
+    agent_id: String,
+    offset: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    beats: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
+) {
+    tokio::time::sleep(offset).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        tick.tick().await;
+        let t = now_ms_f();
+        let r = client
+            .heartbeat(v1::HeartbeatRequest {
+                protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+                agent_id: agent_id.clone(),
+                free_slots: 1,
+                ..Default::default()
+            })
+            .await;
+        if r.is_ok() {
+            beats.lock().unwrap().push(now_ms_f() - t);
+        }
+    }
 }
 
 /// Uploads the bench module by submitting one plan-only run of it (nothing runs it here); the
