@@ -96,12 +96,10 @@ impl Store {
             now,
         )
         .await?;
-        let waited_ms = now - run.updated_ms;
-        let first = (task.phase == Phase::Plan && attempt == 1)
-            .then(|| (now - run.created_ms, run.tags.contains_key("workflow_run")));
+        let waits = Waits::of(&task, &run, now);
         let (task, run, connections) = self.granted(&mut tx, task_id, &run.id, agent_id).await?;
         self.commit(tx).await?;
-        crate::metrics::recorded().claimed(t0.elapsed(), task.phase.as_str(), waited_ms, first);
+        waits.record(t0.elapsed(), task.phase);
         Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
             epoch: lease.epoch,
             task,
@@ -111,6 +109,27 @@ impl Store {
             identity,
             connections,
         })))
+    }
+}
+
+/// How long a claimed task waited: since it was queued, and since its run was submitted (the
+/// first plan attempt only), for `/metrics`.
+struct Waits {
+    queued_ms: i64,
+    submitted: Option<(i64, bool)>,
+}
+
+impl Waits {
+    fn of(task: &Task, run: &Run, now: i64) -> Waits {
+        let first = task.phase == Phase::Plan && task.attempt == 1;
+        Waits {
+            queued_ms: now - run.updated_ms,
+            submitted: first.then(|| (now - run.created_ms, run.tags.contains_key("workflow_run"))),
+        }
+    }
+
+    fn record(self, took: std::time::Duration, phase: Phase) {
+        crate::metrics::recorded().claimed(took, phase.as_str(), self.queued_ms, self.submitted);
     }
 }
 
