@@ -73,6 +73,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), String>
     let amqp_ready = spawn_background(&tracker, &cfg, &mut store, &webhooks, &shutdown);
     // Every hook is installed: submits from now on share transactions.
     store.start_group_commit(&tracker, shutdown.child_token());
+    // Idle agents' heartbeats are written together, once a second.
+    let credential_ttl_ms = cfg.agent_credential_ttl.as_millis() as i64;
+    store.start_heartbeat_writes(&tracker, credential_ttl_ms, shutdown.child_token());
     let dead_letters = Arc::new(queue::dead::DeadLetters::new(
         &cfg.amqp_url,
         cfg.dead_letter_max,

@@ -28,7 +28,7 @@ pub struct HeartbeatAnswer {
 
 impl Store {
     /// Renews the agent's credential and the leases it still holds; a revoked agent's leases
-    /// are all lost.
+    /// are all lost. Holding none, it is only noted, and written with the others (`seen.rs`).
     pub async fn heartbeat(
         &self,
         agent_id: &str,
@@ -36,6 +36,15 @@ impl Store {
         draining: bool,
         policy: &Policy,
     ) -> Result<HeartbeatAnswer> {
+        if leases.is_empty() {
+            if let Some(revoked) = self.note_seen(agent_id, draining) {
+                return Ok(HeartbeatAnswer {
+                    revoked,
+                    ..Default::default()
+                });
+            }
+        }
+        self.forget_seen(agent_id);
         let now = now_ms();
         let mut c = self.pool.acquire().await?;
         let seen = sqlx::query("UPDATE agents SET last_seen_ms = $1, state = $2, credential_expires_ms = $4 WHERE id = $3 AND revoked_ms IS NULL")

@@ -21,6 +21,7 @@ mod report;
 pub mod retention;
 pub mod rollout;
 pub mod schedule;
+pub(crate) mod seen;
 mod submit;
 pub mod ttl;
 pub mod workflow;

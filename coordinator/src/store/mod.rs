@@ -125,6 +125,8 @@ pub struct Store {
     pub(crate) oidc: std::sync::Arc<IdTokenSigner>,
     /// Where submits wait for their group commit, once it runs (`lifecycle/group_commit.rs`).
     pub(crate) submits: crate::lifecycle::group_commit::Queue,
+    /// Idle heartbeats waiting to be written together (`lifecycle/seen.rs`).
+    pub(crate) seen: crate::lifecycle::seen::SeenAgents,
 }
 
 pub(crate) fn s(row: &sqlx::any::AnyRow, c: &str) -> Result<String> {
@@ -216,6 +218,7 @@ impl Store {
             signer: Default::default(),
             oidc: Default::default(),
             submits: Default::default(),
+            seen: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
