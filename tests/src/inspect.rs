@@ -185,4 +185,42 @@ impl Cluster {
             "the dead-letter queue holds only replayed duplicates: {dead:?}"
         );
     }
+
+    /// A long history for the benchmark, written straight into a SQLite database: `runs`
+    /// copies of run `template` (its row and transitions; workspaces `hist/ws-N` of 1,000, one
+    /// second apart, newest last), each with `lines` log lines. Plain values only (no state key).
+    pub async fn copy_history(&self, template: &str, runs: usize, lines: usize) {
+        let mut db = self.database().await;
+        let cols: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('runs')")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("name"))
+            .collect();
+        let exprs: Vec<String> = cols
+            .iter()
+            .map(|c| match c.as_str() {
+                "id" => "'hist-' || n".to_string(),
+                "workspace" => "'hist/ws-' || (n % 1000)".to_string(),
+                "created_ms" | "updated_ms" => format!("{c} - ({runs} - n) * 1000"),
+                _ => c.clone(),
+            })
+            .collect();
+        let seq = |name: &str, to: usize| {
+            format!("{name}(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM {name} WHERE n < {to})")
+        };
+        let statements = [
+            format!("WITH RECURSIVE {} INSERT INTO runs ({}) SELECT {} FROM runs, seq WHERE runs.id = $1", seq("seq", runs), cols.join(", "), exprs.join(", ")),
+            format!("WITH RECURSIVE {} INSERT INTO transitions (run_id, from_state, to_state, actor, reason, at_ms) SELECT 'hist-' || n, from_state, to_state, actor, reason, at_ms FROM transitions, seq WHERE transitions.run_id = $1", seq("seq", runs)),
+            format!("WITH RECURSIVE {}, {} INSERT INTO events (task_id, attempt, seq, run_id, phase_order, unix_ms, stream, line) SELECT 'hist-task-' || r.n, 1, l.n, 'hist-' || r.n, 0, 0, 1, 'hist ' || r.n || ' line ' || l.n || ': aws_instance.gpu[3]: Still creating... [1m20s elapsed] ................' FROM r, l WHERE $1 <> ''", seq("r", runs), seq("l", lines)),
+        ];
+        for sql in statements {
+            sqlx::query(&sql)
+                .bind(template)
+                .execute(&mut db)
+                .await
+                .unwrap();
+        }
+    }
 }

@@ -183,31 +183,12 @@ impl Store {
     }
 
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {
-        let mut sql =
-            "SELECT * FROM runs WHERE ($1 = '' OR workspace = $2) AND ($3 = '' OR state = $4)"
-                .to_string();
-        for n in 0..f.tags.len() {
-            let (k, v) = (6 + 2 * n, 7 + 2 * n);
-            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag_key = ${k} AND t.tag_value = ${v})"));
+        let (sql, binds) = list_runs_sql(f);
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
         }
-        if !f.before.is_empty() {
-            let n = 6 + 2 * f.tags.len();
-            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM runs b WHERE b.id = ${n} AND (runs.created_ms < b.created_ms OR (runs.created_ms = b.created_ms AND runs.id < b.id)))"));
-        }
-        sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT $5");
-        let mut q = sqlx::query(&sql)
-            .bind(&f.workspace)
-            .bind(&f.workspace)
-            .bind(&f.state)
-            .bind(&f.state)
-            .bind(f.limit);
-        for (k, v) in &f.tags {
-            q = q.bind(k).bind(v);
-        }
-        if !f.before.is_empty() {
-            q = q.bind(&f.before);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
         rows.iter().map(|r| run_from_row(&self.keys, r)).collect()
     }
 
@@ -268,4 +249,41 @@ pub(crate) async fn end_run(
         .execute(&mut **tx)
         .await?;
     transition(tx, run_id, from, to, actor, why, now).await
+}
+
+/// The query of a run list, newest first, with only the filters asked for (so the database can
+/// use an index: the workspace's, or `runs_by_age`); the cursor is the last run of the previous
+/// page. The limit is bound last, after these values.
+fn list_runs_sql(f: &RunFilter) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let next = |binds: &mut Vec<String>, v: &str| {
+        binds.push(v.to_string());
+        format!("${}", binds.len())
+    };
+    if !f.workspace.is_empty() {
+        conds.push(format!("workspace = {}", next(&mut binds, &f.workspace)));
+    }
+    if !f.state.is_empty() {
+        conds.push(format!("state = {}", next(&mut binds, &f.state)));
+    }
+    for (k, v) in &f.tags {
+        let (k, v) = (next(&mut binds, k), next(&mut binds, v));
+        conds.push(format!("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag_key = {k} AND t.tag_value = {v})"));
+    }
+    if !f.before.is_empty() {
+        let b = next(&mut binds, &f.before);
+        let at = format!("(SELECT created_ms FROM runs WHERE id = {b})");
+        conds.push(format!(
+            "created_ms <= {at} AND (created_ms < {at} OR id < {b})"
+        ));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let limit = format!("${}", binds.len() + 1);
+    let sql = format!("SELECT * FROM runs{filter} ORDER BY created_ms DESC, id DESC LIMIT {limit}");
+    (sql, binds)
 }

@@ -611,6 +611,12 @@ ALTER TABLE runs ADD COLUMN logs_pruned_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX runs_by_log_age ON runs (logs_pruned_ms, updated_ms)
 "#,
     ),
+    (
+        22,
+        r#"
+CREATE INDEX runs_by_age ON runs (created_ms, id)
+"#,
+    ),
 ];
 
 /// Renders a migration for one backend.

@@ -130,6 +130,9 @@ async fn main() {
         std::env::set_var("TOFUFLOW_E2E_LOG", "warn");
         return ha_submit_ratio(400).await;
     }
+    if std::env::args().nth(1).as_deref() == Some("history") {
+        return history_figures().await;
+    }
     if std::env::args().nth(1).as_deref() == Some("fleet") {
         return fleet_figures().await;
     }
@@ -305,6 +308,107 @@ async fn submit_rates(n: usize) -> [f64; 2] {
         );
     }
     rates
+}
+
+/// Figure 10: reading a long history: 100,000 runs with 100 log lines each (10 million lines)
+/// on SQLite; each read 20 times from one gRPC client, p50 and p99.
+async fn history_figures() {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &[]).await;
+    c.agent(AgentOpts::default()).await;
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let template = c.submit(&module_dir, "hist/template", &["--auto-approve"]);
+    let ended = ["applied", "planned_no_changes"];
+    c.wait_state(&template, &ended, Duration::from_secs(60))
+        .await;
+    let t = Instant::now();
+    c.copy_history(&template, 100_000, 100).await;
+    println!("\nHistory: 100,000 runs, 10,000,000 log lines (SQLite), written in {:.0} s; each read 20 times:", t.elapsed().as_secs_f64());
+    let client = c.client().await;
+    let list = |workspace: &str, before: &str| v1::ListRunsRequest {
+        workspace: workspace.into(),
+        before: before.into(),
+        limit: 50,
+        ..Default::default()
+    };
+    let reads: Vec<(&str, Read)> = vec![
+        ("run list, first page of 50", Read::List(list("", ""))),
+        (
+            "run list, a page half-way back (cursor)",
+            Read::List(list("", "hist-50000")),
+        ),
+        (
+            "run list -w WORKSPACE (one of 1,000)",
+            Read::List(list("hist/ws-7", "")),
+        ),
+        ("run show", Read::Show("hist-77777".into())),
+        ("run logs (its 100 lines)", Read::Logs("hist-77777".into())),
+        ("state list", Read::State("hist/template".into())),
+    ];
+    println!("{:<52} {:>10} {:>10}", "", "p50", "p99");
+    for (name, read) in reads {
+        let mut took = Vec::new();
+        for _ in 0..20 {
+            let t = now_ms_f();
+            read.once(&mut client.clone()).await;
+            took.push(now_ms_f() - t);
+        }
+        let s = Spread::of(&mut took);
+        println!("{:<52} {:>7.1} ms {:>7.1} ms", name, s.p50, s.p99);
+    }
+}
+
+/// One of the history's reads.
+enum Read {
+    List(v1::ListRunsRequest),
+    Show(String),
+    Logs(String),
+    State(String),
+}
+
+impl Read {
+    async fn once(&self, client: &mut Client) {
+        match self {
+            Read::List(r) => {
+                let n = client
+                    .list_runs(r.clone())
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .runs
+                    .len();
+                assert_eq!(n, 50, "a full page");
+            }
+            Read::Show(id) => {
+                let req = v1::GetRunRequest {
+                    run_id: id.clone(),
+                    ..Default::default()
+                };
+                client.get_run(req).await.unwrap();
+            }
+            Read::Logs(id) => {
+                let req = v1::RunLogsRequest {
+                    run_id: id.clone(),
+                    ..Default::default()
+                };
+                let mut s = client.run_logs(req).await.unwrap().into_inner();
+                let mut n = 0;
+                while let Some(l) = s.next().await {
+                    l.unwrap();
+                    n += 1;
+                }
+                assert!(n >= 100, "{n} lines");
+            }
+            Read::State(ws) => {
+                let req = v1::StateRequest {
+                    workspace: ws.clone(),
+                    ..Default::default()
+                };
+                client.list_state_versions(req).await.unwrap();
+            }
+        }
+    }
 }
 
 /// What a simulated fleet of `n` agents costs the coordinator.
