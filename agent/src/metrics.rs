@@ -14,20 +14,8 @@ use prometheus_client::registry::{Registry, Unit};
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
+use tofuflow_proto::metrics::{histogram, histograms, Histograms, Labels};
 use tokio_util::sync::CancellationToken;
-
-type Labels = Vec<(&'static str, String)>;
-type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
-
-/// Seconds, from 1 ms to 1 h (as the coordinator's).
-const BUCKETS: [f64; 18] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0, 900.0, 3600.0,
-];
-
-fn histogram() -> Histogram {
-    Histogram::new(BUCKETS)
-}
 
 pub struct Metrics {
     registry: Registry,
@@ -51,8 +39,8 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::with_prefix("tofuflow_agent"),
             tasks: Family::default(),
-            task_seconds: Family::new_with_constructor(histogram),
-            step_seconds: Family::new_with_constructor(histogram),
+            task_seconds: histograms(),
+            step_seconds: histograms(),
             heartbeats: Family::default(),
             heartbeat_seconds: histogram(),
             running: Gauge::default(),

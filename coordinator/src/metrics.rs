@@ -3,25 +3,11 @@
 //! registry for the process and encoded by `/metrics` (`http/metrics.rs`) with the figures it
 //! reads at scrape time.
 
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::LazyLock;
 use std::time::Duration;
-
-/// A metric's labels: (name, value) pairs.
-pub type Labels = Vec<(&'static str, String)>;
-type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
-
-/// Seconds, from 1 ms to 1 h: dispatch figures sit at the low end, tofu phases at the high.
-const BUCKETS: [f64; 18] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0, 900.0, 3600.0,
-];
-
-fn histogram() -> Histogram {
-    Histogram::new(BUCKETS)
-}
+use tofuflow_proto::metrics::{histogram, histograms, Histograms};
 
 /// The process's recorded metrics.
 pub struct Recorded {
@@ -44,10 +30,10 @@ impl Recorded {
     fn new() -> Recorded {
         let r = Recorded {
             registry: Registry::with_prefix("tofuflow"),
-            submit_to_start: Family::new_with_constructor(histogram),
-            queue_wait: Family::new_with_constructor(histogram),
+            submit_to_start: histograms(),
+            queue_wait: histograms(),
             claim: histogram(),
-            task: Family::new_with_constructor(histogram),
+            task: histograms(),
             workflow_step: histogram(),
             submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         };

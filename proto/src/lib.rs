@@ -11,6 +11,8 @@ pub mod amqp;
 pub mod audit;
 pub mod auth;
 pub mod connections;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod names;
 #[cfg(feature = "policy")]
 pub mod policy;

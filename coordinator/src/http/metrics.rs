@@ -5,7 +5,6 @@
 
 use super::App;
 use crate::auth::Api;
-use crate::metrics::Labels;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -15,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use tofuflow_proto::metrics::Labels;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
