@@ -567,6 +567,16 @@ impl Cluster {
     }
 
     /// Submits a module via the CLI and returns the run id.
+    /// Uploads `module` as the CLI does, through one plan-only submit to `workspace` (nothing
+    /// need run it); the bundle's digest, for submits through the API.
+    pub fn upload_bundle(&self, module: &Path, workspace: &str) -> String {
+        let args = ["run", "submit", module.to_str().unwrap(), "-w", workspace];
+        let o = self.cli(&[&args[..], &["--plan-only", "-o", "json"]].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["bundle_digest"].as_str().unwrap().to_string()
+    }
+
     pub fn submit(&self, module: &Path, workspace: &str, extra: &[&str]) -> String {
         let mut args = vec!["run", "submit", module.to_str().unwrap(), "-w", workspace];
         args.extend_from_slice(extra);

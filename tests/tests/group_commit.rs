@@ -23,21 +23,9 @@ fn request(bundle: &str, ws: String) -> v1::SubmitRunRequest {
     }
 }
 
-/// Uploads the example module through one CLI submit; its bundle digest.
+/// The example module, uploaded; its bundle digest.
 fn bundle(c: &Cluster) -> String {
-    let o = c.cli(&[
-        "run",
-        "submit",
-        example("gpu-pool").to_str().unwrap(),
-        "-w",
-        "gc/warm-up",
-        "--plan-only",
-        "-o",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["bundle_digest"].as_str().unwrap().to_string()
+    c.upload_bundle(&example("gpu-pool"), "gc/warm-up")
 }
 
 async fn answered_submits_survive_a_sigkill(db: Db) {

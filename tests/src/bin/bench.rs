@@ -265,7 +265,7 @@ async fn ha_submit_ratio(n: usize) {
     let module_dir = c.dir.join("bench-module");
     std::fs::create_dir_all(&module_dir).unwrap();
     std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
-    let bundle = warm_up_bundle(&c, &module_dir);
+    let bundle = c.upload_bundle(&module_dir, "bench/ha-warmup");
     let first = c.client().await;
     let one = concurrent_submits(std::slice::from_ref(&first), &bundle, n, "one").await;
     let second = c.another_coordinator(2).await;
@@ -295,7 +295,7 @@ async fn submit_rates(n: usize) -> [f64; 2] {
         let module_dir = c.dir.join("bench-module");
         std::fs::create_dir_all(&module_dir).unwrap();
         std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
-        let bundle = warm_up_bundle(&c, &module_dir);
+        let bundle = c.upload_bundle(&module_dir, "bench/ha-warmup");
         let client = c.client().await;
         rates[i] = concurrent_submits(std::slice::from_ref(&client), &bundle, n, "rate").await;
         println!(
@@ -482,7 +482,7 @@ async fn fleet(n: usize) -> Fleet {
     let module_dir = c.dir.join("bench-module");
     std::fs::create_dir_all(&module_dir).unwrap();
     std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
-    let bundle = warm_up_bundle(&c, &module_dir);
+    let bundle = c.upload_bundle(&module_dir, "bench/ha-warmup");
     let mut client = c.client().await;
     let (_, claim) = claim_latency(&c, &mut client, &bundle, 50).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -524,24 +524,6 @@ async fn heartbeats(
             beats.lock().unwrap().push(now_ms_f() - t);
         }
     }
-}
-
-/// Uploads the bench module by submitting one plan-only run of it (nothing runs it here); the
-/// bundle's digest.
-fn warm_up_bundle(c: &Cluster, module_dir: &Path) -> String {
-    let o = c.cli(&[
-        "run",
-        "submit",
-        module_dir.to_str().unwrap(),
-        "-w",
-        "bench/ha-warmup",
-        "--plan-only",
-        "-o",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["bundle_digest"].as_str().unwrap().to_string()
 }
 
 /// Submits/s of `n` plan-only runs from 16 concurrent clients spread over `clients`.
