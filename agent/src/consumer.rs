@@ -107,6 +107,7 @@ struct Granted {
     epoch: u64,
     lease_token: String,
     pool: String,
+    granted: std::time::Instant,
 }
 
 enum Got {
@@ -125,6 +126,7 @@ impl Slot {
                         epoch,
                         lease_token,
                         pool,
+                        granted,
                     } = *g;
                     backoff = Duration::from_millis(200);
                     let permit = self.free.clone().try_acquire_owned().ok();
@@ -135,6 +137,7 @@ impl Slot {
                         cancel: self.hard_stop.child_token(),
                         reason: Arc::new(std::sync::Mutex::new(None)),
                         id_token: Default::default(),
+                        granted,
                     });
                     // A drain that runs out of time stops the task with a reason.
                     let (h2, hs) = (held.clone(), self.hard_stop.clone());
@@ -206,8 +209,11 @@ impl Slot {
             }
         };
         let result = self.handle(&delivery).await;
-        // Closing the channel returns any other prefetched delivery to the queue.
-        let _ = ch.close(200, "slot busy".into()).await;
+        // Closing the channel returns any other prefetched delivery to the queue; the task
+        // does not wait for it.
+        tokio::spawn(async move {
+            let _ = ch.close(200, "slot busy".into()).await;
+        });
         result
     }
 
@@ -215,6 +221,9 @@ impl Slot {
     /// that fails verification is refused, a good one is claimed; the claim's answer decides
     /// whether this slot runs the task.
     async fn handle(&self, d: &lapin::message::Delivery) -> Result<Got, String> {
+        if let Some(took) = delivery_time(d) {
+            crate::metrics::metrics().step("delivery".into(), took);
+        }
         let msg_id = d
             .properties
             .message_id()
@@ -357,6 +366,7 @@ impl Slot {
         env: v1::TaskEnvelope,
         envelope_id: &str,
     ) -> Result<Got, String> {
+        let t0 = std::time::Instant::now();
         let mut c = self.runner.client.clone();
         let req = v1::ClaimRequest {
             agent_id: self.runner.agent_id.clone(),
@@ -396,6 +406,8 @@ impl Slot {
             .ack(BasicAckOptions::default())
             .await
             .map_err(|e| format!("ack failed after claim: {e}"))?;
+        let granted = std::time::Instant::now();
+        crate::metrics::metrics().step("claim".into(), granted - t0);
         match (r.granted, r.spec) {
             (true, Some(spec)) => {
                 tracing::info!(task_id = %env.task_id, attempt = env.attempt, run_id = %env.run_id, epoch = r.epoch, "lease granted");
@@ -404,6 +416,7 @@ impl Slot {
                     epoch: r.epoch,
                     lease_token: r.lease_token,
                     pool: env.pool.clone(),
+                    granted,
                 })))
             }
             _ => {
@@ -450,6 +463,21 @@ fn check(e: v1::TaskEnvelope, pools: &[String]) -> Result<v1::TaskEnvelope, Stri
 }
 
 /// The run's trace rides in the AMQP header and goes on in the claim's gRPC metadata.
+/// How long the message took from the coordinator's publish to this agent (by the two hosts'
+/// clocks), from its published-at header.
+fn delivery_time(d: &lapin::message::Delivery) -> Option<Duration> {
+    let headers = d.properties.headers().as_ref()?;
+    let published = match headers
+        .inner()
+        .get(tofuflow_proto::amqp::PUBLISHED_HEADER)?
+    {
+        AMQPValue::LongLongInt(us) => *us,
+        _ => return None,
+    };
+    let took = tofuflow_proto::amqp::now_us() - published;
+    (took >= 0).then(|| Duration::from_micros(took as u64))
+}
+
 fn traceparent(d: &lapin::message::Delivery) -> Option<String> {
     d.properties.headers().as_ref().and_then(|h| {
         h.inner()

@@ -18,6 +18,7 @@ pub struct Recorded {
     task: Histograms,
     workflow_step: Histogram,
     submit_group: Histogram,
+    dispatch: Histograms,
 }
 
 /// The one registry of this process.
@@ -36,6 +37,7 @@ impl Recorded {
             task: histograms(),
             workflow_step: histogram(),
             submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            dispatch: histograms(),
         };
         let mut reg = r.registry;
         let s = Unit::Seconds;
@@ -59,6 +61,7 @@ impl Recorded {
             "Submits committed together in one transaction (the group commit).",
             r.submit_group.clone(),
         );
+        reg.register_with_unit("dispatch", "The coordinator's steps of a task's way to an agent: submit (a SubmitRun call, its group commit included), outbox (the publisher woken → the task message handed to RabbitMQ), confirm (handed over → the broker's confirm).", Unit::Seconds, r.dispatch.clone());
         Recorded { registry: reg, ..r }
     }
 
@@ -94,6 +97,13 @@ impl Recorded {
     /// A group of `n` submits committed in one transaction.
     pub fn submit_group(&self, n: usize) {
         self.submit_group.observe(n as f64);
+    }
+
+    /// One of the coordinator's dispatch steps (`submit`, `outbox`, `confirm`) took `took`.
+    pub fn dispatch(&self, step: &'static str, took: Duration) {
+        self.dispatch
+            .get_or_create(&vec![("step", step.to_string())])
+            .observe(took.as_secs_f64());
     }
 
     /// One step of the workflow engine.

@@ -13,6 +13,17 @@ pub const DELIVERY_LIMIT: i64 = 5;
 /// Default length limit of the dead-letter queue (the coordinator's `--dead-letter-max`).
 pub const DEAD_LETTER_MAX: i64 = 10_000;
 
+/// Header of a task message: when the coordinator handed it to the broker (microseconds
+/// since the Unix epoch). Only for the agent's delivery-time metric: nothing trusts it.
+pub const PUBLISHED_HEADER: &str = "tofuflow-published-us";
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 pub fn pool_queue(pool: &str) -> String {
     format!("tofuflow.pool.{pool}")
 }

@@ -162,3 +162,25 @@ pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
         .find(|(name, _)| *name == sample)
         .and_then(|(_, v)| v.trim().parse().ok())
 }
+
+/// A histogram's mean over what was observed between two scrapes of `/metrics` text: the
+/// growth of `NAME_sum{LABELS}` over that of `NAME_count{LABELS}` (`labels` as written, e.g.
+/// `step="claim"`), if any was observed.
+pub fn mean_between(before: &str, after: &str, name: &str, labels: &str) -> Option<f64> {
+    let value = |text: &str, sample: String| -> f64 {
+        text.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(n, _)| *n == sample)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let delta = |suffix: &str| {
+        let sample = match labels {
+            "" => format!("{name}_{suffix}"),
+            _ => format!("{name}_{suffix}{{{labels}}}"),
+        };
+        value(after, sample.clone()) - value(before, sample)
+    };
+    let n = delta("count");
+    (n > 0.0).then(|| delta("sum") / n)
+}

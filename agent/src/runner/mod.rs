@@ -58,6 +58,8 @@ pub struct Held {
     pub reason: Arc<std::sync::Mutex<Option<StopReason>>>,
     /// Where renewed ID tokens go (the heartbeat loop hands them over).
     pub id_token: identity::TokenSlot,
+    /// When the coordinator's grant arrived.
+    pub granted: std::time::Instant,
 }
 
 /// Runs the tasks this agent takes: one `run` per task, any number at once.
@@ -248,8 +250,10 @@ impl Runner {
         let user = sandbox::run_user(&self.cfg.run_user, self.cfg.run_uid_base, ctx.slot)
             .map_err(TaskError::Setup)?;
         let module = workdir::fresh(wd)?;
+        crate::metrics::metrics().step("setup".into(), lease.granted.elapsed());
         self.unpack_bundle(spec, lease, &module, &inner, rep)
             .await?;
+        let prepared = std::time::Instant::now();
         let var_args = workdir::write_var_files(spec, wd, &inner)?;
         workdir::write_tofurc(sb, wd)?;
         // Removed (unmounted) when this function returns, however it returns.
@@ -298,6 +302,7 @@ impl Runner {
             var_args,
             init: state.init.clone(),
         };
+        crate::metrics::metrics().step("prepare".into(), prepared.elapsed());
         let done = self.tofu_steps(&tofu, steps).await;
         tofu.end().await;
         done

@@ -171,8 +171,10 @@ impl Runner {
         inner: &Path,
         rep: &Reporter,
     ) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let data = self.bundle(spec, lease).await?;
         let size = bundle::extract(&data, module, bundle::Limits::default())?;
+        crate::metrics::metrics().step("bundle".into(), t0.elapsed());
         rep.system(format!(
             "tofuflow: bundle {} ({} bytes packed, {size} unpacked) in {}",
             spec.bundle_digest,

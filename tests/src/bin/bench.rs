@@ -55,6 +55,7 @@ const MODULE: &str =
 struct Spread {
     p50: f64,
     p99: f64,
+    mean: f64,
 }
 
 impl Spread {
@@ -62,6 +63,7 @@ impl Spread {
         Spread {
             p50: pct(v, 0.5),
             p99: pct(v, 0.99),
+            mean: v.iter().sum::<f64>() / v.len().max(1) as f64,
         }
     }
 }
@@ -83,6 +85,8 @@ struct Figures {
     latency: Spread,
     /// The same task through an agent, claim to end (p50).
     task_p50: f64,
+    /// Where submit → tofu start goes, step by step (means over the idle runs, ms).
+    breakdown: Vec<(&'static str, f64)>,
     /// Claiming as an agent does: verifying the signed message, then the Claim RPC (the
     /// agent's identity, the workspace and pool rules, the lease).
     verify: Spread,
@@ -136,6 +140,9 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("fleet") {
         return fleet_figures().await;
     }
+    if std::env::args().nth(1).as_deref() == Some("dispatch") {
+        return dispatch_figures().await;
+    }
     if std::env::args().nth(1).as_deref() == Some("submits") {
         submit_rates(1000).await;
         return;
@@ -151,10 +158,12 @@ async fn main() {
     let direct_p50 = direct_task(&c, &double, &module_dir, runs);
 
     // 3b/4. Through tofuflow, at idle: one run at a time on one agent.
-    c.agent(AgentOpts::default()).await;
-    let mut client = c.client().await;
-    let bundle = warm_up(&c, &module_dir);
-    let (latency, task_p50) = idle_runs(&c, &mut client, &bundle, runs).await;
+    let (mut client, bundle, idle) = idle_dispatch(&mut c, &module_dir, runs).await;
+    let Idle {
+        latency,
+        task_p50,
+        breakdown,
+    } = idle;
 
     // 4b. Claiming, one task at a time, by an agent that is only a gRPC client.
     let (verify, claim) = claim_latency(&c, &mut client, &bundle, runs).await;
@@ -177,6 +186,7 @@ async fn main() {
         direct_p50,
         latency,
         task_p50,
+        breakdown,
         verify,
         claim,
         mint,
@@ -1079,6 +1089,137 @@ async fn idle_runs(c: &Cluster, client: &mut Client, bundle: &str, runs: usize) 
     (Spread::of(&mut latency), pct(&mut task_time, 0.5))
 }
 
+/// `tofuflow-bench dispatch`: the broker floor and submit → tofu start at idle, step by step
+/// (figures 1, 3b and 3c alone).
+async fn dispatch_figures() {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &[]).await;
+    let (floor, _) = broker_floor(&c, 100).await;
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let (_, _, idle) = idle_dispatch(&mut c, &module_dir, 50).await;
+    let row = |name: &str, ms: f64, extra: String| println!("{name:<58} {ms:>9.2} ms {extra:>12}");
+    row(
+        "raw RabbitMQ publish→consume (p50)",
+        floor.p50,
+        String::new(),
+    );
+    row(
+        "submit → tofu start, idle, p50 (p99)",
+        idle.latency.p50,
+        format!("{:.2} ms", idle.latency.p99),
+    );
+    let ratio = idle.latency.p50 / floor.p50;
+    row(
+        "  … where it goes (means; the mean of the whole)",
+        idle.latency.mean,
+        format!("{ratio:.1}x floor"),
+    );
+    for (step, ms) in &idle.breakdown {
+        row(&format!("    {step}"), *ms, String::new());
+    }
+    row(
+        "agent: lease → … → complete, p50",
+        idle.task_p50,
+        String::new(),
+    );
+}
+
+/// Submit → tofu start at idle and the task's time through the agent (figures 3b, 3c, 4).
+struct Idle {
+    latency: Spread,
+    task_p50: f64,
+    breakdown: Vec<(&'static str, f64)>,
+}
+
+/// Starts the idle agent (with its `/metrics`) and runs the idle runs one at a time, the
+/// agent's and the coordinator's steps read from both `/metrics` before and after; the client
+/// and the bundle go on to the next figures.
+async fn idle_dispatch(c: &mut Cluster, module_dir: &Path, runs: usize) -> (Client, String, Idle) {
+    let agent_metrics = tofuflow_e2e::free_port();
+    c.agent(AgentOpts {
+        owned_args: vec![
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{agent_metrics}"),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let agent_metrics = format!("http://127.0.0.1:{agent_metrics}/metrics");
+    let mut client = c.client().await;
+    let bundle = warm_up(c, module_dir);
+    let c = &*c;
+    let scrape = || {
+        let coordinator = c.get("/metrics").map(|r| r.1).unwrap_or_default();
+        let agent = tofuflow_e2e::http_get(&agent_metrics)
+            .map(|r| r.1)
+            .unwrap_or_default();
+        (coordinator, agent)
+    };
+    let before = scrape();
+    let (latency, task_p50) = idle_runs(c, &mut client, &bundle, runs).await;
+    let breakdown = dispatch_steps(&before, &scrape(), latency.mean);
+    let idle = Idle {
+        latency,
+        task_p50,
+        breakdown,
+    };
+    (client, bundle, idle)
+}
+
+/// Figure 3c: the steps of submit → tofu start, each one's mean over the idle runs (ms), from
+/// the coordinator's and the agent's `/metrics` scraped before and after them (`(coordinator,
+/// agent)` text each); the rest of `total` (ms, the measured mean) is what no step covers: the
+/// first command's helper and tofu's own start-up, and the hand-overs between steps.
+fn dispatch_steps(
+    before: &(String, String),
+    after: &(String, String),
+    total: f64,
+) -> Vec<(&'static str, f64)> {
+    use tofuflow_e2e::mean_between;
+    let coordinator = |step: &str| {
+        let labels = format!("step=\"{step}\"");
+        mean_between(&before.0, &after.0, "tofuflow_dispatch_seconds", &labels)
+    };
+    let agent = |step: &str| {
+        let labels = format!("step=\"{step}\"");
+        mean_between(&before.1, &after.1, "tofuflow_agent_step_seconds", &labels)
+    };
+    let mut steps: Vec<(&'static str, f64)> = [
+        (
+            "SubmitRun: checks, group commit (fsync)",
+            coordinator("submit"),
+        ),
+        ("outbox: woken → handed to RabbitMQ", coordinator("outbox")),
+        ("RabbitMQ: publish → the agent has it", agent("delivery")),
+        ("claim: verify, Claim RPC (lease, token)", agent("claim")),
+        (
+            "setup: the task's log, watchdog, cgroup, dir",
+            agent("setup"),
+        ),
+        (
+            "bundle: cached or fetched, verified, unpacked",
+            agent("bundle"),
+        ),
+        ("prepare: variables, secrets, backend", agent("prepare")),
+        ("sandbox: the task's session built", agent("sandbox")),
+    ]
+    .into_iter()
+    .map(|(name, secs)| (name, secs.unwrap_or(f64::NAN) * 1000.0))
+    .collect();
+    let covered: f64 = steps.iter().map(|s| s.1).filter(|v| v.is_finite()).sum();
+    steps.push(("rest: helper, tofu's start-up, hand-overs", total - covered));
+    let granting = mean_between(&before.0, &after.0, "tofuflow_claim_seconds", "");
+    steps.insert(
+        4,
+        (
+            "  of which the coordinator grants it",
+            granting.unwrap_or(f64::NAN) * 1000.0,
+        ),
+    );
+    steps
+}
+
 /// Figure 4c: a chain of `stacks` stacks, each reading the previous one's output: from each
 /// upstream's apply ending (its last transition) to its dependant's `tofu init` starting.
 async fn dag_hops(c: &Cluster, stacks: usize) -> Spread {
@@ -1373,6 +1514,13 @@ fn print_table(f: &Figures) {
         "",
         f.latency.p50 / f.floor.p50
     );
+    println!(
+        "{:<58} {:>9.2} ms {:>12}",
+        "  … where it goes (means; the mean of the whole)", f.latency.mean, ""
+    );
+    for (step, ms) in &f.breakdown {
+        println!("{:<58} {:>9.2} ms {:>12}", format!("    {step}"), ms, "");
+    }
     print_workflows(&f.hop, &f.floor, &f.rollouts);
     println!(
         "{:<58} {:>8.1} /s {:>12}",

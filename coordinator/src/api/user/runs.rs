@@ -57,6 +57,7 @@ fn is_done(state: &str, kind: i32) -> bool {
 /// Starts a run (operator): checks the request, then stores the run and its first task.
 #[tracing::instrument(skip_all, fields(workspace = %req.get_ref().workspace, pool = %req.get_ref().pool, tags = tracing::field::Empty))]
 pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) -> Reply<v1::Run> {
+    let t0 = std::time::Instant::now();
     let actor = authorize(
         shared,
         &req,
@@ -77,6 +78,7 @@ pub(super) async fn submit(shared: &Shared, req: Request<v1::SubmitRunRequest>) 
     let tags = tag_list(&new.tags);
     tracing::Span::current().record("tags", tags.as_str());
     let run = shared.store.submit_once(new, &shared.policy).await?;
+    crate::metrics::recorded().dispatch("submit", t0.elapsed());
     tracing::info!(run_id = %run.id, actor = %actor, tags = %tags, "run submitted");
     Ok(Response::new(full_run(shared, &run.id, false).await?))
 }
