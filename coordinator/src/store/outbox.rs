@@ -93,6 +93,23 @@ impl Store {
         Ok(())
     }
 
+    /// Marks the rows `ids` sent, in one transaction (one commit for a batch of confirms).
+    pub async fn mark_all_sent(&self, ids: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET sent_ms = $1, publish_attempts = publish_attempts + 1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn mark_publish_failed(&self, id: i64, error: &str) -> Result<()> {
         sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $1 WHERE id = $2")
             .bind(error)
