@@ -69,6 +69,10 @@ async fn run_goes_plan_approve_apply_and_show_prints_outputs() {
         ("tofuflow_queue_wait_seconds_count{phase=\"plan\"}", 1.0),
         ("tofuflow_queue_wait_seconds_count{phase=\"apply\"}", 1.0),
         ("tofuflow_claim_seconds_count", 2.0),
+        // The dispatch steps: one submit; the plan's and the apply's task each published once.
+        ("tofuflow_dispatch_seconds_count{step=\"submit\"}", 1.0),
+        ("tofuflow_dispatch_seconds_count{step=\"outbox\"}", 2.0),
+        ("tofuflow_dispatch_seconds_count{step=\"confirm\"}", 2.0),
         (
             "tofuflow_task_seconds_count{phase=\"plan\",outcome=\"succeeded\"}",
             1.0,
