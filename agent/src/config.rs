@@ -169,6 +169,12 @@ pub struct Config {
     #[arg(long, env = "TOFUFLOW_SANDBOX", value_enum, default_value = "auto")]
     pub sandbox: crate::sandbox::Mode,
 
+    /// With namespaces: while a slot waits for its next task, build that task's sandbox (a
+    /// fresh one, used by that task alone), so the task's first tofu command does not wait for
+    /// it. An idle slot then holds one sandbox (two small processes and a 16 MiB tmpfs, empty).
+    #[arg(long, env = "TOFUFLOW_SANDBOX_AHEAD", value_parser = clap::builder::BoolishValueParser::new(), default_value = "true", action = clap::ArgAction::Set)]
+    pub sandbox_ahead: bool,
+
     /// Network of tasks: egress (anywhere through the agent's proxy, except the agent host's
     /// own, loopback and link-local addresses), host (the host's network: tasks reach its
     /// loopback services too), none (loopback and the state backend only) or allow-list (only

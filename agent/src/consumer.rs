@@ -118,8 +118,17 @@ enum Got {
 impl Slot {
     pub async fn run(self) {
         let mut backoff = Duration::from_millis(200);
+        // The sandbox for this slot's next task, built while it waits for and claims the task
+        // (see runner::warm).
+        let mut warm = None;
         while !self.intake_stop.is_cancelled() {
-            match self.take_one().await {
+            let warming = async {
+                if warm.is_none() {
+                    warm = self.runner.warm(self.index).await;
+                }
+            };
+            let ((), got) = tokio::join!(warming, self.take_one());
+            match got {
                 Ok(Got::Task(g)) => {
                     let Granted {
                         spec,
@@ -151,8 +160,9 @@ impl Slot {
                     let task_id = spec.task_id.clone();
                     let span = tracing::info_span!("task", run_id = %spec.run_id, task_id = %spec.task_id, attempt = spec.attempt, workspace = %spec.workspace, agent_id = %self.runner.agent_id);
                     tofuflow_proto::telemetry::set_parent(&span, &spec.traceparent);
-                    self.runner
-                        .run(spec, &held, self.index, &pool)
+                    warm = self
+                        .runner
+                        .run(spec, &held, (self.index, &pool), warm.take())
                         .instrument(span)
                         .await;
                     self.leases.remove(&task_id);
@@ -163,12 +173,15 @@ impl Slot {
                 Err(e) => {
                     tracing::warn!(slot = self.index, error = %e, retry_ms = backoff.as_millis() as u64, "intake problem");
                     tokio::select! {
-                        _ = self.intake_stop.cancelled() => return,
+                        _ = self.intake_stop.cancelled() => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if let Some(w) = warm {
+            w.discard().await;
         }
     }
 

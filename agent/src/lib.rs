@@ -145,11 +145,10 @@ pub fn check(cfg: &Config) -> i32 {
 
 /// Runs the agent until `shutdown`; then drains: no new tasks, running ones get `drain_grace`.
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     sandbox: sandbox::Sandbox,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let mut cfg = cfg;
     cfg.work_root = cfg.work_root.canonicalize().map_err(|e| e.to_string())?;
     let labels = host_labels(&cfg, &sandbox)?;
     let cfg = Arc::new(cfg);
@@ -198,6 +197,7 @@ pub async fn run(
         client: client.clone(),
         agent_id: agent_id.clone(),
         backend_tls,
+        shape: Default::default(),
     };
     slots.start(&cfg, &amqp, runner, &leases, &free, &trust);
     if let Some(path) = &cfg.ready_file {

@@ -140,10 +140,16 @@ async fn a_task_printing_50_mb_keeps_its_lease_and_every_line_arrives_in_order_i
         "{m}"
     );
     // The way to each task's first tofu command, step by step, once per task (plan, apply).
-    for step in ["delivery", "claim", "setup", "bundle", "prepare", "sandbox"] {
+    let count = |step: &str| {
         let name = format!("tofuflow_agent_step_seconds_count{{step=\"{step}\"}}");
-        assert_eq!(sample(&m, &name), Some(2.0), "{name}\n{m}");
+        sample(&m, &name)
+    };
+    for step in ["delivery", "claim", "setup", "bundle", "prepare"] {
+        assert_eq!(count(step), Some(2.0), "{step}\n{m}");
     }
+    // The plan built its sandbox; the apply took the one built while the agent waited for it.
+    assert_eq!(count("sandbox"), Some(1.0), "{m}");
+    assert!(count("sandbox_ahead").is_some_and(|n| n >= 1.0), "{m}");
     assert!(
         sample(&m, "tofuflow_agent_heartbeats_total{result=\"ok\"}").is_some_and(|n| n > 5.0),
         "{m}"

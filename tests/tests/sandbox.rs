@@ -273,8 +273,18 @@ probe previous-workdir 'ls /tofuflow/run/../*/canary'"#,
     );
     let id = c.submit(&look, "canary/look", &["--auto-approve"]);
     c.wait_state(&id, &["applied"], T).await;
+    // Its tasks ran in sandboxes built while the agent waited for them (after the first task
+    // showed their shape), and still nothing of the planting run was there.
+    let look_logs = logs(&c, &id);
+    assert_eq!(
+        look_logs
+            .matches("built (fresh, for this task alone) before it arrived")
+            .count(),
+        2,
+        "{look_logs}"
+    );
     assert_probes(
-        &logs(&c, &id),
+        &look_logs,
         &["control-fresh-home"],
         &[
             "tmp-canary",

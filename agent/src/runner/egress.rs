@@ -16,26 +16,38 @@ pub(super) struct Egress {
     pub proxy_port: u16,
 }
 
+/// The ports a task's sandbox relays to the gateway, with their tags, and the proxy's port:
+/// the proxy's, and the state backend's when the coordinator's backend is used.
+pub(super) fn relays(state: &super::backend::StateBackend) -> (Vec<(u16, String)>, u16) {
+    let proxy_port = if state
+        .target
+        .as_ref()
+        .is_some_and(|t| t.1 == sandbox::PROXY_PORT)
+    {
+        sandbox::PROXY_PORT + 1
+    } else {
+        sandbox::PROXY_PORT
+    };
+    let mut relays = vec![(proxy_port, "proxy".to_string())];
+    if let Some((_, p)) = &state.target {
+        relays.push((*p, "backend".to_string()));
+    }
+    (relays, proxy_port)
+}
+
 impl Runner {
     /// Starts the gateway: the task's only way out when its network is not the host's.
-    /// `state` says which backend the relay reaches, and whether over TLS.
+    /// `state` says which backend the relay reaches, and whether over TLS. `bound` is the
+    /// socket of a sandbox built ahead for this task (its relays already reach it).
     pub(super) fn start_egress(
         &self,
         spec: &v1::TaskSpec,
         network: Network,
         state: &super::backend::StateBackend,
         rep: &Reporter,
+        bound: Option<super::warm::Bound>,
     ) -> Result<Egress> {
-        let target = state.target.clone();
-        let proxy_port = if target.as_ref().is_some_and(|t| t.1 == sandbox::PROXY_PORT) {
-            sandbox::PROXY_PORT + 1
-        } else {
-            sandbox::PROXY_PORT
-        };
-        let mut relays = vec![(proxy_port, "proxy".to_string())];
-        if let Some((_, p)) = &target {
-            relays.push((*p, "backend".to_string()));
-        }
+        let (relays, proxy_port) = relays(state);
         let rules = if network == Network::AllowList {
             self.cfg
                 .allow_hosts
@@ -47,7 +59,7 @@ impl Runner {
             vec![]
         };
         let policy = gateway::Policy {
-            backend: target,
+            backend: state.target.clone(),
             backend_tls: state.tls.then(|| self.backend_tls.clone()),
             network,
             rules,
@@ -57,15 +69,16 @@ impl Runner {
             network.name(),
             self.egress_scope(network)
         ));
-        let gateway = gateway::start(
-            &self.sandbox.gateway_dir,
-            &format!("{}-{}", spec.task_id, spec.attempt),
-            policy,
-            rep.handle(),
-        )
-        .map_err(TaskError::Egress)?;
+        let (path, listener) = match bound {
+            Some(b) => b,
+            None => gateway::bind(
+                &self.sandbox.gateway_dir,
+                &format!("{}-{}", spec.task_id, spec.attempt),
+            )
+            .map_err(TaskError::Egress)?,
+        };
         Ok(Egress {
-            gateway,
+            gateway: gateway::serve_on(path, listener, policy, rep.handle()),
             relays,
             proxy_port,
         })

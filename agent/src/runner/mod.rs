@@ -18,12 +18,14 @@ pub mod process;
 pub mod secrets;
 mod session;
 mod tofu;
+mod warm;
 mod watchdog;
 mod workdir;
 
 pub use backend::{backend_inside, declared_backend};
 pub use limits::Effective;
 pub use plan::summarize;
+pub use warm::{Shape, Warm};
 pub use workdir::sweep as sweep_workdirs;
 
 use crate::config::Config;
@@ -72,6 +74,8 @@ pub struct Runner {
     /// How the state-backend relay speaks TLS to an https coordinator (the --tls-ca or the
     /// system roots, and the agent's client certificate).
     pub backend_tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// The shape of the last task this agent ran: sandboxes built ahead take it.
+    pub shape: Arc<std::sync::Mutex<Option<Shape>>>,
 }
 
 /// Per-task settings beyond the spec.
@@ -107,8 +111,15 @@ impl Done {
 
 impl Runner {
     /// Runs a task to its end and reports the result. Never panics on task errors: every path
-    /// ends in a Complete (or the coordinator has already fenced this attempt).
-    pub async fn run(&self, spec: v1::TaskSpec, held: &Held, slot: u32, pool: &str) {
+    /// ends in a Complete (or the coordinator has already fenced this attempt). `warm` is the
+    /// sandbox built ahead for it, if any; the answer is the one built for the slot's next task.
+    pub async fn run(
+        &self,
+        spec: v1::TaskSpec,
+        held: &Held,
+        (slot, pool): (u32, &str),
+        warm: Option<Warm>,
+    ) -> Option<Warm> {
         let started = std::time::Instant::now();
         crate::metrics::metrics().task_started();
         let reporter = self.start_reporting(&spec, held);
@@ -129,7 +140,7 @@ impl Runner {
             cgroup: watch.cgroup.as_deref(),
             killed_by: Default::default(),
         };
-        let result = self.execute(&spec, held, &wd, &reporter, &ctx).await;
+        let result = self.execute(&spec, held, &wd, &reporter, &ctx, warm).await;
         let killed_by = ctx.killed_by.lock().ok().and_then(|k| k.clone());
         let hits = watch.finish();
         let stop = held.reason.lock().map(|r| r.clone()).unwrap_or(None);
@@ -149,6 +160,22 @@ impl Runner {
             lease_token: held.lease_token.clone(),
             ..Default::default()
         });
+        // The slot's next sandbox is built while this task's end is reported.
+        let end = self.report_end((phase, &spec.task_id), req, reporter, (&wd, held), started);
+        let (next, ()) = tokio::join!(self.warm(slot), end);
+        next
+    }
+
+    /// Says how the task ended, removes its directory, sends the rest of its log and then its
+    /// result.
+    async fn report_end(
+        &self,
+        (phase, task_id): (v1::Phase, &str),
+        req: v1::CompleteRequest,
+        reporter: Reporter,
+        (wd, held): (&Path, &Held),
+        started: std::time::Instant,
+    ) {
         reporter.system(format!(
             "tofuflow: {phase} finished: {}",
             match v1::Outcome::try_from(req.outcome) {
@@ -157,7 +184,7 @@ impl Runner {
                 _ => format!("failed: {}", req.error),
             }
         ));
-        workdir::clean_up(&wd, self.cfg.keep_workdirs, &reporter);
+        workdir::clean_up(wd, self.cfg.keep_workdirs, &reporter);
         // Its log sink must go before the reporter can finish (it holds the log's sender).
         held.id_token.detach();
         if !reporter.finish(Duration::from_secs(60)).await {
@@ -170,7 +197,7 @@ impl Runner {
         };
         self.complete(req).await;
         crate::metrics::metrics().task_ended(&phase.to_string(), outcome, started.elapsed());
-        crate::mask::Registry::global().remove(&spec.task_id);
+        crate::mask::Registry::global().remove(task_id);
     }
 
     /// Starts streaming the task's log (secrets masked) and says who runs what.
@@ -238,6 +265,7 @@ impl Runner {
         wd: &Path,
         rep: &Reporter,
         ctx: &TaskCtx<'_>,
+        warm: Option<Warm>,
     ) -> Result<Done> {
         let sb = &self.sandbox;
         let inner = workdir::inner(sb, wd);
@@ -249,15 +277,16 @@ impl Runner {
         }
         let user = sandbox::run_user(&self.cfg.run_user, self.cfg.run_uid_base, ctx.slot)
             .map_err(TaskError::Setup)?;
-        let module = workdir::fresh(wd)?;
+        let (secrets, taken) = self
+            .working_dir(wd, &inner, user, ctx.network, warm)
+            .await?;
+        let module = wd.join("module");
         crate::metrics::metrics().step("setup".into(), lease.granted.elapsed());
         self.unpack_bundle(spec, lease, &module, &inner, rep)
             .await?;
         let prepared = std::time::Instant::now();
         let var_args = workdir::write_var_files(spec, wd, &inner)?;
         workdir::write_tofurc(sb, wd)?;
-        // Removed (unmounted) when this function returns, however it returns.
-        let secrets = secrets::SecretsDir::create(wd, &inner, user)?;
         let connection_env = connections::apply(spec, &secrets, rep)?;
         let identity_env = identity::apply(spec, &secrets, &lease.id_token, rep)?;
         // State: the coordinator's http backend unless the module brings its own.
@@ -269,10 +298,9 @@ impl Runner {
             self.fetch_plan(spec, lease, &plan_file).await?;
         }
         // The gateway lives (and relays) until this function returns.
-        let egress = match isolated {
-            true => Some(self.start_egress(spec, ctx.network, &state, rep)?),
-            false => None,
-        };
+        let (egress, session) = self
+            .egress_and_session(spec, ctx, &state, rep, taken)
+            .await?;
         if let Some((uid, gid)) = user {
             workdir::chown_tree(wd, uid, gid)?;
         }
@@ -280,7 +308,7 @@ impl Runner {
         env.extend(connection_env);
         env.extend(identity_env);
         let confinement = self.confinement(ctx, wd, &inner, egress.as_ref(), user);
-        confinement.describe(sb, user, ctx.cgroup.is_some(), rep);
+        confinement.describe(sb, (user, ctx.cgroup.is_some(), session.is_some()), rep);
         let tofu = tofu::Tofu {
             shown_as: tofu::shown_as(&sb.tofu),
             launch: confinement.launch(sb, &module),
@@ -291,7 +319,7 @@ impl Runner {
             grace: self.cfg.cancel_grace,
             sandboxed: confinement.sandboxed,
             killed_by: &ctx.killed_by,
-            session: Default::default(),
+            session: tokio::sync::OnceCell::new_with(session),
         };
         let steps = Steps {
             spec,
@@ -306,6 +334,63 @@ impl Runner {
         let done = self.tofu_steps(&tofu, steps).await;
         tofu.end().await;
         done
+    }
+
+    /// The task's working directory and its secrets directory (unmounted when dropped, however
+    /// the task ends): the sandbox built ahead when the task can take it (then also its gateway
+    /// socket and session), else made now.
+    async fn working_dir(
+        &self,
+        wd: &Path,
+        inner: &Path,
+        user: Option<(u32, u32)>,
+        network: Network,
+        warm: Option<Warm>,
+    ) -> Result<(secrets::SecretsDir, Option<warm::Taken>)> {
+        if let Some(w) = warm {
+            if let Some((secrets, taken)) = w.take(wd, network).await {
+                return Ok((secrets, Some(taken)));
+            }
+        }
+        workdir::fresh(wd)?;
+        Ok((secrets::SecretsDir::create(wd, inner, user)?, None))
+    }
+
+    /// The gateway (for an isolated network) and the sandbox built ahead when it has this
+    /// task's shape (it is moved into the task's cgroup); the shape is remembered for the next.
+    async fn egress_and_session(
+        &self,
+        spec: &v1::TaskSpec,
+        ctx: &TaskCtx<'_>,
+        state: &backend::StateBackend,
+        rep: &Reporter,
+        taken: Option<warm::Taken>,
+    ) -> Result<(Option<egress::Egress>, Option<session::Session>)> {
+        let isolated = ctx.network != Network::Host;
+        let shape = Shape {
+            network: ctx.network,
+            relays: match isolated {
+                true => egress::relays(state).0,
+                false => vec![],
+            },
+        };
+        if let Ok(mut last) = self.shape.lock() {
+            *last = Some(shape.clone());
+        }
+        let mut taken = match taken {
+            Some(t) if t.shape == shape => t.adopt(ctx.cgroup).await,
+            Some(t) => {
+                t.discard().await;
+                None
+            }
+            None => None,
+        };
+        let bound = taken.as_mut().and_then(|t| t.gateway.take());
+        let egress = match isolated {
+            true => Some(self.start_egress(spec, ctx.network, state, rep, bound)?),
+            false => None,
+        };
+        Ok((egress, taken.map(|t| t.session)))
     }
 
     /// The task's tofu commands: init, then the phase's own.

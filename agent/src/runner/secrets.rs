@@ -62,6 +62,13 @@ impl SecretsDir {
         Ok(self.inner.join(name))
     }
 
+    /// The same directory once its working directory was renamed to `wd` (a sandbox built
+    /// ahead becomes its task's).
+    pub fn moved_to(mut self, wd: &Path) -> SecretsDir {
+        self.host = wd.join(DIR);
+        self
+    }
+
     /// The directory as the agent sees it (for replacing files while the task runs).
     pub fn host_path(&self) -> &Path {
         &self.host

@@ -25,8 +25,13 @@ pub struct Session {
 
 impl Session {
     /// Starts the helper for `spec` as a session and waits for it to say the sandbox is built.
-    /// Its standard error (a `tofuflow sandbox:` line when it fails) goes to the task's log.
-    pub async fn start(helper: &Path, spec: &Spec, sink: &LineSink) -> Result<Session, String> {
+    /// Its standard error (a `tofuflow sandbox:` line when it fails) goes to the task's log,
+    /// or to the agent's own when there is no task yet (`sink` None: built ahead).
+    pub async fn start(
+        helper: &Path,
+        spec: &Spec,
+        sink: Option<&LineSink>,
+    ) -> Result<Session, String> {
         let json = crate::sandbox::session::request(spec).map_err(|e| e.to_string())?;
         let mut cmd = tokio::process::Command::new(helper);
         cmd.arg("__sandbox")
@@ -34,7 +39,10 @@ impl Session {
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(match sink {
+                Some(_) => Stdio::piped(),
+                None => Stdio::inherit(),
+            })
             // A task that ends any other way (an error, a panic) still takes its sandbox along.
             .kill_on_drop(true);
         // Its own session (signals to the agent's group are not its), and it ends when the
@@ -51,7 +59,7 @@ impl Session {
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(&json).await;
         }
-        if let Some(err) = child.stderr.take() {
+        if let (Some(err), Some(sink)) = (child.stderr.take(), sink) {
             let sink = sink.clone();
             tokio::spawn(async move {
                 super::output::stream(err, &sink, LogStream::Stderr).await;
@@ -77,6 +85,23 @@ impl Session {
             helper: child,
             enter,
         })
+    }
+
+    /// Whether the helper (and so the sandbox) is still there.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.helper.try_wait(), Ok(None))
+    }
+
+    /// Moves the session's helper and init (with its relays) into a task's cgroups, by their
+    /// `cgroup.procs` files: a session built before its task joins the task's cgroup this way.
+    pub fn join_cgroup(&self, procs: &[std::path::PathBuf]) -> std::io::Result<()> {
+        let helper = self.helper.id().ok_or(std::io::ErrorKind::NotFound)?;
+        for file in procs {
+            for pid in [helper as i32, self.enter.pid] {
+                std::fs::write(file, pid.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the session: init and everything in the namespace are killed, and the helper has

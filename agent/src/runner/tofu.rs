@@ -85,16 +85,22 @@ impl Confinement {
     }
 
     /// Says in the run's log what confines the task (nothing when it runs unconfined).
-    pub fn describe(&self, sb: &Sandbox, user: Option<(u32, u32)>, cgroup: bool, rep: &Reporter) {
+    /// `ahead`: its namespaces were built before the task arrived.
+    pub fn describe(
+        &self,
+        sb: &Sandbox,
+        (user, cgroup, ahead): (Option<(u32, u32)>, bool, bool),
+        rep: &Reporter,
+    ) {
         if !self.sandboxed {
             return;
         }
         rep.system(format!(
             "tofuflow: sandbox: {}{}{}",
-            if sb.namespaces {
-                "mount, PID, IPC and UTS namespaces, one set for all the task's commands"
-            } else {
-                "no namespaces"
+            match (sb.namespaces, ahead) {
+                (true, false) => "mount, PID, IPC and UTS namespaces, one set for all the task's commands",
+                (true, true) => "mount, PID, IPC and UTS namespaces, one set for all the task's commands, built (fresh, for this task alone) before it arrived",
+                (false, _) => "no namespaces",
             },
             match user {
                 Some((u, _)) => format!(", run user {u}"),
@@ -173,7 +179,7 @@ impl Tofu<'_> {
             .session
             .get_or_try_init(|| async {
                 let t0 = std::time::Instant::now();
-                let s = Session::start(helper, spec, &self.sink).await?;
+                let s = Session::start(helper, spec, Some(&self.sink)).await?;
                 crate::metrics::metrics().step("sandbox".into(), t0.elapsed());
                 Ok::<_, String>(s)
             })

@@ -45,16 +45,7 @@ pub fn sweep(work_root: &Path, keep: bool) -> usize {
 /// Makes `wd` anew (0700, with `module/`, `home/` and `tmp/`); returns the module directory.
 pub(super) fn fresh(wd: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    if wd.exists() {
-        // A crashed agent may have left the task's secrets tmpfs mounted there.
-        super::secrets::remove(&wd.join(super::secrets::DIR));
-        std::fs::remove_dir_all(wd).map_err(|e| {
-            TaskError::workdir(
-                format!("cannot clear old working directory {}", wd.display()),
-                e,
-            )
-        })?;
-    }
+    clear(wd)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -70,6 +61,21 @@ pub(super) fn fresh(wd: &Path) -> Result<PathBuf> {
         std::fs::DirBuilder::new().mode(0o700).create(d)?;
     }
     Ok(module)
+}
+
+/// Removes what is at `wd`, if anything: a crashed agent may have left a task's directory there,
+/// its secrets tmpfs still mounted.
+pub(super) fn clear(wd: &Path) -> Result<()> {
+    if wd.exists() {
+        super::secrets::remove(&wd.join(super::secrets::DIR));
+        std::fs::remove_dir_all(wd).map_err(|e| {
+            TaskError::workdir(
+                format!("cannot clear old working directory {}", wd.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// With namespaces and a provider cache: a tofurc that makes the (read-only) cache a

@@ -243,10 +243,22 @@ impl Drop for Gateway {
 }
 
 pub fn start(dir: &Path, name: &str, policy: Policy, sink: LineSink) -> Result<Gateway, String> {
+    let (path, l) = bind(dir, name)?;
+    Ok(serve_on(path, l, policy, sink))
+}
+
+/// The gateway's socket `DIR/NAME.sock`, listening; connections wait in its backlog until
+/// [`serve_on`] serves it (a sandbox built ahead of its task relays to it already).
+pub fn bind(dir: &Path, name: &str) -> Result<(PathBuf, UnixListener), String> {
     let path = dir.join(format!("{name}.sock"));
     let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    Ok((path, l))
+}
+
+/// Serves the bound socket `path` with a task's `policy` until the gateway is dropped.
+pub fn serve_on(path: PathBuf, l: UnixListener, policy: Policy, sink: LineSink) -> Gateway {
     let task = tokio::spawn(async move {
         while let Ok((conn, _)) = l.accept().await {
             let (policy, sink) = (policy.clone(), sink.clone());
@@ -257,7 +269,7 @@ pub fn start(dir: &Path, name: &str, policy: Policy, sink: LineSink) -> Result<G
             });
         }
     });
-    Ok(Gateway { path, task })
+    Gateway { path, task }
 }
 
 /// Reads (after what `buf` already holds) until `end`: a line for the tag, the end of an HTTP
