@@ -55,7 +55,7 @@ impl Metrics {
             s.clone(),
             m.task_seconds.clone(),
         );
-        r.register_with_unit("step", "A step of a task: delivery (the coordinator's publish → this agent, by the two clocks), claim (the Claim call), setup (the grant → the working directory made: the task's log, watchdog and cgroup), bundle (from the cache or fetched, verified, unpacked), prepare (variables, secrets, state backend, gateway), sandbox (building the task's sandbox), or tofu_COMMAND (one tofu command, sandbox entry included).", s.clone(), m.step_seconds.clone());
+        r.register_with_unit("step", "A step of a task: delivery (the coordinator's publish → this agent, by the two clocks), claim (the Claim call), setup (the grant → the working directory made: the task's log, watchdog and cgroup), bundle (from the cache or fetched, verified, unpacked), prepare (variables, secrets, state backend, gateway), sandbox (building the task's sandbox on its path), sandbox_ahead (building one ahead, off the path), or tofu_COMMAND (one tofu command, sandbox entry included).", s.clone(), m.step_seconds.clone());
         r.register(
             "heartbeats",
             "Heartbeats sent, by result (ok, failed, timed_out).",

@@ -683,10 +683,27 @@ impl Drop for Cluster {
             })
             .join();
         }
+        // A killed agent leaves its secrets tmpfs mounted (its next start would sweep them):
+        // the sandbox built ahead for an idle slot's next task, or a task's that was running.
+        unmount_under(&self.dir);
         if std::env::var_os("TOFUFLOW_KEEP_TEST_DIRS").is_none() && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else if std::thread::panicking() {
             eprintln!("test files kept in {}", self.dir.display());
         }
+    }
+}
+
+/// Unmounts every mount under `dir` (deepest first).
+fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut under: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in under {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
     }
 }
