@@ -129,11 +129,14 @@ impl Warm {
         Some((self.secrets.moved_to(wd), taken))
     }
 
-    /// Ends the session and removes the directory (its secrets tmpfs first).
+    /// Ends the session and removes the directory (its secrets tmpfs first) and the gateway's
+    /// socket.
     pub async fn discard(self) {
         self.session.end().await;
         drop(self.secrets);
-        drop(self.gateway);
+        if let Some((path, _)) = self.gateway {
+            let _ = std::fs::remove_file(path);
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.wd) {
             tracing::warn!(dir = %self.wd.display(), error = %e, "cannot remove a sandbox built ahead");
         }
