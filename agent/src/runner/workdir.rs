@@ -21,7 +21,8 @@ pub(super) fn inner(sb: &Sandbox, wd: &Path) -> PathBuf {
 
 /// Removes what tasks of an earlier run of this agent left under `work_root/work` (an agent
 /// that was killed never cleaned up): each task's secrets tmpfs is unmounted, and its working
-/// directory removed unless `keep` (`--keep-workdirs`). Returns how many it found.
+/// directory removed unless `keep` (`--keep-workdirs`); and the gateway sockets under
+/// `work_root/gateway`. Returns how many working directories it found.
 pub fn sweep(work_root: &Path, keep: bool) -> usize {
     let mut n = 0;
     let entries = std::fs::read_dir(work_root.join("work"))
@@ -38,6 +39,13 @@ pub fn sweep(work_root: &Path, keep: bool) -> usize {
                 tracing::warn!(dir = %wd.display(), error = %e, "cannot remove a left-over working directory");
             }
         }
+    }
+    // And the gateways' sockets.
+    let sockets = std::fs::read_dir(work_root.join("gateway"))
+        .into_iter()
+        .flatten();
+    for s in sockets.flatten().map(|e| e.path()) {
+        let _ = std::fs::remove_file(s);
     }
     n
 }
