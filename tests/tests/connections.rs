@@ -244,11 +244,24 @@ async fn scenario(db: Db) {
         leaked.extend(leaks(&CANARIES, f, &std::fs::read(c.dir.join(f)).unwrap()));
     }
     assert!(leaked.is_empty(), "leaked: {leaked:#?}");
+    // No task's secrets tmpfs is left mounted. The idle agent holds one for its next task, in
+    // the sandbox it built ahead: empty.
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(
-        !mounts.contains(c.dir.to_str().unwrap()),
-        "no secrets tmpfs is left mounted:\n{mounts}"
-    );
+    let dir = c.dir.to_str().unwrap();
+    for m in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if !m.starts_with(dir) {
+            continue;
+        }
+        assert!(
+            m.contains("/work/warm-"),
+            "no task's secrets tmpfs is left mounted: {m}"
+        );
+        let files: Vec<_> = std::fs::read_dir(m).unwrap().collect();
+        assert!(
+            files.is_empty(),
+            "the next task's secrets are empty: {files:?}"
+        );
+    }
 
     ok(&c.cli(&["connection", "delete", "ml-creds"]));
     assert_eq!(c.row_count("connections").await, 0);
