@@ -1154,6 +1154,11 @@ async fn dispatch_figures() {
         idle.task_p50,
         String::new(),
     );
+    row(
+        "  … the sandbox built on the task's path",
+        on_path.task_p50,
+        String::new(),
+    );
 }
 
 /// Submit → tofu start at idle and the task's time through the agent (figures 3b, 3c, 4).
