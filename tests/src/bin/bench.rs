@@ -143,6 +143,9 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("fleet") {
         return fleet_figures().await;
     }
+    if std::env::args().nth(1).as_deref() == Some("throughput") {
+        return throughput_figures(1000).await;
+    }
     if std::env::args().nth(1).as_deref() == Some("dispatch") {
         return dispatch_figures().await;
     }
@@ -1506,6 +1509,75 @@ async fn throughput(
             .await;
     }
     (submitted, t0.elapsed())
+}
+
+/// `tofuflow-bench throughput` (figure 5b): `runs` no-change plan-only runs through 2 agents,
+/// against the direct-spawn ceiling measured in the same run: the same `init`, `plan` and
+/// `show -json` spawned directly in a fresh directory each, two at a time (the two agents'
+/// capacity).
+async fn throughput_figures(runs: usize) {
+    let mut c = Cluster::start_with(Db::Sqlite, &["default"], &[]).await;
+    let module_dir = c.dir.join("bench-module");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("main.tf"), MODULE).unwrap();
+    let double = bin_dir().join("tofu-double");
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for worker in 0..2 {
+            let (c, double, module_dir) = (&c, &double, &module_dir);
+            s.spawn(move || {
+                for i in (worker..runs).step_by(2) {
+                    direct_plan(c, double, module_dir, i);
+                }
+            });
+        }
+    });
+    let ceiling = runs as f64 / t0.elapsed().as_secs_f64();
+    c.agent(AgentOpts::default()).await;
+    c.agent(AgentOpts::default()).await;
+    let mut client = c.client().await;
+    let bundle = warm_up(&c, &module_dir, "default");
+    let (submitted, total) = throughput(&c, &mut client, &bundle, runs).await;
+    let through = runs as f64 / total.as_secs_f64();
+    let row = |name: &str, v: f64, extra: String| println!("{name:<58} {v:>8.1} /s {extra:>12}");
+    row(
+        &format!("direct: {runs} × init + plan + show, 2 at a time (the ceiling)"),
+        ceiling,
+        "1.00x".into(),
+    );
+    row(
+        &format!("through tofuflow: {runs} no-change plan runs, 2 agents"),
+        through,
+        format!("{:.2}x", through / ceiling),
+    );
+    row(
+        "  … submitted by one gRPC client at",
+        runs as f64 / submitted.as_secs_f64(),
+        format!("{:.1}s total", total.as_secs_f64()),
+    );
+}
+
+/// One no-change plan as an agent runs it (`init`, `plan -out`, `show -json`), spawned
+/// directly in a fresh directory under the cluster's.
+fn direct_plan(c: &Cluster, double: &Path, module_dir: &Path, i: usize) {
+    let wd = c.dir.join(format!("ceiling-{i}"));
+    std::fs::create_dir_all(&wd).unwrap();
+    std::fs::copy(module_dir.join("main.tf"), wd.join("main.tf")).unwrap();
+    let plan = ["plan", "-input=false", "-no-color", "-json", "-out=tfplan"];
+    for args in [
+        &["init", "-input=false", "-no-color"][..],
+        &plan,
+        &["show", "-json", "tfplan"],
+    ] {
+        let o = std::process::Command::new(double)
+            .args(args)
+            .current_dir(&wd)
+            .env("TF_IN_AUTOMATION", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::remove_dir_all(&wd).ok();
 }
 
 /// Prints every figure side by side.
