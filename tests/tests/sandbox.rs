@@ -819,10 +819,17 @@ fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
         "the second command is in the first one's sandbox, and only the setsid process of the \
          first is left (its group went with it)"
     );
+    // (The `sleep` itself: a `setsid` that had to fork may still be exiting.)
+    let sleepers: Vec<i32> = pids_matching("sleep 8801")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        })
+        .collect();
     assert_eq!(
-        pids_matching("sleep 8801").len(),
+        sleepers.len(),
         1,
-        "alive while the session is"
+        "alive while the session is: {sleepers:?}"
     );
     let ended = session::end_blocking(held.0.take().unwrap()).unwrap();
     assert!(ended.success(), "{ended}");
@@ -869,16 +876,18 @@ async fn a_sandbox_that_cannot_be_built_fails_its_task_with_the_reason() {
         log.contains(&format!("tofuflow sandbox: sandbox mount source {bind}")),
         "the helper's reason is in the log:\n{log}"
     );
-    // (Only this agent's: the other tests here run helpers of their own at the same time.)
+    // No helper of this agent is left (only this agent's: the other tests here run helpers of
+    // their own at the same time). The agent tries to build the sandbox for its next task when
+    // this one ends; that fails the same way, and its helper goes too.
     let agent = c.agents[0].pid();
-    let helpers: Vec<i32> = pids_matching("__sandbox")
-        .into_iter()
-        .filter(|p| parent_of(*p) == Some(agent))
-        .collect();
-    assert!(
-        helpers.is_empty(),
-        "no helper of this agent is left: {helpers:?}"
-    );
+    wait_for("no helper of this agent to be left", T, || async move {
+        let helpers: Vec<i32> = pids_matching("__sandbox")
+            .into_iter()
+            .filter(|p| parent_of(*p) == Some(agent))
+            .collect();
+        helpers.is_empty().then_some(())
+    })
+    .await;
     // The agent is fine once the path is back.
     std::fs::create_dir_all(&gone).unwrap();
     let id = c.submit(&example("gpu-pool"), "sandbox/fixed", &["--auto-approve"]);
