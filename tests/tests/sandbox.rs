@@ -758,7 +758,7 @@ fn is_mountpoint(p: &std::path::Path) -> bool {
 /// everything in it, also a process that left its group with `setsid`.
 #[test]
 fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
-    use tofuflow_agent::sandbox::{run_helper, session, Sandbox, TOFU, WORKDIR};
+    use tofuflow_agent::sandbox::{session, Sandbox, TOFU, WORKDIR};
     let bins = tofuflow_e2e::bin_dir();
     let root = std::env::temp_dir().join(format!("tofuflow-e2e-session-{}", std::process::id()));
     let wd = root.join("work").join("task");
@@ -775,22 +775,22 @@ fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
     let sb = Sandbox::with_helper(&cfg, bins.join("tofuflow-agent")).expect("the sandbox");
     let mut spec = sb.spec(&wd, None, true, None, Default::default(), vec![]);
     spec.cwd = WORKDIR.into();
-    let (held, enter) = session::start_blocking(&sb.helper, &spec).expect("a session");
+    let held = session::start_blocking(&sb.helper, &spec).expect("a session");
     // Ended however the test ends (a failed assertion too), or its processes would outlive it.
-    struct Ends(Option<std::process::Child>);
+    struct Ends(Option<session::Blocking>);
     impl Drop for Ends {
         fn drop(&mut self) {
             if let Some(h) = self.0.take() {
-                let _ = session::end_blocking(h);
+                let _ = h.end();
             }
         }
     }
     let mut held = Ends(Some(held));
+    let control = held.0.as_ref().unwrap().control.try_clone().unwrap();
     let run = |script: &str| {
         let mut s = spec.clone();
-        s.enter = Some(enter);
         s.argv = vec!["/bin/sh".into(), "-c".into(), script.into()];
-        let o = run_helper(&sb.helper, &s, &[("PATH", "/usr/bin:/bin")]).unwrap();
+        let o = session::run_blocking(&control, &s, &[("PATH", "/usr/bin:/bin")]).unwrap();
         let out = String::from_utf8_lossy(&o.stdout).to_string();
         (
             o.status.code(),
@@ -831,7 +831,7 @@ fn a_tasks_commands_share_one_sandbox_and_nothing_outlives_it() {
         1,
         "alive while the session is: {sleepers:?}"
     );
-    let ended = session::end_blocking(held.0.take().unwrap()).unwrap();
+    let ended = held.0.take().unwrap().end().unwrap();
     assert!(ended.success(), "{ended}");
     assert!(
         pids_matching("sleep 8801").is_empty(),

@@ -13,12 +13,11 @@ pub const MAX_LINE: usize = 1 << 20;
 
 /// Streams stdout (or captures it, with `capture`) and stderr into the task's log.
 pub fn read(
-    child: &mut tokio::process::Child,
+    out: impl AsyncRead + Send + Unpin + 'static,
+    err: impl AsyncRead + Send + Unpin + 'static,
     sink: &LineSink,
     capture: bool,
 ) -> (JoinHandle<String>, JoinHandle<()>) {
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
     let s1 = sink.clone();
     let out_task = tokio::spawn(async move {
         let mut captured = String::new();

@@ -4,9 +4,9 @@
 //! With the sandbox, the process started here is the sandbox helper (see `crate::sandbox`).
 #![allow(unsafe_code)] // pre_exec for PR_SET_PDEATHSIG
 
+use super::session::{Replies, Session};
 use crate::error::{Result, TaskError};
 use crate::report::LineSink;
-use crate::sandbox::session::Enter;
 use crate::sandbox::{Limits, Spec};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tofuflow_proto::v1::LogStream;
+use tokio::io::AsyncRead;
 use tokio_util::sync::CancellationToken;
 
 /// What a signal that ended a task's process means, in the user's words.
@@ -53,12 +54,37 @@ pub enum Launch<'a> {
         seccomp: bool,
     },
     /// Through the sandbox helper (`helper __sandbox`, the spec on its standard input);
-    /// `spec.argv` gets the command. With `enter`, it runs in the task's sandbox session.
+    /// `spec.argv` gets the command. With `session`, the task's sandbox session starts it.
     Sandboxed {
         helper: &'a Path,
         spec: &'a Spec,
-        enter: Option<Enter>,
+        session: Option<&'a Session>,
     },
+}
+
+/// A started command: what to wait for, its process group and its output.
+struct Started {
+    pgid: i32,
+    waiting: Waiting,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stderr: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// What says how the command ended.
+enum Waiting {
+    /// The agent's own child (tofu, or the sandbox helper that runs it).
+    Child(tokio::process::Child),
+    /// The session's replies (tofu is the session helper's child).
+    Session(Replies),
+}
+
+impl Waiting {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Waiting::Child(c) => c.wait().await,
+            Waiting::Session(r) => r.ended().await,
+        }
+    }
 }
 
 /// Runs tofu with `args` and exactly `env`. With `capture`, stdout is returned instead of
@@ -72,29 +98,29 @@ pub async fn run(
     cancel: &CancellationToken,
     grace: Duration,
 ) -> Result<Finished> {
-    let (mut cmd, spec_json) = command(launch, args, env)?;
-    let bin = match launch {
-        Launch::Direct { bin, .. } => bin.display().to_string(),
-        Launch::Sandboxed { .. } => "the sandbox helper".to_string(),
+    let mut started = match start(launch, args, env).await? {
+        Ok(s) => s,
+        Err(why) => {
+            // The task's sandbox could not start it: said as the helper says a setup failure.
+            sink.line(LogStream::Stderr, format!("tofuflow sandbox: {why}"));
+            return Ok(Finished {
+                code: crate::sandbox::helper::SETUP_FAILED,
+                cancelled: false,
+                killed_by: None,
+                stdout: String::new(),
+            });
+        }
     };
-    let mut child = cmd.spawn().map_err(|e| {
-        TaskError::Launch(format!(
-            "cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)"
-        ))
-    })?;
-    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-    // The helper's spec: written whole, then its standard input is closed (the helper reads to
-    // the end, then gives tofu /dev/null). A helper that died early shows in its exit status.
-    if let (Some(json), Some(mut stdin)) = (spec_json, child.stdin.take()) {
-        use tokio::io::AsyncWriteExt;
-        let _ = stdin.write_all(&json).await;
-    }
-    let (out_task, err_task) = super::output::read(&mut child, sink, capture);
-    let (status, cancelled) = wait_or_stop(&mut child, pgid, sink, cancel, grace)
+    let pgid = started.pgid;
+    let (out_task, err_task) = super::output::read(started.stdout, started.stderr, sink, capture);
+    let (status, cancelled) = wait_or_stop(&mut started.waiting, pgid, sink, cancel, grace)
         .await
         .map_err(|e| TaskError::Launch(format!("waiting for tofu failed: {e}")))?;
-    // Nothing of the task outlives it: background children in its group go too.
-    signal_group(pgid, Signal::SIGKILL);
+    if let Waiting::Child(_) = started.waiting {
+        // Nothing of the task outlives it: background children in its group go too (a
+        // session's helper does this itself before it reports the end).
+        signal_group(pgid, Signal::SIGKILL);
+    }
     let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
         .await
         .ok()
@@ -113,6 +139,55 @@ pub async fn run(
         killed_by,
         stdout,
     })
+}
+
+/// Starts `launch` with `args` and exactly `env`. Inner Err: the task's sandbox session could
+/// not start it (the reason).
+async fn start(
+    launch: &Launch<'_>,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<std::result::Result<Started, String>> {
+    if let Launch::Sandboxed {
+        spec,
+        session: Some(session),
+        ..
+    } = launch
+    {
+        let mut spec = (*spec).clone();
+        spec.argv.extend(args.iter().cloned());
+        return Ok(session.command(&spec, env).await.map(|c| Started {
+            pgid: c.pgid,
+            waiting: Waiting::Session(c.replies),
+            stdout: Box::new(c.stdout),
+            stderr: Box::new(c.stderr),
+        }));
+    }
+    let (mut cmd, spec_json) = command(launch, args, env)?;
+    let bin = match launch {
+        Launch::Direct { bin, .. } => bin.display().to_string(),
+        Launch::Sandboxed { .. } => "the sandbox helper".to_string(),
+    };
+    let mut child = cmd.spawn().map_err(|e| {
+        TaskError::Launch(format!(
+            "cannot start {bin:?}: {e} (is OpenTofu installed? see --tofu-bin)"
+        ))
+    })?;
+    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    // The helper's spec: written whole, then its standard input is closed (the helper reads to
+    // the end, then gives tofu /dev/null). A helper that died early shows in its exit status.
+    if let (Some(json), Some(mut stdin)) = (spec_json, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&json).await;
+    }
+    let stdout = Box::new(child.stdout.take().expect("piped"));
+    let stderr = Box::new(child.stderr.take().expect("piped"));
+    Ok(Ok(Started {
+        pgid,
+        waiting: Waiting::Child(child),
+        stdout,
+        stderr,
+    }))
 }
 
 /// The command for `launch` with `args` and exactly `env`, confined in the child before exec;
@@ -138,14 +213,9 @@ fn command(
                 seccomp.then(crate::sandbox::seccomp::program),
             )
         }
-        Launch::Sandboxed {
-            helper,
-            spec,
-            enter,
-        } => {
+        Launch::Sandboxed { helper, spec, .. } => {
             let mut spec = (*spec).clone();
             spec.argv.extend(args.iter().cloned());
-            spec.enter = *enter;
             spec_json =
                 Some(serde_json::to_vec(&spec).map_err(|e| TaskError::Launch(e.to_string()))?);
             let mut c = tokio::process::Command::new(helper);
@@ -204,7 +274,7 @@ fn confine(
 /// Waits for tofu; on cancel: SIGINT to its group, the grace period, then SIGKILL. Returns its
 /// status and whether it was stopped by us.
 async fn wait_or_stop(
-    child: &mut tokio::process::Child,
+    child: &mut Waiting,
     pgid: i32,
     sink: &LineSink,
     cancel: &CancellationToken,

@@ -72,7 +72,7 @@ impl Confinement {
             Launch::Sandboxed {
                 helper: &sb.helper,
                 spec: &self.spec,
-                enter: None,
+                session: None,
             }
         } else {
             Launch::Direct {
@@ -193,7 +193,7 @@ impl Tofu<'_> {
         Ok(Some(Launch::Sandboxed {
             helper,
             spec,
-            enter: Some(session.enter),
+            session: Some(session),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! The sandbox helper: `tofuflow-agent __sandbox`, started by the agent for every tofu command
-//! (with namespaces: once per task as a session that builds them, and per command to join them;
-//! see [`super::session`]; the layout below is the one-shot form the start-up probe uses).
+//! without namespaces, and with them once per task, as a session that builds them and starts
+//! each of the task's commands (see [`super::session`]; the layout below is the one-shot form
+//! the start-up probe uses).
 //! It reads its spec (JSON) from standard input, which the agent closes after writing it, and
 //! then puts `/dev/null` there for tofu: nothing of the spec is on any command line (`ps`), and
 //! tofu's standard input is empty as before. It runs synchronously and single-threaded until its
@@ -93,12 +94,9 @@ pub fn main() -> ! {
             fail(format!("cannot join cgroup {}: {e}", procs.display()));
         }
     }
-    if let Some(e) = &spec.enter {
-        super::session::enter(&spec, e)
-    }
     if !spec.namespaces {
         // No namespaces: this process becomes tofu (it already has its own session).
-        exec_task(&spec, false);
+        exec_task(&spec, Exec::Replace);
     }
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -125,7 +123,7 @@ pub fn main() -> ! {
         Ok(ForkResult::Parent { child }) => {
             drop(w);
             if spec.session {
-                super::session::hold(child, r)
+                super::session::hold(&spec, child, r)
             }
             supervise(child, r)
         }
@@ -204,7 +202,7 @@ fn init(spec: &Spec, status: OwnedFd) -> ! {
             let _ = status.write_all(b"F");
             fail(format!("fork: {e}"))
         }
-        Ok(ForkResult::Child) => exec_task(spec, true),
+        Ok(ForkResult::Child) => exec_task(spec, Exec::InInit),
         Ok(ForkResult::Parent { child }) => {
             let _ = nix::unistd::setpgid(child, child);
             FORWARD_TO.store(-child.as_raw(), Ordering::SeqCst);
@@ -479,16 +477,26 @@ fn relay(l: std::net::TcpListener, tag: String, gateway: PathBuf) {
     }
 }
 
+/// How [`exec_task`] becomes tofu.
+pub(super) enum Exec<'a> {
+    /// Without namespaces: the helper itself becomes tofu (it has its own session already).
+    Replace,
+    /// As init's child, with the helper's environment.
+    InInit,
+    /// Forked by a session's helper into its namespaces, with exactly this environment.
+    Forked(&'a [(String, String)]),
+}
+
 /// Becomes tofu: own process group, default signals, the run user, rlimits, no_new_privs,
 /// the working directory, exec. Never returns.
-pub(super) fn exec_task(spec: &Spec, own_group: bool) -> ! {
+pub(super) fn exec_task(spec: &Spec, how: Exec<'_>) -> ! {
     let step = |what: &str, r: nix::Result<()>| {
         if let Err(e) = r {
             eprintln!("tofuflow sandbox: {what}: {e}");
             std::process::exit(SETUP_FAILED)
         }
     };
-    if own_group {
+    if !matches!(how, Exec::Replace) {
         step(
             "setpgid",
             nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)),
@@ -514,8 +522,8 @@ pub(super) fn exec_task(spec: &Spec, own_group: bool) -> ! {
         let u = Uid::from_raw(uid);
         step("setresuid", nix::unistd::setresuid(u, u, u));
     }
-    if spec.enter.is_some() {
-        // Its helper is outside the namespace: when the helper is killed, tofu goes too (set
+    if let Exec::Forked(_) = how {
+        // Its helper is outside the PID namespace: when the helper is killed, tofu goes too (set
         // after the user change, which clears it). Parent 0 = the helper, outside; else it is
         // gone already and this process was handed to init.
         step("pdeathsig", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL));
@@ -540,7 +548,16 @@ pub(super) fn exec_task(spec: &Spec, own_group: bool) -> ! {
         eprintln!("tofuflow sandbox: nothing to run");
         std::process::exit(SETUP_FAILED)
     };
-    let e = nix::unistd::execv(prog, &argv).unwrap_err();
+    let e = match how {
+        Exec::Forked(env) => {
+            let env: Vec<CString> = env
+                .iter()
+                .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
+                .collect();
+            nix::unistd::execve(prog, &argv, &env).unwrap_err()
+        }
+        _ => nix::unistd::execv(prog, &argv).unwrap_err(),
+    };
     eprintln!("tofuflow sandbox: cannot run {}: {e}", spec.argv[0]);
     std::process::exit(if e == nix::errno::Errno::ENOENT {
         127

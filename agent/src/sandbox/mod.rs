@@ -122,9 +122,9 @@ pub struct Spec {
     /// `ready PID START` and runs nothing until it is told to end ([`session`]).
     #[serde(default)]
     pub session: bool,
-    /// Run the command in a session's namespaces instead of building new ones.
+    /// A session's command socket: its descriptor number in the helper ([`session`]).
     #[serde(default)]
-    pub enter: Option<session::Enter>,
+    pub control: Option<i32>,
 }
 
 /// `--sandbox`.
@@ -730,7 +730,7 @@ impl Sandbox {
             cwd: wd.into(),
             argv: vec![],
             session: false,
-            enter: None,
+            control: None,
         }
     }
 

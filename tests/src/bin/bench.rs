@@ -977,8 +977,7 @@ fn time_in_session(sb: &tofuflow_agent::sandbox::Sandbox, wd: &Path, bins: &Path
     let mut spec = sb.spec(wd, None, false, sb.run_user, Default::default(), vec![]);
     spec.cwd = tofuflow_agent::sandbox::WORKDIR.into();
     let helper = bins.join("tofuflow-agent");
-    let (held, enter) = session::start_blocking(&helper, &spec).unwrap();
-    spec.enter = Some(enter);
+    let held = session::start_blocking(&helper, &spec).unwrap();
     spec.argv = vec![
         tofuflow_agent::sandbox::TOFU.to_string(),
         "version".into(),
@@ -987,12 +986,11 @@ fn time_in_session(sb: &tofuflow_agent::sandbox::Sandbox, wd: &Path, bins: &Path
     let mut t = Vec::new();
     for _ in 0..100 {
         let t0 = Instant::now();
-        let o = tofuflow_agent::sandbox::run_helper(&helper, &spec, &[("PATH", "/usr/bin:/bin")])
-            .unwrap();
+        let o = held.run(&spec, &[("PATH", "/usr/bin:/bin")]).unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         t.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    session::end_blocking(held).unwrap();
+    held.end().unwrap();
     t
 }
 
