@@ -375,6 +375,8 @@ fn take_command(control: &OwnedFd, buf: &mut [u8], running: &mut HashMap<i32, Un
         Ok(c) => start(&c, stdout, stderr),
         Err(e) => Reply::Failed(format!("bad command: {e}")),
     };
+    // The environment (credentials) is not kept in this process's memory longer than needed.
+    iov[0][..len].fill(0);
     let _ = replies.write_all(reply.line().as_bytes());
     if let Reply::Started(pid) = reply {
         running.insert(pid, replies);
