@@ -157,7 +157,13 @@ pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
     if code != 200 {
         return None;
     }
-    body.lines()
+    sample_in(&body, sample)
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`, the sample written whole)
+/// in `/metrics` text, if present.
+pub fn sample_in(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
         .filter_map(|l| l.rsplit_once(' '))
         .find(|(name, _)| *name == sample)
         .and_then(|(_, v)| v.trim().parse().ok())
@@ -167,13 +173,7 @@ pub fn metric(c: &Cluster, sample: &str) -> Option<f64> {
 /// growth of `NAME_sum{LABELS}` over that of `NAME_count{LABELS}` (`labels` as written, e.g.
 /// `step="claim"`), if any was observed.
 pub fn mean_between(before: &str, after: &str, name: &str, labels: &str) -> Option<f64> {
-    let value = |text: &str, sample: String| -> f64 {
-        text.lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(n, _)| *n == sample)
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let value = |text: &str, sample: String| sample_in(text, &sample).unwrap_or(0.0);
     let delta = |suffix: &str| {
         let sample = match labels {
             "" => format!("{name}_{suffix}"),

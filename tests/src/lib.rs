@@ -45,7 +45,7 @@ pub use fake_agent::{
     claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
     Claimed,
 };
-pub use http::{http_get, http_request, https_get, mean_between, metric};
+pub use http::{http_get, http_request, https_get, mean_between, metric, sample_in};
 pub use inspect::Attempt;
 pub use leaks::{leaks, CmdlineScan};
 pub use pg_server::PgServer;

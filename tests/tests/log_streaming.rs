@@ -108,12 +108,7 @@ async fn a_task_printing_50_mb_keeps_its_lease_and_every_line_arrives_in_order_i
 
     // The agent's own metrics agree: the task counted once it is reported, every line's bytes
     // given back, heartbeats answered throughout.
-    let sample = |text: &str, name: &str| -> Option<f64> {
-        text.lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.parse().ok())
-    };
+    let sample = tofuflow_e2e::sample_in;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let m = wait_for(
         "the agent to count the apply",

@@ -1275,11 +1275,11 @@ async fn agent_idle(agent_metrics: &str, done: usize) -> f64 {
         let text = tofuflow_e2e::http_get(agent_metrics)
             .map(|r| r.1)
             .unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(n, _)| *n == "tofuflow_agent_step_seconds_count{step=\"sandbox_ahead\"}")
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
+        tofuflow_e2e::sample_in(
+            &text,
+            "tofuflow_agent_step_seconds_count{step=\"sandbox_ahead\"}",
+        )
+        .unwrap_or(0.0)
     };
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
