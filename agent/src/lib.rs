@@ -198,6 +198,7 @@ pub async fn run(
         agent_id: agent_id.clone(),
         backend_tls,
         shape: Default::default(),
+        ahead: Default::default(),
     };
     slots.start(&cfg, &amqp, runner, &leases, &free, &trust);
     if let Some(path) = &cfg.ready_file {

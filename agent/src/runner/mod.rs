@@ -25,7 +25,7 @@ mod workdir;
 pub use backend::{backend_inside, declared_backend};
 pub use limits::Effective;
 pub use plan::summarize;
-pub use warm::{Shape, Warm};
+pub use warm::{Backoff, Shape, Warm};
 pub use workdir::sweep as sweep_workdirs;
 
 use crate::config::Config;
@@ -76,6 +76,8 @@ pub struct Runner {
     pub backend_tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// The shape of the last task this agent ran: sandboxes built ahead take it.
     pub shape: Arc<std::sync::Mutex<Option<Shape>>>,
+    /// When a sandbox may next be built ahead, after builds that failed (all slots alike).
+    pub ahead: Arc<std::sync::Mutex<Backoff>>,
 }
 
 /// Per-task settings beyond the spec.

@@ -4,7 +4,8 @@
 //! like the last task this agent ran (its network mode and the ports its sandbox relays), and a
 //! task takes it only when its own shape is the same; otherwise the task builds its own, as it
 //! would without one. Each is used by one task at most, or ended when the slot stops: the
-//! isolation between tasks is the same.
+//! isolation between tasks is the same. A build that fails is tried again only after a
+//! [`Backoff`]: 1 s after the first failure, doubling up to 5 minutes, until one succeeds.
 
 use super::secrets::SecretsDir;
 use super::session::Session;
@@ -12,7 +13,40 @@ use super::Runner;
 use crate::error::{Result, TaskError};
 use crate::sandbox::{self, cgroup::TaskCgroup, Network};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
+
+/// The first wait after a failed build ahead, and the longest.
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const LONGEST_WAIT: Duration = Duration::from_secs(300);
+
+/// When the next build ahead may be tried, after consecutive failures.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    /// Whether a build may be tried at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.until.is_none_or(|u| now >= u)
+    }
+
+    /// Records a failure at `now`: the wait before the next try (doubling each time).
+    pub fn failed(&mut self, now: Instant) -> Duration {
+        let wait = FIRST_WAIT
+            .saturating_mul(1 << self.failures.min(16))
+            .min(LONGEST_WAIT);
+        self.failures += 1;
+        self.until = Some(now + wait);
+        wait
+    }
+
+    pub fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+}
 
 /// A gateway socket bound ahead (its path and listener).
 pub type Bound = (PathBuf, UnixListener);
@@ -42,21 +76,28 @@ pub(super) struct Taken {
 
 impl Runner {
     /// Builds a sandbox for slot `slot`'s next task, shaped like the last task this agent ran.
-    /// None when there was none yet, this agent has no namespaces, or the build failed (said in
-    /// the agent's log; the task then builds its own).
+    /// None when there was none yet, this agent has no namespaces, a failed build's backoff is
+    /// not over, or the build failed (said in the agent's log; the task then builds its own).
     pub async fn warm(&self, slot: u32) -> Option<Warm> {
         if !self.sandbox.namespaces || !self.cfg.sandbox_ahead {
             return None;
         }
         let shape = self.shape.lock().ok()?.clone()?;
-        let t0 = std::time::Instant::now();
-        match self.build_warm(slot, shape).await {
+        let t0 = Instant::now();
+        if !self.ahead.lock().ok()?.ready(t0) {
+            return None;
+        }
+        let built = self.build_warm(slot, shape).await;
+        let mut backoff = self.ahead.lock().ok()?;
+        match built {
             Ok(w) => {
+                backoff.succeeded();
                 crate::metrics::metrics().step("sandbox_ahead".into(), t0.elapsed());
                 Some(w)
             }
             Err(e) => {
-                tracing::warn!(slot, error = %e, "cannot build a sandbox ahead; the next task builds its own");
+                let wait = backoff.failed(Instant::now());
+                tracing::warn!(slot, error = %e, next_try_in = ?wait, "cannot build a sandbox ahead; the next task builds its own");
                 None
             }
         }
@@ -166,5 +207,29 @@ impl Taken {
         if let Some((path, _)) = self.gateway {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_waits_doubling_up_to_five_minutes_and_a_success_resets_it() {
+        let t = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.ready(t));
+        assert_eq!(b.failed(t), Duration::from_secs(1));
+        assert!(!b.ready(t + Duration::from_millis(999)));
+        assert!(b.ready(t + Duration::from_secs(1)));
+        assert_eq!(b.failed(t), Duration::from_secs(2));
+        assert_eq!(b.failed(t), Duration::from_secs(4));
+        for _ in 0..30 {
+            b.failed(t);
+        }
+        assert_eq!(b.failed(t), LONGEST_WAIT);
+        b.succeeded();
+        assert!(b.ready(t));
+        assert_eq!(b.failed(t), FIRST_WAIT);
     }
 }
