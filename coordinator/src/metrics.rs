@@ -18,6 +18,7 @@ pub struct Recorded {
     task: Histograms,
     workflow_step: Histogram,
     submit_group: Histogram,
+    log_group: Histogram,
     dispatch: Histograms,
 }
 
@@ -37,6 +38,7 @@ impl Recorded {
             task: histograms(),
             workflow_step: histogram(),
             submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            log_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             dispatch: histograms(),
         };
         let mut reg = r.registry;
@@ -60,6 +62,11 @@ impl Recorded {
             "submit_group",
             "Submits committed together in one transaction (the group commit).",
             r.submit_group.clone(),
+        );
+        reg.register(
+            "log_group",
+            "Agents' log batches committed together in one transaction (the group commit).",
+            r.log_group.clone(),
         );
         reg.register_with_unit("dispatch", "The coordinator's steps of a task's way to an agent: submit (a SubmitRun call, its group commit included), outbox (the publisher woken → the task message handed to RabbitMQ), confirm (handed over → the broker's confirm).", Unit::Seconds, r.dispatch.clone());
         Recorded { registry: reg, ..r }
@@ -94,9 +101,14 @@ impl Recorded {
         self.task.get_or_create(&labels).observe(seconds(ms));
     }
 
-    /// A group of `n` submits committed in one transaction.
-    pub fn submit_group(&self, n: usize) {
-        self.submit_group.observe(n as f64);
+    /// A committed group: how many submits and log batches it held (each observed when any).
+    pub fn group(&self, submits: usize, logs: usize) {
+        if submits > 0 {
+            self.submit_group.observe(submits as f64);
+        }
+        if logs > 0 {
+            self.log_group.observe(logs as f64);
+        }
     }
 
     /// One of the coordinator's dispatch steps (`submit`, `outbox`, `confirm`) took `took`.

@@ -1,12 +1,12 @@
-//! Submits that arrive together share one transaction (group commit): every submit that was
-//! answered is still there after the coordinator is SIGKILLed, and one submit refused inside a
-//! group leaves nothing behind while the others of its group are stored, on SQLite and on
-//! PostgreSQL.
+//! Submits and agents' log batches that arrive together share one transaction (group commit):
+//! every submit that was answered, and every log line whose batch was acknowledged, is still
+//! there after the coordinator is SIGKILLed; one submit refused inside a group leaves nothing
+//! behind while the others of its group are stored, on SQLite and on PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tofuflow_e2e::{example, wait_for, Cluster, Db};
+use tofuflow_e2e::{claim_next, example, wait_for, Claimed, Cluster, Db};
 use tofuflow_proto::v1;
 
 /// A plan-only run of `bundle` in workspace `ws` (nothing runs it: no agent).
@@ -82,12 +82,100 @@ async fn answered_submits_survive_a_sigkill(db: Db) {
 
 /// Some submits shared a transaction (`/metrics`: more submits than groups).
 fn assert_grouped(c: &Cluster, when: &str) {
-    let submits = tofuflow_e2e::metric(c, "tofuflow_submit_group_sum").unwrap_or(0.0);
-    let groups = tofuflow_e2e::metric(c, "tofuflow_submit_group_count").unwrap_or(0.0);
+    assert_grouped_as(c, "submit", when)
+}
+
+/// Some jobs of `kind` (`submit`, `log`) shared a transaction: more of them than groups.
+fn assert_grouped_as(c: &Cluster, kind: &str, when: &str) {
+    let jobs = tofuflow_e2e::metric(c, &format!("tofuflow_{kind}_group_sum")).unwrap_or(0.0);
+    let groups = tofuflow_e2e::metric(c, &format!("tofuflow_{kind}_group_count")).unwrap_or(0.0);
     assert!(
-        submits > groups,
-        "{when}: no group held more than one submit ({submits} submits in {groups} groups)"
+        jobs > groups,
+        "{when}: no group held more than one {kind} ({jobs} in {groups} groups)"
     );
+}
+
+/// 16 tasks, each claimed by an agent of its own, report log batches of 20 lines as fast as
+/// they are acknowledged until the coordinator is SIGKILLed: after its restart every line of
+/// every acknowledged batch is in its run's log, in order.
+async fn acknowledged_log_lines_survive_a_sigkill(db: Db) {
+    let mut c = Cluster::start(db).await;
+    let bundle = bundle(&c);
+    let mut client = c.client().await;
+    for k in 0..16 {
+        client
+            .submit_run(request(&bundle, format!("gc/logs-{k}")))
+            .await
+            .expect("submit");
+    }
+    let mut claimed = Vec::new();
+    for k in 0..16 {
+        claimed.push(claim_next(&c, "default", &format!("gc-agent-{k}")).await);
+    }
+    let acked = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let mut writers = Vec::new();
+    for task in claimed {
+        writers.push(tokio::spawn(report_until_refused(task, acked.clone())));
+    }
+    let enough = acked.clone();
+    wait_for("300 acknowledged batches", Duration::from_secs(60), || {
+        let n: u64 = enough.lock().unwrap().values().sum();
+        async move { (n >= 300).then_some(()) }
+    })
+    .await;
+    assert_grouped_as(&c, "log", &format!("{db:?} before the SIGKILL"));
+    c.kill_coordinator();
+    for w in writers {
+        w.await.unwrap();
+    }
+    c.start_coordinator().await;
+    let acked = acked.lock().unwrap().clone();
+    for (run, batches) in acked {
+        let out = c.cli(&["run", "logs", &run]);
+        let log = String::from_utf8_lossy(&out.stdout);
+        let expected: Vec<String> = (0..batches * 20)
+            .map(|n| format!("line {n} of {run}"))
+            .collect();
+        let got: Vec<&str> = log.lines().filter(|l| l.starts_with("line ")).collect();
+        assert!(
+            got.len() >= expected.len() && got[..expected.len()] == expected[..],
+            "{db:?}: run {run} lost acknowledged lines: {} acknowledged, {} stored",
+            expected.len(),
+            got.len()
+        );
+    }
+}
+
+/// Reports batches of 20 lines for `task` until one is not acknowledged; counts the
+/// acknowledged batches by run.
+async fn report_until_refused(mut task: Claimed, acked: Arc<Mutex<BTreeMap<String, u64>>>) {
+    let run = task.spec.run_id.clone();
+    for b in 0u64.. {
+        let events = (b * 20..b * 20 + 20)
+            .map(|n| v1::Event {
+                seq: n + 1,
+                unix_ms: 1,
+                stream: 1,
+                line: format!("line {n} of {run}"),
+            })
+            .collect();
+        let batch = v1::EventBatch {
+            task_id: task.spec.task_id.clone(),
+            attempt: task.spec.attempt,
+            epoch: task.epoch,
+            events,
+            lease_token: task.lease_token.clone(),
+        };
+        if task
+            .client
+            .report_events(tokio_stream::iter(vec![batch]))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        *acked.lock().unwrap().entry(run.clone()).or_default() += 1;
+    }
 }
 
 /// `tofuflow audit verify` walks the whole hash chain.
@@ -174,6 +262,16 @@ async fn answered_submits_survive_a_coordinator_sigkill_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn answered_submits_survive_a_coordinator_sigkill_on_postgres() {
     answered_submits_survive_a_sigkill(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_log_lines_survive_a_coordinator_sigkill_on_sqlite() {
+    acknowledged_log_lines_survive_a_sigkill(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_log_lines_survive_a_coordinator_sigkill_on_postgres() {
+    acknowledged_log_lines_survive_a_sigkill(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,44 +1,94 @@
-//! Group commit of submits: submits that arrive together share one transaction, each in a
-//! savepoint of its own, so durability costs one commit (one fsync) per group, not per submit.
-//! A submit is answered only after the transaction holding it has committed, so every answered
-//! submit survives a crash. One submit's error (a refused value, a duplicate idempotency key)
-//! rolls back only its savepoint and is its answer alone; a submit that met a deadlock or a
-//! serialization failure in a group is done again alone after the group. Within a group
-//! workspaces are taken in name order, so two groups never wait for each other in a cycle.
-//! Started by `lib.rs` once the store's hooks are installed; without it (store tests) each
-//! submit is its own transaction.
+//! Group commit: submits and log batches that arrive together share one transaction, each in a
+//! savepoint of its own, so durability costs one commit (one fsync) per group, not per call.
+//! A call is answered only after the transaction holding it has committed, so every answered
+//! submit (and every acknowledged log line) survives a crash. One job's error (a refused value,
+//! a duplicate idempotency key, a fenced lease) rolls back only its savepoint and is its answer
+//! alone; a job that met a deadlock or a serialization failure in a group is done again alone
+//! after the group. Within a group, log batches come first in task order and submits after them
+//! in workspace order, so two groups never wait for each other in a cycle. Started by `lib.rs`
+//! once the store's hooks are installed; without it (store tests) each call is its own
+//! transaction.
 
 use super::submit::insert_run;
 use crate::error::{Error, Result};
 use crate::store::*;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Submits in one group, at most.
+/// Jobs in one group, at most.
 const GROUP: usize = 64;
 /// Group committers on PostgreSQL (each holds one connection while it writes a group).
 const PG_COMMITTERS: usize = 4;
-/// Submits waiting for a group, at most (then a submit waits to be queued).
+/// Jobs waiting for a group, at most (then a call waits to be queued).
 const WAITING: usize = 4096;
 
+/// A job's writes, borrowing the job and the group's transaction.
+pub(crate) type Writing<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// What a group holds: a submit or a log batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Log,
+    Submit,
+}
+
+/// One call waiting for its group: written in a savepoint of the group's transaction (or in one
+/// of its own), and answered once that has committed.
+pub(crate) trait Job: Send {
+    fn kind(&self) -> Kind;
+    /// What orders the jobs of one kind in a group (the rows they lock).
+    fn key(&self) -> &str;
+    /// Its writes into `tx`; what it answers is kept until [`Job::answer`].
+    fn write<'a>(&'a mut self, store: &'a Store, tx: &'a mut Tx) -> Writing<'a>;
+    /// Answers the caller: `Ok` once committed (with what the write kept), or the error.
+    fn answer(self: Box<Self>, r: Result<()>);
+}
+
+/// Where jobs wait for the next group.
+pub(crate) type Queue = Arc<std::sync::OnceLock<mpsc::Sender<Box<dyn Job>>>>;
+
 /// A submit waiting for its group.
-pub(crate) struct Job {
+struct SubmitJob {
     new: NewRun,
     policy: Policy,
+    run: Option<Run>,
     answer: oneshot::Sender<Result<Run>>,
 }
 
-/// Where submits wait for the next group.
-pub(crate) type Queue = Arc<std::sync::OnceLock<mpsc::Sender<Job>>>;
+impl Job for SubmitJob {
+    fn kind(&self) -> Kind {
+        Kind::Submit
+    }
+
+    fn key(&self) -> &str {
+        &self.new.workspace
+    }
+
+    fn write<'a>(&'a mut self, _: &'a Store, tx: &'a mut Tx) -> Writing<'a> {
+        Box::pin(async move {
+            self.run = Some(insert_run(tx, &self.new, &self.policy).await?);
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, r: Result<()>) {
+        let run = self.run;
+        let _ = self.answer.send(r.and_then(|()| {
+            run.ok_or_else(|| Error::Internal("a committed submit without its run".into()))
+        }));
+    }
+}
 
 impl Store {
-    /// Starts the group committers: from now on every clone of this store submits through
-    /// them. Call it once the before-commit hooks are installed (they commit with them). One
-    /// on SQLite (one writer at a time anyway); [`PG_COMMITTERS`] on PostgreSQL, whose
-    /// connections work in parallel. They stop with `stop`, once the submits already waiting
-    /// are committed and answered.
+    /// Starts the group committers: from now on every clone of this store submits and stores
+    /// log batches through them. Call it once the before-commit hooks are installed (they
+    /// commit with them). One on SQLite (one writer at a time anyway); [`PG_COMMITTERS`] on
+    /// PostgreSQL, whose connections work in parallel. They stop with `stop`, once the jobs
+    /// already waiting are committed and answered.
     pub fn start_group_commit(&self, tracker: &TaskTracker, stop: CancellationToken) {
         let (tx, rx) = mpsc::channel(WAITING);
         if self.submits.set(tx).is_err() {
@@ -53,95 +103,118 @@ impl Store {
 
     /// A submit through the group committer when it runs; otherwise in its own transaction.
     pub(crate) async fn submit_grouped(&self, new: NewRun, policy: &Policy) -> Result<Run> {
-        let Some(queue) = self.submits.get() else {
-            return self.submit_alone(&new, policy).await;
-        };
         let (answer, answered) = oneshot::channel();
-        let job = Job {
+        let job = SubmitJob {
             new,
             policy: policy.clone(),
+            run: None,
             answer,
         };
+        self.grouped(Box::new(job), answered).await
+    }
+
+    /// Puts `job` in the next group when the group committer runs (otherwise writes it alone)
+    /// and waits for its answer.
+    pub(crate) async fn grouped<T>(
+        &self,
+        job: Box<dyn Job>,
+        answered: oneshot::Receiver<Result<T>>,
+    ) -> Result<T> {
         let stopped = || unavailable("the coordinator is stopping: retry");
-        queue.send(job).await.map_err(|_| stopped())?;
+        match self.submits.get() {
+            Some(queue) => queue.send(job).await.map_err(|_| stopped())?,
+            None => self.alone(job).await,
+        }
         answered.await.map_err(|_| stopped())?
     }
 
-    /// Creates a run in a transaction of its own.
-    pub(crate) async fn submit_alone(&self, n: &NewRun, policy: &Policy) -> Result<Run> {
-        let mut tx = self.begin().await?;
-        let run = insert_run(&mut tx, n, policy).await?;
-        self.commit(tx).await?;
-        Ok(run)
+    /// Writes `job` in a transaction of its own and answers it.
+    async fn alone(&self, mut job: Box<dyn Job>) {
+        let r = async {
+            let mut tx = self.begin().await?;
+            job.write(self, &mut tx).await?;
+            self.commit(tx).await
+        }
+        .await;
+        if r.is_ok() {
+            record(&[job.kind()]);
+        }
+        job.answer(r);
     }
 
     /// Takes what is waiting (up to [`GROUP`]) as one group, commits it, answers, again.
-    async fn commit_groups(self, rx: Arc<Mutex<mpsc::Receiver<Job>>>, stop: CancellationToken) {
+    async fn commit_groups(
+        self,
+        rx: Arc<Mutex<mpsc::Receiver<Box<dyn Job>>>>,
+        stop: CancellationToken,
+    ) {
         while let Some(group) = next_group(&rx, &stop).await {
             self.commit_group(group).await;
         }
     }
 
-    async fn commit_group(&self, mut group: Vec<Job>) {
-        group.sort_by(|a, b| a.new.workspace.cmp(&b.new.workspace));
+    async fn commit_group(&self, mut group: Vec<Box<dyn Job>>) {
         if group.len() == 1 {
-            let job = group.remove(0);
-            let r = self.submit_alone(&job.new, &job.policy).await;
-            if r.is_ok() {
-                crate::metrics::recorded().submit_group(1);
-            }
-            let _ = job.answer.send(r);
-            return;
+            return self.alone(group.remove(0)).await;
         }
-        let results = match self.write_group(&group).await {
+        group.sort_by(|a, b| (a.kind(), a.key()).cmp(&(b.kind(), b.key())));
+        let results = match self.write_group(&mut group).await {
             Ok(results) => results,
             // An error before or at the commit: the group is answered with it, as a lone
-            // submit would be (never done again: a commit that failed may have committed).
+            // call would be (never done again: a commit that failed may have committed).
             Err(e) => {
                 let msg = e.to_string();
                 group.iter().map(|_| Err(group_error(&e, &msg))).collect()
             }
         };
         for (job, r) in group.into_iter().zip(results) {
-            let r = match r {
-                Err(e) if transient(&e) => self.submit_alone(&job.new, &job.policy).await,
-                r => r,
-            };
-            let _ = job.answer.send(r);
+            match r {
+                Err(e) if transient(&e) => self.alone(job).await,
+                r => job.answer(r),
+            }
         }
     }
 
-    /// Writes every submit of the group in one transaction (a savepoint each) and commits;
-    /// each submit's own result, or the error that lost the whole group.
-    async fn write_group(&self, group: &[Job]) -> Result<Vec<Result<Run>>> {
+    /// Writes every job of the group in one transaction (a savepoint each) and commits; each
+    /// job's own result, or the error that lost the whole group.
+    async fn write_group(&self, group: &mut [Box<dyn Job>]) -> Result<Vec<Result<()>>> {
         let mut tx = self.begin().await?;
         let mut results = Vec::with_capacity(group.len());
-        for job in group {
-            sqlx::query("SAVEPOINT submit").execute(&mut *tx).await?;
+        for job in group.iter_mut() {
+            sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
             let mark = tx.mark();
-            match insert_run(&mut tx, &job.new, &job.policy).await {
-                Ok(run) => results.push(Ok(run)),
+            match job.write(self, &mut tx).await {
+                Ok(()) => results.push(Ok(())),
                 Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT submit")
+                    sqlx::query("ROLLBACK TO SAVEPOINT job")
                         .execute(&mut *tx)
                         .await?;
                     tx.rewind(mark);
                     results.push(Err(e));
                 }
             }
-            sqlx::query("RELEASE SAVEPOINT submit")
+            sqlx::query("RELEASE SAVEPOINT job")
                 .execute(&mut *tx)
                 .await?;
         }
         self.commit(tx).await?;
-        crate::metrics::recorded().submit_group(group.len());
+        record(&group.iter().map(|j| j.kind()).collect::<Vec<_>>());
         Ok(results)
     }
 }
 
-/// The next group: the first submit to arrive, and up to [`GROUP`] in all of those waiting
-/// with it; `None` once `stop` is cancelled and nothing waits.
-async fn next_group(rx: &Mutex<mpsc::Receiver<Job>>, stop: &CancellationToken) -> Option<Vec<Job>> {
+/// Counts a committed group in `/metrics`: its submits and its log batches.
+fn record(kinds: &[Kind]) {
+    let n = |k: Kind| kinds.iter().filter(|x| **x == k).count();
+    crate::metrics::recorded().group(n(Kind::Submit), n(Kind::Log));
+}
+
+/// The next group: the first job to arrive, and up to [`GROUP`] in all of those waiting with
+/// it; `None` once `stop` is cancelled and nothing waits.
+async fn next_group(
+    rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>,
+    stop: &CancellationToken,
+) -> Option<Vec<Box<dyn Job>>> {
     let mut rx = rx.lock().await;
     let first = tokio::select! {
         biased;
@@ -158,8 +231,7 @@ async fn next_group(rx: &Mutex<mpsc::Receiver<Job>>, stop: &CancellationToken) -
     Some(group)
 }
 
-/// A deadlock or serialization failure (PostgreSQL 40P01, 40001): the submit is done again
-/// alone.
+/// A deadlock or serialization failure (PostgreSQL 40P01, 40001): the job is done again alone.
 fn transient(e: &Error) -> bool {
     match e {
         Error::Db(sqlx::Error::Database(d)) => {
@@ -169,12 +241,14 @@ fn transient(e: &Error) -> bool {
     }
 }
 
-/// The error that lost a whole group, for each of its submits (a database error cannot be
+/// The error that lost a whole group, for each of its jobs (a database error cannot be
 /// cloned: one that means the database is unreachable stays so, others become internal).
 fn group_error(e: &Error, msg: &str) -> Error {
     match e {
         Error::Db(d) if crate::error::unreachable(d) => unavailable(msg),
-        _ => Error::Internal(format!("the submit's group could not be committed: {msg}")),
+        _ => Error::Internal(format!(
+            "the group's transaction could not be committed: {msg}"
+        )),
     }
 }
 

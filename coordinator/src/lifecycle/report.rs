@@ -1,16 +1,80 @@
 //! Reports during a task: log lines and plan artifacts, from the live lease only. Touches: events, runs (plan digests).
 
+use super::group_commit::{Job, Kind, Writing};
 use crate::error::{Error, Result};
 use crate::runs::events::RunEvent;
 use crate::runs::{Artifact, LogLine, Phase, TaskState};
 use crate::store::*;
+use tokio::sync::oneshot;
+
+/// A log batch waiting for its group commit (`group_commit.rs`).
+struct LogJob {
+    task_id: String,
+    attempt: u32,
+    epoch: i64,
+    agent_id: String,
+    token: String,
+    events: Vec<LogLine>,
+    stored: u64,
+    answer: oneshot::Sender<Result<u64>>,
+}
+
+impl Job for LogJob {
+    fn kind(&self) -> Kind {
+        Kind::Log
+    }
+
+    fn key(&self) -> &str {
+        &self.task_id
+    }
+
+    fn write<'a>(&'a mut self, store: &'a Store, tx: &'a mut Tx) -> Writing<'a> {
+        Box::pin(async move {
+            let proof = LeaseProof {
+                task_id: &self.task_id,
+                attempt: self.attempt,
+                epoch: self.epoch,
+                agent_id: &self.agent_id,
+                token: &self.token,
+            };
+            self.stored = store.write_events(tx, proof, &self.events).await?;
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, r: Result<()>) {
+        let _ = self.answer.send(r.map(|()| self.stored));
+    }
+}
 
 impl Store {
-    /// Stores log lines; a retried batch is absorbed (idempotent by task, attempt, seq).
+    /// Stores log lines (sharing a transaction with the batches and submits that arrive with
+    /// them); a retried batch is absorbed (idempotent by task, attempt, seq). Answered once
+    /// committed.
     pub async fn add_events(&self, proof: LeaseProof<'_>, events: &[LogLine]) -> Result<u64> {
+        let (answer, answered) = oneshot::channel();
+        let job = LogJob {
+            task_id: proof.task_id.to_string(),
+            attempt: proof.attempt,
+            epoch: proof.epoch,
+            agent_id: proof.agent_id.to_string(),
+            token: proof.token.to_string(),
+            events: events.to_vec(),
+            stored: 0,
+            answer,
+        };
+        self.grouped(Box::new(job), answered).await
+    }
+
+    /// Writes a log batch into `tx`, from the live lease (or a reported attempt) only.
+    async fn write_events(
+        &self,
+        tx: &mut Tx,
+        proof: LeaseProof<'_>,
+        events: &[LogLine],
+    ) -> Result<u64> {
         let (task_id, attempt) = (proof.task_id, proof.attempt);
-        let mut tx = self.begin().await?;
-        let t = get_task_c(&mut tx, task_id)
+        let t = get_task_c(tx, task_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("unknown task {task_id}")))?;
         proof.check(&t)?;
@@ -40,14 +104,13 @@ impl Store {
             .bind(e.unix_ms)
             .bind(e.stream)
             .bind(line)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             stored += r.rows_affected();
         }
         tx.push(RunEvent::LogsAdded {
             run_id: t.run_id.clone(),
         });
-        self.commit(tx).await?;
         Ok(stored)
     }
 
