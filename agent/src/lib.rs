@@ -191,15 +191,7 @@ pub async fn run(
         hard_stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
     };
-    let runner = runner::Runner {
-        sandbox: Arc::new(sandbox),
-        cfg: cfg.clone(),
-        client: client.clone(),
-        agent_id: agent_id.clone(),
-        backend_tls,
-        shape: Default::default(),
-        ahead: Default::default(),
-    };
+    let runner = runner::Runner::new(sandbox, &cfg, &client, &agent_id, backend_tls);
     slots.start(&cfg, &amqp, runner, &leases, &free, &trust);
     if let Some(path) = &cfg.ready_file {
         write_ready_file(path, &agent_id)?;

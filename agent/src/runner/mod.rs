@@ -80,6 +80,27 @@ pub struct Runner {
     pub ahead: Arc<std::sync::Mutex<Backoff>>,
 }
 
+impl Runner {
+    /// A runner for this agent's slots (nothing built ahead yet).
+    pub fn new(
+        sandbox: Sandbox,
+        cfg: &Arc<Config>,
+        client: &crate::Client,
+        agent_id: &str,
+        backend_tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Runner {
+        Runner {
+            sandbox: Arc::new(sandbox),
+            cfg: cfg.clone(),
+            client: client.clone(),
+            agent_id: agent_id.to_string(),
+            backend_tls,
+            shape: Default::default(),
+            ahead: Default::default(),
+        }
+    }
+}
+
 /// Per-task settings beyond the spec.
 struct TaskCtx<'a> {
     lim: Effective,
