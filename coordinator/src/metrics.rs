@@ -19,6 +19,7 @@ pub struct Recorded {
     workflow_step: Histogram,
     submit_group: Histogram,
     log_group: Histogram,
+    heartbeat_group: Histogram,
     dispatch: Histograms,
 }
 
@@ -39,6 +40,7 @@ impl Recorded {
             workflow_step: histogram(),
             submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             log_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            heartbeat_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             dispatch: histograms(),
         };
         let mut reg = r.registry;
@@ -67,6 +69,11 @@ impl Recorded {
             "log_group",
             "Agents' log batches committed together in one transaction (the group commit).",
             r.log_group.clone(),
+        );
+        reg.register(
+            "heartbeat_group",
+            "Heartbeats holding leases committed together in one transaction (the group commit).",
+            r.heartbeat_group.clone(),
         );
         reg.register_with_unit("dispatch", "The coordinator's steps of a task's way to an agent: submit (a SubmitRun call, its group commit included), outbox (the publisher woken → the task message handed to RabbitMQ), confirm (handed over → the broker's confirm).", Unit::Seconds, r.dispatch.clone());
         Recorded { registry: reg, ..r }
@@ -101,8 +108,12 @@ impl Recorded {
         self.task.get_or_create(&labels).observe(seconds(ms));
     }
 
-    /// A committed group: how many submits and log batches it held (each observed when any).
-    pub fn group(&self, submits: usize, logs: usize) {
+    /// A committed group: how many submits, log batches and heartbeats it held (each observed
+    /// when any).
+    pub fn group(&self, submits: usize, logs: usize, heartbeats: usize) {
+        if heartbeats > 0 {
+            self.heartbeat_group.observe(heartbeats as f64);
+        }
         if submits > 0 {
             self.submit_group.observe(submits as f64);
         }

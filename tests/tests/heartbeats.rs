@@ -1,9 +1,12 @@
 //! Idle agents' heartbeats are written together once a second: an idle agent's last-seen time
 //! and state (draining) still reach `agent list` within that second, and an idle agent revoked
-//! meanwhile is told so at a heartbeat after the next write.
+//! meanwhile is told so at a heartbeat after the next write. Heartbeats holding leases share
+//! transactions with those that arrive with them (the group commit): each renews its own lease,
+//! and one presenting a wrong lease secret is told its lease is lost without costing the others
+//! of its group theirs.
 
 use std::time::Duration;
-use tofuflow_e2e::{fake_agent, wait_for, AgentClient, Cluster, Db};
+use tofuflow_e2e::{claim_next, fake_agent, wait_for, AgentClient, Claimed, Cluster, Db};
 use tofuflow_proto::v1;
 
 async fn beat(a: &mut AgentClient, id: &str, draining: bool) -> v1::HeartbeatResponse {
@@ -78,6 +81,102 @@ async fn idle_heartbeats_are_written_together(db: Db) {
         "revoked",
         "{db:?}: not written back as active"
     );
+}
+
+/// A heartbeat of `task`'s agent holding its lease (with `secret` as the lease's secret):
+/// whether the coordinator says the lease is lost.
+async fn beat_holding(task: &mut Claimed, secret: &str) -> bool {
+    let r = task
+        .client
+        .heartbeat(v1::HeartbeatRequest {
+            protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+            agent_id: task.agent_id.clone(),
+            leases: vec![v1::HeldLease {
+                task_id: task.spec.task_id.clone(),
+                attempt: task.spec.attempt,
+                epoch: task.epoch,
+                lease_token: secret.to_string(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("a heartbeat is answered")
+        .into_inner();
+    r.lost_task_ids.contains(&task.spec.task_id)
+}
+
+async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(db: Db) {
+    let c = Cluster::start(db).await;
+    let bundle = c.upload_bundle(&tofuflow_e2e::example("gpu-pool"), "hb/warm-up");
+    let mut client = c.client().await;
+    for k in 0..16 {
+        client
+            .submit_run(v1::SubmitRunRequest {
+                workspace: format!("hb/lease-{k}"),
+                bundle_digest: bundle.clone(),
+                pool: "default".into(),
+                kind: v1::RunKind::PlanOnly as i32,
+                variables: [("region".to_string(), "eu-west-1".to_string())].into(),
+                ..Default::default()
+            })
+            .await
+            .expect("submit");
+    }
+    // Each round, all 16 agents beat at once: their heartbeats arrive together.
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+    let mut beats = Vec::new();
+    for k in 0..16 {
+        let mut task = claim_next(&c, "default", &format!("hb-agent-{k}")).await;
+        let together = together.clone();
+        beats.push(tokio::spawn(async move {
+            // Agent 0 presents a wrong secret: its lease is lost, every time.
+            let secret = match k {
+                0 => "not this lease's secret".to_string(),
+                _ => task.lease_token.clone(),
+            };
+            let lost: Vec<bool> = beats_lost(&mut task, &secret, &together).await;
+            (k, lost)
+        }));
+    }
+    for b in beats {
+        let (k, lost) = b.await.unwrap();
+        let expected = k == 0;
+        assert!(
+            lost.iter().all(|l| *l == expected),
+            "{db:?}: agent {k}'s lease lost {lost:?} (wrong secret: {expected})"
+        );
+    }
+    let beats = tofuflow_e2e::metric(&c, "tofuflow_heartbeat_group_sum").unwrap_or(0.0);
+    let groups = tofuflow_e2e::metric(&c, "tofuflow_heartbeat_group_count").unwrap_or(0.0);
+    assert!(
+        beats > groups,
+        "{db:?}: no group held more than one heartbeat ({beats} in {groups} groups)"
+    );
+}
+
+/// 20 heartbeats holding the lease, each when every agent is ready for its next: whether each
+/// was told it is lost.
+async fn beats_lost(
+    task: &mut Claimed,
+    secret: &str,
+    together: &tokio::sync::Barrier,
+) -> Vec<bool> {
+    let mut lost = Vec::new();
+    for _ in 0..20 {
+        together.wait().await;
+        lost.push(beat_holding(task, secret).await);
+    }
+    lost
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone_on_sqlite() {
+    leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone_on_postgres() {
+    leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

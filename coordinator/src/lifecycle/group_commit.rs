@@ -1,11 +1,13 @@
-//! Group commit: submits and log batches that arrive together share one transaction, each in a
-//! savepoint of its own, so durability costs one commit (one fsync) per group, not per call.
-//! A call is answered only after the transaction holding it has committed, so every answered
-//! submit (and every acknowledged log line) survives a crash. One job's error (a refused value,
+//! Group commit: submits, log batches and heartbeats holding leases that arrive together share
+//! one transaction, each in a savepoint of its own, so durability costs one commit (one fsync)
+//! per group, not per call. A call is answered only after the transaction holding it has
+//! committed, so every answered submit (every acknowledged log line, every renewed lease)
+//! survives a crash. One job's error (a refused value,
 //! a duplicate idempotency key, a fenced lease) rolls back only its savepoint and is its answer
 //! alone; a job that met a deadlock or a serialization failure in a group is done again alone
-//! after the group. Within a group, log batches come first in task order and submits after them
-//! in workspace order, so two groups never wait for each other in a cycle. Started by `lib.rs`
+//! after the group. Within a group, log batches come first in task order, heartbeats next in
+//! agent order and submits last in workspace order, so two groups never wait for each other in
+//! a cycle. Started by `lib.rs`
 //! once the store's hooks are installed; without it (store tests) each call is its own
 //! transaction.
 
@@ -29,10 +31,11 @@ const WAITING: usize = 4096;
 /// A job's writes, borrowing the job and the group's transaction.
 pub(crate) type Writing<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
-/// What a group holds: a submit or a log batch.
+/// What a group holds: a log batch, a heartbeat holding leases or a submit (in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Kind {
     Log,
+    Heartbeat,
     Submit,
 }
 
@@ -203,10 +206,10 @@ impl Store {
     }
 }
 
-/// Counts a committed group in `/metrics`: its submits and its log batches.
+/// Counts a committed group in `/metrics`: its submits, log batches and heartbeats.
 fn record(kinds: &[Kind]) {
     let n = |k: Kind| kinds.iter().filter(|x| **x == k).count();
-    crate::metrics::recorded().group(n(Kind::Submit), n(Kind::Log));
+    crate::metrics::recorded().group(n(Kind::Submit), n(Kind::Log), n(Kind::Heartbeat));
 }
 
 /// The next group: the first job to arrive, and up to [`GROUP`] in all of those waiting with
