@@ -20,6 +20,7 @@ pub struct Recorded {
     submit_group: Histogram,
     log_group: Histogram,
     heartbeat_group: Histogram,
+    claim_group: Histogram,
     dispatch: Histograms,
 }
 
@@ -41,6 +42,7 @@ impl Recorded {
             submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             log_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             heartbeat_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            claim_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             dispatch: histograms(),
         };
         let mut reg = r.registry;
@@ -75,6 +77,11 @@ impl Recorded {
             "Heartbeats holding leases committed together in one transaction (the group commit).",
             r.heartbeat_group.clone(),
         );
+        reg.register(
+            "claim_group",
+            "Claims committed together in one transaction (the group commit).",
+            r.claim_group.clone(),
+        );
         reg.register_with_unit("dispatch", "The coordinator's steps of a task's way to an agent: submit (a SubmitRun call, its group commit included), outbox (the publisher woken → the task message handed to RabbitMQ), confirm (handed over → the broker's confirm).", Unit::Seconds, r.dispatch.clone());
         Recorded { registry: reg, ..r }
     }
@@ -106,6 +113,13 @@ impl Recorded {
             ("outcome", outcome.to_string()),
         ];
         self.task.get_or_create(&labels).observe(seconds(ms));
+    }
+
+    /// A committed group's claims (observed when any).
+    pub fn claim_group(&self, claims: usize) {
+        if claims > 0 {
+            self.claim_group.observe(claims as f64);
+        }
     }
 
     /// A committed group: how many submits, log batches and heartbeats it held (each observed

@@ -1,12 +1,15 @@
-//! Submits and agents' log batches that arrive together share one transaction (group commit):
-//! every submit that was answered, and every log line whose batch was acknowledged, is still
-//! there after the coordinator is SIGKILLed; one submit refused inside a group leaves nothing
-//! behind while the others of its group are stored, on SQLite and on PostgreSQL.
+//! Submits, claims and agents' log batches that arrive together share one transaction (group
+//! commit): every submit that was answered, and every log line whose batch was acknowledged, is
+//! still there after the coordinator is SIGKILLed; one submit refused inside a group leaves
+//! nothing behind while the others of its group are stored; two agents racing for each task in
+//! shared groups get one lease per task; on SQLite and on PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tofuflow_e2e::{claim_next, example, wait_for, Claimed, Cluster, Db};
+use tofuflow_e2e::{
+    claim_next, example, fake_agent, open_envelope, wait_for, Claimed, Cluster, Db,
+};
 use tofuflow_proto::v1;
 
 /// A plan-only run of `bundle` in workspace `ws` (nothing runs it: no agent).
@@ -252,6 +255,79 @@ async fn a_refused_submit_leaves_nothing_and_its_group_is_stored(db: Db) {
         .all(|w| w.trim_start_matches("gc/mixed-").parse::<u32>().unwrap() % 2 == 0));
     assert_grouped(&c, &format!("{db:?} mixed"));
     assert_audit_chain_whole(&c, &format!("{db:?} after mixed groups"));
+}
+
+/// 16 tasks queued; for each, two agents claim it at the same moment as every other pair: each
+/// task is granted once (the other claim refused), and claims shared groups.
+async fn racing_claims_in_groups_grant_one_lease_per_task(db: Db) {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let c = Cluster::start(db).await;
+    let bundle = bundle(&c);
+    let mut client = c.client().await;
+    for k in 0..16 {
+        client
+            .submit_run(request(&bundle, format!("gc/claims-{k}")))
+            .await
+            .expect("submit");
+    }
+    let ch = c.amqp().await;
+    let mut tasks = Vec::new();
+    while tasks.len() < 16 {
+        let d = wait_for("a task message", Duration::from_secs(30), || {
+            let ch = ch.clone();
+            async move {
+                ch.basic_get("tofuflow.pool.default".into(), BasicGetOptions::default())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        })
+        .await;
+        tasks.push(open_envelope(&d.delivery.data));
+        d.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let together = Arc::new(tokio::sync::Barrier::new(32));
+    let mut claims = Vec::new();
+    for (k, (env, signed)) in tasks.into_iter().enumerate() {
+        for side in 0..2 {
+            let (mut a, id) = fake_agent(&c, &["default"], &format!("gc-claim-{k}-{side}"), None)
+                .await
+                .expect("register");
+            let req = v1::ClaimRequest {
+                agent_id: id,
+                task_id: env.task_id.clone(),
+                attempt: env.attempt,
+                envelope_id: signed.envelope_id.clone(),
+            };
+            let together = together.clone();
+            claims.push(tokio::spawn(async move {
+                together.wait().await;
+                let r = a.claim(req.clone()).await.expect("a claim is answered");
+                (req.task_id, r.into_inner().granted)
+            }));
+        }
+    }
+    let mut granted = BTreeMap::<String, u32>::new();
+    for cl in claims {
+        let (task, won) = cl.await.unwrap();
+        *granted.entry(task).or_default() += u32::from(won);
+    }
+    assert_eq!(granted.len(), 16);
+    assert!(
+        granted.values().all(|n| *n == 1),
+        "{db:?}: one lease per task: {granted:?}"
+    );
+    assert_grouped_as(&c, "claim", &format!("{db:?} racing claims"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_claims_in_groups_grant_one_lease_per_task_on_sqlite() {
+    racing_claims_in_groups_grant_one_lease_per_task(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_claims_in_groups_grant_one_lease_per_task_on_postgres() {
+    racing_claims_in_groups_grant_one_lease_per_task(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,11 @@
-//! Claiming a task attempt: the lease. Touches: tasks, task_attempts, agents (read), runs, transitions.
+//! Claiming a task attempt: the lease. Touches: tasks, task_attempts, agents (read), runs,
+//! transitions, id_tokens.
 
+use super::group_commit::{Job, Kind, Writing};
 use crate::error::{Error, Result};
 use crate::runs::{self, Phase, RunState};
 use crate::store::*;
+use tokio::sync::oneshot;
 
 /// What a claim gets.
 pub enum ClaimOutcome {
@@ -26,10 +29,60 @@ impl ClaimOutcome {
     }
 }
 
+/// A claim waiting for its group commit (`group_commit.rs`).
+struct ClaimJob {
+    agent_id: String,
+    task_id: String,
+    attempt: u32,
+    envelope_id: String,
+    policy: Policy,
+    rules: crate::auth::Rules,
+    t0: std::time::Instant,
+    outcome: Option<(ClaimOutcome, Option<Waits>)>,
+    answer: oneshot::Sender<Result<ClaimOutcome>>,
+}
+
+impl Job for ClaimJob {
+    fn kind(&self) -> Kind {
+        Kind::Claim
+    }
+
+    fn key(&self) -> &str {
+        &self.task_id
+    }
+
+    fn write<'a>(&'a mut self, store: &'a Store, tx: &'a mut Tx) -> Writing<'a> {
+        Box::pin(async move {
+            self.outcome = Some(store.claim_in(tx, self).await?);
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, r: Result<()>) {
+        let ClaimJob {
+            outcome,
+            answer,
+            t0,
+            ..
+        } = *self;
+        let r = r.and_then(|()| {
+            outcome.ok_or_else(|| Error::Internal("a committed claim without its outcome".into()))
+        });
+        let _ = answer.send(r.map(|(outcome, waits)| {
+            if let (Some(w), ClaimOutcome::Granted(g)) = (waits, &outcome) {
+                w.record(t0.elapsed(), g.task.phase);
+            }
+            outcome
+        }));
+    }
+}
+
 impl Store {
     /// Grants a lease on (task, attempt) if it is current and unclaimed, for the attempt's
     /// current signed envelope. Exactly one claim of an attempt can win; a stale attempt is
-    /// refused with the reason, an envelope claimed before or superseded as a replay.
+    /// refused with the reason, an envelope claimed before or superseded as a replay. Shares a
+    /// transaction with the calls that arrive with it (the group commit); answered once that
+    /// has committed.
     pub async fn claim(
         &self,
         agent_id: &str,
@@ -39,68 +92,70 @@ impl Store {
         policy: &Policy,
     ) -> Result<ClaimOutcome> {
         let t0 = std::time::Instant::now();
-        let now = now_ms();
         let rules = crate::auth::Rules::load(self).await?;
-        let mut tx = self.begin().await?;
-        let Some(task) = get_task_c(&mut tx, task_id).await? else {
-            return Ok(ClaimOutcome::Refused(format!("unknown task {task_id}")));
+        let (answer, answered) = oneshot::channel();
+        let job = ClaimJob {
+            agent_id: agent_id.to_string(),
+            task_id: task_id.to_string(),
+            attempt,
+            envelope_id: envelope_id.to_string(),
+            policy: policy.clone(),
+            rules,
+            t0,
+            outcome: None,
+            answer,
         };
-        if let Some(why) = replayed(&mut tx, &task, attempt, envelope_id).await? {
-            return Ok(ClaimOutcome::Replayed(why));
+        self.grouped(Box::new(job), answered).await
+    }
+
+    /// The claim's checks and writes in `tx`; with a granted lease, how long its task waited.
+    async fn claim_in(&self, tx: &mut Tx, c: &ClaimJob) -> Result<(ClaimOutcome, Option<Waits>)> {
+        let refused = |why: String| Ok((ClaimOutcome::Refused(why), None));
+        let (agent_id, task_id, attempt) = (c.agent_id.as_str(), c.task_id.as_str(), c.attempt);
+        let now = now_ms();
+        let Some(task) = get_task_c(tx, task_id).await? else {
+            return refused(format!("unknown task {task_id}"));
+        };
+        if let Some(why) = replayed(tx, &task, attempt, &c.envelope_id).await? {
+            return Ok((ClaimOutcome::Replayed(why), None));
         }
         if let Err(why) = runs::claim_decision(attempt, task.attempt, task.state) {
-            return Ok(ClaimOutcome::Refused(why));
+            return refused(why);
         }
-        if !agent_serves(&mut tx, agent_id, &task.pool).await? {
-            return Ok(ClaimOutcome::Refused(format!(
+        if !agent_serves(tx, agent_id, &task.pool).await? {
+            return refused(format!(
                 "agent {agent_id} is not registered for pool {:?}",
                 task.pool
-            )));
+            ));
         }
-        let run = get_run_c(&self.keys, &mut tx, &task.run_id).await?;
-        if let Err(why) = within_rules(&rules, &task, &run) {
-            self.fail_queued(&mut tx, &task, &run, &why, "coordinator", now)
+        let run = get_run_c(&self.keys, tx, &task.run_id).await?;
+        if let Err(why) = within_rules(&c.rules, &task, &run) {
+            self.fail_queued(tx, &task, &run, &why, "coordinator", now)
                 .await?;
-            self.commit(tx).await?;
-            return Ok(ClaimOutcome::Refused(why));
+            return refused(why);
         }
         let (from, to) = match task.phase {
             Phase::Plan => (RunState::Queued, RunState::Planning),
             Phase::Apply => (RunState::Approved, RunState::Applying),
         };
         if run.state != from {
-            return Ok(ClaimOutcome::Refused(format!(
-                "run {} is {}",
-                run.id, run.state
-            )));
+            return refused(format!("run {} is {}", run.id, run.state));
         }
-        let Some(lease) = grant_lease(&mut tx, &task, agent_id, now + policy.lease_ttl_ms).await?
+        let Some(lease) = grant_lease(tx, &task, agent_id, now + c.policy.lease_ttl_ms).await?
         else {
-            return Ok(ClaimOutcome::Refused(
-                "task attempt was claimed by someone else".into(),
-            ));
+            return refused("task attempt was claimed by someone else".into());
         };
-        record_attempt(&mut tx, &task, &run.id, agent_id, lease.epoch, now).await?;
-        let identity = self.issue_identity(&mut tx, &task, &run, now, now).await?;
-        let who = agent_label(&mut tx, agent_id).await?;
-        transition(
-            &mut tx,
-            &run.id,
-            from,
-            to,
-            agent_id,
-            &format!(
-                "{} attempt {attempt} claimed by agent {who}",
-                task.phase.as_str()
-            ),
-            now,
-        )
-        .await?;
+        record_attempt(tx, &task, &run.id, agent_id, lease.epoch, now).await?;
+        let identity = self.issue_identity(tx, &task, &run, now, now).await?;
+        let who = agent_label(tx, agent_id).await?;
+        let why = format!(
+            "{} attempt {attempt} claimed by agent {who}",
+            task.phase.as_str()
+        );
+        transition(tx, &run.id, from, to, agent_id, &why, now).await?;
         let waits = Waits::of(&task, &run, now);
-        let (task, run, connections) = self.granted(&mut tx, task_id, &run.id, agent_id).await?;
-        self.commit(tx).await?;
-        waits.record(t0.elapsed(), task.phase);
-        Ok(ClaimOutcome::Granted(Box::new(ClaimGrant {
+        let (task, run, connections) = self.granted(tx, task_id, &run.id, agent_id).await?;
+        let grant = ClaimGrant {
             epoch: lease.epoch,
             task,
             run,
@@ -108,7 +163,8 @@ impl Store {
             lease_token: lease.lease_token,
             identity,
             connections,
-        })))
+        };
+        Ok((ClaimOutcome::Granted(Box::new(grant)), Some(waits)))
     }
 }
 

@@ -1,13 +1,13 @@
-//! Group commit: submits, log batches and heartbeats holding leases that arrive together share
-//! one transaction, each in a savepoint of its own, so durability costs one commit (one fsync)
-//! per group, not per call. A call is answered only after the transaction holding it has
-//! committed, so every answered submit (every acknowledged log line, every renewed lease)
-//! survives a crash. One job's error (a refused value,
+//! Group commit: submits, claims, log batches and heartbeats holding leases that arrive
+//! together share one transaction, each in a savepoint of its own, so durability costs one
+//! commit (one fsync) per group, not per call. A call is answered only after the transaction
+//! holding it has committed, so every answered submit (every granted lease, every acknowledged
+//! log line, every renewed lease) survives a crash. One job's error (a refused value,
 //! a duplicate idempotency key, a fenced lease) rolls back only its savepoint and is its answer
 //! alone; a job that met a deadlock or a serialization failure in a group is done again alone
 //! after the group. Within a group, log batches come first in task order, heartbeats next in
-//! agent order and submits last in workspace order, so two groups never wait for each other in
-//! a cycle. Started by `lib.rs`
+//! agent order, claims in task order and submits last in workspace order, so two groups never
+//! wait for each other in a cycle. Started by `lib.rs`
 //! once the store's hooks are installed; without it (store tests) each call is its own
 //! transaction.
 
@@ -31,11 +31,13 @@ const WAITING: usize = 4096;
 /// A job's writes, borrowing the job and the group's transaction.
 pub(crate) type Writing<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
-/// What a group holds: a log batch, a heartbeat holding leases or a submit (in this order).
+/// What a group holds: a log batch, a heartbeat holding leases, a claim or a submit (in this
+/// order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Kind {
     Log,
     Heartbeat,
+    Claim,
     Submit,
 }
 
@@ -206,10 +208,12 @@ impl Store {
     }
 }
 
-/// Counts a committed group in `/metrics`: its submits, log batches and heartbeats.
+/// Counts a committed group in `/metrics`: its submits, log batches, heartbeats and claims.
 fn record(kinds: &[Kind]) {
     let n = |k: Kind| kinds.iter().filter(|x| **x == k).count();
-    crate::metrics::recorded().group(n(Kind::Submit), n(Kind::Log), n(Kind::Heartbeat));
+    let r = crate::metrics::recorded();
+    r.group(n(Kind::Submit), n(Kind::Log), n(Kind::Heartbeat));
+    r.claim_group(n(Kind::Claim));
 }
 
 /// The next group: the first job to arrive, and up to [`GROUP`] in all of those waiting with
