@@ -24,6 +24,11 @@ pub struct Recorded {
     dispatch: Histograms,
 }
 
+/// Buckets for how many calls one group commit held.
+fn group_sizes() -> Histogram {
+    Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+}
+
 /// The one registry of this process.
 pub fn recorded() -> &'static Recorded {
     static R: LazyLock<Recorded> = LazyLock::new(Recorded::new);
@@ -39,10 +44,10 @@ impl Recorded {
             claim: histogram(),
             task: histograms(),
             workflow_step: histogram(),
-            submit_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-            log_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-            heartbeat_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-            claim_group: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            submit_group: group_sizes(),
+            log_group: group_sizes(),
+            heartbeat_group: group_sizes(),
+            claim_group: group_sizes(),
             dispatch: histograms(),
         };
         let mut reg = r.registry;
@@ -62,26 +67,19 @@ impl Recorded {
             r.task.clone(),
         );
         reg.register_with_unit("workflow_step", "Time the workflow engine took to move a workflow run on after one of its runs ended (in that run's transaction).", s, r.workflow_step.clone());
-        reg.register(
-            "submit_group",
-            "Submits committed together in one transaction (the group commit).",
-            r.submit_group.clone(),
-        );
-        reg.register(
-            "log_group",
-            "Agents' log batches committed together in one transaction (the group commit).",
-            r.log_group.clone(),
-        );
-        reg.register(
-            "heartbeat_group",
-            "Heartbeats holding leases committed together in one transaction (the group commit).",
-            r.heartbeat_group.clone(),
-        );
-        reg.register(
-            "claim_group",
-            "Claims committed together in one transaction (the group commit).",
-            r.claim_group.clone(),
-        );
+        for (name, what, h) in [
+            ("submit_group", "Submits", &r.submit_group),
+            ("claim_group", "Claims", &r.claim_group),
+            ("log_group", "Agents' log batches", &r.log_group),
+            (
+                "heartbeat_group",
+                "Heartbeats holding leases",
+                &r.heartbeat_group,
+            ),
+        ] {
+            let help = format!("{what} committed together in one transaction (the group commit).");
+            reg.register(name, help, h.clone());
+        }
         reg.register_with_unit("dispatch", "The coordinator's steps of a task's way to an agent: submit (a SubmitRun call, its group commit included), outbox (the publisher woken → the task message handed to RabbitMQ), confirm (handed over → the broker's confirm).", Unit::Seconds, r.dispatch.clone());
         Recorded { registry: reg, ..r }
     }
@@ -115,24 +113,18 @@ impl Recorded {
         self.task.get_or_create(&labels).observe(seconds(ms));
     }
 
-    /// A committed group's claims (observed when any).
-    pub fn claim_group(&self, claims: usize) {
-        if claims > 0 {
-            self.claim_group.observe(claims as f64);
-        }
-    }
-
-    /// A committed group: how many submits, log batches and heartbeats it held (each observed
-    /// when any).
-    pub fn group(&self, submits: usize, logs: usize, heartbeats: usize) {
-        if heartbeats > 0 {
-            self.heartbeat_group.observe(heartbeats as f64);
-        }
-        if submits > 0 {
-            self.submit_group.observe(submits as f64);
-        }
-        if logs > 0 {
-            self.log_group.observe(logs as f64);
+    /// A committed group: how many submits, claims, log batches and heartbeats it held (each
+    /// observed when any).
+    pub fn group(&self, [submits, claims, logs, heartbeats]: [usize; 4]) {
+        for (n, h) in [
+            (submits, &self.submit_group),
+            (claims, &self.claim_group),
+            (logs, &self.log_group),
+            (heartbeats, &self.heartbeat_group),
+        ] {
+            if n > 0 {
+                h.observe(n as f64);
+            }
         }
     }
 

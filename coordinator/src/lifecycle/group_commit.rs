@@ -211,9 +211,12 @@ impl Store {
 /// Counts a committed group in `/metrics`: its submits, log batches, heartbeats and claims.
 fn record(kinds: &[Kind]) {
     let n = |k: Kind| kinds.iter().filter(|x| **x == k).count();
-    let r = crate::metrics::recorded();
-    r.group(n(Kind::Submit), n(Kind::Log), n(Kind::Heartbeat));
-    r.claim_group(n(Kind::Claim));
+    crate::metrics::recorded().group([
+        n(Kind::Submit),
+        n(Kind::Claim),
+        n(Kind::Log),
+        n(Kind::Heartbeat),
+    ]);
 }
 
 /// The next group: the first job to arrive, and up to [`GROUP`] in all of those waiting with
