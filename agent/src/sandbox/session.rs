@@ -384,9 +384,24 @@ fn take_command(control: &OwnedFd, buf: &mut [u8], running: &mut HashMap<i32, Un
     true
 }
 
-/// Forks tofu into the task's namespaces with its output on `stdout` and `stderr`.
+/// Forks tofu into the task's namespaces with its output on `stdout` and `stderr`. Signals are
+/// blocked across the fork: one sent to tofu's group before it has reset this helper's
+/// handlers (a cancel at that moment) waits, and then meets tofu's own dispositions.
 fn start(c: &Command, stdout: OwnedFd, stderr: OwnedFd) -> Reply {
-    match unsafe { fork() } {
+    use nix::sys::signal::{sigprocmask, SigmaskHow};
+    let mut before = SigSet::empty();
+    if let Err(e) = sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&SigSet::all()),
+        Some(&mut before),
+    ) {
+        return Reply::Failed(format!("blocking signals: {e}"));
+    }
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    match forked {
         Err(e) => Reply::Failed(format!("the task's sandbox is gone (fork: {e})")),
         Ok(ForkResult::Child) => {
             for (fd, to) in [(&stdout, 1), (&stderr, 2)] {
@@ -405,7 +420,7 @@ fn start(c: &Command, stdout: OwnedFd, stderr: OwnedFd) -> Reply {
 }
 
 /// Starts a session for `spec` and waits for its announcement, blocking (the benchmark and the
-/// tests; tasks use the agent's async `runner::session`). Ended by [`end_blocking`].
+/// tests; tasks use the agent's async `runner::session`). Ended by [`Blocking::end`].
 pub fn start_blocking(helper: &std::path::Path, spec: &Spec) -> std::io::Result<Blocking> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
