@@ -2,16 +2,15 @@
 //! together share one transaction, each in a savepoint of its own, so durability costs one
 //! commit (one fsync) per group, not per call. A call is answered only after the transaction
 //! holding it has committed, so every answered submit (every granted lease, every acknowledged
-//! log line, every renewed lease) survives a crash. One job's error (a refused value,
-//! a duplicate idempotency key, a fenced lease) rolls back only its savepoint and is its answer
+//! log line, every renewed lease) survives a crash. One job's error (a refused value, a
+//! duplicate idempotency key, a fenced lease) rolls back only its savepoint and is its answer
 //! alone; a job that met a deadlock or a serialization failure in a group is done again alone
 //! after the group. Within a group, log batches come first in task order, heartbeats next in
 //! agent order, claims in task order and submits last in workspace order, so two groups never
-//! wait for each other in a cycle. Started by `lib.rs`
-//! once the store's hooks are installed; without it (store tests) each call is its own
-//! transaction.
+//! wait for each other in a cycle. Each kind's job lives beside its command (`submit.rs`,
+//! `claim.rs`, `report.rs`, `heartbeat.rs`). Started by `lib.rs` once the store's hooks are
+//! installed; without it (store tests) each call is its own transaction.
 
-use super::submit::insert_run;
 use crate::error::{Error, Result};
 use crate::store::*;
 use std::future::Future;
@@ -56,47 +55,15 @@ pub(crate) trait Job: Send {
 /// Where jobs wait for the next group.
 pub(crate) type Queue = Arc<std::sync::OnceLock<mpsc::Sender<Box<dyn Job>>>>;
 
-/// A submit waiting for its group.
-struct SubmitJob {
-    new: NewRun,
-    policy: Policy,
-    run: Option<Run>,
-    answer: oneshot::Sender<Result<Run>>,
-}
-
-impl Job for SubmitJob {
-    fn kind(&self) -> Kind {
-        Kind::Submit
-    }
-
-    fn key(&self) -> &str {
-        &self.new.workspace
-    }
-
-    fn write<'a>(&'a mut self, _: &'a Store, tx: &'a mut Tx) -> Writing<'a> {
-        Box::pin(async move {
-            self.run = Some(insert_run(tx, &self.new, &self.policy).await?);
-            Ok(())
-        })
-    }
-
-    fn answer(self: Box<Self>, r: Result<()>) {
-        let run = self.run;
-        let _ = self.answer.send(r.and_then(|()| {
-            run.ok_or_else(|| Error::Internal("a committed submit without its run".into()))
-        }));
-    }
-}
-
 impl Store {
-    /// Starts the group committers: from now on every clone of this store submits and stores
-    /// log batches through them. Call it once the before-commit hooks are installed (they
+    /// Starts the group committers: from now on every clone of this store submits, claims,
+    /// stores log batches and renews leases through them. Call it once the before-commit hooks are installed (they
     /// commit with them). One on SQLite (one writer at a time anyway); [`PG_COMMITTERS`] on
     /// PostgreSQL, whose connections work in parallel. They stop with `stop`, once the jobs
     /// already waiting are committed and answered.
     pub fn start_group_commit(&self, tracker: &TaskTracker, stop: CancellationToken) {
         let (tx, rx) = mpsc::channel(WAITING);
-        if self.submits.set(tx).is_err() {
+        if self.group_commit.set(tx).is_err() {
             return;
         }
         let rx = Arc::new(Mutex::new(rx));
@@ -104,18 +71,6 @@ impl Store {
         for _ in 0..committers {
             tracker.spawn(self.clone().commit_groups(rx.clone(), stop.clone()));
         }
-    }
-
-    /// A submit through the group committer when it runs; otherwise in its own transaction.
-    pub(crate) async fn submit_grouped(&self, new: NewRun, policy: &Policy) -> Result<Run> {
-        let (answer, answered) = oneshot::channel();
-        let job = SubmitJob {
-            new,
-            policy: policy.clone(),
-            run: None,
-            answer,
-        };
-        self.grouped(Box::new(job), answered).await
     }
 
     /// Puts `job` in the next group when the group committer runs (otherwise writes it alone)
@@ -126,7 +81,7 @@ impl Store {
         answered: oneshot::Receiver<Result<T>>,
     ) -> Result<T> {
         let stopped = || unavailable("the coordinator is stopping: retry");
-        match self.submits.get() {
+        match self.group_commit.get() {
             Some(queue) => queue.send(job).await.map_err(|_| stopped())?,
             None => self.alone(job).await,
         }

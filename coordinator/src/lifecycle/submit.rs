@@ -1,5 +1,6 @@
 //! Submitting a run. Touches: runs, tasks, outbox, transitions, audit_log.
 
+use super::group_commit::{Job, Kind, Writing};
 use super::idempotency::{remember_key, Keyed};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::error::{Error, Result};
@@ -7,12 +8,52 @@ use crate::runs::{Phase, RunState};
 use crate::store::*;
 use base64::Engine;
 use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// A submit waiting for its group commit (`group_commit.rs`).
+struct SubmitJob {
+    new: NewRun,
+    policy: Policy,
+    run: Option<Run>,
+    answer: oneshot::Sender<Result<Run>>,
+}
+
+impl Job for SubmitJob {
+    fn kind(&self) -> Kind {
+        Kind::Submit
+    }
+
+    fn key(&self) -> &str {
+        &self.new.workspace
+    }
+
+    fn write<'a>(&'a mut self, _: &'a Store, tx: &'a mut Tx) -> Writing<'a> {
+        Box::pin(async move {
+            self.run = Some(insert_run(tx, &self.new, &self.policy).await?);
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, r: Result<()>) {
+        let run = self.run;
+        let _ = self.answer.send(r.and_then(|()| {
+            run.ok_or_else(|| Error::Internal("a committed submit without its run".into()))
+        }));
+    }
+}
 
 impl Store {
     /// Creates a run and its plan task, and queues the task, in one transaction (shared with
-    /// the submits that arrive with it, when the group commit runs).
-    pub async fn submit(&self, n: NewRun, policy: &Policy) -> Result<Run> {
-        self.submit_grouped(n, policy).await
+    /// the calls that arrive with it, when the group commit runs).
+    pub async fn submit(&self, new: NewRun, policy: &Policy) -> Result<Run> {
+        let (answer, answered) = oneshot::channel();
+        let job = SubmitJob {
+            new,
+            policy: policy.clone(),
+            run: None,
+            answer,
+        };
+        self.grouped(Box::new(job), answered).await
     }
 }
 

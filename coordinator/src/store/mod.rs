@@ -123,8 +123,8 @@ pub struct Store {
     pub(crate) signer: std::sync::Arc<Signer>,
     /// Signs ID tokens (`oidc_keys.rs`).
     pub(crate) oidc: std::sync::Arc<IdTokenSigner>,
-    /// Where submits wait for their group commit, once it runs (`lifecycle/group_commit.rs`).
-    pub(crate) submits: crate::lifecycle::group_commit::Queue,
+    /// Where calls wait for their group commit, once it runs (`lifecycle/group_commit.rs`).
+    pub(crate) group_commit: crate::lifecycle::group_commit::Queue,
     /// Idle heartbeats waiting to be written together (`lifecycle/seen.rs`).
     pub(crate) seen: crate::lifecycle::seen::SeenAgents,
 }
@@ -217,7 +217,7 @@ impl Store {
             effects: Default::default(),
             signer: Default::default(),
             oidc: Default::default(),
-            submits: Default::default(),
+            group_commit: Default::default(),
             seen: Default::default(),
         };
         store.migrate().await?;
