@@ -72,9 +72,9 @@ pub struct Claimed {
     pub client: AgentClient,
 }
 
-/// Takes the next task off a pool's queue and claims it, as an agent would (without running
-/// anything).
-pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
+/// Takes the next task message off a pool's queue (acked, so no agent gets it): its envelope
+/// and the signed envelope.
+pub async fn next_task_message(c: &Cluster, pool: &str) -> (v1::TaskEnvelope, v1::SignedEnvelope) {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
     let ch = c.amqp().await;
     let d = wait_for("a task message", Duration::from_secs(30), || {
@@ -90,8 +90,15 @@ pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
         }
     })
     .await;
-    let (env, signed) = open_envelope(&d.delivery.data);
+    let opened = open_envelope(&d.delivery.data);
     d.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    opened
+}
+
+/// Takes the next task off a pool's queue and claims it, as an agent would (without running
+/// anything).
+pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
+    let (env, signed) = next_task_message(c, pool).await;
     let (mut a, agent_id) = fake_agent(c, &[pool], agent_name, None)
         .await
         .expect("register");
@@ -112,6 +119,29 @@ pub async fn claim_next(c: &Cluster, pool: &str, agent_name: &str) -> Claimed {
         lease_token: r.lease_token,
         agent_id,
         client: a,
+    }
+}
+
+impl Claimed {
+    /// One heartbeat of the agent holding this lease, presenting `secret` as the lease's secret
+    /// (its own, or another to test the refusal).
+    pub async fn heartbeat_with(&self, secret: &str) -> v1::HeartbeatResponse {
+        let mut client = self.client.clone();
+        client
+            .heartbeat(v1::HeartbeatRequest {
+                protocol_version: tofuflow_proto::PROTOCOL_VERSION,
+                agent_id: self.agent_id.clone(),
+                leases: vec![v1::HeldLease {
+                    task_id: self.spec.task_id.clone(),
+                    attempt: self.spec.attempt,
+                    epoch: self.epoch,
+                    lease_token: secret.to_string(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("a heartbeat is answered")
+            .into_inner()
     }
 }
 

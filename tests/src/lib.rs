@@ -42,8 +42,8 @@ pub use broker::{broker_ctl, BrokerBack, DeadMessage};
 pub use cluster::{pg_admin_url, Cluster, ClusterBuilder, Db, TlsFiles, UserClient};
 pub use coordinators::Coordinator;
 pub use fake_agent::{
-    claim_apply, claim_next, fake_agent, finish_plan_with_changes, open_envelope, AgentClient,
-    Claimed,
+    claim_apply, claim_next, fake_agent, finish_plan_with_changes, next_task_message,
+    open_envelope, AgentClient, Claimed,
 };
 pub use http::{http_get, http_request, https_get, mean_between, metric, sample_in};
 pub use inspect::Attempt;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tofuflow_e2e::{
-    claim_next, example, fake_agent, open_envelope, wait_for, Claimed, Cluster, Db,
+    claim_next, example, fake_agent, next_task_message, wait_for, Claimed, Cluster, Db,
 };
 use tofuflow_proto::v1;
 
@@ -23,6 +23,17 @@ fn request(bundle: &str, ws: String) -> v1::SubmitRunRequest {
             .into_iter()
             .collect(),
         ..Default::default()
+    }
+}
+
+/// 16 plan-only runs of `bundle`, in workspaces `PREFIX-0` … `PREFIX-15`.
+async fn submit_plans(c: &Cluster, bundle: &str, prefix: &str) {
+    let mut client = c.client().await;
+    for k in 0..16 {
+        client
+            .submit_run(request(bundle, format!("{prefix}-{k}")))
+            .await
+            .expect("submit");
     }
 }
 
@@ -104,13 +115,7 @@ fn assert_grouped_as(c: &Cluster, kind: &str, when: &str) {
 async fn acknowledged_log_lines_survive_a_sigkill(db: Db) {
     let mut c = Cluster::start(db).await;
     let bundle = bundle(&c);
-    let mut client = c.client().await;
-    for k in 0..16 {
-        client
-            .submit_run(request(&bundle, format!("gc/logs-{k}")))
-            .await
-            .expect("submit");
-    }
+    submit_plans(&c, &bundle, "gc/logs").await;
     let mut claimed = Vec::new();
     for k in 0..16 {
         claimed.push(claim_next(&c, "default", &format!("gc-agent-{k}")).await);
@@ -260,31 +265,12 @@ async fn a_refused_submit_leaves_nothing_and_its_group_is_stored(db: Db) {
 /// 16 tasks queued; for each, two agents claim it at the same moment as every other pair: each
 /// task is granted once (the other claim refused), and claims shared groups.
 async fn racing_claims_in_groups_grant_one_lease_per_task(db: Db) {
-    use lapin::options::{BasicAckOptions, BasicGetOptions};
     let c = Cluster::start(db).await;
     let bundle = bundle(&c);
-    let mut client = c.client().await;
-    for k in 0..16 {
-        client
-            .submit_run(request(&bundle, format!("gc/claims-{k}")))
-            .await
-            .expect("submit");
-    }
-    let ch = c.amqp().await;
+    submit_plans(&c, &bundle, "gc/claims").await;
     let mut tasks = Vec::new();
-    while tasks.len() < 16 {
-        let d = wait_for("a task message", Duration::from_secs(30), || {
-            let ch = ch.clone();
-            async move {
-                ch.basic_get("tofuflow.pool.default".into(), BasicGetOptions::default())
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        })
-        .await;
-        tasks.push(open_envelope(&d.delivery.data));
-        d.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    for _ in 0..16 {
+        tasks.push(next_task_message(&c, "default").await);
     }
     let together = Arc::new(tokio::sync::Barrier::new(32));
     let mut claims = Vec::new();

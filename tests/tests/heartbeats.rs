@@ -83,28 +83,6 @@ async fn idle_heartbeats_are_written_together(db: Db) {
     );
 }
 
-/// A heartbeat of `task`'s agent holding its lease (with `secret` as the lease's secret):
-/// whether the coordinator says the lease is lost.
-async fn beat_holding(task: &mut Claimed, secret: &str) -> bool {
-    let r = task
-        .client
-        .heartbeat(v1::HeartbeatRequest {
-            protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-            agent_id: task.agent_id.clone(),
-            leases: vec![v1::HeldLease {
-                task_id: task.spec.task_id.clone(),
-                attempt: task.spec.attempt,
-                epoch: task.epoch,
-                lease_token: secret.to_string(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("a heartbeat is answered")
-        .into_inner();
-    r.lost_task_ids.contains(&task.spec.task_id)
-}
-
 async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(db: Db) {
     let c = Cluster::start(db).await;
     let bundle = c.upload_bundle(&tofuflow_e2e::example("gpu-pool"), "hb/warm-up");
@@ -126,7 +104,7 @@ async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(db: Db) {
     let together = std::sync::Arc::new(tokio::sync::Barrier::new(16));
     let mut beats = Vec::new();
     for k in 0..16 {
-        let mut task = claim_next(&c, "default", &format!("hb-agent-{k}")).await;
+        let task = claim_next(&c, "default", &format!("hb-agent-{k}")).await;
         let together = together.clone();
         beats.push(tokio::spawn(async move {
             // Agent 0 presents a wrong secret: its lease is lost, every time.
@@ -134,7 +112,7 @@ async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(db: Db) {
                 0 => "not this lease's secret".to_string(),
                 _ => task.lease_token.clone(),
             };
-            let lost: Vec<bool> = beats_lost(&mut task, &secret, &together).await;
+            let lost: Vec<bool> = beats_lost(&task, &secret, &together).await;
             (k, lost)
         }));
     }
@@ -156,15 +134,12 @@ async fn leased_heartbeats_are_grouped_and_a_wrong_lease_is_lost_alone(db: Db) {
 
 /// 20 heartbeats holding the lease, each when every agent is ready for its next: whether each
 /// was told it is lost.
-async fn beats_lost(
-    task: &mut Claimed,
-    secret: &str,
-    together: &tokio::sync::Barrier,
-) -> Vec<bool> {
+async fn beats_lost(task: &Claimed, secret: &str, together: &tokio::sync::Barrier) -> Vec<bool> {
     let mut lost = Vec::new();
     for _ in 0..20 {
         together.wait().await;
-        lost.push(beat_holding(task, secret).await);
+        let r = task.heartbeat_with(secret).await;
+        lost.push(r.lost_task_ids.contains(&task.spec.task_id));
     }
     lost
 }

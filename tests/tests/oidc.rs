@@ -224,22 +224,7 @@ async fn a_bad_issuer_stops_the_coordinator_with_the_reason() {
 
 /// One heartbeat of the fake agent holding `t`: the fresh token it brings for that task.
 async fn heartbeat(t: &Claimed) -> Option<v1::RenewedIdToken> {
-    let mut client = t.client.clone();
-    let r = client
-        .heartbeat(v1::HeartbeatRequest {
-            protocol_version: tofuflow_proto::PROTOCOL_VERSION,
-            agent_id: t.agent_id.clone(),
-            leases: vec![v1::HeldLease {
-                task_id: t.spec.task_id.clone(),
-                attempt: t.spec.attempt,
-                epoch: t.epoch,
-                lease_token: t.lease_token.clone(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = t.heartbeat_with(&t.lease_token).await;
     assert!(r.lost_task_ids.is_empty(), "the lease lives");
     r.id_tokens
         .into_iter()
